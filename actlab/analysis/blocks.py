@@ -1,0 +1,286 @@
+"""Block kernels: the statistics computed from one (sample, unit) block of one layer at one epoch.
+
+Both the composable per-analysis functions (mapped over the epoch chunks of a
+dask-backed DataArray) and the fused pipeline (one read per block) call these
+kernels, so the math lives here only once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+GROUPINGS: tuple[str, ...] = ("clean", "noisy_by_original", "noisy_by_assigned", "test")
+"""Sample groupings for class means: probe group and which label defines the class."""
+
+GROUPING_LONG_NAMES = {
+    "clean": "clean training probes grouped by label",
+    "noisy_by_original": "noisy training probes grouped by original (true) label",
+    "noisy_by_assigned": "noisy training probes grouped by assigned (noisy) label",
+    "test": "test probes grouped by label",
+}
+
+PATH_SOURCES: tuple[str, ...] = ("clean", "noisy_by_assigned")
+"""Groupings whose class means are the clean and noisy signals of path attribution."""
+
+
+def grouping_codes(group: np.ndarray, label: np.ndarray, original_label: np.ndarray) -> np.ndarray:
+    """Class code of every sample in every grouping, -1 where the sample is outside the grouping.
+
+    Parameters
+    ----------
+    group : ndarray of str, shape (sample,)
+    label, original_label : ndarray of int, shape (sample,)
+
+    Returns
+    -------
+    ndarray of int64, shape (grouping, sample)
+    """
+    group = np.asarray(group).astype(str)
+    label = np.asarray(label, dtype=np.int64)
+    original = np.asarray(original_label, dtype=np.int64)
+    rules = {
+        "clean": (group == "clean", label),
+        "noisy_by_original": (group == "noisy", original),
+        "noisy_by_assigned": (group == "noisy", label),
+        "test": (group == "test", label),
+    }
+    return np.stack([np.where(mask, classes, -1) for mask, classes in (rules[g] for g in GROUPINGS)])
+
+
+def codes_of(act: xr.DataArray) -> np.ndarray:
+    """:func:`grouping_codes` from the probe coords of an activation DataArray."""
+    for name in ("group", "label", "original_label"):
+        if name not in act.coords:
+            raise ValueError(f"activations need the probe coord {name!r} on dim 'sample'; got coords {list(act.coords)}")
+    return grouping_codes(act["group"].values, act["label"].values, act["original_label"].values)
+
+
+def infer_n_classes(act: xr.DataArray) -> int:
+    """Largest label or original label + 1."""
+    return int(max(act["label"].values.max(), act["original_label"].values.max())) + 1
+
+
+def group_counts(codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Samples per (grouping, class); shape (grouping, class), int64."""
+    return np.stack([np.bincount(c[c >= 0], minlength=n_classes)[:n_classes] for c in codes])
+
+
+def group_sums(x: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Sum of activations per (grouping, class), a one-hot matrix product in the input precision (float32 blocks).
+
+    Parameters
+    ----------
+    x : ndarray, shape (sample, unit)
+    codes : ndarray of int, shape (grouping, sample)
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of float64, shape (grouping, class, unit)
+    """
+    n_groupings, n_samples = codes.shape
+    x = np.asarray(x)
+    onehot = np.zeros((n_groupings, n_classes, n_samples), dtype=x.dtype if x.dtype == np.float32 else np.float64)
+    for g, c in enumerate(codes):
+        keep = c >= 0
+        onehot[g, c[keep], np.flatnonzero(keep)] = 1.0
+    sums = onehot.reshape(-1, n_samples) @ x.astype(onehot.dtype, copy=False)
+    return sums.astype(np.float64).reshape(n_groupings, n_classes, -1)
+
+
+def means_from_sums(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Class means from sums (..., grouping, class, unit) and counts (grouping, class); NaN where empty."""
+    return np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], np.nan)
+
+
+def cosine(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Cosine similarity along ``axis``; NaN where either vector is zero or NaN."""
+    dot = np.sum(a * b, axis=axis)
+    norm = np.sqrt(np.sum(a * a, axis=axis) * np.sum(b * b, axis=axis))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), np.nan)
+
+
+def sample_cosines(x: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Cosine of every sample to every class mean.
+
+    Parameters
+    ----------
+    x : ndarray, shape (sample, unit)
+    means : ndarray, shape (class, unit), may hold NaN rows
+
+    Returns
+    -------
+    ndarray of float64, shape (sample, class); NaN for a zero sample, a zero or NaN mean
+    """
+    x = np.asarray(x, dtype=np.float64)
+    valid = np.all(np.isfinite(means), axis=1)
+    clean_means = np.where(valid[:, None], means, 0.0)
+    dot = x @ clean_means.T
+    norm = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(clean_means, axis=1)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), np.nan)
+    out[:, ~valid] = np.nan
+    return out
+
+
+def unit_magnitudes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and max of |x| over samples; each shape (unit,), float64."""
+    absolute = np.abs(x)
+    return absolute.mean(axis=0, dtype=np.float64), absolute.max(axis=0).astype(np.float64)
+
+
+def top_units(mean_abs: np.ndarray, n_top: int) -> np.ndarray:
+    """Indices of the ``n_top`` units with the largest ``mean_abs``, largest first (ties: lower index first)."""
+    order = np.argsort(-mean_abs, kind="stable")
+    return order[: min(n_top, len(order))]
+
+
+@dataclass
+class Moments:
+    """Sample count, mean and centred scatter matrix of (sample, unit) data; merge with ``+``.
+
+    Attributes
+    ----------
+    n : int
+    mean : ndarray of float64, shape (unit,)
+    scatter : ndarray of float64, shape (unit, unit)
+        Sum over samples of (x - mean)(x - mean)^T.
+    """
+
+    n: int
+    mean: np.ndarray
+    scatter: np.ndarray
+
+    @classmethod
+    def from_block(cls, x: np.ndarray) -> Moments:
+        """Moments of one (sample, unit) block: mean in float64, products of the centred block in float32."""
+        x = np.asarray(x)
+        mean = x.mean(axis=0, dtype=np.float64)
+        centred = x.astype(np.float32) - mean.astype(np.float32)
+        return cls(len(x), mean, (centred.T @ centred).astype(np.float64))
+
+    def __add__(self, other: Moments) -> Moments:
+        """Pairwise merge (Chan et al.): exact, order independent up to rounding."""
+        return Moments(self.n, self.mean.copy(), self.scatter.copy()).update(other)
+
+    def update(self, other: Moments) -> Moments:
+        """Merge ``other`` into these moments in place (Chan et al.); returns self."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            self.n, self.mean, self.scatter = other.n, other.mean.copy(), other.scatter.copy()
+            return self
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.scatter += other.scatter
+        self.scatter += np.outer(delta * (self.n * other.n / n), delta)
+        self.mean += delta * (other.n / n)
+        self.n = n
+        return self
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Per-run constants of the fused block statistics (picklable, sent with every block task)."""
+
+    codes: np.ndarray
+    n_classes: int
+    test_index: np.ndarray
+    n_top: int
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Samples per (grouping, class)."""
+        return group_counts(self.codes, self.n_classes)
+
+
+@dataclass
+class BlockStats:
+    """Everything the analyses need from one (layer, epoch) block.
+
+    Attributes
+    ----------
+    sums : (grouping, class, unit) float64
+    mean_abs, max_abs : (unit,) float64
+    moments : Moments
+    path_cosines : (source, test_sample, class) float32, sources :data:`PATH_SOURCES`
+    top_units : (rank,) int, by mean_abs
+    top_values : (rank, sample) float32 |activation| of the top units, or None
+    predicted : (sample,) int argmax over units (output layer), or None
+    """
+
+    sums: np.ndarray
+    mean_abs: np.ndarray
+    max_abs: np.ndarray
+    moments: Moments
+    path_cosines: np.ndarray
+    top_units: np.ndarray
+    top_values: np.ndarray | None
+    predicted: np.ndarray | None
+
+
+def path_cosines(x: np.ndarray, sums: np.ndarray, counts: np.ndarray, test_index: np.ndarray) -> np.ndarray:
+    """Cosine of each test sample to the clean and noisy (assigned label) class means of the same block.
+
+    Returns
+    -------
+    ndarray of float32, shape (source, test_sample, class)
+    """
+    means = means_from_sums(sums, counts)
+    x_test = x[test_index]
+    return np.stack([sample_cosines(x_test, means[GROUPINGS.index(s)]) for s in PATH_SOURCES]).astype(np.float32)
+
+
+def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, predictions: bool) -> BlockStats:
+    """All block-local statistics of one (sample, unit) block.
+
+    Parameters
+    ----------
+    x : ndarray, shape (sample, unit)
+    plan : BlockPlan
+    keep_top_values : bool
+        Keep the per-sample |activation| of the top units (done at the last epoch).
+    predictions : bool
+        Compute the argmax over units (the output layer).
+    """
+    sums = group_sums(x, plan.codes, plan.n_classes)
+    mean_abs, max_abs = unit_magnitudes(x)
+    top = top_units(mean_abs, plan.n_top)
+    return BlockStats(
+        sums=sums,
+        mean_abs=mean_abs,
+        max_abs=max_abs,
+        moments=Moments.from_block(x),
+        path_cosines=path_cosines(x, sums, plan.counts, plan.test_index),
+        top_units=top,
+        top_values=np.abs(x[:, top]).T.astype(np.float32) if keep_top_values else None,
+        predicted=np.argmax(x, axis=1) if predictions else None,
+    )
+
+
+def check_activations(act: xr.DataArray) -> xr.DataArray:
+    """Validate an activation DataArray and return it as (epoch, sample, unit) with one chunk per epoch."""
+    if not isinstance(act, xr.DataArray):
+        raise TypeError(f"expected an xr.DataArray of activations (epoch, sample, unit); got {type(act).__name__}")
+    if set(act.dims) != {"epoch", "sample", "unit"}:
+        raise ValueError(f"activations must have dims (epoch, sample, unit); got {act.dims}")
+    act = act.transpose("epoch", "sample", "unit")
+    return act.chunk({"epoch": 1, "sample": -1, "unit": -1})
+
+
+def map_epochs(act: xr.DataArray, kernel: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], dtype) -> da.Array:
+    """Lazily apply ``kernel`` to each epoch's (sample, unit) block; returns a dask array (epoch, *shape)."""
+    act = check_activations(act)
+    blocks = act.data.to_delayed().ravel()
+    parts = [
+        da.from_delayed(dask.delayed(lambda b: kernel(b[0]))(block), shape=shape, dtype=dtype)
+        for block in blocks
+    ]
+    return da.stack(parts)

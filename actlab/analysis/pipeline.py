@@ -1,0 +1,488 @@
+"""The fused analysis pass: every (layer, epoch) block is read once and feeds all analyses.
+
+:func:`analyze` streams the blocks through a bounded pool (local threads or a
+dask.distributed cluster), reduces each to :class:`~actlab.analysis.blocks.BlockStats`
+and assembles the five analyses from those statistics with the same
+functions the composable API uses. :func:`summary` condenses the results into
+headline findings; :func:`save_results` / :func:`load_results` persist them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from actlab import __version__
+from actlab.analysis import blocks, curves, large_activation, paths, separation
+from actlab.analysis.blocks import GROUPINGS, BlockPlan, BlockStats, Moments
+from actlab.analysis.pca import PCA, pca_trajectories
+from actlab.analysis.run import KINDS, Run, open_run, read_block
+from actlab.errors import ConfigError, StoreError
+
+ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
+"""Result nodes, in report order."""
+
+
+def _block_task(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, plan: BlockPlan,
+                keep_top_values: bool, predictions: bool) -> BlockStats:
+    x = read_block(run_dir, layer, slot, epoch, relu)
+    return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions)
+
+
+def _executor(scheduler: str | None, max_workers: int) -> tuple[cf.Executor, Callable[[], None]]:
+    if scheduler is None:
+        pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-analyze")
+        return pool, lambda: pool.shutdown(wait=True)
+    if not isinstance(scheduler, str):
+        raise ConfigError(f"scheduler must be None or a dask.distributed address string; got {type(scheduler).__name__}")
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ConfigError("scheduler needs dask.distributed, which is not installed; run `pip install distributed`") from exc
+    try:
+        client = Client(scheduler)
+    except Exception as exc:
+        raise ConfigError(f"cannot connect to the dask scheduler at {scheduler} ({exc}); check the address") from exc
+    return client.get_executor(pure=False), client.close
+
+
+class _Accumulator:
+    """Per-layer arrays filled block by block; memory is O(layers x epochs x (classes + top units) x units)."""
+
+    def __init__(self, run: Run, plan: BlockPlan) -> None:
+        n_epochs, n_classes = len(run.epochs), plan.n_classes
+        self.sums: dict[str, np.ndarray] = {}
+        self.mean_abs: dict[str, np.ndarray] = {}
+        self.max_abs: dict[str, np.ndarray] = {}
+        self.moments: dict[str, Moments] = {}
+        self.path_cosines: dict[str, np.ndarray] = {}
+        self.last_top_units: dict[str, np.ndarray] = {}
+        self.last_top_values: dict[str, np.ndarray] = {}
+        self.predicted = np.full((n_epochs, run.n_samples), -1, dtype=np.int64)
+        for name in run.layer_names:
+            width = int(run.layer_specs[name]["width"])
+            self.sums[name] = np.zeros((n_epochs, len(GROUPINGS), n_classes, width))
+            self.mean_abs[name] = np.zeros((n_epochs, width))
+            self.max_abs[name] = np.zeros((n_epochs, width))
+            self.moments[name] = Moments(0, np.zeros(width), np.zeros((width, width)))
+            self.path_cosines[name] = np.zeros((n_epochs, len(blocks.PATH_SOURCES), len(plan.test_index), n_classes),
+                                               dtype=np.float32)
+
+    def add(self, layer: str, index: int, stats: BlockStats) -> None:
+        self.sums[layer][index] = stats.sums
+        self.mean_abs[layer][index] = stats.mean_abs
+        self.max_abs[layer][index] = stats.max_abs
+        self.moments[layer].update(stats.moments)
+        self.path_cosines[layer][index] = stats.path_cosines
+        if stats.top_values is not None:
+            self.last_top_units[layer] = stats.top_units
+            self.last_top_values[layer] = stats.top_values
+        if stats.predicted is not None:
+            self.predicted[index] = stats.predicted
+
+
+def _stream_blocks(run: Run, plan: BlockPlan, kind: str, *, scheduler: str | None, max_workers: int,
+                   progress: bool) -> _Accumulator:
+    acc = _Accumulator(run, plan)
+    last, output = len(run.epochs) - 1, run.layer_names[-1]
+    tasks = [
+        (name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
+                   plan, i == last, name == output))
+        for name in run.layer_names for i in range(len(run.epochs))
+    ]
+    executor, close = _executor(scheduler, max_workers)
+    show = progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+    pending: dict[cf.Future, tuple[str, int]] = {}
+    try:
+        with tqdm(total=len(tasks), desc="analyze", unit="block", disable=not show) as bar:
+            queue = iter(tasks)
+            while True:
+                while len(pending) < 2 * max_workers:
+                    task = next(queue, None)
+                    if task is None:
+                        break
+                    pending[executor.submit(_block_task, *task[2])] = (task[0], task[1])
+                if not pending:
+                    break
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    layer, index = pending.pop(future)
+                    acc.add(layer, index, future.result())
+                    bar.update(1)
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+    finally:
+        close()
+    return acc
+
+
+def _layer_stack(datasets: list[xr.Dataset], names: list[str]) -> xr.Dataset:
+    return xr.concat(datasets, dim=xr.Variable("layer", names, {"long_name": "layer"}), combine_attrs="override")
+
+
+def _separation(run: Run, means: dict[str, xr.DataArray]) -> xr.Dataset:
+    out = _layer_stack([separation.separation_from_means(means[name]) for name in run.layer_names], run.layer_names)
+    out["count"] = out["count"].isel(layer=0, drop=True)
+    return out
+
+
+def _pca(run: Run, acc: _Accumulator, n_components: int, means: dict[str, xr.DataArray]) -> dict[str, xr.Dataset]:
+    fitted = {name: PCA(n_components).fit_moments(acc.moments[name]) for name in run.layer_names}
+    k = max(p.components_.sizes["component"] for p in fitted.values())
+    pad = {"component": np.arange(k)}
+    node = _layer_stack(
+        [
+            xr.Dataset({
+                "explained_variance_ratio": p.explained_variance_ratio_,
+                "explained_variance": p.explained_variance_,
+                "trajectory": pca_trajectories(p, means[name]),
+            }).reindex(pad)
+            for name, p in fitted.items()
+        ],
+        run.layer_names,
+    )
+    node.attrs.update(n_samples_seen={name: p.n_samples_seen_ for name, p in fitted.items()},
+                      method="exact: per-block mean and centred scatter merged in float64, eigh of the covariance")
+    children = {
+        name: xr.Dataset({"components": p.components_.reindex(pad), "mean": p.mean_})
+        for name, p in fitted.items()
+    }
+    return {"": node, **children}
+
+
+def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_median: float, min_ratio_to_second: float,
+                      n_permutations: int, seed: int) -> dict[str, xr.Dataset]:
+    features = large_activation.image_features(run.probes["image"].values, seed=seed)
+    predicted = xr.DataArray(acc.predicted[-1], dims="sample") if np.all(acc.predicted[-1] >= 0) else None
+    per_layer, children = [], {}
+    for name in run.layer_names:
+        mags = large_activation.magnitudes_dataset(acc.mean_abs[name], acc.max_abs[name], run.epochs,
+                                                   np.arange(acc.mean_abs[name].shape[1]))
+        found = large_activation.dominant_unit(mags, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
+                                               min_ratio_to_second=min_ratio_to_second)
+        unit = int(found["dominant_unit"])
+        if int(acc.last_top_units[name][0]) != unit:
+            raise RuntimeError(f"dominant unit of {name} disagrees between block and layer statistics")
+        values = xr.DataArray(acc.last_top_values[name][0], dims="sample",
+                              coords={k: v.variable for k, v in run.probes["sample"].coords.items()},
+                              name="dominant_unit_activation",
+                              attrs={"long_name": f"|activation| of the dominant unit at epoch {run.epochs[-1]}", "units": "1"})
+        explained = large_activation.explain_unit(values, run.probes, predicted, n_permutations=n_permutations, seed=seed,
+                                                  input_features=features)
+        per_layer.append(xr.merge([found, explained], combine_attrs="override").reindex(rank=np.arange(n_top)))
+        children[name] = xr.Dataset({**mags.data_vars, "dominant_unit_activation": values})
+    node = _layer_stack(per_layer, run.layer_names)
+    node.attrs.update(min_ratio_to_median=min_ratio_to_median, min_ratio_to_second=min_ratio_to_second,
+                      n_permutations=n_permutations, seed=seed, explained_epoch=int(run.epochs[-1]))
+    return {"": node, **children}
+
+
+def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str) -> xr.Dataset:
+    if np.any(acc.predicted < 0):
+        raise RuntimeError("predictions from the output layer are missing")
+    if len(plan.test_index) == 0:
+        raise ValueError("the run has no test probes; path attribution needs them")
+    sample_coords = {k: v.variable for k, v in run.probes["sample"].coords.items()}
+    predicted = xr.DataArray(acc.predicted, dims=("epoch", "sample"), coords={"epoch": run.epochs, **sample_coords})
+    test = run.probes["sample"].isel(sample=plan.test_index)
+    per_layer = [
+        paths.attribute_paths(
+            paths.cosines_dataarray(acc.path_cosines[name], run.epochs, test, plan.n_classes),
+            predicted, relevant,
+        )
+        for name in run.layer_names
+    ]
+    shared = ["predicted", "correct", "relevant_class", "n_correct", "n_wrong"]
+    node = _layer_stack([ds.drop_vars(shared) for ds in per_layer], run.layer_names)
+    node = node.merge(per_layer[0][shared])
+    warnings = separation.empty_class_warnings(plan.counts[[GROUPINGS.index(s) for s in blocks.PATH_SOURCES]])
+    node.attrs.update(per_layer[0].attrs, warnings=warnings)
+    return node
+
+
+def analyze(
+    run: Run | str | os.PathLike,
+    *,
+    progress: bool = True,
+    scheduler: str | None = None,
+    kind: str = "post",
+    n_components: int = 10,
+    n_top: int = 5,
+    min_ratio_to_median: float = 10.0,
+    min_ratio_to_second: float = 3.0,
+    n_permutations: int = 199,
+    seed: int = 0,
+    relevant: str = "predicted",
+    max_workers: int | None = None,
+) -> xr.DataTree:
+    """Run all analyses in one pass over the store.
+
+    Parameters
+    ----------
+    run : Run or path
+        An opened run or a run directory.
+    progress : bool
+        Show a tqdm bar over blocks (on a terminal or in Jupyter).
+    scheduler : str, optional
+        ``None`` for local threads, or a dask.distributed scheduler address (workers must see the run
+        directory at the same path).
+    kind : {"post", "pre"}
+        Activations analysed (post-ReLU by default).
+    n_components, n_top, min_ratio_to_median, min_ratio_to_second, n_permutations, seed, relevant
+        Passed to the analyses, see ``docs/analysis.md``.
+    max_workers : int, optional
+        Blocks processed concurrently (default: CPU count); at most twice as many are in flight.
+
+    Returns
+    -------
+    xr.DataTree
+        Nodes ``/curves``, ``/separation``, ``/pca``, ``/large_activation``, ``/paths``; root attrs
+        ``errors`` maps each failed analysis to its message.
+
+    Raises
+    ------
+    StoreError
+        The store cannot be opened or a block cannot be read.
+    ConfigError
+        A parameter is invalid, or ``scheduler`` is given without dask.distributed.
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"kind must be one of {KINDS}; got {kind!r}")
+    if relevant not in paths.RELEVANT:
+        raise ConfigError(f"relevant must be one of {paths.RELEVANT}; got {relevant!r}")
+    for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+    if n_top < 2:
+        raise ConfigError(f"n_top must be >= 2 (the dominance test compares rank 0 with rank 1); got {n_top}")
+    run = run if isinstance(run, Run) else open_run(run)
+    max_workers = int(max_workers or os.cpu_count() or 1)
+    parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
+                      min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, seed=seed,
+                      relevant=relevant)
+    codes = blocks.grouping_codes(run.probes["group"].values, run.probes["label"].values,
+                                  run.probes["original_label"].values)
+    plan = BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(run.probes["group"].values == "test"),
+                     n_top=n_top)
+    with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
+        return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress)
+
+
+def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *, scheduler: str | None,
+             max_workers: int, progress: bool) -> xr.DataTree:
+    n_components, n_top, relevant = parameters["n_components"], parameters["n_top"], parameters["relevant"]
+    acc = _stream_blocks(run, plan, kind, scheduler=scheduler, max_workers=max_workers, progress=progress)
+
+    errors: dict[str, str] = {}
+    nodes: dict[str, xr.Dataset] = {}
+
+    def attempt(name: str, build: Callable[[], xr.Dataset | dict[str, xr.Dataset]]) -> None:
+        try:
+            built = build()
+        except Exception as exc:  # isolate: the other analyses still run
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            return
+        for child, ds in (built.items() if isinstance(built, dict) else [("", built)]):
+            nodes[f"/{name}/{child}" if child else f"/{name}"] = ds
+
+    means = {
+        name: separation.means_dataarray(blocks.means_from_sums(acc.sums[name], plan.counts),
+                                         xr.DataArray(run.epochs), xr.DataArray(np.arange(acc.sums[name].shape[-1])),
+                                         plan.counts, name)
+        for name in run.layer_names
+    }
+    attempt("curves", lambda: curves.learning_curves(run.metrics))
+    attempt("separation", lambda: _separation(run, means))
+    attempt("pca", lambda: _pca(run, acc, n_components, means))
+    attempt("large_activation", lambda: _large_activation(
+        run, acc, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
+        min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
+        seed=parameters["seed"]))
+    attempt("paths", lambda: _paths(run, acc, plan, relevant))
+    for path, ds in nodes.items():
+        ds.attrs.setdefault("kind", kind)
+    root = xr.Dataset(attrs={
+        "run": str(run.path), "kind": kind, "epochs": [int(e) for e in run.epochs], "layers": list(run.layer_names),
+        "n_classes": int(plan.n_classes), "actlab_version": __version__, "errors": errors, "parameters": parameters,
+        "status": str(run.attrs.get("status")),
+    })
+    return xr.DataTree.from_dict({"/": root, **nodes})
+
+
+# -- summary ------------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | int | None:
+    value = np.asarray(value).item() if np.ndim(value) == 0 else value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    return value
+
+
+def _epoch(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _dd_summary(node: xr.Dataset, curve: str) -> dict[str, Any]:
+    dd = node.sel(curve=curve)
+    out: dict[str, Any] = {"present": bool(dd["dd_present"]), "curve": curve}
+    for name in ("first_min", "peak", "second_min"):
+        out[f"{name}_epoch"] = _epoch(dd[f"dd_{name}_epoch"])
+        out[name] = _number(float(dd[f"dd_{name}"]))
+    return out
+
+
+def _hidden_layers(results: xr.DataTree, node: xr.Dataset) -> list[str]:
+    """Layers of ``node`` other than the output layer (the last one); all layers if that leaves none."""
+    names = [str(n) for n in node["layer"].values]
+    output = list(results.attrs.get("layers", names))[-1]
+    return [n for n in names if n != output] or names
+
+
+def summary(results: xr.DataTree) -> dict[str, Any]:
+    """Headline findings of :func:`analyze` results as a JSON-safe dict (keys in ``docs/analysis.md``)."""
+    attrs = results.attrs
+    errors = dict(attrs.get("errors", {}))
+    out: dict[str, Any] = {"run": attrs.get("run"), "errors": errors}
+    children = set(results.children)
+
+    def section(name: str, node: str, build: Callable[[], Any]) -> None:
+        if node not in children:
+            out[name] = None
+            return
+        try:
+            out[name] = build()
+        except Exception as exc:
+            out[name] = None
+            errors[f"summary.{name}"] = f"{type(exc).__name__}: {exc}"
+
+    def double_descent() -> dict[str, Any]:
+        node = results["curves"].to_dataset()
+        found = _dd_summary(node, "test_loss")
+        found["test_error"] = _dd_summary(node, "test_error")
+        return found
+
+    def phases() -> dict[str, Any]:
+        node = results["curves"].to_dataset()
+        memorised = {f"{float(t):g}": _epoch(node["noisy_memorised_epoch"].sel(threshold=t)) for t in node["threshold"].values}
+        return {"clean_learned_epoch": _epoch(node["clean_learned_epoch"]), "noisy_memorised_epoch": memorised,
+                "noisy_fitted_epoch": _epoch(node["noisy_fitted_epoch"])}
+
+    def strongest_separation() -> dict[str, Any]:
+        node = results["separation"].to_dataset()
+        node = node.sel(layer=_hidden_layers(results, node))
+        pairs = {"noisy_by_original": "cos_clean_noisy_by_original_mean", "noisy_by_assigned": "cos_clean_noisy_by_assigned_mean"}
+        stacked = xr.concat([node[v] for v in pairs.values()], dim=xr.Variable("grouping", list(pairs)))
+        flat = stacked.values.ravel()
+        if not np.isfinite(flat).any():
+            return {"layer": None, "epoch": None, "cosine": None, "grouping": None, "last_epoch": {}}
+        g, layer, epoch = np.unravel_index(int(np.nanargmin(flat)), stacked.shape)
+        last = {str(name): {grouping: _number(float(node[var].sel(layer=name).isel(epoch=-1))) for grouping, var in pairs.items()}
+                for name in node["layer"].values}
+        return {"layer": str(node["layer"].values[layer]), "epoch": int(node["epoch"].values[epoch]),
+                "cosine": float(stacked.values[g, layer, epoch]), "grouping": list(pairs)[g], "last_epoch": last}
+
+    def large() -> dict[str, Any]:
+        node = results["large_activation"].to_dataset()
+        hidden = _hidden_layers(results, node)
+        last = node.sel(layer=hidden).isel(epoch=-1)
+        dominant = last["is_dominant"].values
+        candidates = np.flatnonzero(dominant) if dominant.any() else np.arange(len(hidden))
+        ratio = last["ratio_to_median"].isel(rank=0).values[candidates]
+        ratio = np.where(np.isnan(ratio), -np.inf, ratio)
+        pick = hidden[int(candidates[int(np.argmax(ratio))])]
+        row = node.sel(layer=pick)
+        at = row.isel(epoch=-1)
+        output_r2 = {str(t): _number(float(at["output_r2"].sel(target=t))) for t in node["target"].values}
+        output_p = {str(t): _number(float(at["output_p_value"].sel(target=t))) for t in node["target"].values}
+        input_r2, input_p = float(at["input_r2"]), float(at["input_p_value"])
+        finite_out = [v for v in output_r2.values() if v is not None]
+        best_out = max(finite_out) if finite_out else -np.inf
+        best_out_p = min((output_p[t] for t, v in output_r2.items() if v == best_out), default=1.0)
+        if input_r2 > best_out and input_p < 0.05:
+            explained_by = "input"
+        elif best_out > input_r2 and best_out_p is not None and best_out_p < 0.05:
+            explained_by = "output"
+        else:
+            explained_by = "neither"
+        top = at["top_mean_abs"].values
+        return {
+            "layer": pick, "unit": int(at["dominant_unit"]), "dominant": bool(at["is_dominant"]),
+            "mean_abs": _number(float(top[0])), "ratio_to_median": _number(float(at["ratio_to_median"].isel(rank=0))),
+            "ratio_to_second": _number(float(top[0] / top[1])) if len(top) > 1 and top[1] > 0 else None,
+            "emergence_epoch": _epoch(at["emergence_epoch"]), "input_r2": _number(input_r2),
+            "input_p_value": _number(input_p), "output_r2": output_r2, "output_p_value": output_p,
+            "explained_by": explained_by,
+        }
+
+    def path_split() -> dict[str, Any]:
+        node = results["paths"].to_dataset().isel(epoch=-1)
+        return {"epoch": int(node["epoch"]), "by_layer": {
+            str(name): {"clean_share_correct": _number(float(node["clean_share_correct"].sel(layer=name))),
+                        "clean_share_wrong": _number(float(node["clean_share_wrong"].sel(layer=name)))}
+            for name in node["layer"].values}}
+
+    section("double_descent", "curves", double_descent)
+    section("phases", "curves", phases)
+    section("separation", "separation", strongest_separation)
+    section("large_activation", "large_activation", large)
+    section("paths", "paths", path_split)
+    return json.loads(json.dumps(out, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+# -- persistence ---------------------------------------------------------------------------------------
+
+
+def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Fixed-width unicode variables as object strings (Zarr v3 has a stable spec only for the latter)."""
+    converted = {name: var.astype(object) for name, var in ds.variables.items() if var.dtype.kind == "U"}
+    return ds.assign_coords({k: v for k, v in converted.items() if k in ds.coords}).assign(
+        {k: v for k, v in converted.items() if k not in ds.coords})
+
+
+def save_results(results: xr.DataTree, path: str | os.PathLike) -> Path:
+    """Write results to a Zarr directory, replacing it atomically (temporary sibling, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        portable = xr.DataTree.from_dict({node.path: _variable_length_strings(node.to_dataset(inherit=False))
+                                          for node in results.subtree})
+        portable.to_zarr(tmp / "results.zarr", mode="w", zarr_format=3, consolidated=False)
+        if path.exists():
+            trash = path.with_name(f".{path.name}.replaced")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(path, trash)
+            os.replace(tmp / "results.zarr", path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp / "results.zarr", path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def load_results(path: str | os.PathLike) -> xr.DataTree:
+    """Read results written by :func:`save_results` (eagerly)."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path} holds no saved analysis results; run `actlab analyze` first")
+    tree = xr.open_datatree(path, engine="zarr", consolidated=False, zarr_format=3)
+    return tree.load()

@@ -1,0 +1,211 @@
+"""Opening a recorded run for analysis: :func:`open_run` and :class:`Run`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from dask.base import tokenize
+
+from actlab.errors import StoreError
+from actlab.store import StoreView, missing_chunks, open_store, store_path
+
+KINDS = ("post", "pre")
+PROBE_COORDS = ("group", "label", "original_label", "is_noisy", "dataset_index")
+
+
+def _preact_array(store: Path, layer: str) -> zarr.Array:
+    return zarr.open_array(store / "layers" / layer / "preact", mode="r", zarr_format=3)
+
+
+def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> np.ndarray:
+    """Read one (sample, unit) block of a layer at one recorded epoch slot.
+
+    Parameters
+    ----------
+    run_dir : str
+        Run directory.
+    layer : str
+        Layer name.
+    slot : int
+        Index of the epoch in the store's ``layers/epoch`` array.
+    epoch : int
+        The training epoch of that slot (for error messages).
+    relu : bool
+        Apply ``max(x, 0)`` (post-activation of a ReLU layer).
+
+    Returns
+    -------
+    ndarray, float32, shape (sample, unit)
+    """
+    try:
+        block = np.asarray(_preact_array(store_path(run_dir), layer)[slot], dtype=np.float32)
+    except Exception as exc:
+        raise StoreError(
+            f"layer {layer} epoch {epoch} of {run_dir} cannot be read ({type(exc).__name__}: {exc}); "
+            "the chunk is corrupted or missing, record the run again"
+        ) from exc
+    if relu:
+        np.maximum(block, 0.0, out=block)
+    return block
+
+
+def _read_block_3d(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> np.ndarray:
+    return read_block(run_dir, layer, slot, epoch, relu)[np.newaxis]
+
+
+class Run:
+    """A recorded run opened for analysis; create it with :func:`open_run`.
+
+    Attributes
+    ----------
+    path : Path
+        The run directory.
+    attrs : dict
+        Store root attributes.
+    config : dict
+        Resolved run configuration.
+    metrics : xr.Dataset
+        Dims (epoch,): committed per-epoch metrics.
+    probes : xr.Dataset
+        Dims (sample, channel, height, width): ``image`` plus probe coords.
+    layer_names : list of str
+        Layers in forward order.
+    layer_specs : dict of str -> dict
+        Per layer: name, width, fan_in, activation, module.
+    epochs : ndarray of int
+        Committed recorded epochs.
+    slots : ndarray of int
+        Store slot of each committed recorded epoch.
+    """
+
+    def __init__(self, view: StoreView) -> None:
+        self.path = Path(view.path)
+        self.attrs: dict[str, Any] = dict(view.attrs)
+        self.config: dict[str, Any] = dict(self.attrs.get("config", {}))
+        self.metrics = view.metrics
+        self.probes = view.probes
+        self.layer_names: list[str] = view.layer_names
+        self.layer_specs: dict[str, dict[str, Any]] = {spec["name"]: dict(spec) for spec in self.attrs["layers"]}
+        self.epochs = np.asarray(view.epochs, dtype=int)
+        all_epochs = list(self.attrs["record_epochs"])
+        self.slots = np.asarray([all_epochs.index(int(e)) for e in self.epochs], dtype=int)
+        self._sample_coords = {name: view.probes[name] for name in PROBE_COORDS}
+
+    def __repr__(self) -> str:
+        return (
+            f"<actlab.Run {self.path} status={self.attrs.get('status')} layers={self.layer_names} "
+            f"epochs={len(self.epochs)} ({self.epochs[0]}..{self.epochs[-1]}) samples={self.n_samples}>"
+        )
+
+    @property
+    def n_samples(self) -> int:
+        """Number of probe samples."""
+        return int(self.probes.sizes["sample"])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (from the dataset description, else the largest label + 1)."""
+        names = self.attrs.get("dataset", {}).get("class_names")
+        if names:
+            return len(names)
+        return int(max(self.probes["label"].max(), self.probes["original_label"].max())) + 1
+
+    def is_relu(self, name: str) -> bool:
+        """Whether the post-activation of layer ``name`` is ``max(preact, 0)``."""
+        return self.layer_specs[name]["activation"] == "relu"
+
+    def layer(self, name: str, kind: str = "post") -> xr.DataArray:
+        """Lazy activations of one layer.
+
+        Parameters
+        ----------
+        name : str
+            Layer name (see :attr:`layer_names`).
+        kind : {"post", "pre"}
+            ``"post"``: ReLU of the pre-activation for ReLU layers, the pre-activation (logits) otherwise;
+            ``"pre"``: the stored pre-activation.
+
+        Returns
+        -------
+        xr.DataArray, float32, dims (epoch, sample, unit)
+            Dask-backed with one chunk per epoch; probe coords on ``sample``.
+        """
+        if name not in self.layer_specs:
+            raise StoreError(f"{self.path} has no layer {name!r}; layers are {self.layer_names}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+        relu = kind == "post" and self.is_relu(name)
+        width = int(self.layer_specs[name]["width"])
+        run_dir = str(self.path)
+        token = tokenize(run_dir, name, relu, self.slots.tolist(), self.attrs.get("created"))
+        key = f"actlab-{name}-{kind}-{token}"
+        graph = {
+            (key, i, 0, 0): (_read_block_3d, run_dir, name, int(slot), int(epoch), relu)
+            for i, (slot, epoch) in enumerate(zip(self.slots, self.epochs))
+        }
+        chunks = ((1,) * len(self.epochs), (self.n_samples,), (width,))
+        data = da.Array(graph, key, chunks, dtype=np.float32, meta=np.empty((0, 0, 0), dtype=np.float32))
+        spec = self.layer_specs[name]
+        return xr.DataArray(
+            data,
+            dims=("epoch", "sample", "unit"),
+            coords={
+                "epoch": ("epoch", self.epochs, {"long_name": "training epoch", "units": "epoch"}),
+                "sample": ("sample", self.probes["sample"].values, {"long_name": "probe sample"}),
+                "unit": ("unit", np.arange(width), {"long_name": f"unit of {name}"}),
+                **self._sample_coords,
+            },
+            name=name,
+            attrs={
+                "long_name": f"{'post' if kind == 'post' else 'pre'}-activation of {name}",
+                "units": "1",
+                "layer": name,
+                "kind": kind,
+                "activation": spec["activation"] if kind == "post" else "identity",
+            },
+        )
+
+    def layers(self, kind: str = "post") -> dict[str, xr.DataArray]:
+        """All layers' lazy activations, in forward order (see :meth:`layer`)."""
+        return {name: self.layer(name, kind) for name in self.layer_names}
+
+    def read_block(self, name: str, index: int, kind: str = "post") -> np.ndarray:
+        """Read one (sample, unit) block: layer ``name`` at the ``index``-th committed epoch."""
+        relu = kind == "post" and self.is_relu(name)
+        return read_block(str(self.path), name, int(self.slots[index]), int(self.epochs[index]), relu)
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open a recorded (or still recording) run for analysis.
+
+    Parameters
+    ----------
+    path : path
+        Run directory (``runs/<name>``).
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    StoreError
+        Not a run, another schema version, no committed recorded epoch, or missing chunks.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path} does not exist; check the run directory")
+    view = open_store(path)
+    if len(view.epochs) == 0:
+        raise StoreError(f"{path} has no committed recorded epoch yet; wait for the first recorded epoch of the run")
+    missing = missing_chunks(path)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise StoreError(f"{path} lacks chunk {missing[0]}{more}; the store is damaged, record the run again")
+    return Run(view)

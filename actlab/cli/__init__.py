@@ -1,0 +1,66 @@
+"""The ``actlab`` command line: a thin layer over the Python API.
+
+Each subcommand lives in its own module (``record``, ``analyze``) and exposes
+``add_parser(subparsers)``; the parser's ``func`` receives the parsed
+arguments. User errors (:class:`actlab.errors.ActlabError`) become one line,
+``actlab: error: ...``, and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from actlab import __version__
+from actlab.errors import ActlabError
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors follow the house one-line format."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``actlab`` argument parser."""
+    from actlab.cli import analyze, record
+
+    parser = _Parser(
+        prog="actlab",
+        description=(
+            "Record activations of training runs into Zarr stores once, analyse them offline as often as you like.\n\n"
+            "  actlab record --model mlp7             train MLP7 on CIFAR-10 with 30%% label noise, store activations\n"
+            "  actlab analyze runs/mlp7               analyses, figures and report.html from the stored run\n"
+            "  actlab compare runs/mlp7 runs/mlp5     several runs side by side in one report"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"actlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    record.add_parser(subparsers)
+    analyze.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``actlab`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ActlabError as exc:
+        if args.debug:
+            raise
+        print(f"actlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("actlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""``actlab analyze`` and ``actlab compare``: thin command-line layers over :mod:`actlab.report`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import webbrowser
+from pathlib import Path
+
+from actlab.store import ANALYSIS_DIRNAME
+
+DEFAULT_COMPARE_DIR = Path("runs") / "compare"
+
+ANALYZE_EPILOG = f"""\
+examples:
+  actlab analyze runs/mlp7                       all analyses, figures and report of one run
+  actlab analyze runs/mlp7 --format png --open   PNG figures only, then open the report in a browser
+  actlab analyze runs/mlp7 --scheduler tcp://10.0.0.5:8786
+                                                 compute on a running dask.distributed cluster
+
+what is written (into RUN/{ANALYSIS_DIRNAME}/ unless --out DIR):
+  report.html          self-contained report: headline findings, figures, configuration;
+                       figures are embedded, so the file opens offline in any browser
+  summary.json         the headline numbers (double descent epochs, strongest separation,
+                       large activation, input-vs-output explanation, path attribution)
+  results.zarr/        every analysis result (reload with actlab.analysis.load_results)
+  figures/NAME.png     one file per figure and format (--format)
+  figures/NAME.svg
+
+The run may still be recording: committed epochs are analysed. The output
+directory is replaced only once everything is written. If one analysis cannot
+run (e.g. a class without noisy probes), the others still do and the report
+says what failed and why. The headline findings are also printed as a table.
+"""
+
+COMPARE_EPILOG = f"""\
+examples:
+  actlab compare runs/mlp3 runs/mlp5 runs/mlp7
+  actlab compare runs/mlp7-seed0 runs/mlp7-seed1 --out runs/compare-seeds
+
+what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
+  report.html          one self-contained report: comparison table of the headline findings,
+                       overlaid test-loss curves, separation per run
+  summary.json         the headline numbers of every run, keyed by run
+  figures/NAME.png     the comparison figures (--format)
+
+Analysis results already saved under RUN/{ANALYSIS_DIRNAME}/ are reused when they are
+up to date with the run store; otherwise they are computed (and not saved into
+the run: use 'actlab analyze RUN' for that).
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``analyze`` and ``compare`` subcommands."""
+    analyze = subparsers.add_parser(
+        "analyze",
+        help="compute every analysis of a run; write figures, summary.json and report.html",
+        description=(
+            "Compute every analysis of a recorded run (double-descent phases, clean/noisy signal separation,\n"
+            "class-mean PCA trajectories, the large activation and its input-vs-output explanation, path\n"
+            "attribution) and write the results, figures and a self-contained HTML report."
+        ),
+        epilog=ANALYZE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    analyze.add_argument("run", metavar="RUN", type=Path, help="run directory (runs/<name>, holding store.zarr)")
+    analyze.add_argument("--out", metavar="DIR", type=Path, default=None, help=f"output directory (default: RUN/{ANALYSIS_DIRNAME})")
+    _add_common(analyze)
+    analyze.add_argument("--open", action="store_true", help="open report.html in the default web browser when done")
+    analyze.set_defaults(func=run_analyze)
+
+    compare = subparsers.add_parser(
+        "compare",
+        help="put several runs side by side in one report",
+        description="Compare the headline findings, test-loss curves and signal separation of several runs\nin one report.",
+        epilog=COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("runs", metavar="RUN", type=Path, nargs="+", help="run directories to compare, in the order to show them")
+    compare.add_argument("--out", metavar="DIR", type=Path, default=DEFAULT_COMPARE_DIR, help=f"output directory (default: {DEFAULT_COMPARE_DIR})")
+    _add_common(compare)
+    compare.add_argument("--open", action="store_true", help="open report.html in the default web browser when done")
+    compare.set_defaults(func=run_compare)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS", default=None,
+        help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: local threads)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
+    parser.add_argument("--format", metavar="FMTS", default="png,svg", help="figure formats, comma-separated subset of png,svg (default: png,svg)")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """Run ``actlab analyze``."""
+    from actlab.report import analyze_to_dir, findings_table, parse_formats
+
+    formats = parse_formats(args.format)
+    output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
+    print(findings_table(output.report.findings))
+    for name, reason in output.report.failures.items():
+        print(f"warning: {name} failed: {reason}", file=sys.stderr)
+    print(f"\nreport: {output.report_path}")
+    if args.open:
+        webbrowser.open(output.report_path.resolve().as_uri())
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Run ``actlab compare``."""
+    from actlab.report import compare_to_dir, parse_formats, text_table
+
+    formats = parse_formats(args.format)
+    output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
+    _, header, rows = output.report.tables[0]
+    print(text_table(header, rows))
+    for name, reason in output.report.failures.items():
+        print(f"warning: {name} failed: {reason}", file=sys.stderr)
+    print(f"\nreport: {output.report_path}")
+    if args.open:
+        webbrowser.open(output.report_path.resolve().as_uri())
+    return 0
+

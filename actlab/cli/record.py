@@ -1,0 +1,119 @@
+"""``actlab record``: train a model and record its activations (thin over :func:`actlab.record.record`)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Any
+
+from actlab.errors import ConfigError
+from actlab.record.config import DATASETS, DEVICES, DTYPES, MODELS, NOISE_MODES, NORMALIZATIONS, RecordConfig, load_toml
+
+D = {f.name: f.default for f in fields(RecordConfig)}
+
+EPILOG = """\
+examples:
+  actlab record --model mlp7                          MLP7 on CIFAR-10, 30% label noise -> runs/mlp7
+  actlab record --dataset digits --model mlp3 --epochs 100
+                                                      offline quick start on scikit-learn's digits
+  actlab record --model mlp5 --width 1024,512,512,256 --noise 0.2 --out runs/mlp5-w1024
+  actlab record --config run.toml --seed 3            settings from a TOML file, flags override it
+  actlab record --resume runs/mlp7                    continue an interrupted run from its checkpoint
+
+data: CIFAR-10 binary files are looked up in --data-dir, else $ACTLAB_DATA, else ./data
+(folder holding cifar-10-batches-bin/); without them torchvision downloads the python version there.
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``record`` subcommand to the ``actlab`` parser."""
+    parser = subparsers.add_parser(
+        "record",
+        help="train a model and record its activations into a run store",
+        description="Train an MLP with Adam and cross-entropy on noisy labels. Loss and accuracy are stored every\n"
+                    "epoch; at the scheduled epochs the pre-activations of every layer for fixed probe samples and\n"
+                    "the weights are stored too, all in runs/<name>/store.zarr.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", metavar="TOML", help="read settings from a TOML file (keys = flag names with underscores); flags override it")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint with its stored settings "
+                     "(only --device and --progress may change)")
+    run.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model> for cifar10, runs/<model>-<dataset> otherwise)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run directory (default: refuse)")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                     help="progress bar with epoch, losses and ETA (default: on when stderr is a terminal)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", choices=list(MODELS), help=f"MLP with 2, 4 or 6 hidden ReLU layers (default: {D['model']}, the deepest of the study)")
+    model.add_argument("--width", metavar="N[,N...]", help=f"hidden width, one value or one per hidden layer (default: {D['width']}; "
+                       "a CIFAR-10 pilot memorised the noisy labels within ~50 epochs at this width, the paper leaves it unstated)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=list(DATASETS), help=f"cifar10: the study's data; digits: scikit-learn's bundled 8x8 digits "
+                      f"(offline, 20%% held out per class); synthetic: generated patterns for tests (default: {D['dataset']})")
+    data.add_argument("--data-dir", metavar="DIR", help="folder holding cifar-10-batches-bin/ (default: $ACTLAB_DATA, else ./data)")
+    data.add_argument("--download", action=argparse.BooleanOptionalAction, help="let torchvision download CIFAR-10 into --data-dir when absent (default: on)")
+    data.add_argument("--synthetic", metavar="SPEC", help="synthetic dataset parameters, e.g. 'train=1000,test=500,classes=10,shape=3x8x8,seed=0' (those are the defaults)")
+    data.add_argument("--train-size", type=int, metavar="N", help="seeded class-stratified training subset of N samples (default: all)")
+    data.add_argument("--noise", type=float, metavar="RATE", help=f"fraction of training labels replaced, exactly round(RATE*N) samples, class-stratified (default: {D['noise']}, the study's setting)")
+    data.add_argument("--noise-mode", choices=list(NOISE_MODES), help=f"other: new label uniform over the other classes; uniform: over all classes (default: {D['noise_mode']})")
+    data.add_argument("--normalize", choices=list(NORMALIZATIONS), help=f"channel: subtract per-channel mean and divide by std of the TRAINING images; none: raw [0,1] pixels (default: {D['normalize']})")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, help=f"training epochs; metrics are stored for epochs 0 (initialisation) to EPOCHS (default: {D['epochs']}, "
+                       "long enough for the test loss to pass its first minimum, the memorisation peak and the second descent)")
+    train.add_argument("--batch-size", type=int, help=f"mini-batch size (default: {D['batch_size']})")
+    train.add_argument("--lr", type=float, help=f"Adam learning rate (default: {D['lr']})")
+    train.add_argument("--betas", metavar="B1,B2", help="Adam betas (default: 0.9,0.999)")
+    train.add_argument("--weight-decay", type=float, help=f"Adam weight decay (default: {D['weight_decay']})")
+    train.add_argument("--seed", type=int, help=f"seed of initialisation, batch order, subset, noise and probes (default: {D['seed']})")
+    train.add_argument("--device", choices=list(DEVICES), help=f"auto picks cuda, then mps, then cpu (default: {D['device']}); only the CPU is bit-reproducible")
+    train.add_argument("--eval-batch-size", type=int, help=f"batch size of evaluation and probe forwards (default: {D['eval_batch_size']})")
+
+    rec = parser.add_argument_group("recording")
+    rec.add_argument("--record-epochs", metavar="SCHEDULE", help=f"epochs to record: '0,1,5,10', 'every:K' (plus the last epoch) or 'log:N' "
+                     f"(N epochs geometrically spaced from 0 to the last) (default: {D['record_epochs']}: dense early, where the first "
+                     "test-loss minimum and the memorisation peak sit)")
+    for group in ("clean", "noisy", "test"):
+        rec.add_argument(f"--probe-{group}", type=int, metavar="N", help=f"{group} probe samples, class-stratified (default: 1000, "
+                         "clipped to what is available; a larger explicit N is an error)")
+    rec.add_argument("--dtype", choices=list(DTYPES), help=f"storage type of the recorded pre-activations (default: {D['dtype']})")
+    rec.add_argument("--checkpoint-every", type=int, metavar="K", help=f"checkpoint every K epochs, besides every recorded epoch and the last; "
+                     f"0: recorded epochs only (default: {D['checkpoint_every']})")
+    parser.set_defaults(func=run_record)
+    return parser
+
+
+SETTING_NAMES = {f.name for f in fields(RecordConfig)}
+RESUME_CHANGEABLE = {"device", "progress"}
+
+
+def config_from_args(args: argparse.Namespace) -> RecordConfig:
+    """Defaults, then the ``--config`` TOML file, then the flags given on the command line."""
+    given = {name: value for name, value in vars(args).items() if name in SETTING_NAMES}
+    settings: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        settings.update(load_toml(args.config))
+        RecordConfig.from_dict(settings, strict=True, where=f"config file {args.config}")
+    settings.update(given)
+    return RecordConfig.from_dict(settings, strict=True)
+
+
+def run_record(args: argparse.Namespace) -> int:
+    """Run ``actlab record`` from parsed arguments; returns the exit code."""
+    from actlab.record import api
+
+    if getattr(args, "resume", None):
+        extra = sorted(name for name in vars(args) if name in SETTING_NAMES - RESUME_CHANGEABLE or name == "config")
+        if extra:
+            raise ConfigError(f"--resume takes its settings from the run; drop {', '.join('--' + n.replace('_', '-') for n in extra)}")
+        api.resume(args.resume, device=getattr(args, "device", None), progress=getattr(args, "progress", None))
+        print(args.resume)
+        return 0
+    run_dir = api.record(config_from_args(args))
+    print(run_dir)
+    return 0

@@ -1,0 +1,63 @@
+"""Record side: train a model and write its activations into a run store.
+
+``from actlab.record import record`` gives the entry point; the module itself
+is callable too, so ``actlab.record(...)`` works whether or not this
+subpackage was imported before. Settings and data (:mod:`.config`,
+:mod:`.data`) import without torch; the torch pieces load on first use.
+
+Public API: :func:`record`, :func:`resume`, :class:`RecordConfig`,
+:func:`load_dataset`, :func:`inject_label_noise`, :func:`prepare_data`,
+:func:`make_mlp`, :class:`ActivationCapture`, :class:`Trainer`,
+:class:`BackgroundWriter`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+from actlab.record.config import RecordConfig, parse_schedule
+from actlab.record.data import (
+    ImageDataset,
+    NoisyLabels,
+    PreparedData,
+    inject_label_noise,
+    load_dataset,
+    prepare_data,
+    stratified_subset,
+)
+
+_LAZY = {
+    "record": "actlab.record.api",
+    "resume": "actlab.record.api",
+    "make_mlp": "actlab.record.models",
+    "ActivationCapture": "actlab.record.hooks",
+    "Trainer": "actlab.record.trainer",
+    "BackgroundWriter": "actlab.record.writer",
+}
+
+__all__ = [
+    "ActivationCapture", "BackgroundWriter", "ImageDataset", "NoisyLabels", "PreparedData", "RecordConfig", "Trainer",
+    "inject_label_noise", "load_dataset", "make_mlp", "parse_schedule", "prepare_data", "record", "resume",
+    "stratified_subset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'actlab.record' has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``actlab.record(...)`` call :func:`record` once the name refers to this subpackage."""
+
+    def __call__(self, config: RecordConfig | None = None, **overrides: Any):
+        return self.record(config, **overrides)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,250 @@
+"""``record`` and ``resume``: train a model and write its run store."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from actlab import __version__
+from actlab.errors import StoreError
+from actlab.record.config import RecordConfig
+from actlab.record.data import PreparedData, prepare_data
+from actlab.record.hooks import ActivationCapture
+from actlab.record.models import count_parameters, layer_parameters, make_mlp, mlp_layer_specs
+from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, save_checkpoint
+from actlab.record.writer import BackgroundWriter
+from actlab.store import (
+    CHECKPOINT_FILENAME,
+    GROUPS,
+    STATUS_COMPLETE,
+    LayerSpec,
+    ProbeSet,
+    RunWriter,
+    read_attrs,
+    store_path,
+)
+
+
+def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
+    """Train a model and record its activations into a new run store.
+
+    Parameters
+    ----------
+    config : RecordConfig, optional
+        Settings; the defaults of :class:`RecordConfig` when omitted.
+    **overrides
+        Settings to change, by field name (``model="mlp3", epochs=50``).
+
+    Returns
+    -------
+    Path
+        The run directory (``config.run_dir``).
+
+    Raises
+    ------
+    ConfigError, DataError, StoreError
+        Before anything is written when the settings, data or output are unusable.
+    """
+    config = config or RecordConfig()
+    if overrides:
+        config = config.replace(**overrides)
+    data = prepare_data(config)
+    run_dir = config.run_dir
+    _check_output(run_dir, config.overwrite)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width).to(device)
+    specs = mlp_layer_specs(model)
+    stored_config = {**config.to_dict(), "resolved": _resolved(config, data, device, model), "environment": environment()}
+    try:
+        writer = RunWriter.create(
+            run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data),
+            record_epochs=config.schedule, n_epochs=config.epochs, activation_dtype=config.dtype, overwrite=config.overwrite,
+        )
+    except OSError as exc:
+        raise StoreError(f"cannot create {run_dir} ({exc}); choose a writable --out") from exc
+    _announce(config, model, device, run_dir, resumed_from=None)
+    _train(writer, config, data, model, specs, device, checkpoint=None)
+    return run_dir
+
+
+def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: bool | None = None) -> Path:
+    """Continue an interrupted run from its checkpoint (or from the start when it has none).
+
+    The settings come from the store; the result equals that of an
+    uninterrupted run (bit for bit on the CPU).
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory written by :func:`record`.
+    device : str, optional
+        Override the stored ``device`` (e.g. continue on another machine).
+    progress : bool, optional
+        Override the stored ``progress``.
+
+    Returns
+    -------
+    Path
+        ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    attrs = read_attrs(run_dir)
+    changes = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
+    config = RecordConfig.from_dict(attrs["config"], strict=False, where=str(run_dir)).replace(**changes)
+    if attrs.get("status") == STATUS_COMPLETE:
+        print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
+        return run_dir
+    data = prepare_data(config)
+    _check_same_data(run_dir, attrs, data)
+    resolved_device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width)
+    model = model.to(resolved_device)
+    specs = [LayerSpec(**layer) for layer in attrs["layers"]]
+    checkpoint_path = run_dir / CHECKPOINT_FILENAME
+    checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
+    writer = RunWriter.open(run_dir)
+    writer.mark_recording()
+    _announce(config, model, resolved_device, run_dir, resumed_from=checkpoint["epoch"] if checkpoint else -1)
+    _train(writer, config, data, model, specs, resolved_device, checkpoint=checkpoint)
+    return run_dir
+
+
+# -- pieces ------------------------------------------------------------------------------
+
+
+def probe_set(data: PreparedData) -> ProbeSet:
+    """The stored probe samples: clean, noisy (training set) then test; ``dataset_index`` into the full sets."""
+    dataset, noisy = data.dataset, data.noisy
+    parts = []
+    for code, group in enumerate(GROUPS):
+        index = data.probes[group]
+        if group == "test":
+            images, label, original, is_noisy = (dataset.test_images[index], dataset.test_labels[index],
+                                                 dataset.test_labels[index], np.zeros(len(index), bool))
+            full_index = index
+        else:
+            images, label, original, is_noisy = (dataset.train_images[index], noisy.labels[index],
+                                                 noisy.original_labels[index], noisy.is_noisy[index])
+            full_index = data.train_index[index]
+        parts.append((images, full_index, np.full(len(index), code, np.int8), label, original, is_noisy))
+    images, full_index, group, label, original, is_noisy = (np.concatenate(column) for column in zip(*parts))
+    return ProbeSet(images=images, dataset_index=full_index, group=group, label=label, original_label=original,
+                    is_noisy=is_noisy)
+
+
+def environment() -> dict[str, Any]:
+    """Versions of Python, torch, NumPy and actlab, the platform and the git commit of the actlab source (if any)."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "actlab": __version__,
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    source = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _resolved(config: RecordConfig, data: PreparedData, device: torch.device, model: torch.nn.Module) -> dict[str, Any]:
+    return {
+        "run_dir": str(config.run_dir),
+        "data_dir": str(config.resolved_data_dir) if config.dataset == "cifar10" else None,
+        "device": str(device),
+        "record_epochs": config.schedule,
+        "probe_sizes": data.probe_sizes,
+        "parameters": count_parameters(model),
+    }
+
+
+def _check_output(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an existing run (unless ``overwrite``) or an output folder that cannot be written."""
+    if run_dir.exists() and not overwrite:
+        raise StoreError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
+    parent = run_dir.parent.resolve()
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write the run into {parent} ({existing} is not a writable folder); choose another --out")
+
+
+def _check_same_data(run_dir: Path, attrs: dict[str, Any], data: PreparedData) -> None:
+    import zarr
+
+    stored = zarr.open_array(store_path(run_dir) / "probes" / "dataset_index", mode="r")[...]
+    expected = probe_set(data).dataset_index
+    if not np.array_equal(stored, expected) or attrs["dataset"].get("checksums") != data.describe().get("checksums"):
+        raise StoreError(f"the data found now differ from those {run_dir} was recorded with; point --data-dir at the original data")
+
+
+def _announce(config: RecordConfig, model: torch.nn.Module, device: torch.device, run_dir: Path, resumed_from: int | None) -> None:
+    action = "recording" if resumed_from is None else f"resuming after epoch {resumed_from}" if resumed_from >= 0 else "restarting"
+    print(f"actlab record: {action} {config.model} ({count_parameters(model):,} parameters) on {config.dataset}, "
+          f"{config.epochs} epochs, device {device} -> {run_dir}", file=sys.stderr)
+
+
+def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: torch.nn.Module, specs: list[LayerSpec],
+           device: torch.device, checkpoint: dict[str, Any] | None) -> None:
+    """The epoch loop: train, evaluate, record, checkpoint; store writes on a background thread."""
+    trainer = Trainer(model, data, device, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+                      lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, seed=config.seed)
+    start, elapsed_before = 0, 0.0
+    if checkpoint is not None:
+        trainer.load_state(checkpoint)
+        start, elapsed_before = checkpoint["epoch"] + 1, checkpoint["elapsed"]
+    schedule = set(config.schedule)
+    capture = ActivationCapture(model, {spec.name: spec.module for spec in specs})
+    probe_index = {group: torch.as_tensor(index, device=device) for group, index in data.probes.items()}
+    probe_inputs = torch.cat([trainer.x_train[probe_index["clean"]], trainer.x_train[probe_index["noisy"]],
+                              trainer.x_test[probe_index["test"]]])
+    checkpoint_path = writer.run_dir / CHECKPOINT_FILENAME
+    background = BackgroundWriter()
+    bar = tqdm(total=config.epochs, initial=max(start - 1, 0), unit="epoch", desc=writer.run_dir.name,
+               disable=None if config.progress else True, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    try:
+        for epoch in range(start, config.epochs + 1):
+            if epoch > 0:
+                trainer.train_epoch()
+            metrics = trainer.evaluate()
+            elapsed = elapsed_before + time.perf_counter() - t0
+            metrics["wall_time"] = elapsed
+            background.submit(writer.write_metrics, epoch, metrics)
+            if epoch in schedule:
+                preacts = capture.collect(probe_inputs, config.eval_batch_size, config.dtype)
+                params = {name: (w.detach().cpu().numpy().copy(), b.detach().cpu().numpy().copy())
+                          for name, (w, b) in layer_parameters(model, specs).items()}
+                background.submit(writer.write_epoch, epoch, preacts, params)
+            due = config.checkpoint_every and epoch % config.checkpoint_every == 0
+            if epoch in schedule or due or epoch == config.epochs:
+                background.submit(save_checkpoint, checkpoint_path, trainer.state(epoch, elapsed))
+            if epoch > 0:
+                bar.update(1)
+            bar.set_postfix(train=f"{metrics['train_clean_loss']:.3f}", noisy=f"{metrics['train_noisy_loss']:.3f}",
+                            test=f"{metrics['test_loss']:.3f}", refresh=False)
+        background.close()
+    except BaseException:
+        background.close(raise_errors=False)
+        raise
+    finally:
+        bar.close()
+    writer.mark_complete()

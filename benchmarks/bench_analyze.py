@@ -1,0 +1,137 @@
+"""Benchmark the fused analysis pass against one plain read of the same store.
+
+Builds a synthetic run store through ``actlab.store.RunWriter`` (default 6 hidden layers x 512 units
++ a 10-unit output layer, 3000 probes x 85 epochs = 3.1 GB raw float32), then, each in a fresh subprocess, (1) reads every
+(layer, epoch) block once with the same reader and thread pool, and (2) runs
+``actlab.analysis.analyze``; prints wall time, peak RSS of each and their ratio. It never asserts.
+
+    python benchmarks/bench_analyze.py                      # temp dir, default size
+    python benchmarks/bench_analyze.py --dir /data/bench --epochs 20 --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def build_store(run_dir: Path, *, layers: int, units: int, probes: int, epochs: int, classes: int, seed: int = 0) -> None:
+    """Write a synthetic run with class structure, label noise and one large unit in hidden1."""
+    from actlab.store import METRICS, LayerSpec, ProbeSet, RunWriter
+
+    rng = np.random.default_rng(seed)
+    n_clean, n_noisy = probes * 7 // 15, probes * 3 // 15
+    n_test = probes - n_clean - n_noisy
+    group = np.repeat(np.array([0, 1, 2], dtype=np.int8), [n_clean, n_noisy, n_test])
+    original = rng.integers(0, classes, probes)
+    label = original.copy()
+    label[group == 1] = (original[group == 1] + rng.integers(1, classes, n_noisy)) % classes
+    images = rng.integers(0, 256, (probes, 3, 32, 32), dtype=np.uint8)
+    probe_set = ProbeSet(images=images, dataset_index=np.arange(probes), group=group, label=label,
+                         original_label=original, is_noisy=group == 1)
+    specs = [LayerSpec(f"hidden{i + 1}", units, units, "relu", f"body.{2 * i}") for i in range(layers)]
+    specs.append(LayerSpec("output", classes, units, "identity", "head"))
+    writer = RunWriter.create(run_dir, config={"model": "synthetic"}, dataset={"class_names": [str(c) for c in range(classes)]},
+                              layers=specs, probes=probe_set, record_epochs=list(range(epochs)), n_epochs=epochs - 1,
+                              overwrite=True)
+    centres = {s.name: rng.standard_normal((classes, s.width)).astype(np.float32) for s in specs}
+    params = {s.name: (np.zeros((s.width, s.fan_in), np.float32), np.zeros(s.width, np.float32)) for s in specs}
+    for epoch in range(epochs):
+        preacts = {}
+        for s in specs:
+            x = rng.standard_normal((probes, s.width), dtype=np.float32)
+            x += centres[s.name][label]
+            if s.name == "hidden1":
+                x[:, 0] += (epoch / epochs) * 40 * images[:, 0, 0, 0] / 255
+            preacts[s.name] = x
+        writer.write_epoch(epoch, preacts, params)
+        loss = 1.0 + 0.3 * np.exp(-((epoch - epochs / 3) / (epochs / 10)) ** 2) + np.exp(-epoch / 3)
+        writer.write_metrics(epoch, {**{m: 0.5 for m in METRICS}, "test_loss": loss, "train_noisy_acc": min(1, epoch / epochs * 1.5)})
+        print(f"\rwriting epoch {epoch + 1}/{epochs}", end="", file=sys.stderr)
+    writer.mark_complete()
+    print(file=sys.stderr)
+
+
+def child(mode: str, run_dir: str, workers: int) -> None:
+    """Run one measurement in this (fresh) process and print it as JSON."""
+    import concurrent.futures as cf
+
+    from actlab.analysis import analyze, open_run, summary
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    run = open_run(run_dir)
+    start = time.perf_counter()
+    if mode == "read":
+        with cf.ThreadPoolExecutor(workers) as pool:
+            jobs = [(name, i) for name in run.layer_names for i in range(len(run.epochs))]
+            total = sum(pool.map(lambda job: run.read_block(job[0], job[1]).nbytes, jobs))
+        extra = {"bytes": total}
+    else:
+        results = analyze(run, progress=False, max_workers=workers)
+        found = summary(results)
+        extra = {"errors": found["errors"], "large_activation": (found["large_activation"] or {}).get("layer"),
+                 "double_descent": found["double_descent"]["present"] if found["double_descent"] else None}
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"mode": mode, "wall_s": wall, "peak_rss_mb": peak, "rss_after_imports_mb": baseline, **extra}))
+
+
+def measure(mode: str, run_dir: Path, workers: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, "--dir", str(run_dir), "--workers", str(workers)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, help="where to build the store (default: a temporary directory)")
+    parser.add_argument("--layers", type=int, default=6, help="hidden layers; an output layer is added (default 6)")
+    parser.add_argument("--units", type=int, default=512)
+    parser.add_argument("--probes", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=85)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--reuse", action="store_true", help="reuse an existing store in --dir")
+    parser.add_argument("--keep", action="store_true", help="keep the store afterwards")
+    parser.add_argument("--child", choices=["read", "analyze"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, str(args.dir), args.workers)
+        return
+    base = args.dir or Path(tempfile.mkdtemp(prefix="actlab-bench-"))
+    run_dir = base / "run"
+    try:
+        raw = 4 * args.probes * (args.layers * args.units + args.classes) * args.epochs
+        print(f"store: {args.layers} hidden layers + output, {args.units} units, {args.probes} probes, {args.epochs} epochs "
+              f"= {raw / 1e9:.2f} GB raw float32 at {run_dir}")
+        if not (args.reuse and run_dir.exists()):
+            start = time.perf_counter()
+            build_store(run_dir, layers=args.layers, units=args.units, probes=args.probes, epochs=args.epochs,
+                        classes=args.classes)
+            print(f"build: {time.perf_counter() - start:.1f} s")
+        read = measure("read", run_dir, args.workers)
+        analysis = measure("analyze", run_dir, args.workers)
+        read_again = measure("read", run_dir, args.workers)
+        plain = min(read["wall_s"], read_again["wall_s"])
+        print(f"plain read    : {read['wall_s']:.1f} s, then {read_again['wall_s']:.1f} s "
+              f"({raw / 1e9 / plain:.2f} GB/s), peak RSS {read['peak_rss_mb']:.0f} MB")
+        print(f"full analysis : {analysis['wall_s']:.1f} s, peak RSS {analysis['peak_rss_mb']:.0f} MB "
+              f"(after imports {analysis['rss_after_imports_mb']:.0f} MB); errors {analysis['errors']}")
+        print(f"ratio analysis / plain read: {analysis['wall_s'] / plain:.2f}  (workers={args.workers})")
+    finally:
+        if not args.keep and args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Small planted-signal run stores for the analysis tests, written through actlab.store.RunWriter.
+
+The planted run (:func:`planted_run`) has 4 classes and layers
+``hidden1`` (16 units), ``hidden2`` (8), ``hidden3`` (16), ``output`` (4):
+
+- hidden1: every training probe sits at the clean mean of its ORIGINAL class, so noisy means grouped by
+  original label equal the clean means (cosine ~ 1); unit ``LARGE_UNIT`` is ``10 * scale(epoch) * a`` where
+  ``a`` is the amplitude of a fixed pattern in the probe image (independent of every label), dominant
+  from epoch ``EMERGENCE_EPOCH`` on;
+- hidden3: clean probes of class c are active on units 2c, 2c+1; noisy probes with assigned label c on units
+  8+2c, 8+2c+1 (memorisation units), so clean and noisy means are orthogonal; correctly predicted test probes
+  look clean, wrongly predicted ones look like the noisy probes of their predicted class;
+- output: logits favour the label for 75 % of the test probes and label + 1 for the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from actlab.store import METRICS, LayerSpec, ProbeSet, RunWriter
+
+N_CLASSES = 4
+RECORD_EPOCHS = [0, 10, 20, 30, 40, 50]
+N_EPOCHS = 60
+LARGE_UNIT = 3
+SCALES = [0.1, 0.1, 0.5, 3.0, 4.0, 5.0]
+EMERGENCE_EPOCH = 30
+LAYERS = [
+    LayerSpec("hidden1", 16, 192, "relu", "body.0"),
+    LayerSpec("hidden2", 8, 16, "relu", "body.2"),
+    LayerSpec("hidden3", 16, 8, "relu", "body.4"),
+    LayerSpec("output", N_CLASSES, 16, "identity", "head"),
+]
+
+
+@dataclass
+class Planted:
+    """What was written, for independent checks in the tests."""
+
+    run_dir: Path
+    probes: ProbeSet
+    amplitude: np.ndarray
+    preacts: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    wrong_test: np.ndarray | None = None
+
+
+def dd_curve(epochs: np.ndarray, rng: np.random.Generator, noise: float = 0.01) -> np.ndarray:
+    """Test loss with epoch-wise double descent: min near 12, peak near 25, lower values after 40."""
+    e = np.asarray(epochs, dtype=float)
+    base = 1.5 * np.exp(-e / 4) + 0.8 + 0.5 * np.exp(-(((e - 25) / 7) ** 2)) - 0.25 / (1 + np.exp(-(e - 35) / 4))
+    return base + noise * rng.standard_normal(len(e))
+
+
+def monotone_curve(epochs: np.ndarray, rng: np.random.Generator, noise: float = 0.01) -> np.ndarray:
+    """Test loss decreasing to a plateau."""
+    return 1.5 * np.exp(-np.asarray(epochs, float) / 6) + 0.5 + noise * rng.standard_normal(len(epochs))
+
+
+def u_curve(epochs: np.ndarray, rng: np.random.Generator, noise: float = 0.01) -> np.ndarray:
+    """Test loss decreasing then rising for good (overfitting without a second descent)."""
+    e = np.asarray(epochs, float)
+    return 1.5 * np.exp(-e / 4) + 0.6 + 0.01 * e + noise * rng.standard_normal(len(e))
+
+
+def planted_metrics(n_epochs: int = N_EPOCHS, *, double_descent: bool = True, seed: int = 0) -> dict[int, dict[str, float]]:
+    """Metrics of every epoch: clean acc plateaus at epoch 10, noisy acc 0.5/0.9/0.99 at 30/38/40."""
+    rng = np.random.default_rng(seed)
+    epochs = np.arange(n_epochs + 1)
+    loss = dd_curve(epochs, rng) if double_descent else monotone_curve(epochs, rng)
+    clean_acc = 0.95 * np.minimum(1.0, epochs / 10)
+    noisy_acc = np.clip((epochs - 20) / 20, 0, 1)
+    out = {}
+    for e in epochs:
+        values = {name: 0.0 for name in METRICS}
+        values.update(train_clean_acc=clean_acc[e], train_noisy_acc=noisy_acc[e], test_loss=loss[e],
+                      test_acc=float(np.clip(1.3 - loss[e] / 2, 0, 1)), train_clean_loss=1 - clean_acc[e],
+                      wall_time=float(e))
+        out[int(e)] = values
+    return out
+
+
+def planted_probes(rng: np.random.Generator, *, n_clean: int = 120, n_noisy: int = 60, n_test: int = 80,
+                   empty_noisy_class: int | None = None) -> tuple[ProbeSet, np.ndarray]:
+    """Probes with balanced labels, noisy labels always different from the original, images carrying a pattern."""
+    classes = np.arange(N_CLASSES)
+    noisy_classes = classes if empty_noisy_class is None else classes[classes != empty_noisy_class]
+    clean_label = np.tile(classes, n_clean // N_CLASSES)
+    noisy_original = rng.choice(noisy_classes, n_noisy)
+    shift = rng.integers(1, len(noisy_classes), n_noisy)
+    noisy_assigned = noisy_classes[(np.searchsorted(noisy_classes, noisy_original) + shift) % len(noisy_classes)]
+    test_label = np.tile(classes, n_test // N_CLASSES)
+    n = n_clean + n_noisy + n_test
+    amplitude = rng.uniform(0, 1, n)
+    pattern = rng.choice([-1.0, 1.0], size=(3, 8, 8))
+    images = 128 + 60 * (amplitude[:, None, None, None] - 0.5) * pattern + 4 * rng.standard_normal((n, 3, 8, 8))
+    probes = ProbeSet(
+        images=np.clip(np.round(images), 0, 255).astype(np.uint8),
+        dataset_index=np.concatenate([np.arange(n_clean + n_noisy), np.arange(n_test)]),
+        group=np.repeat(np.array([0, 1, 2], dtype=np.int8), [n_clean, n_noisy, n_test]),
+        label=np.concatenate([clean_label, noisy_assigned, test_label]),
+        original_label=np.concatenate([clean_label, noisy_original, test_label]),
+        is_noisy=np.repeat([False, True, False], [n_clean, n_noisy, n_test]),
+    )
+    return probes, amplitude
+
+
+def planted_preacts(probes: ProbeSet, amplitude: np.ndarray, scale: float, rng: np.random.Generator,
+                    wrong_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Pre-activations of one epoch (see the module docstring)."""
+    n = len(probes)
+    group, label, original = probes.group, probes.label, probes.original_label
+    centres1 = np.random.default_rng(7).uniform(0.5, 1.5, (N_CLASSES, 16))
+    hidden1 = centres1[original] + 0.05 * rng.standard_normal((n, 16))
+    hidden1[:, LARGE_UNIT] = 10 * scale * amplitude + 0.01 * rng.standard_normal(n)
+    hidden2 = rng.standard_normal((n, 8))
+    predicted = np.where(group == 2, np.where(wrong_test, (label + 1) % N_CLASSES, label), label)
+    hidden3 = np.full((n, 16), -0.5) + 0.02 * rng.standard_normal((n, 16))
+    clean_like = (group == 0) | ((group == 2) & ~wrong_test)
+    for i in range(n):
+        units = 2 * predicted[i] + np.array([0, 1]) + (0 if clean_like[i] else 8)
+        hidden3[i, units] = 2.0 + 0.1 * rng.standard_normal(2)
+    output = 0.1 * rng.standard_normal((n, N_CLASSES))
+    output[np.arange(n), predicted] += 3.0
+    return {"hidden1": hidden1, "hidden2": hidden2, "hidden3": hidden3, "output": output}
+
+
+def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double_descent: bool = True,
+                empty_noisy_class: int | None = None, seed: int = 0) -> Planted:
+    """Write the planted run; only ``commit_epochs`` (default all of :data:`RECORD_EPOCHS`) are committed."""
+    rng = np.random.default_rng(seed)
+    probes, amplitude = planted_probes(rng, empty_noisy_class=empty_noisy_class)
+    wrong_test = (probes.group == 2) & (rng.uniform(size=len(probes)) < 0.25)
+    writer = RunWriter.create(
+        run_dir, config={"model": "planted", "seed": seed},
+        dataset={"name": "planted", "class_names": [f"c{i}" for i in range(N_CLASSES)]},
+        layers=LAYERS, probes=probes, record_epochs=RECORD_EPOCHS, n_epochs=N_EPOCHS,
+    )
+    planted = Planted(run_dir=Path(run_dir), probes=probes, amplitude=amplitude, wrong_test=wrong_test[probes.group == 2])
+    planted.metrics = planted_metrics(double_descent=double_descent, seed=seed)
+    for epoch, values in planted.metrics.items():
+        writer.write_metrics(epoch, values)
+    for epoch, scale in zip(RECORD_EPOCHS, SCALES):
+        if commit_epochs is not None and epoch not in commit_epochs:
+            continue
+        preacts = {k: v.astype(np.float32) for k, v in planted_preacts(probes, amplitude, scale, rng, wrong_test).items()}
+        params = {layer.name: (np.zeros((layer.width, layer.fan_in), np.float32), np.zeros(layer.width, np.float32))
+                  for layer in LAYERS}
+        writer.write_epoch(epoch, preacts, params)
+        planted.preacts[epoch] = preacts
+    if commit_epochs is None:
+        writer.mark_complete()
+    return planted
+
+
+def post(planted: Planted, epoch: int, layer: str) -> np.ndarray:
+    """Post-activation written for ``layer`` at ``epoch`` (ReLU except for the output layer)."""
+    x = planted.preacts[epoch][layer].astype(np.float64)
+    return x if layer == "output" else np.maximum(x, 0)
+
+
+_CACHE: dict[tuple, object] = {}
+
+
+def cached_planted(tmp_path_factory, **params) -> Planted:
+    """:func:`planted_run` written once per session and parameter set; tests must not modify it (copy it first)."""
+    key = ("run", *sorted(params.items()))
+    if key not in _CACHE:
+        _CACHE[key] = planted_run(tmp_path_factory.mktemp("planted") / "run", **params)
+    return _CACHE[key]
+
+
+def cached_results(tmp_path_factory, **params):
+    """``analyze`` of :func:`cached_planted` computed once per session (do not modify)."""
+    from actlab.analysis import analyze
+
+    key = ("results", *sorted(params.items()))
+    if key not in _CACHE:
+        planted = cached_planted(tmp_path_factory, **params)
+        _CACHE[key] = (planted, analyze(planted.run_dir, progress=False, n_permutations=99))
+    return _CACHE[key]

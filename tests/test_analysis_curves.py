@@ -1,0 +1,86 @@
+"""Learning phases and the double-descent criterion on planted curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import actlab.analysis  # noqa: F401  (registers the accessor)
+from actlab.analysis.curves import double_descent, learning_curves, learning_phases
+from fixtures_store import dd_curve, monotone_curve, planted_metrics, u_curve
+
+EPOCHS = np.arange(61)
+
+
+def curve(values: np.ndarray, name: str = "test_loss") -> xr.DataArray:
+    return xr.DataArray(values, dims="epoch", coords={"epoch": EPOCHS[: len(values)]}, name=name)
+
+
+def metrics_dataset(double: bool = True) -> xr.Dataset:
+    rows = planted_metrics(60, double_descent=double)
+    names = list(rows[0])
+    return xr.Dataset({n: ("epoch", [rows[e][n] for e in EPOCHS]) for n in names}, coords={"epoch": EPOCHS})
+
+
+def test_double_descent_found_with_its_epochs():
+    values = dd_curve(EPOCHS, np.random.default_rng(1))
+    found = double_descent(curve(values))
+    assert bool(found["present"])
+    # independent: 5-epoch centred mean with shrinking ends
+    smoothed = np.array([values[max(0, i - 2): i + 3].mean() for i in range(len(values))])
+    np.testing.assert_allclose(found["smoothed"].values, smoothed)
+    peak = int(found["peak_epoch"])
+    assert 20 <= peak <= 28 and smoothed[peak] == pytest.approx(float(found["peak"]))
+    first = int(found["first_min_epoch"])
+    assert 8 <= first <= 16 and first == int(np.argmin(smoothed[: peak + 1]))
+    second = int(found["second_min_epoch"])
+    assert second == peak + int(np.argmin(smoothed[peak:])) and second > 40
+
+
+@pytest.mark.parametrize("make", [monotone_curve, u_curve])
+def test_no_double_descent_in_monotone_or_u_shaped_curves(make):
+    found = double_descent(curve(make(EPOCHS, np.random.default_rng(2))))
+    assert not bool(found["present"])
+
+
+def test_small_bump_below_thresholds_is_not_double_descent():
+    values = monotone_curve(EPOCHS, np.random.default_rng(3), noise=0.0)
+    values = values + 0.005 * np.exp(-(((EPOCHS - 50) / 4) ** 2))  # a 1 % bump, below the 5 % rise
+    found = double_descent(curve(values))
+    assert np.isfinite(float(found["peak_epoch"])) and not bool(found["present"])
+
+
+def test_learning_phases_planted_epochs():
+    phases = learning_phases(metrics_dataset())
+    # clean acc = 0.95 * min(1, e/10): smoothed within 0.02 of 0.95 first at epoch 11
+    assert float(phases["clean_learned_epoch"]) == 11
+    # noisy acc = clip((e - 20) / 20, 0, 1)
+    np.testing.assert_array_equal(phases["noisy_memorised_epoch"].values, [30, 38, 40])
+    assert float(phases["noisy_fitted_epoch"]) == 40
+
+
+def test_never_reached_threshold_is_nan():
+    metrics = metrics_dataset()
+    metrics["train_noisy_acc"] = metrics["train_noisy_acc"] * 0.6
+    phases = learning_phases(metrics)
+    assert float(phases["noisy_memorised_epoch"].sel(threshold=0.5)) == 37  # 0.6 * (e - 20) / 20 >= 0.5
+    assert np.isnan(phases["noisy_memorised_epoch"].sel(threshold=0.9)) and np.isnan(phases["noisy_fitted_epoch"])
+
+
+def test_learning_curves_node_and_accessor():
+    metrics = metrics_dataset()
+    node = learning_curves(metrics)
+    np.testing.assert_allclose(node["test_error"].values, 1 - metrics["test_acc"].values)
+    assert bool(node["dd_present"].sel(curve="test_loss"))
+    assert not bool(learning_curves(metrics_dataset(double=False))["dd_present"].sel(curve="test_loss"))
+    via_accessor = metrics.actlab.double_descent()
+    assert float(via_accessor["peak_epoch"]) == float(node["dd_peak_epoch"].sel(curve="test_loss"))
+    xr.testing.assert_identical(metrics.actlab.learning_phases(), learning_phases(metrics))
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="dims"):
+        double_descent(xr.DataArray(np.zeros((3, 3)), dims=("epoch", "x")))
+    with pytest.raises(ValueError, match="train_noisy_acc"):
+        learning_phases(xr.Dataset({"train_clean_acc": ("epoch", [0.1, 0.2])}))

@@ -1,0 +1,84 @@
+"""Streamed exact PCA against scikit-learn, and class-mean trajectories against NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.decomposition import PCA as SklearnPCA
+
+import actlab
+from actlab.analysis import PCA, class_means, pca_trajectories
+from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
+
+
+def pooled(planted, layer):
+    return np.concatenate([post(planted, e, layer) for e in RECORD_EPOCHS])
+
+
+def aligned(ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """Flip our components to sklearn's signs (both are conventions; compare up to sign)."""
+    return ours * np.sign(np.sum(ours * theirs, axis=1))[:, None]
+
+
+@pytest.mark.parametrize("layer", ["hidden1", "hidden2", "hidden3"])
+def test_matches_sklearn_on_pooled_activations(tmp_path_factory, layer):
+    planted = cached_planted(tmp_path_factory)
+    act = actlab.open_run(planted.run_dir).layer(layer)
+    ours = PCA(n_components=5).fit(act)
+    x = pooled(planted, layer)
+    ref = SklearnPCA(n_components=5, svd_solver="full").fit(x)
+    assert ours.n_samples_seen_ == len(x)
+    np.testing.assert_allclose(ours.mean_.values, ref.mean_, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ours.explained_variance_.values, ref.explained_variance_, rtol=1e-4)
+    np.testing.assert_allclose(ours.explained_variance_ratio_.values, ref.explained_variance_ratio_, rtol=1e-4)
+    np.testing.assert_allclose(aligned(ours.components_.values, ref.components_), ref.components_, atol=1e-3)
+    projected = ours.transform(act.sel(epoch=RECORD_EPOCHS[-1]))
+    assert projected.dims == ("sample", "component")
+    expected = ref.transform(post(planted, RECORD_EPOCHS[-1], layer)) * np.sign(np.sum(ours.components_.values * ref.components_, axis=1))
+    np.testing.assert_allclose(projected.values, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
+
+
+def test_partial_fit_equals_fit(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    act = actlab.open_run(planted.run_dir).layer("hidden2")
+    whole = PCA(3).fit(act)
+    streamed = PCA(3)
+    for epoch in RECORD_EPOCHS:
+        streamed.partial_fit(act.sel(epoch=epoch))
+    np.testing.assert_allclose(streamed.components_.values, whole.components_.values, atol=1e-10)
+    np.testing.assert_allclose(streamed.explained_variance_.values, whole.explained_variance_.values, rtol=1e-10)
+
+
+def test_sign_convention_largest_loading_positive(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    comps = PCA(4).fit(actlab.open_run(planted.run_dir).layer("hidden3")).components_.values
+    assert (comps[np.arange(4), np.abs(comps).argmax(axis=1)] > 0).all()
+
+
+def test_trajectories_and_pipeline_node(tmp_path_factory):
+    planted, results = cached_results(tmp_path_factory)
+    act = actlab.open_run(planted.run_dir).layer("hidden1")
+    fitted = PCA(10).fit(act)
+    traj = pca_trajectories(fitted, class_means(act).compute())
+    assert traj.dims == ("grouping", "epoch", "class", "component")
+    x = post(planted, 20, "hidden1")
+    clean2 = x[(planted.probes.group == 0) & (planted.probes.label == 2)].mean(axis=0)
+    expected = (clean2 - fitted.mean_.values) @ fitted.components_.values.T
+    np.testing.assert_allclose(traj.sel(grouping="clean", epoch=20, **{"class": 2}).values, expected, rtol=1e-5, atol=1e-6)  # float32 sums
+    node = results["pca"].to_dataset()
+    np.testing.assert_allclose(node["trajectory"].sel(layer="hidden1").values, traj.values, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(node["explained_variance_ratio"].sel(layer="hidden1").values,
+                               fitted.explained_variance_ratio_.values, rtol=1e-8)
+    # hidden1 is dominated by the planted large unit: the first component is that unit
+    comps = results["pca/hidden1"].to_dataset()["components"]
+    assert int(np.abs(comps.isel(component=0).values).argmax()) == 3
+    # layer narrower than n_components: padded with NaN
+    assert np.isnan(node["explained_variance_ratio"].sel(layer="output").values[4:]).all()
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="not fitted"):
+        PCA(2).transform(xr.DataArray(np.zeros((2, 3)), dims=("sample", "unit")))
+    with pytest.raises(ValueError, match="n_components"):
+        PCA(0).partial_fit(np.zeros((4, 3)))

@@ -1,0 +1,89 @@
+"""The fused pass: headline summary, persistence, isolated failures, parameters."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import actlab
+from actlab.analysis import ANALYSES, analyze, curves, load_results, save_results, summary
+from actlab.errors import ConfigError, StoreError
+from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, cached_planted, cached_results
+
+
+def test_summary_headlines(tmp_path_factory):
+    _, results = cached_results(tmp_path_factory)
+    found = summary(results)
+    json.dumps(found)
+    assert found["errors"] == {}
+    dd = found["double_descent"]
+    assert dd["present"] and dd["first_min_epoch"] < dd["peak_epoch"] < dd["second_min_epoch"]
+    assert found["phases"]["noisy_memorised_epoch"] == {"0.5": 30, "0.9": 38, "0.99": 40}
+    sep = found["separation"]
+    assert sep["layer"] == "hidden3" and sep["cosine"] < 0.05
+    assert sep["last_epoch"]["hidden1"]["noisy_by_original"] > 0.99 and "output" not in sep["last_epoch"]
+    large = found["large_activation"]
+    assert (large["layer"], large["unit"], large["dominant"]) == ("hidden1", LARGE_UNIT, True)
+    assert large["emergence_epoch"] == EMERGENCE_EPOCH and large["explained_by"] == "input"
+    assert large["ratio_to_median"] > 10 and large["ratio_to_second"] > 3
+    assert found["paths"]["by_layer"]["hidden3"] == {"clean_share_correct": 1.0, "clean_share_wrong": 0.0}
+
+
+def test_save_and_load_round_trip(tmp_path_factory, tmp_path):
+    _, results = cached_results(tmp_path_factory)
+    path = save_results(results, tmp_path / "analysis" / "results.zarr")
+    save_results(results, path)  # overwrite in place
+    loaded = load_results(path)
+    assert set(loaded.children) == set(ANALYSES)
+    assert loaded.attrs["errors"] == {} and loaded.attrs["parameters"]["n_permutations"] == 99
+    for name in ANALYSES:
+        xr.testing.assert_allclose(loaded[name].to_dataset(), results[name].to_dataset())
+    assert summary(loaded) == summary(results)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    with pytest.raises(StoreError, match="no saved analysis results"):
+        load_results(tmp_path)
+
+
+def test_failed_analysis_is_isolated(tmp_path_factory, monkeypatch):
+    planted = cached_planted(tmp_path_factory)
+
+    def broken(metrics):
+        raise ValueError("planted failure")
+
+    monkeypatch.setattr(curves, "learning_curves", broken)
+    results = analyze(planted.run_dir, progress=False, n_permutations=9)
+    assert results.attrs["errors"] == {"curves": "ValueError: planted failure"}
+    assert "curves" not in results.children and {"separation", "pca", "large_activation", "paths"} <= set(results.children)
+    found = summary(results)
+    assert found["double_descent"] is None and found["large_activation"]["unit"] == LARGE_UNIT
+
+
+def test_pre_activations_and_single_worker_agree_on_structure(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    pre = analyze(planted.run_dir, progress=False, kind="pre", n_permutations=9, max_workers=1)
+    assert pre.attrs["kind"] == "pre" and pre.attrs["errors"] == {}
+    run = actlab.open_run(planted.run_dir)
+    x = run.layer("hidden3", kind="pre").sel(epoch=20).values
+    np.testing.assert_allclose(pre["large_activation/hidden3"].to_dataset()["mean_abs"].sel(epoch=20),
+                               np.abs(x).mean(axis=0), rtol=1e-6)
+
+
+def test_parameter_errors(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    with pytest.raises(ConfigError, match="kind"):
+        analyze(planted.run_dir, kind="both")
+    with pytest.raises(ConfigError, match="n_top"):
+        analyze(planted.run_dir, n_top=1)
+    with pytest.raises(ConfigError, match="relevant"):
+        analyze(planted.run_dir, relevant="x")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is not None, reason="dask.distributed is installed")
+def test_scheduler_without_distributed(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    with pytest.raises(ConfigError, match="pip install distributed"):
+        analyze(planted.run_dir, scheduler="tcp://127.0.0.1:8786", progress=False)

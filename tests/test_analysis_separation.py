@@ -1,0 +1,88 @@
+"""Signal separation against NumPy, the planted layer pattern, and classes without noisy probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import actlab
+from actlab.analysis import class_means, signal_separation
+from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, planted_run, post
+
+
+def numpy_means(planted, epoch, layer):
+    x = post(planted, epoch, layer)
+    p = planted.probes
+    masks = {
+        "clean": (p.group == 0, p.label), "noisy_by_original": (p.group == 1, p.original_label),
+        "noisy_by_assigned": (p.group == 1, p.label), "test": (p.group == 2, p.label),
+    }
+    out = {}
+    for name, (mask, classes) in masks.items():
+        out[name] = np.array([x[mask & (classes == c)].mean(axis=0) if np.any(mask & (classes == c)) else
+                              np.full(x.shape[1], np.nan) for c in range(4)])
+    return out
+
+
+def numpy_cos(a, b):
+    return np.array([u @ v / np.linalg.norm(u) / np.linalg.norm(v) for u, v in zip(a, b)])
+
+
+def test_class_means_and_cosines_match_numpy(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    act = actlab.open_run(planted.run_dir).layer("hidden2")
+    means = class_means(act).compute()
+    sep = signal_separation(act).compute()
+    for epoch in (0, 30):
+        expected = numpy_means(planted, epoch, "hidden2")
+        for grouping, values in expected.items():
+            np.testing.assert_allclose(means.sel(epoch=epoch, grouping=grouping).values, values, rtol=1e-6)  # float32 sums
+        row = sep.sel(epoch=epoch)
+        np.testing.assert_allclose(row["cos_clean_noisy_by_original"], numpy_cos(expected["clean"], expected["noisy_by_original"]))
+        np.testing.assert_allclose(row["cos_clean_noisy_by_assigned"], numpy_cos(expected["clean"], expected["noisy_by_assigned"]))
+        np.testing.assert_allclose(row["cos_clean_test"], numpy_cos(expected["clean"], expected["test"]))
+        np.testing.assert_allclose(row["cos_noisy_by_assigned_test"], numpy_cos(expected["noisy_by_assigned"], expected["test"]))
+        np.testing.assert_allclose(row["cos_clean_noisy_by_original_mean"],
+                                   numpy_cos(expected["clean"], expected["noisy_by_original"]).mean())
+    np.testing.assert_array_equal(sep["count"].sel(grouping="clean"), [30, 30, 30, 30])
+    xr.testing.assert_allclose(act.actlab.signal_separation().compute(), sep)
+
+
+def test_planted_pattern_across_layers(tmp_path_factory):
+    _, results = cached_results(tmp_path_factory)
+    sep = results["separation"].to_dataset().sel(epoch=RECORD_EPOCHS[-1])
+    # hidden1: noisy probes sit at the clean mean of their original class
+    assert float(sep["cos_clean_noisy_by_original"].sel(layer="hidden1").min()) > 0.99
+    # hidden3: noisy probes live on separate memorisation units -> orthogonal to the clean means
+    assert float(np.abs(sep["cos_clean_noisy_by_original"].sel(layer="hidden3")).max()) < 0.05
+    assert float(np.abs(sep["cos_clean_noisy_by_assigned"].sel(layer="hidden3")).max()) < 0.05
+    assert float(sep["cos_clean_test"].sel(layer="hidden3").min()) > 0.8
+
+
+def test_pipeline_equals_composable_function(tmp_path_factory):
+    planted, results = cached_results(tmp_path_factory)
+    run = actlab.open_run(planted.run_dir)
+    for layer in ("hidden1", "output"):
+        direct = signal_separation(run.layer(layer)).compute()
+        fused = results["separation"].to_dataset().sel(layer=layer, drop=True)
+        for name in direct.data_vars:
+            np.testing.assert_allclose(fused[name].values, direct[name].values, rtol=1e-12, err_msg=name)
+
+
+def test_class_without_noisy_probes_is_nan_with_warning(tmp_path):
+    planted = planted_run(tmp_path / "run", commit_epochs=[0, 10], empty_noisy_class=2)
+    act = actlab.open_run(planted.run_dir).layer("hidden1")
+    with np.errstate(all="raise"):
+        sep = signal_separation(act).compute()
+    assert np.isnan(sep["cos_clean_noisy_by_original"].sel(**{"class": 2})).all()
+    assert np.isnan(sep["cos_clean_noisy_by_assigned"].sel(**{"class": 2})).all()
+    assert np.isfinite(sep["cos_clean_noisy_by_original"].sel(**{"class": 1})).all()
+    assert np.isfinite(sep["cos_clean_noisy_by_original_mean"]).all()
+    assert any("class 2 has no noisy by original" in w for w in sep.attrs["warnings"])
+    assert any("class 2 has no noisy by assigned" in w for w in sep.attrs["warnings"])
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="dims"):
+        class_means(xr.DataArray(np.zeros((2, 3)), dims=("sample", "unit")))

@@ -1,0 +1,204 @@
+"""``actlab analyze`` and ``actlab compare`` end to end on planted-signal runs."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from actlab import report
+from actlab.cli import main
+from actlab.store import ANALYSIS_DIRNAME, STORE_DIRNAME, store_path
+from fixtures_store import planted_run
+
+
+def _run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def analysed_run(tmp_path_factory):
+    """A planted run after ``actlab analyze RUN --no-progress``: (planted, exit code, stdout, stderr)."""
+    planted = planted_run(tmp_path_factory.mktemp("cli") / "planted")
+    code, out, err = _run_cli("analyze", planted.run_dir, "--no-progress")
+    return planted, code, out, err
+
+
+def test_analyze_writes_every_promised_artefact(analysed_run):
+    planted, code, out, err = analysed_run
+    assert code == 0, err
+    analysis = planted.run_dir / ANALYSIS_DIRNAME
+    names = [name for name, *_ in report.FIGURES]
+    for name in names:
+        assert (analysis / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert "<svg" in (analysis / "figures" / f"{name}.svg").read_text()[:2000]
+    html = (analysis / "report.html").read_text()
+    for name in names:  # the embedded image is exactly the PNG written beside it
+        assert base64.b64encode((analysis / "figures" / f"{name}.png").read_bytes()).decode() in html
+    assert "Headline findings" in html and "Analyses that could not run" not in html
+    assert not [p for p in planted.run_dir.iterdir() if p.name.startswith(".")]  # no temporary directories left
+    assert f"report: {analysis / 'report.html'}" in out
+
+
+def test_summary_json_matches_results_and_hand_computation(analysed_run):
+    from actlab.analysis import load_results, summary
+
+    planted, code, out, _ = analysed_run
+    analysis = planted.run_dir / ANALYSIS_DIRNAME
+    written = json.loads((analysis / "summary.json").read_text())
+    results = load_results(analysis / "results.zarr")
+    assert written == summary(results)
+    assert set(results.children) == {"curves", "separation", "pca", "large_activation", "paths"}
+
+    # by hand: the double-descent epochs on the stored test loss smoothed by a centred 5-epoch rolling mean
+    epochs = sorted(planted.metrics)
+    loss = pd.Series([planted.metrics[e]["test_loss"] for e in epochs], index=epochs)
+    smooth = loss.rolling(5, center=True, min_periods=1).mean()
+    dd = written["double_descent"]
+    assert dd["present"] is True
+    peak = dd["peak_epoch"]
+    assert 20 <= peak <= 30  # planted bump at 25
+    assert dd["first_min_epoch"] == int(smooth.loc[:peak].idxmin())
+    assert dd["second_min_epoch"] == int(smooth.loc[peak:].idxmin())
+    assert dd["peak"] == pytest.approx(smooth.loc[peak])
+    assert written["phases"]["noisy_fitted_epoch"] == int(np.argmax([planted.metrics[e]["train_noisy_acc"] >= 0.99 for e in epochs]))
+    assert written["large_activation"]["layer"] == "hidden1" and written["large_activation"]["unit"] == 3
+
+    # the terminal table shows the same numbers
+    assert f"yes: {dd['first_min_epoch']} -> {peak} -> {dd['second_min_epoch']}" in out
+    assert "hidden1 unit 3" in out and "path attribution, hidden3" in out
+
+
+def _one_line_error(code: int, out: str, err: str, match: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("actlab: error: "), err
+    assert match in lines[0]
+
+
+def test_not_a_run_and_bad_options_are_one_line_errors(tmp_path):
+    _one_line_error(*_run_cli("analyze", tmp_path, "--no-progress"), "not an actlab run")
+    assert not (tmp_path / ANALYSIS_DIRNAME).exists()
+    code, _, err = _run_cli("analyze", tmp_path, "--format", "pdf")
+    _one_line_error(code, "", err, "figure formats")
+
+
+def test_other_schema_version_is_refused(tmp_path):
+    planted = planted_run(tmp_path / "run", commit_epochs=[0])
+    root = zarr.open_group(store_path(planted.run_dir), mode="r+", zarr_format=3)
+    root.attrs["schema_version"] = 99
+    _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "schema version 99")
+    assert not (planted.run_dir / ANALYSIS_DIRNAME).exists()
+
+
+def test_corrupted_and_missing_chunks_are_refused_and_leave_nothing(tmp_path):
+    planted = planted_run(tmp_path / "run", commit_epochs=[0, 10])
+    shard = planted.run_dir / STORE_DIRNAME / "layers" / "hidden2" / "preact" / "c" / "1" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "hidden2")
+    assert [p.name for p in planted.run_dir.iterdir()] == [STORE_DIRNAME]
+    shard.unlink()
+    _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "hidden2")
+    assert [p.name for p in planted.run_dir.iterdir()] == [STORE_DIRNAME]
+
+
+def test_run_without_recorded_epochs_is_refused(tmp_path):
+    planted = planted_run(tmp_path / "run", commit_epochs=[])
+    _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "epoch")
+
+
+def test_failed_analysis_is_reported_and_the_rest_still_runs(tmp_path, monkeypatch):
+    from actlab.analysis import pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted failure")
+
+    monkeypatch.setattr(pipeline, "_pca", broken)
+    planted = planted_run(tmp_path / "run", empty_noisy_class=2)
+    analysis = tmp_path / "elsewhere"
+    code, out, err = _run_cli("analyze", planted.run_dir, "--no-progress", "--format", "svg", "--out", analysis)
+    assert code == 0, err
+    assert "warning: analysis pca failed: RuntimeError: planted failure" in err
+    assert not (planted.run_dir / ANALYSIS_DIRNAME).exists()  # --out respected
+    html = (analysis / "report.html").read_text()
+    assert "Analyses that could not run" in html and "planted failure" in html
+    assert "Notes" in html and "class 2" in html  # no noisy probe has original label 2
+    figures = sorted(p.name for p in (analysis / "figures").iterdir())  # --format svg: SVG only
+    assert figures == sorted(f"{name}.svg" for name, node, *_ in report.FIGURES if node != "pca")
+    assert html.count("data:image/png;base64,") == len(figures)  # the report still embeds PNGs
+    summary = json.loads((analysis / "summary.json").read_text())
+    assert summary["errors"] == {"pca": "RuntimeError: planted failure"}
+    assert summary["double_descent"]["present"] is True and "double descent (test loss)" in out
+
+
+def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp_path):
+    planted, *_ = analysed_run
+    other = planted_run(tmp_path / "monotone", double_descent=False, seed=1)
+    out_dir = tmp_path / "compare"
+    code, out, err = _run_cli("compare", planted.run_dir, other.run_dir, "--out", out_dir, "--no-progress", "--format", "png")
+    assert code == 0, err
+    summaries = json.loads((out_dir / "summary.json").read_text())
+    assert list(summaries) == ["planted", "monotone"]
+    assert summaries["planted"]["double_descent"]["present"] is True
+    assert summaries["monotone"]["double_descent"]["present"] is False
+    saved = json.loads((planted.run_dir / ANALYSIS_DIRNAME / "summary.json").read_text())
+    assert summaries["planted"] == saved
+    assert not (other.run_dir / ANALYSIS_DIRNAME).exists()  # compare does not write into runs
+    html = (out_dir / "report.html").read_text()
+    assert "reused saved analyses</b> planted" in html
+    for name in ("compare_test_loss", "compare_separation"):
+        assert base64.b64encode((out_dir / "figures" / f"{name}.png").read_bytes()).decode() in html
+    table = [line.split("  ")[0] for line in out.splitlines()]
+    assert table[0] == "run" and "planted" in table and "monotone" in table
+    rows = {line.split()[0]: line for line in out.splitlines()[2:4]}
+    assert rows["planted"].split()[1] == "yes" and rows["monotone"].split()[1] == "no"
+
+
+def test_compare_recomputes_stale_saved_analyses(analysed_run, tmp_path):
+    from actlab.analysis import open_run
+
+    planted, *_ = analysed_run
+    copy = tmp_path / "planted"
+    shutil.copytree(planted.run_dir, copy)
+    assert report.saved_results(open_run(copy)) is not None
+    slots = zarr.open_array(store_path(copy) / "layers" / "epoch", mode="r+")
+    values = slots[...]
+    values[-1] = -1  # the run now shows one recorded epoch fewer than the saved analysis
+    slots[...] = values
+    assert report.saved_results(open_run(copy)) is None
+
+
+def test_help_teaches():
+    for command, words in (("analyze", ["examples:", "report.html", "summary.json", "--scheduler"]),
+                           ("compare", ["examples:", "runs/compare", "reused"])):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        for word in words:
+            assert word in out.getvalue()
+
+
+def test_scheduler_without_distributed_is_a_one_line_error(analysed_run, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is not None:
+        pytest.skip("distributed is installed; the missing-package message cannot be checked")
+    planted, *_ = analysed_run
+    args = ("analyze", planted.run_dir, "--out", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:1", "--no-progress")
+    _one_line_error(*_run_cli(*args), "distributed")
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,205 @@
+"""Figures (actlab.plots) and the HTML report machinery (actlab.report) on a planted-signal run."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from actlab import plots, report
+from actlab.errors import ConfigError
+from actlab.store import METRICS, open_store
+from fixtures_store import LAYERS, RECORD_EPOCHS, cached_results, post
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """(planted, results, summary) of the planted run (results shared with the analysis tests; do not modify)."""
+    from actlab.analysis import summary
+
+    planted, results = cached_results(tmp_path_factory)
+    return planted, results, summary(results)
+
+
+def _lines(ax):
+    """Data lines of an axes (not the vertical phase markers)."""
+    return [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
+
+
+def test_plot_metrics_draws_the_stored_curves_with_phases(analysed):
+    planted, _, _ = analysed
+    metrics = open_store(planted.run_dir).metrics
+    phases = {"first_minimum": 13, "peak": 25, "second_minimum": None, "memorisation": 40}
+    fig = plots.plot_metrics(metrics, phases=phases, log_x=True)
+    assert isinstance(fig, Figure)
+    ax_loss, ax_acc = fig.axes[:2]
+    epochs = sorted(planted.metrics)
+    by_label = {line.get_label(): line for line in _lines(ax_loss)}
+    assert set(by_label) == {style["label"] for style in plots.CURVES.values()}
+    test = by_label[plots.CURVES["test"]["label"]]
+    np.testing.assert_allclose(test.get_xdata(), epochs)
+    np.testing.assert_allclose(test.get_ydata(), [planted.metrics[e]["test_loss"] for e in epochs])
+    acc = {line.get_label(): line for line in _lines(ax_acc)}[plots.CURVES["train_noisy"]["label"]]
+    np.testing.assert_allclose(acc.get_ydata(), [100 * planted.metrics[e]["train_noisy_acc"] for e in epochs])
+    markers = sorted(line.get_xdata()[0] for line in ax_loss.get_lines() if len(line.get_xdata()) == 2)
+    assert markers == [13, 25, 40]  # None phases are skipped
+    assert ax_loss.get_xscale() == "symlog" and "log" in ax_loss.get_xlabel()
+    assert "nats" in ax_loss.get_ylabel() and "%" in ax_acc.get_ylabel()
+
+
+def test_plot_metrics_rejects_what_is_not_metrics(analysed):
+    planted, _, _ = analysed
+    metrics = open_store(planted.run_dir).metrics
+    with pytest.raises(ValueError, match="lack"):
+        plots.plot_metrics(metrics.drop_vars("test_loss"))
+    assert set(METRICS) <= set(metrics.data_vars)
+
+
+def test_phases_from_results_match_the_curves_node(analysed):
+    _, results, summary = analysed
+    phases = plots.phases_from_results(results)
+    dd = summary["double_descent"]
+    assert dd["present"]
+    assert (phases["first_minimum"], phases["peak"], phases["second_minimum"]) == (dd["first_min_epoch"], dd["peak_epoch"], dd["second_min_epoch"])
+    # planted: noisy train accuracy (epoch - 20) / 20 first reaches 0.99 at epoch 40
+    assert phases["memorisation"] == 40 == summary["phases"]["noisy_fitted_epoch"]
+
+
+def test_separation_figures_show_both_groupings_with_the_stored_numbers(analysed):
+    planted, results, _ = analysed
+    heat = plots.plot_separation_heatmap(results)
+    titles = [ax.get_title() for ax in heat.axes[:2]]
+    assert "ORIGINAL" in titles[0] and "ASSIGNED" in titles[1]
+    # independent: hidden3 clean and noisy means are orthogonal by construction, hidden1 noisy-by-original = clean
+    for ax, grouping in zip(heat.axes[:2], ("noisy_by_original", "noisy_by_assigned")):
+        image = np.ma.filled(ax.get_images()[0].get_array(), np.nan)
+        assert image.shape == (len(LAYERS), len(RECORD_EPOCHS))
+        assert np.allclose(image[2], 0.0, atol=0.02)
+    by_original = np.ma.filled(heat.axes[0].get_images()[0].get_array(), np.nan)
+    assert np.all(by_original[0] > 0.99)
+    # hand-computed cosine of hidden2 at the last epoch, noisy grouped by original label
+    x = post(planted, RECORD_EPOCHS[-1], "hidden2")
+    group, original = planted.probes.group, planted.probes.original_label
+    cosines = []
+    for c in range(4):
+        a = x[(group == 0) & (original == c)].mean(0)
+        b = x[(group == 1) & (original == c)].mean(0)
+        cosines.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert by_original[1, -1] == pytest.approx(np.mean(cosines), abs=1e-5)
+
+    lines = plots.plot_separation_lines(results, log_x=True)
+    assert "ORIGINAL" in lines.axes[0].get_title() and "ASSIGNED" in lines.axes[1].get_title()
+    hidden2 = {line.get_label(): line for line in lines.axes[0].get_lines()}["hidden2"]
+    np.testing.assert_allclose(hidden2.get_xdata(), RECORD_EPOCHS)
+    assert hidden2.get_ydata()[-1] == pytest.approx(np.mean(cosines), abs=1e-5)
+
+
+def test_pca_axis_labels_state_the_explained_variance(analysed):
+    from sklearn.decomposition import PCA
+
+    planted, results, _ = analysed
+    fig = plots.plot_pca_trajectories(results)
+    pooled = np.concatenate([post(planted, e, "hidden3") for e in RECORD_EPOCHS])
+    ratio = PCA(n_components=2).fit(pooled).explained_variance_ratio_
+    ax = fig.axes[2]
+    assert ax.get_title() == "hidden3"
+    assert ax.get_xlabel() == f"PC1 ({100 * ratio[0]:.1f}% of variance)"
+    assert ax.get_ylabel() == f"PC2 ({100 * ratio[1]:.1f}% of variance)"
+    assert "trajectories" in fig.get_suptitle()
+
+
+def test_large_activation_and_explanation_figures(analysed):
+    planted, results, summary = analysed
+    fig = plots.plot_large_activation(results)
+    ax_mag, _, ax_loss = fig.axes[:3]
+    line = [l for l in ax_mag.get_lines() if l.get_label().startswith("hidden1")][0]
+    assert line.get_label() == "hidden1 unit 3 (dominant)"
+    # independent: mean |post-activation| of the planted unit at every recorded epoch
+    expected = [np.abs(post(planted, e, "hidden1")[:, 3]).mean() for e in RECORD_EPOCHS]
+    np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-5)
+    assert ax_mag.get_yscale() == "log"
+    test_loss = [l for l in ax_loss.get_lines() if l.get_label() == "test loss"][0]
+    assert np.argmin(test_loss.get_ydata()[:20]) == np.argmin([planted.metrics[e]["test_loss"] for e in range(20)])
+
+    explanation = plots.plot_explanation(results)
+    ax_r2 = explanation.axes[0]
+    tallest = max(ax_r2.patches, key=lambda p: p.get_height())
+    assert tallest.get_height() == pytest.approx(summary["large_activation"]["input_r2"])
+    labels = [t.get_text() for t in explanation.legends[0].get_texts()]
+    assert labels[0] == "from input image" and "from assigned label" in labels
+
+
+def test_path_attribution_figure_shows_planted_split(analysed):
+    planted, results, _ = analysed
+    fig = plots.plot_path_attribution(results)
+    correct = {l.get_label(): l for l in fig.axes[0].get_lines()}["hidden3"]
+    wrong = {l.get_label(): l for l in fig.axes[1].get_lines()}["hidden3"]
+    # planted: in hidden3, correct test probes sit on clean units, wrong ones on noisy units
+    np.testing.assert_allclose(correct.get_ydata(), 100.0)
+    np.testing.assert_allclose(wrong.get_ydata(), 0.0)
+    assert f"n = {int(planted.wrong_test.sum())}" in fig.axes[1].get_title()
+
+
+def test_findings_read_the_summary(analysed):
+    _, _, summary = analysed
+    findings = {f.name: f for f in report.findings_from_summary(summary)}
+    dd = summary["double_descent"]
+    assert findings["double descent (test loss)"].value == f"yes: {dd['first_min_epoch']} -> {dd['peak_epoch']} -> {dd['second_min_epoch']}"
+    assert findings["noisy labels memorised"].value == "epoch 40"
+    assert findings["large activation"].value == "hidden1 unit 3"
+    assert findings["large activation explained by"].value == "input"
+    assert findings["path attribution, hidden3"].value == "clean path: 100% of correct vs 0% of wrong"
+    sep = summary["separation"]
+    assert findings["strongest clean-noisy separation"].value == f"{sep['layer']}, epoch {sep['epoch']}"
+    assert "grouped by" in findings["strongest clean-noisy separation"].detail
+    table = report.findings_table(list(findings.values()))
+    assert table.splitlines()[0].split() == ["finding", "value"] and "hidden1 unit 3" in table
+
+
+def test_findings_skip_failed_sections_and_say_no_double_descent():
+    summary = {"errors": {"pca": "boom"}, "double_descent": {"present": False, "test_error": {"present": False}}, "phases": None}
+    findings = report.findings_from_summary(summary)
+    assert [(f.name, f.value) for f in findings] == [("double descent (test loss)", "no"), ("double descent (test error)", "no")]
+
+
+def test_report_html_is_self_contained(tmp_path, analysed):
+    _, results, summary = analysed
+    fig = plots.plot_path_attribution(results)
+    png = report.figure_png(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    page = report.Report(
+        title="A <test> report",
+        findings=[report.Finding("double descent", "yes & more", "detail")],
+        figures=[report.ReportFigure("paths", "Paths", "caption", png)],
+        failures={"analysis pca": "ValueError: no <samples>"},
+        config={"model": "planted"},
+        provenance={"run": "runs/x"},
+    )
+    path = report.write_report(tmp_path / "out" / "report.html", page)
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert base64.b64encode(png).decode() in text
+    assert "A &lt;test&gt; report" in text and "yes &amp; more" in text and "no &lt;samples&gt;" in text
+    assert not re.search(r"<script|<link|src=\"http|href=\"http|url\(", text, re.I)
+    assert "Analyses that could not run" in text
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.html"]  # no temporary file left
+
+
+def test_save_figure_and_formats(tmp_path):
+    fig, axes = plots.new_figure()
+    axes[0, 0].plot([0, 1], [1, 0])
+    paths = report.save_figure(fig, tmp_path, "line", report.parse_formats("svg, png"))
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    assert paths["svg"].read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert report.parse_formats(["png", "png"]) == ("png",)
+    for bad in ("pdf", "", "png,jpg"):
+        with pytest.raises(ConfigError, match="figure formats"):
+            report.parse_formats(bad)
+
+
+def test_log_axis_choice_follows_the_record_schedule():
+    assert report._use_log_x([0, 1, 2, 4, 8, 16, 32, 64, 128])
+    assert not report._use_log_x([0, 10, 20, 30, 40, 50])

@@ -1,0 +1,274 @@
+"""Recording: models, activation capture, the trainer, the background writer and the stored run."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from torch import nn
+
+from actlab.errors import ConfigError, StoreError
+from actlab.record import ActivationCapture, BackgroundWriter, make_mlp, record, resume
+from actlab.record.models import count_parameters, mlp_layer_specs
+from actlab.record.trainer import Trainer
+from actlab.store import CHECKPOINT_FILENAME, METRICS, open_store, store_path
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def test_record_import_forms():
+    import actlab
+    import actlab.record as subpackage
+
+    assert callable(actlab.record) and callable(subpackage)
+    assert subpackage.record is record
+
+
+# -- models and capture -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, hidden", [("mlp3", 2), ("mlp5", 4), ("mlp7", 6)])
+def test_mlp_structure_and_parameter_count(name, hidden):
+    model = make_mlp(name, 12, 3, 5)
+    specs = mlp_layer_specs(model)
+    assert [s.name for s in specs] == [f"hidden{k}" for k in range(1, hidden + 1)] + ["output"]
+    assert [s.activation for s in specs] == ["relu"] * hidden + ["identity"]
+    assert count_parameters(model) == (12 * 5 + 5) + (hidden - 1) * (5 * 5 + 5) + (5 * 3 + 3)
+    relus = [m for m in model if isinstance(m, nn.ReLU)]
+    assert len(relus) == hidden
+    assert model(torch.zeros(2, 3, 2, 2)).shape == (2, 3)
+
+
+def test_mlp_per_layer_widths():
+    model = make_mlp("mlp5", 4, 2, [7, 6, 5, 4])
+    assert [(s.fan_in, s.width, s.module) for s in mlp_layer_specs(model)] == [
+        (4, 7, "linear1"), (7, 6, "linear2"), (6, 5, "linear3"), (5, 4, "linear4"), (4, 2, "output")]
+    with pytest.raises(ConfigError):
+        make_mlp("mlp5", 4, 2, [7, 6])
+
+
+def test_capture_on_any_module():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(8, 3))
+
+        def forward(self, x):
+            return self.head(torch.tanh(self.conv(x)))
+
+    torch.manual_seed(0)
+    net = Net().train()
+    x = torch.randn(10, 1, 4, 4)
+    out = ActivationCapture(net, {"conv": "conv", "logits": "head.1"}).collect(x, batch_size=3)
+    assert net.training  # mode restored
+    with torch.no_grad():
+        np.testing.assert_allclose(out["conv"], net.conv(x).reshape(10, -1).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(out["logits"], net(x).numpy(), rtol=1e-6)
+    assert not net.conv._forward_hooks  # hooks removed
+    half = ActivationCapture(net, {"logits": "head.1"}).collect(x, dtype="float16")
+    assert half["logits"].dtype == np.float16
+    with pytest.raises(ConfigError, match="no submodules"):
+        ActivationCapture(net, {"x": "body.0"})
+
+
+def test_trainer_epoch_is_seeded_and_matches_manual_loop(tiny_record_config):
+    from actlab.record.data import prepare_data
+
+    data = prepare_data(tiny_record_config)
+
+    def trained(seed):
+        torch.manual_seed(seed)
+        model = make_mlp("mlp3", 32, 4, 16)
+        trainer = Trainer(model, data, torch.device("cpu"), batch_size=32, lr=1e-2, seed=seed)
+        trainer.train_epoch()
+        return model, trainer
+
+    model, trainer = trained(0)
+    # the same epoch by hand: seeded permutation, index slicing, Adam
+    torch.manual_seed(0)
+    manual = make_mlp("mlp3", 32, 4, 16)
+    opt = torch.optim.Adam(manual.parameters(), lr=1e-2)
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(0))
+    x, y = trainer.x_train, trainer.y_train
+    for start in range(0, 200, 32):
+        idx = order[start:start + 32]
+        opt.zero_grad()
+        nn.functional.cross_entropy(manual(x[idx]), y[idx]).backward()
+        opt.step()
+    for a, b in zip(model.parameters(), manual.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other, _ = trained(1)
+    assert not torch.equal(next(model.parameters()), next(other.parameters()))
+
+    metrics = trainer.evaluate()
+    with torch.no_grad():
+        logits = manual(x)
+    noisy = torch.as_tensor(data.noisy.is_noisy)
+    ce = nn.functional.cross_entropy(logits, y, reduction="none").double()
+    true_ce = nn.functional.cross_entropy(logits, trainer.y_train_original, reduction="none").double()
+    assert metrics["train_clean_loss"] == pytest.approx(float(ce[~noisy].mean()), rel=1e-6)
+    assert metrics["train_noisy_loss"] == pytest.approx(float(ce[noisy].mean()), rel=1e-6)
+    assert metrics["train_noisy_true_loss"] == pytest.approx(float(true_ce[noisy].mean()), rel=1e-6)
+    hit = (logits.argmax(1) == y).double()
+    assert metrics["train_noisy_acc"] == pytest.approx(float(hit[noisy].mean()))
+
+
+# -- background writer ---------------------------------------------------------------------------
+
+
+def test_background_writer_order_and_errors():
+    seen = []
+    writer = BackgroundWriter(maxsize=1)
+    for k in range(5):
+        writer.submit(seen.append, k)
+    writer.flush()
+    assert seen == list(range(5))
+    assert threading.current_thread().name != "actlab-store-writer"
+
+    def fail():
+        raise OSError("disk full")
+
+    writer.submit(fail)
+    writer.submit(seen.append, 99)  # skipped after the failure
+    with pytest.raises(StoreError, match="disk full"):
+        writer.flush()
+    writer.close()
+    assert 99 not in seen
+
+
+# -- recorded runs ----------------------------------------------------------------------------------
+
+
+def _arrays(run_dir):
+    view = open_store(run_dir)
+    metrics = {name: view.metrics[name].values for name in METRICS if name != "wall_time"}
+    layers = {name: {var: ds[var].values for var in ("preact", "weight", "bias")} for name, ds in view.layers.items()}
+    return view, metrics, layers
+
+
+def _assert_same_run(a, b):
+    _, metrics_a, layers_a = _arrays(a)
+    _, metrics_b, layers_b = _arrays(b)
+    for name in metrics_a:
+        np.testing.assert_array_equal(metrics_a[name], metrics_b[name], err_msg=name)
+    for name in layers_a:
+        for var in layers_a[name]:
+            np.testing.assert_array_equal(layers_a[name][var], layers_b[name][var], err_msg=f"{name}/{var}")
+
+
+def test_record_writes_the_store_schema(tiny_record_config):
+    run_dir = record(tiny_record_config)
+    view = open_store(run_dir)
+    assert view.attrs["status"] == "complete"
+    assert view.metrics.sizes["epoch"] == 7 and list(view.metrics["epoch"].values) == list(range(7))
+    assert set(view.metrics.data_vars) == set(METRICS)
+    assert np.all(np.diff(view.metrics["wall_time"].values) > 0)
+    assert view.layer_names == ["hidden1", "hidden2", "output"]
+    assert list(view.epochs) == list(range(7))
+    assert view.layers["hidden1"]["preact"].shape == (7, 90, 16)
+    assert view.layers["hidden1"]["weight"].shape == (7, 16, 32)
+    assert view.layers["output"]["preact"].shape == (7, 90, 4)
+    assert list(view.probes["group"].values) == ["clean"] * 40 + ["noisy"] * 20 + ["test"] * 30
+    assert view.probes["is_noisy"].values[40:60].all() and not view.probes["is_noisy"].values[:40].any()
+    assert np.all(view.probes["label"].values[40:60] != view.probes["original_label"].values[40:60])
+    config, dataset = view.attrs["config"], view.attrs["dataset"]
+    assert config["seed"] == 0 and config["model"] == "mlp3" and config["resolved"]["parameters"] == 32 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4
+    assert {"python", "torch", "numpy", "actlab", "git_commit"} <= set(config["environment"])
+    assert dataset["class_names"] == ["class0", "class1", "class2", "class3"] and dataset["n_noisy"] == 60
+    assert (run_dir / CHECKPOINT_FILENAME).is_file()
+    tree = xr.open_datatree(store_path(run_dir), engine="zarr", consolidated=False)
+    assert tree["layers/hidden2/preact"].dims == ("epoch", "sample", "unit")
+    assert tree["probes/image"].dtype == np.uint8
+    # training did something: the clean training loss fell
+    assert view.metrics["train_clean_loss"][-1] < view.metrics["train_clean_loss"][0]
+
+
+def test_stored_preacts_equal_numpy_recomputation(tiny_record_config):
+    config = tiny_record_config.replace(probe_clean=None, probe_noisy=None, probe_test=None)  # all samples
+    run_dir = record(config)
+    view = open_store(run_dir)
+    norm = view.attrs["dataset"]["normalization"]
+    images = view.probes["image"].values.astype(np.float64) / 255.0
+    x = ((images - np.array(norm["mean"])[:, None, None]) / np.array(norm["std"])[:, None, None]).reshape(len(images), -1)
+    for slot, epoch in enumerate(view.epochs):
+        h = x
+        for name in view.layer_names:
+            layer = view.layers[name]
+            w, b = layer["weight"].values[slot], layer["bias"].values[slot]
+            pre = h @ w.T.astype(np.float64) + b
+            np.testing.assert_allclose(layer["preact"].values[slot], pre, rtol=1e-4, atol=1e-5, err_msg=f"{name} epoch {epoch}")
+            h = np.maximum(pre, 0) if layer.attrs["activation"] == "relu" else pre
+        # every probe group holds its whole population here, so the stored metrics follow from the logits
+        logp = h - h.max(1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        group, label, original = (view.probes[k].values for k in ("group", "label", "original_label"))
+        loss = -logp[np.arange(len(h)), label]
+        true_loss = -logp[np.arange(len(h)), original]
+        metrics = view.metrics.sel(epoch=epoch)
+        assert float(metrics["train_clean_loss"]) == pytest.approx(loss[group == "clean"].mean(), rel=1e-4)
+        assert float(metrics["train_noisy_loss"]) == pytest.approx(loss[group == "noisy"].mean(), rel=1e-4)
+        assert float(metrics["train_noisy_true_loss"]) == pytest.approx(true_loss[group == "noisy"].mean(), rel=1e-4)
+        assert float(metrics["test_loss"]) == pytest.approx(loss[group == "test"].mean(), rel=1e-4)
+        assert float(metrics["test_acc"]) == pytest.approx((h.argmax(1) == label)[group == "test"].mean())
+
+
+def test_same_seed_same_run(tiny_record_config, tmp_path):
+    a = record(tiny_record_config)
+    b = record(tiny_record_config, out=str(tmp_path / "again"))
+    _assert_same_run(a, b)
+    c = record(tiny_record_config, out=str(tmp_path / "seed1"), seed=1)
+    assert not np.array_equal(_arrays(a)[1]["test_loss"], _arrays(c)[1]["test_loss"])
+
+
+def test_float16_storage(tiny_record_config):
+    run_dir = record(tiny_record_config, dtype="float16", record_epochs="0,6")
+    view = open_store(run_dir)
+    assert view.layers["output"]["preact"].dtype == np.float16 and list(view.epochs) == [0, 6]
+    assert view.layers["output"]["weight"].dtype == np.float32
+
+
+def test_resume_from_checkpoint_in_process(tiny_record_config, tmp_path, monkeypatch):
+    config = tiny_record_config.replace(record_epochs="0,1,2,4,6", checkpoint_every=3)
+    reference = record(config, out=str(tmp_path / "reference"))
+
+    calls = {"n": 0}
+    original = Trainer.train_epoch
+
+    def crash_in_epoch_five(self):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_five)
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        record(config, out=str(run_dir))
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    view = open_store(run_dir)
+    assert view.attrs["status"] == "recording"
+    assert list(view.metrics["epoch"].values) == [0, 1, 2, 3, 4] and list(view.epochs) == [0, 1, 2, 4]
+    assert torch.load(run_dir / CHECKPOINT_FILENAME, weights_only=True)["epoch"] == 4  # recorded epoch 4 > cadence 3
+    resume(run_dir)
+    assert open_store(run_dir).attrs["status"] == "complete"
+    _assert_same_run(reference, run_dir)
+    resume(run_dir)  # complete: nothing to do
+
+
+def test_resume_without_checkpoint_restarts(tiny_record_config):
+    run_dir = record(tiny_record_config, epochs=2, record_epochs="0,2")
+    (run_dir / CHECKPOINT_FILENAME).unlink()
+    zarr_json = store_path(run_dir) / "zarr.json"
+    meta = json.loads(zarr_json.read_text())
+    meta["attributes"]["status"] = "recording"
+    zarr_json.write_text(json.dumps(meta))
+    before = _arrays(run_dir)
+    resume(run_dir)
+    after = _arrays(run_dir)
+    for name in before[1]:
+        np.testing.assert_array_equal(before[1][name], after[1][name])
