@@ -199,6 +199,7 @@ class RunWriter:
         self._metrics = self._root["metrics"]
         self._layers = self._root["layers"]
         self._metric_epoch = self._metrics["epoch"][...]
+        self._metric_values = {name: self._metrics[name][...] for name in METRICS}
         self._record_epoch = self._layers["epoch"][...]
 
     # -- creation -----------------------------------------------------------------
@@ -296,14 +297,29 @@ class RunWriter:
         """Epochs whose metrics are committed."""
         return [int(e) for e in self._metric_epoch if e != UNCOMMITTED]
 
-    def write_metrics(self, epoch: int, values: Mapping[str, float]) -> None:
-        """Write and commit the metrics of one epoch (every name in :data:`METRICS`)."""
-        missing = set(METRICS) - set(values)
-        if missing:
-            raise ValueError(f"metrics for epoch {epoch} lack {sorted(missing)}")
+    def write_metrics(self, rows: Mapping[int, Mapping[str, float]]) -> None:
+        """Write and commit the metrics of one or more epochs.
+
+        Parameters
+        ----------
+        rows : mapping of epoch -> mapping of metric name -> value
+            Every name in :data:`METRICS` for each epoch. Each metric array is
+            rewritten whole once per call, so batching epochs (the recorder
+            flushes every few seconds) keeps the cost per epoch small.
+        """
+        for epoch, values in rows.items():
+            missing = set(METRICS) - set(values)
+            if missing:
+                raise ValueError(f"metrics for epoch {epoch} lack {sorted(missing)}")
+            if not 0 <= epoch < len(self._metric_epoch):
+                raise ValueError(f"epoch {epoch} is outside 0..{len(self._metric_epoch) - 1}")
         for name in METRICS:
-            self._metrics[name][epoch] = float(values[name])
-        self._metric_epoch[epoch] = epoch
+            values = self._metric_values[name]
+            for epoch, row in rows.items():
+                values[epoch] = float(row[name])
+            self._metrics[name][...] = values
+        for epoch in rows:
+            self._metric_epoch[epoch] = epoch
         self._metrics["epoch"][...] = self._metric_epoch  # commit
 
     def write_epoch(

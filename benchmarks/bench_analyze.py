@@ -56,7 +56,7 @@ def build_store(run_dir: Path, *, layers: int, units: int, probes: int, epochs: 
             preacts[s.name] = x
         writer.write_epoch(epoch, preacts, params)
         loss = 1.0 + 0.3 * np.exp(-((epoch - epochs / 3) / (epochs / 10)) ** 2) + np.exp(-epoch / 3)
-        writer.write_metrics(epoch, {**{m: 0.5 for m in METRICS}, "test_loss": loss, "train_noisy_acc": min(1, epoch / epochs * 1.5)})
+        writer.write_metrics({epoch: {**{m: 0.5 for m in METRICS}, "test_loss": loss, "train_noisy_acc": min(1, epoch / epochs * 1.5)}})
         print(f"\rwriting epoch {epoch + 1}/{epochs}", end="", file=sys.stderr)
     writer.mark_complete()
     print(file=sys.stderr)
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=85)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved analysis rounds (default 2)")
     parser.add_argument("--reuse", action="store_true", help="reuse an existing store in --dir")
     parser.add_argument("--keep", action="store_true", help="keep the store afterwards")
     parser.add_argument("--child", choices=["read", "analyze"], help=argparse.SUPPRESS)
@@ -119,15 +120,22 @@ def main() -> None:
             build_store(run_dir, layers=args.layers, units=args.units, probes=args.probes, epochs=args.epochs,
                         classes=args.classes)
             print(f"build: {time.perf_counter() - start:.1f} s")
-        read = measure("read", run_dir, args.workers)
-        analysis = measure("analyze", run_dir, args.workers)
-        read_again = measure("read", run_dir, args.workers)
-        plain = min(read["wall_s"], read_again["wall_s"])
-        print(f"plain read    : {read['wall_s']:.1f} s, then {read_again['wall_s']:.1f} s "
-              f"({raw / 1e9 / plain:.2f} GB/s), peak RSS {read['peak_rss_mb']:.0f} MB")
-        print(f"full analysis : {analysis['wall_s']:.1f} s, peak RSS {analysis['peak_rss_mb']:.0f} MB "
-              f"(after imports {analysis['rss_after_imports_mb']:.0f} MB); errors {analysis['errors']}")
-        print(f"ratio analysis / plain read: {analysis['wall_s'] / plain:.2f}  (workers={args.workers})")
+        # interleaved: read, analyse, read, analyse, ..., read; each analysis is compared with the reads either side
+        reads = [measure("read", run_dir, args.workers)]
+        analyses = []
+        for _ in range(args.rounds):
+            analyses.append(measure("analyze", run_dir, args.workers))
+            reads.append(measure("read", run_dir, args.workers))
+        ratios = []
+        for i, analysis in enumerate(analyses):
+            plain = (reads[i]["wall_s"] + reads[i + 1]["wall_s"]) / 2
+            ratios.append(analysis["wall_s"] / plain)
+            print(f"round {i + 1}: plain read {plain:.1f} s ({raw / 1e9 / plain:.2f} GB/s, peak RSS "
+                  f"{reads[i]['peak_rss_mb']:.0f} MB) | full analysis {analysis['wall_s']:.1f} s, peak RSS "
+                  f"{analysis['peak_rss_mb']:.0f} MB (after imports {analysis['rss_after_imports_mb']:.0f} MB) "
+                  f"| ratio {ratios[-1]:.2f}; errors {analysis['errors']}")
+        print(f"median ratio analysis / plain read: {float(np.median(ratios)):.2f} over {len(ratios)} rounds; "
+              f"max peak RSS of the analysis {max(a['peak_rss_mb'] for a in analyses):.0f} MB  (workers={args.workers})")
     finally:
         if not args.keep and args.dir is None:
             shutil.rmtree(base, ignore_errors=True)

@@ -141,8 +141,7 @@ def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double
     )
     planted = Planted(run_dir=Path(run_dir), probes=probes, amplitude=amplitude, wrong_test=wrong_test[probes.group == 2])
     planted.metrics = planted_metrics(double_descent=double_descent, seed=seed)
-    for epoch, values in planted.metrics.items():
-        writer.write_metrics(epoch, values)
+    writer.write_metrics(planted.metrics)
     for epoch, scale in zip(RECORD_EPOCHS, SCALES):
         if commit_epochs is not None and epoch not in commit_epochs:
             continue

@@ -8,7 +8,7 @@ import xarray as xr
 from sklearn.decomposition import PCA as SklearnPCA
 
 import actlab
-from actlab.analysis import PCA, class_means, pca_trajectories
+from actlab.analysis import PCA, analyze, class_means, pca_trajectories
 from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
 
 
@@ -82,3 +82,21 @@ def test_validation():
         PCA(2).transform(xr.DataArray(np.zeros((2, 3)), dims=("sample", "unit")))
     with pytest.raises(ValueError, match="n_components"):
         PCA(0).partial_fit(np.zeros((4, 3)))
+
+
+def test_pipeline_pca_on_epoch_subset_matches_sklearn(tmp_path_factory):
+    """pca_epochs=3 fits on recorded epochs 0, 20/30 and 50 only: exactly sklearn's PCA of those pooled blocks."""
+    planted = cached_planted(tmp_path_factory)
+    results = analyze(planted.run_dir, progress=False, pca_epochs=3)
+    node = results["pca"]
+    fit_epochs = node.attrs["fit_epochs"]
+    expected_epochs = [RECORD_EPOCHS[i] for i in np.unique(np.round(np.linspace(0, len(RECORD_EPOCHS) - 1, 3)).astype(int))]
+    assert fit_epochs == expected_epochs and len(fit_epochs) == 3
+    x = np.concatenate([post(planted, e, "hidden2") for e in fit_epochs])
+    ref = SklearnPCA(n_components=4, svd_solver="full").fit(x)
+    ours = node.sel(layer="hidden2")["explained_variance_ratio"].values[:4]
+    np.testing.assert_allclose(ours, ref.explained_variance_ratio_, rtol=1e-4)
+    components = results["pca/hidden2"]["components"].values[:4]
+    np.testing.assert_allclose(aligned(components, ref.components_), ref.components_, atol=1e-3)
+    everything = analyze(planted.run_dir, progress=False, pca_epochs=None)["pca"].attrs["fit_epochs"]
+    assert everything == RECORD_EPOCHS

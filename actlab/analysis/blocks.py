@@ -8,7 +8,8 @@ kernels, so the math lives here only once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
+from dataclasses import dataclass, field
 
 import dask
 import dask.array as da
@@ -71,7 +72,17 @@ def group_counts(codes: np.ndarray, n_classes: int) -> np.ndarray:
     return np.stack([np.bincount(c[c >= 0], minlength=n_classes)[:n_classes] for c in codes])
 
 
-def group_sums(x: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
+def onehot_groupings(codes: np.ndarray, n_classes: int, dtype: Any = np.float32) -> np.ndarray:
+    """Indicator matrix of (grouping, class) membership; shape (grouping * class, sample)."""
+    n_groupings, n_samples = codes.shape
+    onehot = np.zeros((n_groupings, n_classes, n_samples), dtype=dtype)
+    for g, c in enumerate(codes):
+        keep = c >= 0
+        onehot[g, c[keep], np.flatnonzero(keep)] = 1.0
+    return onehot.reshape(-1, n_samples)
+
+
+def group_sums(x: np.ndarray, codes: np.ndarray, n_classes: int, onehot: np.ndarray | None = None) -> np.ndarray:
     """Sum of activations per (grouping, class), a one-hot matrix product in the input precision (float32 blocks).
 
     Parameters
@@ -79,19 +90,19 @@ def group_sums(x: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
     x : ndarray, shape (sample, unit)
     codes : ndarray of int, shape (grouping, sample)
     n_classes : int
+    onehot : ndarray, optional
+        ``onehot_groupings(codes, n_classes)`` when already built (the fused pass builds it once).
 
     Returns
     -------
     ndarray of float64, shape (grouping, class, unit)
     """
-    n_groupings, n_samples = codes.shape
     x = np.asarray(x)
-    onehot = np.zeros((n_groupings, n_classes, n_samples), dtype=x.dtype if x.dtype == np.float32 else np.float64)
-    for g, c in enumerate(codes):
-        keep = c >= 0
-        onehot[g, c[keep], np.flatnonzero(keep)] = 1.0
-    sums = onehot.reshape(-1, n_samples) @ x.astype(onehot.dtype, copy=False)
-    return sums.astype(np.float64).reshape(n_groupings, n_classes, -1)
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
+    if onehot is None or onehot.dtype != dtype:
+        onehot = onehot_groupings(codes, n_classes, dtype)
+    sums = onehot @ x.astype(dtype, copy=False)
+    return sums.astype(np.float64).reshape(codes.shape[0], n_classes, -1)
 
 
 def means_from_sums(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -108,7 +119,7 @@ def cosine(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def sample_cosines(x: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """Cosine of every sample to every class mean.
+    """Cosine of every sample to every class mean, in float32 (about 1e-6 relative rounding).
 
     Parameters
     ----------
@@ -117,15 +128,15 @@ def sample_cosines(x: np.ndarray, means: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    ndarray of float64, shape (sample, class); NaN for a zero sample, a zero or NaN mean
+    ndarray of float32, shape (sample, class); NaN for a zero sample, a zero or NaN mean
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float32)
     valid = np.all(np.isfinite(means), axis=1)
-    clean_means = np.where(valid[:, None], means, 0.0)
+    clean_means = np.where(valid[:, None], means, 0.0).astype(np.float32)
     dot = x @ clean_means.T
-    norm = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(clean_means, axis=1)[None, :]
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None] * np.linalg.norm(clean_means, axis=1)[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), np.nan)
+        out = np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), np.float32(np.nan))
     out[:, ~valid] = np.nan
     return out
 
@@ -163,7 +174,7 @@ class Moments:
         """Moments of one (sample, unit) block: mean in float64, products of the centred block in float32."""
         x = np.asarray(x)
         mean = x.mean(axis=0, dtype=np.float64)
-        centred = x.astype(np.float32) - mean.astype(np.float32)
+        centred = x.astype(np.float32, copy=False) - mean.astype(np.float32)
         return cls(len(x), mean, (centred.T @ centred).astype(np.float64))
 
     def __add__(self, other: Moments) -> Moments:
@@ -194,11 +205,14 @@ class BlockPlan:
     n_classes: int
     test_index: np.ndarray
     n_top: int
+    counts: np.ndarray = field(init=False, repr=False)
+    """Samples per (grouping, class)."""
+    onehot: np.ndarray = field(init=False, repr=False)
+    """``onehot_groupings(codes, n_classes)``, built once per run."""
 
-    @property
-    def counts(self) -> np.ndarray:
-        """Samples per (grouping, class)."""
-        return group_counts(self.codes, self.n_classes)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts", group_counts(self.codes, self.n_classes))
+        object.__setattr__(self, "onehot", onehot_groupings(self.codes, self.n_classes))
 
 
 @dataclass
@@ -209,7 +223,8 @@ class BlockStats:
     ----------
     sums : (grouping, class, unit) float64
     mean_abs, max_abs : (unit,) float64
-    moments : Moments
+    moments : Moments or None
+        None for blocks of epochs the PCA is not fitted on.
     path_cosines : (source, test_sample, class) float32, sources :data:`PATH_SOURCES`
     top_units : (rank,) int, by mean_abs
     top_values : (rank, sample) float32 |activation| of the top units, or None
@@ -219,7 +234,7 @@ class BlockStats:
     sums: np.ndarray
     mean_abs: np.ndarray
     max_abs: np.ndarray
-    moments: Moments
+    moments: Moments | None
     path_cosines: np.ndarray
     top_units: np.ndarray
     top_values: np.ndarray | None
@@ -233,12 +248,14 @@ def path_cosines(x: np.ndarray, sums: np.ndarray, counts: np.ndarray, test_index
     -------
     ndarray of float32, shape (source, test_sample, class)
     """
-    means = means_from_sums(sums, counts)
-    x_test = x[test_index]
-    return np.stack([sample_cosines(x_test, means[GROUPINGS.index(s)]) for s in PATH_SOURCES]).astype(np.float32)
+    means = means_from_sums(sums, counts)[[GROUPINGS.index(source) for source in PATH_SOURCES]]
+    n_sources, n_classes, n_units = means.shape
+    cosines = sample_cosines(x[test_index], means.reshape(-1, n_units))  # one product for every source
+    return cosines.reshape(-1, n_sources, n_classes).transpose(1, 0, 2).astype(np.float32)
 
 
-def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, predictions: bool) -> BlockStats:
+def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, predictions: bool,
+                     moments: bool = True) -> BlockStats:
     """All block-local statistics of one (sample, unit) block.
 
     Parameters
@@ -249,15 +266,17 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
         Keep the per-sample |activation| of the top units (done at the last epoch).
     predictions : bool
         Compute the argmax over units (the output layer).
+    moments : bool
+        Compute the PCA moments (only for the epochs the PCA is fitted on).
     """
-    sums = group_sums(x, plan.codes, plan.n_classes)
+    sums = group_sums(x, plan.codes, plan.n_classes, plan.onehot)
     mean_abs, max_abs = unit_magnitudes(x)
     top = top_units(mean_abs, plan.n_top)
     return BlockStats(
         sums=sums,
         mean_abs=mean_abs,
         max_abs=max_abs,
-        moments=Moments.from_block(x),
+        moments=Moments.from_block(x) if moments else None,
         path_cosines=path_cosines(x, sums, plan.counts, plan.test_index),
         top_units=top,
         top_values=np.abs(x[:, top]).T.astype(np.float32) if keep_top_values else None,

@@ -36,9 +36,19 @@ ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", 
 
 
 def _block_task(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, plan: BlockPlan,
-                keep_top_values: bool, predictions: bool) -> BlockStats:
+                keep_top_values: bool, predictions: bool, moments: bool) -> BlockStats:
     x = read_block(run_dir, layer, slot, epoch, relu)
-    return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions)
+    return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions, moments=moments)
+
+
+def pca_epoch_indices(n_epochs: int, pca_epochs: int | None) -> np.ndarray:
+    """Indices of the recorded epochs the PCA is fitted on: ``pca_epochs`` evenly spaced ones, first and last included.
+
+    ``None`` (or a number at least ``n_epochs``) selects every epoch.
+    """
+    if pca_epochs is None or pca_epochs >= n_epochs:
+        return np.arange(n_epochs)
+    return np.unique(np.round(np.linspace(0, n_epochs - 1, pca_epochs)).astype(int))
 
 
 def _executor(scheduler: str | None, max_workers: int) -> tuple[cf.Executor, Callable[[], None]]:
@@ -84,7 +94,8 @@ class _Accumulator:
         self.sums[layer][index] = stats.sums
         self.mean_abs[layer][index] = stats.mean_abs
         self.max_abs[layer][index] = stats.max_abs
-        self.moments[layer].update(stats.moments)
+        if stats.moments is not None:
+            self.moments[layer].update(stats.moments)
         self.path_cosines[layer][index] = stats.path_cosines
         if stats.top_values is not None:
             self.last_top_units[layer] = stats.top_units
@@ -93,13 +104,14 @@ class _Accumulator:
             self.predicted[index] = stats.predicted
 
 
-def _stream_blocks(run: Run, plan: BlockPlan, kind: str, *, scheduler: str | None, max_workers: int,
-                   progress: bool) -> _Accumulator:
+def _stream_blocks(run: Run, plan: BlockPlan, kind: str, pca_indices: np.ndarray, *, scheduler: str | None,
+                   max_workers: int, progress: bool) -> _Accumulator:
     acc = _Accumulator(run, plan)
     last, output = len(run.epochs) - 1, run.layer_names[-1]
+    pca_set = set(pca_indices.tolist())
     tasks = [
         (name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
-                   plan, i == last, name == output))
+                   plan, i == last, name == output, i in pca_set))
         for name in run.layer_names for i in range(len(run.epochs))
     ]
     executor, close = _executor(scheduler, max_workers)
@@ -140,7 +152,8 @@ def _separation(run: Run, means: dict[str, xr.DataArray]) -> xr.Dataset:
     return out
 
 
-def _pca(run: Run, acc: _Accumulator, n_components: int, means: dict[str, xr.DataArray]) -> dict[str, xr.Dataset]:
+def _pca(run: Run, acc: _Accumulator, n_components: int, means: dict[str, xr.DataArray],
+         pca_indices: np.ndarray) -> dict[str, xr.Dataset]:
     fitted = {name: PCA(n_components).fit_moments(acc.moments[name]) for name in run.layer_names}
     k = max(p.components_.sizes["component"] for p in fitted.values())
     pad = {"component": np.arange(k)}
@@ -156,7 +169,9 @@ def _pca(run: Run, acc: _Accumulator, n_components: int, means: dict[str, xr.Dat
         run.layer_names,
     )
     node.attrs.update(n_samples_seen={name: p.n_samples_seen_ for name, p in fitted.items()},
-                      method="exact: per-block mean and centred scatter merged in float64, eigh of the covariance")
+                      fit_epochs=[int(e) for e in run.epochs[pca_indices]],
+                      method="exact PCA of the activations of all probes pooled over fit_epochs: per-block mean and "
+                             "centred scatter merged in float64, eigh of the covariance")
     children = {
         name: xr.Dataset({"components": p.components_.reindex(pad), "mean": p.mean_})
         for name, p in fitted.items()
@@ -227,6 +242,7 @@ def analyze(
     n_permutations: int = 199,
     seed: int = 0,
     relevant: str = "predicted",
+    pca_epochs: int | None = 16,
     max_workers: int | None = None,
 ) -> xr.DataTree:
     """Run all analyses in one pass over the store.
@@ -244,6 +260,10 @@ def analyze(
         Activations analysed (post-ReLU by default).
     n_components, n_top, min_ratio_to_median, min_ratio_to_second, n_permutations, seed, relevant
         Passed to the analyses, see ``docs/analysis.md``.
+    pca_epochs : int or None
+        The PCA is fitted on the pooled activations of this many recorded epochs, evenly spaced, first and
+        last included (``None``: every epoch). The unit x unit scatter matrix is the costliest block
+        statistic, so fitting on a subset keeps the pass close to the cost of reading the store.
     max_workers : int, optional
         Blocks processed concurrently (default: CPU count); at most twice as many are in flight.
 
@@ -264,6 +284,8 @@ def analyze(
         raise ConfigError(f"kind must be one of {KINDS}; got {kind!r}")
     if relevant not in paths.RELEVANT:
         raise ConfigError(f"relevant must be one of {paths.RELEVANT}; got {relevant!r}")
+    if pca_epochs is not None and (not isinstance(pca_epochs, (int, np.integer)) or pca_epochs < 2):
+        raise ConfigError(f"pca_epochs must be None or an integer >= 2; got {pca_epochs!r}")
     for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be a positive integer; got {value!r}")
@@ -273,7 +295,7 @@ def analyze(
     max_workers = int(max_workers or os.cpu_count() or 1)
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
                       min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, seed=seed,
-                      relevant=relevant)
+                      relevant=relevant, pca_epochs=pca_epochs)
     codes = blocks.grouping_codes(run.probes["group"].values, run.probes["label"].values,
                                   run.probes["original_label"].values)
     plan = BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(run.probes["group"].values == "test"),
@@ -285,7 +307,8 @@ def analyze(
 def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *, scheduler: str | None,
              max_workers: int, progress: bool) -> xr.DataTree:
     n_components, n_top, relevant = parameters["n_components"], parameters["n_top"], parameters["relevant"]
-    acc = _stream_blocks(run, plan, kind, scheduler=scheduler, max_workers=max_workers, progress=progress)
+    pca_indices = pca_epoch_indices(len(run.epochs), parameters["pca_epochs"])
+    acc = _stream_blocks(run, plan, kind, pca_indices, scheduler=scheduler, max_workers=max_workers, progress=progress)
 
     errors: dict[str, str] = {}
     nodes: dict[str, xr.Dataset] = {}
@@ -307,7 +330,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     }
     attempt("curves", lambda: curves.learning_curves(run.metrics))
     attempt("separation", lambda: _separation(run, means))
-    attempt("pca", lambda: _pca(run, acc, n_components, means))
+    attempt("pca", lambda: _pca(run, acc, n_components, means, pca_indices))
     attempt("large_activation", lambda: _large_activation(
         run, acc, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
         min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],

@@ -33,6 +33,9 @@ from actlab.store import (
     store_path,
 )
 
+METRICS_FLUSH_SECONDS = 2.0
+"""Per-epoch metrics are committed in batches at least this often, and at every recorded or checkpointed epoch."""
+
 
 def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     """Train a model and record its activations into a new run store.
@@ -221,6 +224,8 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
     bar = tqdm(total=config.epochs, initial=max(start - 1, 0), unit="epoch", desc=writer.run_dir.name,
                disable=None if config.progress else True, dynamic_ncols=True)
     t0 = time.perf_counter()
+    pending_metrics: dict[int, dict[str, float]] = {}
+    last_flush = t0
     try:
         for epoch in range(start, config.epochs + 1):
             if epoch > 0:
@@ -228,14 +233,18 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
             metrics = trainer.evaluate()
             elapsed = elapsed_before + time.perf_counter() - t0
             metrics["wall_time"] = elapsed
-            background.submit(writer.write_metrics, epoch, metrics)
+            pending_metrics[epoch] = metrics
+            due = config.checkpoint_every and epoch % config.checkpoint_every == 0
+            checkpoint_now = epoch in schedule or due or epoch == config.epochs
+            if checkpoint_now or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
+                background.submit(writer.write_metrics, pending_metrics)
+                pending_metrics, last_flush = {}, time.perf_counter()
             if epoch in schedule:
                 preacts = capture.collect(probe_inputs, config.eval_batch_size, config.dtype)
                 params = {name: (w.detach().cpu().numpy().copy(), b.detach().cpu().numpy().copy())
                           for name, (w, b) in layer_parameters(model, specs).items()}
                 background.submit(writer.write_epoch, epoch, preacts, params)
-            due = config.checkpoint_every and epoch % config.checkpoint_every == 0
-            if epoch in schedule or due or epoch == config.epochs:
+            if checkpoint_now:
                 background.submit(save_checkpoint, checkpoint_path, trainer.state(epoch, elapsed))
             if epoch > 0:
                 bar.update(1)
