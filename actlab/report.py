@@ -300,12 +300,23 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
                                 "first epoch where train accuracy on noisy samples against their assigned labels reaches 99%"))
     sep = summary.get("separation")
     if sep:
+        grouping = str(sep.get("grouping")).replace("noisy_", "noisy ").replace("_", " ")
         findings.append(Finding(
             "strongest clean-noisy separation",
-            f"{sep.get('layer')}, epoch {_epoch(sep.get('epoch'))}",
+            f"{sep.get('layer')}, epoch {_epoch(sep.get('epoch'))}: cos {_fmt(sep.get('cosine'))} ({grouping})",
             f"lowest class-mean cosine {_fmt(sep.get('cosine'))} between clean probes and "
             f"{GROUPING_WORDS.get(sep.get('grouping'), sep.get('grouping'))}",
         ))
+        last = sep.get("last_epoch") or {}
+        if last:
+            first_layer, last_layer = next(iter(last)), list(last)[-1]
+            for key, words in GROUPING_WORDS.items():
+                findings.append(Finding(
+                    f"separation at the last epoch, {key.replace('noisy_', 'noisy ').replace('_', ' ')}",
+                    f"{first_layer} {_fmt(last[first_layer].get(key))} -> {last_layer} {_fmt(last[last_layer].get(key))}",
+                    f"class-mean cosine between clean probes and {words}, shallowest to deepest hidden layer; "
+                    "falling with depth means the noisy signals separate in the outer layers",
+                ))
     large = summary.get("large_activation")
     if large:
         findings.append(Finding(

@@ -92,6 +92,11 @@ SAMPLE_CHUNK = 512
 """Probe samples per inner chunk of an activation array; one shard holds all samples of one epoch."""
 
 
+WRITE_CONFIG = {"write_empty_chunks": True}
+"""Array configuration of activations and parameters: every chunk is written as given. Recorded data are
+never all fill value, so zarr's check for empty chunks (a full comparison per write) is skipped."""
+
+
 def default_compressors() -> tuple[Any, ...]:
     """Codecs of the activation and parameter arrays: fast Blosc-LZ4 with byte shuffle, then a CRC32C checksum.
 
@@ -441,18 +446,18 @@ def _allocate(
         node.create_array(
             "preact", shape=(n_slots, n, layer.width), chunks=(1, sample_chunk, layer.width),
             shards=(1, sample_shard, layer.width), dtype=activation_dtype, fill_value=np.nan,
-            dimension_names=("epoch", "sample", "unit"), compressors=default_compressors(),
+            dimension_names=("epoch", "sample", "unit"), compressors=default_compressors(), config=WRITE_CONFIG,
             attributes={"long_name": f"pre-activation of {layer.name} ({layer.module})", "units": "1",
                         "activation": layer.activation},
         )
         node.create_array(
             "weight", shape=(n_slots, layer.width, layer.fan_in), chunks=(1, layer.width, layer.fan_in),
             dtype="float32", fill_value=np.nan, dimension_names=("epoch", "unit", "in_unit"),
-            compressors=default_compressors(), attributes={"long_name": f"weight of {layer.module}", "units": "1"},
+            compressors=default_compressors(), config=WRITE_CONFIG, attributes={"long_name": f"weight of {layer.module}", "units": "1"},
         )
         node.create_array(
             "bias", shape=(n_slots, layer.width), chunks=(1, layer.width), dtype="float32", fill_value=np.nan,
-            dimension_names=("epoch", "unit"), compressors=default_compressors(),
+            dimension_names=("epoch", "unit"), compressors=default_compressors(), config=WRITE_CONFIG,
             attributes={"long_name": f"bias of {layer.module}", "units": "1"},
         )
 

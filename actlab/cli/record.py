@@ -65,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, help=f"training epochs; metrics are stored for epochs 0 (initialisation) to EPOCHS (default: {D['epochs']}, "
-                       "long enough for the test loss to pass its first minimum, the memorisation peak and the second descent)")
+                       "enough for a 10,000-image CIFAR-10 pilot of MLP7 to memorise every noisy label, which took 53 epochs)")
     train.add_argument("--batch-size", type=int, help=f"mini-batch size (default: {D['batch_size']})")
     train.add_argument("--lr", type=float, help=f"Adam learning rate (default: {D['lr']})")
     train.add_argument("--betas", metavar="B1,B2", help="Adam betas (default: 0.9,0.999)")
@@ -73,6 +73,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help=f"seed of initialisation, batch order, subset, noise and probes (default: {D['seed']})")
     train.add_argument("--device", choices=list(DEVICES), help=f"auto picks cuda, then mps, then cpu (default: {D['device']}); only the CPU is bit-reproducible")
     train.add_argument("--eval-batch-size", type=int, help=f"batch size of evaluation and probe forwards (default: {D['eval_batch_size']})")
+    train.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
+                       help="on a CUDA device, replay each training step from a CUDA graph: same updates, "
+                            "no per-kernel launch cost (default: on)")
 
     rec = parser.add_argument_group("recording")
     rec.add_argument("--record-epochs", metavar="SCHEDULE", help=f"epochs to record: '0,1,5,10', 'every:K' (plus the last epoch) or 'log:N' "

@@ -209,7 +209,8 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
            device: torch.device, checkpoint: dict[str, Any] | None) -> None:
     """The epoch loop: train, evaluate, record, checkpoint; store writes on a background thread."""
     trainer = Trainer(model, data, device, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-                      lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, seed=config.seed)
+                      lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, seed=config.seed,
+                      cuda_graphs=config.cuda_graphs and device.type == "cuda")
     start, elapsed_before = 0, 0.0
     if checkpoint is not None:
         trainer.load_state(checkpoint)

@@ -203,6 +203,7 @@ class RecordConfig:
     probe_test: int | None = None
     dtype: str = "float32"
     eval_batch_size: int = 4096
+    cuda_graphs: bool = True
     checkpoint_every: int = 10
     out: str | None = None
     overwrite: bool = False
