@@ -23,6 +23,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from actlab import __version__
+from actlab.store import replace_dir
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "svg")
 """Formats :func:`save_figure` can write."""
@@ -234,19 +235,6 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def replace_dir(built: Path, target: Path) -> None:
-    """Move the fully written directory ``built`` to ``target``, replacing what was there."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        trash = target.with_name(f".{target.name}.replaced")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(target, trash)
-        os.replace(built, target)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(built, target)
 
 
 # -- headline findings ------------------------------------------------------------------------------------

@@ -176,6 +176,23 @@ def store_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / STORE_DIRNAME
 
 
+def replace_dir(built: Path, target: Path) -> None:
+    """Move the fully written directory ``built`` to ``target``, replacing what was there.
+
+    Readers see the old or the new directory, never a mix: the old one is renamed away first and
+    deleted only after the new one is in place.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        trash = target.with_name(f".{target.name}.replaced")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(target, trash)
+        os.replace(built, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(built, target)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -270,14 +287,7 @@ class RunWriter:
                 n_epochs=n_epochs,
                 activation_dtype=activation_dtype,
             )
-            if run_dir.exists():
-                trash = run_dir.with_name(f".{run_dir.name}.replaced")
-                shutil.rmtree(trash, ignore_errors=True)
-                os.replace(run_dir, trash)
-                os.replace(tmp_dir, run_dir)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(tmp_dir, run_dir)
+            replace_dir(tmp_dir, run_dir)
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise

@@ -153,7 +153,14 @@ def test_findings_read_the_summary(analysed):
     assert findings["large activation explained by"].value == "input"
     assert findings["path attribution, hidden3"].value == "clean path: 100% of correct vs 0% of wrong"
     sep = summary["separation"]
-    assert findings["strongest clean-noisy separation"].value == f"{sep['layer']}, epoch {sep['epoch']}"
+    grouping = sep["grouping"].replace("noisy_by_", "noisy by ")
+    assert findings["strongest clean-noisy separation"].value == (
+        f"{sep['layer']}, epoch {sep['epoch']}: cos {report._fmt(sep['cosine'])} ({grouping})")
+    # planted: clean and noisy (by original label) means coincide in hidden1 and are orthogonal in hidden3
+    by_original = findings["separation at the last epoch, noisy by original"].value
+    assert by_original == (f"hidden1 {report._fmt(sep['last_epoch']['hidden1']['noisy_by_original'])} -> "
+                           f"hidden3 {report._fmt(sep['last_epoch']['hidden3']['noisy_by_original'])}")
+    assert sep["last_epoch"]["hidden1"]["noisy_by_original"] > 0.99 > 0.01 > abs(sep["last_epoch"]["hidden3"]["noisy_by_original"])
     assert "grouped by" in findings["strongest clean-noisy separation"].detail
     table = report.findings_table(list(findings.values()))
     assert table.splitlines()[0].split() == ["finding", "value"] and "hidden1 unit 3" in table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import webbrowser
+from typing import Any
 from pathlib import Path
 
 from actlab.store import ANALYSIS_DIRNAME
@@ -103,6 +104,11 @@ def run_analyze(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
     print(findings_table(output.report.findings))
+    return _close(output, args)
+
+
+def _close(output: Any, args: argparse.Namespace) -> int:
+    """Warn about failed analyses, name the report, open it when asked; the exit code."""
     for name, reason in output.report.failures.items():
         print(f"warning: {name} failed: {reason}", file=sys.stderr)
     print(f"\nreport: {output.report_path}")
@@ -119,10 +125,5 @@ def run_compare(args: argparse.Namespace) -> int:
     output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
     _, header, rows = output.report.tables[0]
     print(text_table(header, rows))
-    for name, reason in output.report.failures.items():
-        print(f"warning: {name} failed: {reason}", file=sys.stderr)
-    print(f"\nreport: {output.report_path}")
-    if args.open:
-        webbrowser.open(output.report_path.resolve().as_uri())
-    return 0
+    return _close(output, args)
 

@@ -85,8 +85,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         rec.add_argument(f"--probe-{group}", type=int, metavar="N", help=f"{group} probe samples, class-stratified (default: 1000, "
                          "clipped to what is available; a larger explicit N is an error)")
     rec.add_argument("--dtype", choices=list(DTYPES), help=f"storage type of the recorded pre-activations (default: {D['dtype']})")
-    rec.add_argument("--checkpoint-every", type=int, metavar="K", help=f"checkpoint every K epochs, besides every recorded epoch and the last; "
-                     f"0: recorded epochs only (default: {D['checkpoint_every']})")
+    rec.add_argument("--checkpoint-every", type=int, metavar="K", help=f"checkpoint every K epochs and at the last; 0: at the recorded epochs instead; "
+                     f"--resume continues from the latest checkpoint (default: {D['checkpoint_every']})")
     parser.set_defaults(func=run_record)
     return parser
 

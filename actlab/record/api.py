@@ -235,9 +235,11 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
             elapsed = elapsed_before + time.perf_counter() - t0
             metrics["wall_time"] = elapsed
             pending_metrics[epoch] = metrics
-            due = config.checkpoint_every and epoch % config.checkpoint_every == 0
-            checkpoint_now = epoch in schedule or due or epoch == config.epochs
-            if checkpoint_now or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
+            if config.checkpoint_every:
+                checkpoint_now = epoch % config.checkpoint_every == 0 or epoch == config.epochs
+            else:
+                checkpoint_now = epoch in schedule or epoch == config.epochs
+            if checkpoint_now or epoch in schedule or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
                 background.submit(writer.write_metrics, pending_metrics)
                 pending_metrics, last_flush = {}, time.perf_counter()
             if epoch in schedule:
