@@ -44,6 +44,20 @@ def test_no_double_descent_in_monotone_or_u_shaped_curves(make):
     assert not bool(found["present"])
 
 
+def test_passing_dip_in_a_rising_curve_is_not_double_descent():
+    """The shape of MLP7's full-scale test loss: a minimum, a long rise with one short dip, a rise to the end."""
+    e = np.arange(200, dtype=float)
+    values = 1.5 * np.exp(-e / 4) + 0.5 + 0.02 * e - 0.6 * np.exp(-(((e - 120) / 3) ** 2))
+    found = double_descent(xr.DataArray(values, dims="epoch", coords={"epoch": e}))
+    # without criterion 4 the dip is a "second minimum": the peak sits just before it, the curve ends far above it
+    assert 100 <= float(found["peak_epoch"]) < float(found["second_min_epoch"]) <= 125
+    assert float(found["final"]) == pytest.approx(found["smoothed"].values[-20:].mean())
+    assert float(found["final"]) > float(found["peak"]) and not bool(found["present"])
+    # the same curve levelling off below its peak after the dip is double descent
+    falling = np.where(e > 120, values[120] + 0.05 * np.exp(-(e - 120) / 5), values)
+    assert bool(double_descent(xr.DataArray(falling, dims="epoch", coords={"epoch": e}))["present"])
+
+
 def test_small_bump_below_thresholds_is_not_double_descent():
     values = monotone_curve(EPOCHS, np.random.default_rng(3), noise=0.0)
     values = values + 0.005 * np.exp(-(((EPOCHS - 50) / 4) ** 2))  # a 1 % bump, below the 5 % rise

@@ -22,6 +22,7 @@ def double_descent(
     drop: float = 0.05,
     noise_k: float = 3.0,
     sustain: int = 3,
+    final_fraction: float = 0.1,
 ) -> xr.Dataset:
     """Detect epoch-wise double descent in a curve over epochs.
 
@@ -31,8 +32,12 @@ def double_descent(
     second minimum the argmin after it. Present when (1) peak - first min >=
     ``rise`` x first min and >= ``noise_k`` x noise, (2) peak - second min >=
     ``drop`` x peak and >= ``noise_k`` x noise, (3) at least ``sustain``
-    epochs after the peak lie at or below ``peak * (1 - drop)``. The noise is
-    1.4826 x median absolute deviation of (curve - smoothed curve).
+    epochs after the peak lie at or below ``peak * (1 - drop)``, (4) the curve
+    ends low: the mean of its last ``final_fraction`` of epochs (at least
+    ``sustain`` of them) lies ``drop`` x peak and ``noise_k`` x noise below the
+    peak, so that a passing dip in a curve that keeps rising is no second
+    descent. The noise is 1.4826 x median absolute deviation of (curve -
+    smoothed curve).
 
     Parameters
     ----------
@@ -42,7 +47,8 @@ def double_descent(
     -------
     xr.Dataset of scalars
         ``present`` (bool), ``first_min_epoch``, ``peak_epoch``, ``second_min_epoch`` (float, NaN
-        without an interior peak), ``first_min``, ``peak``, ``second_min``, ``noise``; and
+        without an interior peak), ``first_min``, ``peak``, ``second_min``, ``final`` (mean of the
+        last epochs, criterion 4), ``noise``; and
         ``smoothed`` (epoch,).
     """
     if curve.dims != ("epoch",):
@@ -52,7 +58,10 @@ def double_descent(
     smoothed = smooth(curve, smooth_window)
     s = smoothed.values.astype(float)
     epochs = smoothed["epoch"].values
-    out = {name: np.nan for name in ("first_min_epoch", "peak_epoch", "second_min_epoch", "first_min", "peak", "second_min")}
+    if not 0 < final_fraction <= 1:
+        raise ValueError(f"final_fraction must lie in (0, 1]; got {final_fraction}")
+    out = {name: np.nan for name in ("first_min_epoch", "peak_epoch", "second_min_epoch", "first_min", "peak", "second_min",
+                                     "final")}
     residual = curve.dropna("epoch").values - s
     noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) if len(s) else np.nan
     present = False
@@ -69,14 +78,18 @@ def double_descent(
             rises = s[p] - s[m1] >= rise * abs(s[m1]) and s[p] - s[m1] >= noise_k * noise
             drops = s[p] - s[m2] >= drop * abs(s[p]) and s[p] - s[m2] >= noise_k * noise
             sustained = int(np.sum(s[p + 1:] <= s[p] * (1 - drop))) >= sustain
-            present = bool(rises and drops and sustained)
+            final = float(np.mean(s[-max(sustain, int(np.ceil(final_fraction * len(s)))):]))
+            out.update(final=final)
+            ends_low = s[p] - final >= drop * abs(s[p]) and s[p] - final >= noise_k * noise
+            present = bool(rises and drops and sustained and ends_low)
     ds = xr.Dataset({name: ((), float(value)) for name, value in out.items()})
     ds["present"] = ((), present)
     ds["noise"] = ((), noise)
     ds["smoothed"] = smoothed.assign_attrs(long_name=f"{curve.name or 'curve'} smoothed ({smooth_window}-epoch centred mean)")
     ds.attrs.update(
         criterion=(f"smoothed peak >= {rise:g} above first min and second min >= {drop:g} below peak, both >= "
-                   f"{noise_k:g} x noise; >= {sustain} epochs after the peak below peak*(1-{drop:g})"),
+                   f"{noise_k:g} x noise; >= {sustain} epochs after the peak below peak*(1-{drop:g}); the mean of the last "
+                   f"{final_fraction:g} of epochs also {drop:g} and {noise_k:g} x noise below the peak"),
         curve=str(curve.name),
     )
     return ds
@@ -131,7 +144,8 @@ def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = 0.02, smooth_wi
 
 
 def learning_curves(metrics: xr.Dataset, *, smooth_window: int = 5, rise: float = 0.05, drop: float = 0.05,
-                    noise_k: float = 3.0, sustain: int = 3, plateau_tol: float = 0.02) -> xr.Dataset:
+                    noise_k: float = 3.0, sustain: int = 3, final_fraction: float = 0.1,
+                    plateau_tol: float = 0.02) -> xr.Dataset:
     """Metrics plus training phases and double descent of ``test_loss`` and ``test_error``.
 
     Parameters
@@ -148,7 +162,8 @@ def learning_curves(metrics: xr.Dataset, *, smooth_window: int = 5, rise: float 
     out["test_error"] = (1 - metrics["test_acc"]).assign_attrs(long_name="error on test samples", units="1")
     found = []
     for name in DD_CURVES:
-        dd = double_descent(out[name], smooth_window=smooth_window, rise=rise, drop=drop, noise_k=noise_k, sustain=sustain)
+        dd = double_descent(out[name], smooth_window=smooth_window, rise=rise, drop=drop, noise_k=noise_k, sustain=sustain,
+                            final_fraction=final_fraction)
         out[f"{name}_smooth"] = dd["smoothed"].reindex(epoch=out["epoch"])
         found.append(dd.drop_vars("smoothed"))
         criterion = dd.attrs["criterion"]
