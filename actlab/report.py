@@ -274,11 +274,14 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
                 detail = (
                     f"first minimum {_fmt(curve.get('first_min'))} at epoch {_epoch(curve.get('first_min_epoch'))}, "
                     f"peak {_fmt(curve.get('peak'))} at epoch {_epoch(curve.get('peak_epoch'))}, "
-                    f"second minimum {_fmt(curve.get('second_min'))} at epoch {_epoch(curve.get('second_min_epoch'))} (smoothed)"
+                    f"second minimum {_fmt(curve.get('second_min'))} at epoch {_epoch(curve.get('second_min_epoch'))}, "
+                    f"mean of the last epochs {_fmt(curve.get('final'))} (smoothed)"
                 )
             else:
                 value = "no"
-                detail = "no sustained rise and fall beyond the noise of the smoothed curve"
+                detail = ("no rise and lasting fall beyond the noise of the smoothed curve that ends below its peak "
+                          f"(criterion in docs/analysis.md); first minimum at epoch {_epoch(curve.get('first_min_epoch'))}, "
+                          f"highest bump at epoch {_epoch(curve.get('peak_epoch'))}, mean of the last epochs {_fmt(curve.get('final'))}")
             findings.append(Finding(f"double descent ({key})", value, detail))
     phases = summary.get("phases")
     if phases:
@@ -298,12 +301,17 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
         last = sep.get("last_epoch") or {}
         if last:
             first_layer, last_layer = next(iter(last)), list(last)[-1]
+            reading = {
+                "noisy_by_original": "falling with depth: the outer layers move noisy samples away from their true class "
+                                     "(the study's signal separation)",
+                "noisy_by_assigned": "rising with depth: the outer layers represent noisy samples like clean samples of "
+                                     "their assigned label (memorisation)",
+            }
             for key, words in GROUPING_WORDS.items():
                 findings.append(Finding(
                     f"separation at the last epoch, {key.replace('noisy_', 'noisy ').replace('_', ' ')}",
                     f"{first_layer} {_fmt(last[first_layer].get(key))} -> {last_layer} {_fmt(last[last_layer].get(key))}",
-                    f"class-mean cosine between clean probes and {words}, shallowest to deepest hidden layer; "
-                    "falling with depth means the noisy signals separate in the outer layers",
+                    f"class-mean cosine between clean probes and {words}, shallowest to deepest hidden layer; {reading[key]}",
                 ))
     large = summary.get("large_activation")
     if large:

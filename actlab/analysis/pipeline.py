@@ -369,6 +369,7 @@ def _dd_summary(node: xr.Dataset, curve: str) -> dict[str, Any]:
     for name in ("first_min", "peak", "second_min"):
         out[f"{name}_epoch"] = _epoch(dd[f"dd_{name}_epoch"])
         out[name] = _number(float(dd[f"dd_{name}"]))
+    out["final"] = _number(float(dd["dd_final"]))
     return out
 
 
