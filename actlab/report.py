@@ -13,7 +13,6 @@ import html
 import io
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from actlab import __version__
-from actlab.store import replace_dir
+from actlab.store import staged_dir
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "svg")
 """Formats :func:`save_figure` can write."""
@@ -506,11 +505,6 @@ def analysis_warnings(results: Any) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
-def _build_dir(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-
-
 def analyze_to_dir(
     run_path: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
@@ -565,18 +559,13 @@ def analyze_to_dir(
     summary = summarize(results)
     if log_x is None:
         log_x = _use_log_x(results.attrs.get("epochs", []))
-    built = _build_dir(target)
-    try:
+    with staged_dir(target) as built:
         save_results(results, built / RESULTS_DIRNAME)
         _write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2, sort_keys=False) + "\n")
         drawn, failures = draw_figures(results, log_x=log_x)
         figures = _report_figures(drawn, built, formats)
         report = run_report(results, summary, figures, run=run, failures=failures)
         write_report(built / REPORT_FILENAME, report)
-        replace_dir(built, target)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise
     return AnalysisOutput(out_dir=target, report_path=target / REPORT_FILENAME, summary=summary, report=report, results=results)
 
 
@@ -712,8 +701,7 @@ def compare_to_dir(
         except Exception as exc:  # one figure must not cost the others
             failures[f"figure {fig_name}"] = f"{type(exc).__name__}: {exc}"
     target = Path(out_dir)
-    built = _build_dir(target)
-    try:
+    with staged_dir(target) as built:
         figures = _report_figures(drawn, built, formats)
         rows = [_comparison_row(name, summaries[name]) for name in names]
         report = Report(
@@ -731,8 +719,4 @@ def compare_to_dir(
         )
         _write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
         write_report(built / REPORT_FILENAME, report)
-        replace_dir(built, target)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise
     return AnalysisOutput(out_dir=target, report_path=target / REPORT_FILENAME, summary=summaries, report=report, results=results_by_run)

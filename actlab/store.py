@@ -42,12 +42,13 @@ the run finishes and ``"complete"`` after (the partial marker).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -176,21 +177,35 @@ def store_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / STORE_DIRNAME
 
 
-def replace_dir(built: Path, target: Path) -> None:
-    """Move the fully written directory ``built`` to ``target``, replacing what was there.
+@contextlib.contextmanager
+def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory in a temporary sibling and move it to ``target`` only when the block succeeds.
 
-    Readers see the old or the new directory, never a mix: the old one is renamed away first and
-    deleted only after the new one is in place.
+    Readers see the old directory or the new one, never a mix or a half-written one: on success the
+    old directory is renamed away, the new one renamed in, then the old one deleted; on any error the
+    temporary directory is removed and ``target`` is left as it was.
+
+    Yields
+    ------
+    Path
+        The temporary directory to write into.
     """
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        trash = target.with_name(f".{target.name}.replaced")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(target, trash)
-        os.replace(built, target)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(built, target)
+    built = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield built
+        if target.exists():
+            trash = target.with_name(f".{target.name}.replaced")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(target, trash)
+            os.replace(built, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(built, target)
+    except BaseException:
+        shutil.rmtree(built, ignore_errors=True)
+        raise
 
 
 def _now() -> str:
@@ -274,11 +289,9 @@ class RunWriter:
             raise ValueError(f"record_epochs must lie within [0, {n_epochs}]; got {record_epochs}")
         if run_dir.exists() and not overwrite:
             raise StoreError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".partial", dir=run_dir.parent))
-        try:
+        with staged_dir(run_dir) as built:
             _allocate(
-                store_path(tmp_dir),
+                store_path(built),
                 config=config,
                 dataset=dataset,
                 layers=layers,
@@ -287,10 +300,6 @@ class RunWriter:
                 n_epochs=n_epochs,
                 activation_dtype=activation_dtype,
             )
-            replace_dir(tmp_dir, run_dir)
-        except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
         return cls(run_dir)
 
     @classmethod

@@ -12,9 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from actlab.analysis.blocks import GROUPINGS, BlockPlan, BlockStats, Moments
 from actlab.analysis.pca import PCA, pca_trajectories
 from actlab.analysis.run import KINDS, Run, open_run, read_block
 from actlab.errors import ConfigError, StoreError
+from actlab.store import staged_dir
 
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
@@ -482,24 +481,12 @@ def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
 
 
 def save_results(results: xr.DataTree, path: str | os.PathLike) -> Path:
-    """Write results to a Zarr directory, replacing it atomically (temporary sibling, then rename)."""
+    """Write results to a Zarr directory, replacing it atomically (:func:`actlab.store.staged_dir`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
-        portable = xr.DataTree.from_dict({node.path: _variable_length_strings(node.to_dataset(inherit=False))
-                                          for node in results.subtree})
-        portable.to_zarr(tmp / "results.zarr", mode="w", zarr_format=3, consolidated=False)
-        if path.exists():
-            trash = path.with_name(f".{path.name}.replaced")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(path, trash)
-            os.replace(tmp / "results.zarr", path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp / "results.zarr", path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    portable = xr.DataTree.from_dict({node.path: _variable_length_strings(node.to_dataset(inherit=False))
+                                      for node in results.subtree})
+    with staged_dir(path) as built:
+        portable.to_zarr(built, mode="w", zarr_format=3, consolidated=False)
     return path
 
 
