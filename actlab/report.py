@@ -281,6 +281,9 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
                 detail = ("no rise and lasting fall beyond the noise of the smoothed curve that ends below its peak "
                           f"(criterion in docs/analysis.md); first minimum at epoch {_epoch(curve.get('first_min_epoch'))}, "
                           f"highest bump at epoch {_epoch(curve.get('peak_epoch'))}, mean of the last epochs {_fmt(curve.get('final'))}")
+                if curve.get("instability_epoch") is not None:
+                    detail += (f"; the fall after the peak comes with a training instability at epoch "
+                               f"{_epoch(curve.get('instability_epoch'))} (training accuracy dropped), not counted")
             findings.append(Finding(f"double descent ({key})", value, detail))
     phases = summary.get("phases")
     if phases:

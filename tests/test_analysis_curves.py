@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 import actlab.analysis  # noqa: F401  (registers the accessor)
-from actlab.analysis.curves import double_descent, learning_curves, learning_phases
+from actlab.analysis.curves import double_descent, learning_curves, learning_phases, training_instabilities
 from fixtures_store import dd_curve, monotone_curve, planted_metrics, u_curve
 
 EPOCHS = np.arange(61)
@@ -98,3 +98,28 @@ def test_bad_input():
         double_descent(xr.DataArray(np.zeros((3, 3)), dims=("epoch", "x")))
     with pytest.raises(ValueError, match="train_noisy_acc"):
         learning_phases(xr.Dataset({"train_clean_acc": ("epoch", [0.1, 0.2])}))
+
+
+def test_descent_during_a_training_instability_is_not_double_descent():
+    """A loss spike of the optimiser: the noisy training data are unlearnt and the test loss falls with them."""
+    e = np.arange(120)
+    noisy_acc = np.clip((e - 10) / 20, 0, 1)
+    noisy_acc[80:84] = [0.5, 0.6, 0.8, 0.95]  # collapse and re-memorisation
+    test_loss = 1.5 * np.exp(-e / 4) + 0.5 + 0.05 * e
+    test_loss[80:] = test_loss[80:] - 4.0  # the fall that comes with the collapse and stays
+    metrics = xr.Dataset(
+        {"train_clean_acc": ("epoch", np.clip(e / 10, 0, 1)), "train_noisy_acc": ("epoch", noisy_acc),
+         "test_loss": ("epoch", test_loss), "test_acc": ("epoch", np.full(len(e), 0.5))},
+        coords={"epoch": e},
+    )
+    unstable = training_instabilities(metrics)
+    # by hand: epochs where an accuracy lies more than 0.1 below its running maximum
+    expected = (np.maximum.accumulate(noisy_acc) - noisy_acc > 0.1) | (np.maximum.accumulate(np.clip(e / 10, 0, 1)) - np.clip(e / 10, 0, 1) > 0.1)
+    np.testing.assert_array_equal(unstable.values, expected)
+    assert list(e[expected]) == [80, 81, 82]
+    node = learning_curves(metrics).sel(curve="test_loss")
+    assert not bool(node["dd_present"]) and float(node["dd_instability_epoch"]) == 80
+    # the same curves without the collapse in training accuracy: double descent
+    calm = metrics.assign(train_noisy_acc=("epoch", np.clip((e - 10) / 20, 0, 1)))
+    node = learning_curves(calm).sel(curve="test_loss")
+    assert bool(node["dd_present"]) and np.isnan(float(node["dd_instability_epoch"]))

@@ -23,6 +23,7 @@ def double_descent(
     noise_k: float = 3.0,
     sustain: int = 3,
     final_fraction: float = 0.1,
+    unstable: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """Detect epoch-wise double descent in a curve over epochs.
 
@@ -36,17 +37,22 @@ def double_descent(
     ends low: the mean of its last ``final_fraction`` of epochs (at least
     ``sustain`` of them) lies ``drop`` x peak and ``noise_k`` x noise below the
     peak, so that a passing dip in a curve that keeps rising is no second
-    descent. The noise is 1.4826 x median absolute deviation of (curve -
-    smoothed curve).
+    descent, and (5) no epoch from the peak to the second minimum is marked in
+    ``unstable``: a descent that comes with the training data being unlearnt
+    (a loss spike of the optimiser) is no benign overfitting. The noise is
+    1.4826 x median absolute deviation of (curve - smoothed curve).
 
     Parameters
     ----------
     curve : xr.DataArray, dims (epoch,)
+    unstable : xr.DataArray of bool, dims (epoch,), optional
+        Epochs of training instability (:func:`training_instabilities`).
 
     Returns
     -------
     xr.Dataset of scalars
-        ``present`` (bool), ``first_min_epoch``, ``peak_epoch``, ``second_min_epoch`` (float, NaN
+        ``present`` (bool), ``instability_epoch`` (first unstable epoch from the peak to the second
+        minimum, NaN if none), ``first_min_epoch``, ``peak_epoch``, ``second_min_epoch`` (float, NaN
         without an interior peak), ``first_min``, ``peak``, ``second_min``, ``final`` (mean of the
         last epochs, criterion 4), ``noise``; and
         ``smoothed`` (epoch,).
@@ -61,7 +67,7 @@ def double_descent(
     if not 0 < final_fraction <= 1:
         raise ValueError(f"final_fraction must lie in (0, 1]; got {final_fraction}")
     out = {name: np.nan for name in ("first_min_epoch", "peak_epoch", "second_min_epoch", "first_min", "peak", "second_min",
-                                     "final")}
+                                     "final", "instability_epoch")}
     residual = curve.dropna("epoch").values - s
     noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) if len(s) else np.nan
     present = False
@@ -81,7 +87,12 @@ def double_descent(
             final = float(np.mean(s[-max(sustain, int(np.ceil(final_fraction * len(s)))):]))
             out.update(final=final)
             ends_low = s[p] - final >= drop * abs(s[p]) and s[p] - final >= noise_k * noise
-            present = bool(rises and drops and sustained and ends_low)
+            if unstable is not None:
+                window = unstable.sel(epoch=slice(epochs[p], epochs[m2]))
+                flagged = window["epoch"].values[window.values.astype(bool)]
+                if len(flagged):
+                    out.update(instability_epoch=flagged[0])
+            present = bool(rises and drops and sustained and ends_low and np.isnan(out["instability_epoch"]))
     ds = xr.Dataset({name: ((), float(value)) for name, value in out.items()})
     ds["present"] = ((), present)
     ds["noise"] = ((), noise)
@@ -89,10 +100,31 @@ def double_descent(
     ds.attrs.update(
         criterion=(f"smoothed peak >= {rise:g} above first min and second min >= {drop:g} below peak, both >= "
                    f"{noise_k:g} x noise; >= {sustain} epochs after the peak below peak*(1-{drop:g}); the mean of the last "
-                   f"{final_fraction:g} of epochs also {drop:g} and {noise_k:g} x noise below the peak"),
+                   f"{final_fraction:g} of epochs also {drop:g} and {noise_k:g} x noise below the peak; no training "
+                   "instability from the peak to the second minimum"),
         curve=str(curve.name),
     )
     return ds
+
+
+def training_instabilities(metrics: xr.Dataset, *, drop: float = 0.1) -> xr.DataArray:
+    """Epochs at which training data are unlearnt: a training accuracy falls ``drop`` below its best so far.
+
+    Parameters
+    ----------
+    metrics : xr.Dataset, dims (epoch,)
+        With ``train_clean_acc`` and ``train_noisy_acc`` (a NaN group, e.g. no noisy samples, is ignored).
+
+    Returns
+    -------
+    xr.DataArray of bool, dims (epoch,)
+    """
+    flags = np.zeros(metrics.sizes["epoch"], dtype=bool)
+    for name in ("train_clean_acc", "train_noisy_acc"):
+        acc = np.nan_to_num(metrics[name].values.astype(float), nan=0.0)
+        flags |= np.maximum.accumulate(acc) - acc > drop
+    return xr.DataArray(flags, dims="epoch", coords={"epoch": metrics["epoch"].values},
+                        attrs={"long_name": f"a training accuracy more than {drop:g} below its best so far"})
 
 
 def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = 0.02, smooth_window: int = 5,
@@ -145,7 +177,7 @@ def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = 0.02, smooth_wi
 
 def learning_curves(metrics: xr.Dataset, *, smooth_window: int = 5, rise: float = 0.05, drop: float = 0.05,
                     noise_k: float = 3.0, sustain: int = 3, final_fraction: float = 0.1,
-                    plateau_tol: float = 0.02) -> xr.Dataset:
+                    instability_drop: float = 0.1, plateau_tol: float = 0.02) -> xr.Dataset:
     """Metrics plus training phases and double descent of ``test_loss`` and ``test_error``.
 
     Parameters
@@ -161,9 +193,10 @@ def learning_curves(metrics: xr.Dataset, *, smooth_window: int = 5, rise: float 
     out = metrics.copy()
     out["test_error"] = (1 - metrics["test_acc"]).assign_attrs(long_name="error on test samples", units="1")
     found = []
+    out["unstable"] = training_instabilities(metrics, drop=instability_drop)
     for name in DD_CURVES:
         dd = double_descent(out[name], smooth_window=smooth_window, rise=rise, drop=drop, noise_k=noise_k, sustain=sustain,
-                            final_fraction=final_fraction)
+                            final_fraction=final_fraction, unstable=out["unstable"])
         out[f"{name}_smooth"] = dd["smoothed"].reindex(epoch=out["epoch"])
         found.append(dd.drop_vars("smoothed"))
         criterion = dd.attrs["criterion"]

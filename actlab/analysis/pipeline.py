@@ -369,6 +369,7 @@ def _dd_summary(node: xr.Dataset, curve: str) -> dict[str, Any]:
         out[f"{name}_epoch"] = _epoch(dd[f"dd_{name}_epoch"])
         out[name] = _number(float(dd[f"dd_{name}"]))
     out["final"] = _number(float(dd["dd_final"]))
+    out["instability_epoch"] = _epoch(dd["dd_instability_epoch"])
     return out
 
 
