@@ -188,6 +188,7 @@ def train_without_recording(config) -> tuple[float, float, float, dict[str, floa
 
 def bench_recording(args: argparse.Namespace, work: Path) -> Path:
     from actlab.record import record
+    from actlab.record.api import checkpoint_epochs
     from actlab.store import open_store
 
     run_dir = work / "default"
@@ -207,7 +208,7 @@ def bench_recording(args: argparse.Namespace, work: Path) -> Path:
     same = all(np.isclose(stored[name], metrics_1[name], rtol=0, atol=0, equal_nan=True)
                and np.isclose(metrics_1[name], metrics_2[name], rtol=0, atol=0, equal_nan=True) for name in metrics_1)
     recorded = len(config.schedule)
-    checkpoints = len({e for e in range(0, epochs + 1, config.checkpoint_every)} | set(config.schedule) | {epochs})
+    checkpoints = len(checkpoint_epochs(config))
     probes = view.attrs["config"]["resolved"]["probe_sizes"]
     overhead = t_record - t_plain
     print(f"    record: {config.record_epochs} = {recorded} recorded epochs, probes clean/noisy/test "

@@ -205,6 +205,16 @@ def _announce(config: RecordConfig, model: torch.nn.Module, device: torch.device
           f"{config.epochs} epochs, device {device} -> {run_dir}", file=sys.stderr)
 
 
+def checkpoint_epochs(config: RecordConfig) -> list[int]:
+    """Epochs after which a checkpoint is saved: every ``checkpoint_every`` epochs (at the recorded epochs
+    when it is 0), and the last epoch."""
+    if config.checkpoint_every:
+        due = set(range(0, config.epochs + 1, config.checkpoint_every))
+    else:
+        due = set(config.schedule)
+    return sorted(due | {config.epochs})
+
+
 def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: torch.nn.Module, specs: list[LayerSpec],
            device: torch.device, checkpoint: dict[str, Any] | None) -> None:
     """The epoch loop: train, evaluate, record, checkpoint; store writes on a background thread."""
@@ -216,6 +226,7 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
         trainer.load_state(checkpoint)
         start, elapsed_before = checkpoint["epoch"] + 1, checkpoint["elapsed"]
     schedule = set(config.schedule)
+    checkpoints = set(checkpoint_epochs(config))
     capture = ActivationCapture(model, {spec.name: spec.module for spec in specs})
     probe_index = {group: torch.as_tensor(index, device=device) for group, index in data.probes.items()}
     probe_inputs = torch.cat([trainer.x_train[probe_index["clean"]], trainer.x_train[probe_index["noisy"]],
@@ -235,10 +246,7 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
             elapsed = elapsed_before + time.perf_counter() - t0
             metrics["wall_time"] = elapsed
             pending_metrics[epoch] = metrics
-            if config.checkpoint_every:
-                checkpoint_now = epoch % config.checkpoint_every == 0 or epoch == config.epochs
-            else:
-                checkpoint_now = epoch in schedule or epoch == config.epochs
+            checkpoint_now = epoch in checkpoints
             if checkpoint_now or epoch in schedule or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
                 background.submit(writer.write_metrics, pending_metrics)
                 pending_metrics, last_flush = {}, time.perf_counter()
