@@ -93,6 +93,21 @@ def bench_training_loops(args: argparse.Namespace, config) -> None:
         model = make_mlp("mlp7", int(np.prod(shape)), 10, args.width)
         return model, torch.optim.Adam(model.parameters(), lr=1e-4)
 
+    def plain_epoch(batches):
+        """One epoch of forward/backward/Adam over ``batches`` on a fresh model of its own."""
+        model, opt = fresh()
+
+        def epoch():
+            model.train()
+            for x, y in batches:
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+        epoch()  # warm-up
+        return epoch
+
     # actlab trainer
     model, _ = fresh()
     trainer = Trainer(model, data, torch.device("cpu"), batch_size=args.batch_size, seed=0)
@@ -108,33 +123,12 @@ def bench_training_loops(args: argparse.Namespace, config) -> None:
         def __getitem__(self, i):
             return transform(images_hwc[i]), int(labels[i])
 
-    loader = DataLoader(Images(), batch_size=args.batch_size, shuffle=True, num_workers=0)
-    model, opt = fresh()
-
-    def loader_epoch():
-        model.train()
-        for x, y in loader:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-    loader_epoch()
+    loader_epoch = plain_epoch(DataLoader(Images(), batch_size=args.batch_size, shuffle=True, num_workers=0))
 
     # bare forward/backward/step over batches sliced beforehand
     batches = [(trainer.x_train[i:i + args.batch_size].clone(), trainer.y_train[i:i + args.batch_size].clone())
                for i in range(0, n, args.batch_size)]
-    model, opt = fresh()
-
-    def bare_epoch():
-        model.train()
-        for x, y in batches:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-    bare_epoch()
+    bare_epoch = plain_epoch(batches)
     times = interleaved_best(args.repeats, {"ours": trainer.train_epoch, "loader": loader_epoch, "bare": bare_epoch})
     t_ours, t_loader, t_bare = times["ours"], times["loader"], times["bare"]
 
