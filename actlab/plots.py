@@ -139,11 +139,28 @@ def mark_phases(ax: Axes, phases: Mapping[str, float | None] | None, *, labels: 
             )
 
 
+INSTABILITY_LABEL = "training instability (train accuracy drop)"
+
+
+def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str | None = INSTABILITY_LABEL) -> None:
+    """Shade each run of consecutive unstable epochs (``unstable``: bool over ``epoch``) from one epoch before it."""
+    if unstable is None or not bool(unstable.any()):
+        return
+    epochs = unstable["epoch"].values
+    flags = unstable.values.astype(bool)
+    starts = np.flatnonzero(flags & ~np.r_[False, flags[:-1]])
+    ends = np.flatnonzero(flags & ~np.r_[flags[1:], False])
+    for number, (start, end) in enumerate(zip(starts, ends)):
+        ax.axvspan(float(epochs[max(start - 1, 0)]), float(epochs[end]), color="#d62728", alpha=0.15, linewidth=0,
+                   zorder=0, label=label if number == 0 else None)
+
+
 @styled
 def plot_metrics(
     metrics: xr.Dataset,
     *,
     phases: Mapping[str, float | None] | None = None,
+    unstable: xr.DataArray | None = None,
     log_x: bool = False,
     title: str | None = None,
 ) -> Figure:
@@ -157,6 +174,9 @@ def plot_metrics(
     phases : mapping of phase name -> epoch, optional
         Epochs to mark (keys of :data:`PHASES`: ``first_minimum``, ``peak``,
         ``second_minimum``, ``memorisation``); ``None`` values are skipped.
+    unstable : xr.DataArray of bool, dims (epoch,), optional
+        Epochs of training instability (:func:`actlab.analysis.curves.training_instabilities`),
+        shaded so that a loss spike and the fall after it are not read as double descent.
     log_x : bool
         Symmetric-log epoch axis (recorded epochs are often log-spaced).
     title : str, optional
@@ -183,6 +203,7 @@ def plot_metrics(
     for ax in (ax_loss, ax_acc):
         set_epoch_axis(ax, log_x=log_x)
         mark_phases(ax, phases)
+        mark_instabilities(ax, unstable)
     ax_loss.set_ylabel("cross-entropy loss (nats)")
     ax_loss.set_title("Loss by sample group")
     ax_acc.set_ylabel("accuracy (%)")
@@ -253,12 +274,14 @@ def plot_curves(results: Any, *, log_x: bool = False) -> Figure:
     Figure
         See :func:`plot_metrics`; the markers are the double-descent first minimum,
         peak and second minimum of the test loss (when present) and the epoch where
-        noisy training samples are fitted (train accuracy against assigned labels >= 99 %).
+        noisy training samples are fitted (train accuracy against assigned labels >= 99 %);
+        training instabilities are shaded.
     """
     curves = _node(results, "curves")
     present = bool(curves["dd_present"].sel(curve="test_loss").values)
     title = "Training curves by sample group; test loss " + ("shows double descent" if present else "shows no double descent")
-    return plot_metrics(curves, phases=phases_from_results(results), log_x=log_x, title=title)
+    unstable = curves["unstable"] if "unstable" in curves else None
+    return plot_metrics(curves, phases=phases_from_results(results), unstable=unstable, log_x=log_x, title=title)
 
 
 def _epoch_ticks(ax: Axes, epochs: np.ndarray, axis: str = "x", max_ticks: int = 12) -> None:

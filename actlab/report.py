@@ -358,6 +358,14 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The same table in Markdown (GitHub pipe table), ready to paste into a document."""
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(row) for row in rows)]) + "\n"
+
+
 def findings_table(findings: Sequence[Finding]) -> str:
     """The headline findings as a two-column plain-text table (for the terminal)."""
     return text_table(["finding", "value"], [[f.name, f.value] for f in findings])
@@ -450,6 +458,7 @@ def _use_log_x(epochs: Sequence[int]) -> bool:
 
 RESULTS_DIRNAME = "results.zarr"
 SUMMARY_FILENAME = "summary.json"
+TABLE_FILENAME = "table.md"
 REPORT_FILENAME = "report.html"
 FIGURES_DIRNAME = "figures"
 
@@ -601,13 +610,32 @@ def saved_results(run: Any) -> Any | None:
 
 
 COMPARE_HEADER = [
-    "run", "double descent (test loss)", "peak epoch", "noisy memorised", "strongest separation", "grouping",
+    "run", "double descent (test loss)", "test loss min / peak / end", "double descent (test error)",
+    "test error min / peak / end", "noisy memorised", "strongest separation", "grouping",
     "large activation", "ratio to median", "explained by", "clean path correct / wrong",
 ]
 
 
+def _curve_cell(curve: Mapping[str, Any]) -> str:
+    """``first minimum@epoch / peak@epoch / final level`` of one double-descent reading, e.g. ``1.72@7 / 15.4@323 / 13.3``."""
+    if not curve or curve.get("first_min_epoch") is None:
+        return "n/a"
+    return (f"{_fmt(curve.get('first_min'))}@{_epoch(curve.get('first_min_epoch'))} / "
+            f"{_fmt(curve.get('peak'))}@{_epoch(curve.get('peak_epoch'))} / {_fmt(curve.get('final'))}")
+
+
+def _presence_cell(curve: Mapping[str, Any]) -> str:
+    """``yes: first minimum -> peak -> second minimum`` epochs, or ``no`` (``n/a`` when not analysed)."""
+    if not curve:
+        return "n/a"
+    if not curve.get("present"):
+        return "no"
+    return f"yes: {_epoch(curve.get('first_min_epoch'))} -> {_epoch(curve.get('peak_epoch'))} -> {_epoch(curve.get('second_min_epoch'))}"
+
+
 def _comparison_row(name: str, summary: Mapping[str, Any]) -> list[str]:
     dd = summary.get("double_descent") or {}
+    error = dd.get("test_error") or {}
     phases = summary.get("phases") or {}
     sep = summary.get("separation") or {}
     large = summary.get("large_activation") or {}
@@ -618,8 +646,10 @@ def _comparison_row(name: str, summary: Mapping[str, Any]) -> list[str]:
     share = shares.get(layer, {}) if layer else {}
     return [
         name,
-        ("yes" if dd.get("present") else "no") if dd else "n/a",
-        _epoch(dd.get("peak_epoch")) if dd.get("present") else "-",
+        _presence_cell(dd),
+        _curve_cell(dd),
+        _presence_cell(error),
+        _curve_cell(error),
         _epoch(phases.get("noisy_fitted_epoch")) if phases else "n/a",
         f"{sep.get('layer')} @ {_epoch(sep.get('epoch'))} (cos {_fmt(sep.get('cosine'))})" if sep else "n/a",
         {"noisy_by_original": "by original", "noisy_by_assigned": "by assigned"}.get(sep.get("grouping"), "n/a"),
@@ -721,5 +751,6 @@ def compare_to_dir(
             notes=[f"{name}: {note}" for name, results in results_by_run.items() for note in analysis_warnings(results)],
         )
         _write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
+        _write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))
         write_report(built / REPORT_FILENAME, report)
     return AnalysisOutput(out_dir=target, report_path=target / REPORT_FILENAME, summary=summaries, report=report, results=results_by_run)

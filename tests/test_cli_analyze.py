@@ -165,7 +165,18 @@ def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp
     table = [line.split("  ")[0] for line in out.splitlines()]
     assert table[0] == "run" and "planted" in table and "monotone" in table
     rows = {line.split()[0]: line for line in out.splitlines()[2:4]}
-    assert rows["planted"].split()[1] == "yes" and rows["monotone"].split()[1] == "no"
+    assert rows["planted"].split()[1] == "yes:" and rows["monotone"].split()[1] == "no"
+    markdown = (out_dir / "table.md").read_text().splitlines()
+    cells = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in markdown]
+    header, rule, by_run = cells[0], cells[1], {row[0]: dict(zip(cells[0], row)) for row in cells[2:]}
+    assert header == report.COMPARE_HEADER and set(rule) == {"---"} and list(by_run) == ["planted", "monotone"]
+    dd = summaries["planted"]["double_descent"]
+    assert by_run["planted"]["double descent (test loss)"] == (
+        f"yes: {dd['first_min_epoch']} -> {dd['peak_epoch']} -> {dd['second_min_epoch']}")
+    assert by_run["planted"]["test loss min / peak / end"] == (
+        f"{dd['first_min']:.3g}@{dd['first_min_epoch']} / {dd['peak']:.3g}@{dd['peak_epoch']} / {dd['final']:.3g}")
+    assert by_run["monotone"]["double descent (test loss)"] == "no"
+    assert by_run["monotone"]["noisy memorised"] == str(summaries["monotone"]["phases"]["noisy_fitted_epoch"])
 
 
 def test_compare_recomputes_stale_saved_analyses(analysed_run, tmp_path):

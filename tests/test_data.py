@@ -210,3 +210,27 @@ def test_real_cifar10(cifar_data_dir):
     np.testing.assert_allclose(std, [0.2470, 0.2435, 0.2616], atol=5e-5)
     assert ds.describe()["checksums"]["md5"] == CIFAR10_BIN_MD5
     assert ds.class_names[0] == "airplane" and ds.class_names[9] == "truck"
+
+
+def test_test_size_keeps_a_stratified_test_subset_and_maps_probes_to_the_full_set():
+    from actlab.record.api import probe_set
+
+    config = RecordConfig(dataset="synthetic", synthetic="train=400,test=200,classes=4,shape=1x3x3", test_size=40,
+                          epochs=1, probe_test=8)
+    full = make_synthetic(n_train=400, n_test=200, n_classes=4, shape=(1, 3, 3), seed=0)
+    data = prepare_data(config)
+    assert len(data.test_index) == 40 and np.all(np.diff(data.test_index) > 0)
+    assert np.bincount(full.test_labels[data.test_index]).tolist() == [10] * 4
+    np.testing.assert_array_equal(data.dataset.test_images, full.test_images[data.test_index])
+    assert data.describe()["n_test_used"] == 40
+    # the training side is untouched: same subset, noise and statistics as without --test-size
+    without = prepare_data(config.replace(test_size=None))
+    np.testing.assert_array_equal(data.noisy.labels, without.noisy.labels)
+    np.testing.assert_array_equal(data.mean, without.mean)
+    probes = probe_set(data)
+    test_rows = probes.group == 2
+    np.testing.assert_array_equal(probes.images[test_rows], full.test_images[probes.dataset_index[test_rows]])
+    with pytest.raises(ConfigError, match="test-size 201 exceeds the 200 test samples"):
+        prepare_data(config.replace(test_size=201))
+    with pytest.raises(ConfigError, match="test-size"):
+        config.replace(test_size=0)

@@ -210,3 +210,19 @@ def test_save_figure_and_formats(tmp_path):
 def test_log_axis_choice_follows_the_record_schedule():
     assert report._use_log_x([0, 1, 2, 4, 8, 16, 32, 64, 128])
     assert not report._use_log_x([0, 10, 20, 30, 40, 50])
+
+
+def test_plot_metrics_shades_each_run_of_unstable_epochs(analysed):
+    planted, _, _ = analysed
+    metrics = open_store(planted.run_dir).metrics
+    epochs = metrics["epoch"].values
+    flags = np.zeros(len(epochs), bool)
+    flags[[3, 4, 9]] = True  # two runs: epochs[3..4] and epochs[9]
+    unstable = metrics["test_loss"].copy(data=flags)
+    fig = plots.plot_metrics(metrics, unstable=unstable)
+    for ax in fig.axes[:2]:
+        extents = sorted((p.get_x(), p.get_x() + p.get_width()) for p in ax.patches)
+        assert extents == [(epochs[2], epochs[4]), (epochs[8], epochs[9])]
+    assert plots.INSTABILITY_LABEL in [text.get_text() for text in fig.legends[0].get_texts()]
+    clean = plots.plot_metrics(metrics, unstable=unstable.copy(data=np.zeros(len(epochs), bool)))
+    assert not clean.axes[0].patches

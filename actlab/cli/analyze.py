@@ -43,6 +43,7 @@ what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
   report.html          one self-contained report: comparison table of the headline findings,
                        overlaid test-loss curves, separation per run
   summary.json         the headline numbers of every run, keyed by run
+  table.md             the comparison table in Markdown, to paste into a document
   figures/NAME.png     the comparison figures (--format)
 
 Analysis results already saved under RUN/{ANALYSIS_DIRNAME}/ are reused when they are

@@ -135,7 +135,7 @@ def probe_set(data: PreparedData) -> ProbeSet:
         if group == "test":
             images, label, original, is_noisy = (dataset.test_images[index], dataset.test_labels[index],
                                                  dataset.test_labels[index], np.zeros(len(index), bool))
-            full_index = index
+            full_index = data.test_index[index]
         else:
             images, label, original, is_noisy = (dataset.train_images[index], noisy.labels[index],
                                                  noisy.original_labels[index], noisy.is_noisy[index])

@@ -187,6 +187,7 @@ class RecordConfig:
     download: bool = True
     synthetic: str | dict[str, Any] | None = None
     train_size: int | None = None
+    test_size: int | None = None
     noise: float = 0.3
     noise_mode: str = "other"
     normalize: str = "channel"
@@ -233,12 +234,12 @@ class RecordConfig:
         if self.lr <= 0 or self.weight_decay < 0 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"need lr > 0, weight-decay >= 0 and betas in [0, 1); got lr={self.lr}, "
                               f"weight-decay={self.weight_decay}, betas={self.betas}")
-        for name in ("train_size", "probe_clean", "probe_noisy", "probe_test"):
+        for name in ("train_size", "test_size", "probe_clean", "probe_noisy", "probe_test"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a non-negative integer; got {value!r}")
-        if self.train_size == 0:
-            raise ConfigError("train-size must be at least 1")
+        if self.train_size == 0 or self.test_size == 0:
+            raise ConfigError("train-size and test-size must be at least 1")
         schedule = parse_schedule(self.record_epochs, self.epochs)
         if not isinstance(self.record_epochs, str):
             object.__setattr__(self, "record_epochs", tuple(schedule))

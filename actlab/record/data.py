@@ -41,7 +41,7 @@ DIGITS_SPLIT_SEED = 0
 """Fixed seed of the digits train/test split, so every run sees the same test set (like CIFAR-10's fixed one)."""
 
 # Stream identifiers: each random choice of a run draws from its own stream of the run seed.
-_STREAM_SUBSET, _STREAM_NOISE, _STREAM_PROBES = 1, 2, 3
+_STREAM_SUBSET, _STREAM_NOISE, _STREAM_PROBES, _STREAM_TEST_SUBSET = 1, 2, 3, 4
 
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:
@@ -506,9 +506,12 @@ class PreparedData:
     Attributes
     ----------
     dataset : ImageDataset
-        The loaded dataset; ``train_images`` already cut to ``--train-size``.
+        The loaded dataset; ``train_images`` and ``test_images`` already cut to
+        ``--train-size`` and ``--test-size``.
     train_index : ndarray of int64, shape (train_sample,)
         Indices of the training subset in the full training set.
+    test_index : ndarray of int64, shape (test_sample,)
+        Indices of the evaluated test subset in the full test set.
     noisy : NoisyLabels
         Training labels (aligned with ``dataset.train_images``).
     mean, std : ndarray of float64, shape (channel,)
@@ -519,6 +522,7 @@ class PreparedData:
 
     dataset: ImageDataset
     train_index: np.ndarray
+    test_index: np.ndarray
     noisy: NoisyLabels
     mean: np.ndarray
     std: np.ndarray
@@ -533,11 +537,22 @@ class PreparedData:
         return {
             **self.dataset.describe(),
             "n_train_used": int(len(self.train_index)),
+            "n_test_used": int(len(self.test_index)),
             "n_noisy": int(self.noisy.is_noisy.sum()),
             "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist(),
                               "formula": "(pixel / 255 - mean[channel]) / std[channel]"},
             "probe_sizes": self.probe_sizes,
         }
+
+
+def _subset_index(labels: np.ndarray, size: int | None, option: str, split: str, dataset_name: str,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of a class-stratified subset of ``size`` samples (all samples when ``size`` is None)."""
+    if size is None:
+        return np.arange(len(labels), dtype=np.int64)
+    if size > len(labels):
+        raise ConfigError(f"{option} {size} exceeds the {len(labels)} {split} samples of {dataset_name}; pass at most {len(labels)}")
+    return stratified_subset(labels, size, rng)
 
 
 def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedData:
@@ -549,18 +564,16 @@ def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedDa
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.resolved_data_dir, download=config.download,
                                synthetic=config.synthetic)
-    n_full = len(dataset.train_labels)
-    if config.train_size is not None:
-        if config.train_size > n_full:
-            raise ConfigError(f"train-size {config.train_size} exceeds the {n_full} training samples of {dataset.name}; pass at most {n_full}")
-        train_index = stratified_subset(dataset.train_labels, config.train_size, rng_for(config.seed, _STREAM_SUBSET))
+    train_index = _subset_index(dataset.train_labels, config.train_size, "train-size", "training",
+                                dataset.name, rng_for(config.seed, _STREAM_SUBSET))
+    test_index = _subset_index(dataset.test_labels, config.test_size, "test-size", "test",
+                               dataset.name, rng_for(config.seed, _STREAM_TEST_SUBSET))
+    if config.train_size is not None or config.test_size is not None:
         dataset = ImageDataset(
             name=dataset.name, train_images=dataset.train_images[train_index], train_labels=dataset.train_labels[train_index],
-            test_images=dataset.test_images, test_labels=dataset.test_labels, class_names=dataset.class_names,
-            description=dataset.description,
+            test_images=dataset.test_images[test_index], test_labels=dataset.test_labels[test_index],
+            class_names=dataset.class_names, description=dataset.description,
         )
-    else:
-        train_index = np.arange(n_full, dtype=np.int64)
     noisy = inject_label_noise(dataset.train_labels, config.noise, dataset.n_classes, mode=config.noise_mode,
                                seed=rng_for(config.seed, _STREAM_NOISE))
     mean, std = normalization_stats(dataset.train_images, config.normalize)
@@ -569,4 +582,4 @@ def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedDa
         {"clean": config.probe_clean, "noisy": config.probe_noisy, "test": config.probe_test},
         rng_for(config.seed, _STREAM_PROBES),
     )
-    return PreparedData(dataset=dataset, train_index=train_index, noisy=noisy, mean=mean, std=std, probes=probes)
+    return PreparedData(dataset=dataset, train_index=train_index, test_index=test_index, noisy=noisy, mean=mean, std=std, probes=probes)
