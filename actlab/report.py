@@ -251,6 +251,13 @@ def _epoch(value: Any) -> str:
     return "n/a" if value is None else str(int(value))
 
 
+PHASE_WORDS = {
+    "test_loss_min": "the test-loss minimum",
+    "noisy_memorised": "noisy-label memorisation",
+    "last": "the last epoch",
+}
+"""How findings name the phases of :func:`actlab.analysis.pipeline.phase_epochs`."""
+
 GROUPING_WORDS = {
     "noisy_by_original": "noisy probes grouped by original label",
     "noisy_by_assigned": "noisy probes grouped by assigned label",
@@ -300,20 +307,25 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
             f"lowest class-mean cosine {_fmt(sep.get('cosine'))} between clean probes and "
             f"{GROUPING_WORDS.get(sep.get('grouping'), sep.get('grouping'))}",
         ))
-        last = sep.get("last_epoch") or {}
-        if last:
-            first_layer, last_layer = next(iter(last)), list(last)[-1]
-            reading = {
-                "noisy_by_original": "falling with depth: the outer layers move noisy samples away from their true class "
-                                     "(the study's signal separation)",
-                "noisy_by_assigned": "rising with depth: the outer layers represent noisy samples like clean samples of "
-                                     "their assigned label (memorisation)",
-            }
+        at_phases = sep.get("at_phases") or {"last": {"epoch": None, "by_layer": sep.get("last_epoch") or {}}}
+        reading = {
+            "noisy_by_original": "falling with depth: the outer layers move noisy samples away from their true class "
+                                 "(the study's signal separation)",
+            "noisy_by_assigned": "rising with depth: the outer layers represent noisy samples like clean samples of "
+                                 "their assigned label (memorisation)",
+        }
+        for phase, at in at_phases.items():
+            by_layer = at.get("by_layer") or {}
+            if not by_layer:
+                continue
+            first_layer, last_layer = next(iter(by_layer)), list(by_layer)[-1]
+            when = PHASE_WORDS.get(phase, phase) + ("" if at.get("epoch") is None else f" (epoch {_epoch(at.get('epoch'))})")
             for key, words in GROUPING_WORDS.items():
                 findings.append(Finding(
-                    f"separation at the last epoch, {key.replace('noisy_', 'noisy ').replace('_', ' ')}",
-                    f"{first_layer} {_fmt(last[first_layer].get(key))} -> {last_layer} {_fmt(last[last_layer].get(key))}",
-                    f"class-mean cosine between clean probes and {words}, shallowest to deepest hidden layer; {reading[key]}",
+                    f"separation at {PHASE_WORDS.get(phase, phase)}, {key.replace('noisy_', 'noisy ').replace('_', ' ')}",
+                    f"{first_layer} {_fmt(by_layer[first_layer].get(key))} -> {last_layer} {_fmt(by_layer[last_layer].get(key))}",
+                    f"class-mean cosine at {when} between clean probes and {words}, shallowest to deepest hidden layer; "
+                    f"{reading[key]}",
                 ))
     large = summary.get("large_activation")
     if large:
@@ -323,6 +335,15 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
             f"mean |activation| {_fmt(large.get('mean_abs'))}, {_fmt(large.get('ratio_to_median'))}x the layer's median unit, "
             f"{_fmt(large.get('ratio_to_second'))}x the second largest; dominant from epoch {_epoch(large.get('emergence_epoch'))}",
         ))
+        trajectory = large.get("at_phases") or {}
+        if trajectory:
+            findings.append(Finding(
+                "large activation over training",
+                ", ".join(f"{_fmt(at.get('mean_abs'))} @{_epoch(at.get('epoch'))}" for at in trajectory.values()),
+                f"mean |activation| of {large.get('layer')} unit {large.get('unit')} at "
+                + ", ".join(f"{PHASE_WORDS.get(phase, phase)} (epoch {_epoch(at.get('epoch'))}, "
+                            f"{_fmt(at.get('ratio_to_median'))}x the layer's median unit)" for phase, at in trajectory.items()),
+            ))
         out_r2 = large.get("output_r2") or {}
         out_p = large.get("output_p_value") or {}
         findings.append(Finding(

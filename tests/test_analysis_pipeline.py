@@ -87,3 +87,31 @@ def test_scheduler_without_distributed(tmp_path_factory):
     planted = cached_planted(tmp_path_factory)
     with pytest.raises(ConfigError, match="pip install distributed"):
         analyze(planted.run_dir, scheduler="tcp://127.0.0.1:8786", progress=False)
+
+
+def test_summary_reads_separation_and_large_activation_at_the_phases(tmp_path_factory):
+    from actlab.analysis.pipeline import phase_epochs
+
+    _, results = cached_results(tmp_path_factory)
+    found = summary(results)
+    node = results["curves"].to_dataset()
+    recorded = [int(e) for e in results["separation"]["epoch"].values]
+    first_min = int(node["dd_first_min_epoch"].sel(curve="test_loss"))
+    fitted = int(node["noisy_fitted_epoch"])
+    nearest = {target: min(recorded, key=lambda e: abs(e - target)) for target in (first_min, fitted)}
+    assert phase_epochs(results, recorded) == {"test_loss_min": nearest[first_min], "noisy_memorised": nearest[fitted],
+                                               "last": max(recorded)}
+    assert phase_epochs(results, [0, 5, 10, 20])["last"] == 20
+    separation = results["separation"].to_dataset()
+    for phase, reading in found["separation"]["at_phases"].items():
+        for layer, values in reading["by_layer"].items():
+            expected = separation["cos_clean_noisy_by_original_mean"].sel(layer=layer, epoch=reading["epoch"])
+            assert values["noisy_by_original"] == pytest.approx(float(expected))
+    assert found["separation"]["at_phases"]["last"]["by_layer"] == found["separation"]["last_epoch"]
+    large = found["large_activation"]
+    row = results["large_activation"].to_dataset().sel(layer=large["layer"])
+    for phase, reading in large["at_phases"].items():
+        magnitude = float(row["unit_mean_abs"].sel(epoch=reading["epoch"]))
+        assert reading["mean_abs"] == pytest.approx(magnitude)
+        assert reading["ratio_to_median"] == pytest.approx(magnitude / float(row["median_mean_abs"].sel(epoch=reading["epoch"])))
+    assert large["at_phases"]["last"]["mean_abs"] == pytest.approx(large["mean_abs"])

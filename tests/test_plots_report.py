@@ -158,6 +158,14 @@ def test_findings_read_the_summary(analysed):
         f"{sep['layer']}, epoch {sep['epoch']}: cos {report._fmt(sep['cosine'])} ({grouping})")
     # planted: clean and noisy (by original label) means coincide in hidden1 and are orthogonal in hidden3
     by_original = findings["separation at the last epoch, noisy by original"].value
+    for phase, at in sep["at_phases"].items():
+        name = f"separation at {report.PHASE_WORDS[phase]}, noisy by assigned"
+        assert findings[name].value == (f"hidden1 {report._fmt(at['by_layer']['hidden1']['noisy_by_assigned'])} -> "
+                                        f"hidden3 {report._fmt(at['by_layer']['hidden3']['noisy_by_assigned'])}")
+        assert f"(epoch {at['epoch']})" in findings[name].detail
+    trajectory = summary["large_activation"]["at_phases"]
+    assert findings["large activation over training"].value == ", ".join(
+        f"{report._fmt(at['mean_abs'])} @{at['epoch']}" for at in trajectory.values())
     assert by_original == (f"hidden1 {report._fmt(sep['last_epoch']['hidden1']['noisy_by_original'])} -> "
                            f"hidden3 {report._fmt(sep['last_epoch']['hidden3']['noisy_by_original'])}")
     assert sep["last_epoch"]["hidden1"]["noisy_by_original"] > 0.99 > 0.01 > abs(sep["last_epoch"]["hidden3"]["noisy_by_original"])

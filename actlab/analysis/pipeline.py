@@ -13,7 +13,7 @@ import concurrent.futures as cf
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -380,6 +380,25 @@ def _hidden_layers(results: xr.DataTree, node: xr.Dataset) -> list[str]:
     return [n for n in names if n != output] or names
 
 
+def phase_epochs(results: xr.DataTree, recorded: Sequence[int]) -> dict[str, int]:
+    """The training phases at which layer-wise findings are read, each moved to the nearest recorded epoch.
+
+    ``test_loss_min``: first minimum of the test loss; ``noisy_memorised``: noisy training samples
+    fitted (accuracy on assigned labels >= 99 %); ``last``: the last recorded epoch. A phase that
+    was not reached (or results without curves) is left out.
+    """
+    recorded = np.asarray(sorted(int(e) for e in recorded))
+    if recorded.size == 0:
+        return {}
+    wanted: dict[str, Any] = {}
+    if "curves" in results.children:
+        curves = results["curves"].to_dataset()
+        wanted["test_loss_min"] = _epoch(curves["dd_first_min_epoch"].sel(curve="test_loss"))
+        wanted["noisy_memorised"] = _epoch(curves["noisy_fitted_epoch"])
+    wanted["last"] = int(recorded[-1])
+    return {name: int(recorded[np.argmin(np.abs(recorded - epoch))]) for name, epoch in wanted.items() if epoch is not None}
+
+
 def summary(results: xr.DataTree) -> dict[str, Any]:
     """Headline findings of :func:`analyze` results as a JSON-safe dict (keys in ``docs/analysis.md``)."""
     attrs = results.attrs
@@ -418,10 +437,14 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         if not np.isfinite(flat).any():
             return {"layer": None, "epoch": None, "cosine": None, "grouping": None, "last_epoch": {}}
         g, layer, epoch = np.unravel_index(int(np.nanargmin(flat)), stacked.shape)
-        last = {str(name): {grouping: _number(float(node[var].sel(layer=name).isel(epoch=-1))) for grouping, var in pairs.items()}
-                for name in node["layer"].values}
+        def by_layer(epoch_value: int) -> dict[str, dict[str, float | None]]:
+            return {str(name): {grouping: _number(float(node[var].sel(layer=name, epoch=epoch_value))) for grouping, var in pairs.items()}
+                    for name in node["layer"].values}
+
+        at_phases = {phase: {"epoch": e, "by_layer": by_layer(e)} for phase, e in phase_epochs(results, node["epoch"].values).items()}
         return {"layer": str(node["layer"].values[layer]), "epoch": int(node["epoch"].values[epoch]),
-                "cosine": float(stacked.values[g, layer, epoch]), "grouping": list(pairs)[g], "last_epoch": last}
+                "cosine": float(stacked.values[g, layer, epoch]), "grouping": list(pairs)[g],
+                "last_epoch": by_layer(int(node["epoch"].values[-1])), "at_phases": at_phases}
 
     def large() -> dict[str, Any]:
         node = results["large_activation"].to_dataset()
@@ -447,13 +470,17 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         else:
             explained_by = "neither"
         top = at["top_mean_abs"].values
+        at_phases = {
+            phase: {"epoch": e, "mean_abs": _number(float(row["unit_mean_abs"].sel(epoch=e))),
+                    "ratio_to_median": _number(float(row["unit_mean_abs"].sel(epoch=e) / row["median_mean_abs"].sel(epoch=e)))}
+            for phase, e in phase_epochs(results, node["epoch"].values).items()}
         return {
             "layer": pick, "unit": int(at["dominant_unit"]), "dominant": bool(at["is_dominant"]),
             "mean_abs": _number(float(top[0])), "ratio_to_median": _number(float(at["ratio_to_median"].isel(rank=0))),
             "ratio_to_second": _number(float(top[0] / top[1])) if len(top) > 1 and top[1] > 0 else None,
             "emergence_epoch": _epoch(at["emergence_epoch"]), "input_r2": _number(input_r2),
             "input_p_value": _number(input_p), "output_r2": output_r2, "output_p_value": output_p,
-            "explained_by": explained_by,
+            "explained_by": explained_by, "at_phases": at_phases,
         }
 
     def path_split() -> dict[str, Any]:
