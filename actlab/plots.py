@@ -140,10 +140,16 @@ def mark_phases(ax: Axes, phases: Mapping[str, float | None] | None, *, labels: 
 
 
 INSTABILITY_LABEL = "training instability (train accuracy drop)"
+INSTABILITY_COLOR = "#d62728"
 
 
-def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str | None = INSTABILITY_LABEL) -> None:
-    """Shade each run of consecutive unstable epochs (``unstable``: bool over ``epoch``) from one epoch before it."""
+def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str | None = INSTABILITY_LABEL,
+                       max_labels: int = 4) -> None:
+    """Shade each run of consecutive unstable epochs (``unstable``: bool over ``epoch``) from one epoch before it.
+
+    Short runs are invisible as spans on a long (or log) epoch axis, so each run also gets a thin red
+    line at its first epoch, labelled at the top for the first ``max_labels`` runs.
+    """
     if unstable is None or not bool(unstable.any()):
         return
     epochs = unstable["epoch"].values
@@ -151,8 +157,12 @@ def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str | 
     starts = np.flatnonzero(flags & ~np.r_[False, flags[:-1]])
     ends = np.flatnonzero(flags & ~np.r_[flags[1:], False])
     for number, (start, end) in enumerate(zip(starts, ends)):
-        ax.axvspan(float(epochs[max(start - 1, 0)]), float(epochs[end]), color="#d62728", alpha=0.15, linewidth=0,
+        ax.axvspan(float(epochs[max(start - 1, 0)]), float(epochs[end]), color=INSTABILITY_COLOR, alpha=0.15, linewidth=0,
                    zorder=0, label=label if number == 0 else None)
+        ax.axvline(float(epochs[start]), color=INSTABILITY_COLOR, linewidth=0.8, alpha=0.6, zorder=0)
+        if number < max_labels:
+            ax.text(float(epochs[start]), 0.0, f" unstable {int(epochs[start])}", transform=ax.get_xaxis_transform(),
+                    rotation=90, ha="right", va="bottom", fontsize=7, color=INSTABILITY_COLOR)
 
 
 @styled

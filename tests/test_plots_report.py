@@ -231,6 +231,8 @@ def test_plot_metrics_shades_each_run_of_unstable_epochs(analysed):
     for ax in fig.axes[:2]:
         extents = sorted((p.get_x(), p.get_x() + p.get_width()) for p in ax.patches)
         assert extents == [(epochs[2], epochs[4]), (epochs[8], epochs[9])]
+        assert [t.get_text() for t in ax.texts if t.get_text().startswith(" unstable")] == [
+            f" unstable {epochs[3]}", f" unstable {epochs[9]}"]
     assert plots.INSTABILITY_LABEL in [text.get_text() for text in fig.legends[0].get_texts()]
     clean = plots.plot_metrics(metrics, unstable=unstable.copy(data=np.zeros(len(epochs), bool)))
     assert not clean.axes[0].patches
