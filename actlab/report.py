@@ -632,7 +632,7 @@ def saved_results(run: Any) -> Any | None:
 
 COMPARE_HEADER = [
     "run", "double descent (test loss)", "test loss min / peak / end", "double descent (test error)",
-    "test error min / peak / end", "noisy memorised", "strongest separation", "grouping",
+    "test error min / peak / end", "noisy memorised", "strongest separation (by original label)",
     "large activation", "ratio to median", "explained by", "clean path correct / wrong",
 ]
 
@@ -673,7 +673,6 @@ def _comparison_row(name: str, summary: Mapping[str, Any]) -> list[str]:
         _curve_cell(error),
         _epoch(phases.get("noisy_fitted_epoch")) if phases else "n/a",
         f"{sep.get('layer')} @ {_epoch(sep.get('epoch'))} (cos {_fmt(sep.get('cosine'))})" if sep else "n/a",
-        {"noisy_by_original": "by original", "noisy_by_assigned": "by assigned"}.get(sep.get("grouping"), "n/a"),
         f"{large.get('layer')} unit {large.get('unit')}" if large else "n/a",
         _fmt(large.get("ratio_to_median")) if large else "n/a",
         str(large.get("explained_by")) if large else "n/a",

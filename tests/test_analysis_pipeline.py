@@ -115,3 +115,18 @@ def test_summary_reads_separation_and_large_activation_at_the_phases(tmp_path_fa
         assert reading["mean_abs"] == pytest.approx(magnitude)
         assert reading["ratio_to_median"] == pytest.approx(magnitude / float(row["median_mean_abs"].sel(epoch=reading["epoch"])))
     assert large["at_phases"]["last"]["mean_abs"] == pytest.approx(large["mean_abs"])
+
+
+def test_strongest_separation_is_read_by_original_label_only(tmp_path_factory):
+    _, results = cached_results(tmp_path_factory)
+    tree = results.copy(deep=True)
+    separation = tree["separation"].to_dataset()
+    assigned = separation["cos_clean_noisy_by_assigned_mean"]
+    separation["cos_clean_noisy_by_assigned_mean"] = assigned.where(assigned["epoch"] != assigned["epoch"][1], -1.0)
+    tree["separation"] = xr.DataTree(separation)
+    original = separation["cos_clean_noisy_by_original_mean"].sel(layer=["hidden1", "hidden2", "hidden3"])
+    where = original.where(original == original.min(), drop=True)
+    found = summary(tree)["separation"]
+    assert found["grouping"] == "noisy_by_original"
+    assert (found["layer"], found["epoch"]) == (str(where["layer"].values[0]), int(where["epoch"].values[0]))
+    assert found["cosine"] == pytest.approx(float(original.min()))
