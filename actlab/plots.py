@@ -116,6 +116,9 @@ def set_epoch_axis(ax: Axes, *, log_x: bool, label: bool = True) -> None:
     if log_x:
         ax.set_xscale("symlog", linthresh=1.0, linscale=0.4)
         low, high = ax.get_xlim()
+        if low < 0:  # the linear autoscale margin (5% of all epochs) would take a third of a symlog axis
+            low = -0.25
+            ax.set_xlim(low, high)
         nice = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if low <= t <= high]
         ax.xaxis.set_major_locator(FixedLocator(nice))
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))

@@ -47,6 +47,7 @@ def test_plot_metrics_draws_the_stored_curves_with_phases(analysed):
     markers = sorted(line.get_xdata()[0] for line in ax_loss.get_lines() if len(line.get_xdata()) == 2)
     assert markers == [13, 25, 40]  # None phases are skipped
     assert ax_loss.get_xscale() == "symlog" and "log" in ax_loss.get_xlabel()
+    assert -0.5 < ax_loss.get_xlim()[0] <= 0  # epoch 0 at the left edge, no empty decade before it
     assert "nats" in ax_loss.get_ylabel() and "%" in ax_acc.get_ylabel()
 
 
