@@ -281,3 +281,27 @@ def test_checkpoint_epochs_follow_the_cadence(tiny_record_config):
 
     assert checkpoint_epochs(tiny_record_config.replace(epochs=7, checkpoint_every=3)) == [0, 3, 6, 7]
     assert checkpoint_epochs(tiny_record_config.replace(record_epochs="0,1,4", checkpoint_every=0)) == [0, 1, 4, 6]
+
+
+def _denormal_survives() -> bool:
+    """Whether a denormal float survives arithmetic on this thread (False while flushed to zero)."""
+    return bool((torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() != 0.0)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_denormals_are_flushed_while_training_on_cpu_only_when_asked(tiny_record_config, monkeypatch, flush):
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    assert _denormal_survives()
+    seen = []
+    train_epoch = Trainer.train_epoch
+
+    def watched(self):
+        seen.append(_denormal_survives())
+        return train_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", watched)
+    record(tiny_record_config.replace(flush_denormal=flush))
+    assert seen == [not flush] * tiny_record_config.epochs
+    assert _denormal_survives()  # the process is left as it was
+    assert open_store(tiny_record_config.run_dir).attrs["config"]["flush_denormal"] is flush

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -64,19 +67,20 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     run_dir = config.run_dir
     _check_output(run_dir, config.overwrite)
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width).to(device)
-    specs = mlp_layer_specs(model)
-    stored_config = {**config.to_dict(), "resolved": _resolved(config, data, device, model), "environment": environment()}
-    try:
-        writer = RunWriter.create(
-            run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data),
-            record_epochs=config.schedule, n_epochs=config.epochs, activation_dtype=config.dtype, overwrite=config.overwrite,
-        )
-    except OSError as exc:
-        raise StoreError(f"cannot create {run_dir} ({exc}); choose a writable --out") from exc
-    _announce(config, model, device, run_dir, resumed_from=None)
-    _train(writer, config, data, model, specs, device, checkpoint=None)
+    with flushed_denormals(config.flush_denormal and device.type == "cpu"):
+        torch.manual_seed(config.seed)
+        model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width).to(device)
+        specs = mlp_layer_specs(model)
+        stored_config = {**config.to_dict(), "resolved": _resolved(config, data, device, model), "environment": environment()}
+        try:
+            writer = RunWriter.create(
+                run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data),
+                record_epochs=config.schedule, n_epochs=config.epochs, activation_dtype=config.dtype, overwrite=config.overwrite,
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot create {run_dir} ({exc}); choose a writable --out") from exc
+        _announce(config, model, device, run_dir, resumed_from=None)
+        _train(writer, config, data, model, specs, device, checkpoint=None)
     return run_dir
 
 
@@ -110,20 +114,41 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     data = prepare_data(config)
     _check_same_data(run_dir, attrs, data)
     resolved_device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width)
-    model = model.to(resolved_device)
-    specs = [LayerSpec(**layer) for layer in attrs["layers"]]
-    checkpoint_path = run_dir / CHECKPOINT_FILENAME
-    checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
-    writer = RunWriter.open(run_dir)
-    writer.mark_recording()
-    _announce(config, model, resolved_device, run_dir, resumed_from=checkpoint["epoch"] if checkpoint else -1)
-    _train(writer, config, data, model, specs, resolved_device, checkpoint=checkpoint)
+    with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"):
+        torch.manual_seed(config.seed)
+        model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width)
+        model = model.to(resolved_device)
+        specs = [LayerSpec(**layer) for layer in attrs["layers"]]
+        checkpoint_path = run_dir / CHECKPOINT_FILENAME
+        checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
+        writer = RunWriter.open(run_dir)
+        writer.mark_recording()
+        _announce(config, model, resolved_device, run_dir, resumed_from=checkpoint["epoch"] if checkpoint else -1)
+        _train(writer, config, data, model, specs, resolved_device, checkpoint=checkpoint)
     return run_dir
 
 
 # -- pieces ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def flushed_denormals(enabled: bool) -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU while the block runs (no-op when not ``enabled``).
+
+    A run that has fitted its training set computes gradients below 1.2e-38, which x86 CPUs process
+    several times slower (``benchmarks/bench_denormal.py``). The flag is per thread and torch's
+    intra-op threads copy it when they start, so it reaches them only if set before the first
+    parallel torch operation of the process (as ``actlab record`` does; in a notebook that has
+    already run torch code only the calling thread flushes).
+    """
+    if not enabled:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def probe_set(data: PreparedData) -> ProbeSet:

@@ -205,6 +205,7 @@ class RecordConfig:
     dtype: str = "float32"
     eval_batch_size: int = 4096
     cuda_graphs: bool = True
+    flush_denormal: bool = True
     checkpoint_every: int = 10
     out: str | None = None
     overwrite: bool = False
