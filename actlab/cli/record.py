@@ -80,7 +80,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                             "no per-kernel launch cost (default: on)")
     train.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction,
                        help="on a CPU, flush denormal floats (below 1.2e-38) to zero: once the training loss falls "
-                            "below ~1e-8 the gradients are denormal and made each step 3x slower (default: on)")
+                            "below ~1e-8 the gradients are denormal and made each step 3x slower; benchmarks/bench_denormal.py (default: on)")
 
     rec = parser.add_argument_group("recording")
     rec.add_argument("--record-epochs", metavar="SCHEDULE", help=f"epochs to record: '0,1,5,10', 'every:K' (plus the last epoch) or 'log:N' "
