@@ -480,6 +480,13 @@ def _percent(fraction: float) -> str:
     return f"{100 * fraction:.1f}%" if np.isfinite(fraction) else "n/a"
 
 
+def _floor_log_axis(ax: Axes, values: np.ndarray, decades: float = 4.0) -> None:
+    """Show at most ``decades`` decades below the largest value on a log axis (silent units leave the bottom)."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size:
+        ax.set_ylim(bottom=max(float(positive.min()), float(positive.max()) / 10**decades) / 1.5)
+
+
 @styled
 def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
     """Magnitude of each layer's dominant unit over training beside the test loss (shared epoch axis).
@@ -515,10 +522,13 @@ def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
             for ax in (ax_mag, ax_ratio, ax_loss):
                 ax.axvline(emergence, color=style["color"], linestyle=":", linewidth=1.0, alpha=0.8)
     ax_mag.set_yscale("log")
+    _floor_log_axis(ax_mag, large["unit_mean_abs"].values)
     ax_mag.set_ylabel("mean |activation|\nof the unit (log)")
-    ax_mag.set_title("Largest unit of each layer at the last epoch, followed over training (dotted: dominance emerges)")
+    ax_mag.set_title("Largest unit of each layer at the last epoch, followed over training\n"
+                     "(dotted: dominance emerges; a line leaving the bottom: the unit falls silent)")
     ax_mag.legend(loc="best", frameon=False, ncol=2)
     ax_ratio.set_yscale("log")
+    _floor_log_axis(ax_ratio, large["unit_ratio_to_median"].values)
     threshold = float(results.attrs.get("parameters", {}).get("min_ratio_to_median", 10.0))
     ax_ratio.axhline(threshold, color=PHASE_COLOR, linestyle="--", linewidth=0.9)
     ax_ratio.text(1.0, threshold, f"dominance threshold x{threshold:g} ", transform=ax_ratio.get_yaxis_transform(), ha="right", va="bottom", fontsize=7, color=PHASE_COLOR)
@@ -527,6 +537,10 @@ def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
         curves = results["curves"].to_dataset()
         ax_loss.plot(curves["epoch"].values, curves["test_loss"].values, color=OKABE_ITO["black"], label="test loss")
         mark_phases(ax_loss, phases_from_results(results))
+        unstable = curves["unstable"] if "unstable" in curves else None
+        mark_instabilities(ax_loss, unstable, label=None)
+        for ax in (ax_mag, ax_ratio):
+            mark_instabilities(ax, unstable, label=None, max_labels=0)
     ax_loss.set_ylabel("test cross-entropy\n(nats)")
     for ax in (ax_mag, ax_ratio):
         set_epoch_axis(ax, log_x=log_x, label=False)

@@ -122,6 +122,8 @@ def test_large_activation_and_explanation_figures(analysed):
     expected = [np.abs(post(planted, e, "hidden1")[:, 3]).mean() for e in RECORD_EPOCHS]
     np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-5)
     assert ax_mag.get_yscale() == "log"
+    magnitudes = np.concatenate([l.get_ydata() for l in ax_mag.get_lines() if len(l.get_xdata()) > 2])
+    assert ax_mag.get_ylim()[0] >= magnitudes.max() / 1e4 / 1.5 * (1 - 1e-9)  # at most 4 decades shown
     test_loss = [l for l in ax_loss.get_lines() if l.get_label() == "test loss"][0]
     assert np.argmin(test_loss.get_ydata()[:20]) == np.argmin([planted.metrics[e]["test_loss"] for e in range(20)])
 
