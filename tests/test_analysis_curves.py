@@ -123,3 +123,25 @@ def test_descent_during_a_training_instability_is_not_double_descent():
     calm = metrics.assign(train_noisy_acc=("epoch", np.clip((e - 10) / 20, 0, 1)))
     node = learning_curves(calm).sel(curve="test_loss")
     assert bool(node["dd_present"]) and np.isnan(float(node["dd_instability_epoch"]))
+
+
+def test_a_peak_made_by_a_loss_spike_is_not_double_descent():
+    """Weight-decay-like drift on a plateau, with a two-epoch spike of the optimiser: the smoothed peak sits just after it."""
+    e = np.arange(200)
+    test_loss = 1.5 * np.exp(-e / 4) + np.minimum(0.05 * e, 3.0) + 0.5
+    test_loss[120:124] += 8.0  # the spike that comes with an instability at epoch 120 and outlasts it
+    test_loss[122:] -= np.linspace(0.0, 0.3, 78)  # then a slow drift down, under the 5 % a second descent needs
+    clean_acc = np.clip(e / 10, 0, 1)
+    noisy_acc = np.clip((e - 10) / 20, 0, 1)
+    noisy_acc[120] = 0.6
+    metrics = xr.Dataset(
+        {"train_clean_acc": ("epoch", clean_acc), "train_noisy_acc": ("epoch", noisy_acc),
+         "test_loss": ("epoch", test_loss), "test_acc": ("epoch", np.full(len(e), 0.5))},
+        coords={"epoch": e},
+    )
+    node = learning_curves(metrics).sel(curve="test_loss")
+    peak = float(node["dd_peak_epoch"])
+    assert 120 < peak <= 123  # the smoothed spike peaks after the only unstable epoch
+    assert not bool(node["dd_present"]) and float(node["dd_instability_epoch"]) == 120
+    # the criterion alone, without the instabilities, would have taken the spike for a peak
+    assert bool(double_descent(metrics["test_loss"])["present"])

@@ -37,9 +37,10 @@ def double_descent(
     ends low: the mean of its last ``final_fraction`` of epochs (at least
     ``sustain`` of them) lies ``drop`` x peak and ``noise_k`` x noise below the
     peak, so that a passing dip in a curve that keeps rising is no second
-    descent, and (5) no epoch from the peak to the second minimum is marked in
-    ``unstable``: a descent that comes with the training data being unlearnt
-    (a loss spike of the optimiser) is no benign overfitting. The noise is
+    descent, and (5) no epoch from ``smooth_window`` epochs before the peak to
+    the second minimum is marked in ``unstable``: a descent that comes with the
+    training data being unlearnt, or a peak made by such a loss spike of the
+    optimiser, is no benign overfitting. The noise is
     1.4826 x median absolute deviation of (curve - smoothed curve).
 
     Parameters
@@ -51,8 +52,8 @@ def double_descent(
     Returns
     -------
     xr.Dataset of scalars
-        ``present`` (bool), ``instability_epoch`` (first unstable epoch from the peak to the second
-        minimum, NaN if none), ``first_min_epoch``, ``peak_epoch``, ``second_min_epoch`` (float, NaN
+        ``present`` (bool), ``instability_epoch`` (first unstable epoch from ``smooth_window`` epochs
+        before the peak to the second minimum, NaN if none), ``first_min_epoch``, ``peak_epoch``, ``second_min_epoch`` (float, NaN
         without an interior peak), ``first_min``, ``peak``, ``second_min``, ``final`` (mean of the
         last epochs, criterion 4), ``noise``; and
         ``smoothed`` (epoch,).
@@ -88,7 +89,8 @@ def double_descent(
             out.update(final=final)
             ends_low = s[p] - final >= drop * abs(s[p]) and s[p] - final >= noise_k * noise
             if unstable is not None:
-                window = unstable.sel(epoch=slice(epochs[p], epochs[m2]))
+                # from smooth_window epochs before the peak: a spike of the optimiser, smoothed, peaks just after it
+                window = unstable.sel(epoch=slice(epochs[max(p - smooth_window, 0)], epochs[m2]))
                 flagged = window["epoch"].values[window.values.astype(bool)]
                 if len(flagged):
                     out.update(instability_epoch=flagged[0])
@@ -101,7 +103,7 @@ def double_descent(
         criterion=(f"smoothed peak >= {rise:g} above first min and second min >= {drop:g} below peak, both >= "
                    f"{noise_k:g} x noise; >= {sustain} epochs after the peak below peak*(1-{drop:g}); the mean of the last "
                    f"{final_fraction:g} of epochs also {drop:g} and {noise_k:g} x noise below the peak; no training "
-                   "instability from the peak to the second minimum"),
+                   f"instability from {smooth_window} epochs before the peak to the second minimum"),
         curve=str(curve.name),
     )
     return ds
