@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Search for epoch-wise double descent of the test loss on CPU, one factor at a time around a small
 # reference: MLP7, width 512, Adam lr 1e-4, batch 128, a 2,000-image class-stratified CIFAR-10 subset with
-# 30% label noise, evaluated every epoch on a 2,000-image class-stratified test subset. Each setting is one
+# 30% label noise, evaluated every epoch on a 2,000-image class-stratified test subset; the last two settings
+# repeat the weight-decay setting with MLP5 and MLP3, for the depth contrast. Each setting is one
 # `actlab record` (metrics every epoch; activations of 200 probes per group at 12 log-spaced epochs) and one
 # `actlab analyze`; `actlab compare` of all settings gives the table in docs/reproduction.md.
 #
@@ -22,9 +23,11 @@ declare -A SETTINGS=(
   [b32]="--batch-size 32 --epochs 600"
   [b512]="--batch-size 512 --epochs 1000"
   [wd5e-4]="--weight-decay 5e-4 --epochs 1000"
-  [n5000]="--train-size 5000 --epochs 800"
+  [n5000]="--train-size 5000 --epochs 500"
+  [mlp5-wd5e-4]="--model mlp5 --weight-decay 5e-4 --epochs 1000"
+  [mlp3-wd5e-4]="--model mlp3 --weight-decay 5e-4 --epochs 1000"
 )
-ORDER=(reference lr1e-3 lr1e-5 w128 w1024 b32 b512 wd5e-4 n5000)
+ORDER=(reference lr1e-3 lr1e-5 w128 w1024 b32 b512 wd5e-4 n5000 mlp5-wd5e-4 mlp3-wd5e-4)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${ORDER[@]}")
 

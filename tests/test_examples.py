@@ -71,7 +71,8 @@ def test_dd_search_changes_one_factor_per_setting(tmp_path):
         for name, config in records.items()
     }
     assert changed == {"reference": set(), "lr1e-3": {"lr"}, "lr1e-5": {"lr"}, "w128": {"width"}, "w1024": {"width"},
-                       "b32": {"batch_size"}, "b512": {"batch_size"}, "wd5e-4": {"weight_decay"}, "n5000": {"train_size"}}
+                       "b32": {"batch_size"}, "b512": {"batch_size"}, "wd5e-4": {"weight_decay"}, "n5000": {"train_size"},
+                       "mlp5-wd5e-4": {"model", "width", "weight_decay"}, "mlp3-wd5e-4": {"model", "width", "weight_decay"}}
     assert entries[-1]["command"] == "compare" and len(entries[-1]["runs"]) == len(records)
 
 
