@@ -39,6 +39,11 @@ CYCLE: tuple[str, ...] = tuple(OKABE_ITO[name] for name in ("blue", "vermillion"
 
 LINESTYLES: tuple[Any, ...] = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (7, 2)))
 
+
+def series_style(index: int) -> dict[str, Any]:
+    """Colour and line style of the ``index``-th series; no two of the first len(CYCLE) x len(LINESTYLES) share both."""
+    return {"color": CYCLE[index % len(CYCLE)], "linestyle": LINESTYLES[(index + index // len(CYCLE)) % len(LINESTYLES)]}
+
 CURVES: dict[str, dict[str, Any]] = {
     "train_clean": {"label": "train, clean samples", "color": OKABE_ITO["blue"], "linestyle": "-"},
     "train_noisy": {"label": "train, noisy samples vs assigned (noisy) label", "color": OKABE_ITO["vermillion"], "linestyle": "--"},
@@ -390,7 +395,7 @@ def plot_separation_lines(results: Any, *, log_x: bool = False) -> Figure:
         values = separation[f"cos_clean_{grouping}_mean"]
         for i, layer in enumerate(layers):
             ax.plot(
-                epochs, values.sel(layer=layer).values, color=CYCLE[i % len(CYCLE)], linestyle=LINESTYLES[i % len(LINESTYLES)],
+                epochs, values.sel(layer=layer).values, **series_style(i),
                 marker="o", markersize=2.5, label=layer,
             )
         ax.set_title(f"Clean vs {label}")
@@ -513,7 +518,7 @@ def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
     for i, layer in enumerate(layers):
         unit = int(large["dominant_unit"].sel(layer=layer).values)
         dominant = bool(large["is_dominant"].sel(layer=layer).values)
-        style = {"color": CYCLE[i % len(CYCLE)], "linestyle": LINESTYLES[i % len(LINESTYLES)], "marker": "o", "markersize": 2.5}
+        style = {**series_style(i), "marker": "o", "markersize": 2.5}
         label = f"{layer} unit {unit}" + (" (dominant)" if dominant else "")
         ax_mag.plot(epochs, large["unit_mean_abs"].sel(layer=layer).values, label=label, **style)
         ax_ratio.plot(epochs, large["unit_ratio_to_median"].sel(layer=layer).values, **style)
@@ -649,8 +654,7 @@ def plot_path_attribution(results: Any, *, log_x: bool = False) -> Figure:
     for ax, (name, count, title) in zip(axes[0], panels):
         for i, layer in enumerate(layers):
             ax.plot(
-                epochs, 100 * paths[name].sel(layer=layer).values, color=CYCLE[i % len(CYCLE)],
-                linestyle=LINESTYLES[i % len(LINESTYLES)], marker="o", markersize=2.5, label=layer,
+                epochs, 100 * paths[name].sel(layer=layer).values, **series_style(i), marker="o", markersize=2.5, label=layer,
             )
         ax.axhline(50, color=PHASE_COLOR, linestyle=":", linewidth=0.8)
         n = paths[count].values
@@ -687,7 +691,7 @@ def plot_compare_test_loss(results_by_run: Mapping[str, Any], *, log_x: bool = F
     ax_loss, ax_err = axes[0]
     for i, (name, results) in enumerate(results_by_run.items()):
         curves = _node(results, "curves")
-        style = {"color": CYCLE[i % len(CYCLE)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+        style = series_style(i)
         epochs = curves["epoch"].values
         ax_loss.plot(epochs, curves["test_loss"].values, label=name, **style)
         ax_err.plot(epochs, 100 * (1 - curves["test_acc"].values), **style)
@@ -733,7 +737,7 @@ def plot_compare_separation(results_by_run: Mapping[str, Any], *, log_x: bool = 
             for i, layer in enumerate(layers):
                 ax.plot(
                     separation["epoch"].values, separation[f"cos_clean_{grouping}_mean"].sel(layer=layer).values,
-                    color=CYCLE[i % len(CYCLE)], linestyle=LINESTYLES[i % len(LINESTYLES)], marker="o", markersize=2, label=layer,
+                    **series_style(i), marker="o", markersize=2, label=layer,
                 )
             ax.set_title(f"{name}\nclean vs noisy by {label.split('by ')[1]}", fontsize=RC["axes.titlesize"] - 1)
             set_epoch_axis(ax, log_x=log_x, label=row == 1)

@@ -239,3 +239,10 @@ def test_plot_metrics_shades_each_run_of_unstable_epochs(analysed):
     assert plots.INSTABILITY_LABEL in [text.get_text() for text in fig.legends[0].get_texts()]
     clean = plots.plot_metrics(metrics, unstable=unstable.copy(data=np.zeros(len(epochs), bool)))
     assert not clean.axes[0].patches
+
+
+def test_series_styles_stay_distinct_past_the_colour_cycle():
+    styles = [plots.series_style(i) for i in range(len(plots.CYCLE) * len(plots.LINESTYLES))]
+    pairs = {(style["color"], str(style["linestyle"])) for style in styles}
+    assert len(pairs) == len(styles)
+    assert styles[0]["color"] == styles[len(plots.CYCLE)]["color"]  # the colour repeats, the line style does not
