@@ -608,9 +608,11 @@ def analyze_to_dir(
 def saved_results(run: Any) -> Any | None:
     """Results saved under ``run.path/analysis`` by :func:`analyze_to_dir` when they match the run store now, else None.
 
-    They match when they cover the same recorded epochs, metric epochs and layers, with post-activations.
+    They match when they cover the same recorded epochs, metric epochs and layers, with post-activations,
+    and were computed by the current :data:`~actlab.analysis.pipeline.ANALYSIS_REVISION`.
     """
     from actlab.analysis import load_results
+    from actlab.analysis.pipeline import ANALYSIS_REVISION
     from actlab.store import ANALYSIS_DIRNAME
 
     path = Path(run.path) / ANALYSIS_DIRNAME / RESULTS_DIRNAME
@@ -621,6 +623,8 @@ def saved_results(run: Any) -> Any | None:
     except Exception:  # unreadable or older results: recompute
         return None
     attrs = results.attrs
+    if attrs.get("analysis_revision") != ANALYSIS_REVISION:
+        return None
     if [int(e) for e in attrs.get("epochs", [])] != [int(e) for e in run.epochs]:
         return None
     if list(attrs.get("layers", [])) != list(run.layer_names) or attrs.get("kind") != "post":

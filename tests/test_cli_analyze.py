@@ -193,6 +193,20 @@ def test_compare_recomputes_stale_saved_analyses(analysed_run, tmp_path):
     assert report.saved_results(open_run(copy)) is None
 
 
+def test_compare_recomputes_analyses_of_an_older_revision(analysed_run, tmp_path):
+    from actlab.analysis import open_run
+    from actlab.analysis.pipeline import ANALYSIS_REVISION
+
+    planted, *_ = analysed_run
+    copy = tmp_path / "planted"
+    shutil.copytree(planted.run_dir, copy)
+    results = zarr.open_group(copy / ANALYSIS_DIRNAME / report.RESULTS_DIRNAME, mode="r+")
+    assert results.attrs["analysis_revision"] == ANALYSIS_REVISION
+    assert report.saved_results(open_run(copy)) is not None
+    results.attrs["analysis_revision"] = ANALYSIS_REVISION - 1
+    assert report.saved_results(open_run(copy)) is None
+
+
 def test_help_teaches():
     for command, words in (("analyze", ["examples:", "report.html", "summary.json", "--scheduler"]),
                            ("compare", ["examples:", "runs/compare", "reused"])):

@@ -33,6 +33,11 @@ from actlab.store import staged_dir
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
 
+ANALYSIS_REVISION = 2
+"""Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
+saved results from before are recomputed instead of reused (2: double-descent criterion 5 looks from
+``smooth_window`` epochs before the peak)."""
+
 
 def _block_task(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, plan: BlockPlan,
                 keep_top_values: bool, predictions: bool, moments: bool) -> BlockStats:
@@ -339,7 +344,8 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
         "run": str(run.path), "kind": kind, "epochs": [int(e) for e in run.epochs], "layers": list(run.layer_names),
-        "n_classes": int(plan.n_classes), "actlab_version": __version__, "errors": errors, "parameters": parameters,
+        "n_classes": int(plan.n_classes), "actlab_version": __version__, "analysis_revision": ANALYSIS_REVISION,
+        "errors": errors, "parameters": parameters,
         "status": str(run.attrs.get("status")),
     })
     return xr.DataTree.from_dict({"/": root, **nodes})
