@@ -44,6 +44,7 @@ def series_style(index: int) -> dict[str, Any]:
     """Colour and line style of the ``index``-th series; no two of the first len(CYCLE) x len(LINESTYLES) share both."""
     return {"color": CYCLE[index % len(CYCLE)], "linestyle": LINESTYLES[(index + index // len(CYCLE)) % len(LINESTYLES)]}
 
+
 CURVES: dict[str, dict[str, Any]] = {
     "train_clean": {"label": "train, clean samples", "color": OKABE_ITO["blue"], "linestyle": "-"},
     "train_noisy": {"label": "train, noisy samples vs assigned (noisy) label", "color": OKABE_ITO["vermillion"], "linestyle": "--"},

@@ -264,6 +264,20 @@ GROUPING_WORDS = {
 }
 
 
+def _presence_cell(curve: Mapping[str, Any]) -> str:
+    """``yes: first minimum -> peak -> second minimum`` epochs, or ``no`` (``n/a`` when not analysed)."""
+    if not curve:
+        return "n/a"
+    if not curve.get("present"):
+        return "no"
+    return f"yes: {_epoch(curve.get('first_min_epoch'))} -> {_epoch(curve.get('peak_epoch'))} -> {_epoch(curve.get('second_min_epoch'))}"
+
+
+def _grouping_name(grouping: Any) -> str:
+    """``noisy_by_original`` -> ``noisy by original``."""
+    return str(grouping).replace("noisy_", "noisy ").replace("_", " ")
+
+
 def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
     """Headline findings of one run, from :func:`actlab.analysis.summary` output.
 
@@ -275,8 +289,8 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
         for key, curve in (("test loss", dd), ("test error", dd.get("test_error") or {})):
             if not curve:
                 continue
+            value = _presence_cell(curve)
             if curve.get("present"):
-                value = f"yes: {_epoch(curve.get('first_min_epoch'))} -> {_epoch(curve.get('peak_epoch'))} -> {_epoch(curve.get('second_min_epoch'))}"
                 detail = (
                     f"first minimum {_fmt(curve.get('first_min'))} at epoch {_epoch(curve.get('first_min_epoch'))}, "
                     f"peak {_fmt(curve.get('peak'))} at epoch {_epoch(curve.get('peak_epoch'))}, "
@@ -284,7 +298,6 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
                     f"mean of the last epochs {_fmt(curve.get('final'))} (smoothed)"
                 )
             else:
-                value = "no"
                 detail = ("no rise and lasting fall beyond the noise of the smoothed curve that ends below its peak "
                           f"(criterion in docs/analysis.md); first minimum at epoch {_epoch(curve.get('first_min_epoch'))}, "
                           f"highest bump at epoch {_epoch(curve.get('peak_epoch'))}, mean of the last epochs {_fmt(curve.get('final'))}")
@@ -300,10 +313,9 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
                                 "first epoch where train accuracy on noisy samples against their assigned labels reaches 99%"))
     sep = summary.get("separation")
     if sep:
-        grouping = str(sep.get("grouping")).replace("noisy_", "noisy ").replace("_", " ")
         findings.append(Finding(
             "strongest clean-noisy separation",
-            f"{sep.get('layer')}, epoch {_epoch(sep.get('epoch'))}: cos {_fmt(sep.get('cosine'))} ({grouping})",
+            f"{sep.get('layer')}, epoch {_epoch(sep.get('epoch'))}: cos {_fmt(sep.get('cosine'))} ({_grouping_name(sep.get('grouping'))})",
             f"lowest class-mean cosine {_fmt(sep.get('cosine'))} between clean probes and "
             f"{GROUPING_WORDS.get(sep.get('grouping'), sep.get('grouping'))}",
         ))
@@ -322,7 +334,7 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
             when = PHASE_WORDS.get(phase, phase) + ("" if at.get("epoch") is None else f" (epoch {_epoch(at.get('epoch'))})")
             for key, words in GROUPING_WORDS.items():
                 findings.append(Finding(
-                    f"separation at {PHASE_WORDS.get(phase, phase)}, {key.replace('noisy_', 'noisy ').replace('_', ' ')}",
+                    f"separation at {PHASE_WORDS.get(phase, phase)}, {_grouping_name(key)}",
                     f"{first_layer} {_fmt(by_layer[first_layer].get(key))} -> {last_layer} {_fmt(by_layer[last_layer].get(key))}",
                     f"class-mean cosine at {when} between clean probes and {words}, shallowest to deepest hidden layer; "
                     f"{reading[key]}",
@@ -647,15 +659,6 @@ def _curve_cell(curve: Mapping[str, Any]) -> str:
         return "n/a"
     return (f"{_fmt(curve.get('first_min'))}@{_epoch(curve.get('first_min_epoch'))} / "
             f"{_fmt(curve.get('peak'))}@{_epoch(curve.get('peak_epoch'))} / {_fmt(curve.get('final'))}")
-
-
-def _presence_cell(curve: Mapping[str, Any]) -> str:
-    """``yes: first minimum -> peak -> second minimum`` epochs, or ``no`` (``n/a`` when not analysed)."""
-    if not curve:
-        return "n/a"
-    if not curve.get("present"):
-        return "no"
-    return f"yes: {_epoch(curve.get('first_min_epoch'))} -> {_epoch(curve.get('peak_epoch'))} -> {_epoch(curve.get('second_min_epoch'))}"
 
 
 def _comparison_row(name: str, summary: Mapping[str, Any]) -> list[str]:

@@ -37,8 +37,7 @@ def measure(run_dir: str, threads: int, batches: int, flush: bool) -> tuple[floa
     torch.set_flush_denormal(flush)  # before any parallel torch operation
     torch.set_num_threads(threads)
     run = actlab.open_run(run_dir)
-    settings = {k: v for k, v in run.attrs["config"].items() if k not in ("resolved", "environment")}
-    config = RecordConfig.from_dict(settings)
+    config = RecordConfig.from_dict(run.attrs["config"], strict=False, where=run_dir)  # as resume reads it
     data = prepare_data(config)
     checkpoint = load_checkpoint(run.path / CHECKPOINT_FILENAME)
     images = data.dataset.train_images

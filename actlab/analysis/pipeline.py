@@ -480,7 +480,7 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         top = at["top_mean_abs"].values
         at_phases = {
             phase: {"epoch": e, "mean_abs": _number(float(row["unit_mean_abs"].sel(epoch=e))),
-                    "ratio_to_median": _number(float(row["unit_mean_abs"].sel(epoch=e) / row["median_mean_abs"].sel(epoch=e)))}
+                    "ratio_to_median": _number(float(row["unit_ratio_to_median"].sel(epoch=e)))}
             for phase, e in phase_epochs(results, node["epoch"].values).items()}
         return {
             "layer": pick, "unit": int(at["dominant_unit"]), "dominant": bool(at["is_dominant"]),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import webbrowser
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from actlab.store import ANALYSIS_DIRNAME
 

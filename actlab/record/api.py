@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-
 import os
 import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,8 +67,7 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     _check_output(run_dir, config.overwrite)
     device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and device.type == "cpu"):
-        torch.manual_seed(config.seed)
-        model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width).to(device)
+        model = _seeded_model(config, data, device)
         specs = mlp_layer_specs(model)
         stored_config = {**config.to_dict(), "resolved": _resolved(config, data, device, model), "environment": environment()}
         try:
@@ -115,9 +113,7 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     _check_same_data(run_dir, attrs, data)
     resolved_device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"):
-        torch.manual_seed(config.seed)
-        model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width)
-        model = model.to(resolved_device)
+        model = _seeded_model(config, data, resolved_device)
         specs = [LayerSpec(**layer) for layer in attrs["layers"]]
         checkpoint_path = run_dir / CHECKPOINT_FILENAME
         checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
@@ -149,6 +145,12 @@ def flushed_denormals(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def _seeded_model(config: RecordConfig, data: PreparedData, device: torch.device) -> torch.nn.Module:
+    """The run's model, initialised from ``config.seed`` (the same weights for a run and its resume), on ``device``."""
+    torch.manual_seed(config.seed)
+    return make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width).to(device)
 
 
 def probe_set(data: PreparedData) -> ProbeSet:
