@@ -2,7 +2,15 @@
 
 Every error a user can cause by bad input derives from :class:`ActlabError`.
 The command line turns it into one line, ``actlab: error: <message>``, and
-exit code 2; the Python API lets it propagate unchanged.
+its :attr:`~ActlabError.exit_code`; the Python API lets it propagate unchanged.
+
+Exit codes of the ``actlab`` command:
+
+- 0: done;
+- 2: bad input or a refused output (nothing was written or lost);
+- 3: a write failed (disk full, permissions, I/O error); what was committed stays
+  readable, and ``actlab record --resume RUN`` finishes a run once the cause is fixed;
+- 130: interrupted.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 
 class ActlabError(Exception):
     """Bad input or state that the user can fix; the message says how."""
+
+    exit_code = 2
 
 
 class ConfigError(ActlabError, ValueError):
@@ -22,3 +32,13 @@ class DataError(ActlabError):
 
 class StoreError(ActlabError):
     """A run store is missing, of another schema version, or damaged."""
+
+
+class OutputError(ActlabError):
+    """An output path that actlab refuses to write: it would delete, replace or mix what actlab did not write."""
+
+
+class WriteError(StoreError):
+    """Writing failed part-way (disk full, permissions); committed data stay readable."""
+
+    exit_code = 3

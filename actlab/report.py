@@ -22,7 +22,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from actlab import __version__
-from actlab.store import staged_dir
+from actlab.files import check_output, staged_dir, write_atomic
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "svg")
 """Formats :func:`save_figure` can write."""
@@ -221,19 +221,8 @@ def write_report(path: str | os.PathLike, report: Report) -> Path:
     """Write ``report`` as self-contained HTML to ``path`` (atomically: a temporary file, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, report.to_html())
+    write_atomic(path, report.to_html())
     return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- headline findings ------------------------------------------------------------------------------------
@@ -593,20 +582,24 @@ def analyze_to_dir(
     StoreError
         The path is not a readable run of this schema version, or it has no recorded epoch yet.
     """
-    from actlab.analysis import analyze, open_run, save_results, summary as summarize
+    from actlab.analysis import analyze, open_run, summary as summarize
+    from actlab.analysis.pipeline import write_results
     from actlab.store import ANALYSIS_DIRNAME
 
     formats = parse_formats(formats)
     run = open_run(run_path)
-    target = Path(out_dir) if out_dir is not None else Path(run_path) / ANALYSIS_DIRNAME
+    default_target = Path(run_path) / ANALYSIS_DIRNAME
+    target = Path(out_dir) if out_dir is not None else default_target
+    guard = {"inputs": [run_path], "allowed_inside": [default_target]}
+    check_output(target, "analysis", **guard)
     if results is None:
         results = analyze(run, progress=progress, scheduler=scheduler, **analyze_kwargs)
     summary = summarize(results)
     if log_x is None:
         log_x = _use_log_x(results.attrs.get("epochs", []))
-    with staged_dir(target) as built:
-        save_results(results, built / RESULTS_DIRNAME)
-        _write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    with staged_dir(target, "analysis", **guard) as built:
+        write_results(results, built / RESULTS_DIRNAME)
+        write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2, sort_keys=False) + "\n")
         drawn, failures = draw_figures(results, log_x=log_x)
         figures = _report_figures(drawn, built, formats)
         report = run_report(results, summary, figures, run=run, failures=failures)
@@ -723,6 +716,8 @@ def compare_to_dir(
     if not run_paths:
         raise ConfigError("compare needs at least one run; pass run directories")
     runs = [open_run(path) for path in run_paths]
+    target = Path(out_dir)
+    check_output(target, "comparison", inputs=run_paths)
     names = [Path(run.path).name for run in runs]
     if len(set(names)) != len(names):
         names = [str(Path(run.path)) for run in runs]
@@ -760,8 +755,7 @@ def compare_to_dir(
             drawn.append((fig_name, title, caption, function(usable, log_x=log_x)))
         except Exception as exc:  # one figure must not cost the others
             failures[f"figure {fig_name}"] = f"{type(exc).__name__}: {exc}"
-    target = Path(out_dir)
-    with staged_dir(target) as built:
+    with staged_dir(target, "comparison", inputs=run_paths) as built:
         figures = _report_figures(drawn, built, formats)
         rows = [_comparison_row(name, summaries[name]) for name in names]
         report = Report(
@@ -777,7 +771,7 @@ def compare_to_dir(
             tables=[("Headline findings by run", COMPARE_HEADER, rows)],
             notes=[f"{name}: {note}" for name, results in results_by_run.items() for note in analysis_warnings(results)],
         )
-        _write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
-        _write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))
+        write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
+        write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))
         write_report(built / REPORT_FILENAME, report)
     return AnalysisOutput(out_dir=target, report_path=target / REPORT_FILENAME, summary=summaries, report=report, results=results_by_run)

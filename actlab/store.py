@@ -42,13 +42,12 @@ the run finishes and ``"complete"`` after (the partial marker).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from actlab.errors import StoreError
+from actlab.files import PARTIAL_SUFFIX, exchange, follow_umask, write_marker
 
 SCHEMA_VERSION = 1
 """Bumped on any change that older readers cannot read."""
@@ -177,37 +177,6 @@ def store_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / STORE_DIRNAME
 
 
-@contextlib.contextmanager
-def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory in a temporary sibling and move it to ``target`` only when the block succeeds.
-
-    Readers see the old directory or the new one, never a mix or a half-written one: on success the
-    old directory is renamed away, the new one renamed in, then the old one deleted; on any error the
-    temporary directory is removed and ``target`` is left as it was.
-
-    Yields
-    ------
-    Path
-        The temporary directory to write into.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    built = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        yield built
-        if target.exists():
-            trash = target.with_name(f".{target.name}.replaced")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(target, trash)
-            os.replace(built, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(built, target)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -252,17 +221,20 @@ class RunWriter:
         record_epochs: Sequence[int],
         n_epochs: int,
         activation_dtype: str = "float32",
-        overwrite: bool = False,
+        replace: bool = False,
     ) -> RunWriter:
-        """Create a run directory with an empty, fully allocated store.
+        """Allocate an empty, full-size store inside the run folder ``run_dir``.
 
-        The store is built in a temporary sibling directory and moved into
-        place only when complete, so a failure leaves nothing half-written.
+        The folder is created when missing and marked as a run (:func:`actlab.files.write_marker`);
+        ``actlab.record`` has claimed it and holds its writer lock (:func:`actlab.files.writer_lock`).
+        The store is built in a hidden sibling, ``.store.zarr.XXXX.partial``, and renamed into place
+        only when complete, so a failure leaves no half-written store; with ``replace``, an existing
+        store is swapped out in one atomic exchange and then deleted.
 
         Parameters
         ----------
         run_dir : path
-            Run directory to create (``runs/<name>``).
+            Run folder (``runs/<name>``).
         config : mapping
             The resolved run configuration (JSON-serialisable).
         dataset : mapping
@@ -276,8 +248,8 @@ class RunWriter:
         n_epochs : int
             Number of training epochs; metrics are kept for epochs 0..n_epochs.
         activation_dtype : {"float32", "float16"}
-        overwrite : bool
-            Replace an existing run directory.
+        replace : bool
+            Replace the store already in ``run_dir`` (``--overwrite``); otherwise one there is an error.
         """
         run_dir = Path(run_dir)
         record_epochs = [int(e) for e in record_epochs]
@@ -287,11 +259,16 @@ class RunWriter:
             raise ValueError(f"record_epochs must be strictly increasing and non-empty; got {record_epochs}")
         if record_epochs[0] < 0 or record_epochs[-1] > n_epochs:
             raise ValueError(f"record_epochs must lie within [0, {n_epochs}]; got {record_epochs}")
-        if run_dir.exists() and not overwrite:
-            raise StoreError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
-        with staged_dir(run_dir) as built:
+        target = store_path(run_dir)
+        if target.exists() and not replace:
+            raise StoreError(f"{run_dir} already holds a run store; continue it with 'actlab record --resume {run_dir}'")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(run_dir, "run")
+        built = Path(tempfile.mkdtemp(prefix=f".{STORE_DIRNAME}.", suffix=PARTIAL_SUFFIX, dir=run_dir))
+        try:
+            follow_umask(built)
             _allocate(
-                store_path(built),
+                built,
                 config=config,
                 dataset=dataset,
                 layers=layers,
@@ -300,6 +277,14 @@ class RunWriter:
                 n_epochs=n_epochs,
                 activation_dtype=activation_dtype,
             )
+            if target.exists():
+                exchange(built, target)
+                shutil.rmtree(built)
+            else:
+                os.replace(built, target)
+        except BaseException:
+            shutil.rmtree(built, ignore_errors=True)
+            raise
         return cls(run_dir)
 
     @classmethod

@@ -43,7 +43,8 @@ def test_save_and_load_round_trip(tmp_path_factory, tmp_path):
     for name in ANALYSES:
         xr.testing.assert_allclose(loaded[name].to_dataset(), results[name].to_dataset())
     assert summary(loaded) == summary(results)
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    # nothing left beside the results but their writer lock
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == [f".{path.name}.lock"]
     with pytest.raises(StoreError, match="no saved analysis results"):
         load_results(tmp_path)
 

@@ -15,6 +15,7 @@ import pytest
 import zarr
 
 from actlab import report
+from actlab.files import MARKER_FILENAME
 from actlab.cli import main
 from actlab.store import ANALYSIS_DIRNAME, STORE_DIRNAME, store_path
 from fixtures_store import planted_run
@@ -48,7 +49,8 @@ def test_analyze_writes_every_promised_artefact(analysed_run):
     for name in names:  # the embedded image is exactly the PNG written beside it
         assert base64.b64encode((analysis / "figures" / f"{name}.png").read_bytes()).decode() in html
     assert "Headline findings" in html and "Analyses that could not run" not in html
-    assert not [p for p in planted.run_dir.iterdir() if p.name.startswith(".")]  # no temporary directories left
+    leftovers = [p.name for p in planted.run_dir.iterdir() if p.name.endswith((".partial", ".replaced", ".swap"))]
+    assert not leftovers  # no staging folders or temporary files left
     assert f"report: {analysis / 'report.html'}" in out
 
 
@@ -110,10 +112,10 @@ def test_corrupted_and_missing_chunks_are_refused_and_leave_nothing(tmp_path):
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
     _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "hidden2")
-    assert [p.name for p in planted.run_dir.iterdir()] == [STORE_DIRNAME]
+    assert sorted(p.name for p in planted.run_dir.iterdir()) == [MARKER_FILENAME, STORE_DIRNAME]
     shard.unlink()
     _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "hidden2")
-    assert [p.name for p in planted.run_dir.iterdir()] == [STORE_DIRNAME]
+    assert sorted(p.name for p in planted.run_dir.iterdir()) == [MARKER_FILENAME, STORE_DIRNAME]
 
 
 def test_run_without_recorded_epochs_is_refused(tmp_path):

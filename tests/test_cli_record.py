@@ -103,7 +103,7 @@ def test_existing_run_needs_overwrite(tmp_path, capsys):
     first = open_store(out).attrs["created"]
     capsys.readouterr()
     assert run_cli(args) == 2
-    assert_one_line_error(capsys, "already exists", "--overwrite")
+    assert_one_line_error(capsys, "already holds a run", "--overwrite", "--resume")
     assert open_store(out).attrs["created"] == first
     assert run_cli([*args, "--overwrite", "--seed", "1"]) == 0
     assert open_store(out).attrs["config"]["seed"] == 1

@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from actlab.errors import ConfigError, StoreError
+from actlab.errors import WriteError, ConfigError, StoreError
 from actlab.record import ActivationCapture, BackgroundWriter, make_mlp, record, resume
 from actlab.record.models import count_parameters, mlp_layer_specs
 from actlab.record.trainer import Trainer
@@ -135,10 +135,15 @@ def test_background_writer_order_and_errors():
 
     writer.submit(fail)
     writer.submit(seen.append, 99)  # skipped after the failure
-    with pytest.raises(StoreError, match="disk full"):
+    with pytest.raises(WriteError, match="disk full"):
         writer.flush()
-    writer.close()
     assert 99 not in seen
+    # the first error stops the writer for good: it is raised again and no later task runs
+    with pytest.raises(WriteError, match="disk full"):
+        writer.submit(seen.append, 100)
+    with pytest.raises(WriteError, match="disk full"):
+        writer.close()
+    assert 100 not in seen and 99 not in seen
 
 
 # -- recorded runs ----------------------------------------------------------------------------------

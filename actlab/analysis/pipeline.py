@@ -28,7 +28,7 @@ from actlab.analysis.blocks import GROUPINGS, BlockPlan, BlockStats, Moments
 from actlab.analysis.pca import PCA, pca_trajectories
 from actlab.analysis.run import KINDS, Run, open_run, read_block
 from actlab.errors import ConfigError, StoreError
-from actlab.store import staged_dir
+from actlab.files import ZARR_KIND_ATTR, staged_dir
 
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
@@ -517,13 +517,22 @@ def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
 
 
 def save_results(results: xr.DataTree, path: str | os.PathLike) -> Path:
-    """Write results to a Zarr directory, replacing it atomically (:func:`actlab.store.staged_dir`)."""
+    """Write results to a new Zarr folder, or replace results saved there before, atomically.
+
+    ``path`` must be new, empty, or hold results saved by actlab (:func:`actlab.files.staged_dir`).
+    """
     path = Path(path)
+    with staged_dir(path, "results", marker_file=False) as built:
+        write_results(results, built)
+    return path
+
+
+def write_results(results: xr.DataTree, path: str | os.PathLike) -> None:
+    """Write results into the Zarr folder ``path`` (new or empty), marked as actlab results (``actlab_kind``)."""
     portable = xr.DataTree.from_dict({node.path: _variable_length_strings(node.to_dataset(inherit=False))
                                       for node in results.subtree})
-    with staged_dir(path) as built:
-        portable.to_zarr(built, mode="w", zarr_format=3, consolidated=False)
-    return path
+    portable.attrs[ZARR_KIND_ATTR] = "results"
+    portable.to_zarr(path, mode="a", zarr_format=3, consolidated=False)
 
 
 def load_results(path: str | os.PathLike) -> xr.DataTree:

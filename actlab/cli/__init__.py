@@ -3,7 +3,8 @@
 Each subcommand lives in its own module (``record``, ``analyze``) and exposes
 ``add_parser(subparsers)``; the parser's ``func`` receives the parsed
 arguments. User errors (:class:`actlab.errors.ActlabError`) become one line,
-``actlab: error: ...``, and exit code 2; ``--debug`` shows the traceback.
+``actlab: error: ...``, and the error's exit code (2: bad input or a refused
+output; 3: a failed write); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
             "  actlab analyze runs/mlp7               analyses, figures and report.html from the stored run\n"
             "  actlab compare runs/mlp7 runs/mlp5     several runs side by side in one report"
         ),
+        epilog=(
+            "safety: no command deletes, renames or overwrites a file or folder that actlab did not write;\n"
+            "one process writes a run or output folder at a time (others are refused with the holder's pid).\n\n"
+            "exit codes: 0 done; 2 bad input or refused output (nothing written, nothing lost);\n"
+            "3 a write failed (disk full, permissions): committed data stay readable, and\n"
+            "'actlab record --resume RUN' finishes a run once space is freed; 130 interrupted."
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"actlab {__version__}")
@@ -56,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"actlab: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("actlab: interrupted", file=sys.stderr)
         return 130

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,20 @@ import torch
 from tqdm.auto import tqdm
 
 from actlab import __version__
-from actlab.errors import StoreError
+from actlab.errors import OutputError, StoreError
+from actlab.files import (
+    FOLDER_LOCK_FILENAME,
+    HOLDER_SUFFIX,
+    MARKER_FILENAME,
+    check_output,
+    lock_path,
+    make_dirs,
+    marker_kind,
+    remove_leftovers,
+    write_failed,
+    write_marker,
+    writer_lock,
+)
 from actlab.record.config import RecordConfig
 from actlab.record.data import PreparedData, prepare_data
 from actlab.record.hooks import ActivationCapture
@@ -25,7 +40,9 @@ from actlab.record.models import count_parameters, layer_parameters, make_mlp, m
 from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, save_checkpoint
 from actlab.record.writer import BackgroundWriter
 from actlab.store import (
+    ANALYSIS_DIRNAME,
     CHECKPOINT_FILENAME,
+    STORE_DIRNAME,
     GROUPS,
     STATUS_COMPLETE,
     LayerSpec,
@@ -56,29 +73,35 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
 
     Raises
     ------
-    ConfigError, DataError, StoreError
-        Before anything is written when the settings, data or output are unusable.
+    ConfigError, DataError, OutputError
+        Before anything is written when the settings, data or output folder are unusable.
+    WriteError
+        When a write fails (disk full); committed epochs stay readable and :func:`resume` finishes the run.
     """
     config = config or RecordConfig()
     if overrides:
         config = config.replace(**overrides)
-    data = prepare_data(config)
     run_dir = config.run_dir
-    _check_output(run_dir, config.overwrite)
+    check_run_output(run_dir, overwrite=config.overwrite)
+    data = prepare_data(config)
     device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and device.type == "cpu"):
         model = _seeded_model(config, data, device)
         specs = mlp_layer_specs(model)
-        stored_config = {**config.to_dict(), "resolved": _resolved(config, data, device, model), "environment": environment()}
-        try:
-            writer = RunWriter.create(
-                run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data),
-                record_epochs=config.schedule, n_epochs=config.epochs, activation_dtype=config.dtype, overwrite=config.overwrite,
-            )
-        except OSError as exc:
-            raise StoreError(f"cannot create {run_dir} ({exc}); choose a writable --out") from exc
-        _announce(config, model, device, run_dir, resumed_from=None)
-        _train(writer, config, data, model, specs, device, checkpoint=None)
+        resolved = {**_resolved(config, data, device, model), "run_id": uuid.uuid4().hex}
+        stored_config = {**config.to_dict(), "resolved": resolved, "environment": environment()}
+        with claimed_run_dir(run_dir, overwrite=config.overwrite) as writers:
+            try:
+                writer = RunWriter.create(
+                    run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data),
+                    record_epochs=config.schedule, n_epochs=config.epochs, activation_dtype=config.dtype,
+                    replace=config.overwrite,
+                )
+            except OSError as exc:
+                raise write_failed(exc, f"the new run {run_dir}") from exc
+            writers.append(writer)
+            _announce(config, model, device, run_dir, resumed_from=None)
+            _train(writer, config, data, model, specs, device, checkpoint=None)
     return run_dir
 
 
@@ -112,16 +135,31 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     data = prepare_data(config)
     _check_same_data(run_dir, attrs, data)
     resolved_device = resolve_device(config.device)
-    with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"):
+    with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), \
+            writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
+        remove_leftovers(run_dir, STORE_DIRNAME)
+        remove_leftovers(run_dir, CHECKPOINT_FILENAME)
         model = _seeded_model(config, data, resolved_device)
         specs = [LayerSpec(**layer) for layer in attrs["layers"]]
-        checkpoint_path = run_dir / CHECKPOINT_FILENAME
-        checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
+        checkpoint = _own_checkpoint(run_dir, attrs)
         writer = RunWriter.open(run_dir)
         writer.mark_recording()
         _announce(config, model, resolved_device, run_dir, resumed_from=checkpoint["epoch"] if checkpoint else -1)
         _train(writer, config, data, model, specs, resolved_device, checkpoint=checkpoint)
     return run_dir
+
+
+def _own_checkpoint(run_dir: Path, attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's checkpoint, or None when there is none or it belongs to another run (it is then not used)."""
+    path = run_dir / CHECKPOINT_FILENAME
+    if not path.is_file():
+        return None
+    checkpoint = load_checkpoint(path)
+    run_id = attrs["config"].get("resolved", {}).get("run_id")
+    if checkpoint.get("run_id") != run_id:
+        print(f"actlab record: {path} belongs to another recording of {run_dir}; restarting from epoch 0", file=sys.stderr)
+        return None
+    return checkpoint
 
 
 # -- pieces ------------------------------------------------------------------------------
@@ -205,16 +243,81 @@ def _resolved(config: RecordConfig, data: PreparedData, device: torch.device, mo
     }
 
 
-def _check_output(run_dir: Path, overwrite: bool) -> None:
-    """Refuse an existing run (unless ``overwrite``) or an output folder that cannot be written."""
-    if run_dir.exists() and not overwrite:
-        raise StoreError(f"{run_dir} already exists; pass --overwrite to replace it or --resume to continue it")
-    parent = run_dir.parent.resolve()
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot write the run into {parent} ({existing} is not a writable folder); choose another --out")
+RUN_FILES: tuple[str, ...] = (STORE_DIRNAME, CHECKPOINT_FILENAME, ANALYSIS_DIRNAME, MARKER_FILENAME,
+                              FOLDER_LOCK_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX)
+"""Everything actlab writes into a run folder; the only names a failed new recording removes."""
+
+
+def check_run_output(run_dir: Path, *, overwrite: bool) -> None:
+    """Refuse a run folder that ``record`` may not write; every refusal names a way forward.
+
+    A run goes into a new folder or an empty one; ``overwrite`` also allows a folder that holds an
+    actlab run (its marker says so), and nothing else.
+
+    Raises
+    ------
+    OutputError
+    """
+    if store_path(run_dir).exists() and marker_kind(run_dir) != "run":
+        raise OutputError(f"--out {run_dir} holds a run store that this actlab did not mark as its own; "
+                          "choose a new --out (or continue it with 'actlab record --resume')")
+    if overwrite:
+        check_output(run_dir, "run", replace=True)
+        return
+    try:
+        check_output(run_dir, "run", replace=False)
+    except OutputError:
+        if marker_kind(run_dir) == "run":
+            raise OutputError(f"{run_dir} already holds a run; continue it with 'actlab record --resume {run_dir}', "
+                              "replace it with --overwrite, or choose a new --out") from None
+        raise
+
+
+@contextlib.contextmanager
+def claimed_run_dir(run_dir: Path, *, overwrite: bool) -> Iterator[list[RunWriter]]:
+    """Claim the run folder for this process: create it, hold its writer lock, mark it as a run.
+
+    The caller appends its :class:`RunWriter` to the yielded list. When the block fails before the
+    run's first committed epoch, everything this call created is removed again: the folder (and
+    parents) if it was new, else only the names of :data:`RUN_FILES` inside it.
+    """
+    check_run_output(run_dir, overwrite=overwrite)
+    created = make_dirs(run_dir)
+    writers: list[RunWriter] = []
+    try:
+        with writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
+            check_run_output(run_dir, overwrite=overwrite)
+            remove_leftovers(run_dir, STORE_DIRNAME)
+            remove_leftovers(run_dir, CHECKPOINT_FILENAME)
+            if overwrite:
+                _remove_previous_outputs(run_dir)
+            write_marker(run_dir, "run")
+            yield writers
+    except BaseException:
+        if not any(writer.committed_metric_epochs for writer in writers):
+            _remove_new_run(run_dir, created)
+        raise
+
+
+def _remove_previous_outputs(run_dir: Path) -> None:
+    """Before a run is replaced: delete its checkpoint and its analysis folder (under that folder's lock)."""
+    (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
+    analysis = run_dir / ANALYSIS_DIRNAME
+    if analysis.is_dir() and marker_kind(analysis) == "analysis":
+        with writer_lock(lock_path(analysis), f"analysis folder {analysis}"):
+            shutil.rmtree(analysis)
+
+
+def _remove_new_run(run_dir: Path, created: list[Path]) -> None:
+    if created:
+        shutil.rmtree(created[0], ignore_errors=True)
+        return
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _check_same_data(run_dir: Path, attrs: dict[str, Any], data: PreparedData) -> None:
@@ -259,6 +362,7 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
     probe_inputs = torch.cat([trainer.x_train[probe_index["clean"]], trainer.x_train[probe_index["noisy"]],
                               trainer.x_test[probe_index["test"]]])
     checkpoint_path = writer.run_dir / CHECKPOINT_FILENAME
+    run_id = writer.attrs["config"].get("resolved", {}).get("run_id")
     background = BackgroundWriter()
     bar = tqdm(total=config.epochs, initial=max(start - 1, 0), unit="epoch", desc=writer.run_dir.name,
                disable=None if config.progress else True, dynamic_ncols=True)
@@ -283,7 +387,7 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
                           for name, (w, b) in layer_parameters(model, specs).items()}
                 background.submit(writer.write_epoch, epoch, preacts, params)
             if checkpoint_now:
-                background.submit(save_checkpoint, checkpoint_path, trainer.state(epoch, elapsed))
+                background.submit(save_checkpoint, checkpoint_path, {**trainer.state(epoch, elapsed), "run_id": run_id})
             if epoch > 0:
                 bar.update(1)
             bar.set_postfix(train=f"{metrics['train_clean_loss']:.3f}", noisy=f"{metrics['train_noisy_loss']:.3f}",

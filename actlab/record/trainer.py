@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from actlab.errors import ConfigError, StoreError
+from actlab.files import PARTIAL_SUFFIX, follow_umask, write_failed
 from actlab.record.data import PreparedData
 
 CHECKPOINT_FORMAT = 1
@@ -238,14 +240,29 @@ def _to_cpu(value: Any) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically: to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write ``state`` atomically: a temporary sibling (``.NAME.XXXX.partial``), fsync, then a rename over ``path``.
+
+    Raises
+    ------
+    WriteError
+        When the write fails (disk full: ``torch.save`` raises ``RuntimeError``); the temporary file is
+        removed and the previous checkpoint stays in place.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        follow_umask(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_failed(exc, f"checkpoint {path}") from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actlab.errors import StoreError
+from actlab.errors import ActlabError
+from actlab.files import write_failed
 
 
 class BackgroundWriter:
@@ -15,9 +16,11 @@ class BackgroundWriter:
 
     The queue holds at most ``maxsize`` pending tasks, so training blocks
     rather than piling up recorded epochs in memory. The first exception of a
-    task stops the thread; the next :meth:`submit`, :meth:`flush` or
-    :meth:`close` raises it in the training thread (an ``OSError`` as
-    :class:`~actlab.errors.StoreError`).
+    task stops the writer for good: no later task runs (queued ones are
+    dropped), and every later :meth:`submit`, :meth:`flush` or :meth:`close`
+    raises that first error in the training thread (an ``OSError`` as
+    :class:`~actlab.errors.WriteError`, exit code 3). Whatever was committed
+    before it stays readable.
 
     Parameters
     ----------
@@ -46,11 +49,14 @@ class BackgroundWriter:
                 self._queue.task_done()
 
     def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            if isinstance(error, OSError):
-                raise StoreError(f"writing the run failed ({error}); check free disk space and permissions, then --resume") from error
+        error = self._error
+        if error is None:
+            return
+        if isinstance(error, ActlabError):
             raise error
+        if isinstance(error, OSError):
+            raise write_failed(error, "the run") from error
+        raise error
 
     def submit(self, func: Callable[..., Any], *args: Any) -> None:
         """Queue ``func(*args)``; raises the error of an earlier task if one failed."""
