@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from actlab import report
+from actlab import workflow
 from actlab.files import MARKER_FILENAME
 from actlab.cli import main
 from actlab.store import ANALYSIS_DIRNAME, STORE_DIRNAME, store_path
@@ -41,7 +41,7 @@ def test_analyze_writes_every_promised_artefact(analysed_run):
     planted, code, out, err = analysed_run
     assert code == 0, err
     analysis = planted.run_dir / ANALYSIS_DIRNAME
-    names = [name for name, *_ in report.FIGURES]
+    names = [name for name, *_ in workflow.FIGURES]
     for name in names:
         assert (analysis / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert "<svg" in (analysis / "figures" / f"{name}.svg").read_text()[:2000]
@@ -140,7 +140,7 @@ def test_failed_analysis_is_reported_and_the_rest_still_runs(tmp_path, monkeypat
     assert "Analyses that could not run" in html and "planted failure" in html
     assert "Notes" in html and "class 2" in html  # no noisy probe has original label 2
     figures = sorted(p.name for p in (analysis / "figures").iterdir())  # --format svg: SVG only
-    assert figures == sorted(f"{name}.svg" for name, node, *_ in report.FIGURES if node != "pca")
+    assert figures == sorted(f"{name}.svg" for name, node, *_ in workflow.FIGURES if node != "pca")
     assert html.count("data:image/png;base64,") == len(figures)  # the report still embeds PNGs
     summary = json.loads((analysis / "summary.json").read_text())
     assert summary["errors"] == {"pca": "RuntimeError: planted failure"}
@@ -171,7 +171,7 @@ def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp
     markdown = (out_dir / "table.md").read_text().splitlines()
     cells = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in markdown]
     header, rule, by_run = cells[0], cells[1], {row[0]: dict(zip(cells[0], row)) for row in cells[2:]}
-    assert header == report.COMPARE_HEADER and set(rule) == {"---"} and list(by_run) == ["planted", "monotone"]
+    assert header == workflow.COMPARE_HEADER and set(rule) == {"---"} and list(by_run) == ["planted", "monotone"]
     dd = summaries["planted"]["double_descent"]
     assert by_run["planted"]["double descent (test loss)"] == (
         f"yes: {dd['first_min_epoch']} -> {dd['peak_epoch']} -> {dd['second_min_epoch']}")
@@ -187,12 +187,12 @@ def test_compare_recomputes_stale_saved_analyses(analysed_run, tmp_path):
     planted, *_ = analysed_run
     copy = tmp_path / "planted"
     shutil.copytree(planted.run_dir, copy)
-    assert report.saved_results(open_run(copy)) is not None
+    assert workflow.saved_results(open_run(copy)) is not None
     slots = zarr.open_array(store_path(copy) / "layers" / "epoch", mode="r+")
     values = slots[...]
     values[-1] = -1  # the run now shows one recorded epoch fewer than the saved analysis
     slots[...] = values
-    assert report.saved_results(open_run(copy)) is None
+    assert workflow.saved_results(open_run(copy)) is None
 
 
 def test_compare_recomputes_analyses_of_an_older_revision(analysed_run, tmp_path):
@@ -202,11 +202,11 @@ def test_compare_recomputes_analyses_of_an_older_revision(analysed_run, tmp_path
     planted, *_ = analysed_run
     copy = tmp_path / "planted"
     shutil.copytree(planted.run_dir, copy)
-    results = zarr.open_group(copy / ANALYSIS_DIRNAME / report.RESULTS_DIRNAME, mode="r+")
+    results = zarr.open_group(copy / ANALYSIS_DIRNAME / workflow.RESULTS_DIRNAME, mode="r+")
     assert results.attrs["analysis_revision"] == ANALYSIS_REVISION
-    assert report.saved_results(open_run(copy)) is not None
+    assert workflow.saved_results(open_run(copy)) is not None
     results.attrs["analysis_revision"] = ANALYSIS_REVISION - 1
-    assert report.saved_results(open_run(copy)) is None
+    assert workflow.saved_results(open_run(copy)) is None
 
 
 def test_help_teaches():

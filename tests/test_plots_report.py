@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from actlab import plots, report
+from actlab import findings, plots, report, workflow
 from actlab.errors import ConfigError
 from actlab.store import METRICS, open_store
 from fixtures_store import LAYERS, RECORD_EPOCHS, cached_results, post
@@ -148,39 +148,39 @@ def test_path_attribution_figure_shows_planted_split(analysed):
 
 def test_findings_read_the_summary(analysed):
     _, _, summary = analysed
-    findings = {f.name: f for f in report.findings_from_summary(summary)}
+    found = {f.name: f for f in findings.findings_from_summary(summary)}
     dd = summary["double_descent"]
-    assert findings["double descent (test loss)"].value == f"yes: {dd['first_min_epoch']} -> {dd['peak_epoch']} -> {dd['second_min_epoch']}"
-    assert findings["noisy labels memorised"].value == "epoch 40"
-    assert findings["large activation"].value == "hidden1 unit 3"
-    assert findings["large activation explained by"].value == "input"
-    assert findings["path attribution, hidden3"].value == "clean path: 100% of correct vs 0% of wrong"
+    assert found["double descent (test loss)"].value == f"yes: {dd['first_min_epoch']} -> {dd['peak_epoch']} -> {dd['second_min_epoch']}"
+    assert found["noisy labels memorised"].value == "epoch 40"
+    assert found["large activation"].value == "hidden1 unit 3"
+    assert found["large activation explained by"].value == "input"
+    assert found["path attribution, hidden3"].value == "clean path: 100% of correct vs 0% of wrong"
     sep = summary["separation"]
     grouping = sep["grouping"].replace("noisy_by_", "noisy by ")
-    assert findings["strongest clean-noisy separation"].value == (
-        f"{sep['layer']}, epoch {sep['epoch']}: cos {report._fmt(sep['cosine'])} ({grouping})")
+    assert found["strongest clean-noisy separation"].value == (
+        f"{sep['layer']}, epoch {sep['epoch']}: cos {findings._fmt(sep['cosine'])} ({grouping})")
     # planted: clean and noisy (by original label) means coincide in hidden1 and are orthogonal in hidden3
-    by_original = findings["separation at the last epoch, noisy by original"].value
+    by_original = found["separation at the last epoch, noisy by original"].value
     for phase, at in sep["at_phases"].items():
-        name = f"separation at {report.PHASE_WORDS[phase]}, noisy by assigned"
-        assert findings[name].value == (f"hidden1 {report._fmt(at['by_layer']['hidden1']['noisy_by_assigned'])} -> "
-                                        f"hidden3 {report._fmt(at['by_layer']['hidden3']['noisy_by_assigned'])}")
-        assert f"(epoch {at['epoch']})" in findings[name].detail
+        name = f"separation at {findings.PHASE_WORDS[phase]}, noisy by assigned"
+        assert found[name].value == (f"hidden1 {findings._fmt(at['by_layer']['hidden1']['noisy_by_assigned'])} -> "
+                                        f"hidden3 {findings._fmt(at['by_layer']['hidden3']['noisy_by_assigned'])}")
+        assert f"(epoch {at['epoch']})" in found[name].detail
     trajectory = summary["large_activation"]["at_phases"]
-    assert findings["large activation over training"].value == ", ".join(
-        f"{report._fmt(at['mean_abs'])} @{at['epoch']}" for at in trajectory.values())
-    assert by_original == (f"hidden1 {report._fmt(sep['last_epoch']['hidden1']['noisy_by_original'])} -> "
-                           f"hidden3 {report._fmt(sep['last_epoch']['hidden3']['noisy_by_original'])}")
+    assert found["large activation over training"].value == ", ".join(
+        f"{findings._fmt(at['mean_abs'])} @{at['epoch']}" for at in trajectory.values())
+    assert by_original == (f"hidden1 {findings._fmt(sep['last_epoch']['hidden1']['noisy_by_original'])} -> "
+                           f"hidden3 {findings._fmt(sep['last_epoch']['hidden3']['noisy_by_original'])}")
     assert sep["last_epoch"]["hidden1"]["noisy_by_original"] > 0.99 > 0.01 > abs(sep["last_epoch"]["hidden3"]["noisy_by_original"])
-    assert "grouped by" in findings["strongest clean-noisy separation"].detail
-    table = report.findings_table(list(findings.values()))
+    assert "grouped by" in found["strongest clean-noisy separation"].detail
+    table = findings.findings_table(list(found.values()))
     assert table.splitlines()[0].split() == ["finding", "value"] and "hidden1 unit 3" in table
 
 
 def test_findings_skip_failed_sections_and_say_no_double_descent():
     summary = {"errors": {"pca": "boom"}, "double_descent": {"present": False, "test_error": {"present": False}}, "phases": None}
-    findings = report.findings_from_summary(summary)
-    assert [(f.name, f.value) for f in findings] == [("double descent (test loss)", "no"), ("double descent (test error)", "no")]
+    found = findings.findings_from_summary(summary)
+    assert [(f.name, f.value) for f in found] == [("double descent (test loss)", "no"), ("double descent (test error)", "no")]
 
 
 def test_report_html_is_self_contained(tmp_path, analysed):
@@ -190,7 +190,7 @@ def test_report_html_is_self_contained(tmp_path, analysed):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     page = report.Report(
         title="A <test> report",
-        findings=[report.Finding("double descent", "yes & more", "detail")],
+        findings=[findings.Finding("double descent", "yes & more", "detail")],
         figures=[report.ReportFigure("paths", "Paths", "caption", png)],
         failures={"analysis pca": "ValueError: no <samples>"},
         config={"model": "planted"},
@@ -209,18 +209,18 @@ def test_report_html_is_self_contained(tmp_path, analysed):
 def test_save_figure_and_formats(tmp_path):
     fig, axes = plots.new_figure()
     axes[0, 0].plot([0, 1], [1, 0])
-    paths = report.save_figure(fig, tmp_path, "line", report.parse_formats("svg, png"))
+    paths = report.save_figure(fig, tmp_path, "line", workflow.parse_formats("svg, png"))
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     assert paths["svg"].read_text().lstrip().startswith(("<?xml", "<svg"))
-    assert report.parse_formats(["png", "png"]) == ("png",)
+    assert workflow.parse_formats(["png", "png"]) == ("png",)
     for bad in ("pdf", "", "png,jpg"):
         with pytest.raises(ConfigError, match="figure formats"):
-            report.parse_formats(bad)
+            workflow.parse_formats(bad)
 
 
 def test_log_axis_choice_follows_the_record_schedule():
-    assert report._use_log_x([0, 1, 2, 4, 8, 16, 32, 64, 128])
-    assert not report._use_log_x([0, 10, 20, 30, 40, 50])
+    assert workflow._use_log_x([0, 1, 2, 4, 8, 16, 32, 64, 128])
+    assert not workflow._use_log_x([0, 10, 20, 30, 40, 50])
 
 
 def test_plot_metrics_shades_each_run_of_unstable_epochs(analysed):

@@ -1,4 +1,4 @@
-"""``actlab analyze`` and ``actlab compare``: thin command-line layers over :mod:`actlab.report`."""
+"""``actlab analyze`` and ``actlab compare``: thin command-line layers over :mod:`actlab.workflow`."""
 
 from __future__ import annotations
 
@@ -100,7 +100,8 @@ def _progress(args: argparse.Namespace) -> bool:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Run ``actlab analyze``."""
-    from actlab.report import analyze_to_dir, findings_table, parse_formats
+    from actlab.findings import findings_table
+    from actlab.workflow import analyze_to_dir, parse_formats
 
     formats = parse_formats(args.format)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
@@ -120,7 +121,8 @@ def _close(output: Any, args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     """Run ``actlab compare``."""
-    from actlab.report import compare_to_dir, parse_formats, text_table
+    from actlab.findings import text_table
+    from actlab.workflow import compare_to_dir, parse_formats
 
     formats = parse_formats(args.format)
     output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)

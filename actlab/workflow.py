@@ -1,0 +1,375 @@
+"""Orchestration: analyse a run or compare runs into an output folder (what ``actlab analyze``/``compare`` call).
+
+Each call checks its output folder first (:func:`actlab.files.check_output`), then computes, then
+writes everything into a staging folder that replaces the output in one atomic step
+(:func:`actlab.files.staged_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from actlab.files import check_output, staged_dir, write_atomic
+from actlab.findings import COMPARE_HEADER, comparison_row, findings_from_summary, markdown_table
+from actlab.report import FIGURE_FORMATS, Report, ReportFigure, figure_png, save_figure, write_report
+
+
+def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    """Validate figure formats (``"png,svg"`` or a sequence) against :data:`FIGURE_FORMATS`."""
+    from actlab.errors import ConfigError
+
+    items = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    unknown = [f for f in items if f not in FIGURE_FORMATS]
+    if unknown or not items:
+        raise ConfigError(f"figure formats must be a comma-separated subset of {','.join(FIGURE_FORMATS)}; got {formats!r}")
+    return tuple(dict.fromkeys(items))
+
+
+# -- figures of one run ---------------------------------------------------------------------------------
+
+FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
+    ("curves", "curves", "Training curves",
+     "plot_curves",
+     "Cross-entropy and accuracy of clean training samples, noisy training samples against their assigned "
+     "(noisy) and original labels, and test samples. Grey lines: double-descent first minimum, peak and "
+     "second minimum of the test loss (when present) and the epoch the noisy labels are memorised."),
+    ("separation_heatmap", "separation", "Signal separation: layer x epoch",
+     "plot_separation_heatmap",
+     "Cosine between the class means of clean probes and of noisy probes, averaged over classes. Left: noisy probes "
+     "grouped by their original (true) label; right: by their assigned (noisy) label. Lower = stronger separation."),
+    ("separation_lines", "separation", "Signal separation over epochs",
+     "plot_separation_lines",
+     "The same cosines as lines, one per layer, on the true epoch axis."),
+    ("pca_trajectories", "pca", "Class-mean trajectories (PCA)",
+     "plot_pca_trajectories",
+     "Class means of clean, noisy (grouped by assigned label) and test probes projected on each layer's first two "
+     "principal components (fitted on all epochs and probes), from the first (dot) to the last recorded epoch (marker)."),
+    ("large_activation", "large_activation", "Large activation over training",
+     "plot_large_activation",
+     "Mean |activation| of each layer's largest unit at the last epoch, followed over training, and its ratio to the "
+     "layer's median unit, beside the test loss."),
+    ("explanation", "large_activation", "Input versus output explanation",
+     "plot_explanation",
+     "Cross-validated R^2 of ridge regressions predicting the large unit's per-sample |activation| from the input image "
+     "(principal components) and from one-hot class targets, with permutation p-values; right: correlation ratios."),
+    ("path_attribution", "paths", "Path attribution",
+     "plot_path_attribution",
+     "Percentage of test probes whose activation is closer (cosine) to the clean class mean than to the noisy class mean "
+     "of the predicted class, for correct and wrong predictions."),
+)
+"""Figures of a run report: (name, results node needed, title, plots function, caption)."""
+
+
+def draw_figures(results: Any, *, log_x: bool = False) -> tuple[list[tuple[str, str, str, Figure]], dict[str, str]]:
+    """Draw every report figure whose analysis is in ``results``.
+
+    Returns
+    -------
+    figures : list of (name, title, caption, Figure)
+    failures : dict of str -> str
+        Figures that could not be drawn -> why (figures of failed analyses are skipped silently:
+        the analysis failure is reported instead).
+    """
+    from actlab import plots
+
+    figures, failures = [], {}
+    for name, node, title, function, caption in FIGURES:
+        if node not in results.children:
+            continue
+        kwargs = {} if function in ("plot_separation_heatmap", "plot_pca_trajectories", "plot_explanation") else {"log_x": log_x}
+        try:
+            fig = getattr(plots, function)(results, **kwargs)
+        except Exception as exc:  # one figure must not cost the others
+            failures[f"figure {name}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        figures.append((name, title, caption, fig))
+    return figures, failures
+
+
+def _report_figures(figures: Sequence[tuple[str, str, str, Figure]], out_dir: Path, formats: Sequence[str]) -> list[ReportFigure]:
+    """Save each figure in ``formats`` under ``out_dir/figures`` and render it once as PNG for the report."""
+    placed = []
+    (out_dir / FIGURES_DIRNAME).mkdir(parents=True, exist_ok=True)
+    for name, title, caption, fig in figures:
+        png = figure_png(fig)
+        if "png" in formats:
+            (out_dir / FIGURES_DIRNAME / f"{name}.png").write_bytes(png)
+        save_figure(fig, out_dir / FIGURES_DIRNAME, name, [f for f in formats if f != "png"])
+        placed.append(ReportFigure(name=name, title=title, caption=caption, png=png))
+    return placed
+
+
+def _use_log_x(epochs: Sequence[int]) -> bool:
+    """Log epoch axis when the recorded epochs are much denser early than late (log-spaced schedules)."""
+    epochs = sorted(int(e) for e in epochs)
+    if len(epochs) < 4 or epochs[-1] < 20:
+        return False
+    gaps = [b - a for a, b in zip(epochs, epochs[1:])]
+    return max(gaps) >= 4 * min(gaps)
+
+
+# -- analyze one run into a directory -------------------------------------------------------------------
+
+RESULTS_DIRNAME = "results.zarr"
+SUMMARY_FILENAME = "summary.json"
+TABLE_FILENAME = "table.md"
+REPORT_FILENAME = "report.html"
+FIGURES_DIRNAME = "figures"
+
+
+@dataclass(frozen=True)
+class AnalysisOutput:
+    """What :func:`analyze_to_dir` or :func:`compare_to_dir` wrote.
+
+    Attributes
+    ----------
+    out_dir : Path
+    report_path : Path
+    summary : dict
+        The summary written to ``summary.json``.
+    report : Report
+    results : xr.DataTree or dict of run name -> xr.DataTree
+    """
+
+    out_dir: Path
+    report_path: Path
+    summary: dict[str, Any]
+    report: Report
+    results: Any
+
+
+def run_report(results: Any, summary: Mapping[str, Any], figures: Sequence[ReportFigure], *, run: Any, failures: Mapping[str, str]) -> Report:
+    """The report of one analysed run."""
+    epochs = list(results.attrs.get("epochs", []))
+    provenance = {
+        "run": str(run.path),
+        "status": str(run.attrs.get("status")),
+        "recorded epochs analysed": f"{len(epochs)} ({epochs[0]}-{epochs[-1]})" if epochs else "none",
+        "layers": ", ".join(results.attrs.get("layers", [])),
+        "activations": str(results.attrs.get("kind", "")),
+    }
+    errors = {**dict(results.attrs.get("errors", {})), **dict(summary.get("errors") or {})}
+    all_failures = {f"analysis {k}": str(v) for k, v in errors.items()}
+    all_failures.update(failures)
+    return Report(
+        title=f"actlab analysis of {Path(run.path).name}",
+        findings=findings_from_summary(summary),
+        figures=list(figures),
+        failures=all_failures,
+        config={"config": run.config, "dataset": run.attrs.get("dataset", {}), "analysis parameters": dict(results.attrs.get("parameters", {}))},
+        provenance=provenance,
+        notes=analysis_warnings(results),
+    )
+
+
+def analysis_warnings(results: Any) -> list[str]:
+    """The ``warnings`` attrs of every results node, prefixed with the node name."""
+    notes = []
+    for node in results.subtree:
+        for warning in node.attrs.get("warnings", []) or []:
+            notes.append(f"{node.name or 'results'}: {warning}")
+    return list(dict.fromkeys(notes))
+
+
+def analyze_to_dir(
+    run_path: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    formats: Sequence[str] = FIGURE_FORMATS,
+    progress: bool = True,
+    scheduler: str | None = None,
+    log_x: bool | None = None,
+    results: Any | None = None,
+    **analyze_kwargs: Any,
+) -> AnalysisOutput:
+    """Analyse a run and write results, figures, ``summary.json`` and ``report.html`` to a directory.
+
+    Parameters
+    ----------
+    run_path : path
+        Run directory.
+    out_dir : path, optional
+        Output directory (default ``run_path/analysis``). It is built in a temporary sibling and
+        swapped in when complete, so a failure leaves the previous contents untouched.
+    formats : sequence of {"png", "svg"}
+        Figure file formats.
+    progress : bool
+        tqdm progress bar of the analysis pass.
+    scheduler : str, optional
+        dask.distributed scheduler address; default local threads.
+    log_x : bool, optional
+        Symmetric-log epoch axes; default: when the recorded epochs are log-spaced.
+    results : xr.DataTree, optional
+        Results of :func:`actlab.analysis.analyze` for this run, already computed (e.g. in a notebook);
+        default: compute them.
+    **analyze_kwargs
+        Passed to :func:`actlab.analysis.analyze` when ``results`` is None.
+
+    Returns
+    -------
+    AnalysisOutput
+
+    Raises
+    ------
+    StoreError
+        The path is not a readable run of this schema version, or it has no recorded epoch yet.
+    """
+    from actlab.analysis import analyze, open_run, summary as summarize
+    from actlab.analysis.pipeline import write_results
+    from actlab.store import ANALYSIS_DIRNAME
+
+    formats = parse_formats(formats)
+    run = open_run(run_path)
+    default_target = Path(run_path) / ANALYSIS_DIRNAME
+    target = Path(out_dir) if out_dir is not None else default_target
+    guard = {"inputs": [run_path], "allowed_inside": [default_target]}
+    check_output(target, "analysis", **guard)
+    if results is None:
+        results = analyze(run, progress=progress, scheduler=scheduler, **analyze_kwargs)
+    summary = summarize(results)
+    if log_x is None:
+        log_x = _use_log_x(results.attrs.get("epochs", []))
+    with staged_dir(target, "analysis", **guard) as built:
+        write_results(results, built / RESULTS_DIRNAME)
+        write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        drawn, failures = draw_figures(results, log_x=log_x)
+        figures = _report_figures(drawn, built, formats)
+        report = run_report(results, summary, figures, run=run, failures=failures)
+        write_report(built / REPORT_FILENAME, report)
+    return AnalysisOutput(out_dir=target, report_path=target / REPORT_FILENAME, summary=summary, report=report, results=results)
+
+
+# -- compare runs -----------------------------------------------------------------------------------------
+
+
+def saved_results(run: Any) -> Any | None:
+    """Results saved under ``run.path/analysis`` by :func:`analyze_to_dir` when they match the run store now, else None.
+
+    They match when they cover the same recorded epochs, metric epochs and layers, with post-activations,
+    and were computed by the current :data:`~actlab.analysis.pipeline.ANALYSIS_REVISION`.
+    """
+    from actlab.analysis import load_results
+    from actlab.analysis.pipeline import ANALYSIS_REVISION
+    from actlab.store import ANALYSIS_DIRNAME
+
+    path = Path(run.path) / ANALYSIS_DIRNAME / RESULTS_DIRNAME
+    if not path.is_dir():
+        return None
+    try:
+        results = load_results(path)
+    except Exception:  # unreadable or older results: recompute
+        return None
+    attrs = results.attrs
+    if attrs.get("analysis_revision") != ANALYSIS_REVISION:
+        return None
+    if [int(e) for e in attrs.get("epochs", [])] != [int(e) for e in run.epochs]:
+        return None
+    if list(attrs.get("layers", [])) != list(run.layer_names) or attrs.get("kind") != "post":
+        return None
+    if "curves" in results.children and [int(e) for e in results["curves"]["epoch"].values] != [int(e) for e in run.metrics["epoch"].values]:
+        return None
+    return results
+
+
+def compare_to_dir(
+    run_paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    formats: Sequence[str] = FIGURE_FORMATS,
+    progress: bool = True,
+    scheduler: str | None = None,
+    log_x: bool | None = None,
+) -> AnalysisOutput:
+    """Put several runs side by side: comparison table, overlaid test curves, separation per run.
+
+    Saved results under each ``RUN/analysis`` are reused when up to date (:func:`saved_results`),
+    otherwise the run is analysed (not saved into the run).
+
+    Parameters
+    ----------
+    run_paths : sequence of path
+        Run directories, in the order to show them; names must be distinct.
+    out_dir : path
+        Output directory (``report.html``, ``summary.json``, ``figures/``), replaced when complete.
+    formats, progress, scheduler, log_x
+        As for :func:`analyze_to_dir`.
+
+    Returns
+    -------
+    AnalysisOutput
+        ``summary`` maps run name -> per-run summary; ``results`` maps run name -> results.
+    """
+    from actlab import plots
+    from actlab.analysis import analyze, open_run, summary as summarize
+    from actlab.errors import ConfigError
+
+    formats = parse_formats(formats)
+    if not run_paths:
+        raise ConfigError("compare needs at least one run; pass run directories")
+    runs = [open_run(path) for path in run_paths]
+    target = Path(out_dir)
+    check_output(target, "comparison", inputs=run_paths)
+    names = [Path(run.path).name for run in runs]
+    if len(set(names)) != len(names):
+        names = [str(Path(run.path)) for run in runs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"runs to compare must be distinct; got {[str(p) for p in run_paths]}")
+    results_by_run: dict[str, Any] = {}
+    reused: list[str] = []
+    for name, run in zip(names, runs):
+        results = saved_results(run)
+        if results is None:
+            results = analyze(run, progress=progress, scheduler=scheduler)
+        else:
+            reused.append(name)
+        results_by_run[name] = results
+    summaries = {name: summarize(results) for name, results in results_by_run.items()}
+    if log_x is None:
+        log_x = any(_use_log_x(r.attrs.get("epochs", [])) for r in results_by_run.values())
+    failures = {
+        f"{name}: analysis {analysis}": str(message)
+        for name, results in results_by_run.items()
+        for analysis, message in dict(results.attrs.get("errors", {})).items()
+    }
+    drawn = []
+    for fig_name, title, caption, function, needed in (
+        ("compare_test_loss", "Test curves", "Test loss and test error of every run; triangles mark double-descent peaks.", plots.plot_compare_test_loss, "curves"),
+        ("compare_separation", "Signal separation per run",
+         "Cosine of clean and noisy class means per layer over epochs (mean over classes). Top row: noisy probes grouped "
+         "by original label; bottom row: by assigned label. Lower = stronger separation.", plots.plot_compare_separation, "separation"),
+    ):
+        usable = {name: results for name, results in results_by_run.items() if needed in results.children}
+        if not usable:
+            failures[f"figure {fig_name}"] = f"no run has a '{needed}' analysis"
+            continue
+        try:
+            drawn.append((fig_name, title, caption, function(usable, log_x=log_x)))
+        except Exception as exc:  # one figure must not cost the others
+            failures[f"figure {fig_name}"] = f"{type(exc).__name__}: {exc}"
+    with staged_dir(target, "comparison", inputs=run_paths) as built:
+        figures = _report_figures(drawn, built, formats)
+        rows = [comparison_row(name, summaries[name]) for name in names]
+        report = Report(
+            title=f"actlab comparison of {len(names)} runs",
+            findings=[],
+            figures=figures,
+            failures=failures,
+            config={name: run.config for name, run in zip(names, runs)},
+            provenance={
+                "runs": ", ".join(str(run.path) for run in runs),
+                "reused saved analyses": ", ".join(reused) or "none",
+            },
+            tables=[("Headline findings by run", COMPARE_HEADER, rows)],
+            notes=[f"{name}: {note}" for name, results in results_by_run.items() for note in analysis_warnings(results)],
+        )
+        write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
+        write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))
+        write_report(built / REPORT_FILENAME, report)
+    return AnalysisOutput(out_dir=target, report_path=target / REPORT_FILENAME, summary=summaries, report=report, results=results_by_run)
