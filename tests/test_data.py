@@ -107,12 +107,25 @@ def test_noise_other_covers_all_other_classes_uniformly():
     np.testing.assert_allclose(counts[1:] / counts.sum(), 0.25, atol=0.03)
 
 
-def test_noise_uniform_mode_may_keep_label():
+def test_noise_uniform_mode_counts_only_changed_labels():
     labels = np.repeat(np.arange(4), 500)
     noisy = inject_label_noise(labels, 0.5, 4, mode="uniform", seed=2)
-    assert noisy.is_noisy.sum() == 1000
-    kept = (noisy.labels == labels)[noisy.is_noisy].mean()
-    assert 0.18 < kept < 0.32  # 1/4 expected
+    changed = noisy.labels != labels
+    np.testing.assert_array_equal(noisy.is_noisy, changed)  # no sample marked noisy keeps its original label
+    assert noisy.is_noisy.sum() == changed.sum()
+    # 1000 samples drew a label uniformly over 4 classes: about a quarter drew their own back and stay clean
+    assert 680 < noisy.is_noisy.sum() < 820
+    np.testing.assert_array_equal(noisy.labels[~noisy.is_noisy], labels[~noisy.is_noisy])
+
+
+def test_uniform_mode_probes_and_description_use_changed_labels():
+    config = RecordConfig(dataset="synthetic", synthetic="train=400,test=80,classes=4,shape=1x3x3", noise=0.5,
+                          noise_mode="uniform", epochs=1)
+    data = prepare_data(config)
+    changed = data.noisy.labels != data.noisy.original_labels
+    assert data.describe()["n_noisy"] == changed.sum() < 200
+    assert changed[data.probes["noisy"]].all() and not changed[data.probes["clean"]].any()
+    assert len(data.probes["noisy"]) == changed.sum()  # the default takes every noisy sample up to 1000
 
 
 def test_noise_seed_determinism():
@@ -234,3 +247,95 @@ def test_test_size_keeps_a_stratified_test_subset_and_maps_probes_to_the_full_se
         prepare_data(config.replace(test_size=201))
     with pytest.raises(ConfigError, match="test-size"):
         config.replace(test_size=0)
+
+
+def test_failed_download_leaves_no_new_folder_behind(tmp_path, monkeypatch):
+    from actlab.record import data as data_module
+
+    def fail(root):
+        (root / "cifar-10-python.tar.gz").write_bytes(b"partial")
+        (root / "cifar-10-batches-py").mkdir()
+        raise OSError("no network")
+
+    monkeypatch.setattr(data_module, "_fetch_cifar_py", fail)
+    root = tmp_path / "new" / "deeper"
+    with pytest.raises(DataError, match="download failed"):
+        load_cifar10(root, download=True)
+    assert list(tmp_path.iterdir()) == []  # both folders the attempt created are gone, tmp_path stays
+    # a folder that existed keeps itself and what it held; only the attempt's files go
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(DataError, match="OSError: no network"):
+        load_cifar10(tmp_path / "mine", download=True)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    (tmp_path / "mine" / "notes.txt").unlink()
+    with pytest.raises(DataError):
+        load_cifar10(tmp_path / "mine", download=True)
+    assert (tmp_path / "mine").is_dir()  # existed before the attempt: kept, even empty
+
+
+# -- every class keeps clean, noisy, test samples and probes ---------------------------------------
+
+
+def _config(**settings):
+    return RecordConfig(dataset="digits", epochs=1, **settings)
+
+
+def _minimum_in(message):
+    return float(message.rsplit(" ", 1)[1])
+
+
+@pytest.mark.parametrize(("settings", "flag", "kind"), [
+    (dict(train_size=5), "train-size 5", "clean training samples"),
+    (dict(train_size=25), "train-size 25", "noisy training samples"),
+    (dict(train_size=25, noise_mode="uniform"), "train-size 25", "training samples"),
+    (dict(train_size=100, noise=0.95), "train-size 100", "clean training samples"),
+    (dict(test_size=5), "test-size 5", "test samples"),
+    (dict(probe_clean=5), "probe-clean 5", "clean probes"),
+    (dict(probe_noisy=0), "probe-noisy 0", "noisy probes"),
+    (dict(probe_test=9), "probe-test 9", "test probes"),
+])
+def test_sizes_that_leave_a_class_empty_name_the_flag_and_the_smallest_that_works(settings, flag, kind):
+    with pytest.raises(ConfigError) as info:
+        prepare_data(_config(**settings))
+    message = str(info.value)
+    assert message.startswith(flag + " leaves class ") and kind in message and "pass at least" in message, message
+    name = flag.split()[0].replace("-", "_")
+    minimum = int(_minimum_in(message))
+    prepare_data(_config(**{**settings, name: minimum}))  # the stated minimum works ...
+    with pytest.raises(ConfigError):
+        prepare_data(_config(**{**settings, name: minimum - 1}))  # ... and is the smallest
+
+
+def test_class_minimum_follows_classes_and_noise():
+    # 10 classes at noise 0.3: round(0.3 * n) >= 10 needs n >= 32; at noise 0.5, n >= 19 and 20 samples give 10 clean ones
+    for noise, minimum in ((0.3, 32), (0.5, 20)):
+        with pytest.raises(ConfigError, match=rf"train-size 5 .*\(10 classes, noise {noise}, noise-mode other\); pass at least {minimum}$"):
+            prepare_data(_config(train_size=5, noise=noise))
+    with pytest.raises(ConfigError, match=r"pass at least 10$"):
+        prepare_data(_config(train_size=5, noise=0.0))  # without noise one clean sample per class is enough
+
+
+@pytest.mark.parametrize(("noise", "bound"), [(0.001, "at least"), (0.999, "at most")])
+def test_noise_that_leaves_a_class_without_noisy_or_clean_samples(noise, bound):
+    with pytest.raises(ConfigError) as info:
+        prepare_data(_config(noise=noise))
+    message = str(info.value)
+    assert message.startswith(f"noise {noise} leaves class ") and "1438 training samples of digits" in message, message
+    assert f"pass {bound} " in message
+    prepare_data(_config(noise=_minimum_in(message)))
+
+
+def test_too_few_samples_for_any_noise_say_so():
+    config = RecordConfig(dataset="synthetic", synthetic="train=15,test=10,classes=10,shape=1x2x2", epochs=1)
+    with pytest.raises(ConfigError, match="no noise rate gives each of the 10 classes a clean and a noisy sample"):
+        prepare_data(config)
+    assert prepare_data(config.replace(noise=0.0)).noisy.is_noisy.sum() == 0
+
+
+def test_noise_free_run_may_have_an_empty_noisy_group():
+    data = prepare_data(_config(noise=0.0, probe_noisy=0, train_size=10, probe_clean=10, test_size=10, probe_test=10))
+    assert data.probe_sizes == {"clean": 10, "noisy": 0, "test": 10}
+    for group in ("clean", "test"):
+        labels = data.noisy.original_labels if group == "clean" else data.dataset.test_labels
+        assert sorted(labels[data.probes[group]]) == list(range(10))

@@ -62,7 +62,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     data.add_argument("--test-size", type=int, metavar="N", help="seeded class-stratified test subset of N samples, evaluated every epoch "
                       "(default: all; evaluation of the 10,000 CIFAR-10 test images dominates the epoch time of small training subsets on a CPU)")
     data.add_argument("--noise", type=float, metavar="RATE", help=f"fraction of training labels replaced, exactly round(RATE*N) samples, class-stratified (default: {D['noise']}, the study's setting)")
-    data.add_argument("--noise-mode", choices=list(NOISE_MODES), help=f"other: new label uniform over the other classes; uniform: over all classes (default: {D['noise_mode']})")
+    data.add_argument("--noise-mode", choices=list(NOISE_MODES), help=f"other: new label uniform over the other classes; uniform: over all classes, so about one drawn label "
+                      f"in CLASSES is the original one and stays clean: the realised noise rate is below RATE, about "
+                      f"RATE*(1-1/CLASSES); only changed labels count as noisy (default: {D['noise_mode']})")
     data.add_argument("--normalize", choices=list(NORMALIZATIONS), help=f"channel: subtract per-channel mean and divide by std of the TRAINING images; none: raw [0,1] pixels (default: {D['normalize']})")
 
     train = parser.add_argument_group("training")

@@ -1,13 +1,18 @@
 """Settings of a recording run: :class:`RecordConfig` and the parsers of its text forms.
 
-Torch-free, so that ``actlab --help`` and config validation stay fast.
+Torch-free, so that ``actlab --help`` and config validation stay fast. Every
+setting is checked by type and range on construction, whatever its source
+(flags, a TOML file, Python); a bad one raises a one-line
+:class:`~actlab.errors.ConfigError` naming the flag, the value and what to give.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,87 @@ SCHEDULE_FORMS = "a list '0,1,5,10', 'every:K' or 'log:N'"
 SYNTHETIC_DEFAULTS: dict[str, Any] = {"train": 1000, "test": 500, "classes": 10, "shape": (3, 8, 8), "seed": 0}
 """Defaults of ``--synthetic`` (the tiny generated dataset)."""
 
+MAX_EPOCHS = 1_000_000
+"""Upper bound of ``epochs`` and ``checkpoint-every``: a million epochs of even the digits set take weeks."""
+MAX_BATCH_SIZE = 2**24
+"""Upper bound of ``batch-size`` and ``eval-batch-size`` (16,777,216): far beyond any dataset the recorder reads."""
+MAX_WIDTH = 2**16
+"""Upper bound of a hidden width (65,536): one hidden-to-hidden weight matrix of that width alone takes 16 GiB."""
+MAX_SEED = 2**32 - 1
+"""Upper bound of seeds: the range every random generator used (NumPy, torch) accepts."""
+MAX_SYNTHETIC_SAMPLES = 1_000_000
+"""Upper bound of the synthetic ``train`` and ``test`` sizes: the generator is meant for tests and benchmarks."""
+MAX_SYNTHETIC_CLASSES = 10_000
+"""Upper bound of the synthetic ``classes``."""
+MAX_SYNTHETIC_SIDE = 512
+"""Upper bound of each synthetic image dimension (channels, height, width)."""
+
+SYNTHETIC_EXAMPLE = "'train=1000,test=500,classes=10,shape=3x8x8,seed=0'"
+
+
+# -- checks of single values ------------------------------------------------------------
+
+
+def _flag(name: str) -> str:
+    """The flag spelling of a field name (``batch_size`` -> ``batch-size``)."""
+    return name.replace("_", "-")
+
+
+def _is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer proper (a bool or a float with a whole value is not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool, not a string)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None, why: str = "") -> int:
+    """``value`` as an ``int`` when it is an integer in [low, high] (no upper end when ``high`` is None).
+
+    Otherwise a ConfigError naming the flag, the value and the range; ``why`` explains the upper end.
+    """
+    if not _is_int(value) or value < low or (high is not None and value > high):
+        expected = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}{why}"
+        raise ConfigError(f"{_flag(name)} {value!r} is not {expected}; pass one in that range")
+    return int(value)
+
+
+def _check_number(name: str, value: Any, expected: str, inside: Callable[[float], bool]) -> float:
+    """``value`` as a ``float`` when it is a finite number that ``inside`` accepts, else a ConfigError naming the flag.
+
+    ``expected`` says the accepted range in words (``"> 0"``, ``"in [0, 1)"``).
+    """
+    finite = _is_real(value) and (_is_int(value) or math.isfinite(value))
+    if not finite or not inside(value):
+        raise ConfigError(f"{_flag(name)} {value!r} is not a finite number {expected}; pass one {expected}")
+    return float(value)
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    """``value`` when it is a real bool (the string ``"no"`` is not false, it is an error)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{_flag(name)} {value!r} is not a boolean; write true or false (unquoted in TOML)")
+    return value
+
+
+def _check_path(name: str, value: Any) -> str | None:
+    """``value`` as a ``str`` when it is ``None`` or a non-empty path (str or os.PathLike), else a ConfigError."""
+    if value is None:
+        return None
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text.strip() or "\0" in text:
+        raise ConfigError(f"{_flag(name)} {value!r} is not a folder path; give a non-empty string")
+    return text
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+# -- parsers of the text forms -----------------------------------------------------------
 
 def parse_schedule(spec: str | Sequence[int], n_epochs: int) -> list[int]:
     """Turn a record-epoch schedule into the sorted list of epochs it names.
@@ -71,11 +157,10 @@ def parse_schedule(spec: str | Sequence[int], n_epochs: int) -> list[int]:
             epochs = [int(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise ConfigError(f"record-epochs {spec!r} is malformed; use {SCHEDULE_FORMS}") from None
+    elif isinstance(spec, (list, tuple)) and all(_is_int(e) for e in spec):
+        epochs = [int(e) for e in spec]
     else:
-        try:
-            epochs = [int(e) for e in spec]
-        except (TypeError, ValueError):
-            raise ConfigError(f"record-epochs {spec!r} is malformed; use {SCHEDULE_FORMS}") from None
+        raise ConfigError(f"record-epochs {spec!r} is malformed; use {SCHEDULE_FORMS}")
     if not epochs:
         raise ConfigError(f"record-epochs {spec!r} names no epoch; use {SCHEDULE_FORMS}")
     bad = [e for e in epochs if e < 0 or e > n_epochs]
@@ -104,28 +189,37 @@ def log_epochs(n: int, last: int) -> list[int]:
 
 
 def parse_widths(spec: int | str | Sequence[int], n_hidden: int) -> tuple[int, ...]:
-    """One width per hidden layer from ``512`` (all equal) or ``"512,256,..."`` (one each)."""
-    if isinstance(spec, int):
+    """One width per hidden layer from ``512`` (all equal) or ``"512,256,..."`` / ``[512, 256, ...]`` (one each).
+
+    Each width is an integer from 1 to :data:`MAX_WIDTH`; anything else raises ConfigError.
+    """
+    if _is_int(spec):
         values = [spec]
     elif isinstance(spec, str):
         try:
             values = [int(part) for part in spec.split(",")]
         except ValueError:
             raise ConfigError(f"width {spec!r} is malformed; use one integer or a comma list with one per hidden layer") from None
+    elif isinstance(spec, (list, tuple)) and spec and all(_is_int(v) for v in spec):
+        values = list(spec)
     else:
-        values = [int(v) for v in spec]
+        raise ConfigError(f"width {spec!r} is malformed; use one integer or a list with one integer per hidden layer")
     if len(values) == 1:
         values = values * n_hidden
     if len(values) != n_hidden:
         raise ConfigError(f"width lists {len(values)} values but the model has {n_hidden} hidden layers; give one value or {n_hidden}")
-    if any(v < 1 for v in values):
-        raise ConfigError(f"widths must be positive; got {values}")
-    return tuple(values)
+    if not all(1 <= v <= MAX_WIDTH for v in values):
+        raise ConfigError(f"width {spec!r} is out of range; give widths from 1 to {MAX_WIDTH} (wider layers do not fit in memory)")
+    return tuple(int(v) for v in values)
 
 
 def parse_synthetic(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
-    """Parameters of the synthetic dataset from ``"train=1000,test=500,classes=10,shape=3x8x8,seed=0"`` or a mapping."""
-    result = dict(SYNTHETIC_DEFAULTS)
+    """Parameters of the synthetic dataset from ``"train=1000,test=500,classes=10,shape=3x8x8,seed=0"`` or a mapping.
+
+    ``train`` and ``test`` run from ``classes`` to :data:`MAX_SYNTHETIC_SAMPLES`, ``classes`` from 2 to
+    :data:`MAX_SYNTHETIC_CLASSES`, ``seed`` from 0 to :data:`MAX_SEED`, and ``shape`` is CxHxW with
+    sides from 1 to :data:`MAX_SYNTHETIC_SIDE`; anything else raises ConfigError.
+    """
     if spec is None:
         items: dict[str, Any] = {}
     elif isinstance(spec, str):
@@ -133,43 +227,68 @@ def parse_synthetic(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
         for part in filter(None, (p.strip() for p in spec.split(","))):
             key, sep, value = part.partition("=")
             if not sep:
-                raise ConfigError(f"synthetic {spec!r}: {part!r} is not key=value; use e.g. 'train=1000,test=500,classes=10,shape=3x8x8'")
+                raise ConfigError(f"synthetic {spec!r}: {part!r} is not key=value; use e.g. {SYNTHETIC_EXAMPLE}")
             items[key.strip()] = value.strip()
-    else:
+    elif isinstance(spec, Mapping):
         items = dict(spec)
+    else:
+        raise ConfigError(f"synthetic {spec!r} is malformed; use e.g. {SYNTHETIC_EXAMPLE} or a TOML table with those keys")
     unknown = set(items) - set(SYNTHETIC_DEFAULTS)
     if unknown:
-        raise ConfigError(f"synthetic has unknown keys {sorted(unknown)}; use {sorted(SYNTHETIC_DEFAULTS)}")
-    try:
-        for key, value in items.items():
-            if key == "shape":
-                shape = value.lower().split("x") if isinstance(value, str) else value
-                result["shape"] = tuple(int(s) for s in shape)
-            else:
-                result[key] = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"synthetic {spec!r} is malformed; use e.g. 'train=1000,test=500,classes=10,shape=3x8x8,seed=0'") from None
-    if len(result["shape"]) != 3 or min(result["shape"]) < 1:
-        raise ConfigError(f"synthetic shape must be CxHxW with positive sizes; got {result['shape']}")
-    if result["classes"] < 2 or result["train"] < result["classes"] or result["test"] < 1:
-        raise ConfigError(f"synthetic needs classes >= 2, train >= classes and test >= 1; got {items}")
+        raise ConfigError(f"synthetic has unknown keys {sorted(unknown, key=str)}; use {sorted(SYNTHETIC_DEFAULTS)}")
+    result = dict(SYNTHETIC_DEFAULTS)
+    for key, value in items.items():
+        if key == "shape":
+            result["shape"] = _synthetic_shape(value)
+        else:
+            result[key] = _synthetic_int(key, value)
+    limits = {"classes": (2, MAX_SYNTHETIC_CLASSES), "train": (result["classes"], MAX_SYNTHETIC_SAMPLES),
+              "test": (result["classes"], MAX_SYNTHETIC_SAMPLES), "seed": (0, MAX_SEED)}
+    for key, (low, high) in limits.items():
+        if not low <= result[key] <= high:
+            raise ConfigError(f"synthetic {key}={result[key]} is out of range (classes={result['classes']}); "
+                              f"give {key} from {low} to {high}")
     result["shape"] = list(result["shape"])
     return result
 
 
-def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+def _synthetic_int(key: str, value: Any) -> int:
+    """One integer parameter of the synthetic spec: an int, or its decimal text."""
+    if _is_int(value):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"synthetic {key}={value!r} is not an integer; use e.g. {SYNTHETIC_EXAMPLE}")
 
 
-def _as_floats(name: str, value: Any, count: int) -> tuple[float, ...]:
+def _synthetic_shape(value: Any) -> tuple[int, ...]:
+    """The synthetic image shape from ``"3x8x8"`` or ``[3, 8, 8]``: three sides from 1 to MAX_SYNTHETIC_SIDE."""
+    parts = value.lower().split("x") if isinstance(value, str) else value
     try:
-        values = tuple(float(v) for v in (value.split(",") if isinstance(value, str) else value))
+        shape = tuple(int(p) if isinstance(p, str) else p for p in parts)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} {value!r} is malformed; give {count} comma-separated numbers") from None
-    if len(values) != count:
-        raise ConfigError(f"{name} needs {count} numbers; got {value!r}")
-    return values
+        shape = ()
+    if len(shape) != 3 or not all(_is_int(side) and 1 <= side <= MAX_SYNTHETIC_SIDE for side in shape):
+        raise ConfigError(f"synthetic shape {value!r} is malformed; give CxHxW with sides from 1 to {MAX_SYNTHETIC_SIDE}, e.g. 3x8x8")
+    return tuple(int(side) for side in shape)
+
+
+def _check_betas(value: Any) -> tuple[float, float]:
+    """Adam's betas from ``"0.9,0.999"`` or a pair of numbers, each finite in [0, 1)."""
+    if isinstance(value, str):
+        try:
+            values: Any = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            values = ()
+    else:
+        values = tuple(value) if isinstance(value, (list, tuple)) else ()
+    finite = all(_is_real(v) and (_is_int(v) or math.isfinite(v)) for v in values)
+    if len(values) != 2 or not finite or not all(0.0 <= v < 1.0 for v in values):
+        raise ConfigError(f"betas {value!r} is not two finite numbers in [0, 1); pass e.g. 0.9,0.999")
+    return float(values[0]), float(values[1])
 
 
 @dataclass(frozen=True)
@@ -177,7 +296,10 @@ class RecordConfig:
     """Every setting of a recording run, validated on construction.
 
     Field names equal the ``actlab record`` flags with underscores. See
-    ``actlab record --help`` for each default and its reason.
+    ``actlab record --help`` for each default and its reason. After
+    construction ``width`` holds one width per hidden layer (a tuple),
+    ``betas`` a pair of floats and paths are strings; numbers are plain
+    ``int`` and ``float``, so :meth:`to_dict` is JSON-ready.
     """
 
     model: str = "mlp7"
@@ -218,29 +340,29 @@ class RecordConfig:
         _check_choice("normalize", self.normalize, NORMALIZATIONS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)
-        object.__setattr__(self, "width", parse_widths(self.width, self.n_hidden))
-        object.__setattr__(self, "betas", _as_floats("betas", self.betas, 2))
+        checked: dict[str, Any] = {
+            "width": parse_widths(self.width, self.n_hidden),
+            "betas": _check_betas(self.betas),
+            "data_dir": _check_path("data_dir", self.data_dir),
+            "out": _check_path("out", self.out),
+            "noise": _check_number("noise", self.noise, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
+            "lr": _check_number("lr", self.lr, "> 0", lambda v: v > 0.0),
+            "weight_decay": _check_number("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0.0),
+            "epochs": _check_int("epochs", self.epochs, 1, MAX_EPOCHS, " (a million epochs would run for weeks)"),
+            "checkpoint_every": _check_int("checkpoint_every", self.checkpoint_every, 0, MAX_EPOCHS, " (the bound of epochs)"),
+            "batch_size": _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE, " (2**24, beyond any dataset)"),
+            "eval_batch_size": _check_int("eval_batch_size", self.eval_batch_size, 1, MAX_BATCH_SIZE, " (2**24, beyond any dataset)"),
+            "seed": _check_int("seed", self.seed, 0, MAX_SEED, " (2**32 - 1, what every random generator accepts)"),
+        }
+        for name in ("download", "overwrite", "progress", "cuda_graphs", "flush_denormal"):
+            checked[name] = _check_bool(name, getattr(self, name))
+        for name, low in (("train_size", 1), ("test_size", 1), ("probe_clean", 0), ("probe_noisy", 0), ("probe_test", 0)):
+            if getattr(self, name) is not None:
+                checked[name] = _check_int(name, getattr(self, name), low)  # the dataset bounds it: prepare_data
         if self.synthetic is not None or self.dataset == "synthetic":
-            object.__setattr__(self, "synthetic", parse_synthetic(self.synthetic))
-        for name in ("epochs", "batch_size", "eval_batch_size", "seed", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer; got {value!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ConfigError("epochs, batch-size and eval-batch-size must be at least 1")
-        if self.seed < 0 or self.checkpoint_every < 0:
-            raise ConfigError("seed and checkpoint-every must be >= 0")
-        if not (isinstance(self.noise, (int, float)) and 0.0 <= self.noise < 1.0):
-            raise ConfigError(f"noise must be a rate in [0, 1); got {self.noise!r}")
-        if self.lr <= 0 or self.weight_decay < 0 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ConfigError(f"need lr > 0, weight-decay >= 0 and betas in [0, 1); got lr={self.lr}, "
-                              f"weight-decay={self.weight_decay}, betas={self.betas}")
-        for name in ("train_size", "test_size", "probe_clean", "probe_noisy", "probe_test"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ConfigError(f"{name.replace('_', '-')} must be a non-negative integer; got {value!r}")
-        if self.train_size == 0 or self.test_size == 0:
-            raise ConfigError("train-size and test-size must be at least 1")
+            checked["synthetic"] = parse_synthetic(self.synthetic)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
         schedule = parse_schedule(self.record_epochs, self.epochs)
         if not isinstance(self.record_epochs, str):
             object.__setattr__(self, "record_epochs", tuple(schedule))
@@ -293,11 +415,18 @@ class RecordConfig:
         return cls(**values)
 
     def replace(self, **changes: Any) -> RecordConfig:
-        """A copy with some settings changed (validated again)."""
+        """A copy with some settings changed (validated again).
+
+        Changing ``model`` without ``width`` keeps a width shared by all hidden
+        layers (so ``RecordConfig().replace(model="mlp3")`` has two layers of
+        512); a list of distinct widths stays and must then fit the new model.
+        """
         names = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - names)
         if unknown:
             raise ConfigError(f"unknown record settings {unknown}; see 'actlab record --help' for the names")
+        if "model" in changes and "width" not in changes and len(set(self.width)) == 1:
+            changes["width"] = self.width[0]  # one shared width follows the model to its own number of layers
         return replace(self, **changes)
 
 

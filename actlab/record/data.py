@@ -7,10 +7,13 @@ seed and is class-stratified where the class balance matters.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import pickle
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,16 +235,44 @@ def _read_cifar_py(folder: Path) -> ImageDataset:
 
 
 def _download_cifar_py(root: Path) -> None:
-    try:
-        from torchvision.datasets import CIFAR10
+    """Let torchvision download CIFAR-10 into ``root``; a failed attempt leaves nothing behind.
 
+    On failure every entry the attempt added to ``root`` is removed, and so are
+    the folders it created (``root`` and missing parents); a folder that
+    existed before is never removed.
+    """
+    created = [folder for folder in (root, *root.parents) if not folder.exists()]  # deepest first
+    before = set(root.iterdir()) if root.is_dir() else set()
+    try:
         root.mkdir(parents=True, exist_ok=True)
-        CIFAR10(root=str(root), train=True, download=True)
+        _fetch_cifar_py(root)
     except Exception as exc:  # no network, no permission, ...
+        _undo_download(root, before, created)
         raise DataError(
             f"CIFAR-10 not found in {root.resolve()} and the download failed ({type(exc).__name__}: {exc}); "
             f"pass --data-dir DIR or set ACTLAB_DATA to the folder holding {CIFAR10_BIN_DIRNAME}/"
         ) from None
+
+
+def _fetch_cifar_py(root: Path) -> None:
+    """torchvision's download of the python CIFAR-10 (archive and ``cifar-10-batches-py/``) into the folder ``root``."""
+    from torchvision.datasets import CIFAR10
+
+    CIFAR10(root=str(root), train=True, download=True)
+
+
+def _undo_download(root: Path, before: set[Path], created: list[Path]) -> None:
+    """Remove what a failed download made: entries of ``root`` not in ``before``, then the ``created`` folders, deepest first."""
+    if root.is_dir():
+        for entry in set(root.iterdir()) - before:
+            with contextlib.suppress(OSError):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+    for folder in created:
+        with contextlib.suppress(OSError):  # not empty: something else lives there now, keep it
+            folder.rmdir()
 
 
 def load_digits() -> ImageDataset:
@@ -355,7 +386,8 @@ class NoisyLabels:
         Assigned labels (used in training).
     original_labels : ndarray of int64, shape (sample,)
     is_noisy : ndarray of bool, shape (sample,)
-        Samples chosen for noise injection.
+        Samples whose assigned label differs from the original one (a sample
+        drawn for noise that got its own label back is clean).
     """
 
     labels: np.ndarray
@@ -371,7 +403,7 @@ def inject_label_noise(
     mode: str = "other",
     seed: int | np.random.Generator = 0,
 ) -> NoisyLabels:
-    """Replace the labels of exactly ``round(rate * N)`` class-stratified random samples.
+    """Draw new labels for exactly ``round(rate * N)`` class-stratified random samples.
 
     Parameters
     ----------
@@ -380,13 +412,18 @@ def inject_label_noise(
         Fraction of samples to corrupt, in [0, 1).
     n_classes : int
     mode : {"other", "uniform"}
-        ``"other"``: new label uniform over the other classes (always differs);
-        ``"uniform"``: uniform over all classes (may equal the original).
+        ``"other"``: new label uniform over the other classes (always differs,
+        so exactly ``round(rate * N)`` labels change); ``"uniform"``: uniform
+        over all classes, so about one drawn label in ``n_classes`` equals the
+        original and the realised noise rate is below ``rate`` (about
+        ``rate * (1 - 1 / n_classes)``).
     seed : int or numpy Generator
 
     Returns
     -------
     NoisyLabels
+        ``is_noisy`` marks exactly the samples whose assigned label differs
+        from the original one, in both modes.
     """
     if mode not in ("other", "uniform"):
         raise ConfigError(f"unknown noise mode {mode!r}; choose other or uniform")
@@ -401,9 +438,7 @@ def inject_label_noise(
         assigned[chosen] = (original[chosen] + shift) % n_classes
     else:
         assigned[chosen] = rng.integers(0, n_classes, size=len(chosen))
-    is_noisy = np.zeros(len(original), dtype=bool)
-    is_noisy[chosen] = True
-    return NoisyLabels(labels=assigned, original_labels=original, is_noisy=is_noisy)
+    return NoisyLabels(labels=assigned, original_labels=original, is_noisy=assigned != original)
 
 
 # -- normalisation -----------------------------------------------------------------------
@@ -472,6 +507,12 @@ def select_probes(
     -------
     dict of group -> ndarray of int64
         Sorted indices into the training set (clean, noisy) or test set (test).
+
+    Raises
+    ------
+    ConfigError
+        When a size exceeds its group, or leaves a class of a non-empty group
+        without probes (the message names the smallest size that covers them all).
     """
     from actlab.record.config import DEFAULT_PROBE_SIZE
 
@@ -491,9 +532,35 @@ def select_probes(
             raise ConfigError(f"probe-{group} {requested} exceeds the {len(pool)} {group} samples available; pass at most {len(pool)}")
         else:
             size = requested
+        _check_probe_coverage(group, requested, size, strata[group][pool])
         picked = stratified_subset(strata[group][pool], size, rng)
         result[group] = pool[picked]
     return result
+
+
+def _stratified_counts(labels: np.ndarray, size: int) -> np.ndarray:
+    """Per-class sample counts of ``stratified_subset(labels, size)`` (classes present in ``labels``, in order)."""
+    counts = np.unique(labels, return_counts=True)[1]
+    return _allocate(counts, size)
+
+
+def _first_size(candidates: Iterable[int], works: Callable[[int], bool]) -> int | None:
+    """The first candidate size that ``works``, or None."""
+    return next((size for size in candidates if works(size)), None)
+
+
+def _check_probe_coverage(group: str, requested: int | None, size: int, labels: np.ndarray) -> None:
+    """Raise ConfigError when ``size`` probes drawn from a pool with ``labels`` leave one of its classes without probes."""
+    if len(labels) == 0:
+        return
+    classes = np.unique(labels)
+    counts = _stratified_counts(labels, size)
+    if counts.min() >= 1:
+        return
+    minimum = _first_size(range(len(classes), len(labels) + 1), lambda n: _stratified_counts(labels, n).min() >= 1)
+    given = f"{size}" if requested is not None else f"{size} (the default)"
+    raise ConfigError(f"probe-{group} {given} leaves class {classes[counts.argmin()]} without {group} probes "
+                      f"({len(classes)} classes in the {len(labels)} {group} samples); pass at least {minimum}")
 
 
 # -- a run's data ------------------------------------------------------------------------
@@ -555,11 +622,112 @@ def _subset_index(labels: np.ndarray, size: int | None, option: str, split: str,
     return stratified_subset(labels, size, rng)
 
 
+MAX_SIZE_TRIES = 2000
+"""Candidate sizes or noise counts simulated at most when an error message looks for the smallest that works."""
+
+
+def _noisy_training_labels(config: Any, labels: np.ndarray, size: int | None, n_classes: int, noise: float) -> NoisyLabels:
+    """The training labels ``prepare_data`` makes from the full training ``labels`` with ``size`` samples and ``noise``."""
+    index = _subset_index(labels, size, "train-size", "training", "the dataset", rng_for(config.seed, _STREAM_SUBSET))
+    return inject_label_noise(labels[index], noise, n_classes, mode=config.noise_mode, seed=rng_for(config.seed, _STREAM_NOISE))
+
+
+def _training_gap(noisy: NoisyLabels, n_classes: int, noise: float) -> tuple[int, str] | None:
+    """The first class without clean training samples, or (when ``noise > 0``) without noisy ones, and which kind lacks."""
+    clean = np.bincount(noisy.original_labels[~noisy.is_noisy], minlength=n_classes)
+    changed = np.bincount(noisy.original_labels[noisy.is_noisy], minlength=n_classes)
+    for k in range(n_classes):
+        if clean[k] == 0:
+            return k, "clean"
+        if noise > 0 and changed[k] == 0:
+            return k, "noisy"
+    return None
+
+
+def _could_work(size: int, noisy_count: int, n_classes: int, noise: float, mode: str) -> bool:
+    """Cheap necessary condition for ``size`` training samples with ``noisy_count`` drawn for noise to cover every class."""
+    if noise == 0:
+        return size >= n_classes
+    clean_enough = size - noisy_count >= n_classes if mode == "other" else size >= 2 * n_classes
+    return noisy_count >= n_classes and clean_enough
+
+
+def _rate_text(count: int, total: int) -> str:
+    """The shortest decimal rate that draws exactly ``count`` of ``total`` samples (``round(rate * total) == count``)."""
+    for digits in range(1, 17):
+        text = f"{count / total:.{digits}g}"
+        if round(float(text) * total) == count:
+            return text
+    return repr(count / total)
+
+
+def _check_training_classes(config: Any, labels: np.ndarray, noisy: NoisyLabels, class_names: tuple[str, ...],
+                            dataset_name: str) -> None:
+    """Raise ConfigError when ``noisy`` leaves a class without clean, or (noise > 0) noisy, training samples.
+
+    The message names the flag to change and its smallest working value,
+    found by re-running the seeded subset and noise with candidate values:
+    ``train-size`` when a larger one fixes it, else ``noise`` on the
+    training set of ``train-size`` (all of ``labels`` when not given).
+    """
+    n_classes, noise, mode = len(class_names), config.noise, config.noise_mode
+    gap = _training_gap(noisy, n_classes, noise)
+    if gap is None:
+        return
+    missing = f"class {class_names[gap[0]]!r} without {gap[1]} training samples"
+    if np.bincount(labels, minlength=n_classes).min() == 0:
+        raise DataError(f"the training set of {dataset_name} leaves {missing}; use a dataset with every class in its training set")
+
+    def covers(size: int | None, rate: float) -> bool:
+        return _training_gap(_noisy_training_labels(config, labels, size, n_classes, rate), n_classes, rate) is None
+
+    if config.train_size is not None:
+        sizes = (n for n in range(config.train_size + 1, len(labels) + 1)
+                 if _could_work(n, round(noise * n), n_classes, noise, mode))
+        minimum = _first_size(itertools.islice(sizes, MAX_SIZE_TRIES), lambda n: covers(n, noise))
+        if minimum is not None:
+            raise ConfigError(f"train-size {config.train_size} leaves {missing} ({n_classes} classes, noise {noise:g}, "
+                              f"noise-mode {mode}); pass at least {minimum}")
+    total = len(labels) if config.train_size is None else config.train_size
+    counts = range(1, total) if gap[1] == "noisy" else range(total - 1, 0, -1)
+    candidates = (m for m in counts if _could_work(total, m, n_classes, m / total, mode))
+    count = _first_size(itertools.islice(candidates, MAX_SIZE_TRIES), lambda m: covers(config.train_size, m / total))
+    where = f"the {total} training samples of {dataset_name}"
+    if count is None:
+        raise ConfigError(f"noise {noise:g} leaves {missing}, and no noise rate gives each of the {n_classes} classes a "
+                          f"clean and a noisy sample among {where}; pass --noise 0 or use more training samples")
+    bound = "at least" if gap[1] == "noisy" else "at most"
+    raise ConfigError(f"noise {noise:g} leaves {missing} among {where} ({n_classes} classes, noise-mode {mode}); "
+                      f"pass {bound} {_rate_text(count, total)}")
+
+
+def _check_test_classes(labels: np.ndarray, test_index: np.ndarray, test_size: int | None,
+                        class_names: tuple[str, ...], dataset_name: str) -> None:
+    """Raise ConfigError when the test subset leaves a class without samples (DataError when the full test set does)."""
+    counts = np.bincount(labels[test_index], minlength=len(class_names))
+    if counts.min() >= 1:
+        return
+    missing = f"class {class_names[counts.argmin()]!r} without test samples"
+    if test_size is None or np.bincount(labels, minlength=len(class_names)).min() == 0:
+        raise DataError(f"the test set of {dataset_name} leaves {missing}; use a dataset with every class in its test set")
+    minimum = _first_size(range(test_size + 1, len(labels) + 1), lambda n: _stratified_counts(labels, n).min() >= 1)
+    raise ConfigError(f"test-size {test_size} leaves {missing} ({len(class_names)} classes); pass at least {minimum}")
+
+
 def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedData:
     """Load (unless given), subset, corrupt, normalise and pick probes as ``config`` (a RecordConfig) says.
 
     Every step is seeded by ``config.seed``; the same config gives the same
     result, which is what ``--resume`` relies on.
+
+    Raises
+    ------
+    ConfigError
+        When ``train-size``, ``test-size``, ``noise`` or a probe size leaves a
+        class without clean training samples, without noisy training samples
+        (noise > 0), without test samples, or without probes in a non-empty
+        probe group; the message names the flag, its value and the smallest
+        (or largest) value that works.
     """
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.resolved_data_dir, download=config.download,
@@ -568,14 +736,16 @@ def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedDa
                                 dataset.name, rng_for(config.seed, _STREAM_SUBSET))
     test_index = _subset_index(dataset.test_labels, config.test_size, "test-size", "test",
                                dataset.name, rng_for(config.seed, _STREAM_TEST_SUBSET))
+    _check_test_classes(dataset.test_labels, test_index, config.test_size, dataset.class_names, dataset.name)
+    full_train_labels = dataset.train_labels
     if config.train_size is not None or config.test_size is not None:
         dataset = ImageDataset(
             name=dataset.name, train_images=dataset.train_images[train_index], train_labels=dataset.train_labels[train_index],
             test_images=dataset.test_images[test_index], test_labels=dataset.test_labels[test_index],
             class_names=dataset.class_names, description=dataset.description,
         )
-    noisy = inject_label_noise(dataset.train_labels, config.noise, dataset.n_classes, mode=config.noise_mode,
-                               seed=rng_for(config.seed, _STREAM_NOISE))
+    noisy = _noisy_training_labels(config, full_train_labels, config.train_size, dataset.n_classes, config.noise)
+    _check_training_classes(config, full_train_labels, noisy, dataset.class_names, dataset.name)
     mean, std = normalization_stats(dataset.train_images, config.normalize)
     probes = select_probes(
         noisy, dataset.test_labels,
