@@ -1,10 +1,11 @@
 """The run store: the one place where actlab's on-disk schema is defined.
 
 Recording (torch) writes through :class:`RunWriter`; analysis (xarray/dask)
-reads through :func:`open_store`. This module imports neither half, only
-NumPy, zarr and xarray. ``docs/store-format.md`` describes the same schema
-for people; keep the two in step and bump :data:`SCHEMA_VERSION` on any
-incompatible change.
+reads through :func:`open_store` and checks the chunks of committed epochs with
+:func:`damaged_chunks`. This module imports neither half, only NumPy, zarr and
+xarray. ``docs/store-format.md`` is the contract for people (enough to write a
+compatible store without actlab); keep the two in step and bump
+:data:`SCHEMA_VERSION` on any incompatible change.
 
 Layout of a run directory::
 
@@ -13,13 +14,17 @@ Layout of a run directory::
       checkpoint.pt          latest training checkpoint (record side only)
       analysis/              written by ``actlab analyze``
 
-    store.zarr/                      root attrs: schema_version, status, config, dataset, layers, ...
+    store.zarr/                      root attrs: schema_version, status, config, dataset, layers, groups, ...
       metrics/                       dim epoch (every epoch 0..n_epochs)
         epoch                        int32, -1 until that epoch's metrics are committed
         train_clean_loss, ...        float64
       probes/                        dim sample (+ channel, height, width)
         sample, dataset_index, group, label, original_label, is_noisy
         image                        uint8 (sample, channel, height, width)
+      training/                      dim train_sample: every training sample used, in training order
+        dataset_index, label, original_label, is_noisy
+      evaluation/                    dim test_sample: every test sample evaluated
+        dataset_index, label
       layers/                        dim epoch (recorded epochs only)
         epoch                        int32, -1 until that recorded epoch is committed
         <layer>/                     one group per captured module, in forward order
@@ -27,17 +32,26 @@ Layout of a run directory::
           weight                     float32 (epoch, unit, in_unit)
           bias                       float32 (epoch, unit)
 
+Integrity
+---------
+Every array ends its codec chain with a CRC32C checksum, so a flipped bit fails
+on read; the readers here turn that into a :class:`~actlab.errors.StoreError`
+naming the array. The per-epoch layer arrays are sharded (one shard file per
+epoch, index at the end with its own CRC32C); :func:`damaged_chunks` reads only
+the shard tails to find missing, empty or truncated shards and missing inner
+chunks of committed epochs, which zarr would otherwise read as NaN.
+
 Commit protocol
 ---------------
 Arrays are allocated at full size when the run is created. Each write of a
 chunk or metadata document is atomic (zarr's ``LocalStore`` writes to a
 temporary file and renames it). A recorded epoch is written as whole shards,
-one per layer (a single writer, no read-modify-write), and becomes visible
-only when its slot in ``layers/epoch`` is set, which is written last. Metrics
-are committed the same way through ``metrics/epoch``. Readers keep the slots
-whose epoch is not -1, so a store killed at any moment still opens and shows
-every committed epoch. Root attribute ``status`` reads ``"recording"`` until
-the run finishes and ``"complete"`` after (the partial marker).
+one per layer and array (a single writer, no read-modify-write), and becomes
+visible only when its slot in ``layers/epoch`` is set, which is written last.
+Metrics are committed the same way through ``metrics/epoch``. Readers keep the
+slots whose epoch is not -1, so a store killed at any moment still opens and
+shows every committed epoch. Root attribute ``status`` reads ``"recording"``
+until the run finishes and ``"complete"`` after (the partial marker).
 """
 
 from __future__ import annotations
@@ -52,16 +66,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ShardingCodec
 
 from actlab.errors import StoreError
 from actlab.files import PARTIAL_SUFFIX, exchange, follow_umask, write_marker
 
-SCHEMA_VERSION = 1
-"""Bumped on any change that older readers cannot read."""
+SCHEMA_VERSION = 2
+"""Bumped on any change that older readers cannot read (2: CRC32C on every array, sharded parameters,
+``training/`` and ``evaluation/`` groups)."""
 
 STORE_DIRNAME = "store.zarr"
 CHECKPOINT_FILENAME = "checkpoint.pt"
@@ -71,7 +87,10 @@ STATUS_RECORDING = "recording"
 STATUS_COMPLETE = "complete"
 
 GROUPS: tuple[str, ...] = ("clean", "noisy", "test")
-"""Probe groups; stored as int8 codes in this order (``flag_values``)."""
+"""Probe groups in the order this writer stores them (root attr ``groups``); readers take the order from the store."""
+
+ACTIVATIONS: tuple[str, ...] = ("relu", "identity")
+"""Allowed ``activation`` of a layer: the nonlinearity the model applies to ``preact``."""
 
 UNCOMMITTED = -1
 """Fill value of the ``epoch`` commit arrays: slot not (yet) committed."""
@@ -94,12 +113,13 @@ SAMPLE_CHUNK = 512
 
 
 WRITE_CONFIG = {"write_empty_chunks": True}
-"""Array configuration of activations and parameters: every chunk is written as given. Recorded data are
-never all fill value, so zarr's check for empty chunks (a full comparison per write) is skipped."""
+"""Array configuration of every array: every chunk is written as given, even one that equals the fill value,
+so that a chunk missing from a committed epoch always means damage (and zarr's full comparison per write
+is skipped)."""
 
 
 def default_compressors() -> tuple[Any, ...]:
-    """Codecs of the activation and parameter arrays: fast Blosc-LZ4 with byte shuffle, then a CRC32C checksum.
+    """Codecs of every array: fast Blosc-LZ4 with byte shuffle, then a CRC32C checksum.
 
     The checksum makes a corrupted chunk fail loudly on read instead of returning garbage.
     """
@@ -172,6 +192,50 @@ class ProbeSet:
         return len(self.images)
 
 
+@dataclass(frozen=True)
+class Subsets:
+    """The training and test samples a run used, so that its metrics can be checked from the store alone.
+
+    Parameters
+    ----------
+    train_index : ndarray of int, shape (train_sample,)
+        Index into the full training set of every training sample used, in training order.
+    train_label : ndarray of int, shape (train_sample,)
+        Assigned label (after noise injection), the one trained on.
+    train_original_label : ndarray of int, shape (train_sample,)
+        Label before noise injection.
+    train_is_noisy : ndarray of bool, shape (train_sample,)
+        Whether the sample was chosen for noise injection.
+    test_index : ndarray of int, shape (test_sample,)
+        Index into the full test set of every test sample evaluated (``test_loss``, ``test_acc``).
+    test_label : ndarray of int, shape (test_sample,)
+        Label of each evaluated test sample.
+    """
+
+    train_index: np.ndarray
+    train_label: np.ndarray
+    train_original_label: np.ndarray
+    train_is_noisy: np.ndarray
+    test_index: np.ndarray
+    test_label: np.ndarray
+
+    def __post_init__(self) -> None:
+        for prefix, names in (("train", ("label", "original_label", "is_noisy")), ("test", ("label",))):
+            n = len(getattr(self, f"{prefix}_index"))
+            for name in names:
+                value = np.asarray(getattr(self, f"{prefix}_{name}"))
+                if value.shape != (n,):
+                    raise ValueError(f"{prefix}_{name} must have shape ({n},) like {prefix}_index; got {value.shape}")
+
+    @classmethod
+    def of_probes(cls, probes: ProbeSet, test_group: int = GROUPS.index("test")) -> Subsets:
+        """Subsets made of the probes alone: for synthetic stores whose only training and test samples are the probes."""
+        train = probes.group != test_group
+        return cls(train_index=probes.dataset_index[train], train_label=probes.label[train],
+                   train_original_label=probes.original_label[train], train_is_noisy=probes.is_noisy[train],
+                   test_index=probes.dataset_index[~train], test_label=probes.label[~train])
+
+
 def store_path(run_dir: str | os.PathLike) -> Path:
     """Path of the Zarr store inside a run directory."""
     return Path(run_dir) / STORE_DIRNAME
@@ -218,6 +282,7 @@ class RunWriter:
         dataset: Mapping[str, Any],
         layers: Sequence[LayerSpec],
         probes: ProbeSet,
+        subsets: Subsets,
         record_epochs: Sequence[int],
         n_epochs: int,
         activation_dtype: str = "float32",
@@ -240,9 +305,11 @@ class RunWriter:
         dataset : mapping
             Dataset description: name, class_names, sizes, checksums.
         layers : sequence of LayerSpec
-            Captured layers in forward order.
+            Captured layers in forward order; ``activation`` one of :data:`ACTIVATIONS`.
         probes : ProbeSet
             The probe samples.
+        subsets : Subsets
+            The training samples used (with their labels) and the test samples evaluated.
         record_epochs : sequence of int
             Epochs whose activations are recorded, ascending, within [0, n_epochs].
         n_epochs : int
@@ -259,6 +326,9 @@ class RunWriter:
             raise ValueError(f"record_epochs must be strictly increasing and non-empty; got {record_epochs}")
         if record_epochs[0] < 0 or record_epochs[-1] > n_epochs:
             raise ValueError(f"record_epochs must lie within [0, {n_epochs}]; got {record_epochs}")
+        for layer in layers:
+            if layer.activation not in ACTIVATIONS:
+                raise ValueError(f"layer {layer.name} has activation {layer.activation!r}; choose one of {ACTIVATIONS}")
         target = store_path(run_dir)
         if target.exists() and not replace:
             raise StoreError(f"{run_dir} already holds a run store; continue it with 'actlab record --resume {run_dir}'")
@@ -273,6 +343,7 @@ class RunWriter:
                 dataset=dataset,
                 layers=layers,
                 probes=probes,
+                subsets=subsets,
                 record_epochs=record_epochs,
                 n_epochs=n_epochs,
                 activation_dtype=activation_dtype,
@@ -370,6 +441,65 @@ class RunWriter:
         self.attrs = dict(self._root.attrs)
 
 
+# -- the schema ------------------------------------------------------------------------
+
+ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "metrics/epoch": (("epoch",), ("int32",)),
+    **{f"metrics/{name}": (("epoch",), ("float64",)) for name in METRICS},
+    "probes/sample": (("sample",), ("int64",)),
+    "probes/dataset_index": (("sample",), ("int64",)),
+    "probes/group": (("sample",), ("int8",)),
+    "probes/label": (("sample",), ("int16",)),
+    "probes/original_label": (("sample",), ("int16",)),
+    "probes/is_noisy": (("sample",), ("bool",)),
+    "probes/image": (("sample", "channel", "height", "width"), ("uint8",)),
+    "training/dataset_index": (("train_sample",), ("int64",)),
+    "training/label": (("train_sample",), ("int16",)),
+    "training/original_label": (("train_sample",), ("int16",)),
+    "training/is_noisy": (("train_sample",), ("bool",)),
+    "evaluation/dataset_index": (("test_sample",), ("int64",)),
+    "evaluation/label": (("test_sample",), ("int16",)),
+    "layers/epoch": (("epoch",), ("int32",)),
+}
+"""Every array outside the layer groups: path -> (dimension_names, allowed dtypes)."""
+
+LAYER_ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "preact": (("epoch", "sample", "unit"), ("float32", "float16")),
+    "weight": (("epoch", "unit", "in_unit"), ("float32",)),
+    "bias": (("epoch", "unit"), ("float32",)),
+}
+"""The per-epoch arrays of every ``layers/<layer>`` group: name -> (dimension_names, allowed dtypes)."""
+
+COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch")
+
+
+def _fill_value(path: str, dtype: str) -> Any:
+    if path in COMMIT_ARRAYS:
+        return UNCOMMITTED
+    return np.nan if dtype.startswith("float") else False if dtype == "bool" else 0
+
+
+def _create(root: zarr.Group, path: str, shape: tuple[int, ...], *, dtype: str | None = None,
+            values: np.ndarray | None = None, chunks: tuple[int, ...] | None = None,
+            shards: tuple[int, ...] | None = None, attributes: Mapping[str, Any]) -> zarr.Array:
+    """Create one array of the schema (dims, dtype and fill value from :data:`ARRAYS` / :data:`LAYER_ARRAYS`).
+
+    An unsharded array is written whole at once (``values``, else its fill value); a sharded one (the per-epoch
+    layer arrays) is left empty for :meth:`RunWriter.write_epoch`.
+    """
+    group, name = path.rsplit("/", 1)
+    dims, dtypes = ARRAYS[path] if path in ARRAYS else LAYER_ARRAYS[name]
+    dtype = dtype or dtypes[0]
+    array = root[group].create_array(
+        name, shape=shape, chunks=chunks or tuple(max(s, 1) for s in shape), shards=shards, dtype=dtype,
+        fill_value=_fill_value(path, dtype), dimension_names=dims, compressors=default_compressors(),
+        config=WRITE_CONFIG, attributes=dict(attributes),
+    )
+    if shards is None:  # every chunk outside the per-epoch layer arrays exists from the start
+        array[...] = np.full(shape, array.fill_value, dtype) if values is None else np.asarray(values).astype(dtype)
+    return array
+
+
 def _allocate(
     path: Path,
     *,
@@ -377,6 +507,7 @@ def _allocate(
     dataset: Mapping[str, Any],
     layers: Sequence[LayerSpec],
     probes: ProbeSet,
+    subsets: Subsets,
     record_epochs: list[int],
     n_epochs: int,
     activation_dtype: str,
@@ -401,72 +532,67 @@ def _allocate(
             }
         )
     )
+    commit = {"long_name": "training epoch", "units": "epoch", "commit": "-1 = not committed"}
 
-    metrics = root.create_group("metrics", attributes={"description": "per-epoch loss and accuracy, epoch 0 = initialisation"})
+    root.create_group("metrics", attributes={"description": "per-epoch loss and accuracy, epoch 0 = initialisation"})
     n_metric = n_epochs + 1
-    metrics.create_array(
-        "epoch", shape=(n_metric,), chunks=(n_metric,), dtype="int32", fill_value=UNCOMMITTED,
-        dimension_names=("epoch",), attributes={"long_name": "training epoch", "units": "epoch", "commit": "-1 = not committed"},
-    )
+    _create(root, "metrics/epoch", (n_metric,), attributes=commit)
     for name, (long_name, units) in METRICS.items():
-        metrics.create_array(
-            name, shape=(n_metric,), chunks=(n_metric,), dtype="float64", fill_value=np.nan,
-            dimension_names=("epoch",), attributes={"long_name": long_name, "units": units},
-        )
+        _create(root, f"metrics/{name}", (n_metric,), attributes={"long_name": long_name, "units": units})
 
     n = len(probes)
-    probe_group = root.create_group("probes", attributes={"description": "fixed probe samples, ordered clean, noisy, test"})
+    root.create_group("probes", attributes={"description": "fixed probe samples, ordered by group code"})
     coords: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
-        "sample": (np.arange(n, dtype="int64"), {"long_name": "probe sample"}),
-        "dataset_index": (probes.dataset_index.astype("int64"), {"long_name": "index in the training set (clean, noisy) or test set (test)"}),
-        "group": (probes.group.astype("int8"), {"long_name": "probe group", "flag_values": list(range(len(GROUPS))), "flag_meanings": " ".join(GROUPS)}),
-        "label": (probes.label.astype("int16"), {"long_name": "label used in training (assigned, possibly noisy)"}),
-        "original_label": (probes.original_label.astype("int16"), {"long_name": "label before noise injection"}),
-        "is_noisy": (probes.is_noisy.astype(bool), {"long_name": "label noise injected"}),
+        "sample": (np.arange(n), {"long_name": "probe sample"}),
+        "dataset_index": (probes.dataset_index, {"long_name": "index in the training set (clean, noisy) or test set (test)"}),
+        "group": (probes.group, {"long_name": "probe group", "flag_values": list(range(len(GROUPS))), "flag_meanings": " ".join(GROUPS)}),
+        "label": (probes.label, {"long_name": "label used in training (assigned, possibly noisy)"}),
+        "original_label": (probes.original_label, {"long_name": "label before noise injection"}),
+        "is_noisy": (probes.is_noisy, {"long_name": "chosen for label noise injection"}),
     }
     for name, (values, attrs) in coords.items():
-        array = probe_group.create_array(
-            name, shape=values.shape, chunks=values.shape, dtype=values.dtype, dimension_names=("sample",), attributes=attrs
-        )
-        array[...] = values
-    image = probe_group.create_array(
-        "image", shape=probes.images.shape, chunks=(min(n, 1024), *probes.images.shape[1:]), dtype="uint8",
-        dimension_names=("sample", "channel", "height", "width"), compressors=default_compressors(),
-        attributes={"long_name": "probe input image", "units": "pixel intensity 0-255",
-                    "coordinates": " ".join(name for name in coords if name != "sample")},
-    )
-    image[...] = probes.images
+        _create(root, f"probes/{name}", (n,), values=values, attributes=attrs)
+    _create(root, "probes/image", probes.images.shape, values=probes.images, chunks=(min(n, 1024), *probes.images.shape[1:]),
+            attributes={"long_name": "probe input image", "units": "pixel intensity 0-255",
+                        "coordinates": " ".join(name for name in coords if name != "sample")})
+
+    root.create_group("training", attributes={"description": "every training sample used, in training order"})
+    n_train = len(subsets.train_index)
+    for name, values, long_name in (
+        ("dataset_index", subsets.train_index, "index in the full training set"),
+        ("label", subsets.train_label, "label used in training (assigned, possibly noisy)"),
+        ("original_label", subsets.train_original_label, "label before noise injection"),
+        ("is_noisy", subsets.train_is_noisy, "chosen for label noise injection"),
+    ):
+        _create(root, f"training/{name}", (n_train,), values=values, attributes={"long_name": long_name})
+    root.create_group("evaluation", attributes={"description": "every test sample evaluated (test_loss, test_acc)"})
+    n_test = len(subsets.test_index)
+    _create(root, "evaluation/dataset_index", (n_test,), values=subsets.test_index, attributes={"long_name": "index in the full test set"})
+    _create(root, "evaluation/label", (n_test,), values=subsets.test_label, attributes={"long_name": "test label"})
 
     n_slots = len(record_epochs)
-    layer_root = root.create_group("layers", attributes={"description": "recorded epochs; one group per captured layer"})
-    layer_root.create_array(
-        "epoch", shape=(n_slots,), chunks=(n_slots,), dtype="int32", fill_value=UNCOMMITTED,
-        dimension_names=("epoch",), attributes={"long_name": "training epoch", "units": "epoch", "commit": "-1 = not committed"},
-    )
+    root.create_group("layers", attributes={"description": "recorded epochs; one group per captured layer"})
+    _create(root, "layers/epoch", (n_slots,), attributes=commit)
     sample_chunk = min(n, SAMPLE_CHUNK)
     sample_shard = -(-n // sample_chunk) * sample_chunk
     for layer in layers:
-        node = layer_root.create_group(layer.name, attributes=_json_safe(asdict(layer)))
-        node.create_array(
-            "preact", shape=(n_slots, n, layer.width), chunks=(1, sample_chunk, layer.width),
-            shards=(1, sample_shard, layer.width), dtype=activation_dtype, fill_value=np.nan,
-            dimension_names=("epoch", "sample", "unit"), compressors=default_compressors(), config=WRITE_CONFIG,
-            attributes={"long_name": f"pre-activation of {layer.name} ({layer.module})", "units": "1",
-                        "activation": layer.activation},
-        )
-        node.create_array(
-            "weight", shape=(n_slots, layer.width, layer.fan_in), chunks=(1, layer.width, layer.fan_in),
-            dtype="float32", fill_value=np.nan, dimension_names=("epoch", "unit", "in_unit"),
-            compressors=default_compressors(), config=WRITE_CONFIG, attributes={"long_name": f"weight of {layer.module}", "units": "1"},
-        )
-        node.create_array(
-            "bias", shape=(n_slots, layer.width), chunks=(1, layer.width), dtype="float32", fill_value=np.nan,
-            dimension_names=("epoch", "unit"), compressors=default_compressors(), config=WRITE_CONFIG,
-            attributes={"long_name": f"bias of {layer.module}", "units": "1"},
-        )
+        root["layers"].create_group(layer.name, attributes=_json_safe(asdict(layer)))
+        base = f"layers/{layer.name}"
+        _create(root, f"{base}/preact", (n_slots, n, layer.width), dtype=activation_dtype,
+                chunks=(1, sample_chunk, layer.width), shards=(1, sample_shard, layer.width),
+                attributes={"long_name": f"pre-activation of {layer.name} ({layer.module})", "units": "1",
+                            "activation": layer.activation})
+        whole = (1, layer.width, layer.fan_in)
+        _create(root, f"{base}/weight", (n_slots, layer.width, layer.fan_in), chunks=whole, shards=whole,
+                attributes={"long_name": f"weight of {layer.module}", "units": "1"})
+        _create(root, f"{base}/bias", (n_slots, layer.width), chunks=whole[:2], shards=whole[:2],
+                attributes={"long_name": f"bias of {layer.module}", "units": "1"})
 
 
 # -- reading ---------------------------------------------------------------------------
+
+_NO_CHUNK = 2**64 - 1
+"""Offset and size of an absent inner chunk in a shard index."""
 
 
 def check_schema(attrs: Mapping[str, Any], where: str | os.PathLike) -> None:
@@ -489,9 +615,106 @@ def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         attrs = dict(zarr.open_group(path, mode="r", zarr_format=3).attrs)
     except Exception as exc:  # unreadable metadata
-        raise StoreError(f"{path} cannot be opened ({exc}); the store is damaged") from exc
+        raise StoreError(f"{path} cannot be opened ({exception_line(exc)}); the store is damaged") from exc
     check_schema(attrs, run_dir)
     return attrs
+
+
+def exception_line(exc: BaseException) -> str:
+    """``<type>: <message>`` of an exception on one line (zarr and numcodecs messages may span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def damage_error(where: str | os.PathLike, what: str) -> StoreError:
+    """The one-line error of a damaged store: ``<where>: <what>; the store is damaged, record the run again``."""
+    return StoreError(f"{where}: {what}; the store is damaged, record the run again")
+
+
+def _breach(where: str | os.PathLike, what: str) -> StoreError:
+    return StoreError(f"{where}: {what}; the store breaks the contract of docs/store-format.md, fix the program that wrote it")
+
+
+def layer_array_name(layer: str, array: str, epoch: int) -> str:
+    """How errors name one epoch of a per-epoch layer array: ``array layers/<layer>/<array> (layer <layer> epoch <epoch>)``."""
+    return f"array layers/{layer}/{array} (layer {layer} epoch {epoch})"
+
+
+def _check_root_attrs(attrs: Mapping[str, Any], where: Path) -> None:
+    """The binding root attributes: ``layers``, ``record_epochs``, ``n_epochs``, ``groups``, ``status``."""
+    if attrs.get("status") not in (STATUS_RECORDING, STATUS_COMPLETE):
+        raise _breach(where, f"root attr status is {attrs.get('status')!r}, not {STATUS_RECORDING!r} or {STATUS_COMPLETE!r}")
+    n_epochs, record_epochs = attrs.get("n_epochs"), attrs.get("record_epochs")
+    if not isinstance(n_epochs, int) or n_epochs < 0:
+        raise _breach(where, f"root attr n_epochs is {n_epochs!r}, not an integer >= 0")
+    if (not isinstance(record_epochs, list) or not record_epochs or not all(isinstance(e, int) for e in record_epochs)
+            or sorted(set(record_epochs)) != record_epochs or record_epochs[0] < 0 or record_epochs[-1] > n_epochs):
+        raise _breach(where, f"root attr record_epochs is {record_epochs!r}, not increasing integers within [0, n_epochs]")
+    groups = attrs.get("groups")
+    if not isinstance(groups, list) or sorted(map(str, groups)) != sorted(GROUPS) or len(groups) != len(GROUPS):
+        raise _breach(where, f"root attr groups is {groups!r}, not the names {list(GROUPS)} in some order")
+    layers = attrs.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise _breach(where, f"root attr layers is {layers!r}, not a non-empty list of layer specs")
+    for spec in layers:
+        fields = {"name": str, "width": int, "fan_in": int, "activation": str, "module": str}
+        if not isinstance(spec, dict) or any(not isinstance(spec.get(k), t) for k, t in fields.items()):
+            raise _breach(where, f"root attr layers holds {spec!r}, not a spec with {', '.join(fields)}")
+        if spec["activation"] not in ACTIVATIONS:
+            raise _breach(where, f"layer {spec['name']} has activation {spec['activation']!r}, not one of {ACTIVATIONS}")
+    names = [spec["name"] for spec in layers]
+    if len(set(names)) != len(names):
+        raise _breach(where, f"root attr layers repeats a name: {names}")
+
+
+def _open_array(store: Path, path: str, dims: tuple[str, ...], dtypes: tuple[str, ...], sizes: dict[str, int],
+                where: Path) -> zarr.Array:
+    """Open one array and check it against the contract: dimension_names, dtype, dim lengths, CRC32C last.
+
+    ``sizes`` holds the known length of each dim name and learns those not known yet.
+    """
+    try:
+        array = zarr.open_array(store / path, mode="r", zarr_format=3)
+    except Exception as exc:
+        raise damage_error(where, f"array {path} is missing or its metadata cannot be read ({exception_line(exc)})") from exc
+    found = tuple(array.metadata.dimension_names or ())
+    if found != dims:
+        raise _breach(where, f"array {path} has dimension_names {found}, expected {dims}")
+    if str(array.dtype) not in dtypes:
+        raise _breach(where, f"array {path} has dtype {array.dtype}, expected {' or '.join(dtypes)}")
+    for dim, size in zip(dims, array.shape):
+        if sizes.setdefault(dim, size) != size:
+            raise _breach(where, f"array {path} has {size} along {dim}, expected {sizes[dim]}")
+    if not array.compressors or not isinstance(array.compressors[-1], Crc32cCodec):
+        raise _breach(where, f"array {path} does not end its codecs with crc32c")
+    if path in COMMIT_ARRAYS and array.metadata.fill_value != UNCOMMITTED:
+        raise _breach(where, f"commit array {path} has fill_value {array.metadata.fill_value}, expected {UNCOMMITTED}")
+    return array
+
+
+def _read(store: Path, path: str, sizes: dict[str, int], where: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Values and attrs of one (unsharded) array of :data:`ARRAYS`, every chunk present and checksummed."""
+    array = _open_array(store, path, *ARRAYS[path], sizes, where)
+    if array.shards is not None:
+        raise _breach(where, f"array {path} is sharded; only the arrays of layers/<layer> are")
+    chunk_shape = array.metadata.chunk_grid.chunk_shape
+    for coords in np.ndindex(*(-(-s // c) for s, c in zip(array.shape, chunk_shape))):
+        key = array.metadata.encode_chunk_key(coords)
+        chunk = store / path / key
+        if not chunk.is_file() or chunk.stat().st_size == 0:
+            raise damage_error(where, f"array {path} lacks chunk {STORE_DIRNAME}/{path}/{key} (missing or empty)")
+    try:
+        return np.asarray(array[...]), dict(array.attrs)
+    except Exception as exc:
+        raise damage_error(where, f"array {path} cannot be read ({exception_line(exc)})") from exc
+
+
+def _committed_slots(values: np.ndarray, expected: Sequence[int], path: str, where: Path) -> np.ndarray:
+    """Indices of the committed slots of a commit array; each slot holds -1 or its expected epoch."""
+    bad = np.flatnonzero((values != UNCOMMITTED) & (values != np.asarray(expected)))
+    if len(bad):
+        raise damage_error(where, f"array {path} holds {int(values[bad[0]])} in slot {int(bad[0])}, "
+                            f"expected {int(expected[bad[0]])} or {UNCOMMITTED}")
+    return np.flatnonzero(values != UNCOMMITTED)
 
 
 @dataclass(frozen=True)
@@ -507,8 +730,13 @@ class StoreView:
     metrics : xr.Dataset
         Dims (epoch,): every committed epoch's metrics, in memory.
     probes : xr.Dataset
-        Dims (sample, channel, height, width): ``image`` (lazy) with probe coords
-        ``group`` (str), ``label``, ``original_label``, ``is_noisy``, ``dataset_index``.
+        Dims (sample, channel, height, width), in memory: ``image`` with probe coords ``group`` (str, decoded
+        with root attr ``groups``), ``label``, ``original_label``, ``is_noisy``, ``dataset_index``.
+    training : xr.Dataset
+        Dims (train_sample,): ``dataset_index``, ``label``, ``original_label``, ``is_noisy`` of every training
+        sample used, in training order.
+    evaluation : xr.Dataset
+        Dims (test_sample,): ``dataset_index`` and ``label`` of every evaluated test sample.
     layers : dict of str -> xr.Dataset
         Per layer, in forward order: ``preact`` (epoch, sample, unit), ``weight``
         (epoch, unit, in_unit), ``bias`` (epoch, unit), all dask-backed with one
@@ -519,6 +747,8 @@ class StoreView:
     attrs: dict[str, Any]
     metrics: xr.Dataset
     probes: xr.Dataset
+    training: xr.Dataset
+    evaluation: xr.Dataset
     layers: dict[str, xr.Dataset]
 
     @property
@@ -533,17 +763,51 @@ class StoreView:
         return first["epoch"].values
 
 
-def _open_group(path: Path, group: str) -> xr.Dataset:
-    return xr.open_zarr(path, group=group, consolidated=False, zarr_format=3, chunks=None, decode_times=False)
+def _dataset(store: Path, group: str, names: Sequence[str], sizes: dict[str, int], where: Path,
+             keep: np.ndarray | None = None) -> xr.Dataset:
+    variables = {}
+    for name in names:
+        values, attrs = _read(store, f"{group}/{name}", sizes, where)
+        dims = ARRAYS[f"{group}/{name}"][0]
+        variables[name] = (dims, values if keep is None else values[keep], attrs)
+    return xr.Dataset(variables)
 
 
-def _committed(ds: xr.Dataset) -> xr.Dataset:
-    keep = np.flatnonzero(ds["epoch"].values != UNCOMMITTED)
-    return ds.isel(epoch=keep)
+def _check_labels(ds: xr.Dataset, group: str, n_classes: int | None, where: Path) -> None:
+    """Labels within the classes; a sample not chosen for noise keeps its original label."""
+    for name in ("label", "original_label"):
+        if name in ds and len(ds[name]) and (ds[name].min() < 0 or (n_classes is not None and ds[name].max() >= n_classes)):
+            raise damage_error(where, f"array {group}/{name} holds labels outside 0..{(n_classes or 1) - 1}")
+    if "is_noisy" in ds and np.any((ds["label"].values != ds["original_label"].values) & ~ds["is_noisy"].values):
+        raise damage_error(where, f"array {group}/label differs from {group}/original_label where {group}/is_noisy is false")
+
+
+def _check_probes(probes: xr.Dataset, training: xr.Dataset, evaluation: xr.Dataset, where: Path) -> None:
+    """Probe groups agree with is_noisy; training probes agree with ``training/``, test probes with ``evaluation/``."""
+    group = probes["group"].values
+    for name, expected in (("clean", False), ("noisy", True), ("test", False)):
+        if np.any(probes["is_noisy"].values[group == name] != expected):
+            raise damage_error(where, f"array probes/is_noisy is {not expected} for a {name} probe")
+    for subset_name, subset, names, mask in (("training", training, ("label", "original_label", "is_noisy"), group != "test"),
+                                             ("evaluation", evaluation, ("label",), group == "test")):
+        index = subset["dataset_index"].values
+        wanted = probes["dataset_index"].values[mask]
+        if not len(wanted):
+            continue
+        order = np.argsort(index, kind="stable")
+        pos = order[np.minimum(np.searchsorted(index, wanted, sorter=order), len(index) - 1)] if len(index) else None
+        if pos is None or np.any(index[pos] != wanted):
+            raise damage_error(where, f"array probes/dataset_index names a sample missing from {subset_name}/dataset_index")
+        for name in names:
+            if np.any(probes[name].values[mask] != subset[name].values[pos]):
+                raise damage_error(where, f"array probes/{name} disagrees with {subset_name}/{name}")
 
 
 def open_store(run_dir: str | os.PathLike) -> StoreView:
-    """Open a run store lazily, showing committed epochs only.
+    """Open a run store, showing committed epochs only, after checking it against the contract.
+
+    Every array outside the layer groups is read (and its CRC32C checked) here; the layer arrays stay lazy.
+    Check their chunks with :func:`damaged_chunks`.
 
     Parameters
     ----------
@@ -553,59 +817,133 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
     Returns
     -------
     StoreView
+
+    Raises
+    ------
+    StoreError
+        Not a run, another schema version, an array missing, damaged or not as ``docs/store-format.md`` says;
+        the message names the array.
     """
     run_dir = Path(run_dir)
     attrs = read_attrs(run_dir)
+    _check_root_attrs(attrs, run_dir)
     path = store_path(run_dir)
-    try:
-        metrics = _committed(_open_group(path, "metrics"))[list(METRICS)].load()
-        probes = _open_group(path, "probes")
-        layer_epochs = _open_group(path, "layers")["epoch"]
-    except Exception as exc:
-        raise StoreError(f"{path} cannot be read ({exc}); the store is damaged") from exc
-    group_codes = probes["group"].values
-    probes = probes.assign_coords(
-        sample=probes["sample"].values,
-        group=("sample", np.asarray(GROUPS, dtype=object)[group_codes], probes["group"].attrs),
-    )
-    for name in ("dataset_index", "label", "original_label", "is_noisy"):
-        probes = probes.set_coords(name) if name in probes.data_vars else probes
-        probes[name] = probes[name].load()
+    n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
+
+    metric_epochs, epoch_attrs = _read(path, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
+    keep = _committed_slots(metric_epochs, range(n_epochs + 1), "metrics/epoch", run_dir)
+    metrics = _dataset(path, "metrics", list(METRICS), {"epoch": n_epochs + 1}, run_dir, keep)
+    metrics = metrics.assign_coords(epoch=("epoch", metric_epochs[keep], epoch_attrs))
+
+    sizes: dict[str, int] = {}
+    probes = _dataset(path, "probes", ["sample", "dataset_index", "group", "label", "original_label", "is_noisy", "image"],
+                      sizes, run_dir)
+    groups = np.asarray(attrs["groups"], dtype=object)
+    codes = probes["group"].values
+    if len(codes) and (codes.min() < 0 or codes.max() >= len(groups)):
+        raise damage_error(run_dir, f"array probes/group holds codes outside 0..{len(groups) - 1} (root attr groups)")
+    probes = probes.assign_coords(group=("sample", groups[codes], probes["group"].attrs))
+    probes = probes.set_coords(["sample", "dataset_index", "label", "original_label", "is_noisy"])
+    training = _dataset(path, "training", ["dataset_index", "label", "original_label", "is_noisy"], sizes, run_dir)
+    evaluation = _dataset(path, "evaluation", ["dataset_index", "label"], sizes, run_dir)
+    class_names = attrs.get("dataset", {}).get("class_names")
+    for name, ds in (("probes", probes), ("training", training), ("evaluation", evaluation)):
+        _check_labels(ds, name, len(class_names) if class_names else None, run_dir)
+    _check_probes(probes, training, evaluation, run_dir)
+
+    layer_epochs, layer_epoch_attrs = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
+    committed = _committed_slots(layer_epochs, record_epochs, "layers/epoch", run_dir)
     probe_coords = {name: probes[name] for name in ("group", "dataset_index", "label", "original_label", "is_noisy")}
-    keep = np.flatnonzero(layer_epochs.values != UNCOMMITTED)
     layers: dict[str, xr.Dataset] = {}
     for spec in attrs["layers"]:
         name = spec["name"]
-        try:
-            node = xr.open_zarr(
-                path, group=f"layers/{name}", consolidated=False, zarr_format=3,
-                chunks={"epoch": 1, "sample": -1, "unit": -1, "in_unit": -1},
-            )
-        except Exception as exc:
-            raise StoreError(f"{path}/layers/{name} cannot be read ({exc}); the store is damaged") from exc
-        node = node.assign_coords(epoch=("epoch", layer_epochs.values, layer_epochs.attrs))
-        node = node.isel(epoch=keep)
+        layer_sizes = {"epoch": len(record_epochs), "sample": probes.sizes["sample"], "unit": spec["width"],
+                       "in_unit": spec["fan_in"]}
+        for array, (dims, dtypes) in LAYER_ARRAYS.items():
+            _check_sharded(_open_array(path, f"layers/{name}/{array}", dims, dtypes, layer_sizes, run_dir), run_dir)
+        node = xr.open_zarr(path, group=f"layers/{name}", consolidated=False, zarr_format=3,
+                            chunks={"epoch": 1, "sample": -1, "unit": -1, "in_unit": -1})
+        node = node.assign_coords(epoch=("epoch", layer_epochs, layer_epoch_attrs)).isel(epoch=committed)
         node = node.assign_coords(sample=probes["sample"].values, **probe_coords)
         node.attrs.update(spec)
         layers[name] = node
-    return StoreView(path=run_dir, attrs=attrs, metrics=metrics, probes=probes, layers=layers)
+    return StoreView(path=run_dir, attrs=attrs, metrics=metrics, probes=probes, training=training,
+                     evaluation=evaluation, layers=layers)
 
 
-def missing_chunks(run_dir: str | os.PathLike) -> list[str]:
-    """Shard files that a committed epoch should have but the store lacks.
+def _check_sharded(array: zarr.Array, where: Path) -> None:
+    """A per-epoch layer array must be sharded one epoch per shard, its index at the end with a CRC32C."""
+    codec = array.metadata.codecs[0] if array.metadata.codecs else None
+    index_codecs = [c.to_dict()["name"] for c in codec.index_codecs] if isinstance(codec, ShardingCodec) else []
+    if (not isinstance(codec, ShardingCodec) or codec.index_location.value != "end" or index_codecs != ["bytes", "crc32c"]
+            or array.metadata.chunk_grid.chunk_shape[0] != 1):
+        raise _breach(where, f"array {array.path} is not sharded one epoch per shard with index_location end and "
+                             "index_codecs bytes, crc32c")
 
-    Zarr reads a missing chunk as its fill value; this check turns silent
-    NaNs into an error the caller can report.
+
+def _shard_problems(array: zarr.Array, store: Path, path: str, slot: int) -> list[str]:
+    """What is wrong with the shards of one epoch slot, from their tails only (the shard index)."""
+    codec = array.metadata.codecs[0]
+    shard_shape = array.metadata.chunk_grid.chunk_shape
+    per_shard = tuple(s // c for s, c in zip(shard_shape, codec.chunk_shape))
+    index_size = 16 * int(np.prod(per_shard)) + 4
+    problems = []
+    for coords in np.ndindex(*(-(-s // c) for s, c in zip(array.shape[1:], shard_shape[1:]))):
+        key = array.metadata.encode_chunk_key((slot, *coords))
+        name = f"{STORE_DIRNAME}/{path}/{key}"
+        try:
+            with open(store / path / key, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < index_size:
+                    problems.append(f"has an empty or truncated shard {name} ({size} bytes)")
+                    continue
+                fh.seek(size - index_size)
+                tail = fh.read(index_size)
+        except FileNotFoundError:
+            problems.append(f"lacks chunk {name}")
+            continue
+        if google_crc32c.value(tail[:-4]) != int.from_bytes(tail[-4:], "little"):
+            problems.append(f"has a truncated or damaged shard {name} (its index fails the CRC32C check)")
+            continue
+        entries = np.frombuffer(tail[:-4], dtype="<u8").reshape(*per_shard, 2)
+        origin = np.multiply((slot, *coords), shard_shape)
+        for local in np.ndindex(*per_shard):
+            if np.any(origin + np.multiply(local, codec.chunk_shape) >= array.shape):
+                continue  # beyond the edge of the array: never written
+            offset, nbytes = (int(v) for v in entries[local])
+            if offset == _NO_CHUNK:
+                problems.append(f"has a shard {name} that lacks inner chunk {local}")
+            elif offset + nbytes > size - index_size:
+                problems.append(f"has a truncated shard {name} (inner chunk {local} ends past the data)")
+    return problems
+
+
+def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
+    """Every problem with the shards of the committed epochs, one line each, naming the array and epoch.
+
+    Zarr reads a missing or empty shard, or a missing inner chunk, as its fill value (NaN); this check
+    turns silent NaNs into an error the caller can report. It reads only the shard indexes at the file
+    tails and checks their CRC32C, that every inner chunk is present and lies within the file.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"array layers/hidden2/preact (layer hidden2 epoch 30) lacks chunk store.zarr/layers/hidden2/preact/c/3/0/0"``;
+        empty when the store is intact.
     """
     run_dir = Path(run_dir)
-    path = store_path(run_dir)
     attrs = read_attrs(run_dir)
-    slots = np.asarray(zarr.open_array(path / "layers" / "epoch", mode="r")[...])
-    missing = []
+    _check_root_attrs(attrs, run_dir)
+    path = store_path(run_dir)
+    record_epochs = attrs["record_epochs"]
+    slots, _ = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
+    committed = _committed_slots(slots, record_epochs, "layers/epoch", run_dir)
+    problems = []
     for spec in attrs["layers"]:
-        for slot in np.flatnonzero(slots != UNCOMMITTED):
-            for array, key in (("preact", f"c/{slot}/0/0"), ("weight", f"c/{slot}/0/0"), ("bias", f"c/{slot}/0")):
-                chunk = path / "layers" / spec["name"] / array / key
-                if not chunk.is_file():
-                    missing.append(str(chunk.relative_to(run_dir)))
-    return missing
+        for name in LAYER_ARRAYS:
+            array_path = f"layers/{spec['name']}/{name}"
+            array = zarr.open_array(path / array_path, mode="r", zarr_format=3)
+            _check_sharded(array, run_dir)
+            problems += [f"{layer_array_name(spec['name'], name, record_epochs[slot])} {problem}"
+                         for slot in committed for problem in _shard_problems(array, path, array_path, int(slot))]
+    return problems

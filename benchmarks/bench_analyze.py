@@ -27,7 +27,7 @@ import numpy as np
 
 def build_store(run_dir: Path, *, layers: int, units: int, probes: int, epochs: int, classes: int, seed: int = 0) -> None:
     """Write a synthetic run with class structure, label noise and one large unit in hidden1."""
-    from actlab.store import METRICS, LayerSpec, ProbeSet, RunWriter
+    from actlab.store import METRICS, LayerSpec, ProbeSet, RunWriter, Subsets
 
     rng = np.random.default_rng(seed)
     n_clean, n_noisy = probes * 7 // 15, probes * 3 // 15
@@ -42,7 +42,8 @@ def build_store(run_dir: Path, *, layers: int, units: int, probes: int, epochs: 
     specs = [LayerSpec(f"hidden{i + 1}", units, units, "relu", f"body.{2 * i}") for i in range(layers)]
     specs.append(LayerSpec("output", classes, units, "identity", "head"))
     writer = RunWriter.create(run_dir, config={"model": "synthetic"}, dataset={"class_names": [str(c) for c in range(classes)]},
-                              layers=specs, probes=probe_set, record_epochs=list(range(epochs)), n_epochs=epochs - 1,
+                              layers=specs, probes=probe_set, subsets=Subsets.of_probes(probe_set),
+                              record_epochs=list(range(epochs)), n_epochs=epochs - 1,
                               overwrite=True)
     centres = {s.name: rng.standard_normal((classes, s.width)).astype(np.float32) for s in specs}
     params = {s.name: (np.zeros((s.width, s.fan_in), np.float32), np.zeros(s.width, np.float32)) for s in specs}

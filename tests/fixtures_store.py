@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actlab.store import METRICS, LayerSpec, ProbeSet, RunWriter
+from actlab.store import METRICS, LayerSpec, ProbeSet, RunWriter, Subsets
 
 N_CLASSES = 4
 RECORD_EPOCHS = [0, 10, 20, 30, 40, 50]
@@ -108,6 +108,22 @@ def planted_probes(rng: np.random.Generator, *, n_clean: int = 120, n_noisy: int
     return probes, amplitude
 
 
+def planted_subsets(probes: ProbeSet, *, n_extra_train: int = 60, n_extra_test: int = 40) -> Subsets:
+    """Training and evaluated test samples that hold the probes (same indices and labels) plus clean extras."""
+    train = probes.group != 2
+    extra_train = np.arange(n_extra_train) % N_CLASSES
+    extra_test = np.arange(n_extra_test) % N_CLASSES
+    n_train, n_test = int(train.sum()), int((~train).sum())
+    return Subsets(
+        train_index=np.concatenate([probes.dataset_index[train], n_train + np.arange(n_extra_train)]),
+        train_label=np.concatenate([probes.label[train], extra_train]),
+        train_original_label=np.concatenate([probes.original_label[train], extra_train]),
+        train_is_noisy=np.concatenate([probes.is_noisy[train], np.zeros(n_extra_train, bool)]),
+        test_index=np.concatenate([probes.dataset_index[~train], n_test + np.arange(n_extra_test)]),
+        test_label=np.concatenate([probes.label[~train], extra_test]),
+    )
+
+
 def planted_preacts(probes: ProbeSet, amplitude: np.ndarray, scale: float, rng: np.random.Generator,
                     wrong_test: np.ndarray) -> dict[str, np.ndarray]:
     """Pre-activations of one epoch (see the module docstring)."""
@@ -137,7 +153,7 @@ def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double
     writer = RunWriter.create(
         run_dir, config={"model": "planted", "seed": seed},
         dataset={"name": "planted", "class_names": [f"c{i}" for i in range(N_CLASSES)]},
-        layers=LAYERS, probes=probes, record_epochs=RECORD_EPOCHS, n_epochs=N_EPOCHS,
+        layers=LAYERS, probes=probes, subsets=planted_subsets(probes), record_epochs=RECORD_EPOCHS, n_epochs=N_EPOCHS,
     )
     planted = Planted(run_dir=Path(run_dir), probes=probes, amplitude=amplitude, wrong_test=wrong_test[probes.group == 2])
     planted.metrics = planted_metrics(double_descent=double_descent, seed=seed)

@@ -11,7 +11,7 @@ import zarr
 import actlab
 from actlab.analysis import analyze
 from actlab.errors import StoreError
-from actlab.store import LayerSpec, RunWriter, store_path
+from actlab.store import LayerSpec, RunWriter, Subsets, store_path
 from fixtures_store import LAYERS, RECORD_EPOCHS, cached_planted, planted_probes, planted_run, post
 
 
@@ -67,7 +67,7 @@ def test_other_schema_version(tmp_path, planted):
 def test_no_recorded_epoch_yet(tmp_path):
     probes, _ = planted_probes(np.random.default_rng(0))
     RunWriter.create(tmp_path / "run", config={}, dataset={}, layers=[LayerSpec("output", 4, 192, "identity", "head")],
-                     probes=probes, record_epochs=[0, 1], n_epochs=1)
+                     probes=probes, subsets=Subsets.of_probes(probes), record_epochs=[0, 1], n_epochs=1)
     with pytest.raises(StoreError, match="no committed recorded epoch"):
         actlab.open_run(tmp_path / "run")
 

@@ -13,7 +13,7 @@ import zarr
 from dask.base import tokenize
 
 from actlab.errors import StoreError
-from actlab.store import StoreView, missing_chunks, open_store, store_path
+from actlab.store import StoreView, damage_error, damaged_chunks, exception_line, layer_array_name, open_store, store_path
 
 KINDS = ("post", "pre")
 PROBE_COORDS = ("group", "label", "original_label", "is_noisy", "dataset_index")
@@ -42,14 +42,16 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> n
     Returns
     -------
     ndarray, float32, shape (sample, unit)
+
+    Raises
+    ------
+    StoreError
+        The block fails its CRC32C check or cannot be decoded; the message names the array and epoch.
     """
     try:
         block = np.asarray(_preact_array(store_path(run_dir), layer)[slot], dtype=np.float32)
     except Exception as exc:
-        raise StoreError(
-            f"layer {layer} epoch {epoch} of {run_dir} cannot be read ({type(exc).__name__}: {exc}); "
-            "the chunk is corrupted or missing, record the run again"
-        ) from exc
+        raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} cannot be read ({exception_line(exc)})") from exc
     if relu:
         np.maximum(block, 0.0, out=block)
     return block
@@ -74,6 +76,11 @@ class Run:
         Dims (epoch,): committed per-epoch metrics.
     probes : xr.Dataset
         Dims (sample, channel, height, width): ``image`` plus probe coords.
+    training : xr.Dataset
+        Dims (train_sample,): index into the full training set, label, original_label and is_noisy of every
+        training sample used, in training order.
+    evaluation : xr.Dataset
+        Dims (test_sample,): index into the full test set and label of every evaluated test sample.
     layer_names : list of str
         Layers in forward order.
     layer_specs : dict of str -> dict
@@ -90,6 +97,8 @@ class Run:
         self.config: dict[str, Any] = dict(self.attrs.get("config", {}))
         self.metrics = view.metrics
         self.probes = view.probes
+        self.training = view.training
+        self.evaluation = view.evaluation
         self.layer_names: list[str] = view.layer_names
         self.layer_specs: dict[str, dict[str, Any]] = {spec["name"]: dict(spec) for spec in self.attrs["layers"]}
         self.epochs = np.asarray(view.epochs, dtype=int)
@@ -117,7 +126,8 @@ class Run:
         return int(max(self.probes["label"].max(), self.probes["original_label"].max())) + 1
 
     def is_relu(self, name: str) -> bool:
-        """Whether the post-activation of layer ``name`` is ``max(preact, 0)``."""
+        """Whether the post-activation of layer ``name`` is ``max(preact, 0)`` (activation ``"relu"``; the store
+        reader admits only ``"relu"`` and ``"identity"``)."""
         return self.layer_specs[name]["activation"] == "relu"
 
     def layer(self, name: str, kind: str = "post") -> xr.DataArray:
@@ -196,7 +206,9 @@ def open_run(path: str | os.PathLike) -> Run:
     Raises
     ------
     StoreError
-        Not a run, another schema version, no committed recorded epoch, or missing chunks.
+        Not a run, another schema version, an array not as ``docs/store-format.md`` says, no committed recorded
+        epoch, or a damaged array (missing, empty or truncated shard, checksum mismatch); the message names the
+        array and, for a per-epoch array, the epoch.
     """
     path = Path(path)
     if not path.exists():
@@ -204,8 +216,8 @@ def open_run(path: str | os.PathLike) -> Run:
     view = open_store(path)
     if len(view.epochs) == 0:
         raise StoreError(f"{path} has no committed recorded epoch yet; wait for the first recorded epoch of the run")
-    missing = missing_chunks(path)
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise StoreError(f"{path} lacks chunk {missing[0]}{more}; the store is damaged, record the run again")
+    damaged = damaged_chunks(path)
+    if damaged:
+        more = f" (and {len(damaged) - 1} more problems)" if len(damaged) > 1 else ""
+        raise damage_error(path, f"{damaged[0]}{more}")
     return Run(view)

@@ -48,6 +48,7 @@ from actlab.store import (
     LayerSpec,
     ProbeSet,
     RunWriter,
+    Subsets,
     read_attrs,
     store_path,
 )
@@ -93,7 +94,7 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
         with claimed_run_dir(run_dir, overwrite=config.overwrite) as writers:
             try:
                 writer = RunWriter.create(
-                    run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data),
+                    run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data), subsets=data_subsets(data),
                     record_epochs=config.schedule, n_epochs=config.epochs, activation_dtype=config.dtype,
                     replace=config.overwrite,
                 )
@@ -209,6 +210,12 @@ def probe_set(data: PreparedData) -> ProbeSet:
     images, full_index, group, label, original, is_noisy = (np.concatenate(column) for column in zip(*parts))
     return ProbeSet(images=images, dataset_index=full_index, group=group, label=label, original_label=original,
                     is_noisy=is_noisy)
+
+
+def data_subsets(data: PreparedData) -> Subsets:
+    """The stored training samples (in training order, with assigned and original labels) and evaluated test samples."""
+    return Subsets(train_index=data.train_index, train_label=data.noisy.labels, train_original_label=data.noisy.original_labels,
+                   train_is_noisy=data.noisy.is_noisy, test_index=data.test_index, test_label=data.dataset.test_labels)
 
 
 def environment() -> dict[str, Any]:
