@@ -1,0 +1,200 @@
+"""Damaged stores fail loudly: one StoreError line that names the array (and the epoch of a per-epoch array)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import warnings
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+import pytest
+import zarr
+
+import actlab
+from actlab.analysis import analyze
+from actlab.cli import main
+from actlab.errors import StoreError
+from actlab.store import STORE_DIRNAME, store_path
+from fixtures_store import cached_planted, planted_run
+
+SLOT = {0: 0, 10: 1, 20: 2, 30: 3, 40: 4, 50: 5}
+"""Store slot of each planted record epoch."""
+
+
+@pytest.fixture
+def run_dir(tmp_path_factory, tmp_path) -> Path:
+    """A private copy of the planted run, free to damage."""
+    shutil.copytree(cached_planted(tmp_path_factory).run_dir, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _file(run_dir: Path, array: str, key: str) -> Path:
+    return store_path(run_dir) / array / "c" / key
+
+
+def _flip(path: Path, position: int | None = None) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2 if position is None else position] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def _rewrite_index(path: Path, offset: int, nbytes: int) -> None:
+    """Replace the (single-entry) shard index with a valid one that says (offset, nbytes)."""
+    raw = path.read_bytes()
+    index = np.array([offset, nbytes], dtype="<u8").tobytes()
+    path.write_bytes(raw[:-20] + index + google_crc32c.value(index).to_bytes(4, "little"))
+
+
+SHARD = "layers/hidden2/preact"
+SHARD_KEY = "3/0/0"
+SHARD_NAME = "array layers/hidden2/preact (layer hidden2 epoch 30)"
+
+OPEN_DAMAGE = {
+    "preact shard deleted": (SHARD, SHARD_KEY, lambda p: p.unlink(),
+                             f"{SHARD_NAME} lacks chunk {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY}"),
+    "preact shard 0 bytes": (SHARD, SHARD_KEY, lambda p: p.write_bytes(b""),
+                             f"{SHARD_NAME} has an empty or truncated shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} (0 bytes)"),
+    "preact shard truncated": (SHARD, SHARD_KEY, lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+                               f"{SHARD_NAME} has a truncated or damaged shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY}"),
+    "preact shard index flipped": (SHARD, SHARD_KEY, lambda p: _flip(p, p.stat().st_size - 9),
+                                   f"{SHARD_NAME} has a truncated or damaged shard"),
+    "preact inner chunk marked absent": (SHARD, SHARD_KEY, lambda p: _rewrite_index(p, 2**64 - 1, 2**64 - 1),
+                                         f"{SHARD_NAME} has a shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} that lacks inner chunk"),
+    "preact inner chunk past the end": (SHARD, SHARD_KEY, lambda p: _rewrite_index(p, 0, p.stat().st_size),
+                                        "ends past the data"),
+    "weight shard 0 bytes": ("layers/hidden1/weight", "2/0/0", lambda p: p.write_bytes(b""),
+                             "array layers/hidden1/weight (layer hidden1 epoch 20) has an empty or truncated shard"),
+    "weight shard truncated": ("layers/hidden1/weight", "2/0/0", lambda p: p.write_bytes(p.read_bytes()[:-7]),
+                               "array layers/hidden1/weight (layer hidden1 epoch 20) has a truncated or damaged shard"),
+    "bias shard deleted": ("layers/output/bias", "5/0", lambda p: p.unlink(),
+                           "array layers/output/bias (layer output epoch 50) lacks chunk"),
+    "metrics/test_loss flipped": ("metrics/test_loss", "0", _flip, "array metrics/test_loss cannot be read"),
+    "metrics/test_loss deleted": ("metrics/test_loss", "0", lambda p: p.unlink(),
+                                  f"array metrics/test_loss lacks chunk {STORE_DIRNAME}/metrics/test_loss/c/0"),
+    "metrics/epoch flipped": ("metrics/epoch", "0", _flip, "array metrics/epoch cannot be read"),
+    "layers/epoch flipped": ("layers/epoch", "0", _flip, "array layers/epoch cannot be read"),
+    "probes/label flipped": ("probes/label", "0", _flip, "array probes/label cannot be read"),
+    "probes/image 0 bytes": ("probes/image", "0/0/0/0", lambda p: p.write_bytes(b""), "array probes/image lacks chunk"),
+    "training/label flipped": ("training/label", "0", _flip, "array training/label cannot be read"),
+    "evaluation/dataset_index deleted": ("evaluation/dataset_index", "0", lambda p: p.unlink(),
+                                         "array evaluation/dataset_index lacks chunk"),
+}
+
+
+@pytest.mark.parametrize("kind", list(OPEN_DAMAGE))
+def test_damage_is_refused_when_the_run_is_opened(run_dir, kind):
+    array, key, damage, message = OPEN_DAMAGE[kind]
+    damage(_file(run_dir, array, key))
+    with pytest.raises(StoreError) as info:
+        actlab.open_run(run_dir)
+    text = str(info.value)
+    assert message in text and text.startswith(f"{run_dir}: ") and "\n" not in text
+    assert text.endswith("; the store is damaged, record the run again")
+
+
+def test_zero_byte_shard_reads_as_nan_in_zarr_itself(run_dir):
+    """Why the shard check exists: zarr returns fill values for an empty shard, without an error."""
+    _file(run_dir, SHARD, SHARD_KEY).write_bytes(b"")
+    values = zarr.open_array(store_path(run_dir) / SHARD, mode="r")[SLOT[30]]
+    assert np.isnan(values).all()
+
+
+def test_flipped_bit_in_a_compressed_chunk_names_array_and_epoch(run_dir):
+    _flip(_file(run_dir, "layers/hidden3/preact", "4/0/0"), 200)
+    run = actlab.open_run(run_dir)  # the shard index is intact: opening is cheap and passes
+    np.testing.assert_array_equal(run.layer("hidden3").sel(epoch=30).shape, (260, 16))
+    expected = "array layers/hidden3/preact (layer hidden3 epoch 40) cannot be read (ValueError: Stored and computed checksum"
+    for read in (lambda: run.layer("hidden3").sel(epoch=40).values, lambda: run.read_block("hidden3", 4),
+                 lambda: analyze(run, progress=False, n_permutations=9)):
+        with pytest.raises(StoreError) as info:
+            read()
+        assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_every_damage_is_listed_with_a_count(run_dir):
+    for key in ("2/0/0", "3/0/0"):
+        _file(run_dir, SHARD, key).unlink()
+    with pytest.raises(StoreError, match=r"layer hidden2 epoch 20\) lacks chunk .* \(and 1 more problems\)"):
+        actlab.open_run(run_dir)
+
+
+def test_uncommitted_slots_are_not_checked(tmp_path):
+    planted = planted_run(tmp_path / "run", commit_epochs=[0, 10])
+    assert not _file(planted.run_dir, SHARD, SHARD_KEY).exists()  # epoch 30 not recorded yet
+    assert list(actlab.open_run(planted.run_dir).epochs) == [0, 10]
+
+
+def test_cli_reports_a_damaged_store_in_one_line_and_exits_2(run_dir):
+    _file(run_dir, "layers/output/preact", "1/0/0").write_bytes(b"")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["analyze", str(run_dir), "--no-progress"])
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2 and len(lines) == 1, err.getvalue()
+    assert lines[0].startswith("actlab: error: ")
+    assert "array layers/output/preact (layer output epoch 10) has an empty or truncated shard" in lines[0]
+    assert not (run_dir / "analysis").exists()
+
+
+# -- contract breaches: a store that another program wrote wrongly --------------------------------------------
+
+
+def _root(run_dir: Path) -> zarr.Group:
+    return zarr.open_group(store_path(run_dir), mode="r+", zarr_format=3)
+
+
+def test_unknown_activation_is_refused_naming_layer_and_value(run_dir):
+    root = _root(run_dir)
+    layers = root.attrs["layers"]
+    layers[1]["activation"] = "gelu"
+    root.attrs["layers"] = layers
+    with pytest.raises(StoreError, match=r"layer hidden2 has activation 'gelu', not one of \('relu', 'identity'\)"):
+        actlab.open_run(run_dir)
+
+
+def test_group_order_comes_from_the_store(run_dir, tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    order = ["test", "clean", "noisy"]
+    root = _root(run_dir)
+    root.attrs["groups"] = order
+    root["probes/group"][...] = np.asarray([order.index(("clean", "noisy", "test")[c]) for c in planted.probes.group], "int8")
+    run = actlab.open_run(run_dir)
+    expected = np.asarray(["clean", "noisy", "test"])[planted.probes.group]
+    np.testing.assert_array_equal(run.probes["group"].values, expected)
+    np.testing.assert_array_equal(run.layer("output")["group"].values, expected)
+
+
+@pytest.mark.parametrize("groups", [["clean", "noisy"], ["clean", "noisy", "test", "test"], ["clean", "noisy", "valid"], "clean"])
+def test_invalid_groups_are_refused(run_dir, groups):
+    _root(run_dir).attrs["groups"] = groups
+    with pytest.raises(StoreError, match="root attr groups is .*not the names"):
+        actlab.open_run(run_dir)
+
+
+def test_commit_slot_with_a_wrong_epoch_is_refused(run_dir):
+    epochs = _root(run_dir)["layers/epoch"]
+    values = epochs[...]
+    values[2] = 21
+    epochs[...] = values
+    with pytest.raises(StoreError, match="array layers/epoch holds 21 in slot 2, expected 20 or -1"):
+        actlab.open_run(run_dir)
+
+
+def test_probe_labels_must_agree_with_the_training_set(run_dir):
+    labels = _root(run_dir)["training/label"]
+    values = labels[...]
+    values[0] = (values[0] + 1) % 4
+    labels[...] = values
+    with pytest.raises(StoreError, match="array training/label differs from training/original_label|"
+                                         "array probes/label disagrees with training/label"):
+        actlab.open_run(run_dir)
+
+
+def test_older_schema_is_refused(run_dir):
+    _root(run_dir).attrs["schema_version"] = 1
+    with pytest.raises(StoreError, match="schema version 1, this actlab reads version 2"):
+        actlab.open_run(run_dir)
