@@ -13,7 +13,15 @@ import zarr
 from dask.base import tokenize
 
 from actlab.errors import StoreError
-from actlab.store import StoreView, damage_error, damaged_chunks, exception_line, layer_array_name, open_store, store_path
+from actlab.store import (
+    StoreView,
+    damage_error,
+    damaged_chunks,
+    exception_line,
+    layer_array_name,
+    open_store,
+    store_path,
+)
 
 KINDS = ("post", "pre")
 PROBE_COORDS = ("group", "label", "original_label", "is_noisy", "dataset_index")
