@@ -205,7 +205,7 @@ class Subsets:
     train_original_label : ndarray of int, shape (train_sample,)
         Label before noise injection.
     train_is_noisy : ndarray of bool, shape (train_sample,)
-        Whether the sample was chosen for noise injection.
+        Whether the assigned label differs from the original one.
     test_index : ndarray of int, shape (test_sample,)
         Index into the full test set of every test sample evaluated (``test_loss``, ``test_acc``).
     test_label : ndarray of int, shape (test_sample,)
@@ -548,7 +548,7 @@ def _allocate(
         "group": (probes.group, {"long_name": "probe group", "flag_values": list(range(len(GROUPS))), "flag_meanings": " ".join(GROUPS)}),
         "label": (probes.label, {"long_name": "label used in training (assigned, possibly noisy)"}),
         "original_label": (probes.original_label, {"long_name": "label before noise injection"}),
-        "is_noisy": (probes.is_noisy, {"long_name": "chosen for label noise injection"}),
+        "is_noisy": (probes.is_noisy, {"long_name": "assigned label differs from the original label"}),
     }
     for name, (values, attrs) in coords.items():
         _create(root, f"probes/{name}", (n,), values=values, attributes=attrs)
@@ -562,7 +562,7 @@ def _allocate(
         ("dataset_index", subsets.train_index, "index in the full training set"),
         ("label", subsets.train_label, "label used in training (assigned, possibly noisy)"),
         ("original_label", subsets.train_original_label, "label before noise injection"),
-        ("is_noisy", subsets.train_is_noisy, "chosen for label noise injection"),
+        ("is_noisy", subsets.train_is_noisy, "assigned label differs from the original label"),
     ):
         _create(root, f"training/{name}", (n_train,), values=values, attributes={"long_name": long_name})
     root.create_group("evaluation", attributes={"description": "every test sample evaluated (test_loss, test_acc)"})
@@ -774,12 +774,12 @@ def _dataset(store: Path, group: str, names: Sequence[str], sizes: dict[str, int
 
 
 def _check_labels(ds: xr.Dataset, group: str, n_classes: int | None, where: Path) -> None:
-    """Labels within the classes; a sample not chosen for noise keeps its original label."""
+    """Labels within the classes; ``is_noisy`` is true exactly where the label differs from the original label."""
     for name in ("label", "original_label"):
         if name in ds and len(ds[name]) and (ds[name].min() < 0 or (n_classes is not None and ds[name].max() >= n_classes)):
             raise damage_error(where, f"array {group}/{name} holds labels outside 0..{(n_classes or 1) - 1}")
-    if "is_noisy" in ds and np.any((ds["label"].values != ds["original_label"].values) & ~ds["is_noisy"].values):
-        raise damage_error(where, f"array {group}/label differs from {group}/original_label where {group}/is_noisy is false")
+    if "is_noisy" in ds and np.any((ds["label"].values != ds["original_label"].values) != ds["is_noisy"].values):
+        raise damage_error(where, f"array {group}/is_noisy disagrees with {group}/label != {group}/original_label")
 
 
 def _check_probes(probes: xr.Dataset, training: xr.Dataset, evaluation: xr.Dataset, where: Path) -> None:

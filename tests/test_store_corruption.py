@@ -189,7 +189,7 @@ def test_probe_labels_must_agree_with_the_training_set(run_dir):
     values = labels[...]
     values[0] = (values[0] + 1) % 4
     labels[...] = values
-    with pytest.raises(StoreError, match="array training/label differs from training/original_label|"
+    with pytest.raises(StoreError, match="array training/is_noisy disagrees with training/label != training/original_label|"
                                          "array probes/label disagrees with training/label"):
         actlab.open_run(run_dir)
 
