@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from actlab import __version__
 from actlab.analysis import blocks, curves, large_activation, paths, separation
@@ -29,6 +27,7 @@ from actlab.analysis.pca import PCA, pca_trajectories
 from actlab.analysis.run import KINDS, Run, open_run, read_block
 from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
+from actlab.progress import Progress
 
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
@@ -119,29 +118,29 @@ def _stream_blocks(run: Run, plan: BlockPlan, kind: str, pca_indices: np.ndarray
         for name in run.layer_names for i in range(len(run.epochs))
     ]
     executor, close = _executor(scheduler, max_workers)
-    show = progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
     pending: dict[cf.Future, tuple[str, int]] = {}
+    bar = Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress)
     try:
-        with tqdm(total=len(tasks), desc="analyze", unit="block", disable=not show) as bar:
-            queue = iter(tasks)
-            while True:
-                while len(pending) < 2 * max_workers:
-                    task = next(queue, None)
-                    if task is None:
-                        break
-                    pending[executor.submit(_block_task, *task[2])] = (task[0], task[1])
-                if not pending:
+        queue = iter(tasks)
+        while True:
+            while len(pending) < 2 * max_workers:
+                task = next(queue, None)
+                if task is None:
                     break
-                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    layer, index = pending.pop(future)
-                    acc.add(layer, index, future.result())
-                    bar.update(1)
+                pending[executor.submit(_block_task, *task[2])] = (task[0], task[1])
+            if not pending:
+                break
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                layer, index = pending.pop(future)
+                acc.add(layer, index, future.result())
+                bar.update(1)
     except BaseException:
         for future in pending:
             future.cancel()
         raise
     finally:
+        bar.close()
         close()
     return acc
 

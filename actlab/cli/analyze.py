@@ -90,12 +90,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--scheduler", metavar="ADDRESS", default=None,
         help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: local threads)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="show no progress (default: a bar on a terminal, a line every few seconds in a pipe or log)")
     parser.add_argument("--format", metavar="FMTS", default="png,svg", help="figure formats, comma-separated subset of png,svg (default: png,svg)")
 
 
 def _progress(args: argparse.Namespace) -> bool:
-    return not args.no_progress and sys.stderr.isatty()
+    return not args.no_progress
 
 
 def run_analyze(args: argparse.Namespace) -> int:

@@ -45,7 +45,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model> for cifar10, runs/<model>-<dataset> otherwise)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run directory (default: refuse)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction,
-                     help="progress bar with epoch, losses and ETA (default: on when stderr is a terminal)")
+                     help="progress with epoch, losses and time left: a bar on a terminal, a line every few seconds "
+                          "in a pipe or log (default: on)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=list(MODELS), help=f"MLP with 2, 4 or 6 hidden ReLU layers (default: {D['model']}, the deepest of the study)")

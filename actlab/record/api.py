@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from actlab import __version__
 from actlab.errors import OutputError, StoreError
@@ -33,6 +32,7 @@ from actlab.files import (
     write_marker,
     writer_lock,
 )
+from actlab.progress import Progress
 from actlab.record.config import RecordConfig
 from actlab.record.data import PreparedData, prepare_data
 from actlab.record.hooks import ActivationCapture
@@ -371,8 +371,7 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
     checkpoint_path = writer.run_dir / CHECKPOINT_FILENAME
     run_id = writer.attrs["config"].get("resolved", {}).get("run_id")
     background = BackgroundWriter()
-    bar = tqdm(total=config.epochs, initial=max(start - 1, 0), unit="epoch", desc=writer.run_dir.name,
-               disable=None if config.progress else True, dynamic_ncols=True)
+    bar = Progress(config.epochs, desc=writer.run_dir.name, unit="epoch", initial=max(start - 1, 0), enabled=config.progress)
     t0 = time.perf_counter()
     pending_metrics: dict[int, dict[str, float]] = {}
     last_flush = t0
@@ -395,10 +394,8 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
                 background.submit(writer.write_epoch, epoch, preacts, params)
             if checkpoint_now:
                 background.submit(save_checkpoint, checkpoint_path, {**trainer.state(epoch, elapsed), "run_id": run_id})
-            if epoch > 0:
-                bar.update(1)
-            bar.set_postfix(train=f"{metrics['train_clean_loss']:.3f}", noisy=f"{metrics['train_noisy_loss']:.3f}",
-                            test=f"{metrics['test_loss']:.3f}", refresh=False)
+            bar.update(1 if epoch > 0 else 0, train=f"{metrics['train_clean_loss']:.3f}",
+                       noisy=f"{metrics['train_noisy_loss']:.3f}", test=f"{metrics['test_loss']:.3f}")
         background.close()
     except BaseException:
         background.close(raise_errors=False)
