@@ -133,6 +133,8 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     changes = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
     config = RecordConfig.from_dict(attrs["config"], strict=False, where=str(run_dir)).replace(**changes)
     if attrs.get("status") == STATUS_COMPLETE:
+        with _write_errors(run_dir), writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
+            _remove_run_leftovers(run_dir)  # a writer killed inside its final commit leaves a temporary file
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
         return run_dir
     data = prepare_data(config)
