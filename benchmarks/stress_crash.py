@@ -56,11 +56,16 @@ def same_run(run: Path, ref: Path) -> bool:
         return False
 
 
-def leftovers(run: Path) -> bool:
-    found = [p for p in run.parent.iterdir() if p.name.endswith((".partial", ".swap"))]
+def found_leftovers(run: Path) -> list[str]:
+    found = [str(p) for p in run.parent.iterdir() if p.name.endswith((".partial", ".swap"))]
     if run.is_dir():
-        found += [name for _, dirs, files in os.walk(run) for name in dirs + files if name.endswith((".partial", ".swap"))]
-    return bool(found)
+        found += [os.path.join(root, name) for root, dirs, files in os.walk(run) for name in dirs + files
+                  if name.endswith((".partial", ".swap"))]
+    return found
+
+
+def leftovers(run: Path) -> bool:
+    return bool(found_leftovers(run))
 
 
 def opens(run: Path) -> bool:
@@ -75,14 +80,19 @@ class Stress:
     def __init__(self, server: crashing_actlab.Server, root: Path, reference: Path, rng: random.Random) -> None:
         self.server, self.root, self.reference, self.rng = server, root, reference, rng
         self.count = 0
+        self.problems: list[str] = []
+        self.what = ""
 
     def new_run(self) -> Path:
         self.count += 1
+        self.what = ""
         return self.root / f"run{self.count}"
 
     def injected(self) -> str:
         kind = self.rng.choice(list(CALLS))
-        return f"{kind}:{self.rng.randint(1, CALLS[kind])}"
+        spec = f"{kind}:{self.rng.randint(1, CALLS[kind])}"
+        self.what = f"{self.what} then {spec}" if self.what.startswith("+") else spec
+        return spec
 
     def finish(self, run: Path, tally: Counter) -> None:
         """Resume (or record again when no store exists); count what worked."""
@@ -94,10 +104,16 @@ class Stress:
             result = self.server.run(["record", *ARGS, "--out", str(run)])
         tally["resume finished"] += result.returncode == 0
         tally["resume bit-identical"] += result.returncode == 0 and same_run(run, self.reference)
-        tally["no leftovers after"] += not leftovers(run)
+        if leftovers(run):
+            self.problems.append(f"{self.what}: leftovers {found_leftovers(run)}")
+        else:
+            tally["no leftovers after"] += 1
+        if result.returncode != 0:
+            self.problems.append(f"{self.what}: finishing exited {result.returncode}: {result.stderr.strip()[-300:]}")
 
     def random_kill(self, tally: Counter, duration: float) -> None:
         run = self.new_run()
+        self.what = "random-time kill"
         started = self.server.start((["record", *ARGS, "--out", str(run)], None))
         time.sleep(self.rng.uniform(0.0, duration))
         try:
@@ -119,6 +135,7 @@ class Stress:
     def twice(self, tally: Counter) -> None:
         run = self.new_run()
         self.server.run(["record", *ARGS, "--out", str(run)], f"{self.injected()}:kill")
+        self.what = "+" + self.what
         tally["trials"] += 1
         if store_path(run).exists():
             again = self.server.run(["record", "--resume", str(run), "--no-progress"], f"{self.injected()}:kill")
@@ -159,6 +176,8 @@ def main() -> None:
         reference = root / "reference"
         start = time.perf_counter()
         assert server.run(["record", *ARGS, "--out", str(reference)]).returncode == 0
+        start = time.perf_counter()  # the first run is slower (caches); time a warm one for the random kills
+        assert server.run(["record", *ARGS, "--out", str(root / "timing")]).returncode == 0
         duration = time.perf_counter() - start
         stress = Stress(server, root, reference, rng)
         tallies: dict[str, Counter] = {}
@@ -173,6 +192,8 @@ def main() -> None:
               f"total {time.perf_counter() - t0:.0f} s")
         for name, tally in tallies.items():
             print(table(name, tally))
+        for problem in stress.problems:
+            print("problem:", problem)
     finally:
         server.close()
         shutil.rmtree(root, ignore_errors=True)
