@@ -25,6 +25,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -232,12 +233,53 @@ def writer_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
         lock.release()
 
 
-def _holder(path: Path) -> str:
+def lock_holder(path: str | os.PathLike) -> str | None:
+    """Who holds the writer lock at ``path`` (``"process PID on HOST"``), or None when nobody does.
+
+    Takes and drops the lock at once to find out; a missing lock file means nobody holds it (and is not created).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    lock = filelock.FileLock(str(path), timeout=0)
     try:
-        data = json.loads(Path(f"{path}{HOLDER_SUFFIX}").read_text(encoding="utf-8"))
-        return f"process {int(data['pid'])} on {data.get('host', 'this host')}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+        lock.acquire()
+    except filelock.Timeout:
+        return _holder(path)
+    except OSError:
+        return None
+    lock.release()
+    return None
+
+
+def _holder(path: Path, wait: float = 2.0) -> str:
+    """The holder named in ``<path>.holder``; waits a moment for a holder that has just taken the lock to write it.
+
+    A holder file that names a dead process on this host is stale (its writer was killed and the lock has
+    changed hands since): it is read again until the new holder has replaced it.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            data = json.loads(Path(f"{path}{HOLDER_SUFFIX}").read_text(encoding="utf-8"))
+            pid, host = int(data["pid"]), data.get("host", "this host")
+            if host != socket.gethostname() or _alive(pid):
+                return f"process {pid} on {host}"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if time.monotonic() >= deadline:
+            return "another process"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- leftovers --------------------------------------------------------------------------------------------

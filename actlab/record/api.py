@@ -23,7 +23,9 @@ from actlab.files import (
     FOLDER_LOCK_FILENAME,
     HOLDER_SUFFIX,
     MARKER_FILENAME,
+    PARTIAL_SUFFIX,
     check_output,
+    lock_holder,
     lock_path,
     make_dirs,
     marker_kind,
@@ -83,7 +85,7 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     if overrides:
         config = config.replace(**overrides)
     run_dir = config.run_dir
-    check_run_output(run_dir, overwrite=config.overwrite)
+    _check_run_output_or_busy(run_dir, overwrite=config.overwrite)
     data = prepare_data(config)
     device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and device.type == "cpu"):
@@ -91,7 +93,7 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
         specs = mlp_layer_specs(model)
         resolved = {**_resolved(config, data, device, model), "run_id": uuid.uuid4().hex}
         stored_config = {**config.to_dict(), "resolved": resolved, "environment": environment()}
-        with claimed_run_dir(run_dir, overwrite=config.overwrite) as writers:
+        with _write_errors(run_dir), claimed_run_dir(run_dir, overwrite=config.overwrite) as writers:
             try:
                 writer = RunWriter.create(
                     run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data), subsets=data_subsets(data),
@@ -127,19 +129,21 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
         ``run_dir``.
     """
     run_dir = Path(run_dir)
+    _refuse_if_busy(run_dir)
     attrs = read_attrs(run_dir)
     changes = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
     config = RecordConfig.from_dict(attrs["config"], strict=False, where=str(run_dir)).replace(**changes)
     if attrs.get("status") == STATUS_COMPLETE:
+        with _write_errors(run_dir), writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
+            _remove_run_leftovers(run_dir)  # a writer killed inside its final commit leaves a temporary file
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
         return run_dir
     data = prepare_data(config)
     _check_same_data(run_dir, attrs, data)
     resolved_device = resolve_device(config.device)
-    with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), \
+    with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), _write_errors(run_dir), \
             writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
-        remove_leftovers(run_dir, STORE_DIRNAME)
-        remove_leftovers(run_dir, CHECKPOINT_FILENAME)
+        _remove_run_leftovers(run_dir)
         model = _seeded_model(config, data, resolved_device)
         specs = [LayerSpec(**layer) for layer in attrs["layers"]]
         checkpoint = _own_checkpoint(run_dir, attrs)
@@ -268,6 +272,8 @@ def check_run_output(run_dir: Path, *, overwrite: bool) -> None:
     if store_path(run_dir).exists() and marker_kind(run_dir) != "run":
         raise OutputError(f"--out {run_dir} holds a run store that this actlab did not mark as its own; "
                           "choose a new --out (or continue it with 'actlab record --resume')")
+    if _abandoned_claim(run_dir):
+        return
     if overwrite:
         check_output(run_dir, "run", replace=True)
         return
@@ -280,30 +286,75 @@ def check_run_output(run_dir: Path, *, overwrite: bool) -> None:
         raise
 
 
+def _abandoned_claim(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only what a ``record`` killed before its store existed left: the marker,
+    the lock files and temporary files or staging folders of those (removed under the lock)."""
+    if not run_dir.is_dir() or run_dir.is_symlink() or store_path(run_dir).exists() or marker_kind(run_dir) not in (None, "run"):
+        return False
+    own = {MARKER_FILENAME, FOLDER_LOCK_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX}
+    temporary = tuple(f".{name}." for name in (STORE_DIRNAME, CHECKPOINT_FILENAME, *own))
+    entries = list(run_dir.iterdir())
+    return bool(entries) and all(entry.name in own or (entry.name.startswith(temporary) and entry.name.endswith(PARTIAL_SUFFIX))
+                                 for entry in entries)
+
+
+def _refuse_if_busy(run_dir: Path) -> None:
+    """Refuse at once, naming the holder, when another process is writing ``run_dir``."""
+    holder = lock_holder(run_dir / FOLDER_LOCK_FILENAME)
+    if holder is not None:
+        raise OutputError(f"run {run_dir} is being written by {holder}; wait for it to finish, "
+                          "or stop that process and run the command again")
+
+
+def _check_run_output_or_busy(run_dir: Path, *, overwrite: bool) -> None:
+    """:func:`check_run_output`, except that a folder another process is writing is refused as busy (naming it)."""
+    try:
+        check_run_output(run_dir, overwrite=overwrite)
+    except OutputError:
+        _refuse_if_busy(run_dir)
+        raise
+
+
+def _remove_run_leftovers(run_dir: Path) -> None:
+    """Under the run's writer lock: remove what killed writers left (staging folders, temporary files)."""
+    for name in (STORE_DIRNAME, CHECKPOINT_FILENAME, MARKER_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX):
+        remove_leftovers(run_dir, name)
+
+
+@contextlib.contextmanager
+def _write_errors(run_dir: Path) -> Iterator[None]:
+    """Turn a failed write (``OSError``: disk full, permissions) into :class:`WriteError` (one line, exit code 3)."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failed(exc, f"the run {run_dir}") from exc
+
+
 @contextlib.contextmanager
 def claimed_run_dir(run_dir: Path, *, overwrite: bool) -> Iterator[list[RunWriter]]:
     """Claim the run folder for this process: create it, hold its writer lock, mark it as a run.
 
     The caller appends its :class:`RunWriter` to the yielded list. When the block fails before the
-    run's first committed epoch, everything this call created is removed again: the folder (and
-    parents) if it was new, else only the names of :data:`RUN_FILES` inside it.
+    run's first committed epoch, everything this call created is removed again (still under the
+    lock): the folder (and parents) if it was new, else only the names of :data:`RUN_FILES` inside it
+    but the lock file. When the lock is held by another process, or the folder turns out not to be
+    this call's to write, nothing is removed: the folder belongs to someone else.
     """
-    check_run_output(run_dir, overwrite=overwrite)
+    _check_run_output_or_busy(run_dir, overwrite=overwrite)
     created = make_dirs(run_dir)
     writers: list[RunWriter] = []
-    try:
-        with writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
-            check_run_output(run_dir, overwrite=overwrite)
-            remove_leftovers(run_dir, STORE_DIRNAME)
-            remove_leftovers(run_dir, CHECKPOINT_FILENAME)
+    with writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
+        check_run_output(run_dir, overwrite=overwrite)
+        try:
+            _remove_run_leftovers(run_dir)
             if overwrite:
                 _remove_previous_outputs(run_dir)
             write_marker(run_dir, "run")
             yield writers
-    except BaseException:
-        if not any(writer.committed_metric_epochs for writer in writers):
-            _remove_new_run(run_dir, created)
-        raise
+        except BaseException:
+            if not any(writer.committed_metric_epochs for writer in writers):
+                _remove_new_run(run_dir, created)
+            raise
 
 
 def _remove_previous_outputs(run_dir: Path) -> None:
@@ -320,6 +371,8 @@ def _remove_new_run(run_dir: Path, created: list[Path]) -> None:
         shutil.rmtree(created[0], ignore_errors=True)
         return
     for name in RUN_FILES:
+        if name == FOLDER_LOCK_FILENAME:  # held now; deleting it would let a second writer lock a new file
+            continue
         path = run_dir / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
