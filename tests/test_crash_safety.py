@@ -7,7 +7,6 @@ run in this process. Every finished run must equal an uninterrupted reference ru
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
 import time
