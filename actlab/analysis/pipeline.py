@@ -184,7 +184,7 @@ def _pca(run: Run, acc: _Accumulator, n_components: int, means: dict[str, xr.Dat
 
 
 def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_median: float, min_ratio_to_second: float,
-                      n_permutations: int, seed: int) -> dict[str, xr.Dataset]:
+                      n_permutations: int, n_bootstrap: int, seed: int) -> dict[str, xr.Dataset]:
     features = large_activation.image_features(run.probes["image"].values, seed=seed)
     predicted = xr.DataArray(acc.predicted[-1], dims="sample") if np.all(acc.predicted[-1] >= 0) else None
     per_layer, children = [], {}
@@ -200,13 +200,14 @@ def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_m
                               coords={k: v.variable for k, v in run.probes["sample"].coords.items()},
                               name="dominant_unit_activation",
                               attrs={"long_name": f"|activation| of the dominant unit at epoch {run.epochs[-1]}", "units": "1"})
-        explained = large_activation.explain_unit(values, run.probes, predicted, n_permutations=n_permutations, seed=seed,
-                                                  input_features=features)
+        explained = large_activation.explain_unit(values, run.probes, predicted, n_permutations=n_permutations,
+                                                  n_bootstrap=n_bootstrap, seed=seed, input_features=features)
         per_layer.append(xr.merge([found, explained], combine_attrs="override").reindex(rank=np.arange(n_top)))
         children[name] = xr.Dataset({**mags.data_vars, "dominant_unit_activation": values})
     node = _layer_stack(per_layer, run.layer_names)
     node.attrs.update(min_ratio_to_median=min_ratio_to_median, min_ratio_to_second=min_ratio_to_second,
-                      n_permutations=n_permutations, seed=seed, explained_epoch=int(run.epochs[-1]))
+                      n_permutations=n_permutations, n_bootstrap=n_bootstrap, p_floor=1.0 / (1 + n_permutations), seed=seed,
+                      explained_epoch=int(run.epochs[-1]))
     return {"": node, **children}
 
 
@@ -244,6 +245,7 @@ def analyze(
     min_ratio_to_median: float = 10.0,
     min_ratio_to_second: float = 3.0,
     n_permutations: int = 199,
+    n_bootstrap: int = 999,
     seed: int = 0,
     relevant: str = "predicted",
     pca_epochs: int | None = 16,
@@ -264,6 +266,8 @@ def analyze(
         Activations analysed (post-ReLU by default).
     n_components, n_top, min_ratio_to_median, min_ratio_to_second, n_permutations, seed, relevant
         Passed to the analyses, see ``docs/analysis.md``.
+    n_bootstrap : int
+        Resamples of the bootstrap intervals (large activation: input versus best output R^2).
     pca_epochs : int or None
         The PCA is fitted on the pooled activations of this many recorded epochs, evenly spaced, first and
         last included (``None``: every epoch). The unit x unit scatter matrix is the costliest block
@@ -290,7 +294,8 @@ def analyze(
         raise ConfigError(f"relevant must be one of {paths.RELEVANT}; got {relevant!r}")
     if pca_epochs is not None and (not isinstance(pca_epochs, (int, np.integer)) or pca_epochs < 2):
         raise ConfigError(f"pca_epochs must be None or an integer >= 2; got {pca_epochs!r}")
-    for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations)):
+    for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations),
+                        ("n_bootstrap", n_bootstrap)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be a positive integer; got {value!r}")
     if n_top < 2:
@@ -298,7 +303,7 @@ def analyze(
     run = run if isinstance(run, Run) else open_run(run)
     max_workers = int(max_workers or os.cpu_count() or 1)
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
-                      min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, seed=seed,
+                      min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
                       relevant=relevant, pca_epochs=pca_epochs)
     codes = blocks.grouping_codes(run.probes["group"].values, run.probes["label"].values,
                                   run.probes["original_label"].values)
@@ -338,7 +343,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     attempt("large_activation", lambda: _large_activation(
         run, acc, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
         min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
-        seed=parameters["seed"]))
+        n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"]))
     attempt("paths", lambda: _paths(run, acc, plan, relevant))
     for path, ds in nodes.items():
         ds.attrs.setdefault("kind", kind)
@@ -467,16 +472,8 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         at = row.isel(epoch=-1)
         output_r2 = {str(t): _number(float(at["output_r2"].sel(target=t))) for t in node["target"].values}
         output_p = {str(t): _number(float(at["output_p_value"].sel(target=t))) for t in node["target"].values}
-        input_r2, input_p = float(at["input_r2"]), float(at["input_p_value"])
-        finite_out = [v for v in output_r2.values() if v is not None]
-        best_out = max(finite_out) if finite_out else -np.inf
-        best_out_p = min((output_p[t] for t, v in output_r2.items() if v == best_out), default=1.0)
-        if input_r2 > best_out and input_p < 0.05:
-            explained_by = "input"
-        elif best_out > input_r2 and best_out_p is not None and best_out_p < 0.05:
-            explained_by = "output"
-        else:
-            explained_by = "neither"
+        n_permutations = int(node.attrs["n_permutations"])
+        p_floor = 1.0 / (1 + n_permutations)
         top = at["top_mean_abs"].values
         at_phases = {
             phase: {"epoch": e, "mean_abs": _number(float(row["unit_mean_abs"].sel(epoch=e))),
@@ -486,9 +483,14 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
             "layer": pick, "unit": int(at["dominant_unit"]), "dominant": bool(at["is_dominant"]),
             "mean_abs": _number(float(top[0])), "ratio_to_median": _number(float(at["ratio_to_median"].isel(rank=0))),
             "ratio_to_second": _number(float(top[0] / top[1])) if len(top) > 1 and top[1] > 0 else None,
-            "emergence_epoch": _epoch(at["emergence_epoch"]), "input_r2": _number(input_r2),
-            "input_p_value": _number(input_p), "output_r2": output_r2, "output_p_value": output_p,
-            "explained_by": explained_by, "at_phases": at_phases,
+            "n_active": _epoch(at["n_active"]),
+            "emergence_epoch": _epoch(at["emergence_epoch"]), "input_r2": _number(float(at["input_r2"])),
+            "input_p_value": _number(float(at["input_p_value"])), "input_p_floor": p_floor, "output_r2": output_r2,
+            "output_p_value": output_p, "output_p_floor": p_floor, "n_permutations": n_permutations,
+            "best_output_target": str(at["best_output_target"].values),
+            "r2_difference": _number(float(at["r2_difference"])), "r2_difference_low": _number(float(at["r2_difference_low"])),
+            "r2_difference_high": _number(float(at["r2_difference_high"])), "explained_by": str(at["explained_by"].values),
+            "at_phases": at_phases,
         }
 
     def path_split() -> dict[str, Any]:
