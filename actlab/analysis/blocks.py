@@ -29,6 +29,12 @@ GROUPING_LONG_NAMES = {
 PATH_SOURCES: tuple[str, ...] = ("clean", "noisy_by_assigned")
 """Groupings whose class means are the clean and noisy signals of path attribution."""
 
+HALVES: tuple[str, ...] = ("clean_half_a", "clean_half_b")
+"""Two random halves of the clean probes of each class (:func:`half_codes`): the separation noise floor."""
+
+SEED = 0
+"""Default seed of every random draw of the analyses (halves, permutations, bootstrap resamples)."""
+
 
 def grouping_codes(group: np.ndarray, label: np.ndarray, original_label: np.ndarray) -> np.ndarray:
     """Class code of every sample in every grouping, -1 where the sample is outside the grouping.
@@ -52,6 +58,32 @@ def grouping_codes(group: np.ndarray, label: np.ndarray, original_label: np.ndar
         "test": (group == "test", label),
     }
     return np.stack([np.where(mask, classes, -1) for mask, classes in (rules[g] for g in GROUPINGS)])
+
+
+def half_codes(codes: np.ndarray, seed: int = SEED) -> np.ndarray:
+    """Class codes of two random halves of the clean probes of each class.
+
+    The clean probes of each class (in increasing class order) are shuffled with one
+    ``numpy.random.default_rng(seed)``; the first ``n // 2`` form half a, the next ``n // 2`` half b (an odd
+    one out is in neither), so both halves of a class have the same size.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (grouping, sample)
+        From :func:`grouping_codes`.
+
+    Returns
+    -------
+    ndarray of int64, shape (half, sample); -1 outside the half
+    """
+    clean = np.asarray(codes)[GROUPINGS.index("clean")]
+    rng = np.random.default_rng(seed)
+    out = np.full((len(HALVES), len(clean)), -1, dtype=np.int64)
+    for c in np.unique(clean[clean >= 0]):
+        members = rng.permutation(np.flatnonzero(clean == c))
+        k = len(members) // 2
+        out[0, members[:k]], out[1, members[k: 2 * k]] = c, c
+    return out
 
 
 def codes_of(act: xr.DataArray) -> np.ndarray:
@@ -205,14 +237,27 @@ class BlockPlan:
     n_classes: int
     test_index: np.ndarray
     n_top: int
+    seed: int = SEED
+    """Seed of the clean halves (:func:`half_codes`)."""
+    halves: np.ndarray = field(init=False, repr=False)
+    """``half_codes(codes, seed)``, shape (half, sample)."""
     counts: np.ndarray = field(init=False, repr=False)
     """Samples per (grouping, class)."""
+    half_counts: np.ndarray = field(init=False, repr=False)
+    """Samples per (half, class)."""
     onehot: np.ndarray = field(init=False, repr=False)
-    """``onehot_groupings(codes, n_classes)``, built once per run."""
+    """``onehot_groupings`` of the groupings then the halves, built once per run."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "halves", half_codes(self.codes, self.seed))
         object.__setattr__(self, "counts", group_counts(self.codes, self.n_classes))
-        object.__setattr__(self, "onehot", onehot_groupings(self.codes, self.n_classes))
+        object.__setattr__(self, "half_counts", group_counts(self.halves, self.n_classes))
+        object.__setattr__(self, "onehot", onehot_groupings(self.all_codes, self.n_classes))
+
+    @property
+    def all_codes(self) -> np.ndarray:
+        """Class codes of the :data:`GROUPINGS` then the :data:`HALVES`; shape (grouping + half, sample)."""
+        return np.concatenate([self.codes, self.halves])
 
 
 @dataclass
@@ -222,6 +267,7 @@ class BlockStats:
     Attributes
     ----------
     sums : (grouping, class, unit) float64
+    half_sums : (half, class, unit) float64, halves :data:`HALVES`
     mean_abs, max_abs : (unit,) float64
     moments : Moments or None
         None for blocks of epochs the PCA is not fitted on.
@@ -232,6 +278,7 @@ class BlockStats:
     """
 
     sums: np.ndarray
+    half_sums: np.ndarray
     mean_abs: np.ndarray
     max_abs: np.ndarray
     moments: Moments | None
@@ -269,11 +316,13 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
     moments : bool
         Compute the PCA moments (only for the epochs the PCA is fitted on).
     """
-    sums = group_sums(x, plan.codes, plan.n_classes, plan.onehot)
+    every = group_sums(x, plan.all_codes, plan.n_classes, plan.onehot)  # one product for groupings and halves
+    sums = every[: len(GROUPINGS)]
     mean_abs, max_abs = unit_magnitudes(x)
     top = top_units(mean_abs, plan.n_top)
     return BlockStats(
         sums=sums,
+        half_sums=every[len(GROUPINGS):],
         mean_abs=mean_abs,
         max_abs=max_abs,
         moments=Moments.from_block(x) if moments else None,

@@ -10,6 +10,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold, cross_val_predict
 
 from actlab.analysis import blocks
+from actlab.analysis.blocks import SEED
 
 OUTPUT_TARGETS: tuple[str, ...] = ("label", "original_label", "predicted")
 """Output patterns against which a unit's per-sample magnitude is explained."""
@@ -19,7 +20,6 @@ MIN_RATIO_TO_MEDIAN = 10.0
 MIN_RATIO_TO_SECOND = 3.0
 N_PERMUTATIONS = 199
 N_BOOTSTRAP = 999
-SEED = 0
 """Defaults shared by the composable functions, the accessor and :func:`actlab.analysis.analyze`."""
 
 EXPLAINED_BY: tuple[str, ...] = ("input", "output", "undecided")
@@ -144,7 +144,7 @@ def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = N_TOP, min_ratio_to_me
     )
 
 
-def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = 0) -> np.ndarray:
+def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = SEED) -> np.ndarray:
     """Whitened principal components of probe images scaled to [0, 1] (float32, randomized SVD, 2 power iterations).
 
     Parameters

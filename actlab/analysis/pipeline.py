@@ -78,6 +78,7 @@ class _Accumulator:
     def __init__(self, run: Run, plan: BlockPlan) -> None:
         n_epochs, n_classes = len(run.epochs), plan.n_classes
         self.sums: dict[str, np.ndarray] = {}
+        self.half_sums: dict[str, np.ndarray] = {}
         self.mean_abs: dict[str, np.ndarray] = {}
         self.max_abs: dict[str, np.ndarray] = {}
         self.moments: dict[str, Moments] = {}
@@ -88,6 +89,7 @@ class _Accumulator:
         for name in run.layer_names:
             width = int(run.layer_specs[name]["width"])
             self.sums[name] = np.zeros((n_epochs, len(GROUPINGS), n_classes, width))
+            self.half_sums[name] = np.zeros((n_epochs, len(blocks.HALVES), n_classes, width))
             self.mean_abs[name] = np.zeros((n_epochs, width))
             self.max_abs[name] = np.zeros((n_epochs, width))
             self.moments[name] = Moments(0, np.zeros(width), np.zeros((width, width)))
@@ -96,6 +98,7 @@ class _Accumulator:
 
     def add(self, layer: str, index: int, stats: BlockStats) -> None:
         self.sums[layer][index] = stats.sums
+        self.half_sums[layer][index] = stats.half_sums
         self.mean_abs[layer][index] = stats.mean_abs
         self.max_abs[layer][index] = stats.max_abs
         if stats.moments is not None:
@@ -150,9 +153,16 @@ def _layer_stack(datasets: list[xr.Dataset], names: list[str]) -> xr.Dataset:
     return xr.concat(datasets, dim=xr.Variable("layer", names, {"long_name": "layer"}), combine_attrs="override")
 
 
-def _separation(run: Run, means: dict[str, xr.DataArray]) -> xr.Dataset:
-    out = _layer_stack([separation.separation_from_means(means[name]) for name in run.layer_names], run.layer_names)
+def _separation(run: Run, acc: _Accumulator, plan: BlockPlan, means: dict[str, xr.DataArray]) -> xr.Dataset:
+    halves = {name: separation.half_means_dataarray(blocks.means_from_sums(acc.half_sums[name], plan.half_counts),
+                                                    xr.DataArray(run.epochs), xr.DataArray(np.arange(acc.half_sums[name].shape[-1])),
+                                                    plan.half_counts)
+              for name in run.layer_names}
+    out = _layer_stack([separation.separation_from_means(means[name], halves[name]) for name in run.layer_names],
+                       run.layer_names)
     out["count"] = out["count"].isel(layer=0, drop=True)
+    out["half_count"] = out["half_count"].isel(layer=0, drop=True)
+    out.attrs["seed"] = plan.seed
     return out
 
 
@@ -308,7 +318,7 @@ def analyze(
     codes = blocks.grouping_codes(run.probes["group"].values, run.probes["label"].values,
                                   run.probes["original_label"].values)
     plan = BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(run.probes["group"].values == "test"),
-                     n_top=n_top)
+                     n_top=n_top, seed=seed)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
         return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress)
 
@@ -338,7 +348,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
         for name in run.layer_names
     }
     attempt("curves", lambda: curves.learning_curves(run.metrics))
-    attempt("separation", lambda: _separation(run, means))
+    attempt("separation", lambda: _separation(run, acc, plan, means))
     attempt("pca", lambda: _pca(run, acc, n_components, means, pca_indices))
     attempt("large_activation", lambda: _large_activation(
         run, acc, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
@@ -446,17 +456,29 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         # the study's separation: noisy probes grouped by their ORIGINAL class; grouped by assigned label, the
         # cosine is low at initialisation-like epochs only because the groups hold other classes' images
         original = node[pairs["noisy_by_original"]].transpose("layer", "epoch").values
+        first = int(node["epoch"].values[0])
         if not np.isfinite(original).any():
-            return {"layer": None, "epoch": None, "cosine": None, "grouping": "noisy_by_original", "last_epoch": {}, "at_phases": {}}
+            return {"layer": None, "epoch": None, "cosine": None, "noise_floor": None, "cosine_epoch0": None,
+                    "first_epoch": first, "first_epoch_is_initialisation": first == 0, "grouping": "noisy_by_original",
+                    "last_epoch": {}, "at_phases": {}}
         layer, epoch = np.unravel_index(int(np.nanargmin(original)), original.shape)
+        floor = "cos_clean_halves_mean"
+
+        def value(var: str, name: Any, epoch_value: int) -> float | None:
+            return _number(float(node[var].sel(layer=name, epoch=epoch_value)))
 
         def by_layer(epoch_value: int) -> dict[str, dict[str, float | None]]:
-            return {str(name): {grouping: _number(float(node[var].sel(layer=name, epoch=epoch_value))) for grouping, var in pairs.items()}
+            return {str(name): {**{grouping: value(var, name, epoch_value) for grouping, var in pairs.items()},
+                                "noise_floor": value(floor, name, epoch_value),
+                                **{f"{grouping}_epoch0": value(var, name, first) for grouping, var in pairs.items()}}
                     for name in node["layer"].values}
 
         at_phases = {phase: {"epoch": e, "by_layer": by_layer(e)} for phase, e in phase_epochs(results, node["epoch"].values).items()}
-        return {"layer": str(node["layer"].values[layer]), "epoch": int(node["epoch"].values[epoch]),
-                "cosine": float(original[layer, epoch]), "grouping": "noisy_by_original",
+        best_layer, best_epoch = node["layer"].values[layer], int(node["epoch"].values[epoch])
+        return {"layer": str(best_layer), "epoch": best_epoch,
+                "cosine": float(original[layer, epoch]), "noise_floor": value(floor, best_layer, best_epoch),
+                "cosine_epoch0": value(pairs["noisy_by_original"], best_layer, first),
+                "first_epoch": first, "first_epoch_is_initialisation": first == 0, "grouping": "noisy_by_original",
                 "last_epoch": by_layer(int(node["epoch"].values[-1])), "at_phases": at_phases}
 
     def large() -> dict[str, Any]:
