@@ -40,9 +40,10 @@ saved results from before are recomputed instead of reused (2: double-descent cr
 
 
 def _block_task(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, plan: BlockPlan,
-                keep_top_values: bool, predictions: bool, moments: bool) -> BlockStats:
+                keep_top_values: bool, predictions: bool, moments: bool, null: bool) -> BlockStats:
     x = read_block(run_dir, layer, slot, epoch, relu)
-    return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions, moments=moments)
+    return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions, moments=moments,
+                                   null=null)
 
 
 def pca_epoch_indices(n_epochs: int, pca_epochs: int | None) -> np.ndarray:
@@ -83,6 +84,7 @@ class _Accumulator:
         self.max_abs: dict[str, np.ndarray] = {}
         self.moments: dict[str, Moments] = {}
         self.path_cosines: dict[str, np.ndarray] = {}
+        self.null_clean_path: dict[str, dict[int, np.ndarray]] = {name: {} for name in run.layer_names}
         self.last_top_units: dict[str, np.ndarray] = {}
         self.last_top_values: dict[str, np.ndarray] = {}
         self.predicted = np.full((n_epochs, run.n_samples), -1, dtype=np.int64)
@@ -104,6 +106,8 @@ class _Accumulator:
         if stats.moments is not None:
             self.moments[layer].update(stats.moments)
         self.path_cosines[layer][index] = stats.path_cosines
+        if stats.null_clean_path is not None:
+            self.null_clean_path[layer][index] = stats.null_clean_path
         if stats.top_values is not None:
             self.last_top_units[layer] = stats.top_units
             self.last_top_values[layer] = stats.top_values
@@ -111,14 +115,14 @@ class _Accumulator:
             self.predicted[index] = stats.predicted
 
 
-def _stream_blocks(run: Run, plan: BlockPlan, kind: str, pca_indices: np.ndarray, *, scheduler: str | None,
-                   max_workers: int, progress: bool) -> _Accumulator:
+def _stream_blocks(run: Run, plan: BlockPlan, kind: str, pca_indices: np.ndarray, null_indices: np.ndarray, *,
+                   scheduler: str | None, max_workers: int, progress: bool) -> _Accumulator:
     acc = _Accumulator(run, plan)
     last, output = len(run.epochs) - 1, run.layer_names[-1]
-    pca_set = set(pca_indices.tolist())
+    pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist()) if len(plan.test_index) else set()
     tasks = [
         (name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
-                   plan, i == last, name == output, i in pca_set))
+                   plan, i == last, name == output, i in pca_set, i in null_set))
         for name in run.layer_names for i in range(len(run.epochs))
     ]
     executor, close = _executor(scheduler, max_workers)
@@ -221,7 +225,7 @@ def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_m
     return {"": node, **children}
 
 
-def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str) -> xr.Dataset:
+def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str, n_bootstrap: int) -> xr.Dataset:
     if np.any(acc.predicted < 0):
         raise RuntimeError("predictions from the output layer are missing")
     if len(plan.test_index) == 0:
@@ -236,12 +240,36 @@ def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str) -> xr.Da
         )
         for name in run.layer_names
     ]
+    nulls = [paths.path_split_null(ds, _null_dataarray(acc.null_clean_path[name], run.epochs, test, plan), n_bootstrap=n_bootstrap,
+                                   seed=plan.seed)
+             for name, ds in zip(run.layer_names, per_layer)]
     shared = ["predicted", "correct", "relevant_class", "n_correct", "n_wrong"]
-    node = _layer_stack([ds.drop_vars(shared) for ds in per_layer], run.layer_names)
+    node = _layer_stack([ds.drop_vars(shared).merge(null, combine_attrs="drop") for ds, null in zip(per_layer, nulls)],
+                        run.layer_names)
     node = node.merge(per_layer[0][shared])
     warnings = separation.empty_class_warnings(plan.counts[[GROUPINGS.index(s) for s in blocks.PATH_SOURCES]])
-    node.attrs.update(per_layer[0].attrs, warnings=warnings)
+    node.attrs.update(per_layer[0].attrs, **nulls[0].attrs, warnings=warnings, first_epoch=int(run.epochs[0]))
     return node
+
+
+def _null_dataarray(found: dict[int, np.ndarray], epochs: np.ndarray, test: xr.DataArray, plan: BlockPlan) -> xr.DataArray:
+    """Label the null clean paths of one layer, (epoch, permutation, sample, class), at the epochs computed."""
+    indices = sorted(found)
+    data = (np.stack([found[i] for i in indices]) if indices
+            else np.zeros((0, plan.null_permutations, len(plan.test_index), plan.n_classes), dtype=np.int8))
+    return xr.DataArray(data, dims=("epoch", "permutation", "sample", "class"),
+                        coords={"epoch": epochs[indices], **{k: v.variable for k, v in test.coords.items()}})
+
+
+def null_epoch_indices(run: Run, learning_curves: xr.Dataset | None) -> np.ndarray:
+    """Indices of the recorded epochs the path-attribution null is computed at.
+
+    The first and the last recorded epoch and the :func:`phase_epochs` (from the learning curves, when
+    they could be computed); at most four blocks per layer.
+    """
+    tree = xr.DataTree.from_dict({"/curves": learning_curves} if learning_curves is not None else {})
+    wanted = {int(run.epochs[0]), *phase_epochs(tree, run.epochs).values()}
+    return np.flatnonzero(np.isin(run.epochs, sorted(wanted)))
 
 
 def analyze(
@@ -256,6 +284,7 @@ def analyze(
     min_ratio_to_second: float = 3.0,
     n_permutations: int = 199,
     n_bootstrap: int = 999,
+    path_permutations: int = 99,
     seed: int = 0,
     relevant: str = "predicted",
     pca_epochs: int | None = 16,
@@ -277,7 +306,10 @@ def analyze(
     n_components, n_top, min_ratio_to_median, min_ratio_to_second, n_permutations, seed, relevant
         Passed to the analyses, see ``docs/analysis.md``.
     n_bootstrap : int
-        Resamples of the bootstrap intervals (large activation: input versus best output R^2).
+        Resamples of the bootstrap intervals (large activation: input versus best output R^2; path attribution:
+        excess of the split over its null).
+    path_permutations : int
+        Permutations of the path-attribution null, computed at the first, the last and the phase epochs only.
     pca_epochs : int or None
         The PCA is fitted on the pooled activations of this many recorded epochs, evenly spaced, first and
         last included (``None``: every epoch). The unit x unit scatter matrix is the costliest block
@@ -305,7 +337,7 @@ def analyze(
     if pca_epochs is not None and (not isinstance(pca_epochs, (int, np.integer)) or pca_epochs < 2):
         raise ConfigError(f"pca_epochs must be None or an integer >= 2; got {pca_epochs!r}")
     for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations),
-                        ("n_bootstrap", n_bootstrap)):
+                        ("n_bootstrap", n_bootstrap), ("path_permutations", path_permutations)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be a positive integer; got {value!r}")
     if n_top < 2:
@@ -313,12 +345,12 @@ def analyze(
     run = run if isinstance(run, Run) else open_run(run)
     max_workers = int(max_workers or os.cpu_count() or 1)
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
-                      min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
-                      relevant=relevant, pca_epochs=pca_epochs)
+                      min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
+                      path_permutations=path_permutations, seed=seed, relevant=relevant, pca_epochs=pca_epochs)
     codes = blocks.grouping_codes(run.probes["group"].values, run.probes["label"].values,
                                   run.probes["original_label"].values)
     plan = BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(run.probes["group"].values == "test"),
-                     n_top=n_top, seed=seed)
+                     n_top=n_top, seed=seed, null_permutations=path_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
         return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress)
 
@@ -327,10 +359,15 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
              max_workers: int, progress: bool) -> xr.DataTree:
     n_components, n_top, relevant = parameters["n_components"], parameters["n_top"], parameters["relevant"]
     pca_indices = pca_epoch_indices(len(run.epochs), parameters["pca_epochs"])
-    acc = _stream_blocks(run, plan, kind, pca_indices, scheduler=scheduler, max_workers=max_workers, progress=progress)
-
     errors: dict[str, str] = {}
     nodes: dict[str, xr.Dataset] = {}
+    try:  # before the pass: the phases choose the epochs of the path null
+        learning_curves: xr.Dataset | None = curves.learning_curves(run.metrics)
+    except Exception as exc:  # isolate: the other analyses still run
+        learning_curves, errors["curves"] = None, f"{type(exc).__name__}: {exc}"
+    null_indices = null_epoch_indices(run, learning_curves)
+    acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
+                         progress=progress)
 
     def attempt(name: str, build: Callable[[], xr.Dataset | dict[str, xr.Dataset]]) -> None:
         try:
@@ -347,14 +384,15 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
                                          plan.counts, name)
         for name in run.layer_names
     }
-    attempt("curves", lambda: curves.learning_curves(run.metrics))
+    if learning_curves is not None:
+        nodes["/curves"] = learning_curves
     attempt("separation", lambda: _separation(run, acc, plan, means))
     attempt("pca", lambda: _pca(run, acc, n_components, means, pca_indices))
     attempt("large_activation", lambda: _large_activation(
         run, acc, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
         min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
         n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"]))
-    attempt("paths", lambda: _paths(run, acc, plan, relevant))
+    attempt("paths", lambda: _paths(run, acc, plan, relevant, parameters["n_bootstrap"]))
     for path, ds in nodes.items():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
@@ -516,11 +554,28 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         }
 
     def path_split() -> dict[str, Any]:
-        node = results["paths"].to_dataset().isel(epoch=-1)
-        return {"epoch": int(node["epoch"]), "by_layer": {
-            str(name): {"clean_share_correct": _number(float(node["clean_share_correct"].sel(layer=name))),
-                        "clean_share_wrong": _number(float(node["clean_share_wrong"].sel(layer=name)))}
-            for name in node["layer"].values}}
+        node = results["paths"].to_dataset()
+        first = int(node["epoch"].values[0])
+        n_permutations = int(node.attrs["n_permutations"])
+        keys = {"split": "split", "null_mean": "split_null_mean", "null_low": "split_null_low",
+                "null_high": "split_null_high", "excess": "split_excess", "excess_low": "split_excess_low",
+                "excess_high": "split_excess_high", "p_value": "split_p_value"}
+
+        def by_layer(epoch: int) -> dict[str, dict[str, Any]]:
+            at = node.sel(epoch=epoch)
+            return {str(name): {
+                "clean_share_correct": _number(float(at["clean_share_correct"].sel(layer=name))),
+                "clean_share_wrong": _number(float(at["clean_share_wrong"].sel(layer=name))),
+                **{key: _number(float(at[var].sel(layer=name))) for key, var in keys.items()},
+                "split_epoch0": _number(float(node["split"].sel(layer=name, epoch=first))),
+                "p_floor": 1.0 / (1 + n_permutations), "n_permutations": n_permutations,
+            } for name in node["layer"].values}
+
+        last = int(node["epoch"].values[-1])
+        return {"epoch": last, "first_epoch": first, "first_epoch_is_initialisation": first == 0,
+                "by_layer": by_layer(last),
+                "at_phases": {phase: {"epoch": e, "by_layer": by_layer(e)}
+                              for phase, e in phase_epochs(results, node["epoch"].values).items()}}
 
     section("double_descent", "curves", double_descent)
     section("phases", "curves", phases)
