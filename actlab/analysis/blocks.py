@@ -35,6 +35,9 @@ HALVES: tuple[str, ...] = ("clean_half_a", "clean_half_b")
 SEED = 0
 """Default seed of every random draw of the analyses (halves, permutations, bootstrap resamples)."""
 
+N_BOOTSTRAP = 999
+"""Default number of bootstrap resamples of the analyses' intervals."""
+
 
 def grouping_codes(group: np.ndarray, label: np.ndarray, original_label: np.ndarray) -> np.ndarray:
     """Class code of every sample in every grouping, -1 where the sample is outside the grouping.

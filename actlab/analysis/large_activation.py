@@ -10,7 +10,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold, cross_val_predict
 
 from actlab.analysis import blocks
-from actlab.analysis.blocks import SEED
+from actlab.analysis.blocks import N_BOOTSTRAP, SEED
 
 OUTPUT_TARGETS: tuple[str, ...] = ("label", "original_label", "predicted")
 """Output patterns against which a unit's per-sample magnitude is explained."""
@@ -19,7 +19,6 @@ N_TOP = 5
 MIN_RATIO_TO_MEDIAN = 10.0
 MIN_RATIO_TO_SECOND = 3.0
 N_PERMUTATIONS = 199
-N_BOOTSTRAP = 999
 """Defaults shared by the composable functions, the accessor and :func:`actlab.analysis.analyze`."""
 
 EXPLAINED_BY: tuple[str, ...] = ("input", "output", "undecided")

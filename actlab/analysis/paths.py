@@ -15,12 +15,12 @@ import numpy as np
 import xarray as xr
 
 from actlab.analysis import blocks
-from actlab.analysis.blocks import PATH_SOURCES, SEED
+from actlab.analysis.blocks import N_BOOTSTRAP, PATH_SOURCES, SEED
 
 RELEVANT = ("predicted", "label")
+"""Classes whose signals can be compared; the first is the default."""
 PATH_PERMUTATIONS = 99
-N_BOOTSTRAP = 999
-"""Defaults of the path-attribution null (:func:`path_split_null`)."""
+"""Default permutations of the path-attribution null (:func:`null_clean_paths`)."""
 
 
 def predictions(output: xr.DataArray) -> xr.DataArray:
@@ -109,7 +109,7 @@ def cosines_dataarray(data, epochs: np.ndarray, samples: xr.DataArray, n_classes
     )
 
 
-def attribute_paths(cosines: xr.DataArray, predicted: xr.DataArray, relevant: str = "predicted") -> xr.Dataset:
+def attribute_paths(cosines: xr.DataArray, predicted: xr.DataArray, relevant: str = RELEVANT[0]) -> xr.Dataset:
     """Attribute each test prediction to the clean or the noisy path.
 
     Parameters
@@ -173,7 +173,7 @@ def attribute_paths(cosines: xr.DataArray, predicted: xr.DataArray, relevant: st
     return out
 
 
-def path_attribution(act: xr.DataArray, predicted: xr.DataArray, relevant: str = "predicted",
+def path_attribution(act: xr.DataArray, predicted: xr.DataArray, relevant: str = RELEVANT[0],
                      n_classes: int | None = None) -> xr.Dataset:
     """Clean- versus noisy-path attribution of the test probes in one layer.
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from actlab import __version__
 from actlab.analysis import blocks, curves, large_activation, paths, separation
 from actlab.analysis.blocks import GROUPINGS, BlockPlan, BlockStats, Moments
-from actlab.analysis.pca import PCA, pca_trajectories
+from actlab.analysis.pca import N_COMPONENTS, PCA, PCA_EPOCHS, pca_epoch_indices, pca_trajectories
 from actlab.analysis.run import KINDS, Run, open_run, read_block
 from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
@@ -44,16 +44,6 @@ def _block_task(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, pla
     x = read_block(run_dir, layer, slot, epoch, relu)
     return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions, moments=moments,
                                    null=null)
-
-
-def pca_epoch_indices(n_epochs: int, pca_epochs: int | None) -> np.ndarray:
-    """Indices of the recorded epochs the PCA is fitted on: ``pca_epochs`` evenly spaced ones, first and last included.
-
-    ``None`` (or a number at least ``n_epochs``) selects every epoch.
-    """
-    if pca_epochs is None or pca_epochs >= n_epochs:
-        return np.arange(n_epochs)
-    return np.unique(np.round(np.linspace(0, n_epochs - 1, pca_epochs)).astype(int))
 
 
 def _executor(scheduler: str | None, max_workers: int) -> tuple[cf.Executor, Callable[[], None]]:
@@ -278,16 +268,16 @@ def analyze(
     progress: bool = True,
     scheduler: str | None = None,
     kind: str = "post",
-    n_components: int = 10,
-    n_top: int = 5,
-    min_ratio_to_median: float = 10.0,
-    min_ratio_to_second: float = 3.0,
-    n_permutations: int = 199,
-    n_bootstrap: int = 999,
-    path_permutations: int = 99,
-    seed: int = 0,
-    relevant: str = "predicted",
-    pca_epochs: int | None = 16,
+    n_components: int = N_COMPONENTS,
+    n_top: int = large_activation.N_TOP,
+    min_ratio_to_median: float = large_activation.MIN_RATIO_TO_MEDIAN,
+    min_ratio_to_second: float = large_activation.MIN_RATIO_TO_SECOND,
+    n_permutations: int = large_activation.N_PERMUTATIONS,
+    n_bootstrap: int = blocks.N_BOOTSTRAP,
+    path_permutations: int = paths.PATH_PERMUTATIONS,
+    seed: int = blocks.SEED,
+    relevant: str = paths.RELEVANT[0],
+    pca_epochs: int | None = PCA_EPOCHS,
     max_workers: int | None = None,
 ) -> xr.DataTree:
     """Run all analyses in one pass over the store.
