@@ -11,8 +11,8 @@ from sklearn.metrics import r2_score
 
 import actlab
 from actlab.analysis import dominant_unit, unit_magnitudes
-from actlab.analysis.large_activation import (correlation_ratio, cv_ridge_predict, cv_ridge_r2, explained_by,
-                                              paired_r2_difference, permutation_r2)
+from actlab.analysis.large_activation import (correlation_ratio, cv_ridge_predict, explained_by, paired_r2_difference,
+                                              permutation_fit)
 from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, RECORD_EPOCHS, cached_planted, cached_results, post
 
 
@@ -55,12 +55,14 @@ def test_planted_unit_explained_by_input_not_output(tmp_path_factory):
     assert float(out["output_r2"].sel(target="predicted")) > float(out["input_r2"])
 
 
-def test_cv_ridge_r2_equals_sklearn():
+def test_cv_r2_equals_sklearn():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((120, 6))
     y = x @ rng.standard_normal(6) + 0.5 * rng.standard_normal(120)
-    expected = r2_score(y, cross_val_predict(Ridge(alpha=1.0), x, y, cv=KFold(5, shuffle=True, random_state=3)))
-    assert cv_ridge_r2(x, y[:, None], alpha=1.0, n_splits=5, seed=3)[0] == pytest.approx(expected, rel=1e-10)
+    predicted = cross_val_predict(Ridge(alpha=1.0), x, y, cv=KFold(5, shuffle=True, random_state=3))
+    found, r2, _ = permutation_fit(x, y, alpha=1.0, n_splits=5, n_permutations=3, seed=3)
+    np.testing.assert_allclose(found, predicted, rtol=1e-12)
+    assert r2 == pytest.approx(r2_score(y, predicted), rel=1e-10)
 
 
 def test_permutation_p_value_and_eta2():
@@ -69,9 +71,9 @@ def test_permutation_p_value_and_eta2():
     onehot = np.eye(3)[classes]
     related = classes * 2.0 + rng.standard_normal(150) * 0.3
     unrelated = rng.standard_normal(150)
-    r2, p = permutation_r2(onehot, related, n_permutations=49, seed=0)
+    _, r2, p = permutation_fit(onehot, related, n_permutations=49, seed=0)
     assert r2 > 0.8 and p == pytest.approx(1 / 50)
-    _, p_null = permutation_r2(onehot, unrelated, n_permutations=49, seed=0)
+    _, _, p_null = permutation_fit(onehot, unrelated, n_permutations=49, seed=0)
     assert p_null > 0.05
     means = np.array([related[classes == c].mean() for c in classes])
     expected = np.sum((means - related.mean()) ** 2) / np.sum((related - related.mean()) ** 2)

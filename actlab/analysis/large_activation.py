@@ -182,42 +182,47 @@ def cv_ridge_predict(features: np.ndarray, targets: np.ndarray, *, alpha: float 
     return cross_val_predict(Ridge(alpha=alpha), np.asarray(features, dtype=np.float64), y, cv=cv).reshape(y.shape)
 
 
-def cv_ridge_r2(features: np.ndarray, targets: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
-                seed: int = SEED) -> np.ndarray:
-    """Cross-validated R^2 of ridge regression (with intercept), one per target column.
+def pooled_r2(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """R^2 of pooled out-of-fold predictions against the overall mean, per target column.
 
-    The out-of-fold predictions of :func:`cv_ridge_predict` are pooled and scored with R^2 against the
-    overall mean, i.e. ``r2_score(y, cross_val_predict(Ridge(alpha), X, y), multioutput="raw_values")``.
+    ``r2_score(targets, predicted, multioutput="raw_values")``, NaN (not 0) for a constant column.
+
+    Parameters
+    ----------
+    targets, predicted : ndarray, shape (sample, target)
+
+    Returns
+    -------
+    ndarray, shape (target,)
+    """
+    total = np.sum((targets - targets.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 - np.sum((targets - predicted) ** 2, axis=0) / total
+
+
+def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
+                    n_permutations: int = N_PERMUTATIONS, seed: int = SEED) -> tuple[np.ndarray, float, float]:
+    """Out-of-fold predictions of ``values`` from ``features``, their CV R^2 and its permutation p-value.
+
+    p = (1 + #{R^2 of permuted values >= observed}) / (1 + n_permutations), so p >= 1 / (1 + n_permutations);
+    permutations drawn with ``numpy.random.default_rng(seed)``, folds fixed. The permuted targets are extra
+    columns of one :func:`cv_ridge_predict` call (one ridge solve per fold for all of them); scikit-learn's
+    ``permutation_test_score`` would average per-fold R^2 instead of scoring the pooled predictions.
 
     Parameters
     ----------
     features : ndarray, shape (sample, feature)
-    targets : ndarray, shape (sample, target)
+    values : ndarray, shape (sample,)
 
     Returns
     -------
-    ndarray, shape (target,); NaN for a constant target
-    """
-    y = np.asarray(targets, dtype=np.float64)
-    predicted = cv_ridge_predict(features, y, alpha=alpha, n_splits=n_splits, seed=seed)
-    total = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 1.0 - np.sum((y - predicted) ** 2, axis=0) / total
-
-
-def permutation_r2(features: np.ndarray, values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
-                   n_permutations: int = N_PERMUTATIONS, seed: int = SEED) -> tuple[float, float]:
-    """CV R^2 of ``values`` on ``features`` and its permutation p-value.
-
-    p = (1 + #{R^2 of permuted values >= observed}) / (1 + n_permutations), so p >= 1 / (1 + n_permutations);
-    permutations drawn with ``numpy.random.default_rng(seed)``, folds fixed. The permuted targets are extra
-    columns of one :func:`cv_ridge_r2` call (one ridge solve per fold for all of them); scikit-learn's
-    ``permutation_test_score`` would average per-fold R^2 instead of scoring the pooled predictions.
+    (predicted (sample,), r2, p_value)
     """
     rng = np.random.default_rng(seed)
-    columns = [values] + [values[rng.permutation(len(values))] for _ in range(n_permutations)]
-    r2 = cv_ridge_r2(features, np.column_stack(columns), alpha=alpha, n_splits=n_splits, seed=seed)
-    return float(r2[0]), float((1 + np.sum(r2[1:] >= r2[0])) / (1 + n_permutations))
+    y = np.column_stack([values] + [values[rng.permutation(len(values))] for _ in range(n_permutations)])
+    predicted = cv_ridge_predict(features, y, alpha=alpha, n_splits=n_splits, seed=seed)
+    r2 = pooled_r2(y, predicted)
+    return predicted[:, 0], float(r2[0]), float((1 + np.sum(r2[1:] >= r2[0])) / (1 + n_permutations))
 
 
 def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray, *,
@@ -301,24 +306,22 @@ def explain_unit(values: xr.DataArray, probes: xr.Dataset, predicted: xr.DataArr
     y = np.asarray(values.values, dtype=np.float64)
     if input_features is None:
         input_features = image_features(probes["image"].values, n_components=n_components, seed=seed)
-    fit = dict(alpha=alpha, n_splits=n_splits, seed=seed)
-    input_r2, input_p = permutation_r2(input_features, y, n_permutations=n_permutations, **fit)
+    fit = dict(alpha=alpha, n_splits=n_splits, n_permutations=n_permutations, seed=seed)
+    input_predicted, input_r2, input_p = permutation_fit(input_features, y, **fit)
     targets = {"label": probes["label"].values, "original_label": probes["original_label"].values,
                "predicted": None if predicted is None else np.asarray(predicted.values)}
-    r2, eta2, p, design = [], [], [], {}
+    r2, eta2, p, output_predicted = [], [], [], {}
     for name in OUTPUT_TARGETS:
         classes = targets[name]
         if classes is None:
             r2.append(np.nan), eta2.append(np.nan), p.append(np.nan)
             continue
-        design[name] = (classes[:, None] == np.unique(classes)[None, :]).astype(np.float64)
-        observed, p_value = permutation_r2(design[name], y, n_permutations=n_permutations, **fit)
+        onehot = (classes[:, None] == np.unique(classes)[None, :]).astype(np.float64)
+        output_predicted[name], observed, p_value = permutation_fit(onehot, y, **fit)
         r2.append(observed), eta2.append(correlation_ratio(y, classes)), p.append(p_value)
-    finite = np.where(np.isnan(r2), -np.inf, r2)
-    best = OUTPUT_TARGETS[int(np.argmax(finite))]
-    difference, low, high = paired_r2_difference(
-        y, cv_ridge_predict(input_features, y, **fit), cv_ridge_predict(design[best], y, **fit),
-        n_bootstrap=n_bootstrap, seed=seed)
+    best = OUTPUT_TARGETS[int(np.argmax(np.where(np.isnan(r2), -np.inf, r2)))]
+    difference, low, high = paired_r2_difference(y, input_predicted, output_predicted[best], n_bootstrap=n_bootstrap,
+                                                 seed=seed)
     verdict = explained_by(low, high, input_p, p[OUTPUT_TARGETS.index(best)])
     p_floor = 1.0 / (1 + n_permutations)
     return xr.Dataset(

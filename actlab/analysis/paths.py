@@ -241,8 +241,9 @@ def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.
     n = len(clean_path)
     observed = float(weighted_splits(np.ones((1, n)), clean_path[None], correct)[0, 0])
     null = weighted_splits(np.ones((1, n)), null_clean_path, correct)[0]
-    counts = np.zeros((n_bootstrap, n))
-    np.add.at(counts, (np.arange(n_bootstrap)[:, None], np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))), 1)
+    draws = np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))
+    counts = np.bincount((draws + n * np.arange(n_bootstrap)[:, None]).ravel(), minlength=n_bootstrap * n)
+    counts = counts.reshape(n_bootstrap, n).astype(np.float64)  # multiplicity of each probe in each resample
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws (no wrong prediction) give NaN
         excess = weighted_splits(counts, clean_path[None], correct)[:, 0] - np.nanmean(
