@@ -33,10 +33,11 @@ from actlab.files import ZARR_KIND_ATTR, staged_dir
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
 
-ANALYSIS_REVISION = 2
+ANALYSIS_REVISION = 3
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
 saved results from before are recomputed instead of reused (2: double-descent criterion 5 looks from
-``smooth_window`` epochs before the peak)."""
+``smooth_window`` epochs before the peak; 3: null baselines (separation noise floor, path-attribution
+permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap)."""
 
 
 def _block_task(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, plan: BlockPlan,
