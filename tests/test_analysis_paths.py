@@ -128,14 +128,13 @@ def test_bootstrap_interval_of_the_excess_by_hand():
     ok = np.isfinite(observed)
     assert found["split"] == pytest.approx(np.mean(observed[ok & correct]) - np.mean(observed[ok & ~correct]))
     excess = []
+    def resampled_split(path, right):
+        ok = np.isfinite(path)
+        return np.mean(path[ok & right]) - np.mean(path[ok & ~right])
+
     for draw in np.random.default_rng(4).integers(0, 40, (60, 40)):
-        c = correct[draw]
-
-        def resampled_split(path):
-            ok = np.isfinite(path)
-            return np.mean(path[ok & c]) - np.mean(path[ok & ~c])
-
-        excess.append(resampled_split(observed[draw]) - np.mean([resampled_split(n[draw]) for n in null]))
+        excess.append(resampled_split(observed[draw], correct[draw])
+                      - np.mean([resampled_split(n[draw], correct[draw]) for n in null]))
     assert (found["excess_low"], found["excess_high"]) == pytest.approx(tuple(np.percentile(excess, [2.5, 97.5])))
 
 

@@ -129,7 +129,7 @@ def test_planted_noise_floor_tells_separation_from_noise(tmp_path_factory):
     assert found["layer"] == "hidden3" and found["first_epoch"] == 0 and found["first_epoch_is_initialisation"]
     assert found["noise_floor"] == pytest.approx(float(hidden3["cos_clean_halves_mean"].sel(epoch=found["epoch"])))
     assert found["cosine_epoch0"] == pytest.approx(float(hidden3["cos_clean_noisy_by_original_mean"].sel(epoch=0)))
-    for phase, reading in found["at_phases"].items():
+    for reading in found["at_phases"].values():
         for layer, values in reading["by_layer"].items():
             row = sep.sel(layer=layer)
             assert values["noise_floor"] == pytest.approx(float(row["cos_clean_halves_mean"].sel(epoch=reading["epoch"])))

@@ -352,13 +352,6 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     pca_indices = pca_epoch_indices(len(run.epochs), parameters["pca_epochs"])
     errors: dict[str, str] = {}
     nodes: dict[str, xr.Dataset] = {}
-    try:  # before the pass: the phases choose the epochs of the path null
-        learning_curves: xr.Dataset | None = curves.learning_curves(run.metrics)
-    except Exception as exc:  # isolate: the other analyses still run
-        learning_curves, errors["curves"] = None, f"{type(exc).__name__}: {exc}"
-    null_indices = null_epoch_indices(run, learning_curves)
-    acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
-                         progress=progress)
 
     def attempt(name: str, build: Callable[[], xr.Dataset | dict[str, xr.Dataset]]) -> None:
         try:
@@ -369,14 +362,17 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
         for child, ds in (built.items() if isinstance(built, dict) else [("", built)]):
             nodes[f"/{name}/{child}" if child else f"/{name}"] = ds
 
+    attempt("curves", lambda: curves.learning_curves(run.metrics))  # before the pass: its phases place the path null
+    null_indices = null_epoch_indices(run, nodes.get("/curves"))
+    acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
+                         progress=progress)
+
     means = {
         name: separation.means_dataarray(blocks.means_from_sums(acc.sums[name], plan.counts),
                                          xr.DataArray(run.epochs), xr.DataArray(np.arange(acc.sums[name].shape[-1])),
                                          plan.counts, name)
         for name in run.layer_names
     }
-    if learning_curves is not None:
-        nodes["/curves"] = learning_curves
     attempt("separation", lambda: _separation(run, acc, plan, means))
     attempt("pca", lambda: _pca(run, acc, n_components, means, pca_indices))
     attempt("large_activation", lambda: _large_activation(
