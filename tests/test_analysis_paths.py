@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import actlab
-from actlab.analysis import blocks, path_attribution, paths, predictions
+from actlab.analysis import blocks, path_attribution, paths, predictions, summary
 from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
 
 
@@ -172,3 +172,22 @@ def test_composable_null_equals_pipeline(tmp_path_factory):
     for name in ["split", *paths.NULL_VARIABLES, "split_null"]:
         source = attributed if name == "split" else found
         np.testing.assert_allclose(source[name].sel(epoch=[0, 50]), fused[name], rtol=1e-12, err_msg=name)
+
+
+def test_summary_reads_the_null_at_the_last_and_phase_epochs(tmp_path_factory):
+    _, results = cached_results(tmp_path_factory)
+    found = summary(results)["paths"]
+    node = results["paths"].to_dataset()
+    assert found["first_epoch"] == 0 and found["first_epoch_is_initialisation"]
+    assert set(found["at_phases"]) == {"test_loss_min", "noisy_memorised", "last"}
+    assert found["at_phases"]["last"]["by_layer"] == found["by_layer"]
+    names = {"split": "split", "null_mean": "split_null_mean", "null_low": "split_null_low", "null_high": "split_null_high",
+             "excess": "split_excess", "excess_low": "split_excess_low", "excess_high": "split_excess_high",
+             "p_value": "split_p_value"}
+    for reading in found["at_phases"].values():
+        for layer, values in reading["by_layer"].items():
+            row = node.sel(layer=layer, epoch=reading["epoch"])
+            for key, var in names.items():
+                assert values[key] == pytest.approx(float(row[var])), (layer, key)
+            assert values["split_epoch0"] == pytest.approx(float(node["split"].sel(layer=layer, epoch=0)))
+            assert values["n_permutations"] == 99 and values["p_floor"] == pytest.approx(0.01)
