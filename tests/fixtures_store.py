@@ -66,12 +66,18 @@ def u_curve(epochs: np.ndarray, rng: np.random.Generator, noise: float = 0.01) -
     return 1.5 * np.exp(-e / 4) + 0.6 + 0.01 * e + noise * rng.standard_normal(len(e))
 
 
-def planted_metrics(n_epochs: int = N_EPOCHS, *, double_descent: bool = True, seed: int = 0) -> dict[int, dict[str, float]]:
-    """Metrics of every epoch: clean acc plateaus at epoch 10, noisy acc 0.5/0.9/0.99 at 30/38/40."""
+def planted_metrics(n_epochs: int = N_EPOCHS, *, double_descent: bool = True, seed: int = 0,
+                    instability_epoch: int | None = None) -> dict[int, dict[str, float]]:
+    """Metrics of every epoch: clean acc plateaus at epoch 10, noisy acc 0.5/0.9/0.99 at 30/38/40.
+
+    ``instability_epoch``: the clean training accuracy falls by 0.3 at that epoch (a training instability).
+    """
     rng = np.random.default_rng(seed)
     epochs = np.arange(n_epochs + 1)
     loss = dd_curve(epochs, rng) if double_descent else monotone_curve(epochs, rng)
     clean_acc = 0.95 * np.minimum(1.0, epochs / 10)
+    if instability_epoch is not None:
+        clean_acc[instability_epoch] -= 0.3
     noisy_acc = np.clip((epochs - 20) / 20, 0, 1)
     out = {}
     for e in epochs:
@@ -145,20 +151,26 @@ def planted_preacts(probes: ProbeSet, amplitude: np.ndarray, scale: float, rng: 
 
 
 def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double_descent: bool = True,
-                empty_noisy_class: int | None = None, seed: int = 0) -> Planted:
-    """Write the planted run; only ``commit_epochs`` (default all of :data:`RECORD_EPOCHS`) are committed."""
+                empty_noisy_class: int | None = None, seed: int = 0, record_epochs: tuple[int, ...] | None = None,
+                instability_epoch: int | None = None) -> Planted:
+    """Write the planted run; only ``commit_epochs`` (default all recorded epochs) are committed.
+
+    ``record_epochs`` (default :data:`RECORD_EPOCHS`) get the large-unit scales of :data:`SCALES`, interpolated.
+    """
+    record_epochs = list(record_epochs or RECORD_EPOCHS)
+    scales = np.interp(record_epochs, RECORD_EPOCHS, SCALES)
     rng = np.random.default_rng(seed)
     probes, amplitude = planted_probes(rng, empty_noisy_class=empty_noisy_class)
     wrong_test = (probes.group == 2) & (rng.uniform(size=len(probes)) < 0.25)
     writer = RunWriter.create(
         run_dir, config={"model": "planted", "seed": seed},
         dataset={"name": "planted", "class_names": [f"c{i}" for i in range(N_CLASSES)]},
-        layers=LAYERS, probes=probes, subsets=planted_subsets(probes), record_epochs=RECORD_EPOCHS, n_epochs=N_EPOCHS,
+        layers=LAYERS, probes=probes, subsets=planted_subsets(probes), record_epochs=record_epochs, n_epochs=N_EPOCHS,
     )
     planted = Planted(run_dir=Path(run_dir), probes=probes, amplitude=amplitude, wrong_test=wrong_test[probes.group == 2])
-    planted.metrics = planted_metrics(double_descent=double_descent, seed=seed)
+    planted.metrics = planted_metrics(double_descent=double_descent, seed=seed, instability_epoch=instability_epoch)
     writer.write_metrics(planted.metrics)
-    for epoch, scale in zip(RECORD_EPOCHS, SCALES):
+    for epoch, scale in zip(record_epochs, scales):
         if commit_epochs is not None and epoch not in commit_epochs:
             continue
         preacts = {k: v.astype(np.float32) for k, v in planted_preacts(probes, amplitude, scale, rng, wrong_test).items()}

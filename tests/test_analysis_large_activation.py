@@ -11,7 +11,8 @@ from sklearn.metrics import r2_score
 
 import actlab
 from actlab.analysis import dominant_unit, unit_magnitudes
-from actlab.analysis.large_activation import correlation_ratio, cv_ridge_r2, permutation_r2
+from actlab.analysis.large_activation import (correlation_ratio, cv_ridge_predict, explained_by, paired_r2_difference,
+                                              permutation_fit)
 from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, RECORD_EPOCHS, cached_planted, cached_results, post
 
 
@@ -54,12 +55,14 @@ def test_planted_unit_explained_by_input_not_output(tmp_path_factory):
     assert float(out["output_r2"].sel(target="predicted")) > float(out["input_r2"])
 
 
-def test_cv_ridge_r2_equals_sklearn():
+def test_cv_r2_equals_sklearn():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((120, 6))
     y = x @ rng.standard_normal(6) + 0.5 * rng.standard_normal(120)
-    expected = r2_score(y, cross_val_predict(Ridge(alpha=1.0), x, y, cv=KFold(5, shuffle=True, random_state=3)))
-    assert cv_ridge_r2(x, y[:, None], alpha=1.0, n_splits=5, seed=3)[0] == pytest.approx(expected, rel=1e-10)
+    predicted = cross_val_predict(Ridge(alpha=1.0), x, y, cv=KFold(5, shuffle=True, random_state=3))
+    found, r2, _ = permutation_fit(x, y, alpha=1.0, n_splits=5, n_permutations=3, seed=3)
+    np.testing.assert_allclose(found, predicted, rtol=1e-12)
+    assert r2 == pytest.approx(r2_score(y, predicted), rel=1e-10)
 
 
 def test_permutation_p_value_and_eta2():
@@ -68,9 +71,9 @@ def test_permutation_p_value_and_eta2():
     onehot = np.eye(3)[classes]
     related = classes * 2.0 + rng.standard_normal(150) * 0.3
     unrelated = rng.standard_normal(150)
-    r2, p = permutation_r2(onehot, related, n_permutations=49, seed=0)
+    _, r2, p = permutation_fit(onehot, related, n_permutations=49, seed=0)
     assert r2 > 0.8 and p == pytest.approx(1 / 50)
-    _, p_null = permutation_r2(onehot, unrelated, n_permutations=49, seed=0)
+    _, _, p_null = permutation_fit(onehot, unrelated, n_permutations=49, seed=0)
     assert p_null > 0.05
     means = np.array([related[classes == c].mean() for c in classes])
     expected = np.sum((means - related.mean()) ** 2) / np.sum((related - related.mean()) ** 2)
@@ -83,3 +86,56 @@ def test_dominant_unit_from_magnitudes_dataset():
     found = dominant_unit(mags, n_top=2)
     assert int(found["dominant_unit"]) == 1 and float(found["emergence_epoch"]) == 5
     np.testing.assert_array_equal(found["top_unit"].values, [[2, 0], [1, 2]])
+
+
+def test_ratio_to_median_leaves_out_dead_units():
+    # 5 of 8 units silent on every probe: the median over all units is 0, over the active ones finite
+    mean_abs = np.array([[0, 0, 0, 0, 0, 1.0, 2.0, 40.0], [0, 0, 0, 0, 0, 0, 0, 0]])
+    mags = xr.Dataset({"mean_abs": (("epoch", "unit"), mean_abs), "max_abs": (("epoch", "unit"), mean_abs)},
+                      coords={"epoch": [0, 1], "unit": np.arange(8)})
+    found = dominant_unit(mags, n_top=2)
+    assert float(found["median_mean_abs"][0]) == 2.0 and float(found["ratio_to_median"][0, 0]) == 20.0
+    np.testing.assert_array_equal(found["n_active"], [3, 0])
+    assert bool(found["dominant"][0]) and np.isnan(found["median_mean_abs"][1]) and not bool(found["dominant"][1])
+
+
+def test_paired_r2_difference_matches_a_hand_bootstrap():
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal(60)
+    a, b = y + 0.3 * rng.standard_normal(60), y + 0.8 * rng.standard_normal(60)
+    difference, low, high = paired_r2_difference(y, a, b, n_bootstrap=200, seed=5)
+    assert difference == pytest.approx(r2_score(y, a) - r2_score(y, b))
+    draws = np.random.default_rng(5).integers(0, 60, (200, 60))
+    by_hand = [r2_score(y[i], a[i]) - r2_score(y[i], b[i]) for i in draws]
+    assert (low, high) == pytest.approx(tuple(np.percentile(by_hand, [2.5, 97.5])))
+    assert 0 < low < difference < high
+    # identical predictions: the difference and its interval are exactly 0
+    assert paired_r2_difference(y, a, a, n_bootstrap=50) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("low, high, p_in, p_out, verdict", [
+    (0.01, 0.2, 0.01, 0.01, "input"), (-0.2, -0.01, 0.01, 0.01, "output"), (-0.01, 0.2, 0.001, 0.5, "undecided"),
+    (0.01, 0.2, 0.2, 0.01, "undecided"), (-0.2, -0.01, 0.01, 0.06, "undecided"), (np.nan, np.nan, 0.01, 0.01, "undecided"),
+])
+def test_explained_by_rule(low, high, p_in, p_out, verdict):
+    assert explained_by(low, high, p_in, p_out) == verdict
+
+
+def test_planted_verdicts_rest_on_the_paired_interval(tmp_path_factory):
+    planted, results = cached_results(tmp_path_factory)
+    node = results["large_activation"].to_dataset()
+    hidden1, output = node.sel(layer="hidden1"), node.sel(layer="output")
+    assert str(hidden1["explained_by"].values) == "input" and float(hidden1["r2_difference_low"]) > 0
+    assert str(output["explained_by"].values) == "output" and float(output["r2_difference_high"]) < 0
+    assert str(output["best_output_target"].values) == "predicted"
+    # the difference is input R^2 - best output R^2, recomputed with scikit-learn from the stored activations
+    values = results["large_activation/hidden1"].to_dataset()["dominant_unit_activation"].values
+    labels = np.eye(4)[planted.probes.label]
+    best = str(hidden1["best_output_target"].values)
+    assert float(hidden1["r2_difference"]) == pytest.approx(
+        float(hidden1["input_r2"]) - float(hidden1["output_r2"].sel(target=best)))
+    cv = KFold(5, shuffle=True, random_state=0)
+    expected = r2_score(values, cross_val_predict(Ridge(alpha=1.0), labels, values, cv=cv))
+    assert float(hidden1["output_r2"].sel(target="label")) == pytest.approx(expected, rel=1e-9)
+    np.testing.assert_allclose(cv_ridge_predict(labels, values), cross_val_predict(Ridge(alpha=1.0), labels, values, cv=cv))
+    assert node.attrs["p_floor"] == pytest.approx(1 / 100) and hidden1["input_p_value"].attrs["p_floor"] == pytest.approx(1 / 100)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import actlab
-from actlab.analysis import path_attribution, predictions
+from actlab.analysis import blocks, path_attribution, paths, predictions, summary
 from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
 
 
@@ -64,3 +64,130 @@ def test_relevant_must_be_known(tmp_path_factory):
     run = actlab.open_run(planted.run_dir)
     with pytest.raises(ValueError, match="relevant"):
         path_attribution(run.layer("hidden1"), predictions(run.layer("output")), relevant="guess")
+
+
+def hand_null_splits(planted, epoch, layer, members):
+    """The split under each permuted membership, with NumPy loops (class means by masks, cosines, shares)."""
+    x, logits, p = post(planted, epoch, layer), post(planted, epoch, "output"), planted.probes
+    test = p.group == 2
+    pred = logits[test].argmax(axis=1)
+    correct = pred == p.label[test]
+    xt = x[test]
+    splits = []
+    for clean_codes, noisy_codes in members:
+        clean = np.array([x[clean_codes == c].mean(axis=0) for c in range(4)])[pred]
+        noisy = np.array([x[noisy_codes == c].mean(axis=0) for c in range(4)])[pred]
+        c = np.sum(xt * clean, axis=1) / np.linalg.norm(xt, axis=1) / np.linalg.norm(clean, axis=1)
+        n = np.sum(xt * noisy, axis=1) / np.linalg.norm(xt, axis=1) / np.linalg.norm(noisy, axis=1)
+        path = (c >= n).astype(float)
+        splits.append(path[correct].mean() - path[~correct].mean())
+    return np.array(splits)
+
+
+def test_null_memberships_permute_within_classes(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    p = planted.probes
+    codes = blocks.grouping_codes(np.array(["clean", "noisy", "test"])[p.group], p.label, p.original_label)
+    members = blocks.null_memberships(codes, 4, 20, seed=1)
+    assert members.shape == (20, 2, len(p.label))
+    for c in range(4):
+        pool = ((p.group == 0) | (p.group == 1)) & (p.label == c)
+        for clean, noisy in members:
+            assert np.sum(clean == c) == np.sum((p.group == 0) & (p.label == c))
+            np.testing.assert_array_equal((clean == c) | (noisy == c), pool)
+            assert not np.any((clean == c) & (noisy == c))
+    assert not np.array_equal(members[0], members[1])
+    np.testing.assert_array_equal(members, blocks.null_memberships(codes, 4, 20, seed=1))
+
+
+@pytest.mark.parametrize("layer, epoch", [("hidden2", 0), ("hidden3", 50)])
+def test_pipeline_null_matches_numpy(tmp_path_factory, layer, epoch):
+    planted, results = cached_results(tmp_path_factory)
+    node = results["paths"].to_dataset().sel(layer=layer, epoch=epoch)
+    p = planted.probes
+    codes = blocks.grouping_codes(np.array(["clean", "noisy", "test"])[p.group], p.label, p.original_label)
+    members = blocks.null_memberships(codes, 4, results["paths"].attrs["n_permutations"], seed=0)
+    null = hand_null_splits(planted, epoch, layer, members)
+    np.testing.assert_allclose(node["split_null"], null, rtol=1e-12)
+    split = float(node["split"])
+    assert split == pytest.approx(float(node["clean_share_correct"] - node["clean_share_wrong"]))
+    assert float(node["split_p_value"]) == pytest.approx((1 + np.sum(null >= split)) / (1 + len(null)))
+    assert float(node["split_null_mean"]) == pytest.approx(null.mean())
+    assert (float(node["split_null_low"]), float(node["split_null_high"])) == pytest.approx(tuple(np.percentile(null, [2.5, 97.5])))
+    assert float(node["split_excess"]) == pytest.approx(split - null.mean())
+
+
+def test_bootstrap_interval_of_the_excess_by_hand():
+    rng = np.random.default_rng(2)
+    observed = rng.integers(0, 2, 40).astype(float)
+    observed[3] = np.nan
+    null = rng.integers(0, 2, (15, 40)).astype(float)
+    correct = rng.uniform(size=40) < 0.6
+    found = paths.split_null(observed, null, correct, n_bootstrap=60, seed=4)
+
+    ok = np.isfinite(observed)
+    assert found["split"] == pytest.approx(np.mean(observed[ok & correct]) - np.mean(observed[ok & ~correct]))
+    excess = []
+    def resampled_split(path, right):
+        ok = np.isfinite(path)
+        return np.mean(path[ok & right]) - np.mean(path[ok & ~right])
+
+    for draw in np.random.default_rng(4).integers(0, 40, (60, 40)):
+        excess.append(resampled_split(observed[draw], correct[draw])
+                      - np.mean([resampled_split(n[draw], correct[draw]) for n in null]))
+    assert (found["excess_low"], found["excess_high"]) == pytest.approx(tuple(np.percentile(excess, [2.5, 97.5])))
+
+
+def test_noise_layer_split_is_within_its_null(tmp_path_factory):
+    """hidden2 is noise (no clean or noisy signal): at every epoch with a null the split is not significant."""
+    _, results = cached_results(tmp_path_factory)
+    node = results["paths"].to_dataset().sel(layer="hidden2")
+    null_epochs = results["paths"].attrs["null_epochs"]
+    assert null_epochs == [0, 10, 40, 50]  # first, test-loss minimum (~12), noisy labels fitted (40), last
+    assert np.isnan(node["split_p_value"].sel(epoch=[20, 30])).all()
+    for epoch in null_epochs:
+        row = node.sel(epoch=epoch)
+        assert float(row["split_p_value"]) > 0.05 and float(row["split_excess_low"]) < 0 < float(row["split_excess_high"])
+
+
+def test_planted_clean_path_beats_its_null(tmp_path_factory):
+    """hidden3: correct probes sit on clean units, wrong ones on noisy units (split 1); with the clean/noisy
+    membership permuted each class's two means are alike mixtures, so each class flips a coin: all four agree by
+    chance in about 1 / 2**4 of the permutations."""
+    _, results = cached_results(tmp_path_factory)
+    node = results["paths"].to_dataset().sel(layer="hidden3", epoch=RECORD_EPOCHS[-1])
+    null = node["split_null"].values
+    assert float(node["split"]) == 1.0 and 0.01 < np.mean(null == 1.0) < 0.15
+    assert float(node["split_excess_low"]) > 0.9 and abs(float(node["split_null_mean"])) < 0.1
+
+
+def test_composable_null_equals_pipeline(tmp_path_factory):
+    planted, results = cached_results(tmp_path_factory)
+    run = actlab.open_run(planted.run_dir)
+    act = run.layer("hidden2")
+    attributed = path_attribution(act, predictions(run.layer("output")).compute())
+    null = paths.null_clean_paths(act.sel(epoch=[0, 50]), n_permutations=99).compute()
+    found = paths.path_split_null(attributed, null)
+    fused = results["paths"].to_dataset().sel(layer="hidden2", epoch=[0, 50])
+    for name in ["split", *paths.NULL_VARIABLES, "split_null"]:
+        source = attributed if name == "split" else found
+        np.testing.assert_allclose(source[name].sel(epoch=[0, 50]), fused[name], rtol=1e-12, err_msg=name)
+
+
+def test_summary_reads_the_null_at_the_last_and_phase_epochs(tmp_path_factory):
+    _, results = cached_results(tmp_path_factory)
+    found = summary(results)["paths"]
+    node = results["paths"].to_dataset()
+    assert found["first_epoch"] == 0 and found["first_epoch_is_initialisation"]
+    assert set(found["at_phases"]) == {"test_loss_min", "noisy_memorised", "last"}
+    assert found["at_phases"]["last"]["by_layer"] == found["by_layer"]
+    names = {"split": "split", "null_mean": "split_null_mean", "null_low": "split_null_low", "null_high": "split_null_high",
+             "excess": "split_excess", "excess_low": "split_excess_low", "excess_high": "split_excess_high",
+             "p_value": "split_p_value"}
+    for reading in found["at_phases"].values():
+        for layer, values in reading["by_layer"].items():
+            row = node.sel(layer=layer, epoch=reading["epoch"])
+            for key, var in names.items():
+                assert values[key] == pytest.approx(float(row[var])), (layer, key)
+            assert values["split_epoch0"] == pytest.approx(float(node["split"].sel(layer=layer, epoch=0)))
+            assert values["n_permutations"] == 99 and values["p_floor"] == pytest.approx(0.01)

@@ -5,6 +5,9 @@ Importing :mod:`actlab.analysis` registers it::
     act = run.layer("hidden1")
     act.actlab.signal_separation()
     run.metrics.actlab.double_descent()
+
+Every default is the one :func:`actlab.analysis.analyze` uses (the constants of the analysis modules), so the
+accessor and the fused pass give the same answers.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 import xarray as xr
 
 from actlab.analysis import curves, large_activation, paths, separation
-from actlab.analysis.pca import PCA, pca_trajectories
+from actlab.analysis.blocks import SEED, check_activations
+from actlab.analysis.pca import N_COMPONENTS, PCA, PCA_EPOCHS, pca_epoch_indices, pca_trajectories
 
 
 @xr.register_dataarray_accessor("actlab")
@@ -28,17 +32,19 @@ class ActlabDataArrayAccessor:
         """(epoch, sample, unit) -> (epoch, grouping, class, unit); see :func:`separation.class_means`."""
         return separation.class_means(self._obj, n_classes)
 
-    def signal_separation(self, n_classes: int | None = None) -> xr.Dataset:
-        """(epoch, sample, unit) -> Dataset (epoch, class); see :func:`separation.signal_separation`."""
-        return separation.signal_separation(self._obj, n_classes)
+    def signal_separation(self, n_classes: int | None = None, seed: int = SEED) -> xr.Dataset:
+        """(epoch, sample, unit) -> Dataset (epoch, class) with noise floor; see :func:`separation.signal_separation`."""
+        return separation.signal_separation(self._obj, n_classes, seed)
 
-    def pca(self, n_components: int = 10) -> PCA:
-        """A :class:`PCA` fitted on all epochs and samples."""
-        return PCA(n_components).fit(self._obj)
+    def pca(self, n_components: int = N_COMPONENTS, pca_epochs: int | None = PCA_EPOCHS) -> PCA:
+        """A :class:`PCA` fitted on all samples of ``pca_epochs`` evenly spaced epochs (:func:`pca_epoch_indices`)."""
+        act = check_activations(self._obj)
+        return PCA(n_components).fit(act.isel(epoch=pca_epoch_indices(act.sizes["epoch"], pca_epochs)))
 
-    def pca_trajectories(self, n_components: int = 10, n_classes: int | None = None) -> xr.DataArray:
-        """(epoch, sample, unit) -> (grouping, epoch, class, component) class-mean trajectories."""
-        return pca_trajectories(self.pca(n_components), separation.class_means(self._obj, n_classes).compute())
+    def pca_trajectories(self, n_components: int = N_COMPONENTS, n_classes: int | None = None,
+                         pca_epochs: int | None = PCA_EPOCHS) -> xr.DataArray:
+        """(epoch, sample, unit) -> (grouping, epoch, class, component) class-mean trajectories (every epoch)."""
+        return pca_trajectories(self.pca(n_components, pca_epochs), separation.class_means(self._obj, n_classes).compute())
 
     def unit_magnitudes(self) -> xr.Dataset:
         """(epoch, sample, unit) -> Dataset (epoch, unit) of mean and max |activation|."""
@@ -56,12 +62,16 @@ class ActlabDataArrayAccessor:
         """Output layer (epoch, sample, unit) -> predicted class (epoch, sample)."""
         return paths.predictions(self._obj)
 
-    def path_attribution(self, predicted: xr.DataArray, relevant: str = "predicted") -> xr.Dataset:
+    def path_attribution(self, predicted: xr.DataArray, relevant: str = paths.RELEVANT[0]) -> xr.Dataset:
         """(epoch, sample, unit) -> clean/noisy path attribution of the test probes."""
         return paths.path_attribution(self._obj, predicted, relevant)
 
     def double_descent(self, **kwargs: Any) -> xr.Dataset:
-        """Curve (epoch,) -> double-descent detection; see :func:`curves.double_descent`."""
+        """Curve (epoch,) -> double-descent detection; see :func:`curves.double_descent`.
+
+        A bare curve carries no training accuracies: pass ``unstable=`` for criterion 5, or call
+        ``metrics.actlab.double_descent()`` on the metrics Dataset, which does.
+        """
         return curves.double_descent(self._obj, **kwargs)
 
 
@@ -80,10 +90,15 @@ class ActlabDatasetAccessor:
         """Metrics (epoch,) -> epochs of clean learning and noisy memorisation."""
         return curves.learning_phases(self._obj, **kwargs)
 
-    def double_descent(self, variable: str = "test_loss", **kwargs: Any) -> xr.Dataset:
-        """Metrics (epoch,) -> double descent of ``variable`` (``test_error`` = 1 - test_acc)."""
+    def double_descent(self, variable: str = "test_loss", instability_drop: float = curves.INSTABILITY_DROP,
+                       **kwargs: Any) -> xr.Dataset:
+        """Metrics (epoch,) -> double descent of ``variable`` (``test_error`` = 1 - test_acc), all five criteria.
+
+        Criterion 5 reads :func:`curves.training_instabilities` of these metrics, as :func:`curves.learning_curves`.
+        """
         curve = 1 - self._obj["test_acc"] if variable == "test_error" else self._obj[variable]
-        return curves.double_descent(curve.rename(variable), **kwargs)
+        unstable = curves.training_instabilities(self._obj, drop=instability_drop)
+        return curves.double_descent(curve.rename(variable), unstable=unstable, **kwargs)
 
     def dominant_unit(self, **kwargs: Any) -> xr.Dataset:
         """Magnitudes (epoch, unit) -> dominant-unit detection."""

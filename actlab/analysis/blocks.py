@@ -29,6 +29,15 @@ GROUPING_LONG_NAMES = {
 PATH_SOURCES: tuple[str, ...] = ("clean", "noisy_by_assigned")
 """Groupings whose class means are the clean and noisy signals of path attribution."""
 
+HALVES: tuple[str, ...] = ("clean_half_a", "clean_half_b")
+"""Two random halves of the clean probes of each class (:func:`half_codes`): the separation noise floor."""
+
+SEED = 0
+"""Default seed of every random draw of the analyses (halves, permutations, bootstrap resamples)."""
+
+N_BOOTSTRAP = 999
+"""Default number of bootstrap resamples of the analyses' intervals."""
+
 
 def grouping_codes(group: np.ndarray, label: np.ndarray, original_label: np.ndarray) -> np.ndarray:
     """Class code of every sample in every grouping, -1 where the sample is outside the grouping.
@@ -52,6 +61,60 @@ def grouping_codes(group: np.ndarray, label: np.ndarray, original_label: np.ndar
         "test": (group == "test", label),
     }
     return np.stack([np.where(mask, classes, -1) for mask, classes in (rules[g] for g in GROUPINGS)])
+
+
+def half_codes(codes: np.ndarray, seed: int = SEED) -> np.ndarray:
+    """Class codes of two random halves of the clean probes of each class.
+
+    The clean probes of each class (in increasing class order) are shuffled with one
+    ``numpy.random.default_rng(seed)``; the first ``n // 2`` form half a, the next ``n // 2`` half b (an odd
+    one out is in neither), so both halves of a class have the same size.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (grouping, sample)
+        From :func:`grouping_codes`.
+
+    Returns
+    -------
+    ndarray of int64, shape (half, sample); -1 outside the half
+    """
+    clean = np.asarray(codes)[GROUPINGS.index("clean")]
+    rng = np.random.default_rng(seed)
+    out = np.full((len(HALVES), len(clean)), -1, dtype=np.int64)
+    for c in np.unique(clean[clean >= 0]):
+        members = rng.permutation(np.flatnonzero(clean == c))
+        k = len(members) // 2
+        out[0, members[:k]], out[1, members[k: 2 * k]] = c, c
+    return out
+
+
+def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, seed: int = SEED) -> np.ndarray:
+    """Clean/noisy membership of the training probes permuted within each class (path-attribution null).
+
+    For each class c the clean probes of class c and the noisy probes with ASSIGNED label c are pooled; each
+    permutation shuffles every pool (one ``numpy.random.default_rng(seed)``; permutation by permutation, class
+    by class in increasing order) and gives the first ``n_clean(c)`` probes to ``clean`` and the rest to
+    ``noisy_by_assigned``, so the class sizes of both signals are those of the run.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (grouping, sample)
+        From :func:`grouping_codes`.
+
+    Returns
+    -------
+    ndarray of int64, shape (permutation, source, sample), sources :data:`PATH_SOURCES`; -1 outside
+    """
+    clean, noisy = (np.asarray(codes)[GROUPINGS.index(source)] for source in PATH_SOURCES)
+    pools = [(np.flatnonzero((clean == c) | (noisy == c)), int(np.sum(clean == c))) for c in range(n_classes)]
+    rng = np.random.default_rng(seed)
+    out = np.full((n_permutations, len(PATH_SOURCES), len(clean)), -1, dtype=np.int64)
+    for p in range(n_permutations):
+        for c, (pool, n_clean) in enumerate(pools):
+            shuffled = rng.permutation(pool)
+            out[p, 0, shuffled[:n_clean]], out[p, 1, shuffled[n_clean:]] = c, c
+    return out
 
 
 def codes_of(act: xr.DataArray) -> np.ndarray:
@@ -205,14 +268,29 @@ class BlockPlan:
     n_classes: int
     test_index: np.ndarray
     n_top: int
+    seed: int = SEED
+    """Seed of the clean halves (:func:`half_codes`) and of the path null (:func:`null_memberships`)."""
+    null_permutations: int = 0
+    """Permutations of the path-attribution null (:func:`null_clean_paths`)."""
+    halves: np.ndarray = field(init=False, repr=False)
+    """``half_codes(codes, seed)``, shape (half, sample)."""
     counts: np.ndarray = field(init=False, repr=False)
     """Samples per (grouping, class)."""
+    half_counts: np.ndarray = field(init=False, repr=False)
+    """Samples per (half, class)."""
     onehot: np.ndarray = field(init=False, repr=False)
-    """``onehot_groupings(codes, n_classes)``, built once per run."""
+    """``onehot_groupings`` of the groupings then the halves, built once per run."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "halves", half_codes(self.codes, self.seed))
         object.__setattr__(self, "counts", group_counts(self.codes, self.n_classes))
-        object.__setattr__(self, "onehot", onehot_groupings(self.codes, self.n_classes))
+        object.__setattr__(self, "half_counts", group_counts(self.halves, self.n_classes))
+        object.__setattr__(self, "onehot", onehot_groupings(self.all_codes, self.n_classes))
+
+    @property
+    def all_codes(self) -> np.ndarray:
+        """Class codes of the :data:`GROUPINGS` then the :data:`HALVES`; shape (grouping + half, sample)."""
+        return np.concatenate([self.codes, self.halves])
 
 
 @dataclass
@@ -222,20 +300,25 @@ class BlockStats:
     Attributes
     ----------
     sums : (grouping, class, unit) float64
+    half_sums : (half, class, unit) float64, halves :data:`HALVES`
     mean_abs, max_abs : (unit,) float64
     moments : Moments or None
         None for blocks of epochs the PCA is not fitted on.
     path_cosines : (source, test_sample, class) float32, sources :data:`PATH_SOURCES`
+    null_clean_path : (permutation, test_sample, class) int8 or None
+        :func:`null_clean_paths` (blocks of the epochs the null is computed at), else None.
     top_units : (rank,) int, by mean_abs
     top_values : (rank, sample) float32 |activation| of the top units, or None
     predicted : (sample,) int argmax over units (output layer), or None
     """
 
     sums: np.ndarray
+    half_sums: np.ndarray
     mean_abs: np.ndarray
     max_abs: np.ndarray
     moments: Moments | None
     path_cosines: np.ndarray
+    null_clean_path: np.ndarray | None
     top_units: np.ndarray
     top_values: np.ndarray | None
     predicted: np.ndarray | None
@@ -254,8 +337,54 @@ def path_cosines(x: np.ndarray, sums: np.ndarray, counts: np.ndarray, test_index
     return cosines.reshape(-1, n_sources, n_classes).transpose(1, 0, 2).astype(np.float32)
 
 
+def clean_paths(cosines: np.ndarray) -> np.ndarray:
+    """Clean path (1), noisy path (0) or undefined (-1) from cosines to the clean and the noisy means.
+
+    Parameters
+    ----------
+    cosines : ndarray, shape (source, ...), sources :data:`PATH_SOURCES`
+
+    Returns
+    -------
+    ndarray of int8, shape (...): 1 where cos_clean >= cos_noisy, 0 where not, -1 where either is NaN
+    """
+    clean, noisy = cosines[PATH_SOURCES.index("clean")], cosines[PATH_SOURCES.index("noisy_by_assigned")]
+    return np.where(np.isfinite(clean) & np.isfinite(noisy), clean >= noisy, -1).astype(np.int8)
+
+
+def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
+    """Clean path of every test sample to every class under each permutation of :func:`null_memberships`.
+
+    The permuted clean and noisy class means are one-hot products over the pooled training probes (float32,
+    summed into float64 as :func:`group_sums`); the cosines and the comparison are those of the observed
+    attribution (:func:`path_cosines`, :func:`clean_paths`).
+
+    Parameters
+    ----------
+    x : ndarray, shape (sample, unit)
+    plan : BlockPlan
+        With ``null_permutations >= 1``.
+
+    Returns
+    -------
+    ndarray of int8, shape (permutation, test_sample, class)
+    """
+    members = null_memberships(plan.codes, plan.n_classes, plan.null_permutations, plan.seed)
+    n_permutations, n_sources, n_samples = members.shape
+    pooled = np.flatnonzero((members[0] >= 0).any(axis=0))
+    block = np.asarray(x)[pooled]
+    dtype = np.float32 if block.dtype == np.float32 else np.float64
+    onehot = onehot_groupings(members.reshape(-1, n_samples)[:, pooled], plan.n_classes, dtype)
+    sums = (onehot @ block.astype(dtype, copy=False)).astype(np.float64)
+    counts = plan.counts[[GROUPINGS.index(source) for source in PATH_SOURCES]]  # equal in every permutation
+    means = means_from_sums(sums.reshape(n_permutations, n_sources, plan.n_classes, -1), counts)
+    cosines = sample_cosines(np.asarray(x)[plan.test_index], means.reshape(-1, means.shape[-1]))
+    cosines = cosines.reshape(len(plan.test_index), n_permutations, n_sources, plan.n_classes)
+    return clean_paths(cosines.transpose(2, 1, 0, 3))
+
+
 def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, predictions: bool,
-                     moments: bool = True) -> BlockStats:
+                     moments: bool = True, null: bool = False) -> BlockStats:
     """All block-local statistics of one (sample, unit) block.
 
     Parameters
@@ -268,16 +397,21 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
         Compute the argmax over units (the output layer).
     moments : bool
         Compute the PCA moments (only for the epochs the PCA is fitted on).
+    null : bool
+        Compute the path-attribution null (:func:`null_clean_paths`; only at a few epochs).
     """
-    sums = group_sums(x, plan.codes, plan.n_classes, plan.onehot)
+    every = group_sums(x, plan.all_codes, plan.n_classes, plan.onehot)  # one product for groupings and halves
+    sums = every[: len(GROUPINGS)]
     mean_abs, max_abs = unit_magnitudes(x)
     top = top_units(mean_abs, plan.n_top)
     return BlockStats(
         sums=sums,
+        half_sums=every[len(GROUPINGS):],
         mean_abs=mean_abs,
         max_abs=max_abs,
         moments=Moments.from_block(x) if moments else None,
         path_cosines=path_cosines(x, sums, plan.counts, plan.test_index),
+        null_clean_path=null_clean_paths(x, plan) if null else None,
         top_units=top,
         top_values=np.abs(x[:, top]).T.astype(np.float32) if keep_top_values else None,
         predicted=np.argmax(x, axis=1) if predictions else None,

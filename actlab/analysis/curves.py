@@ -8,6 +8,17 @@ import xarray as xr
 DD_CURVES: tuple[str, ...] = ("test_loss", "test_error")
 """Curves tested for double descent, in the ``curve`` coord of the results."""
 
+SMOOTH_WINDOW = 5
+RISE = 0.05
+DROP = 0.05
+NOISE_K = 3.0
+SUSTAIN = 3
+FINAL_FRACTION = 0.1
+INSTABILITY_DROP = 0.1
+PLATEAU_TOL = 0.02
+THRESHOLDS: tuple[float, ...] = (0.5, 0.9, 0.99)
+"""Defaults of the criteria, shared by the functions below, the ``.actlab`` accessor and :func:`analyze`."""
+
 
 def smooth(curve: xr.DataArray, window: int) -> xr.DataArray:
     """Centred rolling mean over ``epoch`` of ``window`` epochs, shrinking at the ends (NaN epochs dropped)."""
@@ -17,12 +28,12 @@ def smooth(curve: xr.DataArray, window: int) -> xr.DataArray:
 def double_descent(
     curve: xr.DataArray,
     *,
-    smooth_window: int = 5,
-    rise: float = 0.05,
-    drop: float = 0.05,
-    noise_k: float = 3.0,
-    sustain: int = 3,
-    final_fraction: float = 0.1,
+    smooth_window: int = SMOOTH_WINDOW,
+    rise: float = RISE,
+    drop: float = DROP,
+    noise_k: float = NOISE_K,
+    sustain: int = SUSTAIN,
+    final_fraction: float = FINAL_FRACTION,
     unstable: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """Detect epoch-wise double descent in a curve over epochs.
@@ -47,7 +58,8 @@ def double_descent(
     ----------
     curve : xr.DataArray, dims (epoch,)
     unstable : xr.DataArray of bool, dims (epoch,), optional
-        Epochs of training instability (:func:`training_instabilities`).
+        Epochs of training instability (:func:`training_instabilities`); without it criterion 5 is not
+        checked (``metrics.actlab.double_descent()`` and :func:`learning_curves` pass it).
 
     Returns
     -------
@@ -109,7 +121,7 @@ def double_descent(
     return ds
 
 
-def training_instabilities(metrics: xr.Dataset, *, drop: float = 0.1) -> xr.DataArray:
+def training_instabilities(metrics: xr.Dataset, *, drop: float = INSTABILITY_DROP) -> xr.DataArray:
     """Epochs at which training data are unlearnt: a training accuracy falls ``drop`` below its best so far.
 
     Parameters
@@ -129,8 +141,8 @@ def training_instabilities(metrics: xr.Dataset, *, drop: float = 0.1) -> xr.Data
                         attrs={"long_name": f"a training accuracy more than {drop:g} below its best so far"})
 
 
-def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = 0.02, smooth_window: int = 5,
-                    thresholds: tuple[float, ...] = (0.5, 0.9, 0.99)) -> xr.Dataset:
+def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = PLATEAU_TOL, smooth_window: int = SMOOTH_WINDOW,
+                    thresholds: tuple[float, ...] = THRESHOLDS) -> xr.Dataset:
     """Epochs at which clean data is learned and noisy data memorised.
 
     Parameters
@@ -177,9 +189,9 @@ def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = 0.02, smooth_wi
     )
 
 
-def learning_curves(metrics: xr.Dataset, *, smooth_window: int = 5, rise: float = 0.05, drop: float = 0.05,
-                    noise_k: float = 3.0, sustain: int = 3, final_fraction: float = 0.1,
-                    instability_drop: float = 0.1, plateau_tol: float = 0.02) -> xr.Dataset:
+def learning_curves(metrics: xr.Dataset, *, smooth_window: int = SMOOTH_WINDOW, rise: float = RISE, drop: float = DROP,
+                    noise_k: float = NOISE_K, sustain: int = SUSTAIN, final_fraction: float = FINAL_FRACTION,
+                    instability_drop: float = INSTABILITY_DROP, plateau_tol: float = PLATEAU_TOL) -> xr.Dataset:
     """Metrics plus training phases and double descent of ``test_loss`` and ``test_error``.
 
     Parameters

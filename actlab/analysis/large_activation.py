@@ -5,12 +5,24 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from sklearn.decomposition import PCA as SklearnPCA
-from sklearn.model_selection import KFold
+from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold, cross_val_predict
 
 from actlab.analysis import blocks
+from actlab.analysis.blocks import N_BOOTSTRAP, SEED
 
 OUTPUT_TARGETS: tuple[str, ...] = ("label", "original_label", "predicted")
 """Output patterns against which a unit's per-sample magnitude is explained."""
+
+N_TOP = 5
+MIN_RATIO_TO_MEDIAN = 10.0
+MIN_RATIO_TO_SECOND = 3.0
+N_PERMUTATIONS = 199
+"""Defaults shared by the composable functions, the accessor and :func:`actlab.analysis.analyze`."""
+
+EXPLAINED_BY: tuple[str, ...] = ("input", "output", "undecided")
+"""Verdicts of :func:`explained_by`."""
 
 
 def unit_magnitudes(act: xr.DataArray) -> xr.Dataset:
@@ -41,12 +53,33 @@ def magnitudes_dataset(mean_abs, max_abs, epoch: np.ndarray, unit: np.ndarray) -
     )
 
 
-def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = 5, min_ratio_to_median: float = 10.0,
-                  min_ratio_to_second: float = 3.0) -> xr.Dataset:
+def active_median(mean_abs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median ``mean_abs`` over the active units (``mean_abs > 0``) and their number.
+
+    Parameters
+    ----------
+    mean_abs : ndarray, shape (epoch, unit)
+
+    Returns
+    -------
+    median : ndarray of float64, shape (epoch,)
+        NaN at an epoch without an active unit.
+    n_active : ndarray of int64, shape (epoch,)
+    """
+    mean_abs = np.asarray(mean_abs, dtype=np.float64)
+    active = mean_abs > 0
+    median = np.array([np.median(row[keep]) if keep.any() else np.nan for row, keep in zip(mean_abs, active)])
+    return median, active.sum(axis=1)
+
+
+def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = N_TOP, min_ratio_to_median: float = MIN_RATIO_TO_MEDIAN,
+                  min_ratio_to_second: float = MIN_RATIO_TO_SECOND) -> xr.Dataset:
     """Top units per epoch and detection of a single dominant unit.
 
     A layer has a dominant unit at an epoch when its largest ``mean_abs`` is at
-    least ``min_ratio_to_median`` x the median ``mean_abs`` over units and at
+    least ``min_ratio_to_median`` x the median ``mean_abs`` over the active units
+    (``mean_abs > 0``: dead units, silent on every probe, are left out, so the
+    ratio stays finite when more than half of a layer is silent) and at
     least ``min_ratio_to_second`` x the second largest. The unit followed is the
     rank-0 unit at the last epoch; it emerges at the first epoch from which it is
     the dominant unit at every later epoch.
@@ -60,7 +93,7 @@ def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = 5, min_ratio_to_median
     -------
     xr.Dataset
         ``top_unit``, ``top_mean_abs``, ``top_max_abs``, ``ratio_to_median`` (epoch, rank);
-        ``median_mean_abs``, ``dominant`` (epoch); ``dominant_unit``, ``is_dominant``,
+        ``median_mean_abs``, ``n_active``, ``dominant`` (epoch); ``dominant_unit``, ``is_dominant``,
         ``emergence_epoch`` (scalars); ``unit_mean_abs``, ``unit_max_abs``, ``unit_ratio_to_median`` (epoch).
     """
     mean_abs = np.asarray(magnitudes["mean_abs"].transpose("epoch", "unit").values, dtype=float)
@@ -70,7 +103,7 @@ def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = 5, min_ratio_to_median
     top = np.stack([blocks.top_units(m, n_top) for m in mean_abs])
     rows = np.arange(len(epochs))[:, None]
     top_mean = mean_abs[rows, top]
-    median = np.median(mean_abs, axis=1)
+    median, n_active = active_median(mean_abs)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = top_mean / median[:, None]
         second = top_mean[:, 0] / top_mean[:, 1] if top.shape[1] > 1 else np.full(len(epochs), np.inf)
@@ -89,8 +122,11 @@ def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = 5, min_ratio_to_median
             "top_unit": (er, units[top], {"long_name": "units ordered by mean |activation| (rank 0 = largest)"}),
             "top_mean_abs": (er, top_mean, {"long_name": "mean |activation| of the top units", "units": "1"}),
             "top_max_abs": (er, max_abs[rows, top], {"long_name": "max |activation| of the top units", "units": "1"}),
-            "median_mean_abs": (ed, median, {"long_name": "median over units of mean |activation|", "units": "1"}),
-            "ratio_to_median": (er, ratio, {"long_name": "top mean |activation| / layer median", "units": "1"}),
+            "median_mean_abs": (ed, median, {"long_name": "median over active units (mean |activation| > 0) of mean "
+                                                          "|activation|", "units": "1"}),
+            "n_active": (ed, n_active, {"long_name": "active units (mean |activation| > 0)", "units": "1"}),
+            "ratio_to_median": (er, ratio, {"long_name": "top mean |activation| / median of the active units",
+                                            "units": "1"}),
             "dominant": (ed, dominant, {"long_name": (f"single dominant unit: rank 0 >= {min_ratio_to_median:g} x median "
                                                       f"and >= {min_ratio_to_second:g} x rank 1")}),
             "dominant_unit": ((), units[chosen], {"long_name": "rank-0 unit at the last epoch"}),
@@ -99,15 +135,15 @@ def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = 5, min_ratio_to_median
                                                 "units": "epoch"}),
             "unit_mean_abs": (ed, mean_abs[:, chosen], {"long_name": "mean |activation| of dominant_unit", "units": "1"}),
             "unit_max_abs": (ed, max_abs[:, chosen], {"long_name": "max |activation| of dominant_unit", "units": "1"}),
-            "unit_ratio_to_median": (ed, unit_ratio, {"long_name": "dominant_unit mean |activation| / layer median",
-                                                      "units": "1"}),
+            "unit_ratio_to_median": (ed, unit_ratio, {"long_name": "dominant_unit mean |activation| / median of the "
+                                                                   "active units", "units": "1"}),
         },
         coords={"epoch": epochs, "rank": np.arange(top.shape[1])},
         attrs={"min_ratio_to_median": min_ratio_to_median, "min_ratio_to_second": min_ratio_to_second},
     )
 
 
-def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = 0) -> np.ndarray:
+def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = SEED) -> np.ndarray:
     """Whitened principal components of probe images scaled to [0, 1] (float32, randomized SVD, 2 power iterations).
 
     Parameters
@@ -124,47 +160,112 @@ def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = 0)
     return pca.fit_transform(flat).astype(np.float64)
 
 
-def cv_ridge_r2(features: np.ndarray, targets: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
-                seed: int = 0) -> np.ndarray:
-    """Cross-validated R^2 of ridge regression (with intercept), one per target column.
+def cv_ridge_predict(features: np.ndarray, targets: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
+                     seed: int = SEED) -> np.ndarray:
+    """Out-of-fold predictions of ridge regression (with intercept), all target columns at once.
 
-    Out-of-fold predictions from ``KFold(n_splits, shuffle=True, random_state=seed)`` are pooled and
-    scored with R^2 against the overall mean, like ``r2_score(y, cross_val_predict(Ridge(alpha), X, y))``.
+    ``cross_val_predict(Ridge(alpha), features, targets, cv=KFold(n_splits, shuffle=True, random_state=seed))``:
+    the folds depend on ``seed`` and the number of samples only, so calls with the same samples share them.
 
     Parameters
     ----------
     features : ndarray, shape (sample, feature)
-    targets : ndarray, shape (sample, target)
+    targets : ndarray, shape (sample,) or (sample, target)
+
+    Returns
+    -------
+    ndarray of float64, shape of ``targets``
+    """
+    y = np.asarray(targets, dtype=np.float64)
+    cv = KFold(n_splits, shuffle=True, random_state=seed)
+    # scikit-learn returns one column of a (sample, 1) target as (sample,)
+    return cross_val_predict(Ridge(alpha=alpha), np.asarray(features, dtype=np.float64), y, cv=cv).reshape(y.shape)
+
+
+def pooled_r2(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """R^2 of pooled out-of-fold predictions against the overall mean, per target column.
+
+    ``r2_score(targets, predicted, multioutput="raw_values")``, NaN (not 0) for a constant column.
+
+    Parameters
+    ----------
+    targets, predicted : ndarray, shape (sample, target)
 
     Returns
     -------
     ndarray, shape (target,)
     """
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(targets, dtype=np.float64)
-    predicted = np.empty_like(y)
-    eye = alpha * np.eye(x.shape[1])
-    for train, test in KFold(n_splits, shuffle=True, random_state=seed).split(x):
-        x_mean, y_mean = x[train].mean(axis=0), y[train].mean(axis=0)
-        xc = x[train] - x_mean
-        coef = np.linalg.solve(xc.T @ xc + eye, xc.T @ (y[train] - y_mean))
-        predicted[test] = (x[test] - x_mean) @ coef + y_mean
-    total = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    total = np.sum((targets - targets.mean(axis=0)) ** 2, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 1.0 - np.sum((y - predicted) ** 2, axis=0) / total
+        return 1.0 - np.sum((targets - predicted) ** 2, axis=0) / total
 
 
-def permutation_r2(features: np.ndarray, values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
-                   n_permutations: int = 199, seed: int = 0) -> tuple[float, float]:
-    """CV R^2 of ``values`` on ``features`` and its permutation p-value.
+def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
+                    n_permutations: int = N_PERMUTATIONS, seed: int = SEED) -> tuple[np.ndarray, float, float]:
+    """Out-of-fold predictions of ``values`` from ``features``, their CV R^2 and its permutation p-value.
 
-    p = (1 + #{R^2 of permuted values >= observed}) / (1 + n_permutations); permutations drawn
-    with ``numpy.random.default_rng(seed)``, folds fixed.
+    p = (1 + #{R^2 of permuted values >= observed}) / (1 + n_permutations), so p >= 1 / (1 + n_permutations);
+    permutations drawn with ``numpy.random.default_rng(seed)``, folds fixed. The permuted targets are extra
+    columns of one :func:`cv_ridge_predict` call (one ridge solve per fold for all of them); scikit-learn's
+    ``permutation_test_score`` would average per-fold R^2 instead of scoring the pooled predictions.
+
+    Parameters
+    ----------
+    features : ndarray, shape (sample, feature)
+    values : ndarray, shape (sample,)
+
+    Returns
+    -------
+    (predicted (sample,), r2, p_value)
     """
     rng = np.random.default_rng(seed)
-    columns = [values] + [values[rng.permutation(len(values))] for _ in range(n_permutations)]
-    r2 = cv_ridge_r2(features, np.column_stack(columns), alpha=alpha, n_splits=n_splits, seed=seed)
-    return float(r2[0]), float((1 + np.sum(r2[1:] >= r2[0])) / (1 + n_permutations))
+    y = np.column_stack([values] + [values[rng.permutation(len(values))] for _ in range(n_permutations)])
+    predicted = cv_ridge_predict(features, y, alpha=alpha, n_splits=n_splits, seed=seed)
+    r2 = pooled_r2(y, predicted)
+    return predicted[:, 0], float(r2[0]), float((1 + np.sum(r2[1:] >= r2[0])) / (1 + n_permutations))
+
+
+def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray, *,
+                         n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED) -> tuple[float, float, float]:
+    """R^2(a) - R^2(b) of two sets of predictions of the same values, with a paired bootstrap 95 % interval.
+
+    The samples are resampled with replacement ``n_bootstrap`` times (``default_rng(seed).integers(0, n, (n_bootstrap,
+    n))``), the same resample for both predictions; the interval is the 2.5 and 97.5 percentiles of the
+    resampled differences. Predictions are held fixed (out-of-fold predictions are not refitted).
+
+    Parameters
+    ----------
+    values, predicted_a, predicted_b : ndarray, shape (sample,)
+
+    Returns
+    -------
+    (difference, low, high) : floats
+    """
+    y = np.asarray(values, dtype=np.float64)
+    a, b = np.asarray(predicted_a, dtype=np.float64), np.asarray(predicted_b, dtype=np.float64)
+    observed = float(r2_score(y, a) - r2_score(y, b))
+    index = np.random.default_rng(seed).integers(0, len(y), (n_bootstrap, len(y)))
+    resampled = y[index]
+    total = np.sum((resampled - resampled.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        difference = (np.sum((resampled - b[index]) ** 2, axis=1) - np.sum((resampled - a[index]) ** 2, axis=1)) / total
+    low, high = np.nanpercentile(difference, [2.5, 97.5]) if np.isfinite(difference).any() else (np.nan, np.nan)
+    return observed, float(low), float(high)
+
+
+def explained_by(difference_low: float, difference_high: float, input_p_value: float, output_p_value: float,
+                 alpha: float = 0.05) -> str:
+    """Verdict of the input-versus-output comparison.
+
+    ``"input"`` when the 95 % interval of R^2_input - R^2_best_output lies above 0 and ``input_p_value <
+    alpha``; ``"output"`` when it lies below 0 and the best output target's ``output_p_value < alpha``;
+    ``"undecided"`` otherwise (including NaN).
+    """
+    if difference_low > 0 and input_p_value < alpha:
+        return "input"
+    if difference_high < 0 and output_p_value < alpha:
+        return "output"
+    return "undecided"
 
 
 def correlation_ratio(values: np.ndarray, classes: np.ndarray) -> float:
@@ -176,8 +277,8 @@ def correlation_ratio(values: np.ndarray, classes: np.ndarray) -> float:
 
 
 def explain_unit(values: xr.DataArray, probes: xr.Dataset, predicted: xr.DataArray | None = None, *,
-                 n_components: int = 50, alpha: float = 1.0, n_splits: int = 5, n_permutations: int = 199,
-                 seed: int = 0, input_features: np.ndarray | None = None) -> xr.Dataset:
+                 n_components: int = 50, alpha: float = 1.0, n_splits: int = 5, n_permutations: int = N_PERMUTATIONS,
+                 n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED, input_features: np.ndarray | None = None) -> xr.Dataset:
     """How much of a unit's per-sample magnitude is explained by input versus output patterns.
 
     Parameters
@@ -195,35 +296,54 @@ def explain_unit(values: xr.DataArray, probes: xr.Dataset, predicted: xr.DataArr
     -------
     xr.Dataset
         ``input_r2``, ``input_p_value`` (scalars); ``output_r2``, ``output_eta2``, ``output_p_value``
-        (target,) with ``target`` = :data:`OUTPUT_TARGETS` (NaN for ``predicted`` when not given).
+        (target,) with ``target`` = :data:`OUTPUT_TARGETS` (NaN for ``predicted`` when not given);
+        ``best_output_target`` (str), ``r2_difference``, ``r2_difference_low``, ``r2_difference_high``
+        (paired bootstrap of input R^2 - best output R^2, :func:`paired_r2_difference`) and ``explained_by``
+        (:func:`explained_by`), scalars. Attrs ``p_floor`` = 1 / (1 + n_permutations).
     """
     if values.dims != ("sample",):
         raise ValueError(f"values must have dims ('sample',); got {values.dims}")
     y = np.asarray(values.values, dtype=np.float64)
     if input_features is None:
         input_features = image_features(probes["image"].values, n_components=n_components, seed=seed)
-    options = dict(alpha=alpha, n_splits=n_splits, n_permutations=n_permutations, seed=seed)
-    input_r2, input_p = permutation_r2(input_features, y, **options)
+    fit = dict(alpha=alpha, n_splits=n_splits, n_permutations=n_permutations, seed=seed)
+    input_predicted, input_r2, input_p = permutation_fit(input_features, y, **fit)
     targets = {"label": probes["label"].values, "original_label": probes["original_label"].values,
                "predicted": None if predicted is None else np.asarray(predicted.values)}
-    r2, eta2, p = [], [], []
+    r2, eta2, p, output_predicted = [], [], [], {}
     for name in OUTPUT_TARGETS:
         classes = targets[name]
         if classes is None:
             r2.append(np.nan), eta2.append(np.nan), p.append(np.nan)
             continue
         onehot = (classes[:, None] == np.unique(classes)[None, :]).astype(np.float64)
-        observed, p_value = permutation_r2(onehot, y, **options)
+        output_predicted[name], observed, p_value = permutation_fit(onehot, y, **fit)
         r2.append(observed), eta2.append(correlation_ratio(y, classes)), p.append(p_value)
+    best = OUTPUT_TARGETS[int(np.argmax(np.where(np.isnan(r2), -np.inf, r2)))]
+    difference, low, high = paired_r2_difference(y, input_predicted, output_predicted[best], n_bootstrap=n_bootstrap,
+                                                 seed=seed)
+    verdict = explained_by(low, high, input_p, p[OUTPUT_TARGETS.index(best)])
+    p_floor = 1.0 / (1 + n_permutations)
     return xr.Dataset(
         {
             "input_r2": ((), input_r2, {"long_name": "CV R^2 of ridge on image principal components", "units": "1"}),
-            "input_p_value": ((), input_p, {"long_name": f"permutation p-value of input_r2 ({n_permutations} permutations)"}),
+            "input_p_value": ((), input_p, {"long_name": f"permutation p-value of input_r2 ({n_permutations} permutations)",
+                                            "units": "1", "p_floor": p_floor}),
             "output_r2": (("target",), r2, {"long_name": "CV R^2 of ridge on the one-hot target", "units": "1"}),
             "output_eta2": (("target",), eta2, {"long_name": "correlation ratio eta^2 (in-sample)", "units": "1"}),
-            "output_p_value": (("target",), p, {"long_name": f"permutation p-value of output_r2 ({n_permutations} permutations)"}),
+            "output_p_value": (("target",), p, {"long_name": f"permutation p-value of output_r2 ({n_permutations} permutations)",
+                                                "units": "1", "p_floor": p_floor}),
+            "best_output_target": ((), best, {"long_name": "output target with the largest output_r2"}),
+            "r2_difference": ((), difference, {"long_name": "input_r2 - output_r2 of best_output_target", "units": "1"}),
+            "r2_difference_low": ((), low, {"long_name": f"2.5 % point of r2_difference, paired bootstrap over samples "
+                                                         f"({n_bootstrap} resamples)", "units": "1"}),
+            "r2_difference_high": ((), high, {"long_name": f"97.5 % point of r2_difference, paired bootstrap over samples "
+                                                           f"({n_bootstrap} resamples)", "units": "1"}),
+            "explained_by": ((), verdict, {"long_name": "input if the 95 % interval of r2_difference lies above 0 and "
+                                                        "input_p_value < 0.05, output if below 0 and the best target's "
+                                                        "p-value < 0.05, else undecided"}),
         },
         coords={"target": list(OUTPUT_TARGETS)},
-        attrs={"alpha": alpha, "n_splits": n_splits, "n_permutations": n_permutations, "seed": seed,
-               "n_input_components": int(input_features.shape[1])},
+        attrs={"alpha": alpha, "n_splits": n_splits, "n_permutations": n_permutations, "n_bootstrap": n_bootstrap,
+               "seed": seed, "p_floor": p_floor, "n_input_components": int(input_features.shape[1])},
     )

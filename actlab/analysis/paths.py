@@ -9,13 +9,18 @@ epoch and layer as the test activation.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
 from actlab.analysis import blocks
-from actlab.analysis.blocks import PATH_SOURCES
+from actlab.analysis.blocks import N_BOOTSTRAP, PATH_SOURCES, SEED
 
 RELEVANT = ("predicted", "label")
+"""Classes whose signals can be compared; the first is the default."""
+PATH_PERMUTATIONS = 99
+"""Default permutations of the path-attribution null (:func:`null_clean_paths`)."""
 
 
 def predictions(output: xr.DataArray) -> xr.DataArray:
@@ -60,6 +65,38 @@ def path_cosines(act: xr.DataArray, n_classes: int | None = None) -> xr.DataArra
     return cosines_dataarray(data, act["epoch"].values, act["sample"].isel(sample=test_index), n_classes)
 
 
+def null_clean_paths(act: xr.DataArray, n_permutations: int = PATH_PERMUTATIONS, seed: int = SEED,
+                     n_classes: int | None = None) -> xr.DataArray:
+    """Clean path of each test probe to every class under permutations of the training probes' clean/noisy membership.
+
+    Select the few epochs wanted first (``act.sel(epoch=[...])``): each costs about ``n_permutations`` times
+    the path cosines of one epoch.
+
+    Parameters
+    ----------
+    act : xr.DataArray, dims (epoch, sample, unit)
+
+    Returns
+    -------
+    xr.DataArray of int8, dims (epoch, permutation, sample, class); ``sample`` = test probes; 1 clean, 0 noisy,
+    -1 undefined (see :func:`actlab.analysis.blocks.null_clean_paths`)
+    """
+    act = blocks.check_activations(act)
+    codes = blocks.codes_of(act)
+    n_classes = n_classes or blocks.infer_n_classes(act)
+    test_index = np.flatnonzero(act["group"].values == "test")
+    plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test_index, n_top=1, seed=seed,
+                            null_permutations=n_permutations)
+    data = blocks.map_epochs(act, lambda x: blocks.null_clean_paths(x, plan),
+                             (n_permutations, len(test_index), n_classes), np.int8)
+    test = act["sample"].isel(sample=test_index)
+    return xr.DataArray(data, dims=("epoch", "permutation", "sample", "class"),
+                        coords={"epoch": act["epoch"].values, "permutation": np.arange(n_permutations),
+                                "class": np.arange(n_classes), **{k: v.variable for k, v in test.coords.items()}},
+                        name="null_clean_path",
+                        attrs={"long_name": "clean path (1), noisy path (0), undefined (-1) under permuted training probes"})
+
+
 def cosines_dataarray(data, epochs: np.ndarray, samples: xr.DataArray, n_classes: int) -> xr.DataArray:
     """Label an (epoch, source, test sample, class) array of path cosines; ``samples`` is the test ``sample`` coord."""
     return xr.DataArray(
@@ -72,7 +109,7 @@ def cosines_dataarray(data, epochs: np.ndarray, samples: xr.DataArray, n_classes
     )
 
 
-def attribute_paths(cosines: xr.DataArray, predicted: xr.DataArray, relevant: str = "predicted") -> xr.Dataset:
+def attribute_paths(cosines: xr.DataArray, predicted: xr.DataArray, relevant: str = RELEVANT[0]) -> xr.Dataset:
     """Attribute each test prediction to the clean or the noisy path.
 
     Parameters
@@ -88,8 +125,8 @@ def attribute_paths(cosines: xr.DataArray, predicted: xr.DataArray, relevant: st
     -------
     xr.Dataset
         ``predicted``, ``correct``, ``relevant_class`` (epoch, sample); ``cos_clean``, ``cos_noisy``,
-        ``clean_path`` (epoch, sample); ``clean_share_correct``, ``clean_share_wrong``, ``n_correct``,
-        ``n_wrong`` (epoch).
+        ``clean_path`` (epoch, sample); ``clean_share_correct``, ``clean_share_wrong``, ``split``
+        (= correct - wrong share), ``n_correct``, ``n_wrong`` (epoch).
     """
     if relevant not in RELEVANT:
         raise ValueError(f"relevant must be one of {RELEVANT}; got {relevant!r}")
@@ -125,6 +162,8 @@ def attribute_paths(cosines: xr.DataArray, predicted: xr.DataArray, relevant: st
                                                          "units": "1"}),
             "clean_share_wrong": (e, share(~correct), {"long_name": "share of clean-path attribution, wrong predictions",
                                                         "units": "1"}),
+            "split": (e, share(correct) - share(~correct), {"long_name": "clean_share_correct - clean_share_wrong",
+                                                            "units": "1"}),
             "n_correct": (e, correct.sum(axis=1), {"long_name": "correctly predicted test probes"}),
             "n_wrong": (e, (~correct).sum(axis=1), {"long_name": "wrongly predicted test probes"}),
         },
@@ -134,7 +173,7 @@ def attribute_paths(cosines: xr.DataArray, predicted: xr.DataArray, relevant: st
     return out
 
 
-def path_attribution(act: xr.DataArray, predicted: xr.DataArray, relevant: str = "predicted",
+def path_attribution(act: xr.DataArray, predicted: xr.DataArray, relevant: str = RELEVANT[0],
                      n_classes: int | None = None) -> xr.Dataset:
     """Clean- versus noisy-path attribution of the test probes in one layer.
 
@@ -149,3 +188,123 @@ def path_attribution(act: xr.DataArray, predicted: xr.DataArray, relevant: str =
     xr.Dataset, see :func:`attribute_paths`
     """
     return attribute_paths(path_cosines(act, n_classes), predicted, relevant)
+
+
+def weighted_splits(weights: np.ndarray, clean_path: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Clean share of the correct minus that of the wrong predictions, with sample weights.
+
+    Parameters
+    ----------
+    weights : ndarray, shape (draw, sample)
+        Multiplicity of each test probe (ones for the plain split, resample counts for a bootstrap).
+    clean_path : ndarray, shape (path, sample)
+        1 (clean), 0 (noisy) or NaN (undefined, left out).
+    correct : ndarray of bool, shape (sample,)
+
+    Returns
+    -------
+    ndarray of float64, shape (draw, path); NaN where a share has no defined probe
+    """
+    defined = np.isfinite(clean_path)
+    filled = np.where(defined, clean_path, 0.0)
+
+    def share(mask: np.ndarray) -> np.ndarray:
+        numerator = weights @ (filled * mask).T
+        denominator = weights @ (defined & mask).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+
+    return share(correct[None, :]) - share(~correct[None, :])
+
+
+def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.ndarray, *,
+               n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED) -> dict[str, np.ndarray | float]:
+    """The observed split against its permutation null, at one epoch.
+
+    Parameters
+    ----------
+    clean_path : ndarray, shape (sample,)
+        Observed clean path of the test probes (1, 0, NaN).
+    null_clean_path : ndarray, shape (permutation, sample)
+        The same under each permutation of the training probes' clean/noisy membership.
+    correct : ndarray of bool, shape (sample,)
+
+    Returns
+    -------
+    dict
+        ``split``, ``null`` (permutation,), ``null_mean``, ``null_low``, ``null_high`` (2.5 and 97.5 %
+        points of the null), ``excess`` (= split - null_mean), ``excess_low``, ``excess_high`` (2.5 and 97.5 %
+        points of the excess over ``n_bootstrap`` resamples of the test probes, drawn as
+        ``default_rng(seed).integers(0, n, (n_bootstrap, n))``, the permutations held fixed) and ``p_value``
+        = (1 + #{null >= split}) / (1 + permutations), one-sided.
+    """
+    n = len(clean_path)
+    observed = float(weighted_splits(np.ones((1, n)), clean_path[None], correct)[0, 0])
+    null = weighted_splits(np.ones((1, n)), null_clean_path, correct)[0]
+    draws = np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))
+    counts = np.bincount((draws + n * np.arange(n_bootstrap)[:, None]).ravel(), minlength=n_bootstrap * n)
+    counts = counts.reshape(n_bootstrap, n).astype(np.float64)  # multiplicity of each probe in each resample
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws (no wrong prediction) give NaN
+        excess = weighted_splits(counts, clean_path[None], correct)[:, 0] - np.nanmean(
+            weighted_splits(counts, null_clean_path, correct), axis=1)
+        null_mean = float(np.nanmean(null))
+        null_low, null_high = np.nanpercentile(null, [2.5, 97.5])
+        excess_low, excess_high = np.nanpercentile(excess, [2.5, 97.5])
+    p_value = (1 + np.sum(null >= observed)) / (1 + len(null)) if np.isfinite(observed) else np.nan
+    return {"split": observed, "null": null, "null_mean": null_mean, "null_low": float(null_low),
+            "null_high": float(null_high), "excess": observed - null_mean, "excess_low": float(excess_low),
+            "excess_high": float(excess_high), "p_value": float(p_value)}
+
+
+NULL_VARIABLES: dict[str, str] = {
+    "split_null_mean": "mean of the split over permutations of the training probes' clean/noisy membership",
+    "split_null_low": "2.5 % point of the permutation null of the split",
+    "split_null_high": "97.5 % point of the permutation null of the split",
+    "split_excess": "split - split_null_mean",
+    "split_excess_low": "2.5 % point of split_excess, bootstrap over test probes",
+    "split_excess_high": "97.5 % point of split_excess, bootstrap over test probes",
+    "split_p_value": "one-sided permutation p-value of the split: (1 + #{null >= split}) / (1 + permutations)",
+}
+"""Variables of :func:`path_split_null` (epoch,), NaN at epochs without a null."""
+
+
+def path_split_null(attributed: xr.Dataset, null_clean_path: xr.DataArray, *, n_bootstrap: int = N_BOOTSTRAP,
+                    seed: int = SEED) -> xr.Dataset:
+    """Permutation null and bootstrap interval of the path-attribution split of one layer.
+
+    Parameters
+    ----------
+    attributed : xr.Dataset
+        :func:`attribute_paths` output: ``clean_path``, ``correct``, ``relevant_class`` (epoch, sample).
+    null_clean_path : xr.DataArray of int8, dims (epoch, permutation, sample, class)
+        :func:`actlab.analysis.blocks.null_clean_paths` at some of ``attributed``'s epochs (same test samples).
+
+    Returns
+    -------
+    xr.Dataset, dims (epoch, permutation) over ``attributed``'s epochs
+        ``split_null`` (epoch, permutation) and the :data:`NULL_VARIABLES` (epoch,), NaN at epochs without
+        a null; attrs ``null_epochs``, ``n_permutations``, ``n_bootstrap``, ``seed``, ``p_floor``.
+    """
+    epochs = attributed["epoch"].values
+    n_permutations = null_clean_path.sizes["permutation"]
+    out = {name: np.full(len(epochs), np.nan) for name in NULL_VARIABLES}
+    null = np.full((len(epochs), n_permutations), np.nan)
+    for epoch in null_clean_path["epoch"].values:
+        i = int(np.flatnonzero(epochs == epoch)[0])
+        row = attributed.isel(epoch=i)
+        cls = row["relevant_class"].values.astype(np.int64)
+        paths = null_clean_path.sel(epoch=epoch).transpose("permutation", "sample", "class").values
+        picked = np.take_along_axis(paths, np.broadcast_to(cls[None, :, None], paths.shape[:2] + (1,)), axis=2)[..., 0]
+        found = split_null(row["clean_path"].values, np.where(picked >= 0, picked, np.nan), row["correct"].values,
+                           n_bootstrap=n_bootstrap, seed=seed)
+        null[i] = found["null"]
+        for name in NULL_VARIABLES:
+            out[name][i] = found[name.removeprefix("split_")]
+    ds = xr.Dataset(
+        {name: ("epoch", values, {"long_name": NULL_VARIABLES[name], "units": "1"}) for name, values in out.items()},
+        coords={"epoch": epochs})
+    ds["split_null"] = (("epoch", "permutation"), null, {"long_name": "split under each permutation", "units": "1"})
+    ds.attrs.update(null_epochs=[int(e) for e in null_clean_path["epoch"].values], n_permutations=int(n_permutations),
+                    n_bootstrap=int(n_bootstrap), seed=int(seed), p_floor=1.0 / (1 + n_permutations))
+    return ds

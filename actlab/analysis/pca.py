@@ -8,6 +8,20 @@ import xarray as xr
 from actlab.analysis import blocks
 from actlab.analysis.blocks import Moments
 
+N_COMPONENTS = 10
+PCA_EPOCHS = 16
+"""Defaults shared by the accessor and :func:`actlab.analysis.analyze`: components kept, epochs fitted on."""
+
+
+def pca_epoch_indices(n_epochs: int, pca_epochs: int | None = PCA_EPOCHS) -> np.ndarray:
+    """Indices of the recorded epochs the PCA is fitted on: ``pca_epochs`` evenly spaced ones, first and last included.
+
+    ``None`` (or a number at least ``n_epochs``) selects every epoch.
+    """
+    if pca_epochs is None or pca_epochs >= n_epochs:
+        return np.arange(n_epochs)
+    return np.unique(np.round(np.linspace(0, n_epochs - 1, pca_epochs)).astype(int))
+
 
 class PCA:
     """Exact PCA of (sample, unit) data streamed block by block, scikit-learn style.
@@ -35,7 +49,7 @@ class PCA:
         The accumulated statistics.
     """
 
-    def __init__(self, n_components: int = 10) -> None:
+    def __init__(self, n_components: int = N_COMPONENTS) -> None:
         self.n_components = n_components
 
     def partial_fit(self, block: np.ndarray | xr.DataArray) -> PCA:

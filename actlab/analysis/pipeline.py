@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from actlab import __version__
 from actlab.analysis import blocks, curves, large_activation, paths, separation
 from actlab.analysis.blocks import GROUPINGS, BlockPlan, BlockStats, Moments
-from actlab.analysis.pca import PCA, pca_trajectories
+from actlab.analysis.pca import N_COMPONENTS, PCA, PCA_EPOCHS, pca_epoch_indices, pca_trajectories
 from actlab.analysis.run import KINDS, Run, open_run, read_block
 from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
@@ -32,26 +32,18 @@ from actlab.progress import Progress
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
 
-ANALYSIS_REVISION = 2
+ANALYSIS_REVISION = 3
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
 saved results from before are recomputed instead of reused (2: double-descent criterion 5 looks from
-``smooth_window`` epochs before the peak)."""
+``smooth_window`` epochs before the peak; 3: null baselines (separation noise floor, path-attribution
+permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap)."""
 
 
 def _block_task(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, plan: BlockPlan,
-                keep_top_values: bool, predictions: bool, moments: bool) -> BlockStats:
+                keep_top_values: bool, predictions: bool, moments: bool, null: bool) -> BlockStats:
     x = read_block(run_dir, layer, slot, epoch, relu)
-    return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions, moments=moments)
-
-
-def pca_epoch_indices(n_epochs: int, pca_epochs: int | None) -> np.ndarray:
-    """Indices of the recorded epochs the PCA is fitted on: ``pca_epochs`` evenly spaced ones, first and last included.
-
-    ``None`` (or a number at least ``n_epochs``) selects every epoch.
-    """
-    if pca_epochs is None or pca_epochs >= n_epochs:
-        return np.arange(n_epochs)
-    return np.unique(np.round(np.linspace(0, n_epochs - 1, pca_epochs)).astype(int))
+    return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions, moments=moments,
+                                   null=null)
 
 
 def _executor(scheduler: str | None, max_workers: int) -> tuple[cf.Executor, Callable[[], None]]:
@@ -77,16 +69,19 @@ class _Accumulator:
     def __init__(self, run: Run, plan: BlockPlan) -> None:
         n_epochs, n_classes = len(run.epochs), plan.n_classes
         self.sums: dict[str, np.ndarray] = {}
+        self.half_sums: dict[str, np.ndarray] = {}
         self.mean_abs: dict[str, np.ndarray] = {}
         self.max_abs: dict[str, np.ndarray] = {}
         self.moments: dict[str, Moments] = {}
         self.path_cosines: dict[str, np.ndarray] = {}
+        self.null_clean_path: dict[str, dict[int, np.ndarray]] = {name: {} for name in run.layer_names}
         self.last_top_units: dict[str, np.ndarray] = {}
         self.last_top_values: dict[str, np.ndarray] = {}
         self.predicted = np.full((n_epochs, run.n_samples), -1, dtype=np.int64)
         for name in run.layer_names:
             width = int(run.layer_specs[name]["width"])
             self.sums[name] = np.zeros((n_epochs, len(GROUPINGS), n_classes, width))
+            self.half_sums[name] = np.zeros((n_epochs, len(blocks.HALVES), n_classes, width))
             self.mean_abs[name] = np.zeros((n_epochs, width))
             self.max_abs[name] = np.zeros((n_epochs, width))
             self.moments[name] = Moments(0, np.zeros(width), np.zeros((width, width)))
@@ -95,11 +90,14 @@ class _Accumulator:
 
     def add(self, layer: str, index: int, stats: BlockStats) -> None:
         self.sums[layer][index] = stats.sums
+        self.half_sums[layer][index] = stats.half_sums
         self.mean_abs[layer][index] = stats.mean_abs
         self.max_abs[layer][index] = stats.max_abs
         if stats.moments is not None:
             self.moments[layer].update(stats.moments)
         self.path_cosines[layer][index] = stats.path_cosines
+        if stats.null_clean_path is not None:
+            self.null_clean_path[layer][index] = stats.null_clean_path
         if stats.top_values is not None:
             self.last_top_units[layer] = stats.top_units
             self.last_top_values[layer] = stats.top_values
@@ -107,14 +105,14 @@ class _Accumulator:
             self.predicted[index] = stats.predicted
 
 
-def _stream_blocks(run: Run, plan: BlockPlan, kind: str, pca_indices: np.ndarray, *, scheduler: str | None,
-                   max_workers: int, progress: bool) -> _Accumulator:
+def _stream_blocks(run: Run, plan: BlockPlan, kind: str, pca_indices: np.ndarray, null_indices: np.ndarray, *,
+                   scheduler: str | None, max_workers: int, progress: bool) -> _Accumulator:
     acc = _Accumulator(run, plan)
     last, output = len(run.epochs) - 1, run.layer_names[-1]
-    pca_set = set(pca_indices.tolist())
+    pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist()) if len(plan.test_index) else set()
     tasks = [
         (name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
-                   plan, i == last, name == output, i in pca_set))
+                   plan, i == last, name == output, i in pca_set, i in null_set))
         for name in run.layer_names for i in range(len(run.epochs))
     ]
     executor, close = _executor(scheduler, max_workers)
@@ -149,9 +147,16 @@ def _layer_stack(datasets: list[xr.Dataset], names: list[str]) -> xr.Dataset:
     return xr.concat(datasets, dim=xr.Variable("layer", names, {"long_name": "layer"}), combine_attrs="override")
 
 
-def _separation(run: Run, means: dict[str, xr.DataArray]) -> xr.Dataset:
-    out = _layer_stack([separation.separation_from_means(means[name]) for name in run.layer_names], run.layer_names)
+def _separation(run: Run, acc: _Accumulator, plan: BlockPlan, means: dict[str, xr.DataArray]) -> xr.Dataset:
+    halves = {name: separation.half_means_dataarray(blocks.means_from_sums(acc.half_sums[name], plan.half_counts),
+                                                    xr.DataArray(run.epochs), xr.DataArray(np.arange(acc.half_sums[name].shape[-1])),
+                                                    plan.half_counts)
+              for name in run.layer_names}
+    out = _layer_stack([separation.separation_from_means(means[name], halves[name]) for name in run.layer_names],
+                       run.layer_names)
     out["count"] = out["count"].isel(layer=0, drop=True)
+    out["half_count"] = out["half_count"].isel(layer=0, drop=True)
+    out.attrs["seed"] = plan.seed
     return out
 
 
@@ -183,7 +188,7 @@ def _pca(run: Run, acc: _Accumulator, n_components: int, means: dict[str, xr.Dat
 
 
 def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_median: float, min_ratio_to_second: float,
-                      n_permutations: int, seed: int) -> dict[str, xr.Dataset]:
+                      n_permutations: int, n_bootstrap: int, seed: int) -> dict[str, xr.Dataset]:
     features = large_activation.image_features(run.probes["image"].values, seed=seed)
     predicted = xr.DataArray(acc.predicted[-1], dims="sample") if np.all(acc.predicted[-1] >= 0) else None
     per_layer, children = [], {}
@@ -199,17 +204,18 @@ def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_m
                               coords={k: v.variable for k, v in run.probes["sample"].coords.items()},
                               name="dominant_unit_activation",
                               attrs={"long_name": f"|activation| of the dominant unit at epoch {run.epochs[-1]}", "units": "1"})
-        explained = large_activation.explain_unit(values, run.probes, predicted, n_permutations=n_permutations, seed=seed,
-                                                  input_features=features)
+        explained = large_activation.explain_unit(values, run.probes, predicted, n_permutations=n_permutations,
+                                                  n_bootstrap=n_bootstrap, seed=seed, input_features=features)
         per_layer.append(xr.merge([found, explained], combine_attrs="override").reindex(rank=np.arange(n_top)))
         children[name] = xr.Dataset({**mags.data_vars, "dominant_unit_activation": values})
     node = _layer_stack(per_layer, run.layer_names)
     node.attrs.update(min_ratio_to_median=min_ratio_to_median, min_ratio_to_second=min_ratio_to_second,
-                      n_permutations=n_permutations, seed=seed, explained_epoch=int(run.epochs[-1]))
+                      n_permutations=n_permutations, n_bootstrap=n_bootstrap, p_floor=1.0 / (1 + n_permutations), seed=seed,
+                      explained_epoch=int(run.epochs[-1]))
     return {"": node, **children}
 
 
-def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str) -> xr.Dataset:
+def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str, n_bootstrap: int) -> xr.Dataset:
     if np.any(acc.predicted < 0):
         raise RuntimeError("predictions from the output layer are missing")
     if len(plan.test_index) == 0:
@@ -224,12 +230,36 @@ def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str) -> xr.Da
         )
         for name in run.layer_names
     ]
+    nulls = [paths.path_split_null(ds, _null_dataarray(acc.null_clean_path[name], run.epochs, test, plan), n_bootstrap=n_bootstrap,
+                                   seed=plan.seed)
+             for name, ds in zip(run.layer_names, per_layer)]
     shared = ["predicted", "correct", "relevant_class", "n_correct", "n_wrong"]
-    node = _layer_stack([ds.drop_vars(shared) for ds in per_layer], run.layer_names)
+    node = _layer_stack([ds.drop_vars(shared).merge(null, combine_attrs="drop") for ds, null in zip(per_layer, nulls)],
+                        run.layer_names)
     node = node.merge(per_layer[0][shared])
     warnings = separation.empty_class_warnings(plan.counts[[GROUPINGS.index(s) for s in blocks.PATH_SOURCES]])
-    node.attrs.update(per_layer[0].attrs, warnings=warnings)
+    node.attrs.update(per_layer[0].attrs, **nulls[0].attrs, warnings=warnings, first_epoch=int(run.epochs[0]))
     return node
+
+
+def _null_dataarray(found: dict[int, np.ndarray], epochs: np.ndarray, test: xr.DataArray, plan: BlockPlan) -> xr.DataArray:
+    """Label the null clean paths of one layer, (epoch, permutation, sample, class), at the epochs computed."""
+    indices = sorted(found)
+    data = (np.stack([found[i] for i in indices]) if indices
+            else np.zeros((0, plan.null_permutations, len(plan.test_index), plan.n_classes), dtype=np.int8))
+    return xr.DataArray(data, dims=("epoch", "permutation", "sample", "class"),
+                        coords={"epoch": epochs[indices], **{k: v.variable for k, v in test.coords.items()}})
+
+
+def null_epoch_indices(run: Run, learning_curves: xr.Dataset | None) -> np.ndarray:
+    """Indices of the recorded epochs the path-attribution null is computed at.
+
+    The first and the last recorded epoch and the :func:`phase_epochs` (from the learning curves, when
+    they could be computed); at most four blocks per layer.
+    """
+    tree = xr.DataTree.from_dict({"/curves": learning_curves} if learning_curves is not None else {})
+    wanted = {int(run.epochs[0]), *phase_epochs(tree, run.epochs).values()}
+    return np.flatnonzero(np.isin(run.epochs, sorted(wanted)))
 
 
 def analyze(
@@ -238,14 +268,16 @@ def analyze(
     progress: bool = True,
     scheduler: str | None = None,
     kind: str = "post",
-    n_components: int = 10,
-    n_top: int = 5,
-    min_ratio_to_median: float = 10.0,
-    min_ratio_to_second: float = 3.0,
-    n_permutations: int = 199,
-    seed: int = 0,
-    relevant: str = "predicted",
-    pca_epochs: int | None = 16,
+    n_components: int = N_COMPONENTS,
+    n_top: int = large_activation.N_TOP,
+    min_ratio_to_median: float = large_activation.MIN_RATIO_TO_MEDIAN,
+    min_ratio_to_second: float = large_activation.MIN_RATIO_TO_SECOND,
+    n_permutations: int = large_activation.N_PERMUTATIONS,
+    n_bootstrap: int = blocks.N_BOOTSTRAP,
+    path_permutations: int = paths.PATH_PERMUTATIONS,
+    seed: int = blocks.SEED,
+    relevant: str = paths.RELEVANT[0],
+    pca_epochs: int | None = PCA_EPOCHS,
     max_workers: int | None = None,
 ) -> xr.DataTree:
     """Run all analyses in one pass over the store.
@@ -263,6 +295,11 @@ def analyze(
         Activations analysed (post-ReLU by default).
     n_components, n_top, min_ratio_to_median, min_ratio_to_second, n_permutations, seed, relevant
         Passed to the analyses, see ``docs/analysis.md``.
+    n_bootstrap : int
+        Resamples of the bootstrap intervals (large activation: input versus best output R^2; path attribution:
+        excess of the split over its null).
+    path_permutations : int
+        Permutations of the path-attribution null, computed at the first, the last and the phase epochs only.
     pca_epochs : int or None
         The PCA is fitted on the pooled activations of this many recorded epochs, evenly spaced, first and
         last included (``None``: every epoch). The unit x unit scatter matrix is the costliest block
@@ -289,7 +326,8 @@ def analyze(
         raise ConfigError(f"relevant must be one of {paths.RELEVANT}; got {relevant!r}")
     if pca_epochs is not None and (not isinstance(pca_epochs, (int, np.integer)) or pca_epochs < 2):
         raise ConfigError(f"pca_epochs must be None or an integer >= 2; got {pca_epochs!r}")
-    for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations)):
+    for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations),
+                        ("n_bootstrap", n_bootstrap), ("path_permutations", path_permutations)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be a positive integer; got {value!r}")
     if n_top < 2:
@@ -297,12 +335,12 @@ def analyze(
     run = run if isinstance(run, Run) else open_run(run)
     max_workers = int(max_workers or os.cpu_count() or 1)
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
-                      min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, seed=seed,
-                      relevant=relevant, pca_epochs=pca_epochs)
+                      min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
+                      path_permutations=path_permutations, seed=seed, relevant=relevant, pca_epochs=pca_epochs)
     codes = blocks.grouping_codes(run.probes["group"].values, run.probes["label"].values,
                                   run.probes["original_label"].values)
     plan = BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(run.probes["group"].values == "test"),
-                     n_top=n_top)
+                     n_top=n_top, seed=seed, null_permutations=path_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
         return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress)
 
@@ -311,8 +349,6 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
              max_workers: int, progress: bool) -> xr.DataTree:
     n_components, n_top, relevant = parameters["n_components"], parameters["n_top"], parameters["relevant"]
     pca_indices = pca_epoch_indices(len(run.epochs), parameters["pca_epochs"])
-    acc = _stream_blocks(run, plan, kind, pca_indices, scheduler=scheduler, max_workers=max_workers, progress=progress)
-
     errors: dict[str, str] = {}
     nodes: dict[str, xr.Dataset] = {}
 
@@ -325,20 +361,24 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
         for child, ds in (built.items() if isinstance(built, dict) else [("", built)]):
             nodes[f"/{name}/{child}" if child else f"/{name}"] = ds
 
+    attempt("curves", lambda: curves.learning_curves(run.metrics))  # before the pass: its phases place the path null
+    null_indices = null_epoch_indices(run, nodes.get("/curves"))
+    acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
+                         progress=progress)
+
     means = {
         name: separation.means_dataarray(blocks.means_from_sums(acc.sums[name], plan.counts),
                                          xr.DataArray(run.epochs), xr.DataArray(np.arange(acc.sums[name].shape[-1])),
                                          plan.counts, name)
         for name in run.layer_names
     }
-    attempt("curves", lambda: curves.learning_curves(run.metrics))
-    attempt("separation", lambda: _separation(run, means))
+    attempt("separation", lambda: _separation(run, acc, plan, means))
     attempt("pca", lambda: _pca(run, acc, n_components, means, pca_indices))
     attempt("large_activation", lambda: _large_activation(
         run, acc, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
         min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
-        seed=parameters["seed"]))
-    attempt("paths", lambda: _paths(run, acc, plan, relevant))
+        n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"]))
+    attempt("paths", lambda: _paths(run, acc, plan, relevant, parameters["n_bootstrap"]))
     for path, ds in nodes.items():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
@@ -440,17 +480,29 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         # the study's separation: noisy probes grouped by their ORIGINAL class; grouped by assigned label, the
         # cosine is low at initialisation-like epochs only because the groups hold other classes' images
         original = node[pairs["noisy_by_original"]].transpose("layer", "epoch").values
+        first = int(node["epoch"].values[0])
         if not np.isfinite(original).any():
-            return {"layer": None, "epoch": None, "cosine": None, "grouping": "noisy_by_original", "last_epoch": {}, "at_phases": {}}
+            return {"layer": None, "epoch": None, "cosine": None, "noise_floor": None, "cosine_epoch0": None,
+                    "first_epoch": first, "first_epoch_is_initialisation": first == 0, "grouping": "noisy_by_original",
+                    "last_epoch": {}, "at_phases": {}}
         layer, epoch = np.unravel_index(int(np.nanargmin(original)), original.shape)
+        floor = "cos_clean_halves_mean"
+
+        def value(var: str, name: Any, epoch_value: int) -> float | None:
+            return _number(float(node[var].sel(layer=name, epoch=epoch_value)))
 
         def by_layer(epoch_value: int) -> dict[str, dict[str, float | None]]:
-            return {str(name): {grouping: _number(float(node[var].sel(layer=name, epoch=epoch_value))) for grouping, var in pairs.items()}
+            return {str(name): {**{grouping: value(var, name, epoch_value) for grouping, var in pairs.items()},
+                                "noise_floor": value(floor, name, epoch_value),
+                                **{f"{grouping}_epoch0": value(var, name, first) for grouping, var in pairs.items()}}
                     for name in node["layer"].values}
 
         at_phases = {phase: {"epoch": e, "by_layer": by_layer(e)} for phase, e in phase_epochs(results, node["epoch"].values).items()}
-        return {"layer": str(node["layer"].values[layer]), "epoch": int(node["epoch"].values[epoch]),
-                "cosine": float(original[layer, epoch]), "grouping": "noisy_by_original",
+        best_layer, best_epoch = node["layer"].values[layer], int(node["epoch"].values[epoch])
+        return {"layer": str(best_layer), "epoch": best_epoch,
+                "cosine": float(original[layer, epoch]), "noise_floor": value(floor, best_layer, best_epoch),
+                "cosine_epoch0": value(pairs["noisy_by_original"], best_layer, first),
+                "first_epoch": first, "first_epoch_is_initialisation": first == 0, "grouping": "noisy_by_original",
                 "last_epoch": by_layer(int(node["epoch"].values[-1])), "at_phases": at_phases}
 
     def large() -> dict[str, Any]:
@@ -466,16 +518,8 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         at = row.isel(epoch=-1)
         output_r2 = {str(t): _number(float(at["output_r2"].sel(target=t))) for t in node["target"].values}
         output_p = {str(t): _number(float(at["output_p_value"].sel(target=t))) for t in node["target"].values}
-        input_r2, input_p = float(at["input_r2"]), float(at["input_p_value"])
-        finite_out = [v for v in output_r2.values() if v is not None]
-        best_out = max(finite_out) if finite_out else -np.inf
-        best_out_p = min((output_p[t] for t, v in output_r2.items() if v == best_out), default=1.0)
-        if input_r2 > best_out and input_p < 0.05:
-            explained_by = "input"
-        elif best_out > input_r2 and best_out_p is not None and best_out_p < 0.05:
-            explained_by = "output"
-        else:
-            explained_by = "neither"
+        n_permutations = int(node.attrs["n_permutations"])
+        p_floor = 1.0 / (1 + n_permutations)
         top = at["top_mean_abs"].values
         at_phases = {
             phase: {"epoch": e, "mean_abs": _number(float(row["unit_mean_abs"].sel(epoch=e))),
@@ -485,17 +529,39 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
             "layer": pick, "unit": int(at["dominant_unit"]), "dominant": bool(at["is_dominant"]),
             "mean_abs": _number(float(top[0])), "ratio_to_median": _number(float(at["ratio_to_median"].isel(rank=0))),
             "ratio_to_second": _number(float(top[0] / top[1])) if len(top) > 1 and top[1] > 0 else None,
-            "emergence_epoch": _epoch(at["emergence_epoch"]), "input_r2": _number(input_r2),
-            "input_p_value": _number(input_p), "output_r2": output_r2, "output_p_value": output_p,
-            "explained_by": explained_by, "at_phases": at_phases,
+            "n_active": _epoch(at["n_active"]),
+            "emergence_epoch": _epoch(at["emergence_epoch"]), "input_r2": _number(float(at["input_r2"])),
+            "input_p_value": _number(float(at["input_p_value"])), "input_p_floor": p_floor, "output_r2": output_r2,
+            "output_p_value": output_p, "output_p_floor": p_floor, "n_permutations": n_permutations,
+            "best_output_target": str(at["best_output_target"].values),
+            "r2_difference": _number(float(at["r2_difference"])), "r2_difference_low": _number(float(at["r2_difference_low"])),
+            "r2_difference_high": _number(float(at["r2_difference_high"])), "explained_by": str(at["explained_by"].values),
+            "at_phases": at_phases,
         }
 
     def path_split() -> dict[str, Any]:
-        node = results["paths"].to_dataset().isel(epoch=-1)
-        return {"epoch": int(node["epoch"]), "by_layer": {
-            str(name): {"clean_share_correct": _number(float(node["clean_share_correct"].sel(layer=name))),
-                        "clean_share_wrong": _number(float(node["clean_share_wrong"].sel(layer=name)))}
-            for name in node["layer"].values}}
+        node = results["paths"].to_dataset()
+        first = int(node["epoch"].values[0])
+        n_permutations = int(node.attrs["n_permutations"])
+        keys = {"split": "split", "null_mean": "split_null_mean", "null_low": "split_null_low",
+                "null_high": "split_null_high", "excess": "split_excess", "excess_low": "split_excess_low",
+                "excess_high": "split_excess_high", "p_value": "split_p_value"}
+
+        def by_layer(epoch: int) -> dict[str, dict[str, Any]]:
+            at = node.sel(epoch=epoch)
+            return {str(name): {
+                "clean_share_correct": _number(float(at["clean_share_correct"].sel(layer=name))),
+                "clean_share_wrong": _number(float(at["clean_share_wrong"].sel(layer=name))),
+                **{key: _number(float(at[var].sel(layer=name))) for key, var in keys.items()},
+                "split_epoch0": _number(float(node["split"].sel(layer=name, epoch=first))),
+                "p_floor": 1.0 / (1 + n_permutations), "n_permutations": n_permutations,
+            } for name in node["layer"].values}
+
+        last = int(node["epoch"].values[-1])
+        return {"epoch": last, "first_epoch": first, "first_epoch_is_initialisation": first == 0,
+                "by_layer": by_layer(last),
+                "at_phases": {phase: {"epoch": e, "by_layer": by_layer(e)}
+                              for phase, e in phase_epochs(results, node["epoch"].values).items()}}
 
     section("double_descent", "curves", double_descent)
     section("phases", "curves", phases)

@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 from actlab.analysis import blocks
-from actlab.analysis.blocks import GROUPINGS
+from actlab.analysis.blocks import GROUPINGS, HALVES, SEED
 
 PAIRS: dict[str, tuple[str, str, str]] = {
     "cos_clean_noisy_by_original": ("clean", "noisy_by_original", "clean class c vs noisy probes whose ORIGINAL label is c"),
@@ -43,6 +43,67 @@ def class_means(act: xr.DataArray, n_classes: int | None = None) -> xr.DataArray
     return means_dataarray(blocks.means_from_sums(sums, counts), act["epoch"], act["unit"], counts, act.name)
 
 
+def half_means(act: xr.DataArray, n_classes: int | None = None, seed: int = SEED) -> xr.DataArray:
+    """Mean activation of two random halves of the clean probes of each class (:func:`blocks.half_codes`).
+
+    Parameters
+    ----------
+    act : xr.DataArray, dims (epoch, sample, unit)
+        With probe coords ``group``, ``label``, ``original_label``.
+    n_classes : int, optional
+    seed : int
+        Seed of the split into halves.
+
+    Returns
+    -------
+    xr.DataArray, float64, dims (epoch, half, class, unit)
+        With coord ``count`` (half, class); lazy for dask input.
+    """
+    act = blocks.check_activations(act)
+    halves = blocks.half_codes(blocks.codes_of(act), seed)
+    n_classes = n_classes or blocks.infer_n_classes(act)
+    counts = blocks.group_counts(halves, n_classes)
+    sums = blocks.map_epochs(act, lambda x: blocks.group_sums(x, halves, n_classes),
+                             (len(HALVES), n_classes, act.sizes["unit"]), np.float64)
+    return half_means_dataarray(blocks.means_from_sums(sums, counts), act["epoch"], act["unit"], counts)
+
+
+def half_means_dataarray(means, epoch: xr.DataArray, unit: xr.DataArray, counts: np.ndarray) -> xr.DataArray:
+    """Label an (epoch, half, class, unit) array of clean-half class means."""
+    return xr.DataArray(
+        means, dims=("epoch", "half", "class", "unit"),
+        coords={"epoch": epoch.values, "half": list(HALVES), "class": np.arange(counts.shape[1]), "unit": unit.values,
+                "count": (("half", "class"), counts, {"long_name": "samples per half and class"})},
+        name="half_mean", attrs={"long_name": "class-mean activation of a random half of the clean probes", "units": "1"},
+    )
+
+
+def noise_floor(halves: xr.DataArray) -> xr.Dataset:
+    """Cosine between the class means of two random halves of the clean probes: what no separation looks like.
+
+    Parameters
+    ----------
+    halves : xr.DataArray, dims (epoch, half, class, unit)
+        From :func:`half_means`.
+
+    Returns
+    -------
+    xr.Dataset
+        ``cos_clean_halves`` (epoch, class), ``cos_clean_halves_mean`` (epoch,) and ``half_count`` (class,).
+    """
+    cos = xr.apply_ufunc(blocks.cosine, halves.sel(half=HALVES[0], drop=True), halves.sel(half=HALVES[1], drop=True),
+                         input_core_dims=[["unit"], ["unit"]], dask="parallelized", output_dtypes=[np.float64])
+    cos = cos.drop_vars("count", errors="ignore")
+    return xr.Dataset({
+        "cos_clean_halves": cos.assign_attrs(
+            long_name="noise floor: cosine between the class means of two random halves of the clean probes", units="1"),
+        "cos_clean_halves_mean": cos.mean("class", skipna=True).assign_attrs(
+            long_name="mean over classes of cos_clean_halves (separation noise floor)", units="1"),
+        "half_count": halves["count"].sel(half=HALVES[0], drop=True).drop_vars("count", errors="ignore").assign_attrs(
+            long_name="clean probes in each half of a class", units="1"),
+    })
+
+
 def means_dataarray(means, epoch: xr.DataArray, unit: xr.DataArray, counts: np.ndarray, layer=None) -> xr.DataArray:
     """Label an (epoch, grouping, class, unit) array of class means."""
     n_classes = counts.shape[1]
@@ -61,19 +122,22 @@ def means_dataarray(means, epoch: xr.DataArray, unit: xr.DataArray, counts: np.n
     )
 
 
-def separation_from_means(means: xr.DataArray) -> xr.Dataset:
+def separation_from_means(means: xr.DataArray, halves: xr.DataArray | None = None) -> xr.Dataset:
     """Cosine similarities between class means of different groupings.
 
     Parameters
     ----------
     means : xr.DataArray, dims (epoch, grouping, class, unit)
         As returned by :func:`class_means`, with coord ``count`` (grouping, class).
+    halves : xr.DataArray, dims (epoch, half, class, unit), optional
+        From :func:`half_means`: adds the :func:`noise_floor` variables.
 
     Returns
     -------
     xr.Dataset, dims (epoch, class)
         The :data:`PAIRS` variables (epoch, class), their ``_mean`` over classes (epoch,) and
-        ``count`` (grouping, class); attrs ``warnings`` lists classes without samples.
+        ``count`` (grouping, class); attrs ``warnings`` lists classes without samples and ``first_epoch``
+        the first epoch (the initialisation when it is 0).
     """
     counts = means["count"]
     out = xr.Dataset(coords={"epoch": means["epoch"], "class": means["class"]})
@@ -87,7 +151,10 @@ def separation_from_means(means: xr.DataArray) -> xr.Dataset:
         out[f"{name}_mean"] = out[name].mean("class", skipna=True).assign_attrs(
             long_name=f"mean over classes of {name}", units="1")
     out["count"] = counts.drop_vars("count", errors="ignore").assign_attrs(long_name="samples per grouping and class")
+    if halves is not None:
+        out = out.merge(noise_floor(halves))
     out.attrs["warnings"] = empty_class_warnings(counts.values, means.attrs.get("layer"))
+    out.attrs["first_epoch"] = int(means["epoch"].values[0])
     return out
 
 
@@ -100,16 +167,18 @@ def empty_class_warnings(counts: np.ndarray, layer=None) -> list[str]:
     ]
 
 
-def signal_separation(act: xr.DataArray, n_classes: int | None = None) -> xr.Dataset:
-    """Clean/noisy/test signal separation of one layer.
+def signal_separation(act: xr.DataArray, n_classes: int | None = None, seed: int = SEED) -> xr.Dataset:
+    """Clean/noisy/test signal separation of one layer, with its noise floor.
 
     Parameters
     ----------
     act : xr.DataArray, dims (epoch, sample, unit)
     n_classes : int, optional
+    seed : int
+        Seed of the clean halves of the noise floor (:func:`noise_floor`).
 
     Returns
     -------
     xr.Dataset, dims (epoch, class); see :func:`separation_from_means`
     """
-    return separation_from_means(class_means(act, n_classes))
+    return separation_from_means(class_means(act, n_classes), half_means(act, n_classes, seed))
