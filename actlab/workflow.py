@@ -295,7 +295,7 @@ def compare_to_dir(
     Parameters
     ----------
     run_paths : sequence of path
-        Run directories, in the order to show them; names must be distinct.
+        Run directories, in the order to show them; each run once (also not through a link or another spelling).
     out_dir : path
         Output directory (``report.html``, ``summary.json``, ``figures/``), replaced when complete.
     formats, progress, scheduler, log_x
@@ -316,11 +316,15 @@ def compare_to_dir(
     runs = [open_run(path) for path in run_paths]
     target = Path(out_dir)
     check_output(target, "comparison", inputs=run_paths)
+    seen: dict[Path, str | os.PathLike] = {}
+    for path in run_paths:
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise ConfigError(f"{seen[resolved]} and {path} are the same run; pass each run once")
+        seen[resolved] = path
     names = [Path(run.path).name for run in runs]
     if len(set(names)) != len(names):
         names = [str(Path(run.path)) for run in runs]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"runs to compare must be distinct; got {[str(p) for p in run_paths]}")
     results_by_run: dict[str, Any] = {}
     reused: list[str] = []
     for name, run in zip(names, runs):

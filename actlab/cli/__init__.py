@@ -18,10 +18,10 @@ from actlab.errors import ActlabError
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors follow the house one-line format."""
+    """ArgumentParser whose usage errors follow the house one-line format, ``actlab: error: ...``."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+        self.exit(2, f"actlab: error: {message}; see '{self.prog} --help'\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -108,7 +108,10 @@ def config_from_args(args: argparse.Namespace) -> RecordConfig:
     given = {name: value for name, value in vars(args).items() if name in SETTING_NAMES}
     settings: dict[str, Any] = {}
     if getattr(args, "config", None):
-        settings.update(load_toml(args.config))
+        try:
+            settings.update(load_toml(args.config))
+        except OSError as exc:  # a folder, unreadable; a missing file is load_toml's ConfigError
+            raise ConfigError(f"config file {args.config} cannot be read ({exc.strerror}); give a readable TOML file") from None
         RecordConfig.from_dict(settings, strict=True, where=f"config file {args.config}")
     settings.update(given)
     return RecordConfig.from_dict(settings, strict=True)

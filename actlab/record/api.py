@@ -263,7 +263,8 @@ def check_run_output(run_dir: Path, *, overwrite: bool) -> None:
     """Refuse a run folder that ``record`` may not write; every refusal names a way forward.
 
     A run goes into a new folder or an empty one; ``overwrite`` also allows a folder that holds an
-    actlab run (its marker says so), and nothing else.
+    actlab run (its marker says so), and nothing else. A refusal suggests ``--resume`` and
+    ``--overwrite`` only where ``--overwrite`` would be allowed (not for a symbolic link to a run).
 
     Raises
     ------
@@ -281,6 +282,7 @@ def check_run_output(run_dir: Path, *, overwrite: bool) -> None:
         check_output(run_dir, "run", replace=False)
     except OutputError:
         if marker_kind(run_dir) == "run":
+            check_output(run_dir, "run", replace=True)  # what --overwrite would refuse too: a link, no write access
             raise OutputError(f"{run_dir} already holds a run; continue it with 'actlab record --resume {run_dir}', "
                               "replace it with --overwrite, or choose a new --out") from None
         raise
