@@ -7,8 +7,6 @@ the user's files, a plain file, symbolic links to a run and to a folder, and con
 case it asserts exit code 2, at most two lines of output (one ``actlab: error:`` line), an unchanged
 tree (every path with its type, size and ``mtime_ns``, hidden files included, symbolic links not
 followed), and that every flag a refusal suggests (``--resume RUN``, ``--overwrite``) works there.
-
-Cases that fail only for want of config validation (another branch) are marked ``xfail(strict=True)``.
 """
 
 from __future__ import annotations
@@ -36,7 +34,6 @@ TINY = ["--dataset", "synthetic", "--synthetic", "train=200,test=100,classes=4,s
 """A valid, seconds-long recording; each record case changes one thing."""
 
 HUGE_INT = str(10**30)
-CONFIG = "config validation: other branch"
 
 TOML_FILES = {
     "lr_fast.toml": 'lr = "fast"\n',
@@ -53,26 +50,25 @@ TOML_FILES = {
 }
 
 
-def case(case_id: str, *argv: str, xfail: str | None = None):
+def case(case_id: str, *argv: str):
     """One row of the table: ``actlab ARGV`` run in the case folder (``{PWD}`` becomes its absolute path)."""
-    marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
-    return pytest.param(list(argv), id=case_id, marks=marks)
+    return pytest.param(list(argv), id=case_id)
 
 
-def record(case_id: str, *flags: str, xfail: str | None = None):
+def record(case_id: str, *flags: str):
     """A record case: the valid tiny recording into the new folder ``new`` with ``flags`` added."""
-    return case(case_id, "record", *TINY, "--out", "new", *flags, xfail=xfail)
+    return case(case_id, "record", *TINY, "--out", "new", *flags)
 
 
-def numeric(flag: str, *, zero: bool, integer: bool, huge_xfail: bool = False, nan_inf_xfail: bool = False):
+def numeric(flag: str, *, zero: bool, integer: bool):
     """Rows for one numeric flag: 0 (where invalid), negative, nan, inf, huge and a non-number."""
     name = flag.lstrip("-")
     rows = [record(f"{name}-zero", flag, "0")] if zero else []
     rows += [
         record(f"{name}-negative", flag, "-1"),
-        record(f"{name}-nan", flag, "nan", xfail=CONFIG if nan_inf_xfail else None),
-        record(f"{name}-inf", flag, "inf", xfail=CONFIG if nan_inf_xfail else None),
-        record(f"{name}-huge", flag, HUGE_INT if integer else "1e30", xfail=CONFIG if huge_xfail else None),
+        record(f"{name}-nan", flag, "nan"),
+        record(f"{name}-inf", flag, "inf"),
+        record(f"{name}-huge", flag, HUGE_INT if integer else "1e30"),
         record(f"{name}-text", flag, "fast"),
     ]
     return rows
@@ -80,21 +76,21 @@ def numeric(flag: str, *, zero: bool, integer: bool, huge_xfail: bool = False, n
 
 CASES = [
     # -- numeric flags of record ------------------------------------------------------------------------
-    *numeric("--epochs", zero=True, integer=True, huge_xfail=True),
-    *numeric("--batch-size", zero=True, integer=True, huge_xfail=True),
-    *numeric("--lr", zero=True, integer=False, huge_xfail=True, nan_inf_xfail=True),
-    *numeric("--weight-decay", zero=False, integer=False, huge_xfail=True, nan_inf_xfail=True),
+    *numeric("--epochs", zero=True, integer=True),
+    *numeric("--batch-size", zero=True, integer=True),
+    *numeric("--lr", zero=True, integer=False),
+    *numeric("--weight-decay", zero=False, integer=False),
     *numeric("--noise", zero=False, integer=False),
     record("noise-one", "--noise", "1"),
-    *numeric("--seed", zero=False, integer=True, huge_xfail=True),
+    *numeric("--seed", zero=False, integer=True),
     *numeric("--train-size", zero=True, integer=True),
     *numeric("--test-size", zero=True, integer=True),
     *numeric("--probe-clean", zero=False, integer=True),
     *numeric("--probe-noisy", zero=False, integer=True),
     *numeric("--probe-test", zero=False, integer=True),
-    *numeric("--checkpoint-every", zero=False, integer=True, huge_xfail=True),
-    *numeric("--eval-batch-size", zero=True, integer=True, huge_xfail=True),
-    *numeric("--width", zero=True, integer=True, huge_xfail=True),
+    *numeric("--checkpoint-every", zero=False, integer=True),
+    *numeric("--eval-batch-size", zero=True, integer=True),
+    *numeric("--width", zero=True, integer=True),
     record("width-too-many", "--width", "8,8,8"),
     record("betas-negative", "--betas=-0.1,0.9"),
     record("betas-nan", "--betas", "nan,0.9"),
@@ -119,10 +115,10 @@ CASES = [
     record("synthetic-one-class", "--synthetic", "classes=1"),
     record("unknown-flag", "--learning-rate", "0.1"),
     # -- TOML config files ------------------------------------------------------------------------------
-    record("toml-lr-text", "--config", "cfg/lr_fast.toml", xfail=CONFIG),
-    record("toml-out-number", "--config", "cfg/out_5.toml", xfail=CONFIG),
-    record("toml-width-float", "--config", "cfg/width_float.toml", xfail=CONFIG),
-    record("toml-download-text", "--config", "cfg/download_no.toml", xfail=CONFIG),
+    record("toml-lr-text", "--config", "cfg/lr_fast.toml"),
+    record("toml-out-number", "--config", "cfg/out_5.toml"),
+    record("toml-width-float", "--config", "cfg/width_float.toml"),
+    record("toml-download-text", "--config", "cfg/download_no.toml"),
     record("toml-unknown-key", "--config", "cfg/unknown_key.toml"),
     record("toml-invalid", "--config", "cfg/invalid.toml"),
     record("toml-missing", "--config", "cfg/missing.toml"),

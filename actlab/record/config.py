@@ -43,6 +43,11 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {"train": 1000, "test": 500, "classes": 10,
 
 MAX_EPOCHS = 1_000_000
 """Upper bound of ``epochs`` and ``checkpoint-every``: a million epochs of even the digits set take weeks."""
+MAX_LR = 10.0
+"""Upper bound of the Adam learning rate: Adam moves each weight by about ``lr`` per step, so far beyond 1 every step
+throws the weights of a normalised network out of range."""
+MAX_WEIGHT_DECAY = 10.0
+"""Upper bound of the weight decay (the L2 coefficient added to each gradient); 5e-4 is a typical value."""
 MAX_BATCH_SIZE = 2**24
 """Upper bound of ``batch-size`` and ``eval-batch-size`` (16,777,216): far beyond any dataset the recorder reads."""
 MAX_WIDTH = 2**16
@@ -346,8 +351,9 @@ class RecordConfig:
             "data_dir": _check_path("data_dir", self.data_dir),
             "out": _check_path("out", self.out),
             "noise": _check_number("noise", self.noise, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
-            "lr": _check_number("lr", self.lr, "> 0", lambda v: v > 0.0),
-            "weight_decay": _check_number("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0.0),
+            "lr": _check_number("lr", self.lr, f"in (0, {MAX_LR:g}]", lambda v: 0.0 < v <= MAX_LR),
+            "weight_decay": _check_number("weight_decay", self.weight_decay, f"in [0, {MAX_WEIGHT_DECAY:g}]",
+                                          lambda v: 0.0 <= v <= MAX_WEIGHT_DECAY),
             "epochs": _check_int("epochs", self.epochs, 1, MAX_EPOCHS, " (a million epochs would run for weeks)"),
             "checkpoint_every": _check_int("checkpoint_every", self.checkpoint_every, 0, MAX_EPOCHS, " (the bound of epochs)"),
             "batch_size": _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE, " (2**24, beyond any dataset)"),
