@@ -52,6 +52,11 @@ Metrics are committed the same way through ``metrics/epoch``. Readers keep the
 slots whose epoch is not -1, so a store killed at any moment still opens and
 shows every committed epoch. Root attribute ``status`` reads ``"recording"``
 until the run finishes and ``"complete"`` after (the partial marker).
+
+A run may also live at a URL (:mod:`actlab.location`). Object stores have no rename, so such a store is
+allocated in place: its root metadata is written first with status ``"creating"`` (refused by readers)
+and set to ``"recording"`` once every array exists; each chunk is one atomic PUT. Every integrity check
+reads object sizes and byte ranges through fsspec, for local folders and URLs alike.
 """
 
 from __future__ import annotations
