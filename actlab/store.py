@@ -52,6 +52,11 @@ Metrics are committed the same way through ``metrics/epoch``. Readers keep the
 slots whose epoch is not -1, so a store killed at any moment still opens and
 shows every committed epoch. Root attribute ``status`` reads ``"recording"``
 until the run finishes and ``"complete"`` after (the partial marker).
+
+A run may also live at a URL (:mod:`actlab.location`). Object stores have no rename, so such a store is
+allocated in place: its root metadata is written first with status ``"creating"`` (refused by readers)
+and set to ``"recording"`` once every array exists; each chunk is one atomic PUT. Every integrity check
+reads object sizes and byte ranges through fsspec, for local folders and URLs alike.
 """
 
 from __future__ import annotations
@@ -72,8 +77,9 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ShardingCodec
 
-from actlab.errors import StoreError
+from actlab.errors import OutputError, StoreError
 from actlab.files import PARTIAL_SUFFIX, exchange, follow_umask, write_marker
+from actlab.location import Files, Location, files, is_remote, join, location, zarr_store
 
 SCHEMA_VERSION = 2
 """Bumped on any change that older readers cannot read (2: CRC32C on every array, sharded parameters,
@@ -83,6 +89,7 @@ STORE_DIRNAME = "store.zarr"
 CHECKPOINT_FILENAME = "checkpoint.pt"
 ANALYSIS_DIRNAME = "analysis"
 
+STATUS_CREATING = "creating"
 STATUS_RECORDING = "recording"
 STATUS_COMPLETE = "complete"
 
@@ -237,8 +244,13 @@ class Subsets:
 
 
 def store_path(run_dir: str | os.PathLike) -> Path:
-    """Path of the Zarr store inside a run directory."""
+    """Path of the Zarr store inside a local run directory."""
     return Path(run_dir) / STORE_DIRNAME
+
+
+def store_location(run: str | os.PathLike) -> Location:
+    """Location of the Zarr store inside a run: a Path for a local run, a URL for a remote one."""
+    return join(location(run), STORE_DIRNAME)
 
 
 def _now() -> str:
@@ -259,8 +271,8 @@ class RunWriter:
     """
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.run_dir = Path(run_dir)
-        self._root = zarr.open_group(store_path(self.run_dir), mode="r+", zarr_format=3)
+        self.run_dir = location(run_dir)
+        self._root = zarr.open_group(zarr_store(store_location(self.run_dir), read_only=False), mode="r+", zarr_format=3)
         self.attrs = dict(self._root.attrs)
         check_schema(self.attrs, self.run_dir)
         self.record_epochs: list[int] = list(self.attrs["record_epochs"])
@@ -296,10 +308,15 @@ class RunWriter:
         only when complete, so a failure leaves no half-written store; with ``replace``, an existing
         store is swapped out in one atomic exchange and then deleted.
 
+        A URL (object stores have no rename) is allocated in place instead: its root metadata is
+        written first with status ``"creating"``, which readers refuse, and set to ``"recording"``
+        only once every array is allocated, so a failure leaves a store that says it is unfinished.
+        An existing store at the URL is refused, and so is ``replace``.
+
         Parameters
         ----------
-        run_dir : path
-            Run folder (``runs/<name>``).
+        run_dir : path or URL
+            Run folder (``runs/<name>``), or a run URL (``s3://bucket/runs/<name>``).
         config : mapping
             The resolved run configuration (JSON-serialisable).
         dataset : mapping
@@ -318,7 +335,7 @@ class RunWriter:
         replace : bool
             Replace the store already in ``run_dir`` (``--overwrite``); otherwise one there is an error.
         """
-        run_dir = Path(run_dir)
+        run_dir = location(run_dir)
         record_epochs = [int(e) for e in record_epochs]
         if activation_dtype not in ("float32", "float16"):
             raise ValueError(f"activation_dtype must be 'float32' or 'float16'; got {activation_dtype!r}")
@@ -329,6 +346,10 @@ class RunWriter:
         for layer in layers:
             if layer.activation not in ACTIVATIONS:
                 raise ValueError(f"layer {layer.name} has activation {layer.activation!r}; choose one of {ACTIVATIONS}")
+        allocation = dict(config=config, dataset=dataset, layers=layers, probes=probes, subsets=subsets,
+                          record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype)
+        if is_remote(run_dir):
+            return cls._create_remote(run_dir, replace=replace, **allocation)
         target = store_path(run_dir)
         if target.exists() and not replace:
             raise StoreError(f"{run_dir} already holds a run store; continue it with 'actlab record --resume {run_dir}'")
@@ -337,17 +358,7 @@ class RunWriter:
         built = Path(tempfile.mkdtemp(prefix=f".{STORE_DIRNAME}.", suffix=PARTIAL_SUFFIX, dir=run_dir))
         try:
             follow_umask(built)
-            _allocate(
-                built,
-                config=config,
-                dataset=dataset,
-                layers=layers,
-                probes=probes,
-                subsets=subsets,
-                record_epochs=record_epochs,
-                n_epochs=n_epochs,
-                activation_dtype=activation_dtype,
-            )
+            _allocate(built, **allocation)
             if target.exists():
                 exchange(built, target)
                 shutil.rmtree(built)
@@ -359,11 +370,23 @@ class RunWriter:
         return cls(run_dir)
 
     @classmethod
+    def _create_remote(cls, run: str, *, replace: bool, **allocation: Any) -> RunWriter:
+        """Allocate the store at the URL ``run`` in place (see :meth:`create`)."""
+        if replace:
+            raise OutputError(f"--overwrite is not available for a URL ({run}): object stores cannot swap a store "
+                              "atomically; delete the old run first or choose a new URL")
+        target = store_location(run)
+        if files(target).size("zarr.json") is not None:
+            raise StoreError(f"{run} already holds a run store; continue it with 'actlab record --resume {run}'")
+        _allocate(zarr_store(target, read_only=False), **allocation)
+        return cls(run)
+
+    @classmethod
     def open(cls, run_dir: str | os.PathLike) -> RunWriter:
-        """Reopen an existing run store for writing (``--resume``)."""
-        run_dir = Path(run_dir)
-        if not store_path(run_dir).is_dir():
-            raise StoreError(f"{run_dir} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
+        """Reopen an existing run store for writing (``--resume``); a store still ``"creating"`` is refused."""
+        attrs = read_attrs(run_dir)
+        if attrs.get("status") == STATUS_CREATING:
+            raise creating_error(run_dir)
         return cls(run_dir)
 
     # -- writing ------------------------------------------------------------------
@@ -501,7 +524,7 @@ def _create(root: zarr.Group, path: str, shape: tuple[int, ...], *, dtype: str |
 
 
 def _allocate(
-    path: Path,
+    store: Any,
     *,
     config: Mapping[str, Any],
     dataset: Mapping[str, Any],
@@ -514,24 +537,20 @@ def _allocate(
 ) -> None:
     from actlab import __version__
 
-    root = zarr.open_group(path, mode="w", zarr_format=3)
-    root.attrs.update(
-        _json_safe(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "actlab_version": __version__,
-                "status": STATUS_RECORDING,
-                "created": _now(),
-                "config": dict(config),
-                "dataset": dict(dataset),
-                "layers": [asdict(layer) for layer in layers],
-                "record_epochs": record_epochs,
-                "n_epochs": n_epochs,
-                "activation_dtype": activation_dtype,
-                "groups": list(GROUPS),
-            }
-        )
-    )
+    attributes = _json_safe({
+        "schema_version": SCHEMA_VERSION,
+        "actlab_version": __version__,
+        "status": STATUS_CREATING,
+        "created": _now(),
+        "config": dict(config),
+        "dataset": dict(dataset),
+        "layers": [asdict(layer) for layer in layers],
+        "record_epochs": record_epochs,
+        "n_epochs": n_epochs,
+        "activation_dtype": activation_dtype,
+        "groups": list(GROUPS),
+    })
+    root = zarr.open_group(store, mode="w-", zarr_format=3, attributes=attributes)  # status "creating" comes first
     commit = {"long_name": "training epoch", "units": "epoch", "commit": "-1 = not committed"}
 
     root.create_group("metrics", attributes={"description": "per-epoch loss and accuracy, epoch 0 = initialisation"})
@@ -587,6 +606,7 @@ def _allocate(
                 attributes={"long_name": f"weight of {layer.module}", "units": "1"})
         _create(root, f"{base}/bias", (n_slots, layer.width), chunks=whole[:2], shards=whole[:2],
                 attributes={"long_name": f"bias of {layer.module}", "units": "1"})
+    root.attrs.update({"status": STATUS_RECORDING})  # every array allocated: readers may open it now
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -608,16 +628,27 @@ def check_schema(attrs: Mapping[str, Any], where: str | os.PathLike) -> None:
 
 
 def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Root attributes of a run store, after checking that it is one of this schema version."""
-    path = store_path(run_dir)
-    if not (path / "zarr.json").is_file():
+    """Root attributes of a run store (local path or URL), after checking that it is one of this schema version."""
+    path = store_location(run_dir)
+    try:
+        found = files(path).size("zarr.json") is not None
+    except Exception as exc:  # no such bucket, no credentials, unreachable endpoint
+        raise StoreError(f"{run_dir} cannot be reached ({exception_line(exc)}); check the URL and the storage "
+                         "settings in the environment") from exc
+    if not found:
         raise StoreError(f"{run_dir} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
     try:
-        attrs = dict(zarr.open_group(path, mode="r", zarr_format=3).attrs)
+        attrs = dict(zarr.open_group(zarr_store(path, read_only=True), mode="r", zarr_format=3).attrs)
     except Exception as exc:  # unreadable metadata
         raise StoreError(f"{path} cannot be opened ({exception_line(exc)}); the store is damaged") from exc
     check_schema(attrs, run_dir)
     return attrs
+
+
+def creating_error(where: str | os.PathLike) -> StoreError:
+    """The error for a store whose root status is still ``"creating"`` (allocation unfinished)."""
+    return StoreError(f"{where}: root attr status is {STATUS_CREATING!r}: its recorder is still allocating it, or "
+                      "stopped before it was done; wait, or delete the store and record the run again")
 
 
 def exception_line(exc: BaseException) -> str:
@@ -639,8 +670,10 @@ def layer_array_name(layer: str, array: str, epoch: int) -> str:
     return f"array layers/{layer}/{array} (layer {layer} epoch {epoch})"
 
 
-def _check_root_attrs(attrs: Mapping[str, Any], where: Path) -> None:
+def _check_root_attrs(attrs: Mapping[str, Any], where: Location) -> None:
     """The binding root attributes: ``layers``, ``record_epochs``, ``n_epochs``, ``groups``, ``status``."""
+    if attrs.get("status") == STATUS_CREATING:
+        raise creating_error(where)
     if attrs.get("status") not in (STATUS_RECORDING, STATUS_COMPLETE):
         raise _breach(where, f"root attr status is {attrs.get('status')!r}, not {STATUS_RECORDING!r} or {STATUS_COMPLETE!r}")
     n_epochs, record_epochs = attrs.get("n_epochs"), attrs.get("record_epochs")
@@ -666,14 +699,27 @@ def _check_root_attrs(attrs: Mapping[str, Any], where: Path) -> None:
         raise _breach(where, f"root attr layers repeats a name: {names}")
 
 
-def _open_array(store: Path, path: str, dims: tuple[str, ...], dtypes: tuple[str, ...], sizes: dict[str, int],
-                where: Path) -> zarr.Array:
+@dataclass(frozen=True)
+class _Source:
+    """A store opened for reading: what zarr opens (``store``) and byte access to its files or objects (``files``)."""
+
+    store: Any
+    files: Files
+
+    @classmethod
+    def of(cls, run: Location) -> _Source:
+        path = store_location(run)
+        return cls(store=zarr_store(path, read_only=True), files=files(path))
+
+
+def _open_array(src: _Source, path: str, dims: tuple[str, ...], dtypes: tuple[str, ...], sizes: dict[str, int],
+                where: Location) -> zarr.Array:
     """Open one array and check it against the contract: dimension_names, dtype, dim lengths, CRC32C last.
 
     ``sizes`` holds the known length of each dim name and learns those not known yet.
     """
     try:
-        array = zarr.open_array(store / path, mode="r", zarr_format=3)
+        array = zarr.open_array(src.store, path=path, mode="r", zarr_format=3)
     except Exception as exc:
         raise damage_error(where, f"array {path} is missing or its metadata cannot be read ({exception_line(exc)})") from exc
     found = tuple(array.metadata.dimension_names or ())
@@ -691,16 +737,15 @@ def _open_array(store: Path, path: str, dims: tuple[str, ...], dtypes: tuple[str
     return array
 
 
-def _read(store: Path, path: str, sizes: dict[str, int], where: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read(src: _Source, path: str, sizes: dict[str, int], where: Location) -> tuple[np.ndarray, dict[str, Any]]:
     """Values and attrs of one (unsharded) array of :data:`ARRAYS`, every chunk present and checksummed."""
-    array = _open_array(store, path, *ARRAYS[path], sizes, where)
+    array = _open_array(src, path, *ARRAYS[path], sizes, where)
     if array.shards is not None:
         raise _breach(where, f"array {path} is sharded; only the arrays of layers/<layer> are")
     chunk_shape = array.metadata.chunk_grid.chunk_shape
     for coords in np.ndindex(*(-(-s // c) for s, c in zip(array.shape, chunk_shape))):
         key = array.metadata.encode_chunk_key(coords)
-        chunk = store / path / key
-        if not chunk.is_file() or chunk.stat().st_size == 0:
+        if not src.files.size(f"{path}/{key}"):
             raise damage_error(where, f"array {path} lacks chunk {STORE_DIRNAME}/{path}/{key} (missing or empty)")
     try:
         return np.asarray(array[...]), dict(array.attrs)
@@ -708,7 +753,7 @@ def _read(store: Path, path: str, sizes: dict[str, int], where: Path) -> tuple[n
         raise damage_error(where, f"array {path} cannot be read ({exception_line(exc)})") from exc
 
 
-def _committed_slots(values: np.ndarray, expected: Sequence[int], path: str, where: Path) -> np.ndarray:
+def _committed_slots(values: np.ndarray, expected: Sequence[int], path: str, where: Location) -> np.ndarray:
     """Indices of the committed slots of a commit array; each slot holds -1 or its expected epoch."""
     bad = np.flatnonzero((values != UNCOMMITTED) & (values != np.asarray(expected)))
     if len(bad):
@@ -723,8 +768,8 @@ class StoreView:
 
     Attributes
     ----------
-    path : Path
-        The run directory.
+    path : Path or str
+        The run directory, or the run URL.
     attrs : dict
         Root attributes (config, dataset, layers, record_epochs, status, ...).
     metrics : xr.Dataset
@@ -743,7 +788,7 @@ class StoreView:
         chunk per recorded epoch; coords ``epoch`` and the probe coords.
     """
 
-    path: Path
+    path: Location
     attrs: dict[str, Any]
     metrics: xr.Dataset
     probes: xr.Dataset
@@ -763,17 +808,17 @@ class StoreView:
         return first["epoch"].values
 
 
-def _dataset(store: Path, group: str, names: Sequence[str], sizes: dict[str, int], where: Path,
+def _dataset(src: _Source, group: str, names: Sequence[str], sizes: dict[str, int], where: Location,
              keep: np.ndarray | None = None) -> xr.Dataset:
     variables = {}
     for name in names:
-        values, attrs = _read(store, f"{group}/{name}", sizes, where)
+        values, attrs = _read(src, f"{group}/{name}", sizes, where)
         dims = ARRAYS[f"{group}/{name}"][0]
         variables[name] = (dims, values if keep is None else values[keep], attrs)
     return xr.Dataset(variables)
 
 
-def _check_labels(ds: xr.Dataset, group: str, n_classes: int | None, where: Path) -> None:
+def _check_labels(ds: xr.Dataset, group: str, n_classes: int | None, where: Location) -> None:
     """Labels within the classes; ``is_noisy`` is true exactly where the label differs from the original label."""
     for name in ("label", "original_label"):
         if name in ds and len(ds[name]) and (ds[name].min() < 0 or (n_classes is not None and ds[name].max() >= n_classes)):
@@ -782,7 +827,7 @@ def _check_labels(ds: xr.Dataset, group: str, n_classes: int | None, where: Path
         raise damage_error(where, f"array {group}/is_noisy disagrees with {group}/label != {group}/original_label")
 
 
-def _check_probes(probes: xr.Dataset, training: xr.Dataset, evaluation: xr.Dataset, where: Path) -> None:
+def _check_probes(probes: xr.Dataset, training: xr.Dataset, evaluation: xr.Dataset, where: Location) -> None:
     """Probe groups agree with is_noisy; training probes agree with ``training/``, test probes with ``evaluation/``."""
     group = probes["group"].values
     for name, expected in (("clean", False), ("noisy", True), ("test", False)):
@@ -811,8 +856,9 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
 
     Parameters
     ----------
-    run_dir : path
-        A run directory (``runs/<name>``), recorded or still recording.
+    run_dir : path or URL
+        A run directory (``runs/<name>``) or run URL (``s3://bucket/runs/<name>``, see :mod:`actlab.location`),
+        recorded or still recording.
 
     Returns
     -------
@@ -824,10 +870,10 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
         Not a run, another schema version, an array missing, damaged or not as ``docs/store-format.md`` says;
         the message names the array.
     """
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     attrs = read_attrs(run_dir)
     _check_root_attrs(attrs, run_dir)
-    path = store_path(run_dir)
+    path = _Source.of(run_dir)
     n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
 
     metric_epochs, epoch_attrs = _read(path, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
@@ -861,7 +907,7 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
                        "in_unit": spec["fan_in"]}
         for array, (dims, dtypes) in LAYER_ARRAYS.items():
             _check_sharded(_open_array(path, f"layers/{name}/{array}", dims, dtypes, layer_sizes, run_dir), run_dir)
-        node = xr.open_zarr(path, group=f"layers/{name}", consolidated=False, zarr_format=3,
+        node = xr.open_zarr(path.store, group=f"layers/{name}", consolidated=False, zarr_format=3,
                             chunks={"epoch": 1, "sample": -1, "unit": -1, "in_unit": -1})
         node = node.assign_coords(epoch=("epoch", layer_epochs, layer_epoch_attrs)).isel(epoch=committed)
         node = node.assign_coords(sample=probes["sample"].values, **probe_coords)
@@ -871,7 +917,7 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
                      evaluation=evaluation, layers=layers)
 
 
-def _check_sharded(array: zarr.Array, where: Path) -> None:
+def _check_sharded(array: zarr.Array, where: Location) -> None:
     """A per-epoch layer array must be sharded one epoch per shard, its index at the end with a CRC32C."""
     codec = array.metadata.codecs[0] if array.metadata.codecs else None
     index_codecs = [c.to_dict()["name"] for c in codec.index_codecs] if isinstance(codec, ShardingCodec) else []
@@ -881,8 +927,8 @@ def _check_sharded(array: zarr.Array, where: Path) -> None:
                              "index_codecs bytes, crc32c")
 
 
-def _shard_problems(array: zarr.Array, store: Path, path: str, slot: int) -> list[str]:
-    """What is wrong with the shards of one epoch slot, from their tails only (the shard index)."""
+def _shard_problems(array: zarr.Array, src: _Source, path: str, slot: int) -> list[str]:
+    """What is wrong with the shards of one epoch slot, from their tails only (the shard index: one ranged read)."""
     codec = array.metadata.codecs[0]
     shard_shape = array.metadata.chunk_grid.chunk_shape
     per_shard = tuple(s // c for s, c in zip(shard_shape, codec.chunk_shape))
@@ -891,17 +937,14 @@ def _shard_problems(array: zarr.Array, store: Path, path: str, slot: int) -> lis
     for coords in np.ndindex(*(-(-s // c) for s, c in zip(array.shape[1:], shard_shape[1:]))):
         key = array.metadata.encode_chunk_key((slot, *coords))
         name = f"{STORE_DIRNAME}/{path}/{key}"
-        try:
-            with open(store / path / key, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size < index_size:
-                    problems.append(f"has an empty or truncated shard {name} ({size} bytes)")
-                    continue
-                fh.seek(size - index_size)
-                tail = fh.read(index_size)
-        except FileNotFoundError:
+        size = src.files.size(f"{path}/{key}")
+        if size is None:
             problems.append(f"lacks chunk {name}")
             continue
+        if size < index_size:
+            problems.append(f"has an empty or truncated shard {name} ({size} bytes)")
+            continue
+        tail = src.files.read_range(f"{path}/{key}", size - index_size, size)
         if google_crc32c.value(tail[:-4]) != int.from_bytes(tail[-4:], "little"):
             problems.append(f"has a truncated or damaged shard {name} (its index fails the CRC32C check)")
             continue
@@ -931,10 +974,10 @@ def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
         E.g. ``"array layers/hidden2/preact (layer hidden2 epoch 30) lacks chunk store.zarr/layers/hidden2/preact/c/3/0/0"``;
         empty when the store is intact.
     """
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     attrs = read_attrs(run_dir)
     _check_root_attrs(attrs, run_dir)
-    path = store_path(run_dir)
+    path = _Source.of(run_dir)
     record_epochs = attrs["record_epochs"]
     slots, _ = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
     committed = _committed_slots(slots, record_epochs, "layers/epoch", run_dir)
@@ -942,7 +985,7 @@ def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
     for spec in attrs["layers"]:
         for name in LAYER_ARRAYS:
             array_path = f"layers/{spec['name']}/{name}"
-            array = zarr.open_array(path / array_path, mode="r", zarr_format=3)
+            array = zarr.open_array(path.store, path=array_path, mode="r", zarr_format=3)
             _check_sharded(array, run_dir)
             problems += [f"{layer_array_name(spec['name'], name, record_epochs[slot])} {problem}"
                          for slot in committed for problem in _shard_problems(array, path, array_path, int(slot))]

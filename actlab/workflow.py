@@ -2,7 +2,8 @@
 
 Each call checks its output folder first (:func:`actlab.files.check_output`), then computes, then
 writes everything into a staging folder that replaces the output in one atomic step
-(:func:`actlab.files.staged_dir`).
+(:func:`actlab.files.staged_dir`). Runs and outputs may be URLs (:mod:`actlab.location`); an output URL
+is built locally and then published, report last (:mod:`actlab.remote`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from actlab.files import check_output, staged_dir, write_atomic
+from actlab.files import write_atomic
 from actlab.findings import COMPARE_HEADER, comparison_row, findings_from_summary, markdown_table
+from actlab.location import Location, basename, join, location
+from actlab.remote import check_any_output, staged_output
 from actlab.report import FIGURE_FORMATS, Report, ReportFigure, figure_png, save_figure, write_report
+from actlab.scheduler import check_scheduler, scheduler_address
 
 
 def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
@@ -130,16 +134,17 @@ class AnalysisOutput:
 
     Attributes
     ----------
-    out_dir : Path
-    report_path : Path
+    out_dir : Path or str
+        The output folder, or output URL.
+    report_path : Path or str
     summary : dict
         The summary written to ``summary.json``.
     report : Report
     results : xr.DataTree or dict of run name -> xr.DataTree
     """
 
-    out_dir: Path
-    report_path: Path
+    out_dir: Location
+    report_path: Location
     summary: dict[str, Any]
     report: Report
     results: Any
@@ -159,7 +164,7 @@ def run_report(results: Any, summary: Mapping[str, Any], figures: Sequence[Repor
     all_failures = {f"analysis {k}": str(v) for k, v in errors.items()}
     all_failures.update(failures)
     return Report(
-        title=f"actlab analysis of {Path(run.path).name}",
+        title=f"actlab analysis of {basename(run.path)}",
         findings=findings_from_summary(summary),
         figures=list(figures),
         failures=all_failures,
@@ -193,17 +198,20 @@ def analyze_to_dir(
 
     Parameters
     ----------
-    run_path : path
-        Run directory.
-    out_dir : path, optional
+    run_path : path or URL
+        Run directory or run URL.
+    out_dir : path or URL, optional
         Output directory (default ``run_path/analysis``). It is built in a temporary sibling and
-        swapped in when complete, so a failure leaves the previous contents untouched.
+        swapped in when complete, so a failure leaves the previous contents untouched; an output URL
+        is built in a local temporary folder and then uploaded, ``report.html`` last
+        (:func:`actlab.remote.publish`).
     formats : sequence of {"png", "svg"}
         Figure file formats.
     progress : bool
         tqdm progress bar of the analysis pass.
     scheduler : str, optional
-        dask.distributed scheduler address; default local threads.
+        dask.distributed scheduler address, or ``local:N`` for a local cluster of N worker processes
+        that lives as long as the call (:mod:`actlab.scheduler`); default local threads.
     log_x : bool, optional
         Symmetric-log epoch axes; default: when the recorded epochs are log-spaced.
     results : xr.DataTree, optional
@@ -226,24 +234,26 @@ def analyze_to_dir(
     from actlab.store import ANALYSIS_DIRNAME
 
     formats = parse_formats(formats)
+    check_scheduler(scheduler)
     run = open_run(run_path)
-    default_target = Path(run_path) / ANALYSIS_DIRNAME
-    target = Path(out_dir) if out_dir is not None else default_target
-    guard = {"inputs": [run_path], "allowed_inside": [default_target]}
-    check_output(target, "analysis", **guard)
+    default_target = join(run.path, ANALYSIS_DIRNAME)
+    target = location(out_dir) if out_dir is not None else default_target
+    guard = {"inputs": [run.path], "allowed_inside": [default_target]}
+    check_any_output(target, "analysis", **guard)
     if results is None:
-        results = analyze(run, progress=progress, scheduler=scheduler, **analyze_kwargs)
+        with scheduler_address(scheduler) as address:
+            results = analyze(run, progress=progress, scheduler=address, **analyze_kwargs)
     summary = summarize(results)
     if log_x is None:
         log_x = _use_log_x(results.attrs.get("epochs", []))
-    with staged_dir(target, "analysis", **guard) as built:
+    with staged_output(target, "analysis", **guard) as built:
         write_results(results, built / RESULTS_DIRNAME)
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2, sort_keys=False) + "\n")
         drawn, failures = draw_figures(results, log_x=log_x)
         figures = _report_figures(drawn, built, formats)
         report = run_report(results, summary, figures, run=run, failures=failures)
         write_report(built / REPORT_FILENAME, report)
-    return AnalysisOutput(out_dir=target, report_path=target / REPORT_FILENAME, summary=summary, report=report, results=results)
+    return AnalysisOutput(out_dir=target, report_path=join(target, REPORT_FILENAME), summary=summary, report=report, results=results)
 
 
 # -- compare runs -----------------------------------------------------------------------------------------
@@ -259,11 +269,8 @@ def saved_results(run: Any) -> Any | None:
     from actlab.analysis.pipeline import ANALYSIS_REVISION
     from actlab.store import ANALYSIS_DIRNAME
 
-    path = Path(run.path) / ANALYSIS_DIRNAME / RESULTS_DIRNAME
-    if not path.is_dir():
-        return None
     try:
-        results = load_results(path)
+        results = load_results(join(run.path, ANALYSIS_DIRNAME, RESULTS_DIRNAME))
     except Exception:  # unreadable or older results: recompute
         return None
     attrs = results.attrs
@@ -294,9 +301,10 @@ def compare_to_dir(
 
     Parameters
     ----------
-    run_paths : sequence of path
-        Run directories, in the order to show them; each run once (also not through a link or another spelling).
-    out_dir : path
+    run_paths : sequence of path or URL
+        Run directories or run URLs, in the order to show them; each run once (also not through a link or
+        another spelling).
+    out_dir : path or URL
         Output directory (``report.html``, ``summary.json``, ``figures/``), replaced when complete.
     formats, progress, scheduler, log_x
         As for :func:`analyze_to_dir`.
@@ -311,29 +319,32 @@ def compare_to_dir(
     from actlab.errors import ConfigError
 
     formats = parse_formats(formats)
+    check_scheduler(scheduler)
     if not run_paths:
         raise ConfigError("compare needs at least one run; pass run directories")
     runs = [open_run(path) for path in run_paths]
-    target = Path(out_dir)
-    check_output(target, "comparison", inputs=run_paths)
-    seen: dict[Path, str | os.PathLike] = {}
-    for path in run_paths:
-        resolved = Path(path).resolve()
-        if resolved in seen:
-            raise ConfigError(f"{seen[resolved]} and {path} are the same run; pass each run once")
-        seen[resolved] = path
-    names = [Path(run.path).name for run in runs]
+    target = location(out_dir)
+    inputs = [run.path for run in runs]
+    check_any_output(target, "comparison", inputs=inputs)
+    seen: dict[Any, Any] = {}
+    for path, run in zip(run_paths, runs):
+        key = run.path.resolve() if isinstance(run.path, Path) else str(run.path).rstrip("/")
+        if key in seen:
+            raise ConfigError(f"{seen[key]} and {path} are the same run; pass each run once")
+        seen[key] = path
+    names = [basename(run.path) for run in runs]
     if len(set(names)) != len(names):
-        names = [str(Path(run.path)) for run in runs]
+        names = [str(run.path) for run in runs]
     results_by_run: dict[str, Any] = {}
     reused: list[str] = []
-    for name, run in zip(names, runs):
-        results = saved_results(run)
-        if results is None:
-            results = analyze(run, progress=progress, scheduler=scheduler)
-        else:
-            reused.append(name)
-        results_by_run[name] = results
+    with scheduler_address(scheduler) as address:
+        for name, run in zip(names, runs):
+            results = saved_results(run)
+            if results is None:
+                results = analyze(run, progress=progress, scheduler=address)
+            else:
+                reused.append(name)
+            results_by_run[name] = results
     summaries = {name: summarize(results) for name, results in results_by_run.items()}
     if log_x is None:
         log_x = any(_use_log_x(r.attrs.get("epochs", [])) for r in results_by_run.values())
@@ -357,7 +368,7 @@ def compare_to_dir(
             drawn.append((fig_name, title, caption, function(usable, log_x=log_x)))
         except Exception as exc:  # one figure must not cost the others
             failures[f"figure {fig_name}"] = f"{type(exc).__name__}: {exc}"
-    with staged_dir(target, "comparison", inputs=run_paths) as built:
+    with staged_output(target, "comparison", inputs=inputs) as built:
         figures = _report_figures(drawn, built, formats)
         rows = [comparison_row(name, summaries[name]) for name in names]
         report = Report(
@@ -376,4 +387,5 @@ def compare_to_dir(
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
         write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))
         write_report(built / REPORT_FILENAME, report)
-    return AnalysisOutput(out_dir=target, report_path=target / REPORT_FILENAME, summary=summaries, report=report, results=results_by_run)
+    return AnalysisOutput(out_dir=target, report_path=join(target, REPORT_FILENAME), summary=summaries, report=report,
+                          results=results_by_run)

@@ -44,7 +44,7 @@ def build_store(run_dir: Path, *, layers: int, units: int, probes: int, epochs: 
     writer = RunWriter.create(run_dir, config={"model": "synthetic"}, dataset={"class_names": [str(c) for c in range(classes)]},
                               layers=specs, probes=probe_set, subsets=Subsets.of_probes(probe_set),
                               record_epochs=list(range(epochs)), n_epochs=epochs - 1,
-                              overwrite=True)
+                              replace=True)
     centres = {s.name: rng.standard_normal((classes, s.width)).astype(np.float32) for s in specs}
     params = {s.name: (np.zeros((s.width, s.fan_in), np.float32), np.zeros(s.width, np.float32)) for s in specs}
     for epoch in range(epochs):

@@ -27,6 +27,7 @@ from actlab.analysis.pca import N_COMPONENTS, PCA, PCA_EPOCHS, pca_epoch_indices
 from actlab.analysis.run import KINDS, Run, open_run, read_block
 from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
+from actlab.location import files, location, zarr_store
 from actlab.progress import Progress
 
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
@@ -601,9 +602,9 @@ def write_results(results: xr.DataTree, path: str | os.PathLike) -> None:
 
 
 def load_results(path: str | os.PathLike) -> xr.DataTree:
-    """Read results written by :func:`save_results` (eagerly)."""
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
+    """Read results written by :func:`save_results` (eagerly), from a local folder or a URL."""
+    path = location(path)
+    if files(path).size("zarr.json") is None:
         raise StoreError(f"{path} holds no saved analysis results; run `actlab analyze` first")
-    tree = xr.open_datatree(path, engine="zarr", consolidated=False, zarr_format=3)
+    tree = xr.open_datatree(zarr_store(path, read_only=True), engine="zarr", consolidated=False, zarr_format=3)
     return tree.load()

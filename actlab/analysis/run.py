@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -13,6 +12,7 @@ import zarr
 from dask.base import tokenize
 
 from actlab.errors import StoreError
+from actlab.location import Location, is_remote, location, zarr_store
 from actlab.store import (
     StoreView,
     damage_error,
@@ -20,15 +20,16 @@ from actlab.store import (
     exception_line,
     layer_array_name,
     open_store,
-    store_path,
+    store_location,
 )
 
 KINDS = ("post", "pre")
 PROBE_COORDS = ("group", "label", "original_label", "is_noisy", "dataset_index")
 
 
-def _preact_array(store: Path, layer: str) -> zarr.Array:
-    return zarr.open_array(store / "layers" / layer / "preact", mode="r", zarr_format=3)
+def _preact_array(run_dir: str, layer: str) -> zarr.Array:
+    store = zarr_store(store_location(run_dir), read_only=True)
+    return zarr.open_array(store, path=f"layers/{layer}/preact", mode="r", zarr_format=3)
 
 
 def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> np.ndarray:
@@ -37,7 +38,7 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> n
     Parameters
     ----------
     run_dir : str
-        Run directory.
+        Run directory or run URL.
     layer : str
         Layer name.
     slot : int
@@ -57,7 +58,7 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> n
         The block fails its CRC32C check or cannot be decoded; the message names the array and epoch.
     """
     try:
-        block = np.asarray(_preact_array(store_path(run_dir), layer)[slot], dtype=np.float32)
+        block = np.asarray(_preact_array(run_dir, layer)[slot], dtype=np.float32)
     except Exception as exc:
         raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} cannot be read ({exception_line(exc)})") from exc
     if relu:
@@ -74,8 +75,8 @@ class Run:
 
     Attributes
     ----------
-    path : Path
-        The run directory.
+    path : Path or str
+        The run directory, or the run URL.
     attrs : dict
         Store root attributes.
     config : dict
@@ -100,7 +101,7 @@ class Run:
     """
 
     def __init__(self, view: StoreView) -> None:
-        self.path = Path(view.path)
+        self.path: Location = location(view.path)
         self.attrs: dict[str, Any] = dict(view.attrs)
         self.config: dict[str, Any] = dict(self.attrs.get("config", {}))
         self.metrics = view.metrics
@@ -204,8 +205,11 @@ def open_run(path: str | os.PathLike) -> Run:
 
     Parameters
     ----------
-    path : path
-        Run directory (``runs/<name>``).
+    path : path or URL
+        Run directory (``runs/<name>``), or a run URL read lazily through fsspec (``s3://bucket/runs/<name>``,
+        ``gs://...``, ``memory://...``; ``file://`` is a local path). Storage options come from the environment
+        (:mod:`actlab.location`). Every integrity check reads its byte ranges through fsspec, so it holds for
+        URLs as for local runs.
 
     Returns
     -------
@@ -218,8 +222,8 @@ def open_run(path: str | os.PathLike) -> Run:
         epoch, or a damaged array (missing, empty or truncated shard, checksum mismatch); the message names the
         array and, for a per-epoch array, the epoch.
     """
-    path = Path(path)
-    if not path.exists():
+    path = location(path)
+    if not is_remote(path) and not path.exists():
         raise StoreError(f"{path} does not exist; check the run directory")
     view = open_store(path)
     if len(view.epochs) == 0:

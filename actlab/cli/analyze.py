@@ -18,6 +18,12 @@ examples:
   actlab analyze runs/mlp7 --format png --open   PNG figures only, then open the report in a browser
   actlab analyze runs/mlp7 --scheduler tcp://10.0.0.5:8786
                                                  compute on a running dask.distributed cluster
+  actlab analyze runs/mlp7 --scheduler local:4   start a local cluster of 4 worker processes for
+                                                 this command only, and close it after
+  actlab analyze s3://bucket/runs/mlp7           a run in an object store, read lazily; the analysis
+                                                 goes to s3://bucket/runs/mlp7/analysis
+  actlab analyze s3://bucket/runs/mlp7 --out reports/mlp7
+                                                 the same, written to a local folder
 
 what is written (into RUN/{ANALYSIS_DIRNAME}/ unless --out DIR):
   report.html          self-contained report: headline findings, figures, configuration;
@@ -29,7 +35,12 @@ what is written (into RUN/{ANALYSIS_DIRNAME}/ unless --out DIR):
   figures/NAME.svg
 
 The run may still be recording: committed epochs are analysed. The output
-directory is replaced only once everything is written. If one analysis cannot
+directory is replaced only once everything is written. RUN and --out may be URLs
+that fsspec opens (s3://, gs://, memory://; file:// is a local path); endpoint
+and credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+..., or FSSPEC_S3_ENDPOINT_URL). An output URL is built locally, then uploaded
+with report.html last (removed first when replacing an earlier one): there is no
+writer lock for URLs. If one analysis cannot
 run (e.g. a class without noisy probes), the others still do and the report
 says what failed and why. The headline findings are also printed as a table.
 """
@@ -38,6 +49,7 @@ COMPARE_EPILOG = f"""\
 examples:
   actlab compare runs/mlp3 runs/mlp5 runs/mlp7
   actlab compare runs/mlp7-seed0 runs/mlp7-seed1 --out runs/compare-seeds
+  actlab compare s3://bucket/runs/mlp7 runs/mlp7-local --scheduler local:2
 
 what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
   report.html          one self-contained report: comparison table of the headline findings,
@@ -65,8 +77,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=ANALYZE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    analyze.add_argument("run", metavar="RUN", type=Path, help="run directory (runs/<name>, holding store.zarr)")
-    analyze.add_argument("--out", metavar="DIR", type=Path, default=None, help=f"output directory (default: RUN/{ANALYSIS_DIRNAME})")
+    analyze.add_argument("run", metavar="RUN", help="run directory (runs/<name>, holding store.zarr) or run URL")
+    analyze.add_argument("--out", metavar="DIR", default=None, help=f"output directory or URL (default: RUN/{ANALYSIS_DIRNAME})")
     _add_common(analyze)
     analyze.add_argument("--open", action="store_true", help="open report.html in the default web browser when done")
     analyze.set_defaults(func=run_analyze)
@@ -78,8 +90,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=COMPARE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    compare.add_argument("runs", metavar="RUN", type=Path, nargs="+", help="run directories to compare, in the order to show them")
-    compare.add_argument("--out", metavar="DIR", type=Path, default=DEFAULT_COMPARE_DIR, help=f"output directory (default: {DEFAULT_COMPARE_DIR})")
+    compare.add_argument("runs", metavar="RUN", nargs="+", help="run directories or URLs to compare, in the order to show them")
+    compare.add_argument("--out", metavar="DIR", default=str(DEFAULT_COMPARE_DIR), help=f"output directory or URL (default: {DEFAULT_COMPARE_DIR})")
     _add_common(compare)
     compare.add_argument("--open", action="store_true", help="open report.html in the default web browser when done")
     compare.set_defaults(func=run_compare)
@@ -88,7 +100,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler", metavar="ADDRESS", default=None,
-        help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: local threads)",
+        help="dask.distributed scheduler address, e.g. tcp://host:8786, whose workers see RUN at the same path or URL; "
+             "or local:N to start a local cluster of N worker processes for this command (default: local threads)",
     )
     parser.add_argument("--no-progress", action="store_true",
                         help="show no progress (default: a bar on a terminal, a line every few seconds in a pipe or log)")
@@ -105,9 +118,19 @@ def run_analyze(args: argparse.Namespace) -> int:
     from actlab.workflow import analyze_to_dir, parse_formats
 
     formats = parse_formats(args.format)
+    _check_open(args, args.out or args.run)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
     print(findings_table(output.report.findings))
     return _close(output, args)
+
+
+def _check_open(args: argparse.Namespace, out: str) -> None:
+    """Refuse ``--open`` for an output URL (a browser cannot open it)."""
+    from actlab.errors import ConfigError
+    from actlab.location import is_remote, location
+
+    if args.open and is_remote(location(out)):
+        raise ConfigError(f"--open needs a local report, but the output goes to {out}; drop --open or give a local --out")
 
 
 def _close(output: Any, args: argparse.Namespace) -> int:
@@ -126,6 +149,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from actlab.workflow import compare_to_dir, parse_formats
 
     formats = parse_formats(args.format)
+    _check_open(args, args.out)
     output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
     _, header, rows = output.report.tables[0]
     print(text_table(header, rows))

@@ -34,8 +34,10 @@ from actlab.files import (
     write_marker,
     writer_lock,
 )
+from actlab.location import Location, basename, files, is_remote, join, location, zarr_store
 from actlab.progress import Progress
 from actlab.record.config import RecordConfig
+from actlab.remote import check_remote_run, claimed_remote_run
 from actlab.record.data import PreparedData, prepare_data
 from actlab.record.hooks import ActivationCapture
 from actlab.record.models import count_parameters, layer_parameters, make_mlp, mlp_layer_specs
@@ -52,6 +54,7 @@ from actlab.store import (
     RunWriter,
     Subsets,
     read_attrs,
+    store_location,
     store_path,
 )
 
@@ -128,22 +131,21 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     Path
         ``run_dir``.
     """
-    run_dir = Path(run_dir)
-    _refuse_if_busy(run_dir)
+    run_dir = location(run_dir)
+    if not is_remote(run_dir):
+        _refuse_if_busy(run_dir)
     attrs = read_attrs(run_dir)
     changes = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
     config = RecordConfig.from_dict(attrs["config"], strict=False, where=str(run_dir)).replace(**changes)
     if attrs.get("status") == STATUS_COMPLETE:
-        with _write_errors(run_dir), writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
-            _remove_run_leftovers(run_dir)  # a writer killed inside its final commit leaves a temporary file
+        with locked_run(run_dir):  # a writer killed inside its final commit leaves a temporary file
+            pass
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
         return run_dir
     data = prepare_data(config)
     _check_same_data(run_dir, attrs, data)
     resolved_device = resolve_device(config.device)
-    with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), _write_errors(run_dir), \
-            writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
-        _remove_run_leftovers(run_dir)
+    with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), locked_run(run_dir):
         model = _seeded_model(config, data, resolved_device)
         specs = [LayerSpec(**layer) for layer in attrs["layers"]]
         checkpoint = _own_checkpoint(run_dir, attrs)
@@ -154,10 +156,25 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     return run_dir
 
 
-def _own_checkpoint(run_dir: Path, attrs: dict[str, Any]) -> dict[str, Any] | None:
+@contextlib.contextmanager
+def locked_run(run_dir: Location) -> Iterator[None]:
+    """Hold a local run's writer lock and remove an interrupted writer's leftovers while the block runs.
+
+    A run URL has neither: object stores have no locks (one recorder per URL is up to the user) and
+    leave no temporary files (each object is written in one PUT).
+    """
+    if is_remote(run_dir):
+        yield
+        return
+    with _write_errors(run_dir), writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
+        _remove_run_leftovers(run_dir)
+        yield
+
+
+def _own_checkpoint(run_dir: Location, attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The run's checkpoint, or None when there is none or it belongs to another run (it is then not used)."""
-    path = run_dir / CHECKPOINT_FILENAME
-    if not path.is_file():
+    path = join(run_dir, CHECKPOINT_FILENAME)
+    if files(path).size("") is None:
         return None
     checkpoint = load_checkpoint(path)
     run_id = attrs["config"].get("resolved", {}).get("run_id")
@@ -259,7 +276,7 @@ RUN_FILES: tuple[str, ...] = (STORE_DIRNAME, CHECKPOINT_FILENAME, ANALYSIS_DIRNA
 """Everything actlab writes into a run folder; the only names a failed new recording removes."""
 
 
-def check_run_output(run_dir: Path, *, overwrite: bool) -> None:
+def check_run_output(run_dir: Location, *, overwrite: bool) -> None:
     """Refuse a run folder that ``record`` may not write; every refusal names a way forward.
 
     A run goes into a new folder or an empty one; ``overwrite`` also allows a folder that holds an
@@ -270,6 +287,9 @@ def check_run_output(run_dir: Path, *, overwrite: bool) -> None:
     ------
     OutputError
     """
+    if is_remote(run_dir):
+        check_remote_run(run_dir, overwrite=overwrite)
+        return
     if store_path(run_dir).exists() and marker_kind(run_dir) != "run":
         raise OutputError(f"--out {run_dir} holds a run store that this actlab did not mark as its own; "
                           "choose a new --out (or continue it with 'actlab record --resume')")
@@ -333,15 +353,20 @@ def _write_errors(run_dir: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def claimed_run_dir(run_dir: Path, *, overwrite: bool) -> Iterator[list[RunWriter]]:
+def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[list[RunWriter]]:
     """Claim the run folder for this process: create it, hold its writer lock, mark it as a run.
 
     The caller appends its :class:`RunWriter` to the yielded list. When the block fails before the
     run's first committed epoch, everything this call created is removed again (still under the
     lock): the folder (and parents) if it was new, else only the names of :data:`RUN_FILES` inside it
     but the lock file. When the lock is held by another process, or the folder turns out not to be
-    this call's to write, nothing is removed: the folder belongs to someone else.
+    this call's to write, nothing is removed: the folder belongs to someone else. A run URL is
+    claimed by :func:`actlab.remote.claimed_remote_run` instead.
     """
+    if is_remote(run_dir):
+        with claimed_remote_run(run_dir, overwrite=overwrite) as writers:
+            yield writers
+        return
     _check_run_output_or_busy(run_dir, overwrite=overwrite)
     created = make_dirs(run_dir)
     writers: list[RunWriter] = []
@@ -382,16 +407,16 @@ def _remove_new_run(run_dir: Path, created: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _check_same_data(run_dir: Path, attrs: dict[str, Any], data: PreparedData) -> None:
+def _check_same_data(run_dir: Location, attrs: dict[str, Any], data: PreparedData) -> None:
     import zarr
 
-    stored = zarr.open_array(store_path(run_dir) / "probes" / "dataset_index", mode="r")[...]
+    stored = zarr.open_array(zarr_store(store_location(run_dir), read_only=True), path="probes/dataset_index", mode="r")[...]
     expected = probe_set(data).dataset_index
     if not np.array_equal(stored, expected) or attrs["dataset"].get("checksums") != data.describe().get("checksums"):
         raise StoreError(f"the data found now differ from those {run_dir} was recorded with; point --data-dir at the original data")
 
 
-def _announce(config: RecordConfig, model: torch.nn.Module, device: torch.device, run_dir: Path, resumed_from: int | None) -> None:
+def _announce(config: RecordConfig, model: torch.nn.Module, device: torch.device, run_dir: Location, resumed_from: int | None) -> None:
     action = "recording" if resumed_from is None else f"resuming after epoch {resumed_from}" if resumed_from >= 0 else "restarting"
     print(f"actlab record: {action} {config.model} ({count_parameters(model):,} parameters) on {config.dataset}, "
           f"{config.epochs} epochs, device {device} -> {run_dir}", file=sys.stderr)
@@ -423,10 +448,11 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
     probe_index = {group: torch.as_tensor(index, device=device) for group, index in data.probes.items()}
     probe_inputs = torch.cat([trainer.x_train[probe_index["clean"]], trainer.x_train[probe_index["noisy"]],
                               trainer.x_test[probe_index["test"]]])
-    checkpoint_path = writer.run_dir / CHECKPOINT_FILENAME
+    checkpoint_path = join(writer.run_dir, CHECKPOINT_FILENAME)
     run_id = writer.attrs["config"].get("resolved", {}).get("run_id")
     background = BackgroundWriter()
-    bar = Progress(config.epochs, desc=writer.run_dir.name, unit="epoch", initial=max(start - 1, 0), enabled=config.progress)
+    bar = Progress(config.epochs, desc=basename(writer.run_dir), unit="epoch", initial=max(start - 1, 0),
+                   enabled=config.progress)
     t0 = time.perf_counter()
     pending_metrics: dict[int, dict[str, float]] = {}
     last_flush = t0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from actlab.errors import ConfigError
+from actlab.location import location
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -385,10 +386,11 @@ class RecordConfig:
         return parse_schedule(self.record_epochs, self.epochs)
 
     @property
-    def run_dir(self) -> Path:
-        """``out`` if given, else ``runs/<model>`` (``runs/<model>-<dataset>`` for datasets other than CIFAR-10)."""
+    def run_dir(self) -> Path | str:
+        """``out`` if given (a URL stays one, :func:`actlab.location.location`), else ``runs/<model>``
+        (``runs/<model>-<dataset>`` for datasets other than CIFAR-10)."""
         if self.out is not None:
-            return Path(self.out)
+            return location(self.out)
         name = self.model if self.dataset == "cifar10" else f"{self.model}-{self.dataset}"
         return Path("runs") / name
 

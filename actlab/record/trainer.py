@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import nn
 
 from actlab.errors import ConfigError, StoreError
 from actlab.files import PARTIAL_SUFFIX, follow_umask, write_failed
+from actlab.location import files, is_remote, location
 from actlab.record.data import PreparedData
 
 CHECKPOINT_FORMAT = 1
@@ -240,7 +242,8 @@ def _to_cpu(value: Any) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically: a temporary sibling (``.NAME.XXXX.partial``), fsync, then a rename over ``path``.
+    """Write ``state`` atomically: a temporary sibling (``.NAME.XXXX.partial``), fsync, then a rename over ``path``;
+    at a URL, one upload (an object store replaces an object whole).
 
     Raises
     ------
@@ -248,6 +251,14 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         When the write fails (disk full: ``torch.save`` raises ``RuntimeError``); the temporary file is
         removed and the previous checkpoint stays in place.
     """
+    if is_remote(location(path)):  # an object store: one PUT, atomic by itself
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        try:
+            files(location(path)).write("", buffer.getvalue())
+        except OSError as exc:
+            raise write_failed(exc, f"checkpoint {path}") from exc
+        return
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
     try:
@@ -266,9 +277,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
+    """Read a checkpoint written by :func:`save_checkpoint` (a local file or a URL)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        source = io.BytesIO(files(location(path)).read("")) if is_remote(location(path)) else path
+        state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise StoreError(f"checkpoint {path} cannot be read ({exc}); delete it to restart the run from epoch 0 with --resume") from exc
     if state.get("format") != CHECKPOINT_FORMAT:
