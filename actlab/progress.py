@@ -13,7 +13,14 @@ LINE_INTERVAL_SECONDS = 5.0
 
 
 def _on_terminal(stream: TextIO) -> bool:
-    return stream.isatty() or "ipykernel" in sys.modules
+    """Whether a bar can be drawn: ``stream`` is a terminal, or stderr inside a Jupyter kernel."""
+    return stream.isatty() or (stream is sys.stderr and _in_jupyter())
+
+
+def _in_jupyter() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and hasattr(shell, "kernel")
 
 
 def _duration(seconds: float) -> str:
