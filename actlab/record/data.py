@@ -558,16 +558,16 @@ def _subset_index(labels: np.ndarray, size: int | None, option: str, split: str,
 def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedData:
     """Load (unless given), subset, corrupt, normalise and pick probes as ``config`` (a RecordConfig) says.
 
-    Every step is seeded by ``config.seed``; the same config gives the same
-    result, which is what ``--resume`` relies on.
+    Every step is seeded by ``config.resolved_data_seed`` (``--data-seed``, else the run seed); the same
+    config gives the same result, which is what ``--resume`` relies on.
     """
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.resolved_data_dir, download=config.download,
                                synthetic=config.synthetic)
     train_index = _subset_index(dataset.train_labels, config.train_size, "train-size", "training",
-                                dataset.name, rng_for(config.seed, _STREAM_SUBSET))
+                                dataset.name, rng_for(config.resolved_data_seed, _STREAM_SUBSET))
     test_index = _subset_index(dataset.test_labels, config.test_size, "test-size", "test",
-                               dataset.name, rng_for(config.seed, _STREAM_TEST_SUBSET))
+                               dataset.name, rng_for(config.resolved_data_seed, _STREAM_TEST_SUBSET))
     if config.train_size is not None or config.test_size is not None:
         dataset = ImageDataset(
             name=dataset.name, train_images=dataset.train_images[train_index], train_labels=dataset.train_labels[train_index],
@@ -575,11 +575,11 @@ def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedDa
             class_names=dataset.class_names, description=dataset.description,
         )
     noisy = inject_label_noise(dataset.train_labels, config.noise, dataset.n_classes, mode=config.noise_mode,
-                               seed=rng_for(config.seed, _STREAM_NOISE))
+                               seed=rng_for(config.resolved_data_seed, _STREAM_NOISE))
     mean, std = normalization_stats(dataset.train_images, config.normalize)
     probes = select_probes(
         noisy, dataset.test_labels,
         {"clean": config.probe_clean, "noisy": config.probe_noisy, "test": config.probe_test},
-        rng_for(config.seed, _STREAM_PROBES),
+        rng_for(config.resolved_data_seed, _STREAM_PROBES),
     )
     return PreparedData(dataset=dataset, train_index=train_index, test_index=test_index, noisy=noisy, mean=mean, std=std, probes=probes)
