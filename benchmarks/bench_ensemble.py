@@ -45,8 +45,8 @@ def parse_args() -> argparse.Namespace:
 def make_config(args: argparse.Namespace):
     from actlab.record import RecordConfig
 
-    common = dict(model=args.model, width=args.width, batch_size=args.batch_size, epochs=args.epochs, device=args.device,
-                  progress=False, seeds=list(range(args.replicas)))
+    common = {"model": args.model, "width": args.width, "batch_size": args.batch_size, "epochs": args.epochs,
+              "device": args.device, "progress": False, "seeds": list(range(args.replicas))}
     if args.data_dir:
         return RecordConfig(dataset="cifar10", data_dir=args.data_dir, download=False, train_size=args.n_train,
                             test_size=args.n_test, **common)
@@ -65,7 +65,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from actlab.record.api import _seeded_model, flushed_denormals
-    from actlab.record.ensemble import EnsembleMLP, EnsembleTrainer, _prepare, replica_configs
+    from actlab.record.ensemble import (
+        EnsembleMLP,
+        EnsembleTrainer,
+        _prepare,
+        replica_configs,
+    )
     from actlab.record.models import mlp_layer_specs
     from actlab.record.trainer import Trainer, resolve_device
 

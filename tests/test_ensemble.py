@@ -94,11 +94,8 @@ def test_one_writer_and_output_refusals(tiny, tmp_path):
         record(tiny)
     with pytest.raises(ConfigError, match="is a replica of the ensemble"):
         resume(ensemble / "seed1")
-    with writer_lock(ensemble / FOLDER_LOCK_FILENAME, "test"):
-        with pytest.raises(OutputError, match="being written by process"):
-            record(tiny, seeds=[0, 1], overwrite=True)
-    with writer_lock(ensemble / "seed1" / FOLDER_LOCK_FILENAME, "test"):
-        with pytest.raises(OutputError, match="being written by process"):
+    for busy in (ensemble, ensemble / "seed1"):  # another process writes the ensemble, or one of its replicas
+        with writer_lock(busy / FOLDER_LOCK_FILENAME, "test"), pytest.raises(OutputError, match="being written by process"):
             record(tiny, seeds=[0, 1], overwrite=True)
     assert marker_kind(ensemble) == "ensemble" and (ensemble / CHECKPOINT_FILENAME).is_file()  # refused: nothing touched
     assert open_store(ensemble / "seed1").attrs["status"] == "complete"
@@ -113,7 +110,7 @@ def test_one_writer_and_output_refusals(tiny, tmp_path):
 def _committed_metric_epochs(run_dir) -> int:
     try:
         epochs = zarr.open_array(store_path(run_dir) / "metrics" / "epoch", mode="r")[...]
-    except Exception:  # not created yet
+    except FileNotFoundError:  # not created yet
         return 0
     return int((epochs >= 0).sum())
 
@@ -137,7 +134,7 @@ def test_kill_9_then_resume_matches_uninterrupted_ensemble(tmp_path):
     assert open_store(run_dir / "seed0").attrs["status"] == "recording"
 
     result = subprocess.run([sys.executable, "-m", "actlab.cli", "record", "--resume", str(run_dir), "--no-progress"],
-                            env=env, capture_output=True, text=True, timeout=300)
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert "resuming after epoch" in result.stderr
 

@@ -12,6 +12,7 @@ seeded as :class:`~actlab.record.trainer.Trainer` seeds it, and its data (subset
 from its data seed (the first of the seeds for all replicas, or its own seed with
 ``--noise-per-seed``). Each replica is written as a complete run, ``RUN/seed<S>/``; the ensemble
 folder holds their marker and one checkpoint of all replicas (``docs/store-format.md``, Ensembles).
+Steps are not replayed from CUDA graphs (``--cuda-graphs`` applies to single runs).
 """
 
 from __future__ import annotations
@@ -71,7 +72,14 @@ from actlab.record.trainer import (
     to_device_normalized,
 )
 from actlab.record.writer import BackgroundWriter
-from actlab.store import CHECKPOINT_FILENAME, STATUS_COMPLETE, STORE_DIRNAME, LayerSpec, RunWriter, read_attrs
+from actlab.store import (
+    CHECKPOINT_FILENAME,
+    STATUS_COMPLETE,
+    STORE_DIRNAME,
+    LayerSpec,
+    RunWriter,
+    read_attrs,
+)
 
 ENSEMBLE_FILES: tuple[str, ...] = (CHECKPOINT_FILENAME, MARKER_FILENAME, FOLDER_LOCK_FILENAME,
                                    FOLDER_LOCK_FILENAME + HOLDER_SUFFIX)
@@ -299,7 +307,10 @@ class EnsembleTrainer:
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore weights, Adam and random states from :meth:`state`."""
         self.model.load_state_dict(state["model"])
+        fused = self.optimizer.defaults["fused"]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the device of this run decides, not the checkpoint's
+            group["fused"] = fused
         for generator, saved in zip(self.generators, state["generators"], strict=True):
             generator.set_state(saved)
         torch.set_rng_state(state["torch_rng"])
