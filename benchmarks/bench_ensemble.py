@@ -10,10 +10,17 @@ set); not timed: data preparation, model building and the store writes. Denormal
 the CPU, as ``actlab record`` does. At the end, the largest difference in test loss between an
 ensemble replica and the single run of its seed shows that both sides trained the same models.
 
+What to expect on a CPU: about the same time as the sequential runs (measured 0.9-1.6x per epoch on
+2 cores). The work is dense products that already run near the cores' peak for one replica, and
+stacking replicas does not reduce it; what the ensemble saves (fewer, larger operations, one fused
+Adam step) is small there. On a busy, oversubscribed machine the many small multi-threaded
+operations of the sequential runs slow down more than the ensemble's few large ones, which can show
+ratios of 4-5x that measure the contention, not the ensemble; ``--threads 1`` avoids it.
+
 CIFAR-sized synthetic data (3x32x32, 10 classes) by default, so no download is needed;
 ``--data-dir`` uses the real CIFAR-10 found there (cut to ``--n-train`` / ``--n-test``).
 
-    python benchmarks/bench_ensemble.py                     # MLP7, width 512, batch 128, K=8: 1-3 minutes on 2 cores
+    python benchmarks/bench_ensemble.py                     # MLP7, width 512, batch 128, K=8: under a minute on 2 idle cores
     python benchmarks/bench_ensemble.py --threads 1         # one thread each side (a shared, busy machine)
     python benchmarks/bench_ensemble.py --data-dir $ACTLAB_DATA --epochs 5
 """
