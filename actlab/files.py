@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import filelock
 
@@ -36,8 +37,9 @@ from actlab.errors import OutputError, WriteError
 MARKER_FILENAME = ".actlab.json"
 """Marker file of every folder actlab writes: ``{"kind": KIND}``."""
 
-KINDS: tuple[str, ...] = ("run", "analysis", "comparison", "results")
-"""Kinds of folders actlab writes: a run, a run's analysis folder, a comparison folder, saved results."""
+KINDS: tuple[str, ...] = ("run", "analysis", "comparison", "results", "ensemble")
+"""Kinds of folders actlab writes: a run, a run's analysis folder, a comparison folder, saved results, an
+ensemble of runs (one run folder per seed inside, :func:`replica_dirs`)."""
 
 ZARR_KIND_ATTR = "actlab_kind"
 """Root attribute that marks a Zarr folder written by actlab (saved results), in place of a marker file."""
@@ -104,13 +106,35 @@ def marker_kind(folder: str | os.PathLike) -> str | None:
     return kind if kind in KINDS else None
 
 
-def write_marker(folder: str | os.PathLike, kind: str) -> None:
-    """Mark ``folder`` as written by actlab, of ``kind``."""
+def write_marker(folder: str | os.PathLike, kind: str, **details: Any) -> None:
+    """Mark ``folder`` as written by actlab, of ``kind``; ``details`` (JSON-ready) describe it further."""
     from actlab import __version__
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    write_atomic(Path(folder) / MARKER_FILENAME, json.dumps({"kind": kind, "actlab_version": __version__}) + "\n")
+    marker = {"kind": kind, **details, "actlab_version": __version__}
+    write_atomic(Path(folder) / MARKER_FILENAME, json.dumps(marker) + "\n")
+
+
+def read_marker(folder: str | os.PathLike) -> dict[str, Any]:
+    """The marker file of ``folder`` as a mapping; empty when it has none (or an unreadable one)."""
+    try:
+        marker = json.loads((Path(folder) / MARKER_FILENAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
+def replica_dirs(path: str | os.PathLike) -> list[Path]:
+    """The run folders of the ensemble at ``path``, in the order of its seeds; empty for anything else (a single run).
+
+    An ensemble folder (``actlab record --seeds``) holds one complete run per seed, ``seed<S>/``, and a
+    marker that lists them: ``{"kind": "ensemble", "seeds": [...], "replicas": ["seed0", ...]}``.
+    """
+    marker = read_marker(path)
+    if marker.get("kind") != "ensemble":
+        return []
+    return [Path(path) / name for name in marker.get("replicas", [])]
 
 
 def _resolved(path: str | os.PathLike) -> Path:

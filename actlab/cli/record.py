@@ -18,6 +18,7 @@ examples:
                                                       offline quick start on scikit-learn's digits
   actlab record --model mlp5 --width 1024,512,512,256 --noise 0.2 --out runs/mlp5-w1024
   actlab record --config run.toml --seed 3            settings from a TOML file, flags override it
+  actlab record --dataset digits --seeds 0-7          8 seeds at once, one process -> runs/mlp7-digits/seed0..seed7
   actlab record --resume runs/mlp7                    continue an interrupted run from its checkpoint
 
 data: CIFAR-10 binary files are looked up in --data-dir, else $ACTLAB_DATA, else ./data
@@ -75,7 +76,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help=f"Adam learning rate (default: {D['lr']})")
     train.add_argument("--betas", metavar="B1,B2", help="Adam betas (default: 0.9,0.999)")
     train.add_argument("--weight-decay", type=float, help=f"Adam weight decay (default: {D['weight_decay']})")
-    train.add_argument("--seed", type=int, help=f"seed of initialisation, batch order, subset, noise and probes (default: {D['seed']})")
+    train.add_argument("--seed", type=int, help=f"seed of initialisation and batch order, and of subset, noise and probes unless --data-seed (default: {D['seed']})")
+    train.add_argument("--seeds", metavar="SEEDS", help="train one replica per seed at once, as one vectorised ensemble: '0-7', "
+                       "'0,1,5' or '0-3,8'; each is written as a run RUN/seed<S>/ equal to --seed S --data-seed D "
+                       "(D: --data-seed, else the first seed); not with --seed (default: one run)")
+    train.add_argument("--data-seed", type=int, metavar="N", help="seed of the subset, noise and probe draws, apart from "
+                       "initialisation and batch order (default: --seed, or the first of --seeds)")
+    train.add_argument("--noise-per-seed", action="store_true", help="with --seeds: draw each replica's subset, noise and "
+                       "probes from its own seed instead of sharing the data (default: shared)")
     train.add_argument("--device", choices=list(DEVICES), help=f"auto picks cuda, then mps, then cpu (default: {D['device']}); only the CPU is bit-reproducible")
     train.add_argument("--eval-batch-size", type=int, help=f"batch size of evaluation and probe forwards (default: {D['eval_batch_size']})")
     train.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
@@ -106,6 +114,8 @@ RESUME_CHANGEABLE = {"device", "progress"}
 def config_from_args(args: argparse.Namespace) -> RecordConfig:
     """Defaults, then the ``--config`` TOML file, then the flags given on the command line."""
     given = {name: value for name, value in vars(args).items() if name in SETTING_NAMES}
+    if "seed" in given and "seeds" in given:
+        raise ConfigError("--seed and --seeds exclude each other; give --seeds alone (each replica takes its seed from it)")
     settings: dict[str, Any] = {}
     if getattr(args, "config", None):
         try:

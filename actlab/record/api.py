@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from actlab import __version__
-from actlab.errors import OutputError, StoreError
+from actlab.errors import ConfigError, OutputError, StoreError
 from actlab.files import (
     FOLDER_LOCK_FILENAME,
     HOLDER_SUFFIX,
@@ -65,6 +65,9 @@ METRICS_FLUSH_SECONDS = 2.0
 def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     """Train a model and record its activations into a new run store.
 
+    With ``seeds``, the replicas of those seeds train at once as one ensemble
+    (:mod:`actlab.record.ensemble`), each written as a run ``seed<S>/`` in ``config.run_dir``.
+
     Parameters
     ----------
     config : RecordConfig, optional
@@ -87,6 +90,10 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     config = config or RecordConfig()
     if overrides:
         config = config.replace(**overrides)
+    if config.seeds is not None:
+        from actlab.record.ensemble import record_ensemble
+
+        return record_ensemble(config)
     run_dir = config.run_dir
     _check_run_output_or_busy(run_dir, overwrite=config.overwrite)
     data = prepare_data(config)
@@ -120,7 +127,7 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     Parameters
     ----------
     run_dir : path
-        A run directory written by :func:`record`.
+        A run directory written by :func:`record`, or an ensemble folder (all its replicas continue).
     device : str, optional
         Override the stored ``device`` (e.g. continue on another machine).
     progress : bool, optional
@@ -133,8 +140,15 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     """
     run_dir = location(run_dir)
     if not is_remote(run_dir):
+        if marker_kind(run_dir) == "ensemble":
+            from actlab.record.ensemble import resume_ensemble
+
+            return resume_ensemble(run_dir, device=device, progress=progress)
         _refuse_if_busy(run_dir)
     attrs = read_attrs(run_dir)
+    if attrs["config"].get("resolved", {}).get("ensemble"):
+        raise ConfigError(f"{run_dir} is a replica of the ensemble {run_dir.parent}; resume the ensemble: "
+                          f"'actlab record --resume {run_dir.parent}'")
     changes = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
     config = RecordConfig.from_dict(attrs["config"], strict=False, where=str(run_dir)).replace(**changes)
     if attrs.get("status") == STATUS_COMPLETE:

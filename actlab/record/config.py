@@ -270,6 +270,52 @@ def _synthetic_int(key: str, value: Any) -> int:
     raise ConfigError(f"synthetic {key}={value!r} is not an integer; use e.g. {SYNTHETIC_EXAMPLE}")
 
 
+def parse_seeds(spec: str | Sequence[int]) -> tuple[int, ...]:
+    """The seeds of an ensemble from ``"0-7"``, ``"0,1,5"`` (or a mix, ``"0-3,8"``) or a sequence of ints.
+
+    Returns
+    -------
+    tuple of int
+        Distinct non-negative seeds in the order given.
+    """
+    forms = "use a range '0-7', a list '0,1,5' or both '0-3,8'"
+    if isinstance(spec, str):
+        seeds: list[int] = []
+        try:
+            for part in filter(None, (p.strip() for p in spec.split(","))):
+                first, dash, last = part.partition("-")
+                if dash and int(last) < int(first):
+                    raise ValueError
+                seeds.extend(range(int(first), int(last) + 1) if dash else [int(first)])
+        except ValueError:
+            raise ConfigError(f"seeds {spec!r} is malformed; {forms}") from None
+    else:
+        if isinstance(spec, (bool, int)) or not all(isinstance(s, int) and not isinstance(s, bool) for s in spec):
+            raise ConfigError(f"seeds {spec!r} must be a list of integers; {forms}")
+        seeds = list(spec)
+    if not seeds:
+        raise ConfigError(f"seeds {spec!r} names no seed; {forms}")
+    if min(seeds) < 0 or max(seeds) > MAX_SEED:
+        raise ConfigError(f"seeds {spec!r} holds seeds outside 0..{MAX_SEED}; give seeds in that range")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds {spec!r} repeats a seed; give each seed once")
+    return tuple(seeds)
+
+
+def _check_ensemble_seeds(config: RecordConfig) -> None:
+    """``data_seed`` and ``noise_per_seed`` are valid, and fit ``seeds`` and ``seed``."""
+    if config.data_seed is not None:
+        _check_int("data_seed", config.data_seed, 0, MAX_SEED)
+    _check_bool("noise_per_seed", config.noise_per_seed)
+    if config.seeds is not None and config.seed != 0:
+        raise ConfigError(f"seed {config.seed} and seeds {list(config.seeds)} exclude each other; give seeds alone")
+    if config.noise_per_seed and config.seeds is None:
+        raise ConfigError("noise-per-seed applies to ensembles only; give seeds too, or drop noise-per-seed")
+    if config.noise_per_seed and config.data_seed is not None:
+        raise ConfigError(f"noise-per-seed draws the data of each replica from its own seed, data-seed {config.data_seed} "
+                          "from one seed for all; drop one of them")
+
+
 def _synthetic_shape(value: Any) -> tuple[int, ...]:
     """The synthetic image shape from ``"3x8x8"`` or ``[3, 8, 8]``: three sides from 1 to MAX_SYNTHETIC_SIDE."""
     parts = value.lower().split("x") if isinstance(value, str) else value
@@ -325,6 +371,9 @@ class RecordConfig:
     betas: tuple[float, float] | str = (0.9, 0.999)
     weight_decay: float = 0.0
     seed: int = 0
+    seeds: str | tuple[int, ...] | None = None
+    data_seed: int | None = None
+    noise_per_seed: bool = False
     device: str = "auto"
     record_epochs: str | tuple[int, ...] = "log:40"
     probe_clean: int | None = None
@@ -373,6 +422,9 @@ class RecordConfig:
         schedule = parse_schedule(self.record_epochs, self.epochs)
         if not isinstance(self.record_epochs, str):
             object.__setattr__(self, "record_epochs", tuple(schedule))
+        if self.seeds is not None:
+            object.__setattr__(self, "seeds", parse_seeds(self.seeds))
+        _check_ensemble_seeds(self)
 
     # -- derived ------------------------------------------------------------------
     @property
@@ -384,6 +436,13 @@ class RecordConfig:
     def schedule(self) -> list[int]:
         """The recorded epochs, resolved."""
         return parse_schedule(self.record_epochs, self.epochs)
+
+    @property
+    def resolved_data_seed(self) -> int:
+        """Seed of the subset, noise and probe draws: ``data_seed``, else the first of ``seeds``, else ``seed``."""
+        if self.data_seed is not None:
+            return self.data_seed
+        return self.seeds[0] if self.seeds else self.seed
 
     @property
     def run_dir(self) -> Path | str:
@@ -407,6 +466,8 @@ class RecordConfig:
         data["betas"] = list(self.betas)
         if not isinstance(self.record_epochs, str):
             data["record_epochs"] = list(self.record_epochs)
+        if self.seeds is not None:
+            data["seeds"] = list(self.seeds)
         return data
 
     @classmethod

@@ -628,8 +628,8 @@ MAX_SIZE_TRIES = 2000
 
 def _noisy_training_labels(config: Any, labels: np.ndarray, size: int | None, n_classes: int, noise: float) -> NoisyLabels:
     """The training labels ``prepare_data`` makes from the full training ``labels`` with ``size`` samples and ``noise``."""
-    index = _subset_index(labels, size, "train-size", "training", "the dataset", rng_for(config.seed, _STREAM_SUBSET))
-    return inject_label_noise(labels[index], noise, n_classes, mode=config.noise_mode, seed=rng_for(config.seed, _STREAM_NOISE))
+    index = _subset_index(labels, size, "train-size", "training", "the dataset", rng_for(config.resolved_data_seed, _STREAM_SUBSET))
+    return inject_label_noise(labels[index], noise, n_classes, mode=config.noise_mode, seed=rng_for(config.resolved_data_seed, _STREAM_NOISE))
 
 
 def _training_gap(noisy: NoisyLabels, n_classes: int, noise: float) -> tuple[int, str] | None:
@@ -717,8 +717,8 @@ def _check_test_classes(labels: np.ndarray, test_index: np.ndarray, test_size: i
 def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedData:
     """Load (unless given), subset, corrupt, normalise and pick probes as ``config`` (a RecordConfig) says.
 
-    Every step is seeded by ``config.seed``; the same config gives the same
-    result, which is what ``--resume`` relies on.
+    Every step is seeded by ``config.resolved_data_seed`` (``--data-seed``, else the run seed); the same
+    config gives the same result, which is what ``--resume`` relies on.
 
     Raises
     ------
@@ -733,9 +733,9 @@ def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedDa
         dataset = load_dataset(config.dataset, data_dir=config.resolved_data_dir, download=config.download,
                                synthetic=config.synthetic)
     train_index = _subset_index(dataset.train_labels, config.train_size, "train-size", "training",
-                                dataset.name, rng_for(config.seed, _STREAM_SUBSET))
+                                dataset.name, rng_for(config.resolved_data_seed, _STREAM_SUBSET))
     test_index = _subset_index(dataset.test_labels, config.test_size, "test-size", "test",
-                               dataset.name, rng_for(config.seed, _STREAM_TEST_SUBSET))
+                               dataset.name, rng_for(config.resolved_data_seed, _STREAM_TEST_SUBSET))
     _check_test_classes(dataset.test_labels, test_index, config.test_size, dataset.class_names, dataset.name)
     full_train_labels = dataset.train_labels
     if config.train_size is not None or config.test_size is not None:
@@ -750,6 +750,6 @@ def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedDa
     probes = select_probes(
         noisy, dataset.test_labels,
         {"clean": config.probe_clean, "noisy": config.probe_noisy, "test": config.probe_test},
-        rng_for(config.seed, _STREAM_PROBES),
+        rng_for(config.resolved_data_seed, _STREAM_PROBES),
     )
     return PreparedData(dataset=dataset, train_index=train_index, test_index=test_index, noisy=noisy, mean=mean, std=std, probes=probes)

@@ -187,21 +187,9 @@ class Trainer:
         Returns every name of :data:`actlab.store.METRICS` but ``wall_time``; a
         group without samples gets NaN.
         """
-        (loss, hit), (true_loss, true_hit) = self._per_sample(self.x_train, self.y_train, self.y_train_original)
-        ((test_loss, test_hit),) = self._per_sample(self.x_test, self.y_test)
-        clean, noisy = ~self.is_noisy, self.is_noisy
-
-        def mean(values: np.ndarray, mask: np.ndarray | None = None) -> float:
-            values = values if mask is None else values[mask]
-            return float(values.mean()) if len(values) else float("nan")
-
-        metrics = {
-            "train_clean_loss": mean(loss, clean), "train_clean_acc": mean(hit, clean),
-            "train_noisy_loss": mean(loss, noisy), "train_noisy_acc": mean(hit, noisy),
-            "train_noisy_true_loss": mean(true_loss, noisy), "train_noisy_true_acc": mean(true_hit, noisy),
-            "test_loss": mean(test_loss), "test_acc": mean(test_hit),
-        }
-        return metrics
+        train, train_true = self._per_sample(self.x_train, self.y_train, self.y_train_original)
+        (test,) = self._per_sample(self.x_test, self.y_test)
+        return summarize(train, train_true, test, self.is_noisy)
 
     # -- checkpoint state ------------------------------------------------------------
     def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
@@ -229,6 +217,33 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def summarize(train: tuple[np.ndarray, np.ndarray], train_true: tuple[np.ndarray, np.ndarray],
+              test: tuple[np.ndarray, np.ndarray], is_noisy: np.ndarray) -> dict[str, float]:
+    """The metrics of :meth:`Trainer.evaluate` from per-sample (loss, correct) pairs.
+
+    Parameters
+    ----------
+    train, train_true : (ndarray, ndarray)
+        Training set against the assigned and the original labels, each shape (train_sample,).
+    test : (ndarray, ndarray)
+        Test set, each shape (test_sample,).
+    is_noisy : ndarray of bool, shape (train_sample,)
+    """
+    (loss, hit), (true_loss, true_hit), (test_loss, test_hit) = train, train_true, test
+    clean, noisy = ~is_noisy, is_noisy
+
+    def mean(values: np.ndarray, mask: np.ndarray | None = None) -> float:
+        values = values if mask is None else values[mask]
+        return float(values.mean()) if len(values) else float("nan")
+
+    return {
+        "train_clean_loss": mean(loss, clean), "train_clean_acc": mean(hit, clean),
+        "train_noisy_loss": mean(loss, noisy), "train_noisy_acc": mean(hit, noisy),
+        "train_noisy_true_loss": mean(true_loss, noisy), "train_noisy_true_acc": mean(true_hit, noisy),
+        "test_loss": mean(test_loss), "test_acc": mean(test_hit),
+    }
 
 
 def _to_cpu(value: Any) -> Any:

@@ -1,0 +1,561 @@
+"""Many seeds at once: K replicas of one run trained in one process as one vectorised ensemble.
+
+``actlab record --seeds 0-7`` trains one MLP per seed. The replicas' weights are stacked along a
+leading replica dimension and every mini-batch step is one batched forward, backward and Adam
+step for all of them (:class:`EnsembleMLP`, :class:`EnsembleTrainer`). The replicas never mix:
+the loss is the sum of each replica's mean cross-entropy, so each gets the gradient of its own
+loss, and Adam is elementwise, so one Adam over the stacked weights is K separate Adams.
+
+Replica k is the single run ``--seed S_k --data-seed D_k``: its initialisation is
+:func:`actlab.record.api._seeded_model` of its seed, its batch order comes from a generator
+seeded as :class:`~actlab.record.trainer.Trainer` seeds it, and its data (subset, noise, probes)
+from its data seed (the first of the seeds for all replicas, or its own seed with
+``--noise-per-seed``). Each replica is written as a complete run, ``RUN/seed<S>/``; the ensemble
+folder holds their marker and one checkpoint of all replicas (``docs/store-format.md``, Ensembles).
+Steps are not replayed from CUDA graphs (``--cuda-graphs`` applies to single runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from actlab.errors import OutputError, StoreError
+from actlab.files import (
+    FOLDER_LOCK_FILENAME,
+    HOLDER_SUFFIX,
+    MARKER_FILENAME,
+    check_output,
+    make_dirs,
+    marker_kind,
+    read_marker,
+    remove_leftovers,
+    write_failed,
+    write_marker,
+    writer_lock,
+)
+from actlab.record.api import (
+    METRICS_FLUSH_SECONDS,
+    _check_same_data,
+    _remove_previous_outputs,
+    _resolved,
+    _seeded_model,
+    checkpoint_epochs,
+    claimed_run_dir,
+    environment,
+    flushed_denormals,
+    probe_set,
+)
+from actlab.record.config import RecordConfig
+from actlab.record.data import PreparedData, load_dataset, prepare_data
+from actlab.record.models import count_parameters, mlp_layer_specs
+from actlab.record.trainer import (
+    CHECKPOINT_FORMAT,
+    _to_cpu,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    summarize,
+    to_device_normalized,
+)
+from actlab.record.writer import BackgroundWriter
+from actlab.store import (
+    CHECKPOINT_FILENAME,
+    STATUS_COMPLETE,
+    STORE_DIRNAME,
+    LayerSpec,
+    RunWriter,
+    read_attrs,
+)
+
+ENSEMBLE_FILES: tuple[str, ...] = (CHECKPOINT_FILENAME, MARKER_FILENAME, FOLDER_LOCK_FILENAME,
+                                   FOLDER_LOCK_FILENAME + HOLDER_SUFFIX)
+"""What actlab writes into an ensemble folder besides the replica folders (which claim and clean up themselves)."""
+
+
+def replica_name(seed: int) -> str:
+    """Folder name of the replica of ``seed`` inside the ensemble folder."""
+    return f"seed{seed}"
+
+
+def replica_configs(config: RecordConfig, run_dir: Path) -> list[RecordConfig]:
+    """The single-run settings of each replica of the ensemble ``config`` whose folder is ``run_dir``.
+
+    Replica k gets ``seed`` S_k, ``data_seed`` the ensemble's data seed (its own seed with
+    ``noise_per_seed``) and ``out`` ``run_dir/seed<S_k>``; recorded alone, these settings give the
+    same run.
+    """
+    return [config.replace(seeds=None, seed=seed, noise_per_seed=False, out=str(run_dir / replica_name(seed)),
+                           data_seed=seed if config.noise_per_seed else config.resolved_data_seed)
+            for seed in config.seeds]
+
+
+# -- the vectorised model and its training -------------------------------------------------------------------
+
+
+class EnsembleMLP(nn.Module):
+    """K MLPs of one architecture with their weights stacked along a leading replica dimension.
+
+    Layer ``l`` holds ``weights[l]`` of shape (replica, in_unit, unit) (the transpose of
+    ``nn.Linear.weight``, so that the batched product and its weight gradient are contiguous)
+    and ``biases[l]`` of shape (replica, unit).
+
+    Parameters
+    ----------
+    models : sequence of nn.Module
+        MLPs from :func:`actlab.record.models.make_mlp`, all of the same shape, one per replica.
+    specs : sequence of LayerSpec
+        Their layers (:func:`actlab.record.models.mlp_layer_specs`), in forward order.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], specs: Sequence[LayerSpec]) -> None:
+        super().__init__()
+        self.specs = list(specs)
+        self.n_replicas = len(models)
+        with torch.no_grad():
+            linears = [[model.get_submodule(spec.module) for model in models] for spec in self.specs]
+            self.weights = nn.ParameterList(torch.stack([m.weight.t() for m in layer]).contiguous() for layer in linears)
+            self.biases = nn.ParameterList(torch.stack([m.bias for m in layer]).contiguous() for layer in linears)
+
+    def forward(self, x: torch.Tensor, preacts: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits (replica, sample, class) of inputs (replica, sample, in_features); appends each layer's output to ``preacts``."""
+        h = x
+        for spec, weight, bias in zip(self.specs, self.weights, self.biases):
+            h = torch.matmul(h, weight) + bias[:, None, :]
+            if preacts is not None:
+                preacts.append(h)
+            if spec.activation == "relu":
+                h = torch.relu(h)
+        return h
+
+    def replica_parameters(self, k: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Copies of replica ``k``'s weight (unit, in_unit) and bias (unit,) per store layer, as ``nn.Linear`` holds them."""
+        return {spec.name: (weight[k].detach().t().cpu().numpy().copy(), bias[k].detach().cpu().numpy().copy())
+                for spec, weight, bias in zip(self.specs, self.weights, self.biases)}
+
+
+def _stacked_inputs(images: Sequence[np.ndarray], keys: Sequence[bytes], data: Sequence[PreparedData],
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised, flattened inputs (group, sample, in_features) held once per distinct ``key``, and each replica's group."""
+    groups: dict[bytes, int] = {}
+    group_of = [groups.setdefault(key, len(groups)) for key in keys]
+    first = [group_of.index(g) for g in range(len(groups))]
+    x = torch.stack([to_device_normalized(images[k], data[k].mean, data[k].std, device).flatten(1) for k in first])
+    return x, torch.as_tensor(group_of, device=device)
+
+
+def _fused_adam_supported(device: torch.device) -> bool:
+    """Whether this torch has the fused (one pass per step) Adam kernel for ``device``: CUDA, and the CPU from torch 2.4."""
+    version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    return device.type == "cuda" or (device.type == "cpu" and version >= (2, 4))
+
+
+class EnsembleTrainer:
+    """Adam + cross-entropy for all replicas of an :class:`EnsembleMLP` at once, on data held as tensors on the device.
+
+    Replica k's epoch order is drawn from its own ``torch.Generator`` seeded with ``seeds[k]``, exactly
+    as :class:`~actlab.record.trainer.Trainer` draws it. Inputs that replicas share (the same subset
+    and normalisation) are held once.
+
+    Parameters
+    ----------
+    model : EnsembleMLP
+        Already on ``device``.
+    data : sequence of PreparedData
+        One per replica (the same object for replicas that share their data).
+    device : torch.device
+    seeds : sequence of int
+        The replicas' seeds.
+    batch_size, eval_batch_size : int
+        Mini-batch size of each replica; samples per replica in one evaluation forward.
+    lr : float
+    betas : (float, float)
+    weight_decay : float
+    """
+
+    def __init__(self, model: EnsembleMLP, data: Sequence[PreparedData], device: torch.device, seeds: Sequence[int], *,
+                 batch_size: int = 128, eval_batch_size: int = 4096, lr: float = 1e-4,
+                 betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.0) -> None:
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.data = list(data)
+        norm = [d.mean.tobytes() + d.std.tobytes() for d in data]
+        self.x_train, self.train_group = _stacked_inputs(
+            [d.dataset.train_images for d in data], [d.train_index.tobytes() + n for d, n in zip(data, norm)], data, device)
+        self.x_test, self.test_group = _stacked_inputs(
+            [d.dataset.test_images for d in data], [d.test_index.tobytes() + n for d, n in zip(data, norm)], data, device)
+        self.y_train = torch.as_tensor(np.stack([d.noisy.labels for d in data]), device=device)
+        self.y_train_original = torch.as_tensor(np.stack([d.noisy.original_labels for d in data]), device=device)
+        self.y_test = torch.as_tensor(np.stack([d.dataset.test_labels for d in data]), device=device)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                                          fused=_fused_adam_supported(device) or None)
+        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+
+    @property
+    def n_replicas(self) -> int:
+        """Number of replicas."""
+        return len(self.generators)
+
+    def train_epoch(self) -> np.ndarray:
+        """One pass of every replica over its training set in its own fresh random order.
+
+        Returns
+        -------
+        ndarray, shape (replica,)
+            Each replica's mean mini-batch loss.
+        """
+        self.model.train()
+        n, k = self.x_train.shape[1], self.n_replicas
+        order = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)
+        total = torch.zeros(k, device=self.device)
+        for start in range(0, n, self.batch_size):
+            index = order[:, start:start + self.batch_size]
+            logits = self.model(self.x_train[self.train_group[:, None], index])
+            target = torch.gather(self.y_train, 1, index)
+            losses = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(k, -1).mean(dim=1)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            self.optimizer.step()
+            total += losses.detach() * index.shape[1]
+        return (total / n).cpu().numpy()
+
+    def _inputs(self, x: torch.Tensor, group: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Samples ``start:stop`` of every replica's inputs, (replica, sample, in_features); a view when all share them."""
+        if len(x) == 1:
+            return x[0, start:stop].expand(self.n_replicas, -1, -1)
+        return x[group, start:stop]
+
+    def _per_sample(self, x: torch.Tensor, group: torch.Tensor, *labels: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per-sample (loss, correct) of every replica against each label array (replica, sample), float64 / bool NumPy."""
+        self.model.eval()
+        losses: list[list[torch.Tensor]] = [[] for _ in labels]
+        correct: list[list[torch.Tensor]] = [[] for _ in labels]
+        with torch.inference_mode():
+            for start in range(0, x.shape[1], self.eval_batch_size):
+                stop = start + self.eval_batch_size
+                logits = self.model(self._inputs(x, group, start, stop))
+                logp = F.log_softmax(logits.float(), dim=2)
+                pred = logits.argmax(dim=2)
+                for i, y in enumerate(labels):
+                    target = y[:, start:stop]
+                    losses[i].append(-logp.gather(2, target[..., None])[..., 0])
+                    correct[i].append(pred == target)
+        return [(torch.cat(l, dim=1).cpu().double().numpy(), torch.cat(c, dim=1).cpu().numpy()) for l, c in zip(losses, correct)]
+
+    def evaluate(self) -> list[dict[str, float]]:
+        """Every replica's metrics, as :meth:`Trainer.evaluate <actlab.record.trainer.Trainer.evaluate>` computes them."""
+        (loss, hit), (true_loss, true_hit) = self._per_sample(self.x_train, self.train_group, self.y_train, self.y_train_original)
+        ((test_loss, test_hit),) = self._per_sample(self.x_test, self.test_group, self.y_test)
+        return [summarize((loss[k], hit[k]), (true_loss[k], true_hit[k]), (test_loss[k], test_hit[k]), d.noisy.is_noisy)
+                for k, d in enumerate(self.data)]
+
+    def probe_inputs(self) -> torch.Tensor:
+        """Every replica's probe inputs (replica, sample, in_features): its clean, noisy, then test probes."""
+        parts = []
+        for k, d in enumerate(self.data):
+            x_train, x_test = self.x_train[self.train_group[k]], self.x_test[self.test_group[k]]
+            index = {group: torch.as_tensor(value, device=self.device) for group, value in d.probes.items()}
+            parts.append(torch.cat([x_train[index["clean"]], x_train[index["noisy"]], x_test[index["test"]]]))
+        return torch.stack(parts)
+
+    def collect(self, inputs: torch.Tensor, batch_size: int = 4096, dtype: str = "float32") -> list[dict[str, np.ndarray]]:
+        """Every replica's pre-activations of its probe ``inputs`` (replica, sample, in_features), per store layer (sample, unit)."""
+        was_training = self.model.training
+        self.model.eval()
+        parts: list[list[torch.Tensor]] = [[] for _ in self.model.specs]
+        try:
+            with torch.inference_mode():
+                for start in range(0, inputs.shape[1], batch_size):
+                    preacts: list[torch.Tensor] = []
+                    self.model(inputs[:, start:start + batch_size], preacts)
+                    for layer, out in zip(parts, preacts):
+                        layer.append(out.float().cpu())
+        finally:
+            self.model.train(was_training)
+        stacked = [torch.cat(chunks, dim=1).numpy().astype(dtype, copy=False) for chunks in parts]
+        return [{spec.name: values[k] for spec, values in zip(self.model.specs, stacked)} for k in range(self.n_replicas)]
+
+    # -- checkpoint state ------------------------------------------------------------
+    def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
+        """A detached CPU copy of everything needed to continue all replicas after ``epoch``."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": int(epoch),
+            "elapsed": float(elapsed),
+            "model": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
+            "optimizer": _to_cpu(copy.deepcopy(self.optimizer.state_dict())),
+            "generators": [g.get_state() for g in self.generators],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore weights, Adam and random states from :meth:`state`."""
+        self.model.load_state_dict(state["model"])
+        fused = self.optimizer.defaults["fused"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the device of this run decides, not the checkpoint's
+            group["fused"] = fused
+        for generator, saved in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(saved)
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+# -- record and resume -----------------------------------------------------------------------------------------
+
+
+def record_ensemble(config: RecordConfig) -> Path:
+    """Train the replicas of ``config.seeds`` as one ensemble and write one run per seed (``actlab.record(seeds=...)``).
+
+    Returns
+    -------
+    Path
+        The ensemble folder (``config.run_dir``); replica S is ``config.run_dir / f"seed{S}"``.
+    """
+    run_dir = config.run_dir
+    check_ensemble_output(run_dir, overwrite=config.overwrite)
+    replicas = replica_configs(config, run_dir)
+    data = _prepare(replicas)
+    device = resolve_device(config.device)
+    ensemble_id = uuid.uuid4().hex
+    with flushed_denormals(config.flush_denormal and device.type == "cpu"):
+        models = [_seeded_model(replica, d, device) for replica, d in zip(replicas, data)]
+        specs = mlp_layer_specs(models[0])
+        described = {"dir": str(run_dir), "id": ensemble_id, "seeds": list(config.seeds),
+                     "noise_per_seed": config.noise_per_seed}
+        env = environment()
+        with claimed_ensemble_dir(run_dir, config, ensemble_id) as writers, contextlib.ExitStack() as claims:
+            for replica, d, model in zip(replicas, data, models):
+                resolved = {**_resolved(replica, d, device, model), "run_id": uuid.uuid4().hex,
+                            "ensemble": {**described, "replica": replica.run_dir.name}}
+                claimed = claims.enter_context(claimed_run_dir(replica.run_dir, overwrite=config.overwrite))
+                try:
+                    writer = RunWriter.create(
+                        replica.run_dir, config={**replica.to_dict(), "resolved": resolved, "environment": env},
+                        dataset=d.describe(), layers=specs, probes=probe_set(d), record_epochs=config.schedule,
+                        n_epochs=config.epochs, activation_dtype=config.dtype, replace=config.overwrite,
+                    )
+                except OSError as exc:
+                    raise write_failed(exc, f"the new run {replica.run_dir}") from exc
+                claimed.append(writer)
+                writers.append(writer)
+            model = EnsembleMLP(models, specs).to(device)
+            _announce(config, models[0], device, run_dir, resumed_from=None)
+            _train(writers, config, data, model, device, run_dir, ensemble_id, checkpoint=None)
+    return run_dir
+
+
+def resume_ensemble(run_dir: Path, *, device: str | None = None, progress: bool | None = None) -> Path:
+    """Continue an interrupted ensemble from its checkpoint (or from the start when it has none).
+
+    The settings come from the ensemble's marker; the result equals that of an uninterrupted
+    ensemble (bit for bit on the CPU with the same number of threads).
+    """
+    marker = read_marker(run_dir)
+    changes = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
+    config = RecordConfig.from_dict(marker["config"], strict=False, where=str(run_dir / MARKER_FILENAME)).replace(**changes)
+    replicas = replica_configs(config, run_dir)
+    attrs = []
+    for replica in replicas:
+        if not (replica.run_dir / STORE_DIRNAME).is_dir():
+            raise StoreError(f"{replica.run_dir} has no run store (the ensemble was stopped while it was created); "
+                             f"record it again with --out {run_dir} --overwrite")
+        attrs.append(read_attrs(replica.run_dir))
+    if all(a.get("status") == STATUS_COMPLETE for a in attrs):
+        print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
+        return run_dir
+    data = _prepare(replicas)
+    for replica, a, d in zip(replicas, attrs, data):
+        _check_same_data(replica.run_dir, a, d)
+    resolved_device = resolve_device(config.device)
+    with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), contextlib.ExitStack() as locks:
+        locks.enter_context(writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"ensemble {run_dir}"))
+        remove_leftovers(run_dir, CHECKPOINT_FILENAME)
+        for replica in replicas:
+            locks.enter_context(writer_lock(replica.run_dir / FOLDER_LOCK_FILENAME, f"run {replica.run_dir}"))
+            remove_leftovers(replica.run_dir, STORE_DIRNAME)
+        models = [_seeded_model(replica, d, resolved_device) for replica, d in zip(replicas, data)]
+        model = EnsembleMLP(models, [LayerSpec(**layer) for layer in attrs[0]["layers"]]).to(resolved_device)
+        checkpoint = _own_checkpoint(run_dir, marker)
+        writers = [RunWriter.open(replica.run_dir) for replica in replicas]
+        for writer in writers:
+            writer.mark_recording()
+        _announce(config, models[0], resolved_device, run_dir, resumed_from=checkpoint["epoch"] if checkpoint else -1)
+        _train(writers, config, data, model, resolved_device, run_dir, marker["ensemble_id"], checkpoint=checkpoint)
+    return run_dir
+
+
+def _prepare(replicas: Sequence[RecordConfig]) -> list[PreparedData]:
+    """Each replica's data, loaded once and prepared once per distinct data seed."""
+    first = replicas[0]
+    dataset = load_dataset(first.dataset, data_dir=first.resolved_data_dir, download=first.download, synthetic=first.synthetic)
+    prepared: dict[int, PreparedData] = {}
+    for replica in replicas:
+        if replica.resolved_data_seed not in prepared:
+            prepared[replica.resolved_data_seed] = prepare_data(replica, dataset)
+    return [prepared[replica.resolved_data_seed] for replica in replicas]
+
+
+def _own_checkpoint(run_dir: Path, marker: dict[str, Any]) -> dict[str, Any] | None:
+    """The ensemble's checkpoint, or None when there is none or it belongs to another recording (it is then not used)."""
+    path = run_dir / CHECKPOINT_FILENAME
+    if not path.is_file():
+        return None
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("ensemble_id") != marker.get("ensemble_id"):
+        print(f"actlab record: {path} belongs to another recording of {run_dir}; restarting from epoch 0", file=sys.stderr)
+        return None
+    return checkpoint
+
+
+# -- the ensemble folder -----------------------------------------------------------------------------------------
+
+
+def check_ensemble_output(run_dir: Path, *, overwrite: bool) -> None:
+    """Refuse an ensemble folder that ``record`` may not write: as for a run, with the kind ``ensemble``.
+
+    Raises
+    ------
+    OutputError
+    """
+    if overwrite:
+        check_output(run_dir, "ensemble", replace=True)
+        return
+    try:
+        check_output(run_dir, "ensemble", replace=False)
+    except OutputError:
+        if marker_kind(run_dir) == "ensemble":
+            raise OutputError(f"{run_dir} already holds an ensemble; continue it with 'actlab record --resume {run_dir}', "
+                              "replace it with --overwrite, or choose a new --out") from None
+        raise
+
+
+@contextlib.contextmanager
+def claimed_ensemble_dir(run_dir: Path, config: RecordConfig, ensemble_id: str) -> Iterator[list[RunWriter]]:
+    """Claim the ensemble folder: create it, hold its writer lock, mark it as an ensemble of ``config.seeds``.
+
+    The caller claims each replica folder inside (:func:`actlab.record.api.claimed_run_dir`) and
+    appends its writer to the yielded list. A refused claim (another writer holds the ensemble or
+    one of its replicas) changes nothing. When the block fails before any replica's first committed
+    epoch, what this call created is removed again: the folder (and parents) if it was new, else
+    only the names of :data:`ENSEMBLE_FILES` inside it.
+    """
+    check_ensemble_output(run_dir, overwrite=config.overwrite)
+    created = make_dirs(run_dir)
+    with writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"ensemble {run_dir}"):
+        check_ensemble_output(run_dir, overwrite=config.overwrite)
+        remove_leftovers(run_dir, CHECKPOINT_FILENAME)
+        if config.overwrite:
+            _remove_previous_ensemble(run_dir)
+        writers: list[RunWriter] = []
+        try:
+            write_marker(run_dir, "ensemble", seeds=list(config.seeds),
+                         replicas=[replica_name(seed) for seed in config.seeds], ensemble_id=ensemble_id,
+                         config=config.to_dict())
+            yield writers
+        except BaseException:
+            if not any(writer.committed_metric_epochs for writer in writers):
+                _remove_new_ensemble(run_dir, created)
+            raise
+
+
+def _remove_previous_ensemble(run_dir: Path) -> None:
+    """Before an ensemble is replaced: delete its checkpoint and its replica runs, once every replica's writer lock is held."""
+    replicas = [run_dir / name for name in read_marker(run_dir).get("replicas", [])]
+    replicas = [path for path in replicas if path.is_dir() and not path.is_symlink() and marker_kind(path) == "run"]
+    with contextlib.ExitStack() as locks:
+        for replica in replicas:
+            locks.enter_context(writer_lock(replica / FOLDER_LOCK_FILENAME, f"run {replica}"))
+        (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
+        for replica in replicas:
+            _remove_previous_outputs(replica)
+            shutil.rmtree(replica)
+
+
+def _remove_new_ensemble(run_dir: Path, created: list[Path]) -> None:
+    if created:
+        shutil.rmtree(created[0], ignore_errors=True)
+        return
+    for name in ENSEMBLE_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+# -- the epoch loop ------------------------------------------------------------------------------------------------
+
+
+def _announce(config: RecordConfig, model: nn.Module, device: torch.device, run_dir: Path, resumed_from: int | None) -> None:
+    action = "recording" if resumed_from is None else f"resuming after epoch {resumed_from}" if resumed_from >= 0 else "restarting"
+    print(f"actlab record: {action} an ensemble of {len(config.seeds)} {config.model} ({count_parameters(model):,} "
+          f"parameters each, seeds {', '.join(map(str, config.seeds))}) on {config.dataset}, {config.epochs} epochs, "
+          f"device {device} -> {run_dir}", file=sys.stderr)
+
+
+def _train(writers: list[RunWriter], config: RecordConfig, data: list[PreparedData], model: EnsembleMLP,
+           device: torch.device, run_dir: Path, ensemble_id: str, checkpoint: dict[str, Any] | None) -> None:
+    """The epoch loop of all replicas: train, evaluate, record, checkpoint; store writes on a background thread."""
+    trainer = EnsembleTrainer(model, data, device, config.seeds, batch_size=config.batch_size,
+                              eval_batch_size=config.eval_batch_size, lr=config.lr, betas=config.betas,
+                              weight_decay=config.weight_decay)
+    start, elapsed_before = 0, 0.0
+    if checkpoint is not None:
+        trainer.load_state(checkpoint)
+        start, elapsed_before = checkpoint["epoch"] + 1, checkpoint["elapsed"]
+    schedule = set(config.schedule)
+    checkpoints = set(checkpoint_epochs(config))
+    probe_inputs = trainer.probe_inputs()
+    background = BackgroundWriter(maxsize=2 * len(writers) + 1)
+    bar = tqdm(total=config.epochs, initial=max(start - 1, 0), unit="epoch", desc=run_dir.name,
+               disable=None if config.progress else True, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    pending: list[dict[int, dict[str, float]]] = [{} for _ in writers]
+    last_flush = t0
+    try:
+        for epoch in range(start, config.epochs + 1):
+            if epoch > 0:
+                trainer.train_epoch()
+            metrics = trainer.evaluate()
+            elapsed = elapsed_before + time.perf_counter() - t0
+            for rows, row in zip(pending, metrics):
+                rows[epoch] = {**row, "wall_time": elapsed}
+            checkpoint_now = epoch in checkpoints
+            if checkpoint_now or epoch in schedule or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
+                for writer, rows in zip(writers, pending):
+                    background.submit(writer.write_metrics, rows)
+                pending, last_flush = [{} for _ in writers], time.perf_counter()
+            if epoch in schedule:
+                preacts = trainer.collect(probe_inputs, config.eval_batch_size, config.dtype)
+                for k, writer in enumerate(writers):
+                    background.submit(writer.write_epoch, epoch, preacts[k], model.replica_parameters(k))
+            if checkpoint_now:
+                background.submit(save_checkpoint, run_dir / CHECKPOINT_FILENAME,
+                                  {**trainer.state(epoch, elapsed), "ensemble_id": ensemble_id})
+            if epoch > 0:
+                bar.update(1)
+            mean = {name: np.mean([row[name] for row in metrics]) for name in ("train_clean_loss", "train_noisy_loss", "test_loss")}
+            bar.set_postfix(train=f"{mean['train_clean_loss']:.3f}", noisy=f"{mean['train_noisy_loss']:.3f}",
+                            test=f"{mean['test_loss']:.3f}", refresh=False)
+        background.close()
+    except BaseException:
+        background.close(raise_errors=False)
+        raise
+    finally:
+        bar.close()
+    for writer in writers:
+        writer.mark_complete()
