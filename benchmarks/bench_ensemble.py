@@ -71,7 +71,7 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from actlab.record.api import _seeded_model, flushed_denormals
+    from actlab.record.api import seeded_model, flushed_denormals
     from actlab.record.ensemble import (
         EnsembleMLP,
         EnsembleTrainer,
@@ -86,7 +86,7 @@ def main() -> None:
     replicas = replica_configs(config, config.run_dir)
     data = _prepare(replicas)
     with flushed_denormals(device.type == "cpu"):
-        models = [_seeded_model(replica, d, device) for replica, d in zip(replicas, data)]
+        models = [seeded_model(replica, d, device) for replica, d in zip(replicas, data)]
         specs = mlp_layer_specs(models[0])
         ensemble = EnsembleTrainer(EnsembleMLP(models, specs).to(device), data, device, config.seeds,
                                    batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,

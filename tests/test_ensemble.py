@@ -160,8 +160,8 @@ def test_seed_lists(spec, expected):
 
 @pytest.mark.parametrize(("settings", "needle"), [
     ({"seeds": "3-1"}, "malformed"), ({"seeds": "a,b"}, "malformed"), ({"seeds": ""}, "names no seed"),
-    ({"seeds": [0, 0]}, "repeats a seed"), ({"seeds": [-1]}, "negative"), ({"seeds": [0.5]}, "list of integers"),
-    ({"seeds": [0, 1], "seed": 2}, "exclude each other"), ({"data_seed": -1}, "data-seed must be"),
+    ({"seeds": [0, 0]}, "repeats a seed"), ({"seeds": [-1]}, "outside 0..4294967295"), ({"seeds": [0.5]}, "list of integers"),
+    ({"seeds": [0, 1], "seed": 2}, "exclude each other"), ({"data_seed": -1}, "data-seed -1 is not an integer from 0"),
     ({"noise_per_seed": True}, "ensembles only"), ({"seeds": [0, 1], "noise_per_seed": True, "data_seed": 0}, "drop one"),
 ])
 def test_bad_ensemble_settings_are_one_line_errors(settings, needle):

@@ -99,9 +99,9 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     data = prepare_data(config)
     device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and device.type == "cpu"):
-        model = _seeded_model(config, data, device)
+        model = seeded_model(config, data, device)
         specs = mlp_layer_specs(model)
-        resolved = {**_resolved(config, data, device, model), "run_id": uuid.uuid4().hex}
+        resolved = {**resolved_settings(config, data, device, model), "run_id": uuid.uuid4().hex}
         stored_config = {**config.to_dict(), "resolved": resolved, "environment": environment()}
         with _write_errors(run_dir), claimed_run_dir(run_dir, overwrite=config.overwrite) as writers:
             try:
@@ -157,10 +157,10 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
         return run_dir
     data = prepare_data(config)
-    _check_same_data(run_dir, attrs, data)
+    check_same_data(run_dir, attrs, data)
     resolved_device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), locked_run(run_dir):
-        model = _seeded_model(config, data, resolved_device)
+        model = seeded_model(config, data, resolved_device)
         specs = [LayerSpec(**layer) for layer in attrs["layers"]]
         checkpoint = _own_checkpoint(run_dir, attrs)
         writer = RunWriter.open(run_dir)
@@ -221,7 +221,7 @@ def flushed_denormals(enabled: bool) -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def _seeded_model(config: RecordConfig, data: PreparedData, device: torch.device) -> torch.nn.Module:
+def seeded_model(config: RecordConfig, data: PreparedData, device: torch.device) -> torch.nn.Module:
     """The run's model, initialised from ``config.seed`` (the same weights for a run and its resume), on ``device``."""
     torch.manual_seed(config.seed)
     return make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width).to(device)
@@ -274,7 +274,8 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def _resolved(config: RecordConfig, data: PreparedData, device: torch.device, model: torch.nn.Module) -> dict[str, Any]:
+def resolved_settings(config: RecordConfig, data: PreparedData, device: torch.device, model: torch.nn.Module) -> dict[str, Any]:
+    """What the settings resolved to on this machine (run folder, data folder, device, epochs, probe sizes, parameters)."""
     return {
         "run_dir": str(config.run_dir),
         "data_dir": str(config.resolved_data_dir) if config.dataset == "cifar10" else None,
@@ -389,7 +390,7 @@ def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[list[RunW
         try:
             _remove_run_leftovers(run_dir)
             if overwrite:
-                _remove_previous_outputs(run_dir)
+                remove_previous_outputs(run_dir)
             write_marker(run_dir, "run")
             yield writers
         except BaseException:
@@ -398,7 +399,7 @@ def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[list[RunW
             raise
 
 
-def _remove_previous_outputs(run_dir: Path) -> None:
+def remove_previous_outputs(run_dir: Path) -> None:
     """Before a run is replaced: delete its checkpoint and its analysis folder (under that folder's lock)."""
     (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
     analysis = run_dir / ANALYSIS_DIRNAME
@@ -421,7 +422,7 @@ def _remove_new_run(run_dir: Path, created: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _check_same_data(run_dir: Location, attrs: dict[str, Any], data: PreparedData) -> None:
+def check_same_data(run_dir: Location, attrs: dict[str, Any], data: PreparedData) -> None:
     import zarr
 
     stored = zarr.open_array(zarr_store(store_location(run_dir), read_only=True), path="probes/dataset_index", mode="r")[...]

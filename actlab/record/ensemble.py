@@ -7,7 +7,7 @@ the loss is the sum of each replica's mean cross-entropy, so each gets the gradi
 loss, and Adam is elementwise, so one Adam over the stacked weights is K separate Adams.
 
 Replica k is the single run ``--seed S_k --data-seed D_k``: its initialisation is
-:func:`actlab.record.api._seeded_model` of its seed, its batch order comes from a generator
+:func:`actlab.record.api.seeded_model` of its seed, its batch order comes from a generator
 seeded as :class:`~actlab.record.trainer.Trainer` seeds it, and its data (subset, noise, probes)
 from its data seed (the first of the seeds for all replicas, or its own seed with
 ``--noise-per-seed``). Each replica is written as a complete run, ``RUN/seed<S>/``; the ensemble
@@ -31,7 +31,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from actlab.errors import OutputError, StoreError
 from actlab.files import (
@@ -47,16 +46,19 @@ from actlab.files import (
     write_marker,
     writer_lock,
 )
+from actlab.location import is_remote
+from actlab.progress import Progress
 from actlab.record.api import (
     METRICS_FLUSH_SECONDS,
-    _check_same_data,
-    _remove_previous_outputs,
-    _resolved,
-    _seeded_model,
+    check_same_data,
+    remove_previous_outputs,
+    resolved_settings,
+    seeded_model,
     checkpoint_epochs,
     claimed_run_dir,
     environment,
     flushed_denormals,
+    data_subsets,
     probe_set,
 )
 from actlab.record.config import RecordConfig
@@ -64,7 +66,7 @@ from actlab.record.data import PreparedData, load_dataset, prepare_data
 from actlab.record.models import count_parameters, mlp_layer_specs
 from actlab.record.trainer import (
     CHECKPOINT_FORMAT,
-    _to_cpu,
+    to_cpu,
     load_checkpoint,
     resolve_device,
     save_checkpoint,
@@ -298,7 +300,7 @@ class EnsembleTrainer:
             "epoch": int(epoch),
             "elapsed": float(elapsed),
             "model": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
-            "optimizer": _to_cpu(copy.deepcopy(self.optimizer.state_dict())),
+            "optimizer": to_cpu(copy.deepcopy(self.optimizer.state_dict())),
             "generators": [g.get_state() for g in self.generators],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -336,20 +338,21 @@ def record_ensemble(config: RecordConfig) -> Path:
     device = resolve_device(config.device)
     ensemble_id = uuid.uuid4().hex
     with flushed_denormals(config.flush_denormal and device.type == "cpu"):
-        models = [_seeded_model(replica, d, device) for replica, d in zip(replicas, data)]
+        models = [seeded_model(replica, d, device) for replica, d in zip(replicas, data)]
         specs = mlp_layer_specs(models[0])
         described = {"dir": str(run_dir), "id": ensemble_id, "seeds": list(config.seeds),
                      "noise_per_seed": config.noise_per_seed}
         env = environment()
         with claimed_ensemble_dir(run_dir, config, ensemble_id) as writers, contextlib.ExitStack() as claims:
             for replica, d, model in zip(replicas, data, models):
-                resolved = {**_resolved(replica, d, device, model), "run_id": uuid.uuid4().hex,
+                resolved = {**resolved_settings(replica, d, device, model), "run_id": uuid.uuid4().hex,
                             "ensemble": {**described, "replica": replica.run_dir.name}}
                 claimed = claims.enter_context(claimed_run_dir(replica.run_dir, overwrite=config.overwrite))
                 try:
                     writer = RunWriter.create(
                         replica.run_dir, config={**replica.to_dict(), "resolved": resolved, "environment": env},
-                        dataset=d.describe(), layers=specs, probes=probe_set(d), record_epochs=config.schedule,
+                        dataset=d.describe(), layers=specs, probes=probe_set(d), subsets=data_subsets(d),
+                        record_epochs=config.schedule,
                         n_epochs=config.epochs, activation_dtype=config.dtype, replace=config.overwrite,
                     )
                 except OSError as exc:
@@ -383,7 +386,7 @@ def resume_ensemble(run_dir: Path, *, device: str | None = None, progress: bool 
         return run_dir
     data = _prepare(replicas)
     for replica, a, d in zip(replicas, attrs, data):
-        _check_same_data(replica.run_dir, a, d)
+        check_same_data(replica.run_dir, a, d)
     resolved_device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), contextlib.ExitStack() as locks:
         locks.enter_context(writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"ensemble {run_dir}"))
@@ -391,7 +394,7 @@ def resume_ensemble(run_dir: Path, *, device: str | None = None, progress: bool 
         for replica in replicas:
             locks.enter_context(writer_lock(replica.run_dir / FOLDER_LOCK_FILENAME, f"run {replica.run_dir}"))
             remove_leftovers(replica.run_dir, STORE_DIRNAME)
-        models = [_seeded_model(replica, d, resolved_device) for replica, d in zip(replicas, data)]
+        models = [seeded_model(replica, d, resolved_device) for replica, d in zip(replicas, data)]
         model = EnsembleMLP(models, [LayerSpec(**layer) for layer in attrs[0]["layers"]]).to(resolved_device)
         checkpoint = _own_checkpoint(run_dir, marker)
         writers = [RunWriter.open(replica.run_dir) for replica in replicas]
@@ -434,7 +437,11 @@ def check_ensemble_output(run_dir: Path, *, overwrite: bool) -> None:
     Raises
     ------
     OutputError
+        Also for a URL: ensembles are recorded to local folders.
     """
+    if is_remote(run_dir):
+        raise OutputError(f"--out {run_dir} is a URL; record an ensemble to a local folder (its replicas can be "
+                          "copied to an object store afterwards)")
     if overwrite:
         check_output(run_dir, "ensemble", replace=True)
         return
@@ -485,7 +492,7 @@ def _remove_previous_ensemble(run_dir: Path) -> None:
             locks.enter_context(writer_lock(replica / FOLDER_LOCK_FILENAME, f"run {replica}"))
         (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
         for replica in replicas:
-            _remove_previous_outputs(replica)
+            remove_previous_outputs(replica)
             shutil.rmtree(replica)
 
 
@@ -521,8 +528,7 @@ def _train(writers: list[RunWriter], config: RecordConfig, data: list[PreparedDa
     checkpoints = set(checkpoint_epochs(config))
     probe_inputs = trainer.probe_inputs()
     background = BackgroundWriter(maxsize=2 * len(writers) + 1)
-    bar = tqdm(total=config.epochs, initial=max(start - 1, 0), unit="epoch", desc=run_dir.name,
-               disable=None if config.progress else True, dynamic_ncols=True)
+    bar = Progress(config.epochs, desc=run_dir.name, unit="epoch", initial=max(start - 1, 0), enabled=config.progress)
     t0 = time.perf_counter()
     pending: list[dict[int, dict[str, float]]] = [{} for _ in writers]
     last_flush = t0
@@ -546,11 +552,9 @@ def _train(writers: list[RunWriter], config: RecordConfig, data: list[PreparedDa
             if checkpoint_now:
                 background.submit(save_checkpoint, run_dir / CHECKPOINT_FILENAME,
                                   {**trainer.state(epoch, elapsed), "ensemble_id": ensemble_id})
-            if epoch > 0:
-                bar.update(1)
             mean = {name: np.mean([row[name] for row in metrics]) for name in ("train_clean_loss", "train_noisy_loss", "test_loss")}
-            bar.set_postfix(train=f"{mean['train_clean_loss']:.3f}", noisy=f"{mean['train_noisy_loss']:.3f}",
-                            test=f"{mean['test_loss']:.3f}", refresh=False)
+            bar.update(1 if epoch > 0 else 0, train=f"{mean['train_clean_loss']:.3f}", noisy=f"{mean['train_noisy_loss']:.3f}",
+                       test=f"{mean['test_loss']:.3f}")
         background.close()
     except BaseException:
         background.close(raise_errors=False)

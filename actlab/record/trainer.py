@@ -199,7 +199,7 @@ class Trainer:
             "epoch": int(epoch),
             "elapsed": float(elapsed),
             "model": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
-            "optimizer": _to_cpu(copy.deepcopy(self.optimizer.state_dict())),
+            "optimizer": to_cpu(copy.deepcopy(self.optimizer.state_dict())),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -246,13 +246,14 @@ def summarize(train: tuple[np.ndarray, np.ndarray], train_true: tuple[np.ndarray
     }
 
 
-def _to_cpu(value: Any) -> Any:
+def to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (nested dicts and lists too) moved to the CPU."""
     if isinstance(value, torch.Tensor):
         return value.to("cpu")
     if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
+        return {k: to_cpu(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_to_cpu(v) for v in value]
+        return [to_cpu(v) for v in value]
     return value
 
 
