@@ -1,7 +1,15 @@
-"""Headline findings: the words of the report and the terminal, chosen from the numbers of a summary.
+"""Headline findings: the words of the report and the terminal, chosen by stated rules from the numbers.
 
-Input is :func:`actlab.analysis.summary` output (plain dicts); output is :class:`Finding` rows and
-plain-text or Markdown tables. Nothing here reads a store or draws a figure.
+Input is a summary: :func:`actlab.analysis.summary` of one run, or
+:func:`actlab.analysis.seeds.aggregate_summaries` of an ensemble's seeds, in which every number is an
+interval over the seeds. Output is :class:`Finding` rows and plain-text or Markdown tables. Nothing
+here reads a store or draws a figure.
+
+Every sentence that interprets a number is chosen by one of the rule functions below (``*_words``);
+each states its rule in its docstring, and docs/analysis.md ("How findings are worded") lists them.
+A number is written with its interval where it has one: over seeds (``0.91 [0.88, 0.95]``, the
+median and its distribution-free interval) or, for one run, the interval the analysis computed
+(bootstrap, permutation null).
 """
 
 from __future__ import annotations
@@ -9,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from actlab.analysis.seeds import is_counts, is_interval, is_share
 
 
 @dataclass(frozen=True)
@@ -22,7 +32,7 @@ class Finding:
     value : str
         The answer, short ("yes", "hidden2, epoch 40").
     detail : str
-        How to read it or how it was obtained; may be empty.
+        How to read it, with the rule that chose the words; may be empty.
     """
 
     name: str
@@ -30,17 +40,164 @@ class Finding:
     detail: str = ""
 
 
-def _fmt(value: Any, spec: str = ".3g") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float) and value != value:  # NaN
+# -- numbers with or without intervals -------------------------------------------------------------------
+
+
+def center(value: Any) -> Any:
+    """The representative of a value: the median over seeds, the share of seeds, the commonest name, or the value."""
+    if is_interval(value):
+        return value["median"]
+    if is_share(value):
+        return value["share"]
+    if is_counts(value):
+        return value["value"]
+    return value
+
+
+def bounds(value: Any, low: Any = None, high: Any = None) -> tuple[float | None, float | None]:
+    """The interval of a value: over seeds when ``value`` is an interval dict, else ``low`` and ``high`` (one run's own)."""
+    if is_interval(value) or is_share(value):
+        return value["low"], value["high"]
+    return center(low), center(high)
+
+
+def fmt(value: Any, spec: str = ".3g") -> str:
+    """A number as text: ``0.912``; over seeds ``0.912 [0.88, 0.95]``; a share ``3/5 seeds``; a name ``hidden3 (4/5 seeds)``."""
+    if is_interval(value):
+        if value["median"] is None:
+            return "n/a"
+        if value["n"] == 1 or value["low"] == value["high"]:
+            return fmt(value["median"], spec)
+        return f"{fmt(value['median'], spec)} [{fmt(value['low'], spec)}, {fmt(value['high'], spec)}]"
+    if is_share(value):
+        return "n/a" if value["share"] is None else f"{value['count']}/{value['n']} seeds"
+    if is_counts(value):
+        if value["value"] is None:
+            return "n/a"
+        agree = value["counts"][value["value"]]
+        return value["value"] if agree == value["n"] else f"{value['value']} ({agree}/{value['n']} seeds)"
+    if value is None or (isinstance(value, float) and value != value):
         return "n/a"
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def _epoch(value: Any) -> str:
+def fmt_interval(value: Any, low: Any, high: Any, spec: str = ".3g") -> str:
+    """``value [low, high]`` for one run's own interval; over seeds the interval over seeds (:func:`fmt`)."""
+    if is_interval(value) or low is None or high is None:
+        return fmt(value, spec)
+    return f"{fmt(value, spec)} [{fmt(low, spec)}, {fmt(high, spec)}]"
+
+
+def fmt_epoch(value: Any) -> str:
+    """An epoch (the median epoch over seeds, with its interval)."""
+    if is_interval(value):
+        return fmt(value, ".0f")
     return "n/a" if value is None else str(int(value))
 
+
+def fmt_p(p_value: Any, n_permutations: Any) -> str:
+    """A permutation p-value; at the floor of the test, ``p ≤ 1/(n+1) = <floor>`` (no smaller p can be observed)."""
+    p, n = center(p_value), center(n_permutations)
+    if p is None:
+        return "p n/a"
+    if n is not None and p <= 1.0 / (int(n) + 1) + 1e-12:
+        return f"p ≤ 1/({int(n)}+1) = {1.0 / (int(n) + 1):.2g}"
+    return f"p = {p:.2g}" if not is_interval(p_value) else f"p = {fmt(p_value, '.2g')}"
+
+
+def _percent(value: Any) -> str:
+    value = center(value)
+    return "n/a" if value is None or value != value else f"{100 * float(value):.0f}%"
+
+
+# -- the rules -------------------------------------------------------------------------------------------
+
+
+def rule_of(words: Any) -> str:
+    """The rule a ``*_words`` function states in its docstring (after ``Rule:``), on one line."""
+    return " ".join((words.__doc__ or "").split("Rule: ", 1)[-1].split())
+
+
+def trend_words(low: float | None, high: float | None) -> str:
+    """Rule: a trend with depth is *falling* when its interval lies below 0, *rising* when above 0, else *no clear trend*."""
+    if low is None or high is None:
+        return "no trend measured"
+    if high < 0:
+        return "falling with depth"
+    if low > 0:
+        return "rising with depth"
+    return "no clear trend with depth"
+
+
+def floor_words(cosine: Any, floor: Any) -> str:
+    """Rule: a clean-noisy cosine is *below its noise floor* (a separation) when its upper bound lies below the floor's
+    lower bound (one run: the values themselves; seeds: their intervals), else *not below its noise floor*."""
+    _, cos_high = bounds(cosine, cosine, cosine)
+    floor_low, _ = bounds(floor, floor, floor)
+    if cos_high is None or floor_low is None:
+        return "noise floor n/a"
+    return "below its noise floor" if cos_high < floor_low else "not below its noise floor"
+
+
+def excess_words(excess: Any, low: Any, high: Any) -> str:
+    """Rule: a path split is *beyond its null* when the interval of its excess over the permutation null lies above 0
+    (one run: bootstrap over test probes; seeds: interval over seeds), *below its null* when below 0, else
+    *not beyond its null*."""
+    lo, hi = bounds(excess, low, high)
+    if lo is None or hi is None:
+        return "null n/a"
+    if lo > 0:
+        return "beyond its null"
+    if hi < 0:
+        return "below its null"
+    return "not beyond its null"
+
+
+def gain_words(gain: Any, null_low: Any, null_high: Any) -> str:
+    """Rule: a split has *grown since initialisation* when its gain over the first recorded epoch exceeds the spread
+    of the permutation null (half its 95 % range; seeds: when the gain's interval over seeds lies above 0), *shrunk*
+    symmetrically, else it is *no larger than at initialisation*."""
+    if is_interval(gain):
+        lo, hi = bounds(gain)
+        if lo is None:
+            return "change since initialisation n/a"
+        return "grown since initialisation" if lo > 0 else "shrunk since initialisation" if hi < 0 else \
+            "no larger than at initialisation"
+    if gain is None or null_low is None or null_high is None:
+        return "change since initialisation n/a"
+    spread = (center(null_high) - center(null_low)) / 2
+    if gain > spread:
+        return "grown since initialisation"
+    if gain < -spread:
+        return "shrunk since initialisation"
+    return "no larger than at initialisation"
+
+
+def explanation_words(large: Mapping[str, Any]) -> str:
+    """Rule: the large unit is *explained by the input* when the interval of R²(input) − R²(best output) lies above 0
+    (one run: paired bootstrap, and the input's permutation p < 0.05; seeds: interval over seeds), *by the output*
+    when it lies below 0, else *undecided*."""
+    difference = large.get("r2_difference")
+    if is_interval(difference):
+        lo, hi = bounds(difference)
+        if lo is None:
+            return "undecided"
+        return "input" if lo > 0 else "output" if hi < 0 else "undecided"
+    return str(large.get("explained_by") or "undecided")
+
+
+def descent_words(curve: Mapping[str, Any]) -> str:
+    """Rule: one run says *yes* when the double-descent detector (docs/analysis.md) finds a first minimum, a rise and a
+    lasting fall ending below the peak, else *no*; seeds say in how many of them it is present, with the
+    Clopper-Pearson interval of that share."""
+    present = curve.get("present")
+    if is_share(present):
+        return f"present in {present['count']} of {present['n']} seeds ({_percent(present['share'])}, " \
+               f"95% interval {_percent(present['low'])}-{_percent(present['high'])})"
+    return "yes" if present else "no"
+
+
+# -- findings --------------------------------------------------------------------------------------------
 
 PHASE_WORDS = {
     "test_loss_min": "the test-loss minimum",
@@ -55,123 +212,174 @@ GROUPING_WORDS = {
 }
 
 
-def _presence_cell(curve: Mapping[str, Any]) -> str:
-    """``yes: first minimum -> peak -> second minimum`` epochs, or ``no`` (``n/a`` when not analysed)."""
-    if not curve:
-        return "n/a"
-    if not curve.get("present"):
-        return "no"
-    return f"yes: {_epoch(curve.get('first_min_epoch'))} -> {_epoch(curve.get('peak_epoch'))} -> {_epoch(curve.get('second_min_epoch'))}"
-
-
 def _grouping_name(grouping: Any) -> str:
     """``noisy_by_original`` -> ``noisy by original``."""
-    return str(grouping).replace("noisy_", "noisy ").replace("_", " ")
+    return str(center(grouping)).replace("noisy_", "noisy ").replace("_", " ")
+
+
+def phase_when(summary: Mapping[str, Any], phase: str, recorded: Any) -> str:
+    """``the test-loss minimum (epoch 13; read at recorded epoch 10)``: the phase epoch and the recorded epoch named apart."""
+    words = PHASE_WORDS.get(phase, phase)
+    target = ((summary.get("phase_epochs") or {}).get(phase) or {}).get("phase_epoch")
+    if target is None or center(target) == center(recorded):
+        return f"{words} (epoch {fmt_epoch(recorded)})"
+    return f"{words} (epoch {fmt_epoch(target)}; read at recorded epoch {fmt_epoch(recorded)})"
+
+
+def _seeds_note(summary: Mapping[str, Any]) -> str:
+    n = summary.get("n_seeds")
+    return f" Values are medians over {n} seeds with their 95% (distribution-free) intervals." if n else ""
+
+
+def _double_descent_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    dd = summary.get("double_descent") or {}
+    rows = []
+    for key, curve in (("test loss", dd), ("test error", dd.get("test_error") or {})):
+        if not curve:
+            continue
+        value = descent_words(curve)
+        if center(curve.get("present")):
+            value += (f": {fmt_epoch(curve.get('first_min_epoch'))} -> {fmt_epoch(curve.get('peak_epoch'))} -> "
+                      f"{fmt_epoch(curve.get('second_min_epoch'))}")
+        detail = (f"first minimum {fmt(curve.get('first_min'))} at epoch {fmt_epoch(curve.get('first_min_epoch'))}, "
+                  f"highest bump {fmt(curve.get('peak'))} at epoch {fmt_epoch(curve.get('peak_epoch'))}, mean of the last "
+                  f"epochs {fmt(curve.get('final'))} (smoothed); the curve ends {fmt(curve.get('descent'))} of the peak "
+                  "below it (the size of the second descent). " + rule_of(descent_words))
+        if center(curve.get("instability_epoch")) is not None:
+            detail += (f" A fall after the peak that comes with a training instability (epoch "
+                       f"{fmt_epoch(curve.get('instability_epoch'))}) is not counted.")
+        rows.append(Finding(f"double descent ({key})", value, detail))
+    return rows
+
+
+def _phase_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    phases = summary.get("phases")
+    if not phases:
+        return []
+    return [
+        Finding("clean training samples learned", f"epoch {fmt_epoch(phases.get('clean_learned_epoch'))}",
+                "first epoch within 2 points of the clean-train accuracy plateau"),
+        Finding("noisy labels memorised", f"epoch {fmt_epoch(phases.get('noisy_fitted_epoch'))}",
+                "first epoch where train accuracy on noisy samples against their assigned labels reaches 99%"),
+    ]
+
+
+def _separation_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    sep = summary.get("separation")
+    if not sep:
+        return []
+    rows = [Finding(
+        "strongest clean-noisy separation",
+        f"{fmt(sep.get('layer'))}, epoch {fmt_epoch(sep.get('epoch'))}: cos {fmt(sep.get('cosine'))} "
+        f"({_grouping_name(sep.get('grouping'))}), {floor_words(sep.get('cosine'), sep.get('noise_floor'))}",
+        f"lowest class-mean cosine between clean probes and {GROUPING_WORDS.get(center(sep.get('grouping')), '')}; "
+        f"noise floor {fmt(sep.get('noise_floor'))} (two random halves of the clean probes of a class), "
+        f"{fmt(sep.get('cosine_epoch0'))} at the first recorded epoch {fmt_epoch(sep.get('first_epoch'))}. "
+        + rule_of(floor_words),
+    )]
+    for phase, at in (sep.get("at_phases") or {}).items():
+        by_layer = at.get("by_layer") or {}
+        if not by_layer:
+            continue
+        first, last = next(iter(by_layer)), list(by_layer)[-1]
+        when = phase_when(summary, phase, at.get("epoch"))
+        for key, words in GROUPING_WORDS.items():
+            trend = (at.get("depth_trend") or {}).get(key) or {}
+            low, high = bounds(trend.get("slope"), trend.get("low"), trend.get("high"))
+            reading = trend_words(low, high)
+            rows.append(Finding(
+                f"separation at {PHASE_WORDS.get(phase, phase)}, {_grouping_name(key)}",
+                f"{first} {fmt(by_layer[first].get(key))} -> {last} {fmt(by_layer[last].get(key))}: {reading}",
+                f"class-mean cosine at {when} between clean probes and {words}, shallowest to deepest hidden layer; "
+                f"slope per layer {fmt_interval(trend.get('slope'), trend.get('low'), trend.get('high'))}; "
+                f"{last} is {floor_words(by_layer[last].get(key), by_layer[last].get('noise_floor'))} "
+                f"({fmt(by_layer[last].get('noise_floor'))}). " + rule_of(trend_words),
+            ))
+    return rows
+
+
+def _large_activation_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    large = summary.get("large_activation")
+    if not large:
+        return []
+    dominant = large.get("dominant")
+    dominance = ("dominant" if center(dominant) else "not dominant") if not is_share(dominant) else \
+        f"dominant in {dominant['count']} of {dominant['n']} seeds"
+    rows = [Finding(
+        "large activation",
+        f"{fmt(large.get('layer'))} unit {fmt(large.get('unit'))} ({dominance})",
+        f"mean |activation| {fmt(large.get('mean_abs'))}, {fmt(large.get('ratio_to_median'))}x the median of the layer's "
+        f"{fmt(large.get('n_active'))} active units, {fmt(large.get('ratio_to_second'))}x the second largest; dominant "
+        f"from epoch {fmt_epoch(large.get('emergence_epoch'))}",
+    )]
+    trajectory = large.get("at_phases") or {}
+    if trajectory:
+        rows.append(Finding(
+            "large activation over training",
+            ", ".join(f"{fmt(at.get('mean_abs'))} @{fmt_epoch(at.get('epoch'))}" for at in trajectory.values()),
+            "mean |activation| of the unit at " + ", ".join(
+                f"{phase_when(summary, phase, at.get('epoch'))}: {fmt(at.get('ratio_to_median'))}x the median active unit"
+                for phase, at in trajectory.items()),
+        ))
+    n = large.get("n_permutations")
+    out_r2, out_p = large.get("output_r2") or {}, large.get("output_p_value") or {}
+    rows.append(Finding(
+        "large activation explained by",
+        explanation_words(large),
+        f"R²(input) − R²(best output, {fmt(large.get('best_output_target'))}) = "
+        f"{fmt_interval(large.get('r2_difference'), large.get('r2_difference_low'), large.get('r2_difference_high'))}; "
+        f"CV R² from input images {fmt(large.get('input_r2'))} ({fmt_p(large.get('input_p_value'), n)}); "
+        + ", ".join(f"from {t.replace('_', ' ')} {fmt(out_r2.get(t))} ({fmt_p(out_p.get(t), n)})" for t in out_r2)
+        + ". " + rule_of(explanation_words),
+    ))
+    return rows
+
+
+def _path_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    paths = summary.get("paths")
+    if not paths:
+        return []
+    rows = []
+    when = phase_when(summary, "last", paths.get("epoch"))
+    for layer, at in (paths.get("by_layer") or {}).items():
+        excess = excess_words(at.get("excess"), at.get("excess_low"), at.get("excess_high"))
+        gain = gain_words(at.get("split_gain"), at.get("null_low"), at.get("null_high"))
+        rows.append(Finding(
+            f"path attribution, {layer}",
+            f"clean path: {_percent(at.get('clean_share_correct'))} of correct vs {_percent(at.get('clean_share_wrong'))} "
+            f"of wrong; {excess}, {gain}",
+            f"test probes at {when} closer to the clean than to the noisy class mean of their predicted class; split "
+            f"{fmt(at.get('split'))} against the permutation null {fmt(at.get('null_mean'))} "
+            f"[{fmt(at.get('null_low'))}, {fmt(at.get('null_high'))}] ({fmt_p(at.get('p_value'), at.get('n_permutations'))}), "
+            f"excess {fmt_interval(at.get('excess'), at.get('excess_low'), at.get('excess_high'))}; "
+            f"{fmt(at.get('split_epoch0'))} at the first recorded epoch {fmt_epoch(paths.get('first_epoch'))}. "
+            + rule_of(excess_words) + " " + rule_of(gain_words),
+        ))
+    return rows
 
 
 def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
-    """Headline findings of one run, from :func:`actlab.analysis.summary` output.
+    """Headline findings of one run or of an ensemble's seeds, each sentence chosen by a rule over the numbers.
 
-    Sections whose analysis failed are left out (their failure is reported separately).
+    Parameters
+    ----------
+    summary : mapping
+        :func:`actlab.analysis.summary` of one run, or :func:`actlab.analysis.seeds.aggregate_summaries`.
+        Sections whose analysis failed are left out (their failure is reported separately).
+
+    Returns
+    -------
+    list of Finding
     """
-    findings: list[Finding] = []
-    dd = summary.get("double_descent")
-    if dd:
-        for key, curve in (("test loss", dd), ("test error", dd.get("test_error") or {})):
-            if not curve:
-                continue
-            value = _presence_cell(curve)
-            if curve.get("present"):
-                detail = (
-                    f"first minimum {_fmt(curve.get('first_min'))} at epoch {_epoch(curve.get('first_min_epoch'))}, "
-                    f"peak {_fmt(curve.get('peak'))} at epoch {_epoch(curve.get('peak_epoch'))}, "
-                    f"second minimum {_fmt(curve.get('second_min'))} at epoch {_epoch(curve.get('second_min_epoch'))}, "
-                    f"mean of the last epochs {_fmt(curve.get('final'))} (smoothed)"
-                )
-            else:
-                detail = ("no rise and lasting fall beyond the noise of the smoothed curve that ends below its peak "
-                          f"(criterion in docs/analysis.md); first minimum at epoch {_epoch(curve.get('first_min_epoch'))}, "
-                          f"highest bump at epoch {_epoch(curve.get('peak_epoch'))}, mean of the last epochs {_fmt(curve.get('final'))}")
-                if curve.get("instability_epoch") is not None:
-                    detail += (f"; the fall after the peak comes with a training instability at epoch "
-                               f"{_epoch(curve.get('instability_epoch'))} (training accuracy dropped), not counted")
-            findings.append(Finding(f"double descent ({key})", value, detail))
-    phases = summary.get("phases")
-    if phases:
-        findings.append(Finding("clean training samples learned", f"epoch {_epoch(phases.get('clean_learned_epoch'))}",
-                                "first epoch within 2 points of the clean-train accuracy plateau"))
-        findings.append(Finding("noisy labels memorised", f"epoch {_epoch(phases.get('noisy_fitted_epoch'))}",
-                                "first epoch where train accuracy on noisy samples against their assigned labels reaches 99%"))
-    sep = summary.get("separation")
-    if sep:
-        findings.append(Finding(
-            "strongest clean-noisy separation",
-            f"{sep.get('layer')}, epoch {_epoch(sep.get('epoch'))}: cos {_fmt(sep.get('cosine'))} ({_grouping_name(sep.get('grouping'))})",
-            f"lowest class-mean cosine {_fmt(sep.get('cosine'))} between clean probes and "
-            f"{GROUPING_WORDS.get(sep.get('grouping'), sep.get('grouping'))}",
-        ))
-        at_phases = sep.get("at_phases") or {"last": {"epoch": None, "by_layer": sep.get("last_epoch") or {}}}
-        reading = {
-            "noisy_by_original": "falling with depth: the outer layers move noisy samples away from their true class "
-                                 "(the study's signal separation)",
-            "noisy_by_assigned": "rising with depth: the outer layers represent noisy samples like clean samples of "
-                                 "their assigned label (memorisation)",
-        }
-        for phase, at in at_phases.items():
-            by_layer = at.get("by_layer") or {}
-            if not by_layer:
-                continue
-            first_layer, last_layer = next(iter(by_layer)), list(by_layer)[-1]
-            when = PHASE_WORDS.get(phase, phase) + ("" if at.get("epoch") is None else f" (epoch {_epoch(at.get('epoch'))})")
-            for key, words in GROUPING_WORDS.items():
-                findings.append(Finding(
-                    f"separation at {PHASE_WORDS.get(phase, phase)}, {_grouping_name(key)}",
-                    f"{first_layer} {_fmt(by_layer[first_layer].get(key))} -> {last_layer} {_fmt(by_layer[last_layer].get(key))}",
-                    f"class-mean cosine at {when} between clean probes and {words}, shallowest to deepest hidden layer; "
-                    f"{reading[key]}",
-                ))
-    large = summary.get("large_activation")
-    if large:
-        findings.append(Finding(
-            "large activation",
-            f"{large.get('layer')} unit {large.get('unit')}" + ("" if large.get("dominant") else " (not dominant)"),
-            f"mean |activation| {_fmt(large.get('mean_abs'))}, {_fmt(large.get('ratio_to_median'))}x the layer's median unit, "
-            f"{_fmt(large.get('ratio_to_second'))}x the second largest; dominant from epoch {_epoch(large.get('emergence_epoch'))}",
-        ))
-        trajectory = large.get("at_phases") or {}
-        if trajectory:
-            findings.append(Finding(
-                "large activation over training",
-                ", ".join(f"{_fmt(at.get('mean_abs'))} @{_epoch(at.get('epoch'))}" for at in trajectory.values()),
-                f"mean |activation| of {large.get('layer')} unit {large.get('unit')} at "
-                + ", ".join(f"{PHASE_WORDS.get(phase, phase)} (epoch {_epoch(at.get('epoch'))}, "
-                            f"{_fmt(at.get('ratio_to_median'))}x the layer's median unit)" for phase, at in trajectory.items()),
-            ))
-        out_r2 = large.get("output_r2") or {}
-        out_p = large.get("output_p_value") or {}
-        findings.append(Finding(
-            "large activation explained by",
-            str(large.get("explained_by")),
-            f"CV R^2 from input images {_fmt(large.get('input_r2'))} (p={_fmt(large.get('input_p_value'), '.2g')}); "
-            + ", ".join(f"from {t.replace('_', ' ')} {_fmt(out_r2.get(t))} (p={_fmt(out_p.get(t), '.2g')})" for t in out_r2),
-        ))
-    paths = summary.get("paths")
-    if paths:
-        for layer, shares in (paths.get("by_layer") or {}).items():
-            correct, wrong = shares.get("clean_share_correct"), shares.get("clean_share_wrong")
-            findings.append(Finding(
-                f"path attribution, {layer}",
-                f"clean path: {_percent(correct)} of correct vs {_percent(wrong)} of wrong",
-                f"test probes at epoch {_epoch(paths.get('epoch'))} whose activation is closer to the clean than to the noisy "
-                "class mean of their predicted class",
-            ))
-    return findings
+    rows = [*_double_descent_findings(summary), *_phase_findings(summary), *_separation_findings(summary),
+            *_large_activation_findings(summary), *_path_findings(summary)]
+    note = _seeds_note(summary)
+    if note and rows:
+        rows.insert(0, Finding("seeds", str(summary.get("n_seeds")), note.strip()))
+    return rows
 
 
-def _percent(value: Any) -> str:
-    if value is None or value != value:
-        return "n/a"
-    return f"{100 * float(value):.0f}%"
+# -- tables ----------------------------------------------------------------------------------------------
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -195,45 +403,59 @@ def findings_table(findings: Sequence[Finding]) -> str:
     return text_table(["finding", "value"], [[f.name, f.value] for f in findings])
 
 
-
-# -- comparison table ---------------------------------------------------------------------------------------
+# -- comparison table ------------------------------------------------------------------------------------
 
 COMPARE_HEADER = [
-    "run", "double descent (test loss)", "test loss min / peak / end", "double descent (test error)",
-    "test error min / peak / end", "noisy memorised", "strongest separation (by original label)",
-    "large activation", "ratio to median", "explained by", "clean path correct / wrong",
+    "run", "seeds", "double descent (test loss)", "test loss min / peak / end", "double descent (test error)",
+    "test error min / peak / end", "noisy memorised", "strongest separation (by original label)", "noise floor",
+    "large activation", "ratio to median", "explained by", "clean path correct / wrong", "path split excess",
 ]
+"""Columns of :func:`comparison_row`; cells over seeds carry their intervals."""
 
 
 def _curve_cell(curve: Mapping[str, Any]) -> str:
     """``first minimum@epoch / peak@epoch / final level`` of one double-descent reading, e.g. ``1.72@7 / 15.4@323 / 13.3``."""
-    if not curve or curve.get("first_min_epoch") is None:
+    if not curve or center(curve.get("first_min_epoch")) is None:
         return "n/a"
-    return (f"{_fmt(curve.get('first_min'))}@{_epoch(curve.get('first_min_epoch'))} / "
-            f"{_fmt(curve.get('peak'))}@{_epoch(curve.get('peak_epoch'))} / {_fmt(curve.get('final'))}")
+    return (f"{fmt(curve.get('first_min'))}@{fmt_epoch(curve.get('first_min_epoch'))} / "
+            f"{fmt(curve.get('peak'))}@{fmt_epoch(curve.get('peak_epoch'))} / {fmt(curve.get('final'))}")
+
+
+def _presence_cell(curve: Mapping[str, Any]) -> str:
+    if not curve:
+        return "n/a"
+    words = descent_words(curve)
+    if is_share(curve.get("present")) or not center(curve.get("present")):
+        return words.split(" (")[0]
+    return (f"yes: {fmt_epoch(curve.get('first_min_epoch'))} -> {fmt_epoch(curve.get('peak_epoch'))} -> "
+            f"{fmt_epoch(curve.get('second_min_epoch'))}")
 
 
 def comparison_row(name: str, summary: Mapping[str, Any]) -> list[str]:
+    """One row of the comparison table (:data:`COMPARE_HEADER`) from a run's summary (or its seeds' aggregate)."""
     dd = summary.get("double_descent") or {}
     error = dd.get("test_error") or {}
     phases = summary.get("phases") or {}
     sep = summary.get("separation") or {}
     large = summary.get("large_activation") or {}
-    paths = summary.get("paths") or {}
-    shares = (paths.get("by_layer") or {})
+    shares = (summary.get("paths") or {}).get("by_layer") or {}
     deepest_hidden = [layer for layer in shares if layer != "output"]
-    layer = deepest_hidden[-1] if deepest_hidden else (next(iter(shares), None))
-    share = shares.get(layer, {}) if layer else {}
+    layer = deepest_hidden[-1] if deepest_hidden else next(iter(shares), None)
+    at = shares.get(layer, {}) if layer else {}
     return [
         name,
+        str(summary.get("n_seeds") or 1),
         _presence_cell(dd),
         _curve_cell(dd),
         _presence_cell(error),
         _curve_cell(error),
-        _epoch(phases.get("noisy_fitted_epoch")) if phases else "n/a",
-        f"{sep.get('layer')} @ {_epoch(sep.get('epoch'))} (cos {_fmt(sep.get('cosine'))})" if sep else "n/a",
-        f"{large.get('layer')} unit {large.get('unit')}" if large else "n/a",
-        _fmt(large.get("ratio_to_median")) if large else "n/a",
-        str(large.get("explained_by")) if large else "n/a",
-        f"{layer}: {_percent(share.get('clean_share_correct'))} / {_percent(share.get('clean_share_wrong'))}" if layer else "n/a",
+        fmt_epoch(phases.get("noisy_fitted_epoch")) if phases else "n/a",
+        f"{fmt(sep.get('layer'))} @ {fmt_epoch(sep.get('epoch'))} (cos {fmt(sep.get('cosine'))})" if sep else "n/a",
+        fmt(sep.get("noise_floor")) if sep else "n/a",
+        f"{fmt(large.get('layer'))} unit {fmt(large.get('unit'))}" if large else "n/a",
+        fmt(large.get("ratio_to_median")) if large else "n/a",
+        explanation_words(large) if large else "n/a",
+        f"{layer}: {_percent(at.get('clean_share_correct'))} / {_percent(at.get('clean_share_wrong'))}" if layer else "n/a",
+        (f"{fmt_interval(at.get('excess'), at.get('excess_low'), at.get('excess_high'))} "
+         f"({excess_words(at.get('excess'), at.get('excess_low'), at.get('excess_high'))})") if layer else "n/a",
     ]

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from actlab.files import write_atomic
 from actlab.findings import COMPARE_HEADER, comparison_row, findings_from_summary, markdown_table
-from actlab.location import Location, basename, join, location
+from actlab.location import Location, basename, is_remote, join, location
 from actlab.remote import check_any_output, staged_output
 from actlab.report import FIGURE_FORMATS, Report, ReportFigure, figure_png, save_figure, write_report
 from actlab.scheduler import check_scheduler, scheduler_address
@@ -74,6 +74,13 @@ FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
 def draw_figures(results: Any, *, log_x: bool = False) -> tuple[list[tuple[str, str, str, Figure]], dict[str, str]]:
     """Draw every report figure whose analysis is in ``results``.
 
+    Parameters
+    ----------
+    results : xr.DataTree or sequence of xr.DataTree
+        One run's results, or an ensemble's (one per seed: the figures draw bands over the seeds).
+    log_x : bool
+        Symmetric-log epoch axes.
+
     Returns
     -------
     figures : list of (name, title, caption, Figure)
@@ -84,8 +91,9 @@ def draw_figures(results: Any, *, log_x: bool = False) -> tuple[list[tuple[str, 
     from actlab import plots
 
     figures, failures = [], {}
+    every = list(results) if isinstance(results, (list, tuple)) else [results]
     for name, node, title, function, caption in FIGURES:
-        if node not in results.children:
+        if not all(node in one.children for one in every):
             continue
         kwargs = {} if function in ("plot_separation_heatmap", "plot_pca_trajectories", "plot_explanation") else {"log_x": log_x}
         try:
@@ -196,10 +204,15 @@ def analyze_to_dir(
 ) -> AnalysisOutput:
     """Analyse a run and write results, figures, ``summary.json`` and ``report.html`` to a directory.
 
+    An ensemble folder (``actlab record --seeds``) is analysed replica by replica (each into its own
+    ``analysis/``), and its own folder gets the findings over seeds: medians with their intervals
+    (:func:`actlab.analysis.seeds.aggregate_summaries`), figures with bands over the seeds, and a table
+    of every seed's headline findings.
+
     Parameters
     ----------
     run_path : path or URL
-        Run directory or run URL.
+        Run directory, ensemble directory or run URL.
     out_dir : path or URL, optional
         Output directory (default ``run_path/analysis``). It is built in a temporary sibling and
         swapped in when complete, so a failure leaves the previous contents untouched; an output URL
@@ -235,6 +248,10 @@ def analyze_to_dir(
 
     formats = parse_formats(formats)
     check_scheduler(scheduler)
+    replicas = ensemble_replicas(run_path)
+    if replicas:
+        return _analyze_ensemble_to_dir(Path(run_path), replicas, out_dir, formats=formats, progress=progress,
+                                        scheduler=scheduler, log_x=log_x, **analyze_kwargs)
     run = open_run(run_path)
     default_target = join(run.path, ANALYSIS_DIRNAME)
     target = location(out_dir) if out_dir is not None else default_target
@@ -254,6 +271,61 @@ def analyze_to_dir(
         report = run_report(results, summary, figures, run=run, failures=failures)
         write_report(built / REPORT_FILENAME, report)
     return AnalysisOutput(out_dir=target, report_path=join(target, REPORT_FILENAME), summary=summary, report=report, results=results)
+
+
+def ensemble_replicas(path: str | os.PathLike) -> list[Path]:
+    """The replica run folders of the ensemble folder ``path``; empty for a single run or a URL."""
+    from actlab.files import replica_dirs
+
+    where = location(path)
+    return [] if is_remote(where) else replica_dirs(where)
+
+
+def seeds_summary(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary of an ensemble: its seeds' summaries condensed into intervals (:mod:`actlab.analysis.seeds`)."""
+    from actlab.analysis.seeds import aggregate_summaries
+
+    return aggregate_summaries(summaries)
+
+
+def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str | os.PathLike | None, *,
+                             formats: Sequence[str], progress: bool, scheduler: str | None, log_x: bool | None,
+                             **analyze_kwargs: Any) -> AnalysisOutput:
+    from actlab.store import ANALYSIS_DIRNAME
+
+    default_target = path / ANALYSIS_DIRNAME
+    target = location(out_dir) if out_dir is not None else default_target
+    guard = {"inputs": [path], "allowed_inside": [default_target]}
+    check_any_output(target, "analysis", **guard)
+    outputs = [analyze_to_dir(replica, formats=formats, progress=progress, scheduler=scheduler, log_x=log_x,
+                              **analyze_kwargs) for replica in replicas]
+    names = [replica.name for replica in replicas]
+    summary = seeds_summary({name: output.summary for name, output in zip(names, outputs)})
+    results = [output.results for output in outputs]
+    if log_x is None:
+        log_x = _use_log_x(results[0].attrs.get("epochs", []))
+    with staged_output(target, "analysis", **guard) as built:
+        write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2) + "\n")
+        drawn, failures = draw_figures(results, log_x=log_x)
+        figures = _report_figures(drawn, built, formats)
+        errors = {f"{name}: analysis {key}": str(value) for name, output in zip(names, outputs)
+                  for key, value in {**dict(output.results.attrs.get("errors", {})),
+                                     **dict(output.summary.get("errors") or {})}.items()}
+        report = Report(
+            title=f"actlab analysis of {path.name} ({len(names)} seeds)",
+            findings=findings_from_summary(summary),
+            figures=figures,
+            failures={**errors, **failures},
+            config={"ensemble": outputs[0].report.config, "seeds": names},
+            provenance={"ensemble": str(path), "seeds": ", ".join(names),
+                        "reports of each seed": ", ".join(str(output.report_path) for output in outputs)},
+            tables=[("Headline findings by seed", COMPARE_HEADER,
+                     [comparison_row(name, output.summary) for name, output in zip(names, outputs)])],
+            notes=[f"{name}: {note}" for name, output in zip(names, outputs) for note in output.report.notes],
+        )
+        write_report(built / REPORT_FILENAME, report)
+    return AnalysisOutput(out_dir=target, report_path=join(target, REPORT_FILENAME), summary=summary, report=report,
+                          results=results)
 
 
 # -- compare runs -----------------------------------------------------------------------------------------
@@ -297,7 +369,8 @@ def compare_to_dir(
     """Put several runs side by side: comparison table, overlaid test curves, separation per run.
 
     Saved results under each ``RUN/analysis`` are reused when up to date (:func:`saved_results`),
-    otherwise the run is analysed (not saved into the run).
+    otherwise the run is analysed (not saved into the run). An ensemble folder counts as one run whose
+    numbers are medians over its seeds with their intervals, and whose curves are drawn with bands.
 
     Parameters
     ----------
@@ -322,35 +395,45 @@ def compare_to_dir(
     check_scheduler(scheduler)
     if not run_paths:
         raise ConfigError("compare needs at least one run; pass run directories")
-    runs = [open_run(path) for path in run_paths]
+    groups = {index: ensemble_replicas(path) for index, path in enumerate(run_paths)}
+    runs_of = [[open_run(replica) for replica in groups[i]] or [open_run(path)] for i, path in enumerate(run_paths)]
+    paths = [Path(path) if groups[i] else runs[0].path for i, (path, runs) in enumerate(zip(run_paths, runs_of))]
     target = location(out_dir)
-    inputs = [run.path for run in runs]
-    check_any_output(target, "comparison", inputs=inputs)
+    check_any_output(target, "comparison", inputs=paths)
     seen: dict[Any, Any] = {}
-    for path, run in zip(run_paths, runs):
-        key = run.path.resolve() if isinstance(run.path, Path) else str(run.path).rstrip("/")
+    for given, path in zip(run_paths, paths):
+        key = path.resolve() if isinstance(path, Path) else str(path).rstrip("/")
         if key in seen:
-            raise ConfigError(f"{seen[key]} and {path} are the same run; pass each run once")
-        seen[key] = path
-    names = [basename(run.path) for run in runs]
+            raise ConfigError(f"{seen[key]} and {given} are the same run; pass each run once")
+        seen[key] = given
+    names = [basename(path) for path in paths]
     if len(set(names)) != len(names):
-        names = [str(run.path) for run in runs]
+        names = [str(path) for path in paths]
     results_by_run: dict[str, Any] = {}
+    summaries: dict[str, Any] = {}
     reused: list[str] = []
     with scheduler_address(scheduler) as address:
-        for name, run in zip(names, runs):
-            results = saved_results(run)
-            if results is None:
-                results = analyze(run, progress=progress, scheduler=address)
+        for i, (name, runs) in enumerate(zip(names, runs_of)):
+            replica_results = []
+            for run in runs:
+                results = saved_results(run)
+                if results is None:
+                    results = analyze(run, progress=progress, scheduler=address)
+                else:
+                    reused.append(basename(run.path) if groups[i] else name)
+                replica_results.append(results)
+            if groups[i]:
+                results_by_run[name] = replica_results
+                summaries[name] = seeds_summary({basename(run.path): summarize(r) for run, r in zip(runs, replica_results)})
             else:
-                reused.append(name)
-            results_by_run[name] = results
-    summaries = {name: summarize(results) for name, results in results_by_run.items()}
+                results_by_run[name] = replica_results[0]
+                summaries[name] = summarize(replica_results[0])
+    every_results = {name: [r] if not isinstance(r, list) else r for name, r in results_by_run.items()}
     if log_x is None:
-        log_x = any(_use_log_x(r.attrs.get("epochs", [])) for r in results_by_run.values())
+        log_x = any(_use_log_x(r.attrs.get("epochs", [])) for rs in every_results.values() for r in rs)
     failures = {
         f"{name}: analysis {analysis}": str(message)
-        for name, results in results_by_run.items()
+        for name, rs in every_results.items() for results in rs
         for analysis, message in dict(results.attrs.get("errors", {})).items()
     }
     drawn = []
@@ -360,7 +443,7 @@ def compare_to_dir(
          "Cosine of clean and noisy class means per layer over epochs (mean over classes). Top row: noisy probes grouped "
          "by original label; bottom row: by assigned label. Lower = stronger separation.", plots.plot_compare_separation, "separation"),
     ):
-        usable = {name: results for name, results in results_by_run.items() if needed in results.children}
+        usable = {name: results_by_run[name] for name, rs in every_results.items() if all(needed in r.children for r in rs)}
         if not usable:
             failures[f"figure {fig_name}"] = f"no run has a '{needed}' analysis"
             continue
@@ -368,7 +451,7 @@ def compare_to_dir(
             drawn.append((fig_name, title, caption, function(usable, log_x=log_x)))
         except Exception as exc:  # one figure must not cost the others
             failures[f"figure {fig_name}"] = f"{type(exc).__name__}: {exc}"
-    with staged_output(target, "comparison", inputs=inputs) as built:
+    with staged_output(target, "comparison", inputs=paths) as built:
         figures = _report_figures(drawn, built, formats)
         rows = [comparison_row(name, summaries[name]) for name in names]
         report = Report(
@@ -376,13 +459,14 @@ def compare_to_dir(
             findings=[],
             figures=figures,
             failures=failures,
-            config={name: run.config for name, run in zip(names, runs)},
+            config={name: runs[0].config for name, runs in zip(names, runs_of)},
             provenance={
-                "runs": ", ".join(str(run.path) for run in runs),
+                "runs": ", ".join(str(path) for path in paths),
                 "reused saved analyses": ", ".join(reused) or "none",
             },
             tables=[("Headline findings by run", COMPARE_HEADER, rows)],
-            notes=[f"{name}: {note}" for name, results in results_by_run.items() for note in analysis_warnings(results)],
+            notes=[f"{name}: {note}" for name, rs in every_results.items() for results in rs
+                   for note in analysis_warnings(results)],
         )
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
         write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))

@@ -134,3 +134,21 @@ def test_planted_noise_floor_tells_separation_from_noise(tmp_path_factory):
             row = sep.sel(layer=layer)
             assert values["noise_floor"] == pytest.approx(float(row["cos_clean_halves_mean"].sel(epoch=reading["epoch"])))
             assert values["noisy_by_assigned_epoch0"] == pytest.approx(float(row["cos_clean_noisy_by_assigned_mean"].sel(epoch=0)))
+
+
+def test_depth_trend_is_the_least_squares_slope_with_a_bootstrap_over_classes():
+    from actlab.analysis.separation import depth_trend
+
+    rng = np.random.default_rng(3)
+    values = np.array([[0.9, 0.95, 0.92, 0.97], [0.7, 0.8, 0.75, 0.9], [0.5, 0.2, 0.6, 0.4]])  # (layer, class)
+    per_class = xr.DataArray(values, dims=("layer", "class"))
+    found = depth_trend(per_class, n_bootstrap=500, seed=7)
+    depth = np.arange(1, 4)
+    assert found["slope"] == pytest.approx(np.polyfit(depth, values.mean(axis=1), 1)[0])
+    picks = np.random.default_rng(7).integers(0, 4, size=(500, 4))
+    slopes = [np.polyfit(depth, values[:, pick].mean(axis=1), 1)[0] for pick in picks]
+    assert found["low"] == pytest.approx(np.percentile(slopes, 2.5)) and found["high"] == pytest.approx(np.percentile(slopes, 97.5))
+    assert found["high"] < 0 and found["n_layers"] == 3
+    flat = depth_trend(xr.DataArray(rng.normal(0.9, 0.01, (6, 10)), dims=("layer", "class")))
+    assert flat["low"] < 0 < flat["high"]  # no trend: the interval straddles zero
+    assert depth_trend(per_class.isel(layer=[0]))["slope"] is None

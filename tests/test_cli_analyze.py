@@ -167,7 +167,7 @@ def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp
     table = [line.split("  ")[0] for line in out.splitlines()]
     assert table[0] == "run" and "planted" in table and "monotone" in table
     rows = {line.split()[0]: line for line in out.splitlines()[2:4]}
-    assert rows["planted"].split()[1] == "yes:" and rows["monotone"].split()[1] == "no"
+    assert rows["planted"].split()[1:3] == ["1", "yes:"] and rows["monotone"].split()[1:3] == ["1", "no"]
     markdown = (out_dir / "table.md").read_text().splitlines()
     cells = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in markdown]
     header, rule, by_run = cells[0], cells[1], {row[0]: dict(zip(cells[0], row)) for row in cells[2:]}

@@ -175,3 +175,27 @@ def test_cli_refuses_seed_with_seeds(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--seed and --seeds exclude each other" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_analyze_and_compare_an_ensemble_give_findings_over_seeds(tiny, tmp_path, capsys):
+    import json
+
+    from actlab.analysis.seeds import aggregate_summaries
+
+    ensemble = record(tiny, seeds=[0, 1, 2], epochs=4, record_epochs="every:1")
+    single = record(tiny, seed=0, epochs=4, record_epochs="every:1", out=str(tmp_path / "single"))
+    assert main(["analyze", str(ensemble), "--no-progress", "--format", "png"]) == 0
+    out = capsys.readouterr().out
+    written = json.loads((ensemble / "analysis" / "summary.json").read_text())
+    per_seed = {f"seed{s}": json.loads((ensemble / f"seed{s}" / "analysis" / "summary.json").read_text()) for s in (0, 1, 2)}
+    assert written == json.loads(json.dumps(aggregate_summaries(per_seed)))  # the seeds' own summaries, condensed
+    assert written["n_seeds"] == 3 and written["seeds"] == ["seed0", "seed1", "seed2"]
+    assert "seeds" in out.splitlines()[2] and "3" in out.splitlines()[2]
+    html = (ensemble / "analysis" / "report.html").read_text()
+    assert "Headline findings by seed" in html and "(3 seeds)" in html
+    assert main(["compare", str(ensemble), str(single), "--out", str(tmp_path / "cmp"), "--no-progress"]) == 0
+    table = (tmp_path / "cmp" / "table.md").read_text().splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table[2:]}
+    assert rows["ensemble"][1] == "3" and rows["single"][1] == "1"
+    compared = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    assert compared["ensemble"] == written

@@ -146,43 +146,6 @@ def test_path_attribution_figure_shows_planted_split(analysed):
     assert f"n = {int(planted.wrong_test.sum())}" in fig.axes[1].get_title()
 
 
-def test_findings_read_the_summary(analysed):
-    _, _, summary = analysed
-    found = {f.name: f for f in findings.findings_from_summary(summary)}
-    dd = summary["double_descent"]
-    assert found["double descent (test loss)"].value == f"yes: {dd['first_min_epoch']} -> {dd['peak_epoch']} -> {dd['second_min_epoch']}"
-    assert found["noisy labels memorised"].value == "epoch 40"
-    assert found["large activation"].value == "hidden1 unit 3"
-    assert found["large activation explained by"].value == "input"
-    assert found["path attribution, hidden3"].value == "clean path: 100% of correct vs 0% of wrong"
-    sep = summary["separation"]
-    grouping = sep["grouping"].replace("noisy_by_", "noisy by ")
-    assert found["strongest clean-noisy separation"].value == (
-        f"{sep['layer']}, epoch {sep['epoch']}: cos {findings._fmt(sep['cosine'])} ({grouping})")
-    # planted: clean and noisy (by original label) means coincide in hidden1 and are orthogonal in hidden3
-    by_original = found["separation at the last epoch, noisy by original"].value
-    for phase, at in sep["at_phases"].items():
-        name = f"separation at {findings.PHASE_WORDS[phase]}, noisy by assigned"
-        assert found[name].value == (f"hidden1 {findings._fmt(at['by_layer']['hidden1']['noisy_by_assigned'])} -> "
-                                        f"hidden3 {findings._fmt(at['by_layer']['hidden3']['noisy_by_assigned'])}")
-        assert f"(epoch {at['epoch']})" in found[name].detail
-    trajectory = summary["large_activation"]["at_phases"]
-    assert found["large activation over training"].value == ", ".join(
-        f"{findings._fmt(at['mean_abs'])} @{at['epoch']}" for at in trajectory.values())
-    assert by_original == (f"hidden1 {findings._fmt(sep['last_epoch']['hidden1']['noisy_by_original'])} -> "
-                           f"hidden3 {findings._fmt(sep['last_epoch']['hidden3']['noisy_by_original'])}")
-    assert sep["last_epoch"]["hidden1"]["noisy_by_original"] > 0.99 > 0.01 > abs(sep["last_epoch"]["hidden3"]["noisy_by_original"])
-    assert "grouped by" in found["strongest clean-noisy separation"].detail
-    table = findings.findings_table(list(found.values()))
-    assert table.splitlines()[0].split() == ["finding", "value"] and "hidden1 unit 3" in table
-
-
-def test_findings_skip_failed_sections_and_say_no_double_descent():
-    summary = {"errors": {"pca": "boom"}, "double_descent": {"present": False, "test_error": {"present": False}}, "phases": None}
-    found = findings.findings_from_summary(summary)
-    assert [(f.name, f.value) for f in found] == [("double descent (test loss)", "no"), ("double descent (test error)", "no")]
-
-
 def test_report_html_is_self_contained(tmp_path, analysed):
     _, results, summary = analysed
     fig = plots.plot_path_attribution(results)

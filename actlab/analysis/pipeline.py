@@ -415,6 +415,9 @@ def _dd_summary(node: xr.Dataset, curve: str) -> dict[str, Any]:
         out[f"{name}_epoch"] = _epoch(dd[f"dd_{name}_epoch"])
         out[name] = _number(float(dd[f"dd_{name}"]))
     out["final"] = _number(float(dd["dd_final"]))
+    peak, final = out["peak"], out["final"]
+    # the size of the second descent: how far the curve ends below its peak, relative to the peak
+    out["descent"] = (peak - final) / abs(peak) if peak is not None and final is not None and peak != 0 else None
     out["instability_epoch"] = _epoch(dd["dd_instability_epoch"])
     return out
 
@@ -426,23 +429,30 @@ def _hidden_layers(results: xr.DataTree, node: xr.Dataset) -> list[str]:
     return [n for n in names if n != output] or names
 
 
-def phase_epochs(results: xr.DataTree, recorded: Sequence[int]) -> dict[str, int]:
-    """The training phases at which layer-wise findings are read, each moved to the nearest recorded epoch.
+def phase_targets(results: xr.DataTree, last_epoch: int) -> dict[str, int]:
+    """The epochs of the training phases themselves, before they are moved to a recorded epoch.
 
     ``test_loss_min``: first minimum of the test loss; ``noisy_memorised``: noisy training samples
-    fitted (accuracy on assigned labels >= 99 %); ``last``: the last recorded epoch. A phase that
-    was not reached (or results without curves) is left out.
+    fitted (accuracy on assigned labels >= 99 %); ``last``: ``last_epoch``. A phase that was not
+    reached (or results without curves) is left out.
     """
-    recorded = np.asarray(sorted(int(e) for e in recorded))
-    if recorded.size == 0:
-        return {}
     wanted: dict[str, Any] = {}
     if "curves" in results.children:
         curves = results["curves"].to_dataset()
         wanted["test_loss_min"] = _epoch(curves["dd_first_min_epoch"].sel(curve="test_loss"))
         wanted["noisy_memorised"] = _epoch(curves["noisy_fitted_epoch"])
-    wanted["last"] = int(recorded[-1])
-    return {name: int(recorded[np.argmin(np.abs(recorded - epoch))]) for name, epoch in wanted.items() if epoch is not None}
+    wanted["last"] = int(last_epoch)
+    return {name: int(epoch) for name, epoch in wanted.items() if epoch is not None}
+
+
+def phase_epochs(results: xr.DataTree, recorded: Sequence[int]) -> dict[str, int]:
+    """The training phases at which layer-wise findings are read (:func:`phase_targets`), each moved to the
+    nearest recorded epoch."""
+    recorded = np.asarray(sorted(int(e) for e in recorded))
+    if recorded.size == 0:
+        return {}
+    return {name: int(recorded[np.argmin(np.abs(recorded - epoch))])
+            for name, epoch in phase_targets(results, int(recorded[-1])).items()}
 
 
 def summary(results: xr.DataTree) -> dict[str, Any]:
@@ -498,7 +508,13 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
                                 **{f"{grouping}_epoch0": value(var, name, first) for grouping, var in pairs.items()}}
                     for name in node["layer"].values}
 
-        at_phases = {phase: {"epoch": e, "by_layer": by_layer(e)} for phase, e in phase_epochs(results, node["epoch"].values).items()}
+        def trends(epoch_value: int) -> dict[str, dict[str, Any]]:
+            at = node.sel(epoch=epoch_value)
+            return {grouping: separation.depth_trend(at[var.removesuffix("_mean")], seed=int(node.attrs.get("seed", 0)))
+                    for grouping, var in pairs.items()}
+
+        at_phases = {phase: {"epoch": e, "by_layer": by_layer(e), "depth_trend": trends(e)}
+                     for phase, e in phase_epochs(results, node["epoch"].values).items()}
         best_layer, best_epoch = node["layer"].values[layer], int(node["epoch"].values[epoch])
         return {"layer": str(best_layer), "epoch": best_epoch,
                 "cosine": float(original[layer, epoch]), "noise_floor": value(floor, best_layer, best_epoch),
@@ -555,6 +571,7 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
                 "clean_share_wrong": _number(float(at["clean_share_wrong"].sel(layer=name))),
                 **{key: _number(float(at[var].sel(layer=name))) for key, var in keys.items()},
                 "split_epoch0": _number(float(node["split"].sel(layer=name, epoch=first))),
+                "split_gain": _number(float(at["split"].sel(layer=name) - node["split"].sel(layer=name, epoch=first))),
                 "p_floor": 1.0 / (1 + n_permutations), "n_permutations": n_permutations,
             } for name in node["layer"].values}
 
@@ -564,6 +581,11 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
                 "at_phases": {phase: {"epoch": e, "by_layer": by_layer(e)}
                               for phase, e in phase_epochs(results, node["epoch"].values).items()}}
 
+    recorded = [int(e) for e in attrs.get("epochs", [])]
+    if recorded:
+        nearest = phase_epochs(results, recorded)
+        out["phase_epochs"] = {phase: {"phase_epoch": epoch, "recorded_epoch": nearest[phase]}
+                               for phase, epoch in phase_targets(results, recorded[-1]).items()}
     section("double_descent", "curves", double_descent)
     section("phases", "curves", phases)
     section("separation", "separation", strongest_separation)

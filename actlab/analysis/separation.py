@@ -182,3 +182,44 @@ def signal_separation(act: xr.DataArray, n_classes: int | None = None, seed: int
     xr.Dataset, dims (epoch, class); see :func:`separation_from_means`
     """
     return separation_from_means(class_means(act, n_classes), half_means(act, n_classes, seed))
+
+
+def depth_trend(per_class: xr.DataArray, *, n_bootstrap: int = 999, seed: int = 0, level: float = 0.95) -> dict[str, float | int | None]:
+    """Trend of a class-mean cosine with depth: the least-squares slope over layers, with a bootstrap interval.
+
+    The slope is fitted to the mean over classes against the layer's depth (1, 2, ... in the given
+    order); its interval resamples the classes with replacement (seeded) and refits, so it says
+    whether the trend holds across classes or rests on a few of them.
+
+    Parameters
+    ----------
+    per_class : xr.DataArray, dims (layer, class)
+        One cosine per layer and class (e.g. ``cos_clean_noisy_by_original`` at one epoch).
+    n_bootstrap : int
+        Resamples of the classes.
+    seed : int
+        Seed of the resampling.
+    level : float
+        Coverage of the percentile interval.
+
+    Returns
+    -------
+    dict
+        ``slope`` (cosine per layer of depth), ``low``, ``high`` (the interval), ``n_layers``,
+        ``n_bootstrap``; None values when fewer than two layers or no finite cosine.
+    """
+    values = np.asarray(per_class.transpose("layer", "class").values, dtype=float)
+    keep = np.isfinite(values).all(axis=0)
+    values = values[:, keep]
+    out: dict[str, float | int | None] = {"slope": None, "low": None, "high": None, "n_layers": int(values.shape[0]),
+                                          "n_bootstrap": int(n_bootstrap)}
+    if values.shape[0] < 2 or values.shape[1] == 0:
+        return out
+    depth = np.arange(1, values.shape[0] + 1, dtype=float)
+    centred = (depth - depth.mean()) / np.sum((depth - depth.mean()) ** 2)
+    picks = np.random.default_rng(seed).integers(0, values.shape[1], size=(n_bootstrap, values.shape[1]))
+    slopes = centred @ values[:, picks].mean(axis=2)
+    tail = 100 * (1 - level) / 2
+    out.update(slope=float(centred @ values.mean(axis=1)), low=float(np.percentile(slopes, tail)),
+               high=float(np.percentile(slopes, 100 - tail)))
+    return out
