@@ -94,3 +94,18 @@ def test_reproduce_gpu_runs_the_full_training_set_on_cuda(tmp_path):
     (config,) = [e["config"] for e in entries if e["command"] == "record"]
     assert (config["train_size"], config["device"], config["epochs"], config["record_epochs"]) == (None, "cuda", 1000, "log:60")
     assert [e["command"] for e in entries] == ["record", "analyze"]  # one model: nothing to compare
+
+
+def test_reproduce_seeds_records_each_model_as_one_ensemble_of_five_seeds(tmp_path):
+    done, entries = _run_script(tmp_path, "reproduce_seeds.sh")
+    assert done.returncode == 0, done.stderr
+    records = [e["config"] for e in entries if e["command"] == "record"]
+    assert [c["model"] for c in records] == ["mlp7", "mlp5", "mlp3"]
+    for config in records:
+        assert (config["seeds"], config["noise_per_seed"], config["data_seed"]) == ([0, 1, 2, 3, 4], False, None)
+        assert (config["train_size"], config["test_size"], config["noise"], config["epochs"]) == (2000, 2000, 0.3, 150)
+        assert (config["lr"], config["batch_size"], config["record_epochs"]) == (1e-4, 128, "log:24")
+        assert (config["probe_clean"], config["probe_noisy"], config["probe_test"]) == (200, 200, 200)
+    analyses = [e["runs"][0] for e in entries if e["command"] == "analyze"]
+    assert analyses == [str(tmp_path / "runs" / m) for m in ("mlp7", "mlp5", "mlp3")]
+    assert entries[-1] == {"command": "compare", "runs": analyses}
