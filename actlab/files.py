@@ -184,8 +184,8 @@ def check_output(
         if path in allowed:
             continue
         if _is_within(path, run):
-            raise OutputError(f"{flag} {given} lies inside the input run {source}; choose a folder outside it "
-                              f"(the run's own analysis goes to {Path(source) / 'analysis'} by default)")
+            hint = f" (the run's own analysis goes to {Path(source) / 'analysis'} by default)" if kind == "analysis" else ""
+            raise OutputError(f"{flag} {given} lies inside the input run {source}; choose a folder outside it{hint}")
         if _is_within(run, path):
             raise OutputError(f"{flag} {given} contains the input run {source}; choose a new folder that holds no input run")
     if given.is_symlink():

@@ -139,6 +139,7 @@ CASES = [
     case("record-out-run", "record", *TINY, "--out", "run"),
     case("record-out-run-analysis", "record", *TINY, "--out", "run/analysis"),
     case("record-out-run-store", "record", *TINY, "--out", "run/store.zarr"),
+    case("record-out-new-folder-inside-run", "record", *TINY, "--out", "run/newsub"),
     case("record-out-user-folder", "record", *TINY, "--out", "user"),
     case("record-out-comparison", "record", *TINY, "--out", "cmp"),
     case("record-out-unmarked-run", "record", *TINY, "--out", "oldrun"),

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actlab`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # name the subcommand's help, where its flags are listed
+        parser.exit(2, f"actlab: error: unrecognized arguments: {' '.join(unknown)}; see 'actlab {args.command} --help'\n")
     try:
         return int(args.func(args) or 0)
     except ActlabError as exc:

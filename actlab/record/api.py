@@ -305,6 +305,9 @@ def check_run_output(run_dir: Location, *, overwrite: bool) -> None:
     if is_remote(run_dir):
         check_remote_run(run_dir, overwrite=overwrite)
         return
+    inside = next((folder for folder in Path(os.path.abspath(run_dir)).parents if marker_kind(folder) == "run"), None)
+    if inside is not None:
+        raise OutputError(f"--out {run_dir} lies inside the run {inside}; choose a folder outside it")
     if store_path(run_dir).exists() and marker_kind(run_dir) != "run":
         raise OutputError(f"--out {run_dir} holds a run store that this actlab did not mark as its own; "
                           "choose a new --out (or continue it with 'actlab record --resume')")
