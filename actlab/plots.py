@@ -10,6 +10,7 @@ print, labelled axes with units and titles saying what is shown.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -43,6 +44,22 @@ LINESTYLES: tuple[Any, ...] = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 
 def series_style(index: int) -> dict[str, Any]:
     """Colour and line style of the ``index``-th series; no two of the first len(CYCLE) x len(LINESTYLES) share both."""
     return {"color": CYCLE[index % len(CYCLE)], "linestyle": LINESTYLES[(index + index // len(CYCLE)) % len(LINESTYLES)]}
+
+
+OUTPUT_STYLE: dict[str, Any] = {"color": "#7f7f7f", "linestyle": "-", "linewidth": 2.6}
+"""Style of the layer named ``output`` in every figure: a colour outside :data:`CYCLE`, thick and solid."""
+
+
+def layer_style(name: str, position: int) -> dict[str, Any]:
+    """Style of a layer from its name, so that one layer looks the same in runs of any depth.
+
+    ``hiddenK`` -> :func:`series_style` ``(K - 1)``; ``output`` -> :data:`OUTPUT_STYLE`; any other
+    name -> :func:`series_style` ``(position)``, its position in the run's layers.
+    """
+    if name == "output":
+        return dict(OUTPUT_STYLE)
+    hidden = re.fullmatch(r"hidden(\d+)", name)
+    return series_style(int(hidden.group(1)) - 1 if hidden else position)
 
 
 CURVES: dict[str, dict[str, Any]] = {
@@ -396,7 +413,7 @@ def plot_separation_lines(results: Any, *, log_x: bool = False) -> Figure:
         values = separation[f"cos_clean_{grouping}_mean"]
         for i, layer in enumerate(layers):
             ax.plot(
-                epochs, values.sel(layer=layer).values, **series_style(i),
+                epochs, values.sel(layer=layer).values, **layer_style(layer, i),
                 marker="o", markersize=2.5, label=layer,
             )
         ax.set_title(f"Clean vs {label}")
@@ -519,7 +536,7 @@ def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
     for i, layer in enumerate(layers):
         unit = int(large["dominant_unit"].sel(layer=layer).values)
         dominant = bool(large["is_dominant"].sel(layer=layer).values)
-        style = {**series_style(i), "marker": "o", "markersize": 2.5}
+        style = {**layer_style(layer, i), "marker": "o", "markersize": 2.5}
         label = f"{layer} unit {unit}" + (" (dominant)" if dominant else "")
         ax_mag.plot(epochs, large["unit_mean_abs"].sel(layer=layer).values, label=label, **style)
         ax_ratio.plot(epochs, large["unit_ratio_to_median"].sel(layer=layer).values, **style)
@@ -655,7 +672,7 @@ def plot_path_attribution(results: Any, *, log_x: bool = False) -> Figure:
     for ax, (name, count, title) in zip(axes[0], panels):
         for i, layer in enumerate(layers):
             ax.plot(
-                epochs, 100 * paths[name].sel(layer=layer).values, **series_style(i), marker="o", markersize=2.5, label=layer,
+                epochs, 100 * paths[name].sel(layer=layer).values, **layer_style(layer, i), marker="o", markersize=2.5, label=layer,
             )
         ax.axhline(50, color=PHASE_COLOR, linestyle=":", linewidth=0.8)
         n = paths[count].values
@@ -738,7 +755,7 @@ def plot_compare_separation(results_by_run: Mapping[str, Any], *, log_x: bool = 
             for i, layer in enumerate(layers):
                 ax.plot(
                     separation["epoch"].values, separation[f"cos_clean_{grouping}_mean"].sel(layer=layer).values,
-                    **series_style(i), marker="o", markersize=2, label=layer,
+                    **layer_style(layer, i), marker="o", markersize=2, label=layer,
                 )
             ax.set_title(f"{name}\nclean vs noisy by {label.split('by ')[1]}", fontsize=RC["axes.titlesize"] - 1)
             set_epoch_axis(ax, log_x=log_x, label=row == 1)

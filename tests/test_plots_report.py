@@ -246,3 +246,20 @@ def test_series_styles_stay_distinct_past_the_colour_cycle():
     pairs = {(style["color"], str(style["linestyle"])) for style in styles}
     assert len(pairs) == len(styles)
     assert styles[0]["color"] == styles[len(plots.CYCLE)]["color"]  # the colour repeats, the line style does not
+
+
+def _keep_layers(results, layers):
+    """``results`` of a shallower network: every node restricted to ``layers``."""
+    return results.map_over_datasets(lambda ds: ds.sel(layer=layers) if "layer" in ds.dims else ds)
+
+
+def test_compare_separation_styles_each_layer_by_its_name(analysed):
+    _, results, _ = analysed
+    fig = plots.plot_compare_separation({"deep": results, "shallow": _keep_layers(results, ["hidden1", "output"])})
+    deep, shallow = ({line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")} for ax in fig.axes[:2])
+    assert list(shallow) == ["hidden1", "output"]  # the true names, not positions
+    for name in ("hidden1", "output"):
+        assert deep[name].get_color() == shallow[name].get_color()
+        assert deep[name].get_linestyle() == shallow[name].get_linestyle()
+    assert shallow["output"].get_color() == plots.OUTPUT_STYLE["color"] != deep["hidden2"].get_color()
+    assert plots.layer_style("hidden5", 0) == plots.series_style(4)
