@@ -150,19 +150,45 @@ def set_epoch_axis(ax: Axes, *, log_x: bool, label: bool = True) -> None:
         ax.set_xlabel(f"{EPOCH_LABEL}{' (log scale)' if log_x else ''}")
 
 
-def mark_phases(ax: Axes, phases: Mapping[str, float | None] | None, *, labels: bool = True) -> None:
-    """Draw a grey vertical line at each known phase epoch, labelled at the top (``None`` entries are skipped)."""
+EpochLabel = tuple[float, str, str]
+"""A label of one epoch written above an axes: (epoch, text, colour)."""
+
+EPOCH_LABEL_SIZE = 7
+"""Font size (points) of the phase and instability labels above the axes."""
+
+
+def mark_phases(ax: Axes, phases: Mapping[str, float | None] | None) -> list[EpochLabel]:
+    """Draw a grey vertical line at each known phase epoch (``None`` entries are skipped).
+
+    Returns
+    -------
+    list of EpochLabel
+        The labels of the lines, for :func:`label_epochs` (which writes them outside the data area).
+    """
+    labels = []
     for name, epoch in (phases or {}).items():
         if name not in PHASES or epoch is None or not np.isfinite(epoch):
             continue
         style = PHASES[name]
         ax.axvline(float(epoch), color=PHASE_COLOR, linestyle=style["linestyle"], linewidth=0.9, alpha=0.7, zorder=0)
-        if labels:
-            ax.text(
-                float(epoch), 1.0, f" {style['label']} {int(epoch)}", transform=ax.get_xaxis_transform(),
-                rotation=90, ha="right", va="top", fontsize=7, color=PHASE_COLOR,
-                bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
-            )
+        labels.append((float(epoch), f"{style['label']} {epoch:g}", PHASE_COLOR))
+    return labels
+
+
+def label_epochs(ax: Axes, labels: Sequence[EpochLabel]) -> None:
+    """Write epoch labels above the axes, rotated, one per epoch (texts of one epoch joined), never over the data.
+
+    Call it after the title is set: the title is lifted over the labels.
+    """
+    merged: dict[float, tuple[list[str], str]] = {}
+    for epoch, text, color in labels:
+        merged.setdefault(epoch, ([], color))[0].append(text)
+    for epoch, (texts, color) in merged.items():
+        ax.text(epoch, 1.02, ", ".join(texts), transform=ax.get_xaxis_transform(), rotation=90, ha="center",
+                va="bottom", fontsize=EPOCH_LABEL_SIZE, color=color, clip_on=False)
+    if merged:
+        longest = max(len(", ".join(texts)) for texts, _ in merged.values())
+        ax.set_title(ax.get_title(), pad=0.6 * EPOCH_LABEL_SIZE * longest + 10)
 
 
 INSTABILITY_LABEL = "training instability (train accuracy drop)"
@@ -170,14 +196,19 @@ INSTABILITY_COLOR = "#d62728"
 
 
 def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str | None = INSTABILITY_LABEL,
-                       max_labels: int = 4) -> None:
+                       max_labels: int = 4) -> list[EpochLabel]:
     """Shade each run of consecutive unstable epochs (``unstable``: bool over ``epoch``) from one epoch before it.
 
     Short runs are invisible as spans on a long (or log) epoch axis, so each run also gets a thin red
-    line at its first epoch, labelled at the top for the first ``max_labels`` runs.
+    line at its first epoch.
+
+    Returns
+    -------
+    list of EpochLabel
+        Labels of the first ``max_labels`` runs, for :func:`label_epochs`.
     """
     if unstable is None or not bool(unstable.any()):
-        return
+        return []
     epochs = unstable["epoch"].values
     flags = unstable.values.astype(bool)
     starts = np.flatnonzero(flags & ~np.r_[False, flags[:-1]])
@@ -186,9 +217,7 @@ def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str | 
         ax.axvspan(float(epochs[max(start - 1, 0)]), float(epochs[end]), color=INSTABILITY_COLOR, alpha=0.15, linewidth=0,
                    zorder=0, label=label if number == 0 else None)
         ax.axvline(float(epochs[start]), color=INSTABILITY_COLOR, linewidth=0.8, alpha=0.6, zorder=0)
-        if number < max_labels:
-            ax.text(float(epochs[start]), 0.0, f" unstable {int(epochs[start])}", transform=ax.get_xaxis_transform(),
-                    rotation=90, ha="right", va="bottom", fontsize=7, color=INSTABILITY_COLOR)
+    return [(float(epochs[start]), f"unstable {int(epochs[start])}", INSTABILITY_COLOR) for start in starts[:max_labels]]
 
 
 @styled
@@ -236,15 +265,14 @@ def plot_metrics(
         acc = 100.0 * metrics[f"{prefix}_acc"].values
         ax_loss.plot(epochs, loss, color=style["color"], linestyle=style["linestyle"], label=style["label"])
         ax_acc.plot(epochs, acc, color=style["color"], linestyle=style["linestyle"], label=style["label"])
-    for ax in (ax_loss, ax_acc):
-        set_epoch_axis(ax, log_x=log_x)
-        mark_phases(ax, phases)
-        mark_instabilities(ax, unstable)
     ax_loss.set_ylabel("cross-entropy loss (nats)")
     ax_loss.set_title("Loss by sample group")
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_ylim(-2, 102)
     ax_acc.set_title("Accuracy by sample group")
+    for ax in (ax_loss, ax_acc):
+        set_epoch_axis(ax, log_x=log_x)
+        label_epochs(ax, mark_phases(ax, phases) + mark_instabilities(ax, unstable))
     handles, labels = ax_loss.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
     fig.suptitle(title or "Training curves: clean, noisy (vs assigned and original labels) and test samples")
@@ -559,11 +587,10 @@ def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
     if "curves" in results.children:
         curves = results["curves"].to_dataset()
         ax_loss.plot(curves["epoch"].values, curves["test_loss"].values, color=OKABE_ITO["black"], label="test loss")
-        mark_phases(ax_loss, phases_from_results(results))
         unstable = curves["unstable"] if "unstable" in curves else None
-        mark_instabilities(ax_loss, unstable, label=None)
+        label_epochs(ax_loss, mark_phases(ax_loss, phases_from_results(results)) + mark_instabilities(ax_loss, unstable, label=None))
         for ax in (ax_mag, ax_ratio):
-            mark_instabilities(ax, unstable, label=None, max_labels=0)
+            mark_instabilities(ax, unstable, label=None)
     ax_loss.set_ylabel("test cross-entropy\n(nats)")
     for ax in (ax_mag, ax_ratio):
         set_epoch_axis(ax, log_x=log_x, label=False)
