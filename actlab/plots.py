@@ -732,7 +732,7 @@ def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
     ax_mag.set_ylabel("mean |activation|\nof the unit (log)")
     ax_mag.set_title("Largest unit of each layer at the last epoch, followed over training\n"
                      "(dotted: dominance emerges; a line leaving the bottom: the unit falls silent)")
-    ax_mag.legend(loc="best", frameon=False, ncol=2)
+    ax_mag.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7)
     ax_ratio.set_yscale("log")
     _floor_log_axis(ax_ratio, ratio.values)
     threshold = float(trees[0].attrs.get("parameters", {}).get("min_ratio_to_median", 10.0))
