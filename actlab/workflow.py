@@ -42,15 +42,18 @@ FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
     ("curves", "curves", "Training curves",
      "plot_curves",
      "Cross-entropy and accuracy of clean training samples, noisy training samples against their assigned "
-     "(noisy) and original labels, and test samples. Grey lines: double-descent first minimum, peak and "
-     "second minimum of the test loss (when present) and the epoch the noisy labels are memorised."),
+     "(noisy) and original labels, and test samples. Grey lines, labelled above the panels: double-descent first "
+     "minimum, peak and second minimum of the test loss (when present) and the epoch the noisy labels are memorised; "
+     "red shading, labelled above: training instabilities (a training accuracy more than 0.1 below its best)."),
     ("separation_heatmap", "separation", "Signal separation: layer x epoch",
      "plot_separation_heatmap",
      "Cosine between the class means of clean probes and of noisy probes, averaged over classes. Left: noisy probes "
      "grouped by their original (true) label; right: by their assigned (noisy) label. Lower = stronger separation."),
     ("separation_lines", "separation", "Signal separation over epochs",
      "plot_separation_lines",
-     "The same cosines as lines, one per layer, on the true epoch axis."),
+     "The same cosines as lines, one per layer (a layer keeps its colour in every figure), on the true epoch axis. "
+     "Thin dashed line of the same colour: the layer's noise floor, the cosine between the class means of two random "
+     "halves of the clean probes; a cosine at or above it is no separation."),
     ("pca_trajectories", "pca", "Class-mean trajectories (PCA)",
      "plot_pca_trajectories",
      "Class means of clean, noisy (grouped by assigned label) and test probes projected on each layer's first two "
@@ -58,15 +61,22 @@ FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
     ("large_activation", "large_activation", "Large activation over training",
      "plot_large_activation",
      "Mean |activation| of each layer's largest unit at the last epoch, followed over training, and its ratio to the "
-     "layer's median unit, beside the test loss."),
+     "layer's median unit (dashed: the dominance threshold), beside the test loss with the phases marked above it. "
+     "Dotted vertical lines: the epoch from which the unit stays dominant."),
     ("explanation", "large_activation", "Input versus output explanation",
      "plot_explanation",
      "Cross-validated R^2 of ridge regressions predicting the large unit's per-sample |activation| from the input image "
-     "(principal components) and from one-hot class targets, with permutation p-values; right: correlation ratios."),
+     "(principal components) and from one-hot class targets, with permutation p-values (\"p<=\" at the permutation "
+     "floor). Bottom left: R^2 of the input minus R^2 of the best output target, with its 95% paired-bootstrap interval, "
+     "coloured by the verdict explained_by: input when the interval lies above 0 and the input p < 0.05, output when "
+     "below 0 and the target's p < 0.05, otherwise undecided. Bottom right: correlation ratios (eta^2)."),
     ("path_attribution", "paths", "Path attribution",
      "plot_path_attribution",
      "Percentage of test probes whose activation is closer (cosine) to the clean class mean than to the noisy class mean "
-     "of the predicted class, for correct and wrong predictions."),
+     "of the predicted class, for correct (top left) and wrong (top right) predictions. Bottom: the split, correct minus "
+     "wrong in percentage points, per layer; bars: 2.5-97.5% of its permutation null (clean and noisy probes of a "
+     "class pooled and re-split at random), dash at the null mean, at the epochs where the null was computed. A split "
+     "inside its bar is what chance gives."),
 )
 """Figures of a run report: (name, results node needed, title, plots function, caption)."""
 
@@ -438,10 +448,16 @@ def compare_to_dir(
     }
     drawn = []
     for fig_name, title, caption, function, needed in (
-        ("compare_test_loss", "Test curves", "Test loss and test error of every run; triangles mark double-descent peaks.", plots.plot_compare_test_loss, "curves"),
+        ("compare_test_loss", "Test curves",
+         f"Test loss and test error of every run, overlaid for up to {plots.MAX_OVERLAID} runs, else one small panel "
+         "per run (shared axes, the other runs in grey); triangles mark double-descent peaks. A rare extreme value "
+         "(a loss spike) cuts the y axis; the title says where and which run, triangles at the top edge mark it.",
+         plots.plot_compare_test_loss, "curves"),
         ("compare_separation", "Signal separation per run",
          "Cosine of clean and noisy class means per layer over epochs (mean over classes). Top row: noisy probes grouped "
-         "by original label; bottom row: by assigned label. Lower = stronger separation.", plots.plot_compare_separation, "separation"),
+         "by original label; bottom row: by assigned label. Lower = stronger separation. A layer has the same colour in "
+         "every run; thin dashed: its noise floor (two random halves of the clean probes).", plots.plot_compare_separation,
+         "separation"),
     ):
         usable = {name: results_by_run[name] for name, rs in every_results.items() if all(needed in r.children for r in rs)}
         if not usable:

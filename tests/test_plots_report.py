@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from actlab import findings, plots, report, workflow
@@ -197,8 +198,8 @@ def test_plot_metrics_shades_each_run_of_unstable_epochs(analysed):
     for ax in fig.axes[:2]:
         extents = sorted((p.get_x(), p.get_x() + p.get_width()) for p in ax.patches)
         assert extents == [(epochs[2], epochs[4]), (epochs[8], epochs[9])]
-        assert [t.get_text() for t in ax.texts if t.get_text().startswith(" unstable")] == [
-            f" unstable {epochs[3]}", f" unstable {epochs[9]}"]
+        assert [t.get_text() for t in ax.texts if t.get_text().startswith("unstable")] == [
+            f"unstable {epochs[3]}", f"unstable {epochs[9]}"]
     assert plots.INSTABILITY_LABEL in [text.get_text() for text in fig.legends[0].get_texts()]
     clean = plots.plot_metrics(metrics, unstable=unstable.copy(data=np.zeros(len(epochs), bool)))
     assert not clean.axes[0].patches
@@ -209,3 +210,42 @@ def test_series_styles_stay_distinct_past_the_colour_cycle():
     pairs = {(style["color"], str(style["linestyle"])) for style in styles}
     assert len(pairs) == len(styles)
     assert styles[0]["color"] == styles[len(plots.CYCLE)]["color"]  # the colour repeats, the line style does not
+
+
+def _keep_layers(results, layers):
+    """``results`` of a shallower network: every node restricted to ``layers``."""
+    return results.map_over_datasets(lambda ds: ds.sel(layer=layers) if "layer" in ds.dims else ds)
+
+
+def test_compare_separation_styles_each_layer_by_its_name(analysed):
+    _, results, _ = analysed
+    fig = plots.plot_compare_separation({"deep": results, "shallow": _keep_layers(results, ["hidden1", "output"])})
+    deep, shallow = ({line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")} for ax in fig.axes[:2])
+    assert list(shallow) == ["hidden1", "output"]  # the true names, not positions
+    for name in ("hidden1", "output"):
+        assert deep[name].get_color() == shallow[name].get_color()
+        assert deep[name].get_linestyle() == shallow[name].get_linestyle()
+    assert shallow["output"].get_color() == plots.OUTPUT_STYLE["color"] != deep["hidden2"].get_color()
+    assert plots.layer_style("hidden5", 0) == plots.series_style(4)
+
+
+def test_phase_and_instability_labels_sit_above_the_axes(analysed):
+    planted, results, _ = analysed
+    metrics = open_store(planted.run_dir).metrics
+    unstable = metrics["test_loss"].copy(data=np.isin(metrics["epoch"].values, [20, 21]))
+    figures = [plots.plot_metrics(metrics, phases=plots.phases_from_results(results), unstable=unstable, log_x=True),
+               plots.plot_curves(results), plots.plot_large_activation(results)]
+    for fig in figures:
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        labelled = [ax for ax in fig.axes if ax.texts and any(t.get_rotation() == 90 for t in ax.texts)]
+        assert labelled
+        for ax in labelled:
+            box = ax.get_window_extent(renderer)
+            title = ax.title.get_window_extent(renderer)
+            for text in (t for t in ax.texts if t.get_rotation() == 90):
+                extent = text.get_window_extent(renderer)
+                assert extent.y0 >= box.y1  # outside the data area, so never over a curve
+                assert not ax.get_title() or extent.y1 <= title.y0  # and under the title
+    texts = [t.get_text() for t in figures[0].axes[0].texts]
+    assert "unstable 20" in texts and "peak 25" in texts
