@@ -192,10 +192,12 @@ def test_analyze_and_compare_an_ensemble_give_findings_over_seeds(tiny, tmp_path
     assert written["n_seeds"] == 3 and written["seeds"] == ["seed0", "seed1", "seed2"]
     assert "seeds" in out.splitlines()[2] and "3" in out.splitlines()[2]
     html = (ensemble / "analysis" / "report.html").read_text()
-    assert "Headline findings by seed" in html and "(3 seeds)" in html
+    assert "Headline findings by seed" in html and "(3 seeds)" in html and "could not run" not in html
+    assert (ensemble / "analysis" / "figures" / "curves.png").read_bytes()[:4] == b"\x89PNG"  # drawn with bands
     assert main(["compare", str(ensemble), str(single), "--out", str(tmp_path / "cmp"), "--no-progress"]) == 0
     table = (tmp_path / "cmp" / "table.md").read_text().splitlines()
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table[2:]}
     assert rows["ensemble"][1] == "3" and rows["single"][1] == "1"
+    assert "could not run" not in (tmp_path / "cmp" / "report.html").read_text()
     compared = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     assert compared["ensemble"] == written
