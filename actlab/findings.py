@@ -141,11 +141,16 @@ def floor_words(cosine: Any, floor: Any) -> str:
 
 def excess_words(excess: Any, low: Any, high: Any) -> str:
     """Rule: a path split is *beyond its null* when the interval of its excess over the permutation null lies above 0
-    (one run: bootstrap over test probes; seeds: interval over seeds), *below its null* when below 0, else
-    *not beyond its null*."""
+    (one run: the bootstrap over test probes; seeds: the interval over seeds, and the median seed's own bootstrap
+    interval too, since the seeds share their probes), *below its null* when it lies below 0 alike, else *not beyond
+    its null*."""
     lo, hi = bounds(excess, low, high)
     if lo is None or hi is None:
         return "null n/a"
+    if is_interval(excess):  # every seed reads the same probes: the typical seed's own interval must agree
+        own_low, own_high = center(low), center(high)
+        lo = lo if own_low is None else min(lo, own_low)
+        hi = hi if own_high is None else max(hi, own_high)
     if lo > 0:
         return "beyond its null"
     if hi < 0:

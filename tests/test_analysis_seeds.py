@@ -38,9 +38,10 @@ def test_share_has_the_clopper_pearson_interval():
 
 def test_aggregate_keeps_the_summary_structure():
     summaries = {
-        "seed0": {"run": "a", "errors": {}, "x": {"present": True, "epoch": 10, "layer": "hidden2", "none": None}},
-        "seed1": {"run": "b", "errors": {"pca": "boom"}, "x": {"present": False, "epoch": 14, "layer": "hidden2", "none": None}},
-        "seed2": {"run": "c", "errors": {}, "x": {"present": True, "epoch": 12, "layer": "hidden3", "none": None}},
+        "seed0": {"run": "a", "errors": {}, "x": {"present": True, "epoch": 10, "layer": "hidden2", "none": None, "unit": 7}},
+        "seed1": {"run": "b", "errors": {"pca": "boom"}, "x": {"present": False, "epoch": 14, "layer": "hidden2", "none": None,
+                                                               "unit": 300}},
+        "seed2": {"run": "c", "errors": {}, "x": {"present": True, "epoch": 12, "layer": "hidden3", "none": None, "unit": 7}},
     }
     agg = aggregate_summaries(summaries)
     assert agg["seeds"] == ["seed0", "seed1", "seed2"] and agg["n_seeds"] == 3
@@ -49,5 +50,6 @@ def test_aggregate_keeps_the_summary_structure():
     assert agg["x"]["layer"] == counts(["hidden2", "hidden2", "hidden3"]) == {
         "value": "hidden2", "counts": {"hidden2": 2, "hidden3": 1}, "n": 3}
     assert agg["x"]["none"] is None
+    assert agg["x"]["unit"] == {"value": "7", "counts": {"7": 2, "300": 1}, "n": 3}  # a unit's index is a name, not a number
     with pytest.raises(ValueError, match="at least one seed"):
         aggregate_summaries({})

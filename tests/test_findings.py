@@ -55,6 +55,9 @@ def test_floor_words(cosine, floor, words):
 @pytest.mark.parametrize(("excess", "low", "high", "words"), [
     (0.3, 0.1, 0.5, "beyond its null"), (-0.3, -0.5, -0.1, "below its null"), (0.1, -0.1, 0.3, "not beyond its null"),
     (seeds([0.1, 0.2, 0.3]), None, None, "beyond its null"), (seeds([-0.1, 0.2, 0.3]), None, None, "not beyond its null"),
+    (seeds([0.1, 0.2, 0.3]), seeds([0.01, 0.02, 0.05]), seeds([0.4, 0.5, 0.6]), "beyond its null"),
+    (seeds([0.1, 0.2, 0.3]), seeds([-0.05, -0.02, 0.05]), seeds([0.4, 0.5, 0.6]), "not beyond its null"),
+    (seeds([-0.3, -0.2, -0.1]), seeds([-0.5, -0.4, -0.3]), seeds([-0.05, -0.02, 0.01]), "below its null"),
     (None, None, None, "null n/a"),
 ])
 def test_excess_words(excess, low, high, words):

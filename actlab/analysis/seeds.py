@@ -23,6 +23,9 @@ from scipy import stats
 LEVEL = 0.95
 """Coverage the intervals aim at."""
 
+IDENTIFIERS = frozenset({"unit"})
+"""Summary keys whose numbers name something (a unit's index): counted over seeds, never averaged."""
+
 INTERVAL_KEYS = frozenset({"median", "low", "high", "n", "coverage"})
 SHARE_KEYS = frozenset({"share", "count", "n", "low", "high"})
 COUNTS_KEYS = frozenset({"value", "counts", "n"})
@@ -95,13 +98,14 @@ def aggregate_summaries(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str,
     dict
         The structure of one summary, with ``seeds`` (the names) and ``n_seeds`` added: numbers become
         :func:`interval` dicts, booleans :func:`share` dicts, strings :func:`counts` dicts; ``errors``
-        maps seed -> that seed's errors; a section missing from a seed is left out of it.
+        maps seed -> that seed's errors; a section missing from a seed is left out of it; identifiers
+        (:data:`IDENTIFIERS`, a unit's index) are counted like names.
     """
     if not summaries:
         raise ValueError("aggregate_summaries needs the summary of at least one seed")
     names = list(summaries)
     rows = [summaries[name] for name in names]
-    out = {key: _combine([row.get(key) for row in rows]) for key in _keys(rows) if key not in ("run", "errors")}
+    out = {key: _combine([row.get(key) for row in rows], key) for key in _keys(rows) if key not in ("run", "errors")}
     out["errors"] = {name: dict(row.get("errors") or {}) for name, row in zip(names, rows) if row.get("errors")}
     out["seeds"] = names
     out["n_seeds"] = len(names)
@@ -112,12 +116,14 @@ def _keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(dict.fromkeys(key for row in rows for key in row))
 
 
-def _combine(values: list[Any]) -> Any:
+def _combine(values: list[Any], key: str) -> Any:
     present = [v for v in values if v is not None]
     if not present:
         return None
     if all(isinstance(v, Mapping) for v in present):
-        return {key: _combine([v.get(key) for v in present]) for key in _keys(present)}
+        return {name: _combine([v.get(name) for v in present], name) for name in _keys(present)}
+    if key in IDENTIFIERS:
+        return counts(present)
     if all(isinstance(v, bool) for v in present):
         return share(present)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
