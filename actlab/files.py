@@ -389,6 +389,20 @@ def _renameat2_exchange(first: Path, second: Path) -> bool:
     raise OSError(code, os.strerror(code), str(second))
 
 
+def swap_in(built: Path, target: Path) -> None:
+    """Put the finished folder ``built`` in the place of ``target`` in one atomic step.
+
+    A new or empty ``target`` is replaced by a rename; one that holds an earlier version (which the
+    caller has checked is its own to replace) is exchanged with ``built`` (:func:`exchange`) and
+    then deleted.
+    """
+    if target.is_dir() and any(target.iterdir()):
+        exchange(built, target)
+        shutil.rmtree(built)
+    else:
+        os.replace(built, target)
+
+
 @contextlib.contextmanager
 def staged_dir(target: str | os.PathLike, kind: str, *, inputs: Iterable[str | os.PathLike] = (),
                allowed_inside: Iterable[str | os.PathLike] = (), marker_file: bool = True) -> Iterator[Path]:
@@ -430,11 +444,7 @@ def staged_dir(target: str | os.PathLike, kind: str, *, inputs: Iterable[str | o
                     write_marker(built, kind)
                 yield built
                 check_output(target, kind, inputs=inputs, allowed_inside=allowed_inside)
-                if target.is_dir() and any(target.iterdir()):
-                    exchange(built, target)
-                    shutil.rmtree(built)
-                else:
-                    os.replace(built, target)
+                swap_in(built, target)
             except BaseException:
                 shutil.rmtree(built, ignore_errors=True)
                 raise

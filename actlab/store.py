@@ -78,7 +78,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ShardingCodec
 
 from actlab.errors import OutputError, StoreError
-from actlab.files import PARTIAL_SUFFIX, exchange, follow_umask, write_marker
+from actlab.files import PARTIAL_SUFFIX, follow_umask, swap_in, write_marker
 from actlab.location import Files, Location, files, is_remote, join, location, zarr_store
 
 SCHEMA_VERSION = 2
@@ -359,11 +359,7 @@ class RunWriter:
         try:
             follow_umask(built)
             _allocate(built, **allocation)
-            if target.exists():
-                exchange(built, target)
-                shutil.rmtree(built)
-            else:
-                os.replace(built, target)
+            swap_in(built, target)
         except BaseException:
             shutil.rmtree(built, ignore_errors=True)
             raise
