@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
 import xarray as xr
+from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, cached_planted, cached_results
 
 import actlab
-from actlab.analysis import ANALYSES, analyze, curves, load_results, save_results, summary
+from actlab.analysis import (
+    ANALYSES,
+    analyze,
+    curves,
+    load_results,
+    save_results,
+    summary,
+)
 from actlab.errors import ConfigError, StoreError
-from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, cached_planted, cached_results
 
 
 def test_summary_headlines(tmp_path_factory):
@@ -88,8 +95,8 @@ def test_parameter_errors(tmp_path_factory):
         analyze(planted.run_dir, relevant="x")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("distributed") is not None, reason="dask.distributed is installed")
-def test_scheduler_without_distributed(tmp_path_factory):
+def test_scheduler_without_distributed(tmp_path_factory, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed: importing it raises ImportError
     planted = cached_planted(tmp_path_factory)
     with pytest.raises(ConfigError, match="pip install distributed"):
         analyze(planted.run_dir, scheduler="tcp://127.0.0.1:8786", progress=False)
