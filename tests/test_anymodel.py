@@ -108,6 +108,10 @@ def test_resumed_factory_run_is_bit_identical(conv_config, tmp_path, monkeypatch
     resume(tmp_path / "run")
     resumed = open_store(tmp_path / "run")
     assert resumed.attrs["status"] == "complete"
+    store = tmp_path / "run" / "store.zarr" / "zarr.json"
+    before = store.stat().st_mtime_ns
+    resume(tmp_path / "run")  # complete: nothing is written
+    assert store.stat().st_mtime_ns == before
     np.testing.assert_array_equal(resumed.metrics["test_loss"].values, reference.metrics["test_loss"].values)
     for name in reference.layer_names:
         np.testing.assert_array_equal(resumed.layers[name]["preact"].values, reference.layers[name]["preact"].values)

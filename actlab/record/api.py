@@ -188,6 +188,7 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
     if config.model == INSTANCE_MODEL and attrs.get("status") != STATUS_COMPLETE:
         raise ConfigError(f"{run_dir} was recorded from a model instance ({attrs['config']['resolved'].get('model_class')}), "
                           "which actlab cannot rebuild; record it again with a factory 'package.module:callable' to resume")
+    if attrs.get("status") == STATUS_COMPLETE:
         with locked_run(run_dir):  # a writer killed inside its final commit leaves a temporary file
             pass
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
