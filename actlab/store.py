@@ -28,9 +28,9 @@ Layout of a run directory::
       layers/                        dim epoch (recorded epochs only)
         epoch                        int32, -1 until that recorded epoch is committed
         <layer>/                     one group per captured module, in forward order
-          preact                     (epoch, sample, unit) pre-activation values
-          weight                     float32 (epoch, unit, in_unit)
-          bias                       float32 (epoch, unit)
+          preact                     (epoch, sample, unit), or (epoch, sample, channel, y, x) for an unreduced conv layer
+      parameters/                    dim epoch (recorded epochs only)
+        <state_dict name>            (epoch, *shape): every parameter and buffer of the model
 
 Integrity
 ---------
@@ -73,6 +73,7 @@ from typing import Any
 
 import google_crc32c
 import numpy as np
+import dask.array as da
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ShardingCodec
@@ -81,9 +82,11 @@ from actlab.errors import OutputError, StoreError
 from actlab.files import PARTIAL_SUFFIX, follow_umask, swap_in, write_marker
 from actlab.location import Files, Location, files, is_remote, join, location, zarr_store
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped on any change that older readers cannot read (2: CRC32C on every array, sharded parameters,
-``training/`` and ``evaluation/`` groups)."""
+``training/`` and ``evaluation/`` groups; 3: layer ``kind``, ``reduce`` and ``shape``, conv layers with dims
+(epoch, sample, channel, y, x), the model's parameters in ``parameters/`` under their state_dict names instead of
+``weight`` and ``bias`` in each layer group)."""
 
 STORE_DIRNAME = "store.zarr"
 CHECKPOINT_FILENAME = "checkpoint.pt"
@@ -98,6 +101,21 @@ GROUPS: tuple[str, ...] = ("clean", "noisy", "test")
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "identity")
 """Allowed ``activation`` of a layer: the nonlinearity the model applies to ``preact``."""
+
+LAYER_KINDS: tuple[str, ...] = ("dense", "conv")
+"""Allowed ``kind`` of a layer: ``"dense"``, one value per unit (a Linear's output, or any output flattened per sample);
+``"conv"``, a module output with dims (channel, y, x), one unit per channel."""
+
+REDUCTIONS: tuple[str, ...] = ("none", "mean", "max")
+"""Allowed ``reduce`` of a layer: how a conv layer's maps were reduced over (y, x) when captured (``"none"``: kept
+whole); a dense layer has ``"none"``."""
+
+PARAMETER_DTYPES: tuple[str, ...] = ("float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+"""Allowed dtypes of the arrays in ``parameters/``: the dtype of the state_dict tensor (the recorder stores a bfloat16
+tensor, which NumPy lacks, as float32)."""
+
+CHUNK_VALUES = 2**22
+"""Values per inner chunk of an activation array at most (16 MiB of float32), whatever the samples' size."""
 
 UNCOMMITTED = -1
 """Fill value of the ``epoch`` commit arrays: slot not (yet) committed."""
@@ -125,6 +143,12 @@ so that a chunk missing from a committed epoch always means damage (and zarr's f
 is skipped)."""
 
 
+def _writable(array: zarr.Array) -> zarr.Array:
+    """``array`` with :data:`WRITE_CONFIG`: the array configuration is not stored, so a reopened array needs it again
+    (without it zarr skips, or deletes, a chunk that equals the fill value: an all-NaN metric, a zero counter)."""
+    return array.with_config(WRITE_CONFIG)
+
+
 def default_compressors() -> tuple[Any, ...]:
     """Codecs of every array: fast Blosc-LZ4 with byte shuffle, then a CRC32C checksum.
 
@@ -140,15 +164,24 @@ class LayerSpec:
     Parameters
     ----------
     name : str
-        Store name of the layer (``hidden1`` ... ``hiddenK``, ``output``).
+        Store name of the layer (``hidden1`` ... ``hiddenK``, ``output`` for actlab's MLPs; the qualified module
+        name for other models).
     width : int
-        Number of units (output features).
+        Number of units: output features of a dense layer, channels of a conv layer.
     fan_in : int
-        Number of inputs (``in_unit`` dimension of ``weight``).
+        Inputs of the module's weight (``in_features``, ``in_channels``); 0 for a module without one.
     activation : str
-        Nonlinearity applied to ``preact`` in the model: ``"relu"`` or ``"identity"``.
+        Nonlinearity the model applies to ``preact``: ``"relu"`` or ``"identity"`` (what was captured is used as it
+        is, e.g. the output of a ReLU module).
     module : str
         Qualified name of the torch submodule whose output is ``preact``.
+    kind : {"dense", "conv"}
+        ``"conv"`` for a module output with dims (channel, y, x).
+    reduce : {"none", "mean", "max"}
+        Reduction over (y, x) applied at capture time to a conv layer; ``"none"`` for a dense layer.
+    shape : tuple of int
+        Stored value of one sample: ``(width,)``, or ``(width, y, x)`` for a conv layer with ``reduce="none"``.
+        Left empty, it is ``(width,)``.
     """
 
     name: str
@@ -156,6 +189,103 @@ class LayerSpec:
     fan_in: int
     activation: str
     module: str
+    kind: str = "dense"
+    reduce: str = "none"
+    shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.shape) or (int(self.width),)
+        object.__setattr__(self, "shape", shape)
+        problem = layer_spec_problem(asdict(self))
+        if problem:
+            raise ValueError(problem)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Dimension names of the stored ``preact`` array."""
+        return layer_dims(self.kind, self.reduce)
+
+
+def layer_dims(kind: str, reduce: str) -> tuple[str, ...]:
+    """Dimension names of ``layers/<layer>/preact`` for a layer of this ``kind`` and ``reduce``."""
+    return ("epoch", "sample", "channel", "y", "x") if kind == "conv" and reduce == "none" else ("epoch", "sample", "unit")
+
+
+def layer_spec_problem(spec: Any) -> str | None:
+    """What is wrong with one entry of root attr ``layers`` (a mapping), or None when it is a valid layer spec."""
+    fields = {"name": str, "width": int, "fan_in": int, "activation": str, "module": str, "kind": str, "reduce": str,
+              "shape": (list, tuple)}
+    if not isinstance(spec, Mapping) or any(not isinstance(spec.get(k), t) or isinstance(spec.get(k), bool)
+                                            for k, t in fields.items()):
+        return f"root attr layers holds {spec!r}, not a spec with {', '.join(fields)}"
+    name = spec["name"]
+    if spec["activation"] not in ACTIVATIONS:
+        return f"layer {name} has activation {spec['activation']!r}, not one of {ACTIVATIONS}"
+    if spec["kind"] not in LAYER_KINDS or spec["reduce"] not in REDUCTIONS:
+        return f"layer {name} has kind {spec['kind']!r} and reduce {spec['reduce']!r}, not one of {LAYER_KINDS} and {REDUCTIONS}"
+    if spec["kind"] == "dense" and spec["reduce"] != "none":
+        return f"layer {name} is dense with reduce {spec['reduce']!r}; only a conv layer is reduced"
+    if spec["width"] < 1 or spec["fan_in"] < 0:
+        return f"layer {name} has width {spec['width']} and fan_in {spec['fan_in']}, not >= 1 and >= 0"
+    shape = list(spec["shape"])
+    full = spec["kind"] == "conv" and spec["reduce"] == "none"
+    if (len(shape) != (3 if full else 1) or shape[0] != spec["width"]
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+        return (f"layer {name} has shape {shape}, expected [width, y, x] for an unreduced conv layer and [width] "
+                "otherwise")
+    if not name or "/" in name or name.startswith("__") or name in (".", ".."):
+        return f"layer name {name!r} is not a valid zarr node name (non-empty, no '/', not starting with '__')"
+    return None
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One entry of the model's state_dict, stored at every recorded epoch as ``parameters/<name>``.
+
+    Parameters
+    ----------
+    name : str
+        The state_dict name (``linear1.weight``, ``layer1.0.bn1.running_mean``).
+    shape : tuple of int
+        The tensor's shape.
+    dtype : str
+        NumPy dtype of the stored array, one of :data:`PARAMETER_DTYPES`.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        problem = parameter_spec_problem(asdict(self))
+        if problem:
+            raise ValueError(problem)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Dimension names of ``parameters/<name>``: ``epoch``, then ``<name>[0]``, ``<name>[1]``, ..."""
+        return parameter_dims(self.name, len(self.shape))
+
+
+def parameter_dims(name: str, ndim: int) -> tuple[str, ...]:
+    """Dimension names of the array ``parameters/<name>`` of a tensor with ``ndim`` dims."""
+    return ("epoch", *(f"{name}[{i}]" for i in range(ndim)))
+
+
+def parameter_spec_problem(spec: Any) -> str | None:
+    """What is wrong with one entry of root attr ``parameters`` (a mapping), or None when it is valid."""
+    if (not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("dtype"), str)
+            or not isinstance(spec.get("shape"), (list, tuple))):
+        return f"root attr parameters holds {spec!r}, not a spec with name, shape, dtype"
+    name = spec["name"]
+    if not name or "/" in name or name.startswith("__") or name in (".", ".."):
+        return f"parameter name {name!r} is not a valid zarr node name (non-empty, no '/', not starting with '__')"
+    if spec["dtype"] not in PARAMETER_DTYPES:
+        return f"parameter {name} has dtype {spec['dtype']!r}, not one of {PARAMETER_DTYPES}"
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec["shape"]):
+        return f"parameter {name} has shape {spec['shape']!r}, not a list of integers >= 0"
+    return None
 
 
 @dataclass(frozen=True)
@@ -164,7 +294,8 @@ class ProbeSet:
 
     Parameters
     ----------
-    images : ndarray of uint8, shape (sample, channel, height, width)
+    images : ndarray of uint8 or float32, shape (sample, channel, height, width)
+        Pixels 0-255, or float inputs as handed in (before normalisation either way).
     dataset_index : ndarray of int, shape (sample,)
         Index into the training set (groups clean and noisy) or test set (group test).
     group : ndarray of int8, shape (sample,)
@@ -186,8 +317,8 @@ class ProbeSet:
 
     def __post_init__(self) -> None:
         n = len(self.images)
-        if self.images.ndim != 4 or self.images.dtype != np.uint8:
-            raise ValueError(f"probe images must be uint8 (sample, channel, height, width); got {self.images.dtype} {self.images.shape}")
+        if self.images.ndim != 4 or self.images.dtype not in (np.uint8, np.float32):
+            raise ValueError(f"probe images must be uint8 or float32 (sample, channel, height, width); got {self.images.dtype} {self.images.shape}")
         for name in ("dataset_index", "group", "label", "original_label", "is_noisy"):
             value = getattr(self, name)
             if value.shape != (n,):
@@ -277,9 +408,11 @@ class RunWriter:
         check_schema(self.attrs, self.run_dir)
         self.record_epochs: list[int] = list(self.attrs["record_epochs"])
         self.layer_names: list[str] = [layer["name"] for layer in self.attrs["layers"]]
+        self.parameter_names: list[str] = [parameter["name"] for parameter in self.attrs["parameters"]]
         self._slot = {epoch: i for i, epoch in enumerate(self.record_epochs)}
         self._metrics = self._root["metrics"]
         self._layers = self._root["layers"]
+        self._parameters = self._root["parameters"]
         self._metric_epoch = self._metrics["epoch"][...]
         self._metric_values = {name: self._metrics[name][...] for name in METRICS}
         self._record_epoch = self._layers["epoch"][...]
@@ -297,6 +430,7 @@ class RunWriter:
         subsets: Subsets,
         record_epochs: Sequence[int],
         n_epochs: int,
+        parameters: Sequence[ParameterSpec] = (),
         activation_dtype: str = "float32",
         replace: bool = False,
     ) -> RunWriter:
@@ -331,6 +465,8 @@ class RunWriter:
             Epochs whose activations are recorded, ascending, within [0, n_epochs].
         n_epochs : int
             Number of training epochs; metrics are kept for epochs 0..n_epochs.
+        parameters : sequence of ParameterSpec
+            The model's state_dict entries, stored at every recorded epoch.
         activation_dtype : {"float32", "float16"}
         replace : bool
             Replace the store already in ``run_dir`` (``--overwrite``); otherwise one there is an error.
@@ -343,11 +479,14 @@ class RunWriter:
             raise ValueError(f"record_epochs must be strictly increasing and non-empty; got {record_epochs}")
         if record_epochs[0] < 0 or record_epochs[-1] > n_epochs:
             raise ValueError(f"record_epochs must lie within [0, {n_epochs}]; got {record_epochs}")
-        for layer in layers:
-            if layer.activation not in ACTIVATIONS:
-                raise ValueError(f"layer {layer.name} has activation {layer.activation!r}; choose one of {ACTIVATIONS}")
-        allocation = dict(config=config, dataset=dataset, layers=layers, probes=probes, subsets=subsets,
-                          record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype)
+        names = [layer.name for layer in layers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"layer names must be distinct; got {names}")
+        parameter_names = [parameter.name for parameter in parameters]
+        if len(set(parameter_names)) != len(parameter_names):
+            raise ValueError(f"parameter names must be distinct; got {parameter_names}")
+        allocation = dict(config=config, dataset=dataset, layers=layers, parameters=parameters, probes=probes,
+                          subsets=subsets, record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype)
         if is_remote(run_dir):
             return cls._create_remote(run_dir, replace=replace, **allocation)
         target = store_path(run_dir)
@@ -416,16 +555,16 @@ class RunWriter:
             values = self._metric_values[name]
             for epoch, row in rows.items():
                 values[epoch] = float(row[name])
-            self._metrics[name][...] = values
+            _writable(self._metrics[name])[...] = values
         for epoch in rows:
             self._metric_epoch[epoch] = epoch
-        self._metrics["epoch"][...] = self._metric_epoch  # commit
+        _writable(self._metrics["epoch"])[...] = self._metric_epoch  # commit
 
     def write_epoch(
         self,
         epoch: int,
         preacts: Mapping[str, np.ndarray],
-        params: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        params: Mapping[str, np.ndarray],
     ) -> None:
         """Write and commit one recorded epoch.
 
@@ -433,21 +572,24 @@ class RunWriter:
         ----------
         epoch : int
             A scheduled record epoch.
-        preacts : mapping of layer name -> ndarray (sample, unit)
-            Pre-activation values of every layer for all probe samples.
-        params : mapping of layer name -> (weight (unit, in_unit), bias (unit,))
+        preacts : mapping of layer name -> ndarray (sample, *layer shape)
+            The captured value of every layer for all probe samples: (sample, unit), or (sample, channel, y, x)
+            for an unreduced conv layer.
+        params : mapping of state_dict name -> ndarray
+            Every parameter of root attr ``parameters``, in its shape.
         """
         if epoch not in self._slot:
             raise ValueError(f"epoch {epoch} is not a scheduled record epoch")
+        missing = sorted(set(self.parameter_names) - set(params))
+        if missing:
+            raise ValueError(f"parameters for epoch {epoch} lack {missing}")
         slot = self._slot[epoch]
         for name in self.layer_names:
-            node = self._layers[name]
-            node["preact"][slot] = preacts[name]
-            weight, bias = params[name]
-            node["weight"][slot] = weight
-            node["bias"][slot] = bias
+            _writable(self._layers[name]["preact"])[slot] = preacts[name]
+        for name in self.parameter_names:
+            _writable(self._parameters[name])[slot] = params[name]
         self._record_epoch[slot] = epoch
-        self._layers["epoch"][...] = self._record_epoch  # commit
+        _writable(self._layers["epoch"])[...] = self._record_epoch  # commit
 
     def mark_complete(self) -> None:
         """Set the root status to complete: every scheduled epoch is in."""
@@ -471,7 +613,7 @@ ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "probes/label": (("sample",), ("int16",)),
     "probes/original_label": (("sample",), ("int16",)),
     "probes/is_noisy": (("sample",), ("bool",)),
-    "probes/image": (("sample", "channel", "height", "width"), ("uint8",)),
+    "probes/image": (("sample", "channel", "height", "width"), ("uint8", "float32")),
     "training/dataset_index": (("train_sample",), ("int64",)),
     "training/label": (("train_sample",), ("int16",)),
     "training/original_label": (("train_sample",), ("int16",)),
@@ -482,12 +624,8 @@ ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 """Every array outside the layer groups: path -> (dimension_names, allowed dtypes)."""
 
-LAYER_ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "preact": (("epoch", "sample", "unit"), ("float32", "float16")),
-    "weight": (("epoch", "unit", "in_unit"), ("float32",)),
-    "bias": (("epoch", "unit"), ("float32",)),
-}
-"""The per-epoch arrays of every ``layers/<layer>`` group: name -> (dimension_names, allowed dtypes)."""
+ACTIVATION_DTYPES: tuple[str, ...] = ("float32", "float16")
+"""Allowed dtypes of ``layers/<layer>/preact``; its dims are :func:`layer_dims` of the layer."""
 
 COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch")
 
@@ -499,15 +637,15 @@ def _fill_value(path: str, dtype: str) -> Any:
 
 
 def _create(root: zarr.Group, path: str, shape: tuple[int, ...], *, dtype: str | None = None,
-            values: np.ndarray | None = None, chunks: tuple[int, ...] | None = None,
+            dims: tuple[str, ...] = (), values: np.ndarray | None = None, chunks: tuple[int, ...] | None = None,
             shards: tuple[int, ...] | None = None, attributes: Mapping[str, Any]) -> zarr.Array:
-    """Create one array of the schema (dims, dtype and fill value from :data:`ARRAYS` / :data:`LAYER_ARRAYS`).
+    """Create one array of the schema: dims and dtype from :data:`ARRAYS`, else (per-epoch arrays) as given.
 
     An unsharded array is written whole at once (``values``, else its fill value); a sharded one (the per-epoch
-    layer arrays) is left empty for :meth:`RunWriter.write_epoch`.
+    layer and parameter arrays) is left empty for :meth:`RunWriter.write_epoch`.
     """
     group, name = path.rsplit("/", 1)
-    dims, dtypes = ARRAYS[path] if path in ARRAYS else LAYER_ARRAYS[name]
+    dims, dtypes = ARRAYS[path] if path in ARRAYS else (dims, (dtype,))
     dtype = dtype or dtypes[0]
     array = root[group].create_array(
         name, shape=shape, chunks=chunks or tuple(max(s, 1) for s in shape), shards=shards, dtype=dtype,
@@ -525,6 +663,7 @@ def _allocate(
     config: Mapping[str, Any],
     dataset: Mapping[str, Any],
     layers: Sequence[LayerSpec],
+    parameters: Sequence[ParameterSpec],
     probes: ProbeSet,
     subsets: Subsets,
     record_epochs: list[int],
@@ -541,6 +680,7 @@ def _allocate(
         "config": dict(config),
         "dataset": dict(dataset),
         "layers": [asdict(layer) for layer in layers],
+        "parameters": [asdict(parameter) for parameter in parameters],
         "record_epochs": record_epochs,
         "n_epochs": n_epochs,
         "activation_dtype": activation_dtype,
@@ -567,8 +707,10 @@ def _allocate(
     }
     for name, (values, attrs) in coords.items():
         _create(root, f"probes/{name}", (n,), values=values, attributes=attrs)
-    _create(root, "probes/image", probes.images.shape, values=probes.images, chunks=(min(n, 1024), *probes.images.shape[1:]),
-            attributes={"long_name": "probe input image", "units": "pixel intensity 0-255",
+    _create(root, "probes/image", probes.images.shape, dtype=str(probes.images.dtype), values=probes.images,
+            chunks=(min(n, 1024), *probes.images.shape[1:]),
+            attributes={"long_name": "probe input image",
+                        "units": "pixel intensity 0-255" if probes.images.dtype == np.uint8 else "input value as given",
                         "coordinates": " ".join(name for name in coords if name != "sample")})
 
     root.create_group("training", attributes={"description": "every training sample used, in training order"})
@@ -588,20 +730,21 @@ def _allocate(
     n_slots = len(record_epochs)
     root.create_group("layers", attributes={"description": "recorded epochs; one group per captured layer"})
     _create(root, "layers/epoch", (n_slots,), attributes=commit)
-    sample_chunk = min(n, SAMPLE_CHUNK)
-    sample_shard = -(-n // sample_chunk) * sample_chunk
     for layer in layers:
         root["layers"].create_group(layer.name, attributes=_json_safe(asdict(layer)))
-        base = f"layers/{layer.name}"
-        _create(root, f"{base}/preact", (n_slots, n, layer.width), dtype=activation_dtype,
-                chunks=(1, sample_chunk, layer.width), shards=(1, sample_shard, layer.width),
-                attributes={"long_name": f"pre-activation of {layer.name} ({layer.module})", "units": "1",
+        sample_chunk = max(1, min(n, SAMPLE_CHUNK, CHUNK_VALUES // int(np.prod(layer.shape))))
+        sample_shard = -(-n // sample_chunk) * sample_chunk
+        what = "output" if layer.reduce == "none" else f"output, {layer.reduce} over (y, x) per channel,"
+        _create(root, f"layers/{layer.name}/preact", (n_slots, n, *layer.shape), dtype=activation_dtype, dims=layer.dims,
+                chunks=(1, sample_chunk, *layer.shape), shards=(1, sample_shard, *layer.shape),
+                attributes={"long_name": f"{what} of {layer.module} ({layer.name})", "units": "1",
                             "activation": layer.activation})
-        whole = (1, layer.width, layer.fan_in)
-        _create(root, f"{base}/weight", (n_slots, layer.width, layer.fan_in), chunks=whole, shards=whole,
-                attributes={"long_name": f"weight of {layer.module}", "units": "1"})
-        _create(root, f"{base}/bias", (n_slots, layer.width), chunks=whole[:2], shards=whole[:2],
-                attributes={"long_name": f"bias of {layer.module}", "units": "1"})
+    root.create_group("parameters", attributes={"description": "recorded epochs; the model's state_dict by name"})
+    for parameter in parameters:
+        whole = (1, *(max(side, 1) for side in parameter.shape))
+        _create(root, f"parameters/{parameter.name}", (n_slots, *parameter.shape), dtype=parameter.dtype,
+                dims=parameter.dims, chunks=whole, shards=whole,
+                attributes={"long_name": f"state_dict entry {parameter.name}", "units": "1"})
     root.attrs.update({"status": STATUS_RECORDING})  # every array allocated: readers may open it now
 
 
@@ -666,6 +809,11 @@ def layer_array_name(layer: str, array: str, epoch: int) -> str:
     return f"array layers/{layer}/{array} (layer {layer} epoch {epoch})"
 
 
+def parameter_array_name(name: str, epoch: int) -> str:
+    """How errors name one epoch of a parameter array: ``array parameters/<name> (epoch <epoch>)``."""
+    return f"array parameters/{name} (epoch {epoch})"
+
+
 def _check_root_attrs(attrs: Mapping[str, Any], where: Location) -> None:
     """The binding root attributes: ``layers``, ``record_epochs``, ``n_epochs``, ``groups``, ``status``."""
     if attrs.get("status") == STATUS_CREATING:
@@ -685,14 +833,22 @@ def _check_root_attrs(attrs: Mapping[str, Any], where: Location) -> None:
     if not isinstance(layers, list) or not layers:
         raise _breach(where, f"root attr layers is {layers!r}, not a non-empty list of layer specs")
     for spec in layers:
-        fields = {"name": str, "width": int, "fan_in": int, "activation": str, "module": str}
-        if not isinstance(spec, dict) or any(not isinstance(spec.get(k), t) for k, t in fields.items()):
-            raise _breach(where, f"root attr layers holds {spec!r}, not a spec with {', '.join(fields)}")
-        if spec["activation"] not in ACTIVATIONS:
-            raise _breach(where, f"layer {spec['name']} has activation {spec['activation']!r}, not one of {ACTIVATIONS}")
+        problem = layer_spec_problem(spec)
+        if problem:
+            raise _breach(where, problem)
     names = [spec["name"] for spec in layers]
     if len(set(names)) != len(names):
         raise _breach(where, f"root attr layers repeats a name: {names}")
+    parameters = attrs.get("parameters")
+    if not isinstance(parameters, list):
+        raise _breach(where, f"root attr parameters is {parameters!r}, not a list of parameter specs")
+    for spec in parameters:
+        problem = parameter_spec_problem(spec)
+        if problem:
+            raise _breach(where, problem)
+    names = [spec["name"] for spec in parameters]
+    if len(set(names)) != len(names):
+        raise _breach(where, f"root attr parameters repeats a name: {names}")
 
 
 @dataclass(frozen=True)
@@ -737,7 +893,7 @@ def _read(src: _Source, path: str, sizes: dict[str, int], where: Location) -> tu
     """Values and attrs of one (unsharded) array of :data:`ARRAYS`, every chunk present and checksummed."""
     array = _open_array(src, path, *ARRAYS[path], sizes, where)
     if array.shards is not None:
-        raise _breach(where, f"array {path} is sharded; only the arrays of layers/<layer> are")
+        raise _breach(where, f"array {path} is sharded; only the arrays of layers/<layer> and parameters/ are")
     chunk_shape = array.metadata.chunk_grid.chunk_shape
     for coords in np.ndindex(*(-(-s // c) for s, c in zip(array.shape, chunk_shape))):
         key = array.metadata.encode_chunk_key(coords)
@@ -779,9 +935,11 @@ class StoreView:
     evaluation : xr.Dataset
         Dims (test_sample,): ``dataset_index`` and ``label`` of every evaluated test sample.
     layers : dict of str -> xr.Dataset
-        Per layer, in forward order: ``preact`` (epoch, sample, unit), ``weight``
-        (epoch, unit, in_unit), ``bias`` (epoch, unit), all dask-backed with one
-        chunk per recorded epoch; coords ``epoch`` and the probe coords.
+        Per layer, in forward order: ``preact`` (epoch, sample, unit), or (epoch, sample, channel, y, x) for an
+        unreduced conv layer, dask-backed with one chunk per recorded epoch; coords ``epoch`` and the probe coords.
+    parameters : xr.Dataset
+        Every state_dict entry by name, dims (epoch, ``<name>[0]``, ...), dask-backed with one chunk per recorded
+        epoch; coord ``epoch``.
     """
 
     path: Location
@@ -791,6 +949,7 @@ class StoreView:
     training: xr.Dataset
     evaluation: xr.Dataset
     layers: dict[str, xr.Dataset]
+    parameters: xr.Dataset
 
     @property
     def layer_names(self) -> list[str]:
@@ -899,18 +1058,26 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
     layers: dict[str, xr.Dataset] = {}
     for spec in attrs["layers"]:
         name = spec["name"]
-        layer_sizes = {"epoch": len(record_epochs), "sample": probes.sizes["sample"], "unit": spec["width"],
-                       "in_unit": spec["fan_in"]}
-        for array, (dims, dtypes) in LAYER_ARRAYS.items():
-            _check_sharded(_open_array(path, f"layers/{name}/{array}", dims, dtypes, layer_sizes, run_dir), run_dir)
+        dims = layer_dims(spec["kind"], spec["reduce"])
+        layer_sizes = {"epoch": len(record_epochs), "sample": probes.sizes["sample"],
+                       **dict(zip(dims[2:], spec["shape"]))}
+        _check_sharded(_open_array(path, f"layers/{name}/preact", dims, ACTIVATION_DTYPES, layer_sizes, run_dir), run_dir)
         node = xr.open_zarr(path.store, group=f"layers/{name}", consolidated=False, zarr_format=3,
-                            chunks={"epoch": 1, "sample": -1, "unit": -1, "in_unit": -1})
+                            chunks={dim: 1 if dim == "epoch" else -1 for dim in dims})
         node = node.assign_coords(epoch=("epoch", layer_epochs, layer_epoch_attrs)).isel(epoch=committed)
         node = node.assign_coords(sample=probes["sample"].values, **probe_coords)
         node.attrs.update(spec)
         layers[name] = node
+    variables = {}
+    for spec in attrs["parameters"]:
+        dims = parameter_dims(spec["name"], len(spec["shape"]))
+        sizes = {"epoch": len(record_epochs), **dict(zip(dims[1:], spec["shape"]))}
+        array = _open_array(path, f"parameters/{spec['name']}", dims, (spec["dtype"],), sizes, run_dir)
+        _check_sharded(array, run_dir)
+        variables[spec["name"]] = (dims, da.from_zarr(array, chunks=(1, *array.shape[1:])), dict(array.attrs))
+    parameters = xr.Dataset(variables, coords={"epoch": ("epoch", layer_epochs, layer_epoch_attrs)}).isel(epoch=committed)
     return StoreView(path=run_dir, attrs=attrs, metrics=metrics, probes=probes, training=training,
-                     evaluation=evaluation, layers=layers)
+                     evaluation=evaluation, layers=layers, parameters=parameters)
 
 
 def _check_sharded(array: zarr.Array, where: Location) -> None:
@@ -978,11 +1145,13 @@ def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
     slots, _ = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
     committed = _committed_slots(slots, record_epochs, "layers/epoch", run_dir)
     problems = []
-    for spec in attrs["layers"]:
-        for name in LAYER_ARRAYS:
-            array_path = f"layers/{spec['name']}/{name}"
-            array = zarr.open_array(path.store, path=array_path, mode="r", zarr_format=3)
-            _check_sharded(array, run_dir)
-            problems += [f"{layer_array_name(spec['name'], name, record_epochs[slot])} {problem}"
-                         for slot in committed for problem in _shard_problems(array, path, array_path, int(slot))]
+    arrays = [(f"layers/{spec['name']}/preact", lambda epoch, layer=spec["name"]: layer_array_name(layer, "preact", epoch))
+              for spec in attrs["layers"]]
+    arrays += [(f"parameters/{spec['name']}", lambda epoch, name=spec["name"]: parameter_array_name(name, epoch))
+               for spec in attrs["parameters"]]
+    for array_path, describe in arrays:
+        array = zarr.open_array(path.store, path=array_path, mode="r", zarr_format=3)
+        _check_sharded(array, run_dir)
+        problems += [f"{describe(record_epochs[slot])} {problem}"
+                     for slot in committed for problem in _shard_problems(array, path, array_path, int(slot))]
     return problems

@@ -46,7 +46,7 @@ def build_store(run_dir: Path, *, layers: int, units: int, probes: int, epochs: 
                               record_epochs=list(range(epochs)), n_epochs=epochs - 1,
                               replace=True)
     centres = {s.name: rng.standard_normal((classes, s.width)).astype(np.float32) for s in specs}
-    params = {s.name: (np.zeros((s.width, s.fan_in), np.float32), np.zeros(s.width, np.float32)) for s in specs}
+    params = {}
     for epoch in range(epochs):
         preacts = {}
         for s in specs:

@@ -229,8 +229,8 @@ def bench_store(run_dir: Path) -> None:
 
     view = open_store(run_dir)
     preacts = {name: ds["preact"].isel(epoch=-1).values for name, ds in view.layers.items()}
-    params = {name: (ds["weight"].isel(epoch=-1).values, ds["bias"].isel(epoch=-1).values) for name, ds in view.layers.items()}
-    nbytes = sum(a.nbytes for a in preacts.values()) + sum(w.nbytes + b.nbytes for w, b in params.values())
+    params = {name: array.isel(epoch=-1).values for name, array in view.parameters.data_vars.items()}
+    nbytes = sum(a.nbytes for a in preacts.values()) + sum(p.nbytes for p in params.values())
     writer = RunWriter.open(run_dir)
     epochs = writer.record_epochs
     start = time.perf_counter()

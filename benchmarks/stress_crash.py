@@ -50,8 +50,10 @@ def same_run(run: Path, ref: Path) -> bool:
         for name in METRICS:
             if name != "wall_time" and not np.array_equal(view.metrics[name].values, full.metrics[name].values):
                 return False
-        return all(np.array_equal(view.layers[layer][var].values, full.layers[layer][var].values)
-                   for layer in full.layer_names for var in ("preact", "weight", "bias"))
+        return (all(np.array_equal(view.layers[layer]["preact"].values, full.layers[layer]["preact"].values)
+                    for layer in full.layer_names)
+                and all(np.array_equal(view.parameters[name].values, full.parameters[name].values)
+                        for name in full.parameters.data_vars))
     except Exception:
         return False
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actlab.store import METRICS, LayerSpec, ProbeSet, RunWriter, Subsets
+from actlab.store import METRICS, LayerSpec, ParameterSpec, ProbeSet, RunWriter, Subsets
 
 N_CLASSES = 4
 RECORD_EPOCHS = [0, 10, 20, 30, 40, 50]
@@ -34,6 +34,8 @@ LAYERS = [
     LayerSpec("hidden3", 16, 8, "relu", "body.4"),
     LayerSpec("output", N_CLASSES, 16, "identity", "head"),
 ]
+PARAMETERS = [ParameterSpec(f"{layer.module}.{kind}", (layer.width, layer.fan_in) if kind == "weight" else (layer.width,),
+                            "float32") for layer in LAYERS for kind in ("weight", "bias")]
 
 
 @dataclass
@@ -165,7 +167,7 @@ def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double
     writer = RunWriter.create(
         run_dir, config={"model": "planted", "seed": seed},
         dataset={"name": "planted", "class_names": [f"c{i}" for i in range(N_CLASSES)]},
-        layers=LAYERS, probes=probes, subsets=planted_subsets(probes), record_epochs=record_epochs, n_epochs=N_EPOCHS,
+        layers=LAYERS, parameters=PARAMETERS, probes=probes, subsets=planted_subsets(probes), record_epochs=record_epochs, n_epochs=N_EPOCHS,
     )
     planted = Planted(run_dir=Path(run_dir), probes=probes, amplitude=amplitude, wrong_test=wrong_test[probes.group == 2])
     planted.metrics = planted_metrics(double_descent=double_descent, seed=seed, instability_epoch=instability_epoch)
@@ -174,8 +176,7 @@ def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double
         if commit_epochs is not None and epoch not in commit_epochs:
             continue
         preacts = {k: v.astype(np.float32) for k, v in planted_preacts(probes, amplitude, scale, rng, wrong_test).items()}
-        params = {layer.name: (np.zeros((layer.width, layer.fan_in), np.float32), np.zeros(layer.width, np.float32))
-                  for layer in LAYERS}
+        params = {spec.name: np.zeros(spec.shape, np.float32) for spec in PARAMETERS}
         writer.write_epoch(epoch, preacts, params)
         planted.preacts[epoch] = preacts
     if commit_epochs is None:

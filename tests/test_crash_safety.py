@@ -83,9 +83,10 @@ def assert_committed_prefix(run: Path, ref: Path) -> None:
             np.testing.assert_array_equal(view.metrics[name].values, full.metrics[name].sel(epoch=epochs).values)
     assert set(view.epochs) <= set(full.epochs)
     for layer in full.layer_names:
-        for var in ("preact", "weight", "bias"):
-            np.testing.assert_array_equal(view.layers[layer][var].values,
-                                          full.layers[layer][var].sel(epoch=view.epochs).values)
+        np.testing.assert_array_equal(view.layers[layer]["preact"].values,
+                                      full.layers[layer]["preact"].sel(epoch=view.epochs).values)
+    for name in full.parameters.data_vars:
+        np.testing.assert_array_equal(view.parameters[name].values, full.parameters[name].sel(epoch=view.epochs).values)
 
 
 def assert_same_run(run: Path, ref: Path) -> None:
@@ -102,9 +103,10 @@ def assert_same_run(run: Path, ref: Path) -> None:
         np.testing.assert_array_equal(view.probes[name].values, full.probes[name].values)
     np.testing.assert_array_equal(view.probes["image"].values, full.probes["image"].values)
     for layer in full.layer_names:
-        for var in ("preact", "weight", "bias"):
-            np.testing.assert_array_equal(view.layers[layer][var].values, full.layers[layer][var].values,
-                                          err_msg=f"{layer}/{var}")
+        np.testing.assert_array_equal(view.layers[layer]["preact"].values, full.layers[layer]["preact"].values,
+                                      err_msg=f"{layer}/preact")
+    for name in full.parameters.data_vars:
+        np.testing.assert_array_equal(view.parameters[name].values, full.parameters[name].values, err_msg=name)
 
 
 def leftovers(run: Path) -> list[str]:

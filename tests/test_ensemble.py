@@ -58,18 +58,20 @@ def test_replicas_equal_single_runs_of_their_seeds(tiny, tmp_path):
         assert config["resolved"]["ensemble"]["replica"] == f"seed{seed}"
         assert view.attrs["status"] == "complete" and list(view.epochs) == [0, 1]
         _same_probes(view, single)
-        for name in view.layer_names:  # (a) the initialisation, bit for bit
-            for var in ("weight", "bias"):
-                np.testing.assert_array_equal(view.layers[name][var].sel(epoch=0).values,
-                                              single.layers[name][var].sel(epoch=0).values, err_msg=f"{name}/{var}")
+        assert list(view.parameters.data_vars) == list(single.parameters.data_vars)
+        for name in view.parameters.data_vars:  # (a) the initialisation, bit for bit
+            np.testing.assert_array_equal(view.parameters[name].sel(epoch=0).values,
+                                          single.parameters[name].sel(epoch=0).values, err_msg=name)
         for metric in METRICS:  # (b) one epoch later: the same batches, float rounding apart
             if metric != "wall_time":
                 np.testing.assert_allclose(view.metrics[metric].values, single.metrics[metric].values, rtol=1e-5,
                                            err_msg=metric)
         for name in view.layer_names:
-            for var in ("preact", "weight", "bias"):
-                np.testing.assert_allclose(view.layers[name][var].values, single.layers[name][var].values,
-                                           rtol=1e-4, atol=1e-5, err_msg=f"{name}/{var}")
+            np.testing.assert_allclose(view.layers[name]["preact"].values, single.layers[name]["preact"].values,
+                                       rtol=1e-4, atol=1e-5, err_msg=f"{name}/preact")
+        for name in view.parameters.data_vars:
+            np.testing.assert_allclose(view.parameters[name].values, single.parameters[name].values,
+                                       rtol=1e-4, atol=1e-5, err_msg=name)
     losses = [open_store(path).metrics["test_loss"].values[-1] for path in replica_dirs(ensemble)]
     assert len(set(losses)) == 3  # three different initialisations
 
@@ -146,8 +148,9 @@ def test_kill_9_then_resume_matches_uninterrupted_ensemble(tmp_path):
                 np.testing.assert_array_equal(resumed.metrics[name].values, uninterrupted.metrics[name].values, err_msg=name)
         assert list(resumed.epochs) == list(uninterrupted.epochs) == list(range(0, 40, 3)) + [40]
         for name in uninterrupted.layer_names:
-            for var in ("preact", "weight", "bias"):
-                np.testing.assert_array_equal(resumed.layers[name][var].values, uninterrupted.layers[name][var].values)
+            np.testing.assert_array_equal(resumed.layers[name]["preact"].values, uninterrupted.layers[name]["preact"].values)
+        for name in uninterrupted.parameters.data_vars:
+            np.testing.assert_array_equal(resumed.parameters[name].values, uninterrupted.parameters[name].values)
 
 
 @pytest.mark.parametrize(("spec", "expected"), [("0-3", (0, 1, 2, 3)), ("0,1,5", (0, 1, 5)), ("0-2,8", (0, 1, 2, 8)),

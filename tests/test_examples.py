@@ -35,11 +35,11 @@ with open(LOG, "a") as log:
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def _run_script(tmp_path: Path, script: str, *names: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def _run_script(tmp_path: Path, script: str, *names: str, **variables: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
     log = tmp_path / "commands.jsonl"
     stand_in = tmp_path / "stand_in.py"
     stand_in.write_text(f"LOG = {str(log)!r}\n" + STAND_IN)
-    env = {**os.environ, "ACTLAB": f"{sys.executable} {stand_in}", "RUNS": str(tmp_path / "runs")}
+    env = {**os.environ, "ACTLAB": f"{sys.executable} {stand_in}", "RUNS": str(tmp_path / "runs"), **variables}
     done = subprocess.run(["bash", str(ROOT / "examples" / script), *names], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -109,3 +109,19 @@ def test_reproduce_seeds_records_each_model_as_one_ensemble_of_five_seeds(tmp_pa
     analyses = [e["runs"][0] for e in entries if e["command"] == "analyze"]
     assert analyses == [str(tmp_path / "runs" / m) for m in ("mlp7", "mlp5", "mlp3")]
     assert entries[-1] == {"command": "compare", "runs": analyses}
+
+
+def test_cnn_double_descent_cpu_and_full_size(tmp_path):
+    done, entries = _run_script(tmp_path, "cnn_double_descent.sh")
+    assert done.returncode == 0, done.stderr
+    (config,) = [e["config"] for e in entries if e["command"] == "record"]
+    assert (config["model"], config["width"], config["noise"], config["lr"], config["augment"]) == ("cnn5", [8], 0.2, 1e-4, "crop-flip")
+    assert (config["train_size"], config["test_size"], config["epochs"], config["device"]) == (2000, 1000, 40, "cpu")
+    assert entries[-1] == {"command": "analyze", "runs": [str(tmp_path / "runs" / "cnn5-k8")]}
+    full = tmp_path / "full"
+    full.mkdir()
+    done, entries = _run_script(full, "cnn_double_descent.sh", FULL="1", MODEL="resnet18k", WIDTH="64")
+    assert done.returncode == 0, done.stderr
+    (config,) = [e["config"] for e in entries if e["command"] == "record"]
+    assert (config["model"], config["width"], config["epochs"], config["record_epochs"]) == ("resnet18k", [64], 1000, "log:40")
+    assert (config["train_size"], config["test_size"], config["probe_clean"], config["device"]) == (None, None, 1000, "auto")

@@ -67,8 +67,13 @@ def test_capture_on_any_module():
     out = ActivationCapture(net, {"conv": "conv", "logits": "head.1"}).collect(x, batch_size=3)
     assert net.training  # mode restored
     with torch.no_grad():
-        np.testing.assert_allclose(out["conv"], net.conv(x).reshape(10, -1).numpy(), rtol=1e-6)
+        maps = net.conv(x).numpy()
+        np.testing.assert_allclose(out["conv"], maps, rtol=1e-6)  # (sample, channel, y, x) kept whole by default
         np.testing.assert_allclose(out["logits"], net(x).numpy(), rtol=1e-6)
+    reduced = ActivationCapture(net, {"conv": "conv"}).collect(x, batch_size=4, reduce={"conv": "mean"})["conv"]
+    np.testing.assert_allclose(reduced, maps.reshape(10, 2, -1).mean(axis=2), rtol=1e-5)
+    largest = ActivationCapture(net, {"conv": "conv"}).collect(x, reduce={"conv": "max"})["conv"]
+    np.testing.assert_array_equal(largest, maps.reshape(10, 2, -1).max(axis=2))
     assert not net.conv._forward_hooks  # hooks removed
     half = ActivationCapture(net, {"logits": "head.1"}).collect(x, dtype="float16")
     assert half["logits"].dtype == np.float16
@@ -152,7 +157,8 @@ def test_background_writer_order_and_errors():
 def _arrays(run_dir):
     view = open_store(run_dir)
     metrics = {name: view.metrics[name].values for name in METRICS if name != "wall_time"}
-    layers = {name: {var: ds[var].values for var in ("preact", "weight", "bias")} for name, ds in view.layers.items()}
+    layers = {name: {"preact": ds["preact"].values} for name, ds in view.layers.items()}
+    layers["parameters"] = {name: array.values for name, array in view.parameters.data_vars.items()}
     return view, metrics, layers
 
 
@@ -176,7 +182,8 @@ def test_record_writes_the_store_schema(tiny_record_config):
     assert view.layer_names == ["hidden1", "hidden2", "output"]
     assert list(view.epochs) == list(range(7))
     assert view.layers["hidden1"]["preact"].shape == (7, 90, 16)
-    assert view.layers["hidden1"]["weight"].shape == (7, 16, 32)
+    assert view.parameters["linear1.weight"].shape == (7, 16, 32)
+    assert list(view.parameters.data_vars) == [f"{m}.{p}" for m in ("linear1", "linear2", "output") for p in ("weight", "bias")]
     assert view.layers["output"]["preact"].shape == (7, 90, 4)
     assert list(view.probes["group"].values) == ["clean"] * 40 + ["noisy"] * 20 + ["test"] * 30
     assert view.probes["is_noisy"].values[40:60].all() and not view.probes["is_noisy"].values[:40].any()
@@ -204,7 +211,8 @@ def test_stored_preacts_equal_numpy_recomputation(tiny_record_config):
         h = x
         for name in view.layer_names:
             layer = view.layers[name]
-            w, b = layer["weight"].values[slot], layer["bias"].values[slot]
+            w = view.parameters[f"{layer.attrs['module']}.weight"].values[slot]
+            b = view.parameters[f"{layer.attrs['module']}.bias"].values[slot]
             pre = h @ w.T.astype(np.float64) + b
             np.testing.assert_allclose(layer["preact"].values[slot], pre, rtol=1e-4, atol=1e-5, err_msg=f"{name} epoch {epoch}")
             h = np.maximum(pre, 0) if layer.attrs["activation"] == "relu" else pre
@@ -234,7 +242,7 @@ def test_float16_storage(tiny_record_config):
     run_dir = record(tiny_record_config, dtype="float16", record_epochs="0,6")
     view = open_store(run_dir)
     assert view.layers["output"]["preact"].dtype == np.float16 and list(view.epochs) == [0, 6]
-    assert view.layers["output"]["weight"].dtype == np.float32
+    assert view.parameters["output.weight"].dtype == np.float32
 
 
 def test_resume_from_checkpoint_in_process(tiny_record_config, tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ LAYERS = [  # name, width, fan_in, activation
     ("hidden2", 16, 8, "relu"),
     ("output", N_CLASSES, 16, "identity"),
 ]
+CONV = ("conv0", 4, 3, 2, 2)  # an unreduced conv layer before the others: name, channels, fan_in, y, x
 LARGE_UNIT = 2
 CODECS = [ZstdCodec(level=3), Crc32cCodec()]  # any compression, then crc32c
 
@@ -53,7 +54,7 @@ def dd_test_loss(epochs: np.ndarray) -> np.ndarray:
 
 
 def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """Write a schema-2 run store following docs/store-format.md; returns the probe metadata written."""
+    """Write a schema-3 run store following docs/store-format.md; returns the probe metadata written."""
     rng = np.random.default_rng(seed)
     n = N_CLEAN + N_NOISY + N_TEST
     # data: a full training set of 1000, 800 used (in a shuffled training order), 20 % of them noisy
@@ -82,10 +83,14 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
 
     root = zarr.open_group(run_dir / "store.zarr", mode="w", zarr_format=3)
     root.attrs.update({
-        "schema_version": 2, "status": "complete", "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
+        "schema_version": 3, "status": "complete", "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
         "groups": ["clean", "noisy", "test"], "created": "2025-01-01T00:00:00+00:00", "config": {"writer": "contract test"},
-        "layers": [{"name": name, "width": w, "fan_in": f, "activation": a, "module": f"net.{i}"}
-                   for i, (name, w, f, a) in enumerate(LAYERS)],
+        "layers": [{"name": CONV[0], "width": CONV[1], "fan_in": CONV[2], "activation": "relu", "module": "stem",
+                    "kind": "conv", "reduce": "none", "shape": list(CONV[1:2] + CONV[3:])}]
+                  + [{"name": name, "width": w, "fan_in": f, "activation": a, "module": f"net.{i}", "kind": "dense",
+                      "reduce": "none", "shape": [w]} for i, (name, w, f, a) in enumerate(LAYERS)],
+        "parameters": [{"name": f"net.{i}.{kind}", "shape": [w, f] if kind == "weight" else [w], "dtype": "float32"}
+                       for i, (_, w, f, _) in enumerate(LAYERS) for kind in ("weight", "bias")],
         "dataset": {"name": "planted", "class_names": ["a", "b", "c", "d"],
                     "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3, "formula": "(pixel / 255 - mean[channel]) / std[channel]"}},
     })
@@ -119,16 +124,22 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
     commit = _array(layers, "epoch", None, shape=(len(RECORD_EPOCHS),), dims=("epoch",), dtype="int32", fill_value=-1)
     commit[...] = np.full(len(RECORD_EPOCHS), -1)
     arrays = {}
-    for name, width, fan_in, _ in LAYERS:
+    r = len(RECORD_EPOCHS)
+    parameters = root.create_group("parameters")
+    conv_shape = CONV[1:2] + CONV[3:]
+    conv = _array(layers.create_group(CONV[0]), "preact", None, shape=(r, n, *conv_shape), chunks=(1, 128, *conv_shape),
+                  shards=(1, 512, *conv_shape), dims=("epoch", "sample", "channel", "y", "x"), dtype="float32",
+                  fill_value=np.nan)
+    for i, (name, width, fan_in, _) in enumerate(LAYERS):
         node = layers.create_group(name)
-        r = len(RECORD_EPOCHS)
         arrays[name] = (
             _array(node, "preact", None, shape=(r, n, width), chunks=(1, 128, width), shards=(1, 512, width),
                    dims=("epoch", "sample", "unit"), dtype="float32", fill_value=np.nan),
-            _array(node, "weight", None, shape=(r, width, fan_in), chunks=(1, width, fan_in), shards=(1, width, fan_in),
-                   dims=("epoch", "unit", "in_unit"), dtype="float32", fill_value=np.nan),
-            _array(node, "bias", None, shape=(r, width), chunks=(1, width), shards=(1, width),
-                   dims=("epoch", "unit"), dtype="float32", fill_value=np.nan),
+            _array(parameters, f"net.{i}.weight", None, shape=(r, width, fan_in), chunks=(1, width, fan_in),
+                   shards=(1, width, fan_in), dims=("epoch", f"net.{i}.weight[0]", f"net.{i}.weight[1]"), dtype="float32",
+                   fill_value=np.nan),
+            _array(parameters, f"net.{i}.bias", None, shape=(r, width), chunks=(1, width), shards=(1, width),
+                   dims=("epoch", f"net.{i}.bias[0]"), dtype="float32", fill_value=np.nan),
         )
     group_of = probes["group"]
     centres = rng.uniform(0.5, 1.5, (N_CLASSES, 8))
@@ -141,6 +152,7 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
         hidden2[np.arange(n), units + 1] = 2.0
         output = 0.1 * rng.standard_normal((n, N_CLASSES))
         output[np.arange(n), probes["label"]] += 3.0
+        conv[slot] = rng.standard_normal((n, *conv_shape)).astype(np.float32)
         for name, values_ in (("hidden1", hidden1), ("hidden2", hidden2), ("output", output)):
             preact, weight, bias = arrays[name]
             preact[slot] = values_.astype(np.float32)
@@ -169,6 +181,9 @@ def test_the_reader_reads_what_was_written(contract_run):
     assert run.n_classes == N_CLASSES and run.training.sizes["train_sample"] == 800
     assert run.evaluation.sizes["test_sample"] == 250
     hidden1 = run.layer("hidden1").sel(epoch=60).values
+    maps = zarr.open_array(run_dir / "store.zarr" / "layers" / "conv0" / "preact", mode="r")[RECORD_EPOCHS.index(60)]
+    np.testing.assert_allclose(run.layer("conv0").sel(epoch=60).values, np.maximum(maps, 0).mean(axis=(2, 3)), rtol=1e-6)
+    assert run.layer("conv0").dims == ("epoch", "sample", "unit") and run.layer("conv0").sizes["unit"] == CONV[1]
     np.testing.assert_allclose(hidden1[:, LARGE_UNIT], 50 * probes["amplitude"], rtol=1e-6)
     assert run.layer("output").attrs["activation"] == "identity"
     assert np.all(run.layer("hidden2").values >= 0)  # relu applied by the reader
@@ -223,8 +238,10 @@ def test_recorded_store_holds_the_training_subset_and_its_metrics_check_out(tiny
     def accuracy(images: np.ndarray, labels: np.ndarray) -> float:
         x = normalize_images(images, np.asarray(norm["mean"]), np.asarray(norm["std"])).reshape(len(images), -1)
         for name in run.layer_names:
-            layer = view.layers[name].sel(epoch=run.epochs[-1])
-            x = x.astype(np.float64) @ layer["weight"].values.T.astype(np.float64) + layer["bias"].values
+            params = view.parameters.sel(epoch=run.epochs[-1])
+            module = run.layer_specs[name]["module"]
+            weight, bias = params[f"{module}.weight"].values, params[f"{module}.bias"].values
+            x = x.astype(np.float64) @ weight.T.astype(np.float64) + bias
             x = np.maximum(x, 0) if run.is_relu(name) else x
         return float(np.mean(np.argmax(x, axis=1) == labels))
 

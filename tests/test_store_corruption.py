@@ -65,12 +65,12 @@ OPEN_DAMAGE = {
                                          f"{SHARD_NAME} has a shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} that lacks inner chunk"),
     "preact inner chunk past the end": (SHARD, SHARD_KEY, lambda p: _rewrite_index(p, 0, p.stat().st_size),
                                         "ends past the data"),
-    "weight shard 0 bytes": ("layers/hidden1/weight", "2/0/0", lambda p: p.write_bytes(b""),
-                             "array layers/hidden1/weight (layer hidden1 epoch 20) has an empty or truncated shard"),
-    "weight shard truncated": ("layers/hidden1/weight", "2/0/0", lambda p: p.write_bytes(p.read_bytes()[:-7]),
-                               "array layers/hidden1/weight (layer hidden1 epoch 20) has a truncated or damaged shard"),
-    "bias shard deleted": ("layers/output/bias", "5/0", lambda p: p.unlink(),
-                           "array layers/output/bias (layer output epoch 50) lacks chunk"),
+    "weight shard 0 bytes": ("parameters/body.0.weight", "2/0/0", lambda p: p.write_bytes(b""),
+                             "array parameters/body.0.weight (epoch 20) has an empty or truncated shard"),
+    "weight shard truncated": ("parameters/body.0.weight", "2/0/0", lambda p: p.write_bytes(p.read_bytes()[:-7]),
+                               "array parameters/body.0.weight (epoch 20) has a truncated or damaged shard"),
+    "bias shard deleted": ("parameters/head.bias", "5/0", lambda p: p.unlink(),
+                           "array parameters/head.bias (epoch 50) lacks chunk"),
     "metrics/test_loss flipped": ("metrics/test_loss", "0", _flip, "array metrics/test_loss cannot be read"),
     "metrics/test_loss deleted": ("metrics/test_loss", "0", lambda p: p.unlink(),
                                   f"array metrics/test_loss lacks chunk {STORE_DIRNAME}/metrics/test_loss/c/0"),
@@ -195,6 +195,6 @@ def test_probe_labels_must_agree_with_the_training_set(run_dir):
 
 
 def test_older_schema_is_refused(run_dir):
-    _root(run_dir).attrs["schema_version"] = 1
-    with pytest.raises(StoreError, match="schema version 1, this actlab reads version 2"):
+    _root(run_dir).attrs["schema_version"] = 2
+    with pytest.raises(StoreError, match="schema version 2, this actlab reads version 3"):
         actlab.open_run(run_dir)

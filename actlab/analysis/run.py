@@ -51,6 +51,8 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> n
     Returns
     -------
     ndarray, float32, shape (sample, unit)
+        For an unreduced conv layer (stored as (sample, channel, y, x)), the mean over (y, x) of each channel,
+        taken after the ReLU: the channel is the unit.
 
     Raises
     ------
@@ -63,6 +65,8 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> n
         raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} cannot be read ({exception_line(exc)})") from exc
     if relu:
         np.maximum(block, 0.0, out=block)
+    if block.ndim == 3 + 1:  # (sample, channel, y, x)
+        block = block.mean(axis=(2, 3), dtype=np.float64).astype(np.float32)
     return block
 
 
@@ -93,7 +97,7 @@ class Run:
     layer_names : list of str
         Layers in forward order.
     layer_specs : dict of str -> dict
-        Per layer: name, width, fan_in, activation, module.
+        Per layer: name, width, fan_in, activation, module, kind, reduce, shape.
     epochs : ndarray of int
         Committed recorded epochs.
     slots : ndarray of int
@@ -153,7 +157,9 @@ class Run:
         Returns
         -------
         xr.DataArray, float32, dims (epoch, sample, unit)
-            Dask-backed with one chunk per epoch; probe coords on ``sample``.
+            Dask-backed with one chunk per epoch; probe coords on ``sample``. A conv layer's unit is its channel:
+            a stored (epoch, sample, channel, y, x) layer is read as the mean over (y, x) of each channel (the
+            full maps are in ``open_store(run.path).layers[name]["preact"]``).
         """
         if name not in self.layer_specs:
             raise StoreError(f"{self.path} has no layer {name!r}; layers are {self.layer_names}")

@@ -7,7 +7,18 @@ from dataclasses import fields
 from typing import Any
 
 from actlab.errors import ConfigError
-from actlab.record.config import DATASETS, DEVICES, DTYPES, MODELS, NOISE_MODES, NORMALIZATIONS, RecordConfig, load_toml
+from actlab.record.config import (
+    AUGMENTATIONS,
+    BUILTIN_MODELS,
+    CONV_REDUCTIONS,
+    DATASETS,
+    DEVICES,
+    DTYPES,
+    NOISE_MODES,
+    NORMALIZATIONS,
+    RecordConfig,
+    load_toml,
+)
 
 D = {f.name: f.default for f in fields(RecordConfig)}
 
@@ -20,6 +31,10 @@ examples:
   actlab record --config run.toml --seed 3            settings from a TOML file, flags override it
   actlab record --dataset digits --seeds 0-7          8 seeds at once, one process -> runs/mlp7-digits/seed0..seed7
   actlab record --resume runs/mlp7                    continue an interrupted run from its checkpoint
+  actlab record --model resnet18k --width 16 --augment crop-flip --noise 0.2
+                                                      the pre-activation ResNet18 of width k=16 (Nakkiran et al. 2019)
+  actlab record --model mypkg.nets:make_net --model-args '{"width": 64}' --dataset digits
+                                                      your own nn.Module from a factory; --resume rebuilds it
 
 data: CIFAR-10 binary files are looked up in --data-dir, else $ACTLAB_DATA, else ./data
 (folder holding cifar-10-batches-bin/); without them torchvision downloads the python version there.
@@ -31,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "record",
         help="train a model and record its activations into a run store",
-        description="Train an MLP with Adam and cross-entropy on noisy labels. Loss and accuracy are stored every\n"
+        description="Train a model with Adam and cross-entropy on noisy labels. Loss and accuracy are stored every\n"
                     "epoch; at the scheduled epochs the pre-activations of every layer for fixed probe samples and\n"
                     "the weights are stored too, all in runs/<name>/store.zarr.",
         epilog=EPILOG,
@@ -50,9 +65,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                           "in a pipe or log (default: on)")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=list(MODELS), help=f"MLP with 2, 4 or 6 hidden ReLU layers (default: {D['model']}, the deepest of the study)")
-    model.add_argument("--width", metavar="N[,N...]", help=f"hidden width, one value or one per hidden layer (default: {D['width']}; "
-                       "a CIFAR-10 pilot memorised the noisy labels within ~50 epochs at this width, the paper leaves it unstated)")
+    model.add_argument("--model", metavar="MODEL", help=f"{', '.join(BUILTIN_MODELS)}: MLPs with 2, 4 or 6 hidden ReLU layers, "
+                       "the five-layer CNN and the pre-activation ResNet18 of Nakkiran et al. 2019; or a factory "
+                       "package.module:callable returning an nn.Module, called with --model-args and rebuilt by --resume "
+                       f"(default: {D['model']}, the deepest MLP of the study)")
+    model.add_argument("--model-args", metavar="JSON", help="keyword arguments of a factory --model, a JSON object, e.g. '{\"width\": 64}' (default: none)")
+    model.add_argument("--width", metavar="N[,N...]", help=f"MLP hidden width, one value or one per hidden layer; k of cnn5 and resnet18k "
+                       f"(channels k, 2k, 4k, 8k) (default: {D['width']}; a CIFAR-10 pilot of MLP7 memorised the noisy labels "
+                       "within ~50 epochs at this width, the paper leaves it unstated)")
+    model.add_argument("--layers", metavar="NAMES", help="modules to record: 'auto' (the output of every activation module, ReLU, "
+                       "GELU, ..., and the last module, each under its qualified name) or a comma list of qualified module names "
+                       "(default: an MLP's hidden and output Linears, auto for other models)")
+    model.add_argument("--conv-reduce", choices=list(CONV_REDUCTIONS), help="a recorded output with dims (channel, y, x) is reduced "
+                       "over (y, x) per channel at capture time (mean, max), or stored whole with dims (epoch, sample, channel, "
+                       f"y, x) (none); the analyses take a channel as the unit either way (default: {D['conv_reduce']})")
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=list(DATASETS), help=f"cifar10: the study's data; digits: scikit-learn's bundled 8x8 digits "
@@ -70,6 +96,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     data.add_argument("--normalize", choices=list(NORMALIZATIONS), help=f"channel: subtract per-channel mean and divide by std of the TRAINING images; none: raw [0,1] pixels (default: {D['normalize']})")
 
     train = parser.add_argument_group("training")
+    train.add_argument("--augment", choices=list(AUGMENTATIONS), help="crop-flip: a random crop with 4 pixels of padding and a "
+                       f"horizontal flip of every training batch, on the device, as Nakkiran et al. 2019 (default: {D['augment']})")
     train.add_argument("--epochs", type=int, help=f"training epochs; metrics are stored for epochs 0 (initialisation) to EPOCHS (default: {D['epochs']}, "
                        "enough for a 10,000-image CIFAR-10 pilot of MLP7 to memorise every noisy label, which took 53 epochs)")
     train.add_argument("--batch-size", type=int, help=f"mini-batch size (default: {D['batch_size']})")

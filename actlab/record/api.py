@@ -36,12 +36,19 @@ from actlab.files import (
 )
 from actlab.location import Location, basename, files, is_remote, join, location, zarr_store
 from actlab.progress import Progress
-from actlab.record.config import RecordConfig
+from actlab.record.config import CUSTOM_DATASET, INSTANCE_MODEL, MODELS, RecordConfig
 from actlab.remote import check_remote_run, claimed_remote_run
-from actlab.record.data import PreparedData, prepare_data
+from actlab.record.data import PreparedData, custom_dataset, prepare_data
 from actlab.record.hooks import ActivationCapture
-from actlab.record.models import count_parameters, layer_parameters, make_mlp, mlp_layer_specs
-from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, save_checkpoint
+from actlab.record.models import (
+    build_model,
+    count_parameters,
+    layer_specs,
+    mlp_layer_specs,
+    parameter_arrays,
+    parameter_specs,
+)
+from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, save_checkpoint, to_device_normalized
 from actlab.record.writer import BackgroundWriter
 from actlab.store import (
     ANALYSIS_DIRNAME,
@@ -62,7 +69,7 @@ METRICS_FLUSH_SECONDS = 2.0
 """Per-epoch metrics are committed in batches at least this often, and at every recorded or checkpointed epoch."""
 
 
-def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
+def record(config: RecordConfig | None = None, *, train: Any = None, test: Any = None, **overrides: Any) -> Path:
     """Train a model and record its activations into a new run store.
 
     With ``seeds``, the replicas of those seeds train at once as one ensemble
@@ -72,8 +79,14 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     ----------
     config : RecordConfig, optional
         Settings; the defaults of :class:`RecordConfig` when omitted.
+    train, test : (x, y) or dataset of (x, y) items, optional
+        Your own data instead of ``dataset`` (:func:`actlab.record.data.custom_dataset`): images (sample,
+        channel, height, width), uint8 pixels or floats, and integer labels. Give both or neither.
     **overrides
-        Settings to change, by field name (``model="mlp3", epochs=50``).
+        Settings to change, by field name (``model="mlp3", epochs=50``). ``model`` may also be a factory
+        (a function or class importable as ``package.module:callable``, called with ``model_args``), which
+        the run stores and ``resume`` rebuilds, or an ``nn.Module`` instance, which records but cannot be
+        resumed.
 
     Returns
     -------
@@ -87,28 +100,46 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     WriteError
         When a write fails (disk full); committed epochs stay readable and :func:`resume` finishes the run.
     """
+    instance = overrides.get("model")
+    if isinstance(instance, torch.nn.Module):
+        overrides["model"] = INSTANCE_MODEL
+        print(f"actlab record: the model is an instance of {type(instance).__qualname__}, which --resume cannot rebuild; "
+              "give a factory ('package.module:callable' with model_args) to make the run resumable", file=sys.stderr)
+    else:
+        instance = None
+        if callable(overrides.get("model")):
+            overrides["model"] = factory_spec(overrides["model"])
+    if (train is None) != (test is None):
+        raise ConfigError("train and test go together; give both, or neither to use the dataset setting")
+    if train is not None:
+        overrides["dataset"] = CUSTOM_DATASET
     config = config or RecordConfig()
     if overrides:
         config = config.replace(**overrides)
+    if config.model == INSTANCE_MODEL and instance is None:
+        raise ConfigError(f"model {INSTANCE_MODEL!r} stands for an nn.Module handed in from Python; pass the module itself")
+    dataset = _custom_data(config, train, test)
     if config.seeds is not None:
         from actlab.record.ensemble import record_ensemble
 
         return record_ensemble(config)
     run_dir = config.run_dir
     _check_run_output_or_busy(run_dir, overwrite=config.overwrite)
-    data = prepare_data(config)
+    data = prepare_data(config, dataset)
     device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and device.type == "cpu"):
-        model = seeded_model(config, data, device)
-        specs = mlp_layer_specs(model)
+        model = seeded_model(config, data, device, instance)
+        specs = recorded_layers(config, data, model, device)
         resolved = {**resolved_settings(config, data, device, model), "run_id": uuid.uuid4().hex}
+        if instance is not None:
+            resolved["model_class"] = f"{type(instance).__module__}.{type(instance).__qualname__}"
         stored_config = {**config.to_dict(), "resolved": resolved, "environment": environment()}
         with _write_errors(run_dir), claimed_run_dir(run_dir, overwrite=config.overwrite) as writers:
             try:
                 writer = RunWriter.create(
-                    run_dir, config=stored_config, dataset=data.describe(), layers=specs, probes=probe_set(data), subsets=data_subsets(data),
-                    record_epochs=config.schedule, n_epochs=config.epochs, activation_dtype=config.dtype,
-                    replace=config.overwrite,
+                    run_dir, config=stored_config, dataset=data.describe(), layers=specs, parameters=parameter_specs(model),
+                    probes=probe_set(data), subsets=data_subsets(data), record_epochs=config.schedule,
+                    n_epochs=config.epochs, activation_dtype=config.dtype, replace=config.overwrite,
                 )
             except OSError as exc:
                 raise write_failed(exc, f"the new run {run_dir}") from exc
@@ -118,11 +149,12 @@ def record(config: RecordConfig | None = None, **overrides: Any) -> Path:
     return run_dir
 
 
-def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: bool | None = None) -> Path:
+def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: bool | None = None,
+           train: Any = None, test: Any = None) -> Path:
     """Continue an interrupted run from its checkpoint (or from the start when it has none).
 
-    The settings come from the store; the result equals that of an
-    uninterrupted run (bit for bit on the CPU).
+    The settings come from the store, a factory model is rebuilt from its stored ``package.module:callable``
+    and ``model_args``; the result equals that of an uninterrupted run (bit for bit on the CPU).
 
     Parameters
     ----------
@@ -132,6 +164,8 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
         Override the stored ``device`` (e.g. continue on another machine).
     progress : bool, optional
         Override the stored ``progress``.
+    train, test : optional
+        The data of a run recorded from data handed in from Python, the same again (checked by checksum).
 
     Returns
     -------
@@ -151,12 +185,15 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
                           f"'actlab record --resume {run_dir.parent}'")
     changes = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
     config = RecordConfig.from_dict(attrs["config"], strict=False, where=str(run_dir)).replace(**changes)
+    if config.model == INSTANCE_MODEL and attrs.get("status") != STATUS_COMPLETE:
+        raise ConfigError(f"{run_dir} was recorded from a model instance ({attrs['config']['resolved'].get('model_class')}), "
+                          "which actlab cannot rebuild; record it again with a factory 'package.module:callable' to resume")
     if attrs.get("status") == STATUS_COMPLETE:
         with locked_run(run_dir):  # a writer killed inside its final commit leaves a temporary file
             pass
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
         return run_dir
-    data = prepare_data(config)
+    data = prepare_data(config, _custom_data(config, train, test, where=str(run_dir)))
     check_same_data(run_dir, attrs, data)
     resolved_device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), locked_run(run_dir):
@@ -221,10 +258,52 @@ def flushed_denormals(enabled: bool) -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def seeded_model(config: RecordConfig, data: PreparedData, device: torch.device) -> torch.nn.Module:
-    """The run's model, initialised from ``config.seed`` (the same weights for a run and its resume), on ``device``."""
+def seeded_model(config: RecordConfig, data: PreparedData, device: torch.device,
+                 instance: torch.nn.Module | None = None) -> torch.nn.Module:
+    """The run's model, initialised from ``config.seed`` (the same weights for a run and its resume), on ``device``.
+
+    A built-in model or a factory is built after seeding torch; an ``instance`` is taken as it is.
+    """
     torch.manual_seed(config.seed)
-    return make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width).to(device)
+    if instance is not None:
+        return instance.to(device)
+    return build_model(config.model, config.model_args, data.dataset.image_shape, data.dataset.n_classes,
+                       config.width).to(device)
+
+
+def recorded_layers(config: RecordConfig, data: PreparedData, model: torch.nn.Module, device: torch.device) -> list[LayerSpec]:
+    """The layers a run records: an MLP's hidden and output Linears (unless ``layers`` is given), else every
+    activation module and the last module (``layers="auto"``, the default) or the named modules."""
+    if config.model in MODELS and config.layers is None:
+        return mlp_layer_specs(model)
+    sample = to_device_normalized(data.dataset.train_images[:1], data.mean, data.std, device)
+    return layer_specs(model, sample, config.layers or "auto", config.conv_reduce)
+
+
+def factory_spec(factory: Any) -> str:
+    """``package.module:callable`` of a factory given as a Python callable; it must import back to itself."""
+    module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", None)
+    spec = f"{module}:{name}"
+    if not module or not name or module == "__main__" or "<" in name:
+        raise ConfigError(f"model {factory!r} cannot be imported again by --resume (defined in __main__ or locally); "
+                          "define it at the top level of an importable module, or pass 'package.module:callable'")
+    from actlab.record.models import load_factory
+
+    if load_factory(spec) is not factory:
+        raise ConfigError(f"model {factory!r} is not what {spec} imports; pass 'package.module:callable'")
+    return spec
+
+
+def _custom_data(config: RecordConfig, train: Any, test: Any, where: str | None = None) -> Any:
+    """The dataset of data handed in from Python (None for a named dataset); refuses data given to a named one."""
+    if config.dataset != CUSTOM_DATASET:
+        if train is not None:
+            raise ConfigError(f"{where or 'this run'} uses dataset {config.dataset}; drop train and test")
+        return None
+    if train is None or test is None:
+        raise ConfigError(f"{where} was recorded from data handed in from Python; resume it from Python with the same "
+                          "data: actlab.record.resume(run, train=(x, y), test=(x, y))")
+    return custom_dataset(train, test)
 
 
 def probe_set(data: PreparedData) -> ProbeSet:
@@ -346,12 +425,13 @@ def _refuse_if_busy(run_dir: Path) -> None:
                           "or stop that process and run the command again")
 
 
-def _check_run_output_or_busy(run_dir: Path, *, overwrite: bool) -> None:
-    """:func:`check_run_output`, except that a folder another process is writing is refused as busy (naming it)."""
+def _check_run_output_or_busy(run_dir: Location, *, overwrite: bool) -> None:
+    """:func:`check_run_output`, except that a local folder another process is writing is refused as busy (naming it)."""
     try:
         check_run_output(run_dir, overwrite=overwrite)
     except OutputError:
-        _refuse_if_busy(run_dir)
+        if not is_remote(run_dir):
+            _refuse_if_busy(run_dir)
         raise
 
 
@@ -455,7 +535,7 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
     """The epoch loop: train, evaluate, record, checkpoint; store writes on a background thread."""
     trainer = Trainer(model, data, device, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
                       lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, seed=config.seed,
-                      cuda_graphs=config.cuda_graphs and device.type == "cuda")
+                      cuda_graphs=config.cuda_graphs and device.type == "cuda", augment=config.augment)
     start, elapsed_before = 0, 0.0
     if checkpoint is not None:
         trainer.load_state(checkpoint)
@@ -463,6 +543,7 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
     schedule = set(config.schedule)
     checkpoints = set(checkpoint_epochs(config))
     capture = ActivationCapture(model, {spec.name: spec.module for spec in specs})
+    reduce = {spec.name: spec.reduce for spec in specs}
     probe_index = {group: torch.as_tensor(index, device=device) for group, index in data.probes.items()}
     probe_inputs = torch.cat([trainer.x_train[probe_index["clean"]], trainer.x_train[probe_index["noisy"]],
                               trainer.x_test[probe_index["test"]]])
@@ -487,10 +568,8 @@ def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: t
                 background.submit(writer.write_metrics, pending_metrics)
                 pending_metrics, last_flush = {}, time.perf_counter()
             if epoch in schedule:
-                preacts = capture.collect(probe_inputs, config.eval_batch_size, config.dtype)
-                params = {name: (w.detach().cpu().numpy().copy(), b.detach().cpu().numpy().copy())
-                          for name, (w, b) in layer_parameters(model, specs).items()}
-                background.submit(writer.write_epoch, epoch, preacts, params)
+                preacts = capture.collect(probe_inputs, config.eval_batch_size, config.dtype, reduce)
+                background.submit(writer.write_epoch, epoch, preacts, parameter_arrays(model))
             if checkpoint_now:
                 background.submit(save_checkpoint, checkpoint_path, {**trainer.state(epoch, elapsed), "run_id": run_id})
             bar.update(1 if epoch > 0 else 0, train=f"{metrics['train_clean_loss']:.3f}",

@@ -8,9 +8,11 @@ setting is checked by type and range on construction, whatever its source
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -26,9 +28,21 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 MODELS: dict[str, int] = {"mlp3": 2, "mlp5": 4, "mlp7": 6}
-"""Model name -> number of hidden ReLU layers."""
+"""MLP name -> number of hidden ReLU layers."""
+CONV_MODELS: tuple[str, ...] = ("cnn5", "resnet18k")
+"""Built-in convolutional models of the double-descent literature; ``width`` is their k."""
+BUILTIN_MODELS: tuple[str, ...] = (*MODELS, *CONV_MODELS)
+INSTANCE_MODEL = "instance"
+"""``model`` of a run recorded from an ``nn.Module`` instance handed in from Python (it cannot be rebuilt)."""
+FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+"""A model factory: ``package.module:callable``."""
+CONV_REDUCTIONS: tuple[str, ...] = ("mean", "max", "none")
+AUGMENTATIONS: tuple[str, ...] = ("none", "crop-flip")
+CUSTOM_DATASET = "custom"
+"""``dataset`` of a run whose data were handed in from Python (``actlab.record(train=..., test=...)``)."""
 
 DATASETS: tuple[str, ...] = ("cifar10", "digits", "synthetic")
+"""Datasets actlab loads by name; :data:`CUSTOM_DATASET` marks data handed in from Python."""
 NOISE_MODES: tuple[str, ...] = ("other", "uniform")
 NORMALIZATIONS: tuple[str, ...] = ("channel", "none")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
@@ -328,6 +342,44 @@ def _synthetic_shape(value: Any) -> tuple[int, ...]:
     return tuple(int(side) for side in shape)
 
 
+def _check_model(value: Any) -> str:
+    """A built-in model name, ``package.module:callable``, or :data:`INSTANCE_MODEL`."""
+    if isinstance(value, str) and (value in BUILTIN_MODELS or value == INSTANCE_MODEL or FACTORY_PATTERN.match(value)):
+        return value
+    raise ConfigError(f"unknown model {value!r}; choose one of {', '.join(BUILTIN_MODELS)} or name a factory "
+                      "'package.module:callable'")
+
+
+def _check_model_args(value: Any, model: str) -> dict[str, Any]:
+    """The factory's keyword arguments from a JSON object (text) or a mapping with string keys."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"model-args {value!r} is not valid JSON ({exc.msg}); give an object like '{{\"width\": 64}}'") from None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"model-args {value!r} is not a JSON object; give one like '{{\"width\": 64}}'")
+    try:
+        value = json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError):
+        raise ConfigError(f"model-args {value!r} holds values JSON cannot store; use numbers, strings, lists and objects") from None
+    if value and not FACTORY_PATTERN.match(model):
+        raise ConfigError(f"model-args apply to a factory model 'package.module:callable', not to {model}; drop them")
+    return value
+
+
+def _check_layers(value: Any) -> str | tuple[str, ...] | None:
+    """``None`` (the model's default), ``"auto"``, or module names from a comma list or a sequence of strings."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if (not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value)
+            or len(set(value)) != len(value)):
+        raise ConfigError(f"layers {value!r} is malformed; give 'auto' or distinct module names 'layer1.0.relu1,fc'")
+    return tuple(value)
+
+
 def _check_betas(value: Any) -> tuple[float, float]:
     """Adam's betas from ``"0.9,0.999"`` or a pair of numbers, each finite in [0, 1)."""
     if isinstance(value, str):
@@ -355,7 +407,11 @@ class RecordConfig:
     """
 
     model: str = "mlp7"
+    model_args: str | dict[str, Any] | None = None
     width: int | str | tuple[int, ...] = 512
+    layers: str | tuple[str, ...] | None = None
+    conv_reduce: str = "mean"
+    augment: str = "none"
     dataset: str = "cifar10"
     data_dir: str | None = None
     download: bool = True
@@ -389,14 +445,19 @@ class RecordConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _check_choice("model", self.model, list(MODELS))
-        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("dataset", self.dataset, (*DATASETS, CUSTOM_DATASET))
+        _check_choice("conv-reduce", self.conv_reduce, CONV_REDUCTIONS)
+        _check_choice("augment", self.augment, AUGMENTATIONS)
         _check_choice("noise-mode", self.noise_mode, NOISE_MODES)
         _check_choice("normalize", self.normalize, NORMALIZATIONS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)
+        model = _check_model(self.model)
         checked: dict[str, Any] = {
-            "width": parse_widths(self.width, self.n_hidden),
+            "model": model,
+            "model_args": _check_model_args({} if self.model_args is None else self.model_args, model),
+            "layers": _check_layers(self.layers),
+            "width": parse_widths(self.width, MODELS.get(model, 1)),
             "betas": _check_betas(self.betas),
             "data_dir": _check_path("data_dir", self.data_dir),
             "out": _check_path("out", self.out),
@@ -424,13 +485,21 @@ class RecordConfig:
             object.__setattr__(self, "record_epochs", tuple(schedule))
         if self.seeds is not None:
             object.__setattr__(self, "seeds", parse_seeds(self.seeds))
+            if self.model not in MODELS or self.layers is not None or self.augment != "none":
+                raise ConfigError(f"seeds trains MLP ensembles of their default layers only, not model {self.model} "
+                                  "with layers or augment; record one seed per run with --seed")
         _check_ensemble_seeds(self)
 
     # -- derived ------------------------------------------------------------------
     @property
     def n_hidden(self) -> int:
-        """Number of hidden ReLU layers of the model."""
-        return MODELS[self.model]
+        """Number of hidden ReLU layers of an MLP; 1 (the one width k) for any other model."""
+        return MODELS.get(self.model, 1)
+
+    @property
+    def is_factory(self) -> bool:
+        """Whether the model comes from a factory ``package.module:callable``."""
+        return bool(FACTORY_PATTERN.match(self.model))
 
     @property
     def schedule(self) -> list[int]:
@@ -447,10 +516,11 @@ class RecordConfig:
     @property
     def run_dir(self) -> Path | str:
         """``out`` if given (a URL stays one, :func:`actlab.location.location`), else ``runs/<model>``
-        (``runs/<model>-<dataset>`` for datasets other than CIFAR-10)."""
+        (``runs/<model>-<dataset>`` for datasets other than CIFAR-10; a factory's callable name for ``<model>``)."""
         if self.out is not None:
             return location(self.out)
-        name = self.model if self.dataset == "cifar10" else f"{self.model}-{self.dataset}"
+        model = self.model.rpartition(":")[2]  # a factory's callable
+        name = model if self.dataset == "cifar10" else f"{model}-{self.dataset}"
         return Path("runs") / name
 
     @property
@@ -468,6 +538,8 @@ class RecordConfig:
             data["record_epochs"] = list(self.record_epochs)
         if self.seeds is not None:
             data["seeds"] = list(self.seeds)
+        if isinstance(self.layers, tuple):
+            data["layers"] = list(self.layers)
         return data
 
     @classmethod
@@ -478,7 +550,7 @@ class RecordConfig:
         if unknown and strict:
             raise ConfigError(f"{where} has unknown keys {unknown}; use the flag names of 'actlab record' with underscores")
         values = {k: v for k, v in data.items() if k in names}
-        for key in ("width", "record_epochs", "betas"):
+        for key in ("width", "record_epochs", "betas", "layers"):
             if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -494,6 +566,8 @@ class RecordConfig:
         unknown = sorted(set(changes) - names)
         if unknown:
             raise ConfigError(f"unknown record settings {unknown}; see 'actlab record --help' for the names")
+        if "model" in changes and "model_args" not in changes and not FACTORY_PATTERN.match(str(changes["model"])):
+            changes["model_args"] = None  # a factory's arguments do not follow it to another model
         if "model" in changes and "width" not in changes and len(set(self.width)) == 1:
             changes["width"] = self.width[0]  # one shared width follows the model to its own number of layers
         return replace(self, **changes)

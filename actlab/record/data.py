@@ -334,6 +334,69 @@ def make_synthetic(
     )
 
 
+def _as_array(value: Any) -> np.ndarray:
+    """A NumPy copy of an array or tensor (a torch tensor on any device, detached)."""
+    for method in ("detach", "cpu"):
+        if hasattr(value, method):
+            value = getattr(value, method)()
+    return np.asarray(value)
+
+
+def _split_arrays(split: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one split handed in from Python: an ``(x, y)`` pair, or a dataset of ``(x, y)`` items."""
+    if isinstance(split, (tuple, list)) and len(split) == 2:
+        images, labels = _as_array(split[0]), _as_array(split[1])
+    elif hasattr(split, "__len__") and hasattr(split, "__getitem__"):
+        items = [split[i] for i in range(len(split))]
+        if not items or not all(isinstance(item, (tuple, list)) and len(item) >= 2 for item in items):
+            raise ConfigError(f"{name} is a dataset whose items are not (x, y) pairs, or it is empty; give (x, y) tensors")
+        images = np.stack([_as_array(item[0]) for item in items])
+        labels = np.asarray([int(_as_array(item[1])) for item in items])
+    else:
+        raise ConfigError(f"{name} is a {type(split).__name__}; give a pair (x, y) of tensors or a dataset of (x, y) items")
+    if images.ndim != 4 or len(images) != len(labels) or labels.ndim != 1 or not len(labels):
+        raise ConfigError(f"{name} has x of shape {images.shape} and y of shape {labels.shape}; give x as images "
+                          "(sample, channel, height, width) and y as one integer label per sample")
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.floating) or not np.all(np.isfinite(images)):
+            raise ConfigError(f"{name} x has dtype {images.dtype}; give uint8 pixels (0-255) or finite floats")
+        images = images.astype(np.float32)
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ConfigError(f"{name} y holds {labels.dtype} values down to {labels.min()}; give integer labels 0..classes-1")
+    return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+def custom_dataset(train: Any, test: Any) -> ImageDataset:
+    """A dataset from data handed in from Python (``actlab.record(train=..., test=...)``).
+
+    Parameters
+    ----------
+    train, test : (x, y) or dataset of (x, y) items
+        ``x`` images (sample, channel, height, width): uint8 pixels 0-255 (normalised like the built-in
+        datasets) or floats (taken as they are, then normalised per ``normalize``); ``y`` integer labels.
+        Tensors, arrays, or a ``torch.utils.data.Dataset`` (any object with ``len`` and indexing).
+
+    Returns
+    -------
+    ImageDataset
+        Named ``custom``; classes ``0`` .. largest label; ``description.checksums`` holds the MD5 of each
+        split's images and labels, which ``--resume`` compares.
+    """
+    train_images, train_labels = _split_arrays(train, "train")
+    test_images, test_labels = _split_arrays(test, "test")
+    if train_images.shape[1:] != test_images.shape[1:] or train_images.dtype != test_images.dtype:
+        raise ConfigError(f"train x is {train_images.dtype} {train_images.shape[1:]} per sample but test x is "
+                          f"{test_images.dtype} {test_images.shape[1:]}; give both splits the same kind of images")
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    checksums = {name: hashlib.md5(np.ascontiguousarray(array).tobytes()).hexdigest() for name, array in (
+        ("train_images", train_images), ("train_labels", train_labels), ("test_images", test_images),
+        ("test_labels", test_labels))}
+    return ImageDataset(name="custom", train_images=train_images, train_labels=train_labels, test_images=test_images,
+                        test_labels=test_labels, class_names=tuple(str(k) for k in range(n_classes)),
+                        description={"source": "handed in from Python", "checksums": checksums,
+                                     "dtype": str(train_images.dtype)})
+
+
 # -- sampling ----------------------------------------------------------------------------
 
 
@@ -445,16 +508,18 @@ def inject_label_noise(
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and (population) standard deviation of uint8 images scaled to [0, 1].
+    """Per-channel mean and (population) standard deviation of uint8 images scaled to [0, 1] (float images as they are).
 
     Parameters
     ----------
-    images : ndarray of uint8, shape (sample, channel, height, width)
+    images : ndarray of uint8 or float32, shape (sample, channel, height, width)
 
     Returns
     -------
     mean, std : ndarray of float64, shape (channel,)
     """
+    if images.dtype != np.uint8:
+        return images.mean(axis=(0, 2, 3), dtype=np.float64), images.std(axis=(0, 2, 3), dtype=np.float64)
     values = np.arange(256, dtype=np.float64) / 255.0
     means, stds = [], []
     for c in range(images.shape[1]):
@@ -477,8 +542,9 @@ def normalization_stats(images: np.ndarray, mode: str) -> tuple[np.ndarray, np.n
 
 
 def normalize_images(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """``(images / 255 - mean) / std`` per channel, float32; dims (sample, channel, height, width) in and out."""
-    scaled = images.astype(np.float32) / np.float32(255.0)
+    """``(images / 255 - mean) / std`` per channel (float images are not divided by 255), float32; dims (sample,
+    channel, height, width) in and out."""
+    scaled = images.astype(np.float32) / np.float32(255.0 if images.dtype == np.uint8 else 1.0)
     return (scaled - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
 
 
@@ -607,7 +673,8 @@ class PreparedData:
             "n_test_used": int(len(self.test_index)),
             "n_noisy": int(self.noisy.is_noisy.sum()),
             "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist(),
-                              "formula": "(pixel / 255 - mean[channel]) / std[channel]"},
+                              "formula": "(pixel / 255 - mean[channel]) / std[channel]" if self.dataset.train_images.dtype == np.uint8
+                              else "(value - mean[channel]) / std[channel]"},
             "probe_sizes": self.probe_sizes,
         }
 

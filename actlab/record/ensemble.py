@@ -63,7 +63,7 @@ from actlab.record.api import (
 )
 from actlab.record.config import RecordConfig
 from actlab.record.data import PreparedData, load_dataset, prepare_data
-from actlab.record.models import count_parameters, mlp_layer_specs
+from actlab.record.models import count_parameters, mlp_layer_specs, parameter_specs
 from actlab.record.trainer import (
     CHECKPOINT_FORMAT,
     to_cpu,
@@ -143,10 +143,14 @@ class EnsembleMLP(nn.Module):
                 h = torch.relu(h)
         return h
 
-    def replica_parameters(self, k: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Copies of replica ``k``'s weight (unit, in_unit) and bias (unit,) per store layer, as ``nn.Linear`` holds them."""
-        return {spec.name: (weight[k].detach().t().cpu().numpy().copy(), bias[k].detach().cpu().numpy().copy())
-                for spec, weight, bias in zip(self.specs, self.weights, self.biases)}
+    def replica_parameters(self, k: int) -> dict[str, np.ndarray]:
+        """Copies of replica ``k``'s state_dict as the MLP of :func:`~actlab.record.models.make_mlp` holds it:
+        ``<module>.weight`` (unit, in_unit) and ``<module>.bias`` (unit,) of every Linear."""
+        params = {}
+        for spec, weight, bias in zip(self.specs, self.weights, self.biases):
+            params[f"{spec.module}.weight"] = weight[k].detach().t().cpu().numpy().copy()
+            params[f"{spec.module}.bias"] = bias[k].detach().cpu().numpy().copy()
+        return params
 
 
 def _stacked_inputs(images: Sequence[np.ndarray], keys: Sequence[bytes], data: Sequence[PreparedData],
@@ -351,7 +355,8 @@ def record_ensemble(config: RecordConfig) -> Path:
                 try:
                     writer = RunWriter.create(
                         replica.run_dir, config={**replica.to_dict(), "resolved": resolved, "environment": env},
-                        dataset=d.describe(), layers=specs, probes=probe_set(d), subsets=data_subsets(d),
+                        dataset=d.describe(), layers=specs, parameters=parameter_specs(model), probes=probe_set(d),
+                        subsets=data_subsets(d),
                         record_epochs=config.schedule,
                         n_epochs=config.epochs, activation_dtype=config.dtype, replace=config.overwrite,
                     )

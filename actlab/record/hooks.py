@@ -59,7 +59,8 @@ class ActivationCapture:
         self._handles.clear()
         self.outputs = {}
 
-    def collect(self, inputs: torch.Tensor, batch_size: int = 4096, dtype: str = "float32") -> dict[str, np.ndarray]:
+    def collect(self, inputs: torch.Tensor, batch_size: int = 4096, dtype: str = "float32",
+                reduce: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
         """Run ``inputs`` through the model in eval mode without gradients and gather the captures.
 
         Parameters
@@ -69,12 +70,17 @@ class ActivationCapture:
         batch_size : int
         dtype : {"float32", "float16"}
             NumPy dtype of the returned arrays.
+        reduce : mapping of name -> {"mean", "max", "none"}, optional
+            For captures whose output has dims (sample, channel, y, x): reduce over (y, x) per channel on the
+            device, before the copy to the host, or keep the maps whole (``"none"``). Default: ``"none"``.
 
         Returns
         -------
-        dict of name -> ndarray, shape (sample, ...)
-            Outputs flattened to (sample, features) where a module outputs more dims.
+        dict of name -> ndarray
+            (sample, channel) for a reduced 4-dim output, (sample, channel, y, x) for an unreduced one, and any
+            other output flattened to (sample, features).
         """
+        reduce = dict(reduce or {})
         was_training = self.model.training
         self.model.eval()
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.modules}
@@ -83,8 +89,22 @@ class ActivationCapture:
                 for start in range(0, len(inputs), batch_size):
                     self.model(inputs[start:start + batch_size])
                     for name in self.modules:
-                        out = self.outputs[name]
-                        parts[name].append(out.reshape(len(out), -1).float().cpu().numpy().astype(dtype, copy=False))
+                        out = reduce_output(self.outputs[name], reduce.get(name, "none"))
+                        parts[name].append(out.float().cpu().numpy().astype(dtype, copy=False))
         finally:
             self.model.train(was_training)
         return {name: np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype) for name, chunks in parts.items()}
+
+
+def reduce_output(out: torch.Tensor, reduce: str) -> torch.Tensor:
+    """One captured output as stored: a 4-dim (sample, channel, y, x) output reduced over (y, x) by ``reduce``
+    (``"mean"``, ``"max"``) or kept (``"none"``); any other output flattened to (sample, features)."""
+    if out.dim() == 4:
+        if reduce == "mean":
+            return out.mean(dim=(2, 3))
+        if reduce == "max":
+            return out.amax(dim=(2, 3))
+        if reduce == "none":
+            return out
+        raise ValueError(f"reduce must be mean, max or none; got {reduce!r}")
+    return out.reshape(len(out), -1)

@@ -37,14 +37,51 @@ def resolve_device(name: str) -> torch.device:
 
 def to_device_normalized(images: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device,
                          chunk: int = 8192) -> torch.Tensor:
-    """uint8 images (sample, channel, height, width) -> normalised float32 tensor on ``device``, same dims."""
+    """Images (sample, channel, height, width) -> normalised float32 tensor on ``device``, same dims.
+
+    uint8 pixels are scaled to [0, 1] first; float32 values are taken as they are. Then ``(x - mean) / std``
+    per channel.
+    """
     out = torch.empty(images.shape, dtype=torch.float32, device=device)
     mean_t = torch.as_tensor(np.asarray(mean, np.float32), device=device)[:, None, None]
     std_t = torch.as_tensor(np.asarray(std, np.float32), device=device)[:, None, None]
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
     for start in range(0, len(images), chunk):
-        block = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).to(device).float() / 255.0
+        block = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).to(device).float() / scale
         out[start:start + chunk] = (block - mean_t) / std_t
     return out
+
+
+CROP_PADDING = 4
+"""Zero padding (black, before normalisation) of ``augment="crop-flip"`` on each side, in pixels."""
+
+
+def crop_flip(x: torch.Tensor, fill: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
+              padding: int = CROP_PADDING) -> torch.Tensor:
+    """Random crop with ``padding`` pixels of padding plus horizontal flip, per sample, on the tensor's device.
+
+    Parameters
+    ----------
+    x : Tensor, shape (sample, channel, height, width)
+    fill : Tensor, shape (channel,)
+        Value of the padding (a black pixel after normalisation).
+    offsets : Tensor of int, shape (sample, 2)
+        Top-left (row, column) of each crop in the padded image, in [0, 2 * padding].
+    flips : Tensor of bool, shape (sample,)
+        Whether to mirror each crop left-right.
+
+    Returns
+    -------
+    Tensor, shape (sample, channel, height, width)
+    """
+    n, channels, height, width = x.shape
+    padded = fill.view(1, channels, 1, 1).expand(n, channels, height + 2 * padding, width + 2 * padding).clone()
+    padded[:, :, padding:padding + height, padding:padding + width] = x
+    rows = offsets[:, :1] + torch.arange(height, device=x.device)
+    cols = offsets[:, 1:] + torch.arange(width, device=x.device)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    picked = padded[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return picked.permute(0, 3, 1, 2).contiguous()  # advanced indices first: (sample, height, width, channel)
 
 
 class Trainer:
@@ -65,7 +102,10 @@ class Trainer:
     betas : (float, float)
     weight_decay : float
     seed : int
-        Seeds the batch-order generator.
+        Seeds the batch-order generator (which also draws the augmentation).
+    augment : {"none", "crop-flip"}
+        ``"crop-flip"``: each training mini-batch is randomly cropped with 4 pixels of black padding and flipped
+        left-right with probability 1/2, on the device (:func:`crop_flip`); evaluation sees the images as they are.
     cuda_graphs : bool, optional
         Replay each full mini-batch step (forward, backward, Adam) from a CUDA graph, which removes the
         per-kernel launch cost that dominates small MLPs on a GPU. Default: on for CUDA devices. The
@@ -75,7 +115,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, data: PreparedData, device: torch.device, *, batch_size: int = 128,
                  eval_batch_size: int = 4096, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999),
-                 weight_decay: float = 0.0, seed: int = 0, cuda_graphs: bool | None = None) -> None:
+                 weight_decay: float = 0.0, seed: int = 0, cuda_graphs: bool | None = None,
+                 augment: str = "none") -> None:
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -87,7 +128,12 @@ class Trainer:
         self.is_noisy = data.noisy.is_noisy.copy()
         self.x_test = to_device_normalized(dataset.test_images, data.mean, data.std, device)
         self.y_test = torch.as_tensor(dataset.test_labels, device=device)
-        self.cuda_graphs = device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
+        if augment not in ("none", "crop-flip"):
+            raise ConfigError(f"unknown augment {augment!r}; choose none or crop-flip")
+        self.augment = augment
+        mean, std = np.asarray(data.mean, np.float32), np.asarray(data.std, np.float32)
+        self._black = torch.as_tensor(-mean / std, device=device)
+        self.cuda_graphs = (device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)) and augment == "none"
         if self.cuda_graphs and device.type != "cuda":
             raise ConfigError(f"CUDA graphs need a CUDA device; got {device}")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay,
@@ -106,7 +152,12 @@ class Trainer:
             if self.cuda_graphs and len(index) == self.batch_size:
                 loss = self._graphed_step(index)
             else:
-                loss = self._step(self.x_train[index], self.y_train[index])
+                x = self.x_train[index]
+                if self.augment == "crop-flip":
+                    offsets = torch.randint(0, 2 * CROP_PADDING + 1, (len(index), 2), generator=self.generator)
+                    flips = torch.randint(0, 2, (len(index),), generator=self.generator).bool()
+                    x = crop_flip(x, self._black, offsets.to(self.device), flips.to(self.device))
+                loss = self._step(x, self.y_train[index])
             total += loss.detach() * len(index)
         return float(total) / n
 

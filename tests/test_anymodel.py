@@ -1,0 +1,185 @@
+"""Recording any model: factories, instances, your own data, conv layers, cnn5 and resnet18k, augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+import actlab
+from actlab.analysis import analyze, summary
+from actlab.cli import main
+from actlab.errors import ConfigError
+from actlab.record import RecordConfig, record, resume
+from actlab.record.models import make_cnn5
+from actlab.record.trainer import Trainer, crop_flip
+from actlab.store import open_store, read_attrs
+
+SYNTHETIC = "train=96,test=40,classes=4,shape=3x8x8,seed=1"
+
+
+@pytest.fixture
+def conv_config(tmp_path, torch_one_thread) -> RecordConfig:
+    return RecordConfig(dataset="synthetic", synthetic=SYNTHETIC, model="cnn5", width=2, epochs=3, lr=1e-2,
+                        batch_size=32, record_epochs="every:1", probe_clean=16, probe_noisy=8, probe_test=12,
+                        noise=0.25, checkpoint_every=0, out=str(tmp_path / "run"), progress=False, device="cpu")
+
+
+def _normalised_probes(view) -> torch.Tensor:
+    norm = view.attrs["dataset"]["normalization"]
+    images = view.probes["image"].values.astype(np.float32) / 255.0
+    mean, std = (np.asarray(norm[k], np.float32)[:, None, None] for k in ("mean", "std"))
+    return torch.from_numpy((images - mean) / std)
+
+
+def test_cnn5_channel_means_equal_the_mean_of_the_full_maps(conv_config):
+    run_dir = record(conv_config)
+    view = open_store(run_dir)
+    assert view.layer_names == ["relu1", "relu2", "relu3", "relu4", "output"]
+    assert [view.attrs["layers"][i]["kind"] for i in range(5)] == ["conv"] * 4 + ["dense"]
+    assert view.layers["relu3"]["preact"].dims == ("epoch", "sample", "unit") and view.layers["relu3"]["preact"].shape[2] == 8
+    # independently: rebuild the CNN from the stored parameters and take the full maps of each ReLU
+    net = make_cnn5(3, 4, 2).eval()
+    x = _normalised_probes(view)
+    for slot, epoch in enumerate(view.epochs):
+        net.load_state_dict({name: torch.as_tensor(view.parameters[name].values[slot]) for name in view.parameters.data_vars})
+        maps, h = {}, x
+        with torch.no_grad():
+            for name, module in net.named_children():
+                h = module(h)
+                maps[name] = h
+        for k in range(1, 5):
+            expected = maps[f"relu{k}"].numpy().mean(axis=(2, 3))
+            np.testing.assert_allclose(view.layers[f"relu{k}"]["preact"].values[slot], expected, rtol=1e-4, atol=1e-6,
+                                       err_msg=f"relu{k} epoch {epoch}")
+        np.testing.assert_allclose(view.layers["output"]["preact"].values[slot], maps["output"].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_resnet18k_unreduced_every_analysis_runs(conv_config):
+    run_dir = record(conv_config, model="resnet18k", conv_reduce="none", augment="crop-flip", epochs=2)
+    view = open_store(run_dir)
+    assert len(view.layer_names) == 18 and view.layer_names[-1] == "output"
+    first = view.layers["layer1.0.relu1"]["preact"]
+    assert first.dims == ("epoch", "sample", "channel", "y", "x") and first.shape == (3, 36, 2, 8, 8)
+    assert view.layers["layer4.1.relu2"]["preact"].shape[2:] == (16, 1, 1)
+    assert "layer1.0.bn1.running_mean" in view.parameters and "output.weight" in view.parameters
+    run = actlab.open_run(run_dir)
+    np.testing.assert_allclose(run.layer("layer1.0.relu1").values, first.values.mean(axis=(3, 4)), rtol=1e-5, atol=1e-7)
+    result = summary(analyze(run, progress=False))
+    assert result["errors"] == {}
+
+
+def test_factory_model_through_python_and_cli(conv_config, tmp_path):
+    args = {"width": 3, "classes": 4}
+    run_dir = record(conv_config, model="anymodel_nets:make_net", model_args=args, out=str(tmp_path / "py"))
+    view = open_store(run_dir)
+    assert view.layer_names == ["features.1", "head.2", "head.3"]  # GELU, ReLU, the last Linear
+    assert view.attrs["config"]["model"] == "anymodel_nets:make_net" and view.attrs["config"]["model_args"] == args
+    assert view.layers["features.1"]["preact"].shape == (4, 36, 3)
+    cli_dir = tmp_path / "cli"
+    assert main(["record", "--dataset", "synthetic", "--synthetic", SYNTHETIC, "--model", "anymodel_nets:make_net",
+                 "--model-args", '{"width": 3, "classes": 4}', "--epochs", "3", "--lr", "0.01", "--batch-size", "32",
+                 "--record-epochs", "every:1", "--probe-clean", "16", "--probe-noisy", "8", "--probe-test", "12",
+                 "--noise", "0.25", "--checkpoint-every", "0", "--device", "cpu", "--no-progress",
+                 "--layers", "features.0,head.3", "--out", str(cli_dir)]) == 0
+    cli = open_store(cli_dir)
+    assert cli.layer_names == ["features.0", "head.3"] and cli.attrs["layers"][0]["reduce"] == "mean"
+    # the same model and data: the GELU of the Python run is the GELU of the CLI run's conv output
+    np.testing.assert_array_equal(cli.layers["head.3"]["preact"].values, view.layers["head.3"]["preact"].values)
+
+
+def test_resumed_factory_run_is_bit_identical(conv_config, tmp_path, monkeypatch):
+    config = conv_config.replace(model="anymodel_nets:make_net", model_args={"width": 3}, epochs=4, checkpoint_every=2,
+                                 augment="crop-flip")
+    reference = open_store(record(config, out=str(tmp_path / "reference")))
+    original, calls = Trainer.train_epoch, {"n": 0}
+
+    def crash_in_epoch_four(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_four)
+    with pytest.raises(KeyboardInterrupt):
+        record(config, out=str(tmp_path / "run"))
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    resume(tmp_path / "run")
+    resumed = open_store(tmp_path / "run")
+    assert resumed.attrs["status"] == "complete"
+    store = tmp_path / "run" / "store.zarr" / "zarr.json"
+    before = store.stat().st_mtime_ns
+    resume(tmp_path / "run")  # complete: nothing is written
+    assert store.stat().st_mtime_ns == before
+    np.testing.assert_array_equal(resumed.metrics["test_loss"].values, reference.metrics["test_loss"].values)
+    for name in reference.layer_names:
+        np.testing.assert_array_equal(resumed.layers[name]["preact"].values, reference.layers[name]["preact"].values)
+    for name in reference.parameters.data_vars:
+        np.testing.assert_array_equal(resumed.parameters[name].values, reference.parameters[name].values, err_msg=name)
+
+
+def test_instance_and_own_data(conv_config, tmp_path, capsys):
+    from anymodel_nets import TinyNet
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((80, 3, 6, 6)).astype(np.float32)
+    y = np.arange(80) % 4
+    x[:, 0] += y[:, None, None]  # a learnable signal
+    train, test = (torch.from_numpy(x[:60]), torch.from_numpy(y[:60])), (torch.from_numpy(x[60:]), torch.from_numpy(y[60:]))
+    run_dir = record(conv_config, model=TinyNet(), train=train, test=test, probe_clean=None, probe_noisy=None,
+                     probe_test=None, normalize="none", out=str(tmp_path / "own"))
+    assert "cannot rebuild" in capsys.readouterr().err
+    view = open_store(run_dir)
+    assert view.attrs["config"]["model"] == "instance" and view.attrs["dataset"]["name"] == "custom"
+    assert view.probes["image"].dtype == np.float32
+    np.testing.assert_array_equal(np.sort(view.training["dataset_index"].values), np.arange(60))
+    index = view.probes["dataset_index"].values[:4]
+    np.testing.assert_array_equal(view.probes["image"].values[:4], x[index])  # the float inputs, as given
+    zarr.open_group(tmp_path / "own" / "store.zarr", mode="r+").attrs["status"] = "recording"  # as if interrupted
+    with pytest.raises(ConfigError, match="cannot rebuild"):
+        resume(run_dir)
+    assert read_attrs(run_dir)["config"]["resolved"]["model_class"] == "anymodel_nets.TinyNet"
+
+
+@pytest.mark.parametrize("spec, args, message", [
+    ("no_such_module_xyz:make", None, "cannot be imported"),
+    ("anymodel_nets:missing", None, "has no attribute 'missing'"),
+    ("anymodel_nets:NOT_CALLABLE", None, "not callable"),
+    ("anymodel_nets:not_a_module", None, "not a torch.nn.Module"),
+    ("anymodel_nets:make_net", '{"depth": 3}', "failed when called"),
+    ("anymodel_nets:make_net", "{width: 3}", "not valid JSON"),
+    ("anymodel_nets:make_net", "[3]", "not a JSON object"),
+    ("mlp3", '{"width": 3}', "apply to a factory model"),
+    ("nets.py", None, "unknown model"),
+])
+def test_factory_errors_are_one_line(conv_config, spec, args, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        record(conv_config, model=spec, model_args=args)
+    assert "\n" not in str(info.value) and "; " in str(info.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"layers": "features.9"}, "not submodules"),
+    ({"layers": "pool,pool"}, "malformed"),
+    ({"conv_reduce": "median"}, "unknown conv-reduce"),
+    ({"augment": "mixup"}, "unknown augment"),
+    ({"seeds": "0-1", "seed": 0, "model": "cnn5"}, "MLP ensembles"),
+])
+def test_layer_and_option_errors(conv_config, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        record(conv_config.replace(model="anymodel_nets:make_net"), **changes)
+
+
+def test_crop_flip_matches_an_independent_loop():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 2, 6, 7)).astype(np.float32)
+    fill = np.asarray([-1.5, 2.0], np.float32)
+    offsets = rng.integers(0, 9, (5, 2))
+    flips = np.asarray([True, False, True, False, True])
+    out = crop_flip(torch.from_numpy(x), torch.from_numpy(fill), torch.from_numpy(offsets), torch.from_numpy(flips)).numpy()
+    for i in range(5):
+        padded = np.broadcast_to(fill[:, None, None], (2, 14, 15)).copy()
+        padded[:, 4:10, 4:11] = x[i]
+        crop = padded[:, offsets[i, 0]:offsets[i, 0] + 6, offsets[i, 1]:offsets[i, 1] + 7]
+        np.testing.assert_array_equal(out[i], crop[:, :, ::-1] if flips[i] else crop)
