@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import xarray as xr
 from sklearn.decomposition import PCA as SklearnPCA
@@ -200,6 +202,30 @@ def pooled_r2(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         return 1.0 - np.sum((targets - predicted) ** 2, axis=0) / total
 
 
+@functools.lru_cache(maxsize=4)
+def permutation_indices(n: int, n_permutations: int, seed: int) -> np.ndarray:
+    """``n_permutations`` permutations of ``range(n)``, one after another from ``numpy.random.default_rng(seed)``.
+
+    The same for every call with the same arguments, so they are drawn once (read-only array).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_permutations, n)
+    """
+    rng = np.random.default_rng(seed)
+    out = np.stack([rng.permutation(n) for _ in range(n_permutations)]) if n_permutations else np.zeros((0, n), np.int64)
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def resample_indices(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    """``default_rng(seed).integers(0, n, (n_bootstrap, n))``: bootstrap resamples, drawn once (read-only array)."""
+    out = np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))
+    out.flags.writeable = False
+    return out
+
+
 def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
                     n_permutations: int = N_PERMUTATIONS, seed: int = SEED) -> tuple[np.ndarray, float, float]:
     """Out-of-fold predictions of ``values`` from ``features``, their CV R^2 and its permutation p-value.
@@ -218,8 +244,8 @@ def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 
     -------
     (predicted (sample,), r2, p_value)
     """
-    rng = np.random.default_rng(seed)
-    y = np.column_stack([values] + [values[rng.permutation(len(values))] for _ in range(n_permutations)])
+    values = np.asarray(values)
+    y = np.column_stack([values, values[permutation_indices(len(values), n_permutations, seed)].T])
     predicted = cv_ridge_predict(features, y, alpha=alpha, n_splits=n_splits, seed=seed)
     r2 = pooled_r2(y, predicted)
     return predicted[:, 0], float(r2[0]), float((1 + np.sum(r2[1:] >= r2[0])) / (1 + n_permutations))
@@ -244,7 +270,7 @@ def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_
     y = np.asarray(values, dtype=np.float64)
     a, b = np.asarray(predicted_a, dtype=np.float64), np.asarray(predicted_b, dtype=np.float64)
     observed = float(r2_score(y, a) - r2_score(y, b))
-    index = np.random.default_rng(seed).integers(0, len(y), (n_bootstrap, len(y)))
+    index = resample_indices(len(y), n_bootstrap, seed)
     resampled = y[index]
     total = np.sum((resampled - resampled.mean(axis=1, keepdims=True)) ** 2, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
