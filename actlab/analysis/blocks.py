@@ -7,6 +7,7 @@ kernels, so the math lives here only once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 from dataclasses import dataclass, field
@@ -115,6 +116,24 @@ def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, see
             shuffled = rng.permutation(pool)
             out[p, 0, shuffled[:n_clean]], out[p, 1, shuffled[n_clean:]] = c, c
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def bootstrap_counts(n: int, n_bootstrap: int, seed: int = SEED, dtype: Any = np.float64) -> np.ndarray:
+    """Multiplicity of each of ``n`` samples in each of ``n_bootstrap`` resamples with replacement.
+
+    The resamples are ``default_rng(seed).integers(0, n, (n_bootstrap, n))``, the same for every call with the
+    same arguments, so they are drawn once per process (a read-only array).
+
+    Returns
+    -------
+    ndarray of ``dtype``, shape (n_bootstrap, n); integers, each row sums to ``n``
+    """
+    draws = np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))
+    counts = np.bincount((draws + n * np.arange(n_bootstrap)[:, None]).ravel(), minlength=n_bootstrap * n)
+    counts = counts.reshape(n_bootstrap, n).astype(dtype)
+    counts.flags.writeable = False
+    return counts
 
 
 def codes_of(act: xr.DataArray) -> np.ndarray:
