@@ -195,9 +195,10 @@ def _per_layer(func: Callable[[str], Any], names: Sequence[str], workers: int) -
         return list(pool.map(func, names))
 
 
-def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_median: float, min_ratio_to_second: float,
-                      n_permutations: int, n_bootstrap: int, seed: int, workers: int) -> dict[str, xr.Dataset]:
-    features = large_activation.image_features(run.probes["image"].values, seed=seed)
+def _large_activation(run: Run, acc: _Accumulator, features: cf.Future, *, n_top: int, min_ratio_to_median: float,
+                      min_ratio_to_second: float, n_permutations: int, n_bootstrap: int, seed: int,
+                      workers: int) -> dict[str, xr.Dataset]:
+    features = features.result()  # large_activation.image_features of the probe images, computed during the pass
     predicted = xr.DataArray(acc.predicted[-1], dims="sample") if np.all(acc.predicted[-1] >= 0) else None
 
     def layer(name: str) -> tuple[xr.Dataset, xr.Dataset]:
@@ -373,8 +374,10 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
 
     attempt("curves", lambda: curves.learning_curves(run.metrics))  # before the pass: its phases place the path null
     null_indices = null_epoch_indices(run, nodes.get("/curves"))
-    acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
-                         progress=progress)
+    with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="actlab-features") as side:
+        features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"])
+        acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
+                             progress=progress)
 
     means = {
         name: separation.means_dataarray(blocks.means_from_sums(acc.sums[name], plan.counts),
@@ -385,7 +388,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     attempt("separation", lambda: _separation(run, acc, plan, means))
     attempt("pca", lambda: _pca(run, acc, n_components, means, pca_indices))
     attempt("large_activation", lambda: _large_activation(
-        run, acc, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
+        run, acc, features, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
         min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
         n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"], workers=max_workers))
     attempt("paths", lambda: _paths(run, acc, plan, relevant, parameters["n_bootstrap"], max_workers))
