@@ -1,14 +1,14 @@
 """Benchmark the fused analysis pass against one plain read of the same store.
 
 Builds a synthetic run store through ``actlab.store.RunWriter`` (6 hidden layers x 512 units + a 10-unit
-output layer, 3000 probes; the default 40 epochs = 1.48 GB raw float32, ``--epochs 85`` = 3.14 GB, the store
-the issue's numbers refer to), then, each in a fresh subprocess, (1) reads every (layer, epoch) block once with
-the same reader and thread pool, and (2) runs ``actlab.analysis.analyze``; prints wall time, peak RSS of each
-and their ratio, interleaved read / analyse / read / ... with each analysis compared with the mean of the reads
-either side, and the load average. It never asserts.
+output layer, 3000 probes x 85 epochs = 3.14 GB raw float32 by default, the store the issue's numbers refer
+to; ``--epochs 40`` = 1.48 GB), then, each in a fresh subprocess, (1) reads every (layer, epoch) block once
+with the same reader and thread pool, and (2) runs ``actlab.analysis.analyze``; prints wall time, peak RSS of
+each and their ratio, interleaved read / analyse / read / ... with each analysis compared with the mean of the
+reads either side, and the load average. It never asserts.
 
-    python benchmarks/bench_analyze.py                      # temp dir, 1.5 GB: about 3 minutes on 2 idle cores
-    python benchmarks/bench_analyze.py --epochs 85          # the 3.1 GB store: about 5 minutes
+    python benchmarks/bench_analyze.py                      # temp dir, 3.1 GB: about 2 minutes on 2 cores
+    python benchmarks/bench_analyze.py --epochs 40          # 1.5 GB: about 1 minute
     python benchmarks/bench_analyze.py --dir /data/bench --epochs 20 --keep
 """
 
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6, help="hidden layers; an output layer is added (default 6)")
     parser.add_argument("--units", type=int, default=512)
     parser.add_argument("--probes", type=int, default=3000)
-    parser.add_argument("--epochs", type=int, default=40, help="recorded epochs (default 40: 1.48 GB; 85: 3.14 GB)")
+    parser.add_argument("--epochs", type=int, default=85, help="recorded epochs (default 85: 3.14 GB; 40: 1.48 GB)")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved analysis rounds (default 2)")
