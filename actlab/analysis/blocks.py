@@ -7,6 +7,7 @@ kernels, so the math lives here only once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 from dataclasses import dataclass, field
@@ -115,6 +116,24 @@ def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, see
             shuffled = rng.permutation(pool)
             out[p, 0, shuffled[:n_clean]], out[p, 1, shuffled[n_clean:]] = c, c
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def bootstrap_counts(n: int, n_bootstrap: int, seed: int = SEED, dtype: Any = np.float64) -> np.ndarray:
+    """Multiplicity of each of ``n`` samples in each of ``n_bootstrap`` resamples with replacement.
+
+    The resamples are ``default_rng(seed).integers(0, n, (n_bootstrap, n))``, the same for every call with the
+    same arguments, so they are drawn once per process (a read-only array).
+
+    Returns
+    -------
+    ndarray of ``dtype``, shape (n_bootstrap, n); integers, each row sums to ``n``
+    """
+    draws = np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))
+    counts = np.bincount((draws + n * np.arange(n_bootstrap)[:, None]).ravel(), minlength=n_bootstrap * n)
+    counts = counts.reshape(n_bootstrap, n).astype(dtype)
+    counts.flags.writeable = False
+    return counts
 
 
 def codes_of(act: xr.DataArray) -> np.ndarray:
@@ -280,12 +299,17 @@ class BlockPlan:
     """Samples per (half, class)."""
     onehot: np.ndarray = field(init=False, repr=False)
     """``onehot_groupings`` of the groupings then the halves, built once per run."""
+    null_members: np.ndarray = field(init=False, repr=False)
+    """``null_memberships(codes, n_classes, null_permutations, seed)`` as int8, drawn once per run; shape
+    (permutation, source, sample)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "halves", half_codes(self.codes, self.seed))
         object.__setattr__(self, "counts", group_counts(self.codes, self.n_classes))
         object.__setattr__(self, "half_counts", group_counts(self.halves, self.n_classes))
         object.__setattr__(self, "onehot", onehot_groupings(self.all_codes, self.n_classes))
+        members = null_memberships(self.codes, self.n_classes, self.null_permutations, self.seed)
+        object.__setattr__(self, "null_members", members.astype(np.int8 if self.n_classes <= 127 else np.int64))
 
     @property
     def all_codes(self) -> np.ndarray:
@@ -355,30 +379,35 @@ def clean_paths(cosines: np.ndarray) -> np.ndarray:
 def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
     """Clean path of every test sample to every class under each permutation of :func:`null_memberships`.
 
-    The permuted clean and noisy class means are one-hot products over the pooled training probes (float32,
-    summed into float64 as :func:`group_sums`); the cosines and the comparison are those of the observed
-    attribution (:func:`path_cosines`, :func:`clean_paths`).
+    The permuted clean and noisy class means are indicator products over each class's pool of training
+    probes (float32, summed into float64 as :func:`group_sums`; the other classes' probes, zeros of a full
+    one-hot product, are left out); the cosines and the comparison are those of the observed attribution
+    (:func:`path_cosines`, :func:`clean_paths`).
 
     Parameters
     ----------
     x : ndarray, shape (sample, unit)
     plan : BlockPlan
-        With ``null_permutations >= 1``.
+        With ``null_permutations >= 1``; its ``null_members`` are the permutations.
 
     Returns
     -------
     ndarray of int8, shape (permutation, test_sample, class)
     """
-    members = null_memberships(plan.codes, plan.n_classes, plan.null_permutations, plan.seed)
-    n_permutations, n_sources, n_samples = members.shape
-    pooled = np.flatnonzero((members[0] >= 0).any(axis=0))
-    block = np.asarray(x)[pooled]
-    dtype = np.float32 if block.dtype == np.float32 else np.float64
-    onehot = onehot_groupings(members.reshape(-1, n_samples)[:, pooled], plan.n_classes, dtype)
-    sums = (onehot @ block.astype(dtype, copy=False)).astype(np.float64)
+    members = plan.null_members
+    n_permutations, n_sources, _ = members.shape
+    x = np.asarray(x)
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
+    sums = np.zeros((n_permutations, n_sources, plan.n_classes, x.shape[1]))
+    for c in range(plan.n_classes):
+        pool = np.flatnonzero((members[0] == c).any(axis=0))
+        if len(pool) == 0:
+            continue
+        indicator = (members[:, :, pool] == c).astype(dtype).reshape(-1, len(pool))  # (permutation * source, pool)
+        sums[:, :, c] = (indicator @ x[pool].astype(dtype, copy=False)).reshape(n_permutations, n_sources, -1)
     counts = plan.counts[[GROUPINGS.index(source) for source in PATH_SOURCES]]  # equal in every permutation
-    means = means_from_sums(sums.reshape(n_permutations, n_sources, plan.n_classes, -1), counts)
-    cosines = sample_cosines(np.asarray(x)[plan.test_index], means.reshape(-1, means.shape[-1]))
+    means = means_from_sums(sums, counts)
+    cosines = sample_cosines(x[plan.test_index], means.reshape(-1, means.shape[-1]))
     cosines = cosines.reshape(len(plan.test_index), n_permutations, n_sources, plan.n_classes)
     return clean_paths(cosines.transpose(2, 1, 0, 3))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import xarray as xr
 from sklearn.decomposition import PCA as SklearnPCA
@@ -200,6 +202,22 @@ def pooled_r2(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         return 1.0 - np.sum((targets - predicted) ** 2, axis=0) / total
 
 
+@functools.lru_cache(maxsize=4)
+def permutation_indices(n: int, n_permutations: int, seed: int) -> np.ndarray:
+    """``n_permutations`` permutations of ``range(n)``, one after another from ``numpy.random.default_rng(seed)``.
+
+    The same for every call with the same arguments, so they are drawn once (read-only array).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_permutations, n)
+    """
+    rng = np.random.default_rng(seed)
+    out = np.stack([rng.permutation(n) for _ in range(n_permutations)]) if n_permutations else np.zeros((0, n), np.int64)
+    out.flags.writeable = False
+    return out
+
+
 def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
                     n_permutations: int = N_PERMUTATIONS, seed: int = SEED) -> tuple[np.ndarray, float, float]:
     """Out-of-fold predictions of ``values`` from ``features``, their CV R^2 and its permutation p-value.
@@ -218,8 +236,8 @@ def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 
     -------
     (predicted (sample,), r2, p_value)
     """
-    rng = np.random.default_rng(seed)
-    y = np.column_stack([values] + [values[rng.permutation(len(values))] for _ in range(n_permutations)])
+    values = np.asarray(values)
+    y = np.column_stack([values, values[permutation_indices(len(values), n_permutations, seed)].T])
     predicted = cv_ridge_predict(features, y, alpha=alpha, n_splits=n_splits, seed=seed)
     r2 = pooled_r2(y, predicted)
     return predicted[:, 0], float(r2[0]), float((1 + np.sum(r2[1:] >= r2[0])) / (1 + n_permutations))
@@ -231,7 +249,8 @@ def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_
 
     The samples are resampled with replacement ``n_bootstrap`` times (``default_rng(seed).integers(0, n, (n_bootstrap,
     n))``), the same resample for both predictions; the interval is the 2.5 and 97.5 percentiles of the
-    resampled differences. Predictions are held fixed (out-of-fold predictions are not refitted).
+    resampled differences. Predictions are held fixed (out-of-fold predictions are not refitted). Each
+    resample's sums of squares are one product of its multiplicities (:func:`actlab.analysis.blocks.bootstrap_counts`).
 
     Parameters
     ----------
@@ -244,11 +263,14 @@ def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_
     y = np.asarray(values, dtype=np.float64)
     a, b = np.asarray(predicted_a, dtype=np.float64), np.asarray(predicted_b, dtype=np.float64)
     observed = float(r2_score(y, a) - r2_score(y, b))
-    index = np.random.default_rng(seed).integers(0, len(y), (n_bootstrap, len(y)))
-    resampled = y[index]
-    total = np.sum((resampled - resampled.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    counts = blocks.bootstrap_counts(len(y), n_bootstrap, seed)
+    # total sum of squares of each resample about its own mean: sum c y0^2 - (sum c y0)^2 / n, with y0 centred on
+    # the mean of all samples to keep the subtraction small
+    centred = y - y.mean()
+    sums = counts @ np.column_stack([centred, centred ** 2, (y - a) ** 2, (y - b) ** 2])
+    total = sums[:, 1] - sums[:, 0] ** 2 / len(y)
     with np.errstate(divide="ignore", invalid="ignore"):
-        difference = (np.sum((resampled - b[index]) ** 2, axis=1) - np.sum((resampled - a[index]) ** 2, axis=1)) / total
+        difference = (sums[:, 3] - sums[:, 2]) / total
     low, high = np.nanpercentile(difference, [2.5, 97.5]) if np.isfinite(difference).any() else (np.nan, np.nan)
     return observed, float(low), float(high)
 

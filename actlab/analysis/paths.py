@@ -196,7 +196,9 @@ def weighted_splits(weights: np.ndarray, clean_path: np.ndarray, correct: np.nda
     Parameters
     ----------
     weights : ndarray, shape (draw, sample)
-        Multiplicity of each test probe (ones for the plain split, resample counts for a bootstrap).
+        Multiplicity of each test probe (ones for the plain split, resample counts for a bootstrap). The
+        numerators and denominators of both shares are one product in float32 when ``weights`` are float32
+        (integer counts: every sum is an integer below 2**24, exact), else in float64.
     clean_path : ndarray, shape (path, sample)
         1 (clean), 0 (noisy) or NaN (undefined, left out).
     correct : ndarray of bool, shape (sample,)
@@ -205,16 +207,21 @@ def weighted_splits(weights: np.ndarray, clean_path: np.ndarray, correct: np.nda
     -------
     ndarray of float64, shape (draw, path); NaN where a share has no defined probe
     """
+    weights = np.asarray(weights)
+    dtype = np.float32 if weights.dtype == np.float32 else np.float64
     defined = np.isfinite(clean_path)
     filled = np.where(defined, clean_path, 0.0)
+    n_paths = len(clean_path)
+    columns = np.concatenate([filled * correct, defined & correct, filled * ~correct, defined & ~correct])
+    products = (weights.astype(dtype, copy=False) @ columns.T.astype(dtype)).astype(np.float64)
+    numerator_correct, denominator_correct, numerator_wrong, denominator_wrong = (
+        products[:, k * n_paths:(k + 1) * n_paths] for k in range(4))
 
-    def share(mask: np.ndarray) -> np.ndarray:
-        numerator = weights @ (filled * mask).T
-        denominator = weights @ (defined & mask).T
+    def share(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
-    return share(correct[None, :]) - share(~correct[None, :])
+    return share(numerator_correct, denominator_correct) - share(numerator_wrong, denominator_wrong)
 
 
 def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.ndarray, *,
@@ -241,9 +248,7 @@ def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.
     n = len(clean_path)
     observed = float(weighted_splits(np.ones((1, n)), clean_path[None], correct)[0, 0])
     null = weighted_splits(np.ones((1, n)), null_clean_path, correct)[0]
-    draws = np.random.default_rng(seed).integers(0, n, (n_bootstrap, n))
-    counts = np.bincount((draws + n * np.arange(n_bootstrap)[:, None]).ravel(), minlength=n_bootstrap * n)
-    counts = counts.reshape(n_bootstrap, n).astype(np.float64)  # multiplicity of each probe in each resample
+    counts = blocks.bootstrap_counts(n, n_bootstrap, seed, np.float32)  # integers: exact float32 products
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws (no wrong prediction) give NaN
         excess = weighted_splits(counts, clean_path[None], correct)[:, 0] - np.nanmean(

@@ -188,12 +188,20 @@ def _pca(run: Run, acc: _Accumulator, n_components: int, means: dict[str, xr.Dat
     return {"": node, **children}
 
 
-def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_median: float, min_ratio_to_second: float,
-                      n_permutations: int, n_bootstrap: int, seed: int) -> dict[str, xr.Dataset]:
-    features = large_activation.image_features(run.probes["image"].values, seed=seed)
+def _per_layer(func: Callable[[str], Any], names: Sequence[str], workers: int) -> list[Any]:
+    """``[func(name) for name in names]`` on ``workers`` threads (the per-layer work after the pass is NumPy, BLAS and
+    scikit-learn, which release the GIL)."""
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actlab-layer") as pool:
+        return list(pool.map(func, names))
+
+
+def _large_activation(run: Run, acc: _Accumulator, features: cf.Future, *, n_top: int, min_ratio_to_median: float,
+                      min_ratio_to_second: float, n_permutations: int, n_bootstrap: int, seed: int,
+                      workers: int) -> dict[str, xr.Dataset]:
+    features = features.result()  # large_activation.image_features of the probe images, computed during the pass
     predicted = xr.DataArray(acc.predicted[-1], dims="sample") if np.all(acc.predicted[-1] >= 0) else None
-    per_layer, children = [], {}
-    for name in run.layer_names:
+
+    def layer(name: str) -> tuple[xr.Dataset, xr.Dataset]:
         mags = large_activation.magnitudes_dataset(acc.mean_abs[name], acc.max_abs[name], run.epochs,
                                                    np.arange(acc.mean_abs[name].shape[1]))
         found = large_activation.dominant_unit(mags, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
@@ -207,16 +215,19 @@ def _large_activation(run: Run, acc: _Accumulator, *, n_top: int, min_ratio_to_m
                               attrs={"long_name": f"|activation| of the dominant unit at epoch {run.epochs[-1]}", "units": "1"})
         explained = large_activation.explain_unit(values, run.probes, predicted, n_permutations=n_permutations,
                                                   n_bootstrap=n_bootstrap, seed=seed, input_features=features)
-        per_layer.append(xr.merge([found, explained], combine_attrs="override").reindex(rank=np.arange(n_top)))
-        children[name] = xr.Dataset({**mags.data_vars, "dominant_unit_activation": values})
-    node = _layer_stack(per_layer, run.layer_names)
+        return (xr.merge([found, explained], combine_attrs="override").reindex(rank=np.arange(n_top)),
+                xr.Dataset({**mags.data_vars, "dominant_unit_activation": values}))
+
+    per_layer, child_nodes = zip(*_per_layer(layer, run.layer_names, workers))
+    children = dict(zip(run.layer_names, child_nodes))
+    node = _layer_stack(list(per_layer), run.layer_names)
     node.attrs.update(min_ratio_to_median=min_ratio_to_median, min_ratio_to_second=min_ratio_to_second,
                       n_permutations=n_permutations, n_bootstrap=n_bootstrap, p_floor=1.0 / (1 + n_permutations), seed=seed,
                       explained_epoch=int(run.epochs[-1]))
     return {"": node, **children}
 
 
-def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str, n_bootstrap: int) -> xr.Dataset:
+def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str, n_bootstrap: int, workers: int) -> xr.Dataset:
     if np.any(acc.predicted < 0):
         raise RuntimeError("predictions from the output layer are missing")
     if len(plan.test_index) == 0:
@@ -224,16 +235,15 @@ def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str, n_bootst
     sample_coords = {k: v.variable for k, v in run.probes["sample"].coords.items()}
     predicted = xr.DataArray(acc.predicted, dims=("epoch", "sample"), coords={"epoch": run.epochs, **sample_coords})
     test = run.probes["sample"].isel(sample=plan.test_index)
-    per_layer = [
-        paths.attribute_paths(
-            paths.cosines_dataarray(acc.path_cosines[name], run.epochs, test, plan.n_classes),
-            predicted, relevant,
-        )
-        for name in run.layer_names
-    ]
-    nulls = [paths.path_split_null(ds, _null_dataarray(acc.null_clean_path[name], run.epochs, test, plan), n_bootstrap=n_bootstrap,
-                                   seed=plan.seed)
-             for name, ds in zip(run.layer_names, per_layer)]
+
+    def layer(name: str) -> tuple[xr.Dataset, xr.Dataset]:
+        attributed = paths.attribute_paths(paths.cosines_dataarray(acc.path_cosines[name], run.epochs, test, plan.n_classes),
+                                           predicted, relevant)
+        null = paths.path_split_null(attributed, _null_dataarray(acc.null_clean_path[name], run.epochs, test, plan),
+                                     n_bootstrap=n_bootstrap, seed=plan.seed)
+        return attributed, null
+
+    per_layer, nulls = zip(*_per_layer(layer, run.layer_names, workers))
     shared = ["predicted", "correct", "relevant_class", "n_correct", "n_wrong"]
     node = _layer_stack([ds.drop_vars(shared).merge(null, combine_attrs="drop") for ds, null in zip(per_layer, nulls)],
                         run.layer_names)
@@ -364,8 +374,10 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
 
     attempt("curves", lambda: curves.learning_curves(run.metrics))  # before the pass: its phases place the path null
     null_indices = null_epoch_indices(run, nodes.get("/curves"))
-    acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
-                         progress=progress)
+    with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="actlab-features") as side:
+        features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"])
+        acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
+                             progress=progress)
 
     means = {
         name: separation.means_dataarray(blocks.means_from_sums(acc.sums[name], plan.counts),
@@ -376,10 +388,10 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     attempt("separation", lambda: _separation(run, acc, plan, means))
     attempt("pca", lambda: _pca(run, acc, n_components, means, pca_indices))
     attempt("large_activation", lambda: _large_activation(
-        run, acc, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
+        run, acc, features, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
         min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
-        n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"]))
-    attempt("paths", lambda: _paths(run, acc, plan, relevant, parameters["n_bootstrap"]))
+        n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"], workers=max_workers))
+    attempt("paths", lambda: _paths(run, acc, plan, relevant, parameters["n_bootstrap"], max_workers))
     for path, ds in nodes.items():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
