@@ -210,3 +210,17 @@ def cached_results(tmp_path_factory, **params):
         planted = cached_planted(tmp_path_factory, **params)
         _CACHE[key] = (planted, analyze(planted.run_dir, progress=False, n_permutations=99))
     return _CACHE[key]
+
+
+def assert_same_recording(view, full) -> None:
+    """Two store views (:func:`actlab.store.open_store`) hold the same recording, bit for bit: every metric but
+    ``wall_time``, the recorded epochs, every layer's activations and every parameter."""
+    for name in METRICS:
+        if name != "wall_time":
+            np.testing.assert_array_equal(view.metrics[name].values, full.metrics[name].values, err_msg=name)
+    assert list(view.epochs) == list(full.epochs)
+    for layer in full.layer_names:
+        np.testing.assert_array_equal(view.layers[layer]["preact"].values, full.layers[layer]["preact"].values,
+                                      err_msg=f"{layer}/preact")
+    for name in full.parameters.data_vars:
+        np.testing.assert_array_equal(view.parameters[name].values, full.parameters[name].values, err_msg=name)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixtures_store import cached_planted
 
 import actlab
 from actlab.analysis import analyze, curves
-from fixtures_store import cached_planted
 
 # more recorded epochs than the PCA is fitted on by default, and a training instability inside the double descent
 RECORD = tuple(range(0, 60, 3))

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from fixtures_store import dd_curve, monotone_curve, planted_metrics, u_curve
 
 import actlab.analysis  # noqa: F401  (registers the accessor)
-from actlab.analysis.curves import double_descent, learning_curves, learning_phases, training_instabilities
-from fixtures_store import dd_curve, monotone_curve, planted_metrics, u_curve
+from actlab.analysis.curves import (
+    double_descent,
+    learning_curves,
+    learning_phases,
+    training_instabilities,
+)
 
 EPOCHS = np.arange(61)
 

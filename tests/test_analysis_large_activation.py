@@ -5,15 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from fixtures_store import (
+    EMERGENCE_EPOCH,
+    LARGE_UNIT,
+    RECORD_EPOCHS,
+    cached_planted,
+    cached_results,
+    post,
+)
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold, cross_val_predict
 
 import actlab
 from actlab.analysis import dominant_unit, unit_magnitudes
-from actlab.analysis.large_activation import (correlation_ratio, cv_ridge_predict, explained_by, paired_r2_difference,
-                                              permutation_fit)
-from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, RECORD_EPOCHS, cached_planted, cached_results, post
+from actlab.analysis.large_activation import (
+    correlation_ratio,
+    cv_ridge_predict,
+    explained_by,
+    paired_r2_difference,
+    permutation_fit,
+)
 
 
 def test_magnitudes_match_numpy(tmp_path_factory):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
 
 import actlab
 from actlab.analysis import blocks, path_attribution, paths, predictions, summary
-from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
 
 
 def numpy_paths(planted, epoch, layer, relevant="predicted"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
 from sklearn.decomposition import PCA as SklearnPCA
 
 import actlab
 from actlab.analysis import PCA, analyze, class_means, pca_trajectories
-from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
 
 
 def pooled(planted, layer):

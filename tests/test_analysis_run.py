@@ -7,12 +7,19 @@ import shutil
 import numpy as np
 import pytest
 import zarr
+from fixtures_store import (
+    LAYERS,
+    RECORD_EPOCHS,
+    cached_planted,
+    planted_probes,
+    planted_run,
+    post,
+)
 
 import actlab
 from actlab.analysis import analyze
 from actlab.errors import StoreError
 from actlab.store import LayerSpec, RunWriter, Subsets, store_path
-from fixtures_store import LAYERS, RECORD_EPOCHS, cached_planted, planted_probes, planted_run, post
 
 
 @pytest.fixture

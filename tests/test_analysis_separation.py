@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from fixtures_store import (
+    RECORD_EPOCHS,
+    cached_planted,
+    cached_results,
+    planted_run,
+    post,
+)
 
 import actlab
 from actlab.analysis import class_means, signal_separation, summary
-from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, planted_run, post
 
 
 def numpy_means(planted, epoch, layer):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from fixtures_store import assert_same_recording
 
 import actlab
 from actlab.analysis import analyze, summary
@@ -112,11 +113,7 @@ def test_resumed_factory_run_is_bit_identical(conv_config, tmp_path, monkeypatch
     before = store.stat().st_mtime_ns
     resume(tmp_path / "run")  # complete: nothing is written
     assert store.stat().st_mtime_ns == before
-    np.testing.assert_array_equal(resumed.metrics["test_loss"].values, reference.metrics["test_loss"].values)
-    for name in reference.layer_names:
-        np.testing.assert_array_equal(resumed.layers[name]["preact"].values, reference.layers[name]["preact"].values)
-    for name in reference.parameters.data_vars:
-        np.testing.assert_array_equal(resumed.parameters[name].values, reference.parameters[name].values, err_msg=name)
+    assert_same_recording(resumed, reference)
 
 
 def test_instance_and_own_data(conv_config, tmp_path, capsys):

@@ -8,12 +8,12 @@ import io
 import json
 import shutil
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from cli_runner import run_cli
 from fixtures_store import planted_run
 
 from actlab import workflow
@@ -22,19 +22,11 @@ from actlab.files import MARKER_FILENAME
 from actlab.store import ANALYSIS_DIRNAME, STORE_DIRNAME, store_path
 
 
-def _run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def analysed_run(tmp_path_factory):
     """A planted run after ``actlab analyze RUN --no-progress``: (planted, exit code, stdout, stderr)."""
     planted = planted_run(tmp_path_factory.mktemp("cli") / "planted")
-    code, out, err = _run_cli("analyze", planted.run_dir, "--no-progress")
+    code, out, err = run_cli("analyze", planted.run_dir, "--no-progress")
     return planted, code, out, err
 
 
@@ -92,9 +84,9 @@ def _one_line_error(code: int, out: str, err: str, match: str) -> None:
 
 
 def test_not_a_run_and_bad_options_are_one_line_errors(tmp_path):
-    _one_line_error(*_run_cli("analyze", tmp_path, "--no-progress"), "not an actlab run")
+    _one_line_error(*run_cli("analyze", tmp_path, "--no-progress"), "not an actlab run")
     assert not (tmp_path / ANALYSIS_DIRNAME).exists()
-    code, _, err = _run_cli("analyze", tmp_path, "--format", "pdf")
+    code, _, err = run_cli("analyze", tmp_path, "--format", "pdf")
     _one_line_error(code, "", err, "figure formats")
 
 
@@ -102,7 +94,7 @@ def test_other_schema_version_is_refused(tmp_path):
     planted = planted_run(tmp_path / "run", commit_epochs=[0])
     root = zarr.open_group(store_path(planted.run_dir), mode="r+", zarr_format=3)
     root.attrs["schema_version"] = 99
-    _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "schema version 99")
+    _one_line_error(*run_cli("analyze", planted.run_dir, "--no-progress"), "schema version 99")
     assert not (planted.run_dir / ANALYSIS_DIRNAME).exists()
 
 
@@ -112,16 +104,16 @@ def test_corrupted_and_missing_chunks_are_refused_and_leave_nothing(tmp_path):
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
-    _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "hidden2")
+    _one_line_error(*run_cli("analyze", planted.run_dir, "--no-progress"), "hidden2")
     assert sorted(p.name for p in planted.run_dir.iterdir()) == [MARKER_FILENAME, STORE_DIRNAME]
     shard.unlink()
-    _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "hidden2")
+    _one_line_error(*run_cli("analyze", planted.run_dir, "--no-progress"), "hidden2")
     assert sorted(p.name for p in planted.run_dir.iterdir()) == [MARKER_FILENAME, STORE_DIRNAME]
 
 
 def test_run_without_recorded_epochs_is_refused(tmp_path):
     planted = planted_run(tmp_path / "run", commit_epochs=[])
-    _one_line_error(*_run_cli("analyze", planted.run_dir, "--no-progress"), "epoch")
+    _one_line_error(*run_cli("analyze", planted.run_dir, "--no-progress"), "epoch")
 
 
 def test_failed_analysis_is_reported_and_the_rest_still_runs(tmp_path, monkeypatch):
@@ -133,7 +125,7 @@ def test_failed_analysis_is_reported_and_the_rest_still_runs(tmp_path, monkeypat
     monkeypatch.setattr(pipeline, "_pca", broken)
     planted = planted_run(tmp_path / "run", empty_noisy_class=2)
     analysis = tmp_path / "elsewhere"
-    code, out, err = _run_cli("analyze", planted.run_dir, "--no-progress", "--format", "svg", "--out", analysis)
+    code, out, err = run_cli("analyze", planted.run_dir, "--no-progress", "--format", "svg", "--out", analysis)
     assert code == 0, err
     assert "warning: analysis pca failed: RuntimeError: planted failure" in err
     assert not (planted.run_dir / ANALYSIS_DIRNAME).exists()  # --out respected
@@ -152,7 +144,7 @@ def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp
     planted, *_ = analysed_run
     other = planted_run(tmp_path / "monotone", double_descent=False, seed=1)
     out_dir = tmp_path / "compare"
-    code, out, err = _run_cli("compare", planted.run_dir, other.run_dir, "--out", out_dir, "--no-progress", "--format", "png")
+    code, out, err = run_cli("compare", planted.run_dir, other.run_dir, "--out", out_dir, "--no-progress", "--format", "png")
     assert code == 0, err
     summaries = json.loads((out_dir / "summary.json").read_text())
     assert list(summaries) == ["planted", "monotone"]
@@ -225,5 +217,5 @@ def test_scheduler_without_distributed_is_a_one_line_error(analysed_run, tmp_pat
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed: importing it raises ImportError
     planted, *_ = analysed_run
     args = ("analyze", planted.run_dir, "--out", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:1", "--no-progress")
-    _one_line_error(*_run_cli(*args), "distributed")
+    _one_line_error(*run_cli(*args), "distributed")
     assert not (tmp_path / "x").exists()

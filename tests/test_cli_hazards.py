@@ -22,7 +22,12 @@ import pytest
 
 from actlab.cli import main
 from actlab.errors import OutputError, StoreError
-from actlab.files import FOLDER_LOCK_FILENAME, HOLDER_SUFFIX, MARKER_FILENAME, marker_kind
+from actlab.files import (
+    FOLDER_LOCK_FILENAME,
+    HOLDER_SUFFIX,
+    MARKER_FILENAME,
+    marker_kind,
+)
 from actlab.record.api import check_run_output
 from actlab.store import read_attrs
 

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import warnings
 
 import numpy as np
 import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from actlab.analysis import analyze, load_results, summary  # noqa: E402
-from actlab.cli import main  # noqa: E402
+from cli_runner import run_cli  # noqa: E402
 from fixtures_store import cached_planted  # noqa: E402
 
-
-def _run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+from actlab.analysis import analyze, load_results, summary  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +50,7 @@ def test_analyze_and_compare_on_worker_processes_equal_threads(cluster, threaded
     workers = cluster.scheduler_info["workers"]
     assert len(workers) == 2 and all(w["nthreads"] == 1 for w in workers.values())
     transitions = cluster.scheduler.transition_counter
-    code, _, err = _run_cli("analyze", planted.run_dir, "--no-progress", "--format", "png", "--out", tmp_path / "cluster",
+    code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--format", "png", "--out", tmp_path / "cluster",
                             "--scheduler", cluster.scheduler_address)
     assert code == 0, err
     n_blocks = 4 * 6  # layers x recorded epochs: every block went through the scheduler (released -> ... -> memory)
@@ -68,7 +58,7 @@ def test_analyze_and_compare_on_worker_processes_equal_threads(cluster, threaded
     assert json.loads((tmp_path / "cluster" / "summary.json").read_text()) == threads
     _assert_same_results(results, tmp_path / "cluster" / "results.zarr")
 
-    code, _, err = _run_cli("compare", planted.run_dir, "--no-progress", "--format", "png", "--out", tmp_path / "cmp",
+    code, _, err = run_cli("compare", planted.run_dir, "--no-progress", "--format", "png", "--out", tmp_path / "cmp",
                             "--scheduler", cluster.scheduler_address)
     assert code == 0, err
     assert json.loads((tmp_path / "cmp" / "summary.json").read_text()) == {planted.run_dir.name: threads}
@@ -78,7 +68,7 @@ def test_scheduler_local_n_starts_and_closes_a_cluster(threaded, tmp_path):
     planted, results, threads = threaded
     psutil = pytest.importorskip("psutil")
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    code, _, err = _run_cli("analyze", planted.run_dir, "--no-progress", "--format", "png", "--out", tmp_path / "local2",
+    code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--format", "png", "--out", tmp_path / "local2",
                             "--scheduler", "local:2")
     assert code == 0, err
     after = {p.pid for p in psutil.Process().children(recursive=True)}
@@ -90,7 +80,7 @@ def test_scheduler_local_n_starts_and_closes_a_cluster(threaded, tmp_path):
 @pytest.mark.parametrize("value", ["local:0", "local:x", "10.0.0.5:8786", "http://host:8786"])
 def test_invalid_scheduler_is_one_line_naming_it(tmp_path_factory, tmp_path, value):
     planted = cached_planted(tmp_path_factory)
-    code, _, err = _run_cli("analyze", planted.run_dir, "--no-progress", "--out", tmp_path / "out", "--scheduler", value)
+    code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--out", tmp_path / "out", "--scheduler", value)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("actlab: error: ") and repr(value) in err
     assert not (tmp_path / "out").exists()

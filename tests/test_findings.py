@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixtures_store import cached_results
 from scipy import stats
 
 from actlab import findings
 from actlab.analysis.seeds import aggregate_summaries, interval, share
-from fixtures_store import cached_results
 
 
 def seeds(values):

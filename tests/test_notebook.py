@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fixtures_store import planted_run
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"

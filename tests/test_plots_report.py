@@ -7,13 +7,13 @@ import re
 
 import numpy as np
 import pytest
+from fixtures_store import LAYERS, RECORD_EPOCHS, cached_results, post
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from actlab import findings, plots, report, workflow
 from actlab.errors import ConfigError
 from actlab.store import METRICS, open_store
-from fixtures_store import LAYERS, RECORD_EPOCHS, cached_results, post
 
 
 @pytest.fixture(scope="module")

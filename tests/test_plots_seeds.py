@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from fixtures_store import cached_results
 from matplotlib.collections import PolyCollection
 
 from actlab import plots
-from fixtures_store import cached_results
 
 SEEDS = (0, 1, 2)
 

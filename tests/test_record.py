@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from actlab.errors import WriteError, ConfigError
+from actlab.errors import ConfigError, WriteError
 from actlab.record import ActivationCapture, BackgroundWriter, make_mlp, record, resume
 from actlab.record.models import count_parameters, mlp_layer_specs
 from actlab.record.trainer import Trainer

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from actlab.errors import ConfigError
-from actlab.record.config import RecordConfig, load_toml, log_epochs, parse_schedule, parse_synthetic, parse_widths
+from actlab.record.config import (
+    RecordConfig,
+    load_toml,
+    log_epochs,
+    parse_schedule,
+    parse_synthetic,
+    parse_widths,
+)
 
 
 def test_schedule_explicit_list():

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import socket
-import warnings
 
 import numpy as np
 import pytest
@@ -21,20 +20,13 @@ import pytest
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
+from cli_runner import run_cli  # noqa: E402
+
 from actlab.analysis import load_results, open_run  # noqa: E402
-from actlab.cli import main  # noqa: E402
 from actlab.errors import OutputError, StoreError  # noqa: E402
 from actlab.store import METRICS, STATUS_CREATING, RunWriter  # noqa: E402
 
 BUCKET = "actlab-test"
-
-
-def _run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +106,13 @@ def test_s3_run_reads_lazily_and_equals_the_local_run(s3, runs):
 
 def test_analyze_s3_run_next_to_it_and_to_a_local_folder(s3, runs, tmp_path):
     url, local = runs
-    code, _, err = _run_cli("analyze", url, "--no-progress", "--format", "png")
+    code, _, err = run_cli("analyze", url, "--no-progress", "--format", "png")
     assert code == 0, err
     listed = {p.rsplit("/", 1)[-1] for p in s3.ls(f"{BUCKET}/runs/tiny/analysis", refresh=True)}
     assert {".actlab.json", "report.html", "summary.json", "results.zarr", "figures"} <= listed
-    code, _, err = _run_cli("analyze", url, "--no-progress", "--format", "png", "--out", tmp_path / "out")
+    code, _, err = run_cli("analyze", url, "--no-progress", "--format", "png", "--out", tmp_path / "out")
     assert code == 0, err
-    code, _, err = _run_cli("analyze", local, "--no-progress", "--format", "png")
+    code, _, err = run_cli("analyze", local, "--no-progress", "--format", "png")
     assert code == 0, err
 
     def numbers(summary: dict) -> dict:  # everything but the run's own path
@@ -144,14 +136,14 @@ def test_analyze_s3_run_next_to_it_and_to_a_local_folder(s3, runs, tmp_path):
 
     # an analysis prefix that holds foreign objects is refused, nothing is written
     s3.pipe_file(f"{BUCKET}/elsewhere/notes.txt", b"mine")
-    code, _, err = _run_cli("analyze", url, "--no-progress", "--out", f"s3://{BUCKET}/elsewhere")
+    code, _, err = run_cli("analyze", url, "--no-progress", "--out", f"s3://{BUCKET}/elsewhere")
     assert code == 2 and err.count("\n") == 1 and "objects actlab did not write" in err
     assert s3.find(f"{BUCKET}/elsewhere") == [f"{BUCKET}/elsewhere/notes.txt"]
 
 
 def test_compare_s3_run_with_local_run(runs, tmp_path):
     url, local = runs
-    code, _, err = _run_cli("compare", url, local, "--no-progress", "--format", "png", "--out", tmp_path / "cmp")
+    code, _, err = run_cli("compare", url, local, "--no-progress", "--format", "png", "--out", tmp_path / "cmp")
     assert code == 0, err
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     assert list(summary) == ["tiny", "tiny-local"]
@@ -162,17 +154,24 @@ def test_compare_s3_run_with_local_run(runs, tmp_path):
 def test_record_to_url_refuses_overwrite_and_an_existing_run(runs):
     url, _ = runs
     common = ("record", "--dataset", "synthetic", "--model", "mlp3", "--epochs", "1", "--device", "cpu")
-    code, _, err = _run_cli(*common, "--out", url)
+    code, _, err = run_cli(*common, "--out", url)
     assert code == 2 and err.count("\n") == 1 and "already holds a run" in err and "--resume" in err
-    code, _, err = _run_cli(*common, "--out", f"s3://{BUCKET}/runs/new", "--overwrite")
+    code, _, err = run_cli(*common, "--out", f"s3://{BUCKET}/runs/new", "--overwrite")
     assert code == 2 and err.count("\n") == 1 and "--overwrite is not available for a URL" in err
 
 
 def test_a_store_left_creating_is_refused(s3, monkeypatch):
     """A recorder that dies while allocating leaves status 'creating'; readers, writers and record refuse it."""
+    from fixtures_store import (
+        LAYERS,
+        N_CLASSES,
+        RECORD_EPOCHS,
+        planted_probes,
+        planted_subsets,
+    )
+
     from actlab import store
     from actlab.record.api import check_run_output
-    from fixtures_store import LAYERS, N_CLASSES, RECORD_EPOCHS, planted_probes, planted_subsets
 
     probes, _ = planted_probes(np.random.default_rng(0), n_clean=8, n_noisy=4, n_test=8)
     created = []

@@ -12,13 +12,13 @@ import google_crc32c
 import numpy as np
 import pytest
 import zarr
+from fixtures_store import cached_planted, planted_run
 
 import actlab
 from actlab.analysis import analyze
 from actlab.cli import main
 from actlab.errors import StoreError
 from actlab.store import STORE_DIRNAME, store_path
-from fixtures_store import cached_planted, planted_run
 
 SLOT = {0: 0, 10: 1, 20: 2, 30: 3, 40: 4, 50: 5}
 """Store slot of each planted record epoch."""
