@@ -18,7 +18,6 @@ Steps are not replayed from CUDA graphs (``--cuda-graphs`` applies to single run
 from __future__ import annotations
 
 import contextlib
-import copy
 import shutil
 import sys
 import time
@@ -65,13 +64,13 @@ from actlab.record.config import RecordConfig
 from actlab.record.data import PreparedData, load_dataset, prepare_data
 from actlab.record.models import count_parameters, mlp_layer_specs, parameter_specs
 from actlab.record.trainer import (
-    CHECKPOINT_FORMAT,
-    to_cpu,
     load_checkpoint,
     resolve_device,
+    restore_random_state,
     save_checkpoint,
     summarize,
     to_device_normalized,
+    training_state,
 )
 from actlab.record.writer import BackgroundWriter
 from actlab.store import (
@@ -299,16 +298,8 @@ class EnsembleTrainer:
     # -- checkpoint state ------------------------------------------------------------
     def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
         """A detached CPU copy of everything needed to continue all replicas after ``epoch``."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": int(epoch),
-            "elapsed": float(elapsed),
-            "model": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
-            "optimizer": to_cpu(copy.deepcopy(self.optimizer.state_dict())),
-            "generators": [g.get_state() for g in self.generators],
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        return {**training_state(self.model, self.optimizer, epoch, elapsed),
+                "generators": [g.get_state() for g in self.generators]}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore weights, Adam and random states from :meth:`state`."""
@@ -319,9 +310,7 @@ class EnsembleTrainer:
             group["fused"] = fused
         for generator, saved in zip(self.generators, state["generators"], strict=True):
             generator.set_state(saved)
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restore_random_state(state)
 
 
 # -- record and resume -----------------------------------------------------------------------------------------

@@ -245,16 +245,7 @@ class Trainer:
     # -- checkpoint state ------------------------------------------------------------
     def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
         """A detached CPU copy of everything needed to continue after ``epoch`` (safe to save from another thread)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": int(epoch),
-            "elapsed": float(elapsed),
-            "model": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
-            "optimizer": to_cpu(copy.deepcopy(self.optimizer.state_dict())),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        return {**training_state(self.model, self.optimizer, epoch, elapsed), "generator": self.generator.get_state()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore model, optimizer and random states from :meth:`state`."""
@@ -265,9 +256,28 @@ class Trainer:
         for group in self.optimizer.param_groups:  # the device of this run decides, not the checkpoint's
             group["capturable"] = self.cuda_graphs
         self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restore_random_state(state)
+
+
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, elapsed: float) -> dict[str, Any]:
+    """The checkpoint state every trainer shares: format, epoch, elapsed time, weights, optimizer and the global
+    random states, detached CPU copies (safe to save from another thread)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": int(epoch),
+        "elapsed": float(elapsed),
+        "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+        "optimizer": to_cpu(copy.deepcopy(optimizer.state_dict())),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_random_state(state: dict[str, Any]) -> None:
+    """Put back the global random states saved by :func:`training_state`."""
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def summarize(train: tuple[np.ndarray, np.ndarray], train_true: tuple[np.ndarray, np.ndarray],
