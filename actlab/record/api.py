@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -478,7 +478,7 @@ def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[list[RunW
             yield writers
         except BaseException:
             if not any(writer.committed_metric_epochs for writer in writers):
-                _remove_new_run(run_dir, created)
+                remove_new_files(run_dir, created, RUN_FILES)
             raise
 
 
@@ -491,14 +491,17 @@ def remove_previous_outputs(run_dir: Path) -> None:
             shutil.rmtree(analysis)
 
 
-def _remove_new_run(run_dir: Path, created: list[Path]) -> None:
+def remove_new_files(folder: Path, created: list[Path], names: Sequence[str]) -> None:
+    """Undo a claim that failed before anything was committed: remove the folders it created (``created``, from
+    :func:`actlab.files.make_dirs`), or, in a folder that existed, only ``names`` (what actlab writes there)
+    except the writer lock, which the caller still holds."""
     if created:
         shutil.rmtree(created[0], ignore_errors=True)
         return
-    for name in RUN_FILES:
+    for name in names:
         if name == FOLDER_LOCK_FILENAME:  # held now; deleting it would let a second writer lock a new file
             continue
-        path = run_dir / name
+        path = folder / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:

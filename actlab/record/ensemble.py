@@ -50,6 +50,7 @@ from actlab.progress import Progress
 from actlab.record.api import (
     METRICS_FLUSH_SECONDS,
     check_same_data,
+    remove_new_files,
     remove_previous_outputs,
     resolved_settings,
     seeded_model,
@@ -473,7 +474,7 @@ def claimed_ensemble_dir(run_dir: Path, config: RecordConfig, ensemble_id: str) 
             yield writers
         except BaseException:
             if not any(writer.committed_metric_epochs for writer in writers):
-                _remove_new_ensemble(run_dir, created)
+                remove_new_files(run_dir, created, ENSEMBLE_FILES)
             raise
 
 
@@ -488,14 +489,6 @@ def _remove_previous_ensemble(run_dir: Path) -> None:
         for replica in replicas:
             remove_previous_outputs(replica)
             shutil.rmtree(replica)
-
-
-def _remove_new_ensemble(run_dir: Path, created: list[Path]) -> None:
-    if created:
-        shutil.rmtree(created[0], ignore_errors=True)
-        return
-    for name in ENSEMBLE_FILES:
-        (run_dir / name).unlink(missing_ok=True)
 
 
 # -- the epoch loop ------------------------------------------------------------------------------------------------
