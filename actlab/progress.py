@@ -87,6 +87,12 @@ class Progress:
         print(f"{self.desc}: " + ", ".join(parts), file=self.stream, flush=True)
         self._last_line = now
 
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """End the bar; without a bar, say where an unfinished count stopped."""
         if self._bar is not None:

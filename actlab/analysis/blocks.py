@@ -8,7 +8,7 @@ kernels, so the math lives here only once.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from dataclasses import dataclass, field
 
@@ -164,16 +164,74 @@ def onehot_groupings(codes: np.ndarray, n_classes: int, dtype: Any = np.float32)
     return onehot.reshape(-1, n_samples)
 
 
-def group_sums(x: np.ndarray, codes: np.ndarray, n_classes: int, onehot: np.ndarray | None = None) -> np.ndarray:
-    """Sum of activations per (grouping, class), a one-hot matrix product in the input precision (float32 blocks).
+def compact_index(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` as a slice when it is a run of consecutive integers (``x[slice]`` is a view, not a copy)."""
+    index = np.asarray(index)
+    if len(index) and index[-1] - index[0] == len(index) - 1 and np.all(np.diff(index) == 1):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The samples of one probe group and the one-hot rows that have members among them.
+
+    Attributes
+    ----------
+    samples : slice or ndarray of int
+        The group's samples (a slice when they are consecutive).
+    rows : ndarray of int, shape (row,)
+        Rows of the full one-hot matrix with at least one member among ``samples``.
+    onehot : ndarray of float32, shape (row, sample)
+        Those rows restricted to ``samples``.
+    """
+
+    samples: slice | np.ndarray
+    rows: np.ndarray
+    onehot: np.ndarray
+
+
+def segments_of(codes: np.ndarray, onehot: np.ndarray) -> tuple[Segment, ...]:
+    """Split a one-hot product into one product per probe group (for :func:`group_sums`).
+
+    Samples that are members of the same :data:`GROUPINGS` (the same probe group) form a segment. Every
+    grouping row, and every row of a subset of a grouping (the :data:`HALVES`), has its members in one
+    segment, so the products are as many times smaller as there are groups, and a row's sum is the same
+    whichever other rows are computed with it.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (grouping, sample)
+        From :func:`grouping_codes`; they define the segments.
+    onehot : ndarray, shape (row, sample)
+        The one-hot matrix to split (:func:`onehot_groupings` of ``codes``, of the halves, or of both).
+    """
+    patterns, which = np.unique(np.asarray(codes).T >= 0, axis=0, return_inverse=True)
+    out = []
+    for k, pattern in enumerate(patterns):
+        if not pattern.any():  # a sample in no grouping adds to no sum
+            continue
+        samples = np.flatnonzero(which.ravel() == k)
+        rows = np.flatnonzero(onehot[:, samples].any(axis=1))
+        out.append(Segment(compact_index(samples), rows, np.ascontiguousarray(onehot[np.ix_(rows, samples)])))
+    return tuple(out)
+
+
+def group_sums(x: np.ndarray, codes: np.ndarray, n_classes: int,
+               segments: Sequence[Segment] | None = None) -> np.ndarray:
+    """Sum of activations per (grouping, class): one one-hot product per probe group (:func:`segments_of`), in the
+    input precision (float32 blocks).
 
     Parameters
     ----------
     x : ndarray, shape (sample, unit)
     codes : ndarray of int, shape (grouping, sample)
+        Class codes of the groupings summed (:func:`grouping_codes`, :func:`half_codes`, or both stacked).
     n_classes : int
-    onehot : ndarray, optional
-        ``onehot_groupings(codes, n_classes)`` when already built (the fused pass builds it once).
+    segments : sequence of Segment, optional
+        ``segments_of(grouping_codes, onehot_groupings(codes, n_classes))``, when already built (the fused pass
+        builds them once); the default takes the segments from ``codes`` itself, which are the probe groups
+        when ``codes`` are :func:`grouping_codes`.
 
     Returns
     -------
@@ -181,15 +239,24 @@ def group_sums(x: np.ndarray, codes: np.ndarray, n_classes: int, onehot: np.ndar
     """
     x = np.asarray(x)
     dtype = np.float32 if x.dtype == np.float32 else np.float64
-    if onehot is None or onehot.dtype != dtype:
-        onehot = onehot_groupings(codes, n_classes, dtype)
-    sums = onehot @ x.astype(dtype, copy=False)
-    return sums.astype(np.float64).reshape(codes.shape[0], n_classes, -1)
+    if segments is None:
+        segments = segments_of(codes, onehot_groupings(codes, n_classes))
+    sums = np.zeros((len(codes) * n_classes, x.shape[1]), dtype=dtype)
+    for segment in segments:
+        sums[segment.rows] += segment.onehot.astype(dtype, copy=False) @ x[segment.samples].astype(dtype, copy=False)
+    return sums.astype(np.float64).reshape(len(codes), n_classes, -1)
 
 
 def means_from_sums(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Class means from sums (..., grouping, class, unit) and counts (grouping, class); NaN where empty."""
-    return np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], np.nan)
+    """Class means from sums (..., grouping, class, unit) and counts (grouping, class); NaN where empty.
+
+    Each sum is multiplied by the reciprocal of its count (within an ulp of the quotient), lazily for a
+    dask ``sums``.
+    """
+    counts = np.asarray(counts)
+    with np.errstate(divide="ignore"):
+        scale = np.where(counts > 0, 1.0 / counts, np.nan)
+    return sums * scale[..., None]
 
 
 def cosine(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -224,9 +291,15 @@ def sample_cosines(x: np.ndarray, means: np.ndarray) -> np.ndarray:
 
 
 def unit_magnitudes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and max of |x| over samples; each shape (unit,), float64."""
-    absolute = np.abs(x)
-    return absolute.mean(axis=0, dtype=np.float64), absolute.max(axis=0).astype(np.float64)
+    """Mean and max of |x| over samples; each shape (unit,), float64.
+
+    A block with no negative value (post-ReLU) is its own absolute value, so no copy is made for it.
+    """
+    x = np.asarray(x)
+    low, high = x.min(axis=0), x.max(axis=0)
+    if np.all(low >= 0):
+        return x.mean(axis=0, dtype=np.float64), high.astype(np.float64)
+    return np.abs(x).mean(axis=0, dtype=np.float64), np.maximum(high, -low).astype(np.float64)
 
 
 def top_units(mean_abs: np.ndarray, n_top: int) -> np.ndarray:
@@ -297,8 +370,10 @@ class BlockPlan:
     """Samples per (grouping, class)."""
     half_counts: np.ndarray = field(init=False, repr=False)
     """Samples per (half, class)."""
-    onehot: np.ndarray = field(init=False, repr=False)
-    """``onehot_groupings`` of the groupings then the halves, built once per run."""
+    segments: tuple[Segment, ...] = field(init=False, repr=False)
+    """:func:`segments_of` the one-hot matrix of the groupings then the halves, built once per run."""
+    test_rows: slice | np.ndarray = field(init=False, repr=False)
+    """``test_index`` as a slice when the test probes are consecutive (:func:`compact_index`)."""
     null_members: np.ndarray = field(init=False, repr=False)
     """``null_memberships(codes, n_classes, null_permutations, seed)`` as int8, drawn once per run; shape
     (permutation, source, sample)."""
@@ -307,7 +382,8 @@ class BlockPlan:
         object.__setattr__(self, "halves", half_codes(self.codes, self.seed))
         object.__setattr__(self, "counts", group_counts(self.codes, self.n_classes))
         object.__setattr__(self, "half_counts", group_counts(self.halves, self.n_classes))
-        object.__setattr__(self, "onehot", onehot_groupings(self.all_codes, self.n_classes))
+        object.__setattr__(self, "segments", segments_of(self.codes, onehot_groupings(self.all_codes, self.n_classes)))
+        object.__setattr__(self, "test_rows", compact_index(self.test_index))
         members = null_memberships(self.codes, self.n_classes, self.null_permutations, self.seed)
         object.__setattr__(self, "null_members", members.astype(np.int8 if self.n_classes <= 127 else np.int64))
 
@@ -348,8 +424,10 @@ class BlockStats:
     predicted: np.ndarray | None
 
 
-def path_cosines(x: np.ndarray, sums: np.ndarray, counts: np.ndarray, test_index: np.ndarray) -> np.ndarray:
+def path_cosines(x: np.ndarray, sums: np.ndarray, counts: np.ndarray, test_index: slice | np.ndarray) -> np.ndarray:
     """Cosine of each test sample to the clean and noisy (assigned label) class means of the same block.
+
+    ``test_index`` selects the test samples (indices, or a slice: :func:`compact_index`).
 
     Returns
     -------
@@ -379,10 +457,12 @@ def clean_paths(cosines: np.ndarray) -> np.ndarray:
 def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
     """Clean path of every test sample to every class under each permutation of :func:`null_memberships`.
 
-    The permuted clean and noisy class means are indicator products over each class's pool of training
-    probes (float32, summed into float64 as :func:`group_sums`; the other classes' probes, zeros of a full
-    one-hot product, are left out); the cosines and the comparison are those of the observed attribution
-    (:func:`path_cosines`, :func:`clean_paths`).
+    The permuted clean and noisy class sums are indicator products over each class's pool of training probes
+    (in the block's precision; the other classes' probes, zeros of a full one-hot product, are left out). A
+    test sample x takes the clean path of class c when cos(x, m_clean) >= cos(x, m_noisy), as in the observed
+    attribution (:func:`clean_paths`); for x != 0 that is x . (m_clean / |m_clean| - m_noisy / |m_noisy|) >= 0,
+    one product per permutation instead of two sets of cosines. The two forms agree up to float32 rounding
+    of near ties.
 
     Parameters
     ----------
@@ -392,24 +472,36 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
 
     Returns
     -------
-    ndarray of int8, shape (permutation, test_sample, class)
+    ndarray of int8, shape (permutation, test_sample, class); -1 where the test sample is zero or not finite,
+    or either permuted mean is zero, empty or not finite
     """
     members = plan.null_members
     n_permutations, n_sources, _ = members.shape
     x = np.asarray(x)
     dtype = np.float32 if x.dtype == np.float32 else np.float64
-    sums = np.zeros((n_permutations, n_sources, plan.n_classes, x.shape[1]))
+    directions = np.zeros((n_permutations, plan.n_classes, x.shape[1]), dtype=dtype)
+    defined = np.zeros((n_permutations, plan.n_classes), dtype=bool)
+    clean, noisy = PATH_SOURCES.index("clean"), PATH_SOURCES.index("noisy_by_assigned")
     for c in range(plan.n_classes):
         pool = np.flatnonzero((members[0] == c).any(axis=0))
         if len(pool) == 0:
             continue
         indicator = (members[:, :, pool] == c).astype(dtype).reshape(-1, len(pool))  # (permutation * source, pool)
-        sums[:, :, c] = (indicator @ x[pool].astype(dtype, copy=False)).reshape(n_permutations, n_sources, -1)
-    counts = plan.counts[[GROUPINGS.index(source) for source in PATH_SOURCES]]  # equal in every permutation
-    means = means_from_sums(sums, counts)
-    cosines = sample_cosines(x[plan.test_index], means.reshape(-1, means.shape[-1]))
-    cosines = cosines.reshape(len(plan.test_index), n_permutations, n_sources, plan.n_classes)
-    return clean_paths(cosines.transpose(2, 1, 0, 3))
+        sums = (indicator @ x[pool].astype(dtype, copy=False)).reshape(n_permutations, n_sources, -1)
+        norms = np.sqrt(np.einsum("psu,psu->ps", sums, sums))
+        ok = np.isfinite(norms) & (norms > 0)
+        unit = sums / np.where(ok, norms, 1)[..., None]  # a mean's direction is its sum's
+        directions[:, c] = unit[:, clean] - unit[:, noisy]
+        defined[:, c] = ok[:, clean] & ok[:, noisy]
+    test = x[plan.test_rows].astype(dtype, copy=False)
+    squared = np.einsum("ij,ij->i", test, test)
+    margin = (test @ directions.reshape(-1, x.shape[1]).T).reshape(len(test), n_permutations, plan.n_classes)
+    paths = (margin >= 0).astype(np.int8)
+    paths[~(np.isfinite(squared) & (squared > 0))] = -1
+    paths[~np.isfinite(margin)] = -1
+    paths = paths.transpose(1, 0, 2)
+    paths[~np.broadcast_to(defined[:, None, :], paths.shape)] = -1
+    return np.ascontiguousarray(paths)
 
 
 def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, predictions: bool,
@@ -429,7 +521,7 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
     null : bool
         Compute the path-attribution null (:func:`null_clean_paths`; only at a few epochs).
     """
-    every = group_sums(x, plan.all_codes, plan.n_classes, plan.onehot)  # one product for groupings and halves
+    every = group_sums(x, plan.all_codes, plan.n_classes, plan.segments)  # one product for groupings and halves
     sums = every[: len(GROUPINGS)]
     mean_abs, max_abs = unit_magnitudes(x)
     top = top_units(mean_abs, plan.n_top)
@@ -439,7 +531,7 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
         mean_abs=mean_abs,
         max_abs=max_abs,
         moments=Moments.from_block(x) if moments else None,
-        path_cosines=path_cosines(x, sums, plan.counts, plan.test_index),
+        path_cosines=path_cosines(x, sums, plan.counts, plan.test_rows),
         null_clean_path=null_clean_paths(x, plan) if null else None,
         top_units=top,
         top_values=np.abs(x[:, top]).T.astype(np.float32) if keep_top_values else None,

@@ -10,9 +10,11 @@ headline findings; :func:`save_results` / :func:`load_results` persist them.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +42,55 @@ saved results from before are recomputed instead of reused (2: double-descent cr
 permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap)."""
 
 
-def _block_task(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, plan: BlockPlan,
-                keep_top_values: bool, predictions: bool, moments: bool, null: bool) -> BlockStats:
-    x = read_block(run_dir, layer, slot, epoch, relu)
-    return blocks.block_statistics(x, plan, keep_top_values=keep_top_values, predictions=predictions, moments=moments,
-                                   null=null)
+@dataclass(frozen=True)
+class _BlockTask:
+    """One (layer, epoch) block to read and reduce to :class:`BlockStats` (picklable, for cluster workers)."""
+
+    layer: str
+    index: int
+    read: tuple[str, str, int, int, bool, str]
+    """Arguments of :func:`~actlab.analysis.run.read_block`."""
+    plan: BlockPlan
+    keep_top_values: bool
+    predictions: bool
+    moments: bool
+    null: bool
+
+    def reduce(self, x: np.ndarray) -> BlockStats:
+        """The statistics of this block, read as ``x``."""
+        return blocks.block_statistics(x, self.plan, keep_top_values=self.keep_top_values, predictions=self.predictions,
+                                       moments=self.moments, null=self.null)
 
 
-def _executor(scheduler: str | None, max_workers: int) -> tuple[cf.Executor, Callable[[], None]]:
+def _read_and_reduce(task: _BlockTask) -> BlockStats:
+    return task.reduce(read_block(*task.read))
+
+
+def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], in_flight: int) -> Iterator[tuple[_BlockTask, BlockStats]]:
+    """Each task's block statistics as they complete, with at most ``in_flight`` blocks submitted at a time."""
+    pending: dict[cf.Future, _BlockTask] = {}
+    queue = iter(tasks)
+    try:
+        while True:
+            while len(pending) < in_flight and (task := next(queue, None)) is not None:
+                pending[executor.submit(_read_and_reduce, task)] = task
+            if not pending:
+                return
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+@contextlib.contextmanager
+def _executor(scheduler: str | None, max_workers: int) -> Iterator[cf.Executor]:
+    """Local threads (``scheduler`` None) or a dask.distributed cluster's executor, closed on exit."""
     if scheduler is None:
-        pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-analyze")
-        return pool, lambda: pool.shutdown(wait=True)
+        with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-analyze") as pool:
+            yield pool
+        return
     if not isinstance(scheduler, str):
         raise ConfigError(f"scheduler must be None or a dask.distributed address string; got {type(scheduler).__name__}")
     try:
@@ -61,7 +101,10 @@ def _executor(scheduler: str | None, max_workers: int) -> tuple[cf.Executor, Cal
         client = Client(scheduler)
     except Exception as exc:
         raise ConfigError(f"cannot connect to the dask scheduler at {scheduler} ({exc}); check the address") from exc
-    return client.get_executor(pure=False), client.close
+    try:
+        yield client.get_executor(pure=False)
+    finally:
+        client.close()
 
 
 class _Accumulator:
@@ -112,35 +155,16 @@ def _stream_blocks(run: Run, plan: BlockPlan, kind: str, pca_indices: np.ndarray
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist()) if len(plan.test_index) else set()
     tasks = [
-        (name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
-                   plan, i == last, name == output, i in pca_set, i in null_set))
+        _BlockTask(name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
+                             run.opened),
+                   plan, keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
         for name in run.layer_names for i in range(len(run.epochs))
     ]
-    executor, close = _executor(scheduler, max_workers)
-    pending: dict[cf.Future, tuple[str, int]] = {}
-    bar = Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress)
-    try:
-        queue = iter(tasks)
-        while True:
-            while len(pending) < 2 * max_workers:
-                task = next(queue, None)
-                if task is None:
-                    break
-                pending[executor.submit(_block_task, *task[2])] = (task[0], task[1])
-            if not pending:
-                break
-            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for future in done:
-                layer, index = pending.pop(future)
-                acc.add(layer, index, future.result())
-                bar.update(1)
-    except BaseException:
-        for future in pending:
-            future.cancel()
-        raise
-    finally:
-        bar.close()
-        close()
+    with (_executor(scheduler, max_workers) as executor,
+          Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress) as bar):
+        for task, stats in _completed(executor, tasks, 2 * max_workers):
+            acc.add(task.layer, task.index, stats)
+            bar.update(1)
     return acc
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import uuid
 from typing import Any
 
 import dask.array as da
@@ -27,12 +29,19 @@ KINDS = ("post", "pre")
 PROBE_COORDS = ("group", "label", "original_label", "is_noisy", "dataset_index")
 
 
-def _preact_array(run_dir: str, layer: str) -> zarr.Array:
+def _open_preact(run_dir: str, layer: str) -> zarr.Array:
     store = zarr_store(store_location(run_dir), read_only=True)
     return zarr.open_array(store, path=f"layers/{layer}/preact", mode="r", zarr_format=3)
 
 
-def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> np.ndarray:
+@functools.lru_cache(maxsize=256)
+def _opened_preact(run_dir: str, layer: str, opened: str) -> zarr.Array:
+    """The layer's pre-activation array, opened once per process for each opening of the run (``opened``), so a
+    run replaced on disk since is never read through metadata of the old one."""
+    return _open_preact(run_dir, layer)
+
+
+def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None) -> np.ndarray:
     """Read one (sample, unit) block of a layer at one recorded epoch slot.
 
     Parameters
@@ -47,6 +56,9 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> n
         The training epoch of that slot (for error messages).
     relu : bool
         Apply ``max(x, 0)`` (post-activation of a ReLU layer).
+    opened : str, optional
+        :attr:`Run.opened` of the run being read: the reads of one opening share one opened array per layer and
+        process. ``None`` opens the array for this read alone.
 
     Returns
     -------
@@ -60,7 +72,8 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> n
         The block fails its CRC32C check or cannot be decoded; the message names the array and epoch.
     """
     try:
-        block = np.asarray(_preact_array(run_dir, layer)[slot], dtype=np.float32)
+        array = _open_preact(run_dir, layer) if opened is None else _opened_preact(run_dir, layer, opened)
+        block = np.asarray(array[slot], dtype=np.float32)
     except Exception as exc:
         raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} cannot be read ({exception_line(exc)})") from exc
     if relu:
@@ -70,8 +83,8 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> n
     return block
 
 
-def _read_block_3d(run_dir: str, layer: str, slot: int, epoch: int, relu: bool) -> np.ndarray:
-    return read_block(run_dir, layer, slot, epoch, relu)[np.newaxis]
+def _read_block_3d(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str) -> np.ndarray:
+    return read_block(run_dir, layer, slot, epoch, relu, opened)[np.newaxis]
 
 
 class Run:
@@ -102,6 +115,8 @@ class Run:
         Committed recorded epochs.
     slots : ndarray of int
         Store slot of each committed recorded epoch.
+    opened : str
+        A token unique to this opening; the blocks read through it share one opened array per layer.
     """
 
     def __init__(self, view: StoreView) -> None:
@@ -118,6 +133,7 @@ class Run:
         all_epochs = list(self.attrs["record_epochs"])
         self.slots = np.asarray([all_epochs.index(int(e)) for e in self.epochs], dtype=int)
         self._sample_coords = {name: view.probes[name] for name in PROBE_COORDS}
+        self.opened = uuid.uuid4().hex
 
     def __repr__(self) -> str:
         return (
@@ -171,7 +187,7 @@ class Run:
         token = tokenize(run_dir, name, relu, self.slots.tolist(), self.attrs.get("created"))
         key = f"actlab-{name}-{kind}-{token}"
         graph = {
-            (key, i, 0, 0): (_read_block_3d, run_dir, name, int(slot), int(epoch), relu)
+            (key, i, 0, 0): (_read_block_3d, run_dir, name, int(slot), int(epoch), relu, self.opened)
             for i, (slot, epoch) in enumerate(zip(self.slots, self.epochs))
         }
         chunks = ((1,) * len(self.epochs), (self.n_samples,), (width,))
@@ -203,7 +219,7 @@ class Run:
     def read_block(self, name: str, index: int, kind: str = "post") -> np.ndarray:
         """Read one (sample, unit) block: layer ``name`` at the ``index``-th committed epoch."""
         relu = kind == "post" and self.is_relu(name)
-        return read_block(str(self.path), name, int(self.slots[index]), int(self.epochs[index]), relu)
+        return read_block(str(self.path), name, int(self.slots[index]), int(self.epochs[index]), relu, self.opened)
 
 
 def open_run(path: str | os.PathLike) -> Run:

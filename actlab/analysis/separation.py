@@ -60,10 +60,12 @@ def half_means(act: xr.DataArray, n_classes: int | None = None, seed: int = SEED
         With coord ``count`` (half, class); lazy for dask input.
     """
     act = blocks.check_activations(act)
-    halves = blocks.half_codes(blocks.codes_of(act), seed)
+    codes = blocks.codes_of(act)
+    halves = blocks.half_codes(codes, seed)
     n_classes = n_classes or blocks.infer_n_classes(act)
     counts = blocks.group_counts(halves, n_classes)
-    sums = blocks.map_epochs(act, lambda x: blocks.group_sums(x, halves, n_classes),
+    segments = blocks.segments_of(codes, blocks.onehot_groupings(halves, n_classes))  # the probe groups, as the fused pass
+    sums = blocks.map_epochs(act, lambda x: blocks.group_sums(x, halves, n_classes, segments),
                              (len(HALVES), n_classes, act.sizes["unit"]), np.float64)
     return half_means_dataarray(blocks.means_from_sums(sums, counts), act["epoch"], act["unit"], counts)
 
