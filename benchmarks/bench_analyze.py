@@ -90,6 +90,40 @@ def child(mode: str, run_dir: str, workers: int) -> None:
     print(json.dumps({"mode": mode, "wall_s": wall, "peak_rss_mb": peak, "rss_after_imports_mb": baseline, **extra}))
 
 
+def kernels(run_dir: str, n_blocks: int = 8) -> dict:
+    """Median single-threaded time of the read and of each block statistic, over ``n_blocks`` hidden blocks."""
+    from threadpoolctl import threadpool_limits
+
+    from actlab.analysis import blocks, open_run
+    from actlab.analysis.paths import PATH_PERMUTATIONS
+
+    run = open_run(run_dir)
+    probes = run.probes
+    codes = blocks.grouping_codes(probes["group"].values, probes["label"].values, probes["original_label"].values)
+    plan = blocks.BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(probes["group"].values == "test"),
+                            n_top=5, null_permutations=PATH_PERMUTATIONS)
+    found: dict[str, np.ndarray] = {}
+    steps = {
+        "read": lambda name, i, x: run.read_block(name, i),
+        "group sums": lambda name, i, x: found.update(
+            sums=blocks.group_sums(x, plan.all_codes, plan.n_classes, plan.segments)[: len(blocks.GROUPINGS)]),
+        "magnitudes": lambda name, i, x: blocks.unit_magnitudes(x),
+        "path cosines": lambda name, i, x: blocks.path_cosines(x, found["sums"], plan.counts, plan.test_rows),
+        "PCA moments": lambda name, i, x: blocks.Moments.from_block(x),
+        "path null": lambda name, i, x: blocks.null_clean_paths(x, plan),
+    }
+    times: dict[str, list[float]] = {step: [] for step in steps}
+    picks = [(run.layer_names[k % (len(run.layer_names) - 1)], (k * 7) % len(run.epochs)) for k in range(n_blocks)]
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name, i in picks:
+            x = run.read_block(name, i)
+            for step, call in steps.items():
+                start = time.perf_counter()
+                call(name, i, x)
+                times[step].append(time.perf_counter() - start)
+    return {step: 1000 * float(np.median(seconds)) for step, seconds in times.items()}
+
+
 def measure(mode: str, run_dir: Path, workers: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--dir", str(run_dir), "--workers", str(workers)],
                          check=True, capture_output=True, text=True)
@@ -139,6 +173,9 @@ def main() -> None:
                   f"{reads[i]['peak_rss_mb']:.0f} MB) | full analysis {analysis['wall_s']:.1f} s, peak RSS "
                   f"{analysis['peak_rss_mb']:.0f} MB (after imports {analysis['rss_after_imports_mb']:.0f} MB) "
                   f"| ratio {ratios[-1]:.2f}; errors {analysis['errors']}")
+        steps = kernels(str(run_dir))
+        print("one block, single-threaded, median of 8 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
+              + " (the PCA moments at 16 epochs of each layer, the path null at <= 4)")
         print(f"median ratio analysis / plain read: {float(np.median(ratios)):.2f} over {len(ratios)} rounds (target <= 1.5); "
               f"max peak RSS of the analysis {max(a['peak_rss_mb'] for a in analyses):.0f} MB  (workers={args.workers}); "
               f"load average {os.getloadavg()[0]:.2f} at end (the benchmark alone accounts for about {args.workers})")

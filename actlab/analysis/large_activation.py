@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import scipy.linalg
 import xarray as xr
 from sklearn.decomposition import PCA as SklearnPCA
-from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
-from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.model_selection import KFold
 
 from actlab.analysis import blocks
 from actlab.analysis.blocks import N_BOOTSTRAP, SEED
@@ -166,8 +166,12 @@ def cv_ridge_predict(features: np.ndarray, targets: np.ndarray, *, alpha: float 
                      seed: int = SEED) -> np.ndarray:
     """Out-of-fold predictions of ridge regression (with intercept), all target columns at once.
 
-    ``cross_val_predict(Ridge(alpha), features, targets, cv=KFold(n_splits, shuffle=True, random_state=seed))``:
-    the folds depend on ``seed`` and the number of samples only, so calls with the same samples share them.
+    Equal, to rounding, to ``cross_val_predict(Ridge(alpha), features, targets, cv=KFold(n_splits, shuffle=True,
+    random_state=seed))``: the folds are scikit-learn's, and each fold's ridge solution solves the same normal
+    equations as ``Ridge``'s Cholesky solver. They are built from per-fold sums (Gram matrix and cross
+    products, one pass over the targets), so the cost grows with the target columns only through that one
+    pass; the permutation tests fit hundreds of columns per unit. The folds depend on ``seed`` and the
+    number of samples only, so calls with the same samples share them.
 
     Parameters
     ----------
@@ -178,10 +182,26 @@ def cv_ridge_predict(features: np.ndarray, targets: np.ndarray, *, alpha: float 
     -------
     ndarray of float64, shape of ``targets``
     """
-    y = np.asarray(targets, dtype=np.float64)
-    cv = KFold(n_splits, shuffle=True, random_state=seed)
-    # scikit-learn returns one column of a (sample, 1) target as (sample,)
-    return cross_val_predict(Ridge(alpha=alpha), np.asarray(features, dtype=np.float64), y, cv=cv).reshape(y.shape)
+    targets = np.asarray(targets, dtype=np.float64)
+    # ridge with an intercept is unchanged by shifting features or targets; centring them on their overall means
+    # keeps the per-fold sums below free of cancellation
+    x = np.asarray(features, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    y = targets.reshape(len(targets), -1)
+    offset = y.mean(axis=0)
+    y = y - offset
+    folds = [test for _, test in KFold(n_splits, shuffle=True, random_state=seed).split(x)]
+    parts = [(x[test].sum(axis=0), y[test].sum(axis=0), x[test].T @ x[test], x[test].T @ y[test]) for test in folds]
+    totals = [sum(part[i] for part in parts) for i in range(4)]
+    predicted = np.empty_like(y)
+    for test, part in zip(folds, parts):
+        n = len(x) - len(test)
+        x_sum, y_sum, gram, cross = (total - own for total, own in zip(totals, part))
+        x_mean, y_mean = x_sum / n, y_sum / n
+        gram = gram - n * np.outer(x_mean, x_mean) + alpha * np.eye(x.shape[1])
+        weights = scipy.linalg.solve(gram, cross - n * np.outer(x_mean, y_mean), assume_a="pos")
+        predicted[test] = (x[test] - x_mean) @ weights + y_mean
+    return (predicted + offset).reshape(targets.shape)
 
 
 def pooled_r2(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -409,13 +409,21 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
                                          plan.counts, name)
         for name in run.layer_names
     }
-    attempt("separation", lambda: _separation(run, acc, plan, means))
-    attempt("pca", lambda: _pca(run, acc, n_components, means, pca_indices))
-    attempt("large_activation", lambda: _large_activation(
-        run, acc, features, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
-        min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
-        n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"], workers=max_workers))
-    attempt("paths", lambda: _paths(run, acc, plan, relevant, parameters["n_bootstrap"], max_workers))
+    builders = {
+        "separation": lambda: _separation(run, acc, plan, means),
+        "pca": lambda: _pca(run, acc, n_components, means, pca_indices),
+        "large_activation": lambda: _large_activation(
+            run, acc, features, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
+            min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
+            n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"], workers=max_workers),
+        "paths": lambda: _paths(run, acc, plan, relevant, parameters["n_bootstrap"], max_workers),
+    }
+    # independent analyses of the same statistics, built side by side (their NumPy, BLAS and scikit-learn work
+    # releases the GIL); each one's failure is its own
+    with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as pool:
+        futures = {name: pool.submit(build) for name, build in builders.items()}
+        for name, future in futures.items():
+            attempt(name, future.result)
     for path, ds in nodes.items():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
