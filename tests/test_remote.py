@@ -214,3 +214,100 @@ def test_damaged_shard_on_s3_is_one_line_naming_the_array(s3, runs, damage):
     assert "\n" not in message
     assert "array layers/hidden2/preact (layer hidden2 epoch 1)" in message
     assert ("lacks chunk" if damage == "delete" else "truncated") in message
+
+
+TINY_ARGS = ("--dataset", "synthetic", "--synthetic", "train=120,test=40,classes=4,shape=2x4x4,seed=1", "--model", "mlp3",
+             "--width", "16", "--epochs", "3", "--lr", "1e-2", "--batch-size", "32", "--record-epochs", "0,1,3",
+             "--probe-clean", "24", "--probe-noisy", "12", "--probe-test", "16", "--no-progress", "--device", "cpu")
+"""The ``runs`` fixture's settings as ``actlab record`` flags (without ``--checkpoint-every``)."""
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one thread while the block runs, as in the ``runs`` fixture."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def assert_same_run(view, reference) -> None:
+    """Two opened runs hold the same recording: every metric but wall_time, the epochs, every layer's activations."""
+    for name in METRICS:
+        if name != "wall_time":
+            np.testing.assert_array_equal(view.metrics[name].values, reference.metrics[name].values, err_msg=name)
+    np.testing.assert_array_equal(view.epochs, reference.epochs)
+    assert view.layer_names == reference.layer_names
+    for layer in reference.layer_names:
+        np.testing.assert_array_equal(view.layer(layer, "pre").values, reference.layer(layer, "pre").values,
+                                      err_msg=layer)
+
+
+def test_cli_record_to_url_equals_the_python_api_run(s3, runs):
+    """``actlab record --out s3://...`` writes the run the Python API writes with the same settings."""
+    url, _ = runs
+    new = f"s3://{BUCKET}/runs/cli"
+    with one_thread():
+        code, out, err = run_cli("record", *TINY_ARGS, "--checkpoint-every", "0", "--out", new)
+    assert code == 0, err
+    assert out.strip() == new
+    assert s3.exists(f"{BUCKET}/runs/cli/checkpoint.pt") and s3.exists(f"{BUCKET}/runs/cli/store.zarr/zarr.json")
+    remote, reference = open_run(new), open_run(url)
+    assert remote.path == new and remote.attrs["status"] == "complete"
+    np.testing.assert_array_equal(remote.epochs, [0, 1, 3])
+    np.testing.assert_array_equal(remote.metrics["epoch"].values, [0, 1, 2, 3])
+    assert_same_run(remote, reference)
+    np.testing.assert_array_equal(remote.probes["image"].values, reference.probes["image"].values)
+
+
+def test_cli_resume_of_an_interrupted_url_run_is_bit_identical(s3, runs, monkeypatch):
+    """A run on S3 interrupted in epoch 2 is finished by ``actlab record --resume URL``, bit for bit; a second
+    ``--resume`` says it is complete and writes nothing."""
+    torch = pytest.importorskip("torch")
+    from fixtures_store import assert_same_recording
+
+    from actlab.record.trainer import Trainer
+    from actlab.store import open_store
+
+    url, _ = runs
+    run = f"s3://{BUCKET}/runs/resumed"
+    original, calls = Trainer.train_epoch, {"n": 0}
+
+    def interrupt_in_epoch_two(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt_in_epoch_two)
+    with one_thread():
+        code, _, err = run_cli("record", *TINY_ARGS, "--checkpoint-every", "1", "--out", run)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert code == 130 and "interrupted" in err, err
+    interrupted = open_store(run)
+    assert interrupted.attrs["status"] == "recording"
+    assert list(interrupted.metrics["epoch"].values) == [0, 1] and list(interrupted.epochs) == [0, 1]
+    with s3.open(f"{BUCKET}/runs/resumed/checkpoint.pt", "rb") as f:
+        assert torch.load(io.BytesIO(f.read()), weights_only=True)["epoch"] == 1
+
+    with one_thread():
+        code, out, err = run_cli("record", "--resume", run, "--no-progress")
+    assert code == 0, err
+    assert out.strip() == run and "resuming after epoch 1" in err
+    resumed = open_store(run)
+    assert resumed.attrs["status"] == "complete"
+    np.testing.assert_array_equal(resumed.epochs, [0, 1, 3])
+    assert_same_recording(resumed, open_store(url))  # the fixture's uninterrupted run (--checkpoint-every 0), parameters too
+
+    def objects() -> dict:
+        return {path: (info["ETag"], info["LastModified"])
+                for path, info in s3.find(f"{BUCKET}/runs/resumed", detail=True, refresh=True).items()}
+
+    before = objects()
+    code, out, err = run_cli("record", "--resume", run, "--no-progress")
+    assert code == 0, err
+    assert out.strip() == run and "is already complete; nothing to resume" in err
+    assert objects() == before  # nothing written
