@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -24,8 +25,17 @@ from threadpoolctl import threadpool_limits
 
 from actlab import __version__
 from actlab.analysis import blocks, curves, large_activation, paths, separation
-from actlab.analysis.blocks import GROUPINGS, BlockPlan, BlockStats, Moments
-from actlab.analysis.pca import N_COMPONENTS, PCA, PCA_EPOCHS, pca_epoch_indices, pca_trajectories
+from actlab.analysis.assembly import (
+    Assembly,
+    LargeActivationAssembly,
+    Node,
+    PathsAssembly,
+    PCAAssembly,
+    SeparationAssembly,
+    Statistics,
+)
+from actlab.analysis.blocks import BlockPlan, BlockStats
+from actlab.analysis.pca import N_COMPONENTS, PCA_EPOCHS, pca_epoch_indices
 from actlab.analysis.run import KINDS, Run, open_run, read_block
 from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
@@ -107,183 +117,29 @@ def _executor(scheduler: str | None, max_workers: int) -> Iterator[cf.Executor]:
         client.close()
 
 
-class _Accumulator:
-    """Per-layer arrays filled block by block; memory is O(layers x epochs x (classes + top units) x units)."""
-
-    def __init__(self, run: Run, plan: BlockPlan) -> None:
-        n_epochs, n_classes = len(run.epochs), plan.n_classes
-        self.sums: dict[str, np.ndarray] = {}
-        self.half_sums: dict[str, np.ndarray] = {}
-        self.mean_abs: dict[str, np.ndarray] = {}
-        self.max_abs: dict[str, np.ndarray] = {}
-        self.moments: dict[str, Moments] = {}
-        self.path_cosines: dict[str, np.ndarray] = {}
-        self.null_clean_path: dict[str, dict[int, np.ndarray]] = {name: {} for name in run.layer_names}
-        self.last_top_units: dict[str, np.ndarray] = {}
-        self.last_top_values: dict[str, np.ndarray] = {}
-        self.predicted = np.full((n_epochs, run.n_samples), -1, dtype=np.int64)
-        for name in run.layer_names:
-            width = int(run.layer_specs[name]["width"])
-            self.sums[name] = np.zeros((n_epochs, len(GROUPINGS), n_classes, width))
-            self.half_sums[name] = np.zeros((n_epochs, len(blocks.HALVES), n_classes, width))
-            self.mean_abs[name] = np.zeros((n_epochs, width))
-            self.max_abs[name] = np.zeros((n_epochs, width))
-            self.moments[name] = Moments(0, np.zeros(width), np.zeros((width, width)))
-            self.path_cosines[name] = np.zeros((n_epochs, len(blocks.PATH_SOURCES), len(plan.test_index), n_classes),
-                                               dtype=np.float32)
-
-    def add(self, layer: str, index: int, stats: BlockStats) -> None:
-        self.sums[layer][index] = stats.sums
-        self.half_sums[layer][index] = stats.half_sums
-        self.mean_abs[layer][index] = stats.mean_abs
-        self.max_abs[layer][index] = stats.max_abs
-        if stats.moments is not None:
-            self.moments[layer].update(stats.moments)
-        self.path_cosines[layer][index] = stats.path_cosines
-        if stats.null_clean_path is not None:
-            self.null_clean_path[layer][index] = stats.null_clean_path
-        if stats.top_values is not None:
-            self.last_top_units[layer] = stats.top_units
-            self.last_top_values[layer] = stats.top_values
-        if stats.predicted is not None:
-            self.predicted[index] = stats.predicted
+def _combine(assembly: Assembly, parts: dict[str, cf.Future], layers: Sequence[str]) -> Node:
+    return assembly.combine([parts[layer].result() for layer in layers])
 
 
-def _stream_blocks(run: Run, plan: BlockPlan, kind: str, pca_indices: np.ndarray, null_indices: np.ndarray, *,
-                   scheduler: str | None, max_workers: int, progress: bool) -> _Accumulator:
-    acc = _Accumulator(run, plan)
+def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_indices: np.ndarray,
+                   layer_complete: Callable[[str], None], *, scheduler: str | None, max_workers: int, progress: bool) -> None:
+    """Read and reduce every block into ``stats``, the output layer first; ``layer_complete(name)`` is called as
+    each layer's last block is in."""
+    run, plan = stats.run, stats.plan
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist()) if len(plan.test_index) else set()
     tasks = [
         _BlockTask(name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
                              run.opened),
                    plan, keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
-        for name in run.layer_names for i in range(len(run.epochs))
+        for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]
     with (_executor(scheduler, max_workers) as executor,
           Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress) as bar):
-        for task, stats in _completed(executor, tasks, 2 * max_workers):
-            acc.add(task.layer, task.index, stats)
+        for task, block in _completed(executor, tasks, 2 * max_workers):
+            if stats.add(task.layer, task.index, block):
+                layer_complete(task.layer)
             bar.update(1)
-    return acc
-
-
-def _layer_stack(datasets: list[xr.Dataset], names: list[str]) -> xr.Dataset:
-    return xr.concat(datasets, dim=xr.Variable("layer", names, {"long_name": "layer"}), combine_attrs="override")
-
-
-def _separation(run: Run, acc: _Accumulator, plan: BlockPlan, means: dict[str, xr.DataArray]) -> xr.Dataset:
-    halves = {name: separation.half_means_dataarray(blocks.means_from_sums(acc.half_sums[name], plan.half_counts),
-                                                    xr.DataArray(run.epochs), xr.DataArray(np.arange(acc.half_sums[name].shape[-1])),
-                                                    plan.half_counts)
-              for name in run.layer_names}
-    out = _layer_stack([separation.separation_from_means(means[name], halves[name]) for name in run.layer_names],
-                       run.layer_names)
-    out["count"] = out["count"].isel(layer=0, drop=True)
-    out["half_count"] = out["half_count"].isel(layer=0, drop=True)
-    out.attrs["seed"] = plan.seed
-    return out
-
-
-def _pca(run: Run, acc: _Accumulator, n_components: int, means: dict[str, xr.DataArray],
-         pca_indices: np.ndarray) -> dict[str, xr.Dataset]:
-    fitted = {name: PCA(n_components).fit_moments(acc.moments[name]) for name in run.layer_names}
-    k = max(p.components_.sizes["component"] for p in fitted.values())
-    pad = {"component": np.arange(k)}
-    node = _layer_stack(
-        [
-            xr.Dataset({
-                "explained_variance_ratio": p.explained_variance_ratio_,
-                "explained_variance": p.explained_variance_,
-                "trajectory": pca_trajectories(p, means[name]),
-            }).reindex(pad)
-            for name, p in fitted.items()
-        ],
-        run.layer_names,
-    )
-    node.attrs.update(n_samples_seen={name: p.n_samples_seen_ for name, p in fitted.items()},
-                      fit_epochs=[int(e) for e in run.epochs[pca_indices]],
-                      method="exact PCA of the activations of all probes pooled over fit_epochs: per-block mean and "
-                             "centred scatter merged in float64, eigh of the covariance")
-    children = {
-        name: xr.Dataset({"components": p.components_.reindex(pad), "mean": p.mean_})
-        for name, p in fitted.items()
-    }
-    return {"": node, **children}
-
-
-def _per_layer(func: Callable[[str], Any], names: Sequence[str], workers: int) -> list[Any]:
-    """``[func(name) for name in names]`` on ``workers`` threads (the per-layer work after the pass is NumPy, BLAS and
-    scikit-learn, which release the GIL)."""
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actlab-layer") as pool:
-        return list(pool.map(func, names))
-
-
-def _large_activation(run: Run, acc: _Accumulator, features: cf.Future, *, n_top: int, min_ratio_to_median: float,
-                      min_ratio_to_second: float, n_permutations: int, n_bootstrap: int, seed: int,
-                      workers: int) -> dict[str, xr.Dataset]:
-    features = features.result()  # large_activation.image_features of the probe images, computed during the pass
-    predicted = xr.DataArray(acc.predicted[-1], dims="sample") if np.all(acc.predicted[-1] >= 0) else None
-
-    def layer(name: str) -> tuple[xr.Dataset, xr.Dataset]:
-        mags = large_activation.magnitudes_dataset(acc.mean_abs[name], acc.max_abs[name], run.epochs,
-                                                   np.arange(acc.mean_abs[name].shape[1]))
-        found = large_activation.dominant_unit(mags, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
-                                               min_ratio_to_second=min_ratio_to_second)
-        unit = int(found["dominant_unit"])
-        if int(acc.last_top_units[name][0]) != unit:
-            raise RuntimeError(f"dominant unit of {name} disagrees between block and layer statistics")
-        values = xr.DataArray(acc.last_top_values[name][0], dims="sample",
-                              coords={k: v.variable for k, v in run.probes["sample"].coords.items()},
-                              name="dominant_unit_activation",
-                              attrs={"long_name": f"|activation| of the dominant unit at epoch {run.epochs[-1]}", "units": "1"})
-        explained = large_activation.explain_unit(values, run.probes, predicted, n_permutations=n_permutations,
-                                                  n_bootstrap=n_bootstrap, seed=seed, input_features=features)
-        return (xr.merge([found, explained], combine_attrs="override").reindex(rank=np.arange(n_top)),
-                xr.Dataset({**mags.data_vars, "dominant_unit_activation": values}))
-
-    per_layer, child_nodes = zip(*_per_layer(layer, run.layer_names, workers))
-    children = dict(zip(run.layer_names, child_nodes))
-    node = _layer_stack(list(per_layer), run.layer_names)
-    node.attrs.update(min_ratio_to_median=min_ratio_to_median, min_ratio_to_second=min_ratio_to_second,
-                      n_permutations=n_permutations, n_bootstrap=n_bootstrap, p_floor=1.0 / (1 + n_permutations), seed=seed,
-                      explained_epoch=int(run.epochs[-1]))
-    return {"": node, **children}
-
-
-def _paths(run: Run, acc: _Accumulator, plan: BlockPlan, relevant: str, n_bootstrap: int, workers: int) -> xr.Dataset:
-    if np.any(acc.predicted < 0):
-        raise RuntimeError("predictions from the output layer are missing")
-    if len(plan.test_index) == 0:
-        raise ValueError("the run has no test probes; path attribution needs them")
-    sample_coords = {k: v.variable for k, v in run.probes["sample"].coords.items()}
-    predicted = xr.DataArray(acc.predicted, dims=("epoch", "sample"), coords={"epoch": run.epochs, **sample_coords})
-    test = run.probes["sample"].isel(sample=plan.test_index)
-
-    def layer(name: str) -> tuple[xr.Dataset, xr.Dataset]:
-        attributed = paths.attribute_paths(paths.cosines_dataarray(acc.path_cosines[name], run.epochs, test, plan.n_classes),
-                                           predicted, relevant)
-        null = paths.path_split_null(attributed, _null_dataarray(acc.null_clean_path[name], run.epochs, test, plan),
-                                     n_bootstrap=n_bootstrap, seed=plan.seed)
-        return attributed, null
-
-    per_layer, nulls = zip(*_per_layer(layer, run.layer_names, workers))
-    shared = ["predicted", "correct", "relevant_class", "n_correct", "n_wrong"]
-    node = _layer_stack([ds.drop_vars(shared).merge(null, combine_attrs="drop") for ds, null in zip(per_layer, nulls)],
-                        run.layer_names)
-    node = node.merge(per_layer[0][shared])
-    warnings = separation.empty_class_warnings(plan.counts[[GROUPINGS.index(s) for s in blocks.PATH_SOURCES]])
-    node.attrs.update(per_layer[0].attrs, **nulls[0].attrs, warnings=warnings, first_epoch=int(run.epochs[0]))
-    return node
-
-
-def _null_dataarray(found: dict[int, np.ndarray], epochs: np.ndarray, test: xr.DataArray, plan: BlockPlan) -> xr.DataArray:
-    """Label the null clean paths of one layer, (epoch, permutation, sample, class), at the epochs computed."""
-    indices = sorted(found)
-    data = (np.stack([found[i] for i in indices]) if indices
-            else np.zeros((0, plan.null_permutations, len(plan.test_index), plan.n_classes), dtype=np.int8))
-    return xr.DataArray(data, dims=("epoch", "permutation", "sample", "class"),
-                        coords={"epoch": epochs[indices], **{k: v.variable for k, v in test.coords.items()}})
 
 
 def null_epoch_indices(run: Run, learning_curves: xr.Dataset | None) -> np.ndarray:
@@ -398,32 +254,41 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
 
     attempt("curves", lambda: curves.learning_curves(run.metrics))  # before the pass: its phases place the path null
     null_indices = null_epoch_indices(run, nodes.get("/curves"))
-    with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="actlab-features") as side:
+    stats = Statistics(run, plan)
+    # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside
+    # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
+    # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
+    with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
         features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"])
-        acc = _stream_blocks(run, plan, kind, pca_indices, null_indices, scheduler=scheduler, max_workers=max_workers,
-                             progress=progress)
+        assemblies: dict[str, Assembly] = {
+            "separation": SeparationAssembly(stats),
+            "pca": PCAAssembly(stats, n_components, pca_indices),
+            "large_activation": LargeActivationAssembly(
+                stats, features, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
+                min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
+                n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"]),
+            "paths": PathsAssembly(stats, relevant, parameters["n_bootstrap"]),
+        }
+        parts: dict[str, dict[str, cf.Future]] = {name: {} for name in assemblies}
 
-    means = {
-        name: separation.means_dataarray(blocks.means_from_sums(acc.sums[name], plan.counts),
-                                         xr.DataArray(run.epochs), xr.DataArray(np.arange(acc.sums[name].shape[-1])),
-                                         plan.counts, name)
-        for name in run.layer_names
-    }
-    builders = {
-        "separation": lambda: _separation(run, acc, plan, means),
-        "pca": lambda: _pca(run, acc, n_components, means, pca_indices),
-        "large_activation": lambda: _large_activation(
-            run, acc, features, n_top=n_top, min_ratio_to_median=parameters["min_ratio_to_median"],
-            min_ratio_to_second=parameters["min_ratio_to_second"], n_permutations=parameters["n_permutations"],
-            n_bootstrap=parameters["n_bootstrap"], seed=parameters["seed"], workers=max_workers),
-        "paths": lambda: _paths(run, acc, plan, relevant, parameters["n_bootstrap"], max_workers),
-    }
-    # independent analyses of the same statistics, built side by side (their NumPy, BLAS and scikit-learn work
-    # releases the GIL); each one's failure is its own
-    with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as pool:
-        futures = {name: pool.submit(build) for name, build in builders.items()}
-        for name, future in futures.items():
-            attempt(name, future.result)
+        waiting: list[str] = []  # layers complete before the output layer (blocks complete out of order)
+
+        def layer_complete(layer: str) -> None:
+            waiting.append(layer)
+            if stats.is_complete(run.layer_names[-1]):
+                for complete in waiting:
+                    for name, assembly in assemblies.items():
+                        parts[name][complete] = side.submit(assembly.layer, complete)
+                waiting.clear()
+
+        try:
+            _stream_blocks(stats, kind, pca_indices, null_indices, layer_complete, scheduler=scheduler,
+                           max_workers=max_workers, progress=progress)
+        except BaseException:
+            side.shutdown(wait=True, cancel_futures=True)
+            raise
+        for name, assembly in assemblies.items():
+            attempt(name, functools.partial(_combine, assembly, parts[name], run.layer_names))
     for path, ds in nodes.items():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
