@@ -117,12 +117,12 @@ def test_run_without_recorded_epochs_is_refused(tmp_path):
 
 
 def test_failed_analysis_is_reported_and_the_rest_still_runs(tmp_path, monkeypatch):
-    from actlab.analysis import pipeline
+    from actlab.analysis import assembly
 
     def broken(*args, **kwargs):
         raise RuntimeError("planted failure")
 
-    monkeypatch.setattr(pipeline, "_pca", broken)
+    monkeypatch.setattr(assembly.PCAAssembly, "layer", broken)
     planted = planted_run(tmp_path / "run", empty_noisy_class=2)
     analysis = tmp_path / "elsewhere"
     code, out, err = run_cli("analyze", planted.run_dir, "--no-progress", "--format", "svg", "--out", analysis)

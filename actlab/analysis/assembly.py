@@ -10,7 +10,6 @@ composable API, so the math lives in :mod:`~actlab.analysis.blocks` and the anal
 from __future__ import annotations
 
 import concurrent.futures as cf
-import threading
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,12 +47,11 @@ class Statistics:
         self.last_top_values: dict[str, np.ndarray] = {}
         self.predicted = np.full((n_epochs, run.n_samples), -1, dtype=np.int64)
         self.blocks_added = dict.fromkeys(run.layer_names, 0)
-        self._means: dict[str, xr.DataArray] = {}
-        self._means_lock = threading.Lock()
         for name in run.layer_names:
             width = int(run.layer_specs[name]["width"])
-            self.sums[name] = np.zeros((n_epochs, len(GROUPINGS), n_classes, width))
-            self.half_sums[name] = np.zeros((n_epochs, len(blocks.HALVES), n_classes, width))
+            # the sums of a float32 block are float32 products (blocks.group_sums): kept in float32 without loss
+            self.sums[name] = np.zeros((n_epochs, len(GROUPINGS), n_classes, width), dtype=np.float32)
+            self.half_sums[name] = np.zeros((n_epochs, len(blocks.HALVES), n_classes, width), dtype=np.float32)
             self.mean_abs[name] = np.zeros((n_epochs, width))
             self.max_abs[name] = np.zeros((n_epochs, width))
             self.moments[name] = Moments(0, np.zeros(width), np.zeros((width, width)))
@@ -84,13 +82,10 @@ class Statistics:
         return self.blocks_added[layer] == len(self.run.epochs)
 
     def means(self, layer: str) -> xr.DataArray:
-        """Class means of ``layer`` (epoch, grouping, class, unit), built once (several analyses read them)."""
-        with self._means_lock:
-            if layer not in self._means:
-                self._means[layer] = separation.means_dataarray(
-                    blocks.means_from_sums(self.sums[layer], self.plan.counts), xr.DataArray(self.run.epochs),
-                    xr.DataArray(np.arange(self.sums[layer].shape[-1])), self.plan.counts, layer)
-            return self._means[layer]
+        """Class means of ``layer`` (epoch, grouping, class, unit), float64."""
+        return separation.means_dataarray(blocks.means_from_sums(self.sums[layer], self.plan.counts),
+                                          xr.DataArray(self.run.epochs), xr.DataArray(np.arange(self.sums[layer].shape[-1])),
+                                          self.plan.counts, layer)
 
     def sample_coords(self) -> dict[str, xr.Variable]:
         """The probe coords of dim ``sample``."""
