@@ -60,30 +60,33 @@ class _BlockTask:
     index: int
     read: tuple[str, str, int, int, bool, str]
     """Arguments of :func:`~actlab.analysis.run.read_block`."""
-    plan: BlockPlan
     keep_top_values: bool
     predictions: bool
     moments: bool
     null: bool
 
-    def reduce(self, x: np.ndarray) -> BlockStats:
+    def reduce(self, x: np.ndarray, plan: BlockPlan) -> BlockStats:
         """The statistics of this block, read as ``x``."""
-        return blocks.block_statistics(x, self.plan, keep_top_values=self.keep_top_values, predictions=self.predictions,
+        return blocks.block_statistics(x, plan, keep_top_values=self.keep_top_values, predictions=self.predictions,
                                        moments=self.moments, null=self.null)
 
 
-def _read_and_reduce(task: _BlockTask) -> BlockStats:
-    return task.reduce(read_block(*task.read))
+def _read_and_reduce(task: _BlockTask, plan: BlockPlan) -> BlockStats:
+    return task.reduce(read_block(*task.read), plan)
 
 
-def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], in_flight: int) -> Iterator[tuple[_BlockTask, BlockStats]]:
-    """Each task's block statistics as they complete, with at most ``in_flight`` blocks submitted at a time."""
+def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any,
+               in_flight: int) -> Iterator[tuple[_BlockTask, BlockStats]]:
+    """Each task's block statistics as they complete, with at most ``in_flight`` blocks submitted at a time.
+
+    ``plan`` is the :class:`BlockPlan`, or its future on a cluster (sent to the workers once, not with every task).
+    """
     pending: dict[cf.Future, _BlockTask] = {}
     queue = iter(tasks)
     try:
         while True:
             while len(pending) < in_flight and (task := next(queue, None)) is not None:
-                pending[executor.submit(_read_and_reduce, task)] = task
+                pending[executor.submit(_read_and_reduce, task, plan)] = task
             if not pending:
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -95,11 +98,12 @@ def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], in_flight: in
 
 
 @contextlib.contextmanager
-def _executor(scheduler: str | None, max_workers: int) -> Iterator[cf.Executor]:
-    """Local threads (``scheduler`` None) or a dask.distributed cluster's executor, closed on exit."""
+def _executor(scheduler: str | None, max_workers: int) -> Iterator[tuple[cf.Executor, Callable[[Any], Any]]]:
+    """Local threads (``scheduler`` None) or a dask.distributed cluster's executor, closed on exit, and how to share an
+    argument of every task: as it is with threads, scattered to every worker once on a cluster."""
     if scheduler is None:
         with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-analyze") as pool:
-            yield pool
+            yield pool, lambda value: value
         return
     if not isinstance(scheduler, str):
         raise ConfigError(f"scheduler must be None or a dask.distributed address string; got {type(scheduler).__name__}")
@@ -112,7 +116,7 @@ def _executor(scheduler: str | None, max_workers: int) -> Iterator[cf.Executor]:
     except Exception as exc:
         raise ConfigError(f"cannot connect to the dask scheduler at {scheduler} ({exc}); check the address") from exc
     try:
-        yield client.get_executor(pure=False)
+        yield client.get_executor(pure=False), lambda value: client.scatter(value, broadcast=True)
     finally:
         client.close()
 
@@ -131,12 +135,12 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
     tasks = [
         _BlockTask(name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
                              run.opened),
-                   plan, keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
+                   keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
         for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]
-    with (_executor(scheduler, max_workers) as executor,
+    with (_executor(scheduler, max_workers) as (executor, share),
           Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress) as bar):
-        for task, block in _completed(executor, tasks, 2 * max_workers):
+        for task, block in _completed(executor, tasks, share(plan), 2 * max_workers):
             if stats.add(task.layer, task.index, block):
                 layer_complete(task.layer)
             bar.update(1)

@@ -198,9 +198,12 @@ class Trainer:
         graph = torch.cuda.CUDAGraph()
         optimizer.zero_grad(set_to_none=True)  # backward inside the capture allocates grads from the graph's pool
         with torch.cuda.graph(graph):
-            self._static_loss = F.cross_entropy(model(self._static_x), self._static_y)
-            self._static_loss.backward()
+            loss = F.cross_entropy(model(self._static_x), self._static_y)
+            loss.backward()
             optimizer.step()
+        # the replays write into the loss's memory; detached, it no longer keeps the captured autograd graph (and
+        # its gradient accumulators, bound to the capture stream) alive for the eager steps of partial batches
+        self._static_loss = loss.detach()
         with torch.no_grad():
             for p, saved in zip(params, saved_params):
                 p.copy_(saved)
