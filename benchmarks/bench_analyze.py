@@ -95,13 +95,10 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
     from threadpoolctl import threadpool_limits
 
     from actlab.analysis import blocks, open_run
-    from actlab.analysis.paths import PATH_PERMUTATIONS
+    from actlab.analysis.pipeline import block_plan
 
     run = open_run(run_dir)
-    probes = run.probes
-    codes = blocks.grouping_codes(probes["group"].values, probes["label"].values, probes["original_label"].values)
-    plan = blocks.BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(probes["group"].values == "test"),
-                            n_top=5, null_permutations=PATH_PERMUTATIONS)
+    plan = block_plan(run)
     found: dict[str, np.ndarray] = {}
     steps = {
         "read": lambda name, i, x: run.read_block(name, i),

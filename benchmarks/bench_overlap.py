@@ -23,7 +23,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_analyze import build_store  # noqa: E402
@@ -33,12 +32,10 @@ N_BLOCKS = 150
 
 def _setup(run_dir: str):
     from actlab.analysis import blocks, open_run
+    from actlab.analysis.pipeline import block_plan
 
     run = open_run(run_dir)
-    probes = run.probes
-    codes = blocks.grouping_codes(probes["group"].values, probes["label"].values, probes["original_label"].values)
-    plan = blocks.BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(probes["group"].values == "test"),
-                            n_top=5, null_permutations=99)
+    plan = block_plan(run)
     hidden = run.layer_names[:-1]
     jobs = [(hidden[k % len(hidden)], k % len(run.epochs)) for k in range(N_BLOCKS)]
     x = run.read_block(hidden[0], len(run.epochs) // 2)

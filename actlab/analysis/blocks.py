@@ -196,8 +196,8 @@ def segments_of(codes: np.ndarray, onehot: np.ndarray) -> tuple[Segment, ...]:
 
     Samples that are members of the same :data:`GROUPINGS` (the same probe group) form a segment. Every
     grouping row, and every row of a subset of a grouping (the :data:`HALVES`), has its members in one
-    segment, so the products are as many times smaller as there are groups, and a row's sum is the same
-    whichever other rows are computed with it.
+    segment, so each product spans one group's samples only, and a row's sum is the same whichever other rows
+    are computed with it.
 
     Parameters
     ----------

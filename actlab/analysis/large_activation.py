@@ -191,16 +191,20 @@ def cv_ridge_predict(features: np.ndarray, targets: np.ndarray, *, alpha: float 
     offset = y.mean(axis=0)
     y = y - offset
     folds = [test for _, test in KFold(n_splits, shuffle=True, random_state=seed).split(x)]
-    parts = [(x[test].sum(axis=0), y[test].sum(axis=0), x[test].T @ x[test], x[test].T @ y[test]) for test in folds]
+    x_folds = [x[test] for test in folds]
+    parts = []
+    for x_fold, test in zip(x_folds, folds):
+        y_fold = y[test]
+        parts.append((x_fold.sum(axis=0), y_fold.sum(axis=0), x_fold.T @ x_fold, x_fold.T @ y_fold))
     totals = [sum(part[i] for part in parts) for i in range(4)]
     predicted = np.empty_like(y)
-    for test, part in zip(folds, parts):
+    for test, x_fold, part in zip(folds, x_folds, parts):
         n = len(x) - len(test)
         x_sum, y_sum, gram, cross = (total - own for total, own in zip(totals, part))
         x_mean, y_mean = x_sum / n, y_sum / n
         gram = gram - n * np.outer(x_mean, x_mean) + alpha * np.eye(x.shape[1])
         weights = scipy.linalg.solve(gram, cross - n * np.outer(x_mean, y_mean), assume_a="pos")
-        predicted[test] = (x[test] - x_mean) @ weights + y_mean
+        predicted[test] = (x_fold - x_mean) @ weights + y_mean
     return (predicted + offset).reshape(targets.shape)
 
 

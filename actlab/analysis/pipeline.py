@@ -232,12 +232,18 @@ def analyze(
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
                       min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
                       path_permutations=path_permutations, seed=seed, relevant=relevant, pca_epochs=pca_epochs)
-    codes = blocks.grouping_codes(run.probes["group"].values, run.probes["label"].values,
-                                  run.probes["original_label"].values)
-    plan = BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(run.probes["group"].values == "test"),
-                     n_top=n_top, seed=seed, null_permutations=path_permutations)
+    plan = block_plan(run, n_top=n_top, seed=seed, null_permutations=path_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
         return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress)
+
+
+def block_plan(run: Run, *, n_top: int = large_activation.N_TOP, seed: int = blocks.SEED,
+               null_permutations: int = paths.PATH_PERMUTATIONS) -> BlockPlan:
+    """The per-run constants of the fused pass (:class:`~actlab.analysis.blocks.BlockPlan`), from the run's probes."""
+    probes = run.probes
+    codes = blocks.grouping_codes(probes["group"].values, probes["label"].values, probes["original_label"].values)
+    return BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(probes["group"].values == "test"),
+                     n_top=n_top, seed=seed, null_permutations=null_permutations)
 
 
 def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *, scheduler: str | None,
@@ -293,7 +299,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
             raise
         for name, assembly in assemblies.items():
             attempt(name, functools.partial(_combine, assembly, parts[name], run.layer_names))
-    for path, ds in nodes.items():
+    for ds in nodes.values():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
         "run": str(run.path), "kind": kind, "epochs": [int(e) for e in run.epochs], "layers": list(run.layer_names),
