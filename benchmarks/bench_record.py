@@ -227,7 +227,7 @@ def checkpoint_seconds(config, work: Path, repeats: int = 3) -> float:
 
 def bench_recording(args: argparse.Namespace, work: Path) -> Path:
     from actlab.record import record
-    from actlab.record.api import checkpoint_epochs
+    from actlab.record.loop import checkpoint_epochs
     from actlab.store import open_store
 
     run_dir = work / "recorded"

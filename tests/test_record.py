@@ -290,7 +290,7 @@ def test_resume_without_checkpoint_restarts(tiny_record_config):
 
 
 def test_checkpoint_epochs_follow_the_cadence(tiny_record_config):
-    from actlab.record.api import checkpoint_epochs
+    from actlab.record.loop import checkpoint_epochs
 
     assert checkpoint_epochs(tiny_record_config.replace(epochs=7, checkpoint_every=3)) == [0, 3, 6, 7]
     assert checkpoint_epochs(tiny_record_config.replace(record_epochs="0,1,4", checkpoint_every=0)) == [0, 1, 4, 6]

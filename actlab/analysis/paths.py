@@ -9,7 +9,7 @@ epoch and layer as the test activation.
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
@@ -224,6 +224,19 @@ def weighted_splits(weights: np.ndarray, clean_path: np.ndarray, correct: np.nda
     return share(numerator_correct, denominator_correct) - share(numerator_wrong, denominator_wrong)
 
 
+def _nan_mean(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """``np.nanmean`` (the same sums and counts), NaN for an all-NaN slice without a warning."""
+    kept = ~np.isnan(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(np.where(kept, x, 0.0), axis=axis) / np.sum(kept, axis=axis, dtype=np.intp)
+
+
+def _nan_percentiles(x: np.ndarray, q: Sequence[float]) -> np.ndarray:
+    """``np.nanpercentile`` of a 1-D ``x`` (the percentiles of its non-NaN values), NaN without a warning when all are NaN."""
+    kept = x[~np.isnan(x)]
+    return np.percentile(kept, q) if kept.size else np.full(len(q), np.nan)
+
+
 def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.ndarray, *,
                n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED) -> dict[str, np.ndarray | float]:
     """The observed split against its permutation null, at one epoch.
@@ -249,13 +262,13 @@ def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.
     observed = float(weighted_splits(np.ones((1, n)), clean_path[None], correct)[0, 0])
     null = weighted_splits(np.ones((1, n)), null_clean_path, correct)[0]
     counts = blocks.bootstrap_counts(n, n_bootstrap, seed, np.float32)  # integers: exact float32 products
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws (no wrong prediction) give NaN
-        excess = weighted_splits(counts, clean_path[None], correct)[:, 0] - np.nanmean(
-            weighted_splits(counts, null_clean_path, correct), axis=1)
-        null_mean = float(np.nanmean(null))
-        null_low, null_high = np.nanpercentile(null, [2.5, 97.5])
-        excess_low, excess_high = np.nanpercentile(excess, [2.5, 97.5])
+    # all-NaN draws (no wrong prediction) give NaN; computed without NumPy's warnings, whose filters are not
+    # thread-safe (the fused pass assembles layers on threads)
+    excess = weighted_splits(counts, clean_path[None], correct)[:, 0] - _nan_mean(
+        weighted_splits(counts, null_clean_path, correct), axis=1)
+    null_mean = float(_nan_mean(null))
+    null_low, null_high = _nan_percentiles(null, [2.5, 97.5])
+    excess_low, excess_high = _nan_percentiles(excess, [2.5, 97.5])
     p_value = (1 + np.sum(null >= observed)) / (1 + len(null)) if np.isfinite(observed) else np.nan
     return {"split": observed, "null": null, "null_mean": null_mean, "null_low": float(null_low),
             "null_high": float(null_high), "excess": observed - null_mean, "excess_low": float(excess_low),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import shutil
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,24 @@ from actlab.files import (
     make_dirs,
     marker_kind,
     remove_leftovers,
+    write_atomic,
     write_failed,
     write_marker,
     writer_lock,
 )
-from actlab.location import Location, basename, files, is_remote, join, location, zarr_store
-from actlab.progress import Progress
+from actlab.location import (
+    Location,
+    basename,
+    files,
+    is_remote,
+    join,
+    location,
+    zarr_store,
+)
 from actlab.record.config import CUSTOM_DATASET, INSTANCE_MODEL, MODELS, RecordConfig
-from actlab.remote import check_remote_run, claimed_remote_run
 from actlab.record.data import PreparedData, custom_dataset, prepare_data
 from actlab.record.hooks import ActivationCapture
+from actlab.record.loop import run_epochs
 from actlab.record.models import (
     build_model,
     count_parameters,
@@ -48,14 +56,19 @@ from actlab.record.models import (
     parameter_arrays,
     parameter_specs,
 )
-from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, save_checkpoint, to_device_normalized
-from actlab.record.writer import BackgroundWriter
+from actlab.record.trainer import (
+    Trainer,
+    load_checkpoint,
+    resolve_device,
+    to_device_normalized,
+)
+from actlab.remote import check_remote_run, claimed_remote_run
 from actlab.store import (
     ANALYSIS_DIRNAME,
     CHECKPOINT_FILENAME,
-    STORE_DIRNAME,
     GROUPS,
     STATUS_COMPLETE,
+    STORE_DIRNAME,
     LayerSpec,
     ProbeSet,
     RunWriter,
@@ -64,9 +77,6 @@ from actlab.store import (
     store_location,
     store_path,
 )
-
-METRICS_FLUSH_SECONDS = 2.0
-"""Per-epoch metrics are committed in batches at least this often, and at every recorded or checkpointed epoch."""
 
 
 def record(config: RecordConfig | None = None, *, train: Any = None, test: Any = None, **overrides: Any) -> Path:
@@ -134,7 +144,7 @@ def record(config: RecordConfig | None = None, *, train: Any = None, test: Any =
         if instance is not None:
             resolved["model_class"] = f"{type(instance).__module__}.{type(instance).__qualname__}"
         stored_config = {**config.to_dict(), "resolved": resolved, "environment": environment()}
-        with _write_errors(run_dir), claimed_run_dir(run_dir, overwrite=config.overwrite) as writers:
+        with _write_errors(run_dir), claimed_run_dir(run_dir, overwrite=config.overwrite) as claim:
             try:
                 writer = RunWriter.create(
                     run_dir, config=stored_config, dataset=data.describe(), layers=specs, parameters=parameter_specs(model),
@@ -143,7 +153,8 @@ def record(config: RecordConfig | None = None, *, train: Any = None, test: Any =
                 )
             except OSError as exc:
                 raise write_failed(exc, f"the new run {run_dir}") from exc
-            writers.append(writer)
+            claim.writers.append(writer)
+            claim.replaced()
             _announce(config, model, device, run_dir, resumed_from=None)
             _train(writer, config, data, model, specs, device, checkpoint=None)
     return run_dir
@@ -347,7 +358,7 @@ def environment() -> dict[str, Any]:
 def _git_commit() -> str | None:
     source = Path(__file__).resolve().parent
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5)
+        result = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=source, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
@@ -365,9 +376,8 @@ def resolved_settings(config: RecordConfig, data: PreparedData, device: torch.de
     }
 
 
-RUN_FILES: tuple[str, ...] = (STORE_DIRNAME, CHECKPOINT_FILENAME, ANALYSIS_DIRNAME, MARKER_FILENAME,
-                              FOLDER_LOCK_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX)
-"""Everything actlab writes into a run folder; the only names a failed new recording removes."""
+RUN_OUTPUTS: tuple[str, ...] = (STORE_DIRNAME, CHECKPOINT_FILENAME)
+"""What a recording writes into its run folder besides the marker and the lock (what a failed claim removes)."""
 
 
 def check_run_output(run_dir: Location, *, overwrite: bool) -> None:
@@ -392,36 +402,53 @@ def check_run_output(run_dir: Location, *, overwrite: bool) -> None:
                           "choose a new --out (or continue it with 'actlab record --resume')")
     if _abandoned_claim(run_dir):
         return
+    check_record_output(run_dir, "run", overwrite=overwrite)
+
+
+def check_record_output(folder: Path, kind: str, *, overwrite: bool) -> None:
+    """Refuse a local folder that ``record`` may not write as a ``kind`` folder (``"run"``, ``"ensemble"``).
+
+    A new or empty folder is allowed; with ``overwrite``, also one that holds a ``kind`` of actlab's. Without
+    it, such a folder is refused with the way forward (``--resume``, or ``--overwrite`` where that would be
+    allowed: not for a symbolic link or a folder without write access).
+
+    Raises
+    ------
+    OutputError
+    """
     if overwrite:
-        check_output(run_dir, "run", replace=True)
+        check_output(folder, kind, replace=True)
         return
     try:
-        check_output(run_dir, "run", replace=False)
+        check_output(folder, kind, replace=False)
     except OutputError:
-        if marker_kind(run_dir) == "run":
-            check_output(run_dir, "run", replace=True)  # what --overwrite would refuse too: a link, no write access
-            raise OutputError(f"{run_dir} already holds a run; continue it with 'actlab record --resume {run_dir}', "
+        if marker_kind(folder) == kind:
+            check_output(folder, kind, replace=True)  # what --overwrite would refuse too: a link, no write access
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise OutputError(f"{folder} already holds {article} {kind}; continue it with 'actlab record --resume {folder}', "
                               "replace it with --overwrite, or choose a new --out") from None
         raise
 
 
 def _abandoned_claim(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds only what a ``record`` killed before its store existed left: the marker,
-    the lock files and temporary files or staging folders of those (removed under the lock)."""
+    """Whether ``run_dir`` holds only what a ``record`` killed (or undone) before its store existed left: the marker,
+    the lock files (the run's, its analysis folder's) and temporary files or staging folders of those (removed under
+    the lock)."""
     if not run_dir.is_dir() or run_dir.is_symlink() or store_path(run_dir).exists() or marker_kind(run_dir) not in (None, "run"):
         return False
-    own = {MARKER_FILENAME, FOLDER_LOCK_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX}
+    analysis_lock = lock_path(run_dir / ANALYSIS_DIRNAME).name
+    own = {MARKER_FILENAME, FOLDER_LOCK_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX, analysis_lock, analysis_lock + HOLDER_SUFFIX}
     temporary = tuple(f".{name}." for name in (STORE_DIRNAME, CHECKPOINT_FILENAME, *own))
     entries = list(run_dir.iterdir())
     return bool(entries) and all(entry.name in own or (entry.name.startswith(temporary) and entry.name.endswith(PARTIAL_SUFFIX))
                                  for entry in entries)
 
 
-def _refuse_if_busy(run_dir: Path) -> None:
-    """Refuse at once, naming the holder, when another process is writing ``run_dir``."""
-    holder = lock_holder(run_dir / FOLDER_LOCK_FILENAME)
+def _refuse_if_busy(folder: Path, kind: str = "run") -> None:
+    """Refuse at once, naming the holder, when another process is writing ``folder``."""
+    holder = lock_holder(folder / FOLDER_LOCK_FILENAME)
     if holder is not None:
-        raise OutputError(f"run {run_dir} is being written by {holder}; wait for it to finish, "
+        raise OutputError(f"{kind} {folder} is being written by {holder}; wait for it to finish, "
                           "or stop that process and run the command again")
 
 
@@ -437,7 +464,7 @@ def _check_run_output_or_busy(run_dir: Location, *, overwrite: bool) -> None:
 
 def _remove_run_leftovers(run_dir: Path) -> None:
     """Under the run's writer lock: remove what killed writers left (staging folders, temporary files)."""
-    for name in (STORE_DIRNAME, CHECKPOINT_FILENAME, MARKER_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX):
+    for name in (*RUN_OUTPUTS, MARKER_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX):
         remove_leftovers(run_dir, name)
 
 
@@ -450,62 +477,132 @@ def _write_errors(run_dir: Path) -> Iterator[None]:
         raise write_failed(exc, f"the run {run_dir}") from exc
 
 
-@contextlib.contextmanager
-def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[list[RunWriter]]:
-    """Claim the run folder for this process: create it, hold its writer lock, mark it as a run.
+class Claim:
+    """A folder claimed for writing (:func:`claimed_folder`): the writers made in it, and the output they replace.
 
-    The caller appends its :class:`RunWriter` to the yielded list. When the block fails before the
-    run's first committed epoch, everything this call created is removed again (still under the
-    lock): the folder (and parents) if it was new, else only the names of :data:`RUN_FILES` inside it
-    but the lock file. When the lock is held by another process, or the folder turns out not to be
-    this call's to write, nothing is removed: the folder belongs to someone else. A run URL is
-    claimed by :func:`actlab.remote.claimed_remote_run` instead.
+    The caller appends every :class:`RunWriter` it creates to :attr:`writers` and calls :meth:`replaced`
+    once the new stores are in place: only then is what is left of the replaced output deleted, so a
+    claim refused or failed before that point leaves the previous output as it was.
     """
-    if is_remote(run_dir):
-        with claimed_remote_run(run_dir, overwrite=overwrite) as writers:
-            yield writers
-        return
-    _check_run_output_or_busy(run_dir, overwrite=overwrite)
-    created = make_dirs(run_dir)
-    writers: list[RunWriter] = []
-    with writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
-        check_run_output(run_dir, overwrite=overwrite)
+
+    def __init__(self, writers: list[RunWriter] | None = None, drop_previous: Callable[[], None] | None = None) -> None:
+        self.writers: list[RunWriter] = [] if writers is None else writers
+        self._drop_previous = drop_previous
+
+    def replaced(self) -> None:
+        """The new stores are in place: delete what the output they replace left beside them (once; a no-op when
+        nothing is replaced)."""
+        drop, self._drop_previous = self._drop_previous, None
+        if drop is not None:
+            drop()
+
+
+@contextlib.contextmanager
+def claimed_folder(folder: Path, kind: str, *, check: Callable[[], None], outputs: Sequence[str],
+                   previous: Callable[[contextlib.ExitStack], Callable[[], None]] | None = None,
+                   **marker: Any) -> Iterator[Claim]:
+    """Claim the local ``folder`` for this process as a ``kind`` folder: create it, hold its writer lock, mark it.
+
+    Parameters
+    ----------
+    folder : Path
+    kind : str
+        Its marker kind (``"run"``, ``"ensemble"``).
+    check : callable
+        Raises :class:`OutputError` for a folder this process may not write; called before the folder is made
+        (a refusal then names the process that holds the folder's lock) and again under the lock.
+    outputs : sequence of str
+        The names this claim's writers put into ``folder`` besides the marker and the lock.
+    previous : callable, optional
+        For a replacement (``--overwrite``): called under the lock before anything changes, it takes into the
+        given stack the locks that deleting the previous output needs (refusing at once when one is busy) and
+        returns the deletion, which :meth:`Claim.replaced` runs.
+    **marker
+        Details of the marker (:func:`actlab.files.write_marker`).
+
+    Yields
+    ------
+    Claim
+        When the block fails before any of its writers' first committed epoch, the claim is undone, still under
+        the lock: a new folder (and the parents made for it) is removed; in a folder that existed, the
+        ``outputs`` are removed when the block made writers (their stores replaced the old ones) and the marker
+        is put back as it was. A refused claim changes nothing.
+    """
+    try:
+        check()
+    except OutputError:
+        _refuse_if_busy(folder, kind)
+        raise
+    created = make_dirs(folder)
+    with writer_lock(folder / FOLDER_LOCK_FILENAME, f"{kind} {folder}"), contextlib.ExitStack() as locks:
+        check()
+        marker_path = folder / MARKER_FILENAME
+        old_marker = marker_path.read_bytes() if marker_path.is_file() and not marker_path.is_symlink() else None
+        claim = Claim()
         try:
-            _remove_run_leftovers(run_dir)
-            if overwrite:
-                remove_previous_outputs(run_dir)
-            write_marker(run_dir, "run")
-            yield writers
+            claim = Claim(drop_previous=previous(locks) if previous is not None else None)
+            for name in (*outputs, MARKER_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX):
+                remove_leftovers(folder, name)
+            write_marker(folder, kind, **marker)
+            yield claim
         except BaseException:
-            if not any(writer.committed_metric_epochs for writer in writers):
-                remove_new_files(run_dir, created, RUN_FILES)
+            if not any(writer.committed_metric_epochs for writer in claim.writers):
+                _undo_claim(folder, created, bool(claim.writers), outputs, old_marker)
             raise
 
 
-def remove_previous_outputs(run_dir: Path) -> None:
-    """Before a run is replaced: delete its checkpoint and its analysis folder (under that folder's lock)."""
-    (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
-    analysis = run_dir / ANALYSIS_DIRNAME
-    if analysis.is_dir() and marker_kind(analysis) == "analysis":
-        with writer_lock(lock_path(analysis), f"analysis folder {analysis}"):
-            shutil.rmtree(analysis)
-
-
-def remove_new_files(folder: Path, created: list[Path], names: Sequence[str]) -> None:
-    """Undo a claim that failed before anything was committed: remove the folders it created (``created``, from
-    :func:`actlab.files.make_dirs`), or, in a folder that existed, only ``names`` (what actlab writes there)
-    except the writer lock, which the caller still holds."""
+def _undo_claim(folder: Path, created: list[Path], made_writers: bool, outputs: Sequence[str],
+                old_marker: bytes | None) -> None:
+    """Undo a claim that failed before anything was committed (see :func:`claimed_folder`); the lock file stays, since
+    deleting a held lock would let a second writer lock a new file of the same name."""
     if created:
         shutil.rmtree(created[0], ignore_errors=True)
         return
-    for name in names:
-        if name == FOLDER_LOCK_FILENAME:  # held now; deleting it would let a second writer lock a new file
-            continue
-        path = folder / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    if made_writers:
+        for name in outputs:
+            path = folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    if old_marker is None:
+        (folder / MARKER_FILENAME).unlink(missing_ok=True)
+    else:
+        write_atomic(folder / MARKER_FILENAME, old_marker)
+
+
+def previous_run(run_dir: Path, locks: contextlib.ExitStack) -> Callable[[], None]:
+    """Prepare the replacement of the run in ``run_dir``: hold its analysis folder's lock (refused at once while an
+    ``analyze`` writes it) and return the deletion of its checkpoint and analysis folder, for after its store is
+    replaced (:func:`claimed_folder`)."""
+    analysis = run_dir / ANALYSIS_DIRNAME
+    own_analysis = analysis.is_dir() and not analysis.is_symlink() and marker_kind(analysis) == "analysis"
+    if own_analysis:
+        locks.enter_context(writer_lock(lock_path(analysis), f"analysis folder {analysis}"))
+
+    def drop() -> None:
+        (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
+        if own_analysis:
+            shutil.rmtree(analysis)
+
+    return drop
+
+
+@contextlib.contextmanager
+def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[Claim]:
+    """Claim the run folder for this process (:func:`claimed_folder` with the kind ``run``).
+
+    With ``overwrite``, a run already there is replaced: its store by the new one when the caller creates
+    it, its checkpoint and analysis folder when the caller then calls :meth:`Claim.replaced`. A run URL is
+    claimed by :func:`actlab.remote.claimed_remote_run` instead (no lock, no marker, no replacement).
+    """
+    if is_remote(run_dir):
+        with claimed_remote_run(run_dir, overwrite=overwrite) as writers:
+            yield Claim(writers)
+        return
+    with claimed_folder(run_dir, "run", check=lambda: check_run_output(run_dir, overwrite=overwrite), outputs=RUN_OUTPUTS,
+                        previous=functools.partial(previous_run, run_dir) if overwrite else None) as claim:
+        yield claim
 
 
 def check_same_data(run_dir: Location, attrs: dict[str, Any], data: PreparedData) -> None:
@@ -523,64 +620,57 @@ def _announce(config: RecordConfig, model: torch.nn.Module, device: torch.device
           f"{config.epochs} epochs, device {device} -> {run_dir}", file=sys.stderr)
 
 
-def checkpoint_epochs(config: RecordConfig) -> list[int]:
-    """Epochs after which a checkpoint is saved: every ``checkpoint_every`` epochs (at the recorded epochs
-    when it is 0), and the last epoch."""
-    if config.checkpoint_every:
-        due = set(range(0, config.epochs + 1, config.checkpoint_every))
-    else:
-        due = set(config.schedule)
-    return sorted(due | {config.epochs})
+class ModelEpochs:
+    """One model and its run store as the epoch loop trains them (an :class:`~actlab.record.loop.EpochSource`):
+    its :class:`~actlab.record.trainer.Trainer`, and the capture of its recorded layers on the probes.
+
+    Parameters
+    ----------
+    config : RecordConfig
+    data : PreparedData
+    model : torch.nn.Module
+        Already on ``device``.
+    specs : list of LayerSpec
+        The recorded layers.
+    device : torch.device
+    """
+
+    def __init__(self, config: RecordConfig, data: PreparedData, model: torch.nn.Module, specs: list[LayerSpec],
+                 device: torch.device) -> None:
+        self.model = model
+        self.trainer = Trainer(model, data, device, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+                               lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, seed=config.seed,
+                               cuda_graphs=config.cuda_graphs and device.type == "cuda", augment=config.augment)
+        self.capture = ActivationCapture(model, {spec.name: spec.module for spec in specs})
+        self.reduce = {spec.name: spec.reduce for spec in specs}
+        probe_index = {group: torch.as_tensor(index, device=device) for group, index in data.probes.items()}
+        self.probe_inputs = torch.cat([self.trainer.x_train[probe_index["clean"]], self.trainer.x_train[probe_index["noisy"]],
+                                       self.trainer.x_test[probe_index["test"]]])
+
+    def train_epoch(self) -> float:
+        """One pass over the training set (:meth:`Trainer.train_epoch <actlab.record.trainer.Trainer.train_epoch>`)."""
+        return self.trainer.train_epoch()
+
+    def evaluate(self) -> list[dict[str, float]]:
+        """The model's metrics, as a list of one."""
+        return [self.trainer.evaluate()]
+
+    def snapshots(self, batch_size: int, dtype: str) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """The recorded layers' values on the probes and copies of the parameters, as a list of one."""
+        return [(self.capture.collect(self.probe_inputs, batch_size, dtype, self.reduce), parameter_arrays(self.model))]
+
+    def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
+        """The trainer's checkpoint state."""
+        return self.trainer.state(epoch, elapsed)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore the trainer's checkpoint state."""
+        self.trainer.load_state(state)
 
 
 def _train(writer: RunWriter, config: RecordConfig, data: PreparedData, model: torch.nn.Module, specs: list[LayerSpec],
            device: torch.device, checkpoint: dict[str, Any] | None) -> None:
-    """The epoch loop: train, evaluate, record, checkpoint; store writes on a background thread."""
-    trainer = Trainer(model, data, device, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-                      lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, seed=config.seed,
-                      cuda_graphs=config.cuda_graphs and device.type == "cuda", augment=config.augment)
-    start, elapsed_before = 0, 0.0
-    if checkpoint is not None:
-        trainer.load_state(checkpoint)
-        start, elapsed_before = checkpoint["epoch"] + 1, checkpoint["elapsed"]
-    schedule = set(config.schedule)
-    checkpoints = set(checkpoint_epochs(config))
-    capture = ActivationCapture(model, {spec.name: spec.module for spec in specs})
-    reduce = {spec.name: spec.reduce for spec in specs}
-    probe_index = {group: torch.as_tensor(index, device=device) for group, index in data.probes.items()}
-    probe_inputs = torch.cat([trainer.x_train[probe_index["clean"]], trainer.x_train[probe_index["noisy"]],
-                              trainer.x_test[probe_index["test"]]])
-    checkpoint_path = join(writer.run_dir, CHECKPOINT_FILENAME)
-    run_id = writer.attrs["config"].get("resolved", {}).get("run_id")
-    background = BackgroundWriter()
-    bar = Progress(config.epochs, desc=basename(writer.run_dir), unit="epoch", initial=max(start - 1, 0),
-                   enabled=config.progress)
-    t0 = time.perf_counter()
-    pending_metrics: dict[int, dict[str, float]] = {}
-    last_flush = t0
-    try:
-        for epoch in range(start, config.epochs + 1):
-            if epoch > 0:
-                trainer.train_epoch()
-            metrics = trainer.evaluate()
-            elapsed = elapsed_before + time.perf_counter() - t0
-            metrics["wall_time"] = elapsed
-            pending_metrics[epoch] = metrics
-            checkpoint_now = epoch in checkpoints
-            if checkpoint_now or epoch in schedule or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
-                background.submit(writer.write_metrics, pending_metrics)
-                pending_metrics, last_flush = {}, time.perf_counter()
-            if epoch in schedule:
-                preacts = capture.collect(probe_inputs, config.eval_batch_size, config.dtype, reduce)
-                background.submit(writer.write_epoch, epoch, preacts, parameter_arrays(model))
-            if checkpoint_now:
-                background.submit(save_checkpoint, checkpoint_path, {**trainer.state(epoch, elapsed), "run_id": run_id})
-            bar.update(1 if epoch > 0 else 0, train=f"{metrics['train_clean_loss']:.3f}",
-                       noisy=f"{metrics['train_noisy_loss']:.3f}", test=f"{metrics['test_loss']:.3f}")
-        background.close()
-    except BaseException:
-        background.close(raise_errors=False)
-        raise
-    finally:
-        bar.close()
-    writer.mark_complete()
+    """Train and record the run (:func:`~actlab.record.loop.run_epochs`), from ``checkpoint`` when given."""
+    run_epochs([writer], ModelEpochs(config, data, model, specs, device), config, checkpoint=checkpoint,
+               checkpoint_path=join(writer.run_dir, CHECKPOINT_FILENAME),
+               owner={"run_id": writer.attrs["config"].get("resolved", {}).get("run_id")}, desc=basename(writer.run_dir))

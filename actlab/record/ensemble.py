@@ -18,11 +18,11 @@ Steps are not replayed from CUDA graphs (``--cuda-graphs`` applies to single run
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import sys
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,46 +34,40 @@ from torch import nn
 from actlab.errors import OutputError, StoreError
 from actlab.files import (
     FOLDER_LOCK_FILENAME,
-    HOLDER_SUFFIX,
     MARKER_FILENAME,
-    check_output,
-    make_dirs,
     marker_kind,
     read_marker,
     remove_leftovers,
     write_failed,
-    write_marker,
     writer_lock,
 )
 from actlab.location import is_remote
-from actlab.progress import Progress
 from actlab.record.api import (
-    METRICS_FLUSH_SECONDS,
+    Claim,
+    check_record_output,
     check_same_data,
-    remove_new_files,
-    remove_previous_outputs,
-    resolved_settings,
-    seeded_model,
-    checkpoint_epochs,
+    claimed_folder,
     claimed_run_dir,
+    data_subsets,
     environment,
     flushed_denormals,
-    data_subsets,
+    previous_run,
     probe_set,
+    resolved_settings,
+    seeded_model,
 )
 from actlab.record.config import RecordConfig
 from actlab.record.data import PreparedData, load_dataset, prepare_data
+from actlab.record.loop import run_epochs
 from actlab.record.models import count_parameters, mlp_layer_specs, parameter_specs
 from actlab.record.trainer import (
     load_checkpoint,
     resolve_device,
     restore_random_state,
-    save_checkpoint,
     summarize,
     to_device_normalized,
     training_state,
 )
-from actlab.record.writer import BackgroundWriter
 from actlab.store import (
     CHECKPOINT_FILENAME,
     STATUS_COMPLETE,
@@ -82,10 +76,6 @@ from actlab.store import (
     RunWriter,
     read_attrs,
 )
-
-ENSEMBLE_FILES: tuple[str, ...] = (CHECKPOINT_FILENAME, MARKER_FILENAME, FOLDER_LOCK_FILENAME,
-                                   FOLDER_LOCK_FILENAME + HOLDER_SUFFIX)
-"""What actlab writes into an ensemble folder besides the replica folders (which claim and clean up themselves)."""
 
 
 def replica_name(seed: int) -> str:
@@ -211,6 +201,7 @@ class EnsembleTrainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay,
                                           fused=_fused_adam_supported(device) or None)
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        self._probe_inputs: torch.Tensor | None = None  # built at the first snapshot
 
     @property
     def n_replicas(self) -> int:
@@ -296,6 +287,13 @@ class EnsembleTrainer:
         stacked = [torch.cat(chunks, dim=1).numpy().astype(dtype, copy=False) for chunks in parts]
         return [{spec.name: values[k] for spec, values in zip(self.model.specs, stacked)} for k in range(self.n_replicas)]
 
+    def snapshots(self, batch_size: int, dtype: str) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """Every replica's (pre-activations of its probes per store layer, copies of its parameters)."""
+        if self._probe_inputs is None:
+            self._probe_inputs = self.probe_inputs()
+        preacts = self.collect(self._probe_inputs, batch_size, dtype)
+        return [(values, self.model.replica_parameters(k)) for k, values in enumerate(preacts)]
+
     # -- checkpoint state ------------------------------------------------------------
     def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
         """A detached CPU copy of everything needed to continue all replicas after ``epoch``."""
@@ -337,11 +335,12 @@ def record_ensemble(config: RecordConfig) -> Path:
         described = {"dir": str(run_dir), "id": ensemble_id, "seeds": list(config.seeds),
                      "noise_per_seed": config.noise_per_seed}
         env = environment()
-        with claimed_ensemble_dir(run_dir, config, ensemble_id) as writers, contextlib.ExitStack() as claims:
-            for replica, d, model in zip(replicas, data, models):
+        with claimed_ensemble_dir(run_dir, config, ensemble_id) as ensemble, contextlib.ExitStack() as stack:
+            # every replica folder is claimed (refused at once if busy) before any store replaces an old one
+            claims = [stack.enter_context(claimed_run_dir(replica.run_dir, overwrite=config.overwrite)) for replica in replicas]
+            for replica, d, model, claim in zip(replicas, data, models, claims):
                 resolved = {**resolved_settings(replica, d, device, model), "run_id": uuid.uuid4().hex,
                             "ensemble": {**described, "replica": replica.run_dir.name}}
-                claimed = claims.enter_context(claimed_run_dir(replica.run_dir, overwrite=config.overwrite))
                 try:
                     writer = RunWriter.create(
                         replica.run_dir, config={**replica.to_dict(), "resolved": resolved, "environment": env},
@@ -352,8 +351,11 @@ def record_ensemble(config: RecordConfig) -> Path:
                     )
                 except OSError as exc:
                     raise write_failed(exc, f"the new run {replica.run_dir}") from exc
-                claimed.append(writer)
-                writers.append(writer)
+                claim.writers.append(writer)
+                ensemble.writers.append(writer)
+                claim.replaced()
+            ensemble.replaced()
+            writers = ensemble.writers
             model = EnsembleMLP(models, specs).to(device)
             _announce(config, models[0], device, run_dir, resumed_from=None)
             _train(writers, config, data, model, device, run_dir, ensemble_id, checkpoint=None)
@@ -437,58 +439,45 @@ def check_ensemble_output(run_dir: Path, *, overwrite: bool) -> None:
     if is_remote(run_dir):
         raise OutputError(f"--out {run_dir} is a URL; record an ensemble to a local folder (its replicas can be "
                           "copied to an object store afterwards)")
-    if overwrite:
-        check_output(run_dir, "ensemble", replace=True)
-        return
-    try:
-        check_output(run_dir, "ensemble", replace=False)
-    except OutputError:
-        if marker_kind(run_dir) == "ensemble":
-            raise OutputError(f"{run_dir} already holds an ensemble; continue it with 'actlab record --resume {run_dir}', "
-                              "replace it with --overwrite, or choose a new --out") from None
-        raise
+    check_record_output(run_dir, "ensemble", overwrite=overwrite)
 
 
 @contextlib.contextmanager
-def claimed_ensemble_dir(run_dir: Path, config: RecordConfig, ensemble_id: str) -> Iterator[list[RunWriter]]:
-    """Claim the ensemble folder: create it, hold its writer lock, mark it as an ensemble of ``config.seeds``.
+def claimed_ensemble_dir(run_dir: Path, config: RecordConfig, ensemble_id: str) -> Iterator[Claim]:
+    """Claim the ensemble folder (:func:`~actlab.record.api.claimed_folder` with the kind ``ensemble``), marked as an
+    ensemble of ``config.seeds``.
 
-    The caller claims each replica folder inside (:func:`actlab.record.api.claimed_run_dir`) and
-    appends its writer to the yielded list. A refused claim (another writer holds the ensemble or
-    one of its replicas) changes nothing. When the block fails before any replica's first committed
-    epoch, what this call created is removed again: the folder (and parents) if it was new, else
-    only the names of :data:`ENSEMBLE_FILES` inside it.
+    The caller claims each replica folder inside (:func:`actlab.record.api.claimed_run_dir`), appends each replica's
+    writer to the claim and calls :meth:`~actlab.record.api.Claim.replaced` once all are made. With
+    ``config.overwrite``, the replicas of the previous ensemble that the new one does not have are deleted only then.
     """
-    check_ensemble_output(run_dir, overwrite=config.overwrite)
-    created = make_dirs(run_dir)
-    with writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"ensemble {run_dir}"):
-        check_ensemble_output(run_dir, overwrite=config.overwrite)
-        remove_leftovers(run_dir, CHECKPOINT_FILENAME)
-        if config.overwrite:
-            _remove_previous_ensemble(run_dir)
-        writers: list[RunWriter] = []
-        try:
-            write_marker(run_dir, "ensemble", seeds=list(config.seeds),
-                         replicas=[replica_name(seed) for seed in config.seeds], ensemble_id=ensemble_id,
-                         config=config.to_dict())
-            yield writers
-        except BaseException:
-            if not any(writer.committed_metric_epochs for writer in writers):
-                remove_new_files(run_dir, created, ENSEMBLE_FILES)
-            raise
+    new = {replica_name(seed) for seed in config.seeds}
+    with claimed_folder(run_dir, "ensemble", check=lambda: check_ensemble_output(run_dir, overwrite=config.overwrite),
+                        outputs=(CHECKPOINT_FILENAME,),
+                        previous=functools.partial(_previous_ensemble, run_dir, new) if config.overwrite else None,
+                        seeds=list(config.seeds), replicas=[replica_name(seed) for seed in config.seeds],
+                        ensemble_id=ensemble_id, config=config.to_dict()) as claim:
+        yield claim
 
 
-def _remove_previous_ensemble(run_dir: Path) -> None:
-    """Before an ensemble is replaced: delete its checkpoint and its replica runs, once every replica's writer lock is held."""
-    replicas = [run_dir / name for name in read_marker(run_dir).get("replicas", [])]
+def _previous_ensemble(run_dir: Path, keep: set[str], locks: contextlib.ExitStack) -> Callable[[], None]:
+    """Prepare the replacement of the ensemble in ``run_dir``: hold the writer locks of its replicas not in ``keep``
+    (those in ``keep`` are replaced by their own claims) and return the deletion of those replicas and of its
+    checkpoint, for after the new replicas are made."""
+    replicas = [run_dir / name for name in read_marker(run_dir).get("replicas", []) if name not in keep]
     replicas = [path for path in replicas if path.is_dir() and not path.is_symlink() and marker_kind(path) == "run"]
-    with contextlib.ExitStack() as locks:
-        for replica in replicas:
-            locks.enter_context(writer_lock(replica / FOLDER_LOCK_FILENAME, f"run {replica}"))
+    drops = []
+    for replica in replicas:
+        locks.enter_context(writer_lock(replica / FOLDER_LOCK_FILENAME, f"run {replica}"))
+        drops.append(previous_run(replica, locks))
+
+    def drop() -> None:
         (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
-        for replica in replicas:
-            remove_previous_outputs(replica)
+        for replica, drop_outputs in zip(replicas, drops):
+            drop_outputs()
             shutil.rmtree(replica)
+
+    return drop
 
 
 # -- the epoch loop ------------------------------------------------------------------------------------------------
@@ -503,50 +492,9 @@ def _announce(config: RecordConfig, model: nn.Module, device: torch.device, run_
 
 def _train(writers: list[RunWriter], config: RecordConfig, data: list[PreparedData], model: EnsembleMLP,
            device: torch.device, run_dir: Path, ensemble_id: str, checkpoint: dict[str, Any] | None) -> None:
-    """The epoch loop of all replicas: train, evaluate, record, checkpoint; store writes on a background thread."""
+    """Train and record all replicas (:func:`~actlab.record.loop.run_epochs`), from ``checkpoint`` when given."""
     trainer = EnsembleTrainer(model, data, device, config.seeds, batch_size=config.batch_size,
                               eval_batch_size=config.eval_batch_size, lr=config.lr, betas=config.betas,
                               weight_decay=config.weight_decay)
-    start, elapsed_before = 0, 0.0
-    if checkpoint is not None:
-        trainer.load_state(checkpoint)
-        start, elapsed_before = checkpoint["epoch"] + 1, checkpoint["elapsed"]
-    schedule = set(config.schedule)
-    checkpoints = set(checkpoint_epochs(config))
-    probe_inputs = trainer.probe_inputs()
-    background = BackgroundWriter(maxsize=2 * len(writers) + 1)
-    bar = Progress(config.epochs, desc=run_dir.name, unit="epoch", initial=max(start - 1, 0), enabled=config.progress)
-    t0 = time.perf_counter()
-    pending: list[dict[int, dict[str, float]]] = [{} for _ in writers]
-    last_flush = t0
-    try:
-        for epoch in range(start, config.epochs + 1):
-            if epoch > 0:
-                trainer.train_epoch()
-            metrics = trainer.evaluate()
-            elapsed = elapsed_before + time.perf_counter() - t0
-            for rows, row in zip(pending, metrics):
-                rows[epoch] = {**row, "wall_time": elapsed}
-            checkpoint_now = epoch in checkpoints
-            if checkpoint_now or epoch in schedule or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
-                for writer, rows in zip(writers, pending):
-                    background.submit(writer.write_metrics, rows)
-                pending, last_flush = [{} for _ in writers], time.perf_counter()
-            if epoch in schedule:
-                preacts = trainer.collect(probe_inputs, config.eval_batch_size, config.dtype)
-                for k, writer in enumerate(writers):
-                    background.submit(writer.write_epoch, epoch, preacts[k], model.replica_parameters(k))
-            if checkpoint_now:
-                background.submit(save_checkpoint, run_dir / CHECKPOINT_FILENAME,
-                                  {**trainer.state(epoch, elapsed), "ensemble_id": ensemble_id})
-            mean = {name: np.mean([row[name] for row in metrics]) for name in ("train_clean_loss", "train_noisy_loss", "test_loss")}
-            bar.update(1 if epoch > 0 else 0, train=f"{mean['train_clean_loss']:.3f}", noisy=f"{mean['train_noisy_loss']:.3f}",
-                       test=f"{mean['test_loss']:.3f}")
-        background.close()
-    except BaseException:
-        background.close(raise_errors=False)
-        raise
-    finally:
-        bar.close()
-    for writer in writers:
-        writer.mark_complete()
+    run_epochs(writers, trainer, config, checkpoint=checkpoint, checkpoint_path=run_dir / CHECKPOINT_FILENAME,
+               owner={"ensemble_id": ensemble_id}, desc=run_dir.name)

@@ -1,0 +1,122 @@
+"""The epoch loop that a run and an ensemble share: train, evaluate, record, checkpoint.
+
+What the loop trains is an :class:`EpochSource`: one model written to one run store
+(:class:`actlab.record.api.ModelEpochs`), or the replicas of an ensemble, each written to its own
+(:class:`actlab.record.ensemble.EnsembleTrainer`). Store writes and checkpoints go to one background
+thread in the order they are made, so the store's commit protocol sees the same sequence either way:
+an epoch's metrics (every few seconds, and at every recorded or checkpointed epoch), then its
+activations and parameters, then the checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from actlab.location import Location
+from actlab.progress import Progress
+from actlab.record.config import RecordConfig
+from actlab.record.trainer import save_checkpoint
+from actlab.record.writer import BackgroundWriter
+from actlab.store import RunWriter
+
+METRICS_FLUSH_SECONDS = 2.0
+"""Per-epoch metrics are committed in batches at least this often, and at every recorded or checkpointed epoch."""
+
+PROGRESS_METRICS: tuple[str, ...] = ("train_clean_loss", "train_noisy_loss", "test_loss")
+"""Metrics shown on the progress bar (the mean over the replicas of an ensemble)."""
+
+
+class EpochSource(Protocol):
+    """What the epoch loop trains: one model per run store, in the order of the stores."""
+
+    def train_epoch(self) -> Any:
+        """One pass of every model over its training set."""
+
+    def evaluate(self) -> list[dict[str, float]]:
+        """Every model's metrics (:data:`actlab.store.METRICS` but ``wall_time``)."""
+
+    def snapshots(self, batch_size: int, dtype: str) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """Every model's (activations of its probes per store layer, copies of its parameters)."""
+
+    def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
+        """A detached CPU copy of everything needed to continue after ``epoch``."""
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` saved."""
+
+
+def checkpoint_epochs(config: RecordConfig) -> list[int]:
+    """Epochs after which a checkpoint is saved: every ``checkpoint_every`` epochs (at the recorded epochs
+    when it is 0), and the last epoch."""
+    if config.checkpoint_every:
+        due = set(range(0, config.epochs + 1, config.checkpoint_every))
+    else:
+        due = set(config.schedule)
+    return sorted(due | {config.epochs})
+
+
+def run_epochs(writers: Sequence[RunWriter], source: EpochSource, config: RecordConfig, *,
+               checkpoint: dict[str, Any] | None, checkpoint_path: Location, owner: dict[str, str], desc: str) -> None:
+    """Train ``source`` from the start (or from ``checkpoint``) to ``config.epochs`` and write each model to its store.
+
+    Parameters
+    ----------
+    writers : sequence of RunWriter
+        One per model of ``source``, in its order.
+    source : EpochSource
+    config : RecordConfig
+        Epochs, recorded epochs, checkpoint epochs, evaluation batch size, activation dtype, progress.
+    checkpoint : dict, optional
+        A checkpoint to continue from (:meth:`EpochSource.state` plus ``owner``).
+    checkpoint_path : path or URL
+        Where checkpoints are saved.
+    owner : dict
+        Saved with every checkpoint, to tell it from another recording's (``{"run_id": ...}``).
+    desc : str
+        Label of the progress bar.
+
+    Every writer is marked complete at the end.
+    """
+    start, elapsed_before = 0, 0.0
+    if checkpoint is not None:
+        source.load_state(checkpoint)
+        start, elapsed_before = checkpoint["epoch"] + 1, checkpoint["elapsed"]
+    schedule = set(config.schedule)
+    checkpoints = set(checkpoint_epochs(config))
+    background = BackgroundWriter(maxsize=2 * len(writers) + 1)  # an epoch's writes: metrics and activations per store, a checkpoint
+    bar = Progress(config.epochs, desc=desc, unit="epoch", initial=max(start - 1, 0), enabled=config.progress)
+    t0 = last_flush = time.perf_counter()
+    pending: list[dict[int, dict[str, float]]] = [{} for _ in writers]
+    try:
+        for epoch in range(start, config.epochs + 1):
+            if epoch > 0:
+                source.train_epoch()
+            metrics = source.evaluate()
+            elapsed = elapsed_before + time.perf_counter() - t0
+            for rows, row in zip(pending, metrics, strict=True):
+                rows[epoch] = {**row, "wall_time": elapsed}
+            checkpoint_now = epoch in checkpoints
+            if checkpoint_now or epoch in schedule or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
+                for writer, rows in zip(writers, pending):
+                    background.submit(writer.write_metrics, rows)
+                pending, last_flush = [{} for _ in writers], time.perf_counter()
+            if epoch in schedule:
+                for writer, (preacts, params) in zip(writers, source.snapshots(config.eval_batch_size, config.dtype), strict=True):
+                    background.submit(writer.write_epoch, epoch, preacts, params)
+            if checkpoint_now:
+                background.submit(save_checkpoint, checkpoint_path, {**source.state(epoch, elapsed), **owner})
+            mean = {name: np.mean([row[name] for row in metrics]) for name in PROGRESS_METRICS}
+            bar.update(1 if epoch > 0 else 0, train=f"{mean['train_clean_loss']:.3f}", noisy=f"{mean['train_noisy_loss']:.3f}",
+                       test=f"{mean['test_loss']:.3f}")
+        background.close()
+    except BaseException:
+        background.close(raise_errors=False)
+        raise
+    finally:
+        bar.close()
+    for writer in writers:
+        writer.mark_complete()

@@ -1,0 +1,106 @@
+"""``--overwrite`` replaces a run or an ensemble only once the new stores are in place: a refused or failed
+replacement leaves the previous output as it was, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from actlab import store
+from actlab.errors import OutputError, WriteError
+from actlab.files import FOLDER_LOCK_FILENAME, lock_path, marker_kind, staged_dir, writer_lock
+from actlab.record import api, record
+from actlab.store import ANALYSIS_DIRNAME, CHECKPOINT_FILENAME, STORE_DIRNAME, open_store
+
+
+def contents(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` by relative path, lock files (which a lock attempt creates) left out."""
+    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file() and ".lock" not in path.name}
+
+
+def with_analysis(run_dir: Path) -> Path:
+    """Give ``run_dir`` an analysis folder, written as ``actlab analyze`` writes one (staged, marked, swapped in)."""
+    with staged_dir(run_dir / ANALYSIS_DIRNAME, "analysis") as built:
+        (built / "summary.json").write_text('{"findings": "kept"}\n')
+    return run_dir
+
+
+@pytest.fixture
+def recorded(tiny_record_config) -> tuple:
+    """A tiny complete run with a checkpoint and an analysis folder, and its settings."""
+    config = tiny_record_config.replace(epochs=2, checkpoint_every=1)
+    return with_analysis(record(config)), config
+
+
+def test_overwrite_refused_while_the_analysis_is_written_changes_nothing(recorded):
+    run_dir, config = recorded
+    before = contents(run_dir)
+    assert {STORE_DIRNAME, CHECKPOINT_FILENAME, ANALYSIS_DIRNAME} <= {name.split("/")[0] for name in before}
+    with writer_lock(lock_path(run_dir / ANALYSIS_DIRNAME), "an analyze"), \
+            pytest.raises(OutputError, match=f"analysis folder {run_dir / ANALYSIS_DIRNAME} is being written by process"):
+        record(config, overwrite=True)
+    assert contents(run_dir) == before
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_overwrite_failing_before_the_new_store_is_in_changes_nothing(recorded, monkeypatch, failure):
+    run_dir, config = recorded
+    before = contents(run_dir)
+
+    def allocate_fails(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(store, "_allocate", allocate_fails)
+    with pytest.raises(WriteError if isinstance(failure, OSError) else KeyboardInterrupt):
+        record(config, overwrite=True)
+    assert contents(run_dir) == before
+    assert open_store(run_dir).attrs["status"] == "complete"
+
+
+def test_overwrite_failing_after_the_new_store_is_in_leaves_a_reusable_folder(recorded, monkeypatch):
+    run_dir, config = recorded
+
+    def evaluate_fails(self):
+        raise RuntimeError("diverged")
+
+    monkeypatch.setattr(api.ModelEpochs, "evaluate", evaluate_fails)
+    with pytest.raises(RuntimeError, match="diverged"):
+        record(config, overwrite=True)
+    # the old run was replaced (as asked), the new one undone before its first commit: only the marker is left
+    assert sorted(contents(run_dir)) == [".actlab.json"] and marker_kind(run_dir) == "run"
+    monkeypatch.undo()
+    assert open_store(record(config)).attrs["status"] == "complete"  # the folder takes a new run without --overwrite
+
+
+def test_overwrite_replaces_the_store_then_drops_the_old_checkpoint_and_analysis(recorded):
+    run_dir, config = recorded
+    old_id = open_store(run_dir).attrs["config"]["resolved"]["run_id"]
+    record(config.replace(checkpoint_every=0, record_epochs="0"), overwrite=True)
+    assert open_store(run_dir).attrs["config"]["resolved"]["run_id"] != old_id
+    assert not (run_dir / ANALYSIS_DIRNAME).exists()
+    assert api.load_checkpoint(run_dir / CHECKPOINT_FILENAME)["run_id"] != old_id  # the new run's own checkpoint
+
+
+def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_changes_nothing(tiny_record_config, monkeypatch):
+    config = tiny_record_config.replace(epochs=1, checkpoint_every=1)
+    ensemble = record(config, seeds=[0, 1, 2])
+    with_analysis(ensemble / "seed2")  # a replica the new ensemble (seeds 0, 1) drops
+    before = contents(ensemble)
+    for busy in (lock_path(ensemble / "seed2" / ANALYSIS_DIRNAME), ensemble / "seed2" / FOLDER_LOCK_FILENAME):
+        with writer_lock(busy, "test"), pytest.raises(OutputError, match="is being written by process"):
+            record(config, seeds=[0, 1], overwrite=True)
+        assert contents(ensemble) == before
+
+    def allocate_fails(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_allocate", allocate_fails)
+    with pytest.raises(WriteError):
+        record(config, seeds=[0, 1], overwrite=True)
+    assert contents(ensemble) == before
+    monkeypatch.undo()
+    record(config, seeds=[0, 1], overwrite=True)
+    assert sorted(p.name for p in ensemble.iterdir() if not p.name.startswith(".")) == [CHECKPOINT_FILENAME, "seed0", "seed1"]
