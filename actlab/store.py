@@ -766,6 +766,22 @@ def check_schema(attrs: Mapping[str, Any], where: str | os.PathLike) -> None:
         )
 
 
+def store_identity(run_dir: str | os.PathLike) -> tuple[Any, ...]:
+    """What tells the store of one recording from that of another at the same place (a run replaced by
+    ``actlab record --overwrite``, or deleted and recorded again): the store folder's device and inode for a
+    local run, and the root attrs ``created`` and ``config.resolved.run_id`` where present."""
+    attrs = read_attrs(run_dir)
+    folder = None
+    if not is_remote(run_dir):
+        try:
+            stat = os.stat(store_path(run_dir))
+        except FileNotFoundError:
+            raise StoreError(f"{run_dir} no longer holds a run store; check the path") from None
+        folder = (stat.st_dev, stat.st_ino)
+    resolved = attrs.get("config", {}).get("resolved", {})
+    return folder, attrs.get("created"), resolved.get("run_id") if isinstance(resolved, dict) else None
+
+
 def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Root attributes of a run store (local path or URL), after checking that it is one of this schema version."""
     path = store_location(run_dir)

@@ -274,6 +274,7 @@ def analyze_to_dir(
     if log_x is None:
         log_x = _use_log_x(results.attrs.get("epochs", []))
     with staged_output(target, "analysis", **guard) as built:
+        run.check_unchanged()  # under the output's lock (a record replacing the run takes the lock of its analysis/ first)
         write_results(results, built / RESULTS_DIRNAME)
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2, sort_keys=False) + "\n")
         drawn, failures = draw_figures(results, log_x=log_x)

@@ -9,10 +9,23 @@ from pathlib import Path
 import pytest
 
 from actlab import store
-from actlab.errors import OutputError, WriteError
-from actlab.files import FOLDER_LOCK_FILENAME, lock_path, marker_kind, staged_dir, writer_lock
+from actlab.analysis import analyze, open_run
+from actlab.errors import OutputError, StoreError, WriteError
+from actlab.files import (
+    FOLDER_LOCK_FILENAME,
+    lock_path,
+    marker_kind,
+    staged_dir,
+    writer_lock,
+)
 from actlab.record import api, record
-from actlab.store import ANALYSIS_DIRNAME, CHECKPOINT_FILENAME, STORE_DIRNAME, open_store
+from actlab.store import (
+    ANALYSIS_DIRNAME,
+    CHECKPOINT_FILENAME,
+    STORE_DIRNAME,
+    open_store,
+)
+from actlab.workflow import analyze_to_dir
 
 
 def contents(root: Path) -> dict[str, str]:
@@ -104,3 +117,28 @@ def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_change
     monkeypatch.undo()
     record(config, seeds=[0, 1], overwrite=True)
     assert sorted(p.name for p in ensemble.iterdir() if not p.name.startswith(".")) == [CHECKPOINT_FILENAME, "seed0", "seed1"]
+
+
+def test_analysis_of_a_run_replaced_while_it_is_read_is_refused(recorded):
+    run_dir, config = recorded
+    run = open_run(run_dir)
+    record(config.replace(record_epochs="0"), overwrite=True)  # another recording replaces the store under the reader
+    with pytest.raises(StoreError, match="was replaced by another recording while it was read"):
+        analyze(run, progress=False)
+
+
+def test_analysis_output_of_a_run_replaced_before_it_is_written_is_refused(recorded, monkeypatch):
+    import actlab.analysis
+
+    run_dir, config = recorded
+    summarize = actlab.analysis.summary
+
+    def summary_then_replaced(results):
+        found = summarize(results)
+        record(config.replace(record_epochs="0"), overwrite=True)
+        return found
+
+    monkeypatch.setattr(actlab.analysis, "summary", summary_then_replaced)
+    with pytest.raises(StoreError, match="was replaced by another recording while it was read"):
+        analyze_to_dir(run_dir, progress=False)
+    assert not (run_dir / ANALYSIS_DIRNAME).exists()  # the old run's analysis went with it; no stale one came back

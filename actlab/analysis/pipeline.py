@@ -211,7 +211,8 @@ def analyze(
     Raises
     ------
     StoreError
-        The store cannot be opened or a block cannot be read.
+        The store cannot be opened, a block cannot be read, or the store was replaced (``record --overwrite``)
+        while it was read.
     ConfigError
         A parameter is invalid, or ``scheduler`` is given without dask.distributed.
     """
@@ -294,8 +295,11 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
         try:
             _stream_blocks(stats, kind, pca_indices, null_indices, layer_complete, scheduler=scheduler,
                            max_workers=max_workers, progress=progress)
-        except BaseException:
+            run.check_unchanged()  # every block was read from the store the run was opened on
+        except BaseException as exc:
             side.shutdown(wait=True, cancel_futures=True)
+            if isinstance(exc, StoreError):
+                run.check_unchanged()  # a store replaced meanwhile explains a failed read better than damage does
             raise
         for name, assembly in assemblies.items():
             attempt(name, functools.partial(_combine, assembly, parts[name], run.layer_names))

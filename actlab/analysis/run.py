@@ -22,6 +22,7 @@ from actlab.store import (
     exception_line,
     layer_array_name,
     open_store,
+    store_identity,
     store_location,
 )
 
@@ -117,10 +118,18 @@ class Run:
         Store slot of each committed recorded epoch.
     opened : str
         A token unique to this opening; the blocks read through it share one opened array per layer.
+
+    Parameters
+    ----------
+    view : StoreView
+    identity : tuple, optional
+        :func:`actlab.store.store_identity` of the store, taken before ``view`` was read
+        (:meth:`check_unchanged` compares it with the store's identity now).
     """
 
-    def __init__(self, view: StoreView) -> None:
+    def __init__(self, view: StoreView, identity: tuple[Any, ...] | None = None) -> None:
         self.path: Location = location(view.path)
+        self._identity = identity
         self.attrs: dict[str, Any] = dict(view.attrs)
         self.config: dict[str, Any] = dict(self.attrs.get("config", {}))
         self.metrics = view.metrics
@@ -153,6 +162,13 @@ class Run:
         if names:
             return len(names)
         return int(max(self.probes["label"].max(), self.probes["original_label"].max())) + 1
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`StoreError` when the store has been replaced since the run was opened (``actlab record
+        --overwrite`` meanwhile): what was read of it may mix two recordings. A run opened without an identity
+        is not checked."""
+        if self._identity is not None and store_identity(self.path) != self._identity:
+            raise StoreError(f"{self.path} was replaced by another recording while it was read; analyse it again")
 
     def is_relu(self, name: str) -> bool:
         """Whether the post-activation of layer ``name`` is ``max(preact, 0)`` (activation ``"relu"``; the store
@@ -247,6 +263,7 @@ def open_run(path: str | os.PathLike) -> Run:
     path = location(path)
     if not is_remote(path) and not path.exists():
         raise StoreError(f"{path} does not exist; check the run directory")
+    identity = store_identity(path)  # before the store is read: a replacement meanwhile shows as a change
     view = open_store(path)
     if len(view.epochs) == 0:
         raise StoreError(f"{path} has no committed recorded epoch yet; wait for the first recorded epoch of the run")
@@ -254,4 +271,4 @@ def open_run(path: str | os.PathLike) -> Run:
     if damaged:
         more = f" (and {len(damaged) - 1} more problems)" if len(damaged) > 1 else ""
         raise damage_error(path, f"{damaged[0]}{more}")
-    return Run(view)
+    return Run(view, identity)
