@@ -99,10 +99,11 @@ def test_overwrite_replaces_the_store_then_drops_the_old_checkpoint_and_analysis
 
 def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_changes_nothing(tiny_record_config, monkeypatch):
     config = tiny_record_config.replace(epochs=1, checkpoint_every=1)
-    ensemble = record(config, seeds=[0, 1, 2])
+    ensemble = with_analysis(record(config, seeds=[0, 1, 2]))  # findings over the seeds 0, 1, 2
     with_analysis(ensemble / "seed2")  # a replica the new ensemble (seeds 0, 1) drops
     before = contents(ensemble)
-    for busy in (lock_path(ensemble / "seed2" / ANALYSIS_DIRNAME), ensemble / "seed2" / FOLDER_LOCK_FILENAME):
+    for busy in (lock_path(ensemble / ANALYSIS_DIRNAME), lock_path(ensemble / "seed2" / ANALYSIS_DIRNAME),
+                 ensemble / "seed2" / FOLDER_LOCK_FILENAME):
         with writer_lock(busy, "test"), pytest.raises(OutputError, match="is being written by process"):
             record(config, seeds=[0, 1], overwrite=True)
         assert contents(ensemble) == before
@@ -116,6 +117,7 @@ def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_change
     assert contents(ensemble) == before
     monkeypatch.undo()
     record(config, seeds=[0, 1], overwrite=True)
+    # the old findings over seeds 0, 1, 2 went with the old ensemble
     assert sorted(p.name for p in ensemble.iterdir() if not p.name.startswith(".")) == [CHECKPOINT_FILENAME, "seed0", "seed1"]
 
 

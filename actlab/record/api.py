@@ -571,17 +571,17 @@ def _undo_claim(folder: Path, created: list[Path], made_writers: bool, outputs: 
         write_atomic(folder / MARKER_FILENAME, old_marker)
 
 
-def previous_run(run_dir: Path, locks: contextlib.ExitStack) -> Callable[[], None]:
-    """Prepare the replacement of the run in ``run_dir``: hold its analysis folder's lock (refused at once while an
-    ``analyze`` writes it) and return the deletion of its checkpoint and analysis folder, for after its store is
-    replaced (:func:`claimed_folder`)."""
-    analysis = run_dir / ANALYSIS_DIRNAME
+def previous_outputs(folder: Path, locks: contextlib.ExitStack) -> Callable[[], None]:
+    """Prepare the replacement of the run or ensemble in ``folder``: hold its analysis folder's lock (refused at once
+    while an ``analyze`` writes it) and return the deletion of its checkpoint and analysis folder, for after its
+    store (an ensemble: its replicas' stores) is replaced (:func:`claimed_folder`)."""
+    analysis = folder / ANALYSIS_DIRNAME
     own_analysis = analysis.is_dir() and not analysis.is_symlink() and marker_kind(analysis) == "analysis"
     if own_analysis:
         locks.enter_context(writer_lock(lock_path(analysis), f"analysis folder {analysis}"))
 
     def drop() -> None:
-        (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
+        (folder / CHECKPOINT_FILENAME).unlink(missing_ok=True)
         if own_analysis:
             shutil.rmtree(analysis)
 
@@ -601,7 +601,7 @@ def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[Claim]:
             yield Claim(writers)
         return
     with claimed_folder(run_dir, "run", check=lambda: check_run_output(run_dir, overwrite=overwrite), outputs=RUN_OUTPUTS,
-                        previous=functools.partial(previous_run, run_dir) if overwrite else None) as claim:
+                        previous=functools.partial(previous_outputs, run_dir) if overwrite else None) as claim:
         yield claim
 
 

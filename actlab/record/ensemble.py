@@ -51,7 +51,7 @@ from actlab.record.api import (
     data_subsets,
     environment,
     flushed_denormals,
-    previous_run,
+    previous_outputs,
     probe_set,
     resolved_settings,
     seeded_model,
@@ -461,18 +461,19 @@ def claimed_ensemble_dir(run_dir: Path, config: RecordConfig, ensemble_id: str) 
 
 
 def _previous_ensemble(run_dir: Path, keep: set[str], locks: contextlib.ExitStack) -> Callable[[], None]:
-    """Prepare the replacement of the ensemble in ``run_dir``: hold the writer locks of its replicas not in ``keep``
-    (those in ``keep`` are replaced by their own claims) and return the deletion of those replicas and of its
-    checkpoint, for after the new replicas are made."""
+    """Prepare the replacement of the ensemble in ``run_dir``: hold the lock of its analysis folder and the writer
+    locks of its replicas not in ``keep`` (those in ``keep`` are replaced by their own claims), and return the
+    deletion of its checkpoint, its analysis folder and those replicas, for after the new replicas are made."""
     replicas = [run_dir / name for name in read_marker(run_dir).get("replicas", []) if name not in keep]
     replicas = [path for path in replicas if path.is_dir() and not path.is_symlink() and marker_kind(path) == "run"]
+    drop_own = previous_outputs(run_dir, locks)
     drops = []
     for replica in replicas:
         locks.enter_context(writer_lock(replica / FOLDER_LOCK_FILENAME, f"run {replica}"))
-        drops.append(previous_run(replica, locks))
+        drops.append(previous_outputs(replica, locks))
 
     def drop() -> None:
-        (run_dir / CHECKPOINT_FILENAME).unlink(missing_ok=True)
+        drop_own()
         for replica, drop_outputs in zip(replicas, drops):
             drop_outputs()
             shutil.rmtree(replica)
