@@ -112,8 +112,11 @@ def write_marker(folder: str | os.PathLike, kind: str, **details: Any) -> None:
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    marker = {"kind": kind, **details, "actlab_version": __version__}
-    write_atomic(Path(folder) / MARKER_FILENAME, json.dumps(marker) + "\n")
+    text = json.dumps({"kind": kind, **details, "actlab_version": __version__}) + "\n"
+    path = Path(folder) / MARKER_FILENAME
+    if path.is_file() and not path.is_symlink() and path.read_bytes() == text.encode("utf-8"):
+        return  # already so marked: left as it is
+    write_atomic(path, text)
 
 
 def read_marker(folder: str | os.PathLike) -> dict[str, Any]:

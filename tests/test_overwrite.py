@@ -28,10 +28,15 @@ from actlab.store import (
 from actlab.workflow import analyze_to_dir
 
 
-def contents(root: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``root`` by relative path, lock files (which a lock attempt creates) left out."""
-    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*")) if path.is_file() and ".lock" not in path.name}
+def contents(root: Path, *, untouched: bool = True) -> dict[str, tuple]:
+    """SHA-256 of every file under ``root`` by relative path, lock files (which a lock attempt creates) left out;
+    with ``untouched`` also its inode and modification time, so that a file rewritten with the same bytes differs."""
+    def entry(path: Path) -> tuple:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return (digest, path.stat().st_ino, path.stat().st_mtime_ns) if untouched else (digest,)
+
+    return {str(path.relative_to(root)): entry(path) for path in sorted(root.rglob("*"))
+            if path.is_file() and ".lock" not in path.name}
 
 
 def with_analysis(run_dir: Path) -> Path:
@@ -102,6 +107,7 @@ def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_change
     ensemble = with_analysis(record(config, seeds=[0, 1, 2]))  # findings over the seeds 0, 1, 2
     with_analysis(ensemble / "seed2")  # a replica the new ensemble (seeds 0, 1) drops
     before = contents(ensemble)
+    bytes_before = contents(ensemble, untouched=False)
     for busy in (lock_path(ensemble / ANALYSIS_DIRNAME), lock_path(ensemble / "seed2" / ANALYSIS_DIRNAME),
                  ensemble / "seed2" / FOLDER_LOCK_FILENAME):
         with writer_lock(busy, "test"), pytest.raises(OutputError, match="is being written by process"):
@@ -114,7 +120,7 @@ def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_change
     monkeypatch.setattr(store, "_allocate", allocate_fails)
     with pytest.raises(WriteError):
         record(config, seeds=[0, 1], overwrite=True)
-    assert contents(ensemble) == before
+    assert contents(ensemble, untouched=False) == bytes_before  # the marker of the new ensemble was put back as it was
     monkeypatch.undo()
     record(config, seeds=[0, 1], overwrite=True)
     # the old findings over seeds 0, 1, 2 went with the old ensemble

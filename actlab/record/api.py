@@ -565,10 +565,13 @@ def _undo_claim(folder: Path, created: list[Path], made_writers: bool, outputs: 
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+    marker = folder / MARKER_FILENAME
+    if (marker.read_bytes() if marker.is_file() else None) == old_marker:
+        return  # not rewritten yet (a claim refused under the lock): leave the file as it was
     if old_marker is None:
-        (folder / MARKER_FILENAME).unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
     else:
-        write_atomic(folder / MARKER_FILENAME, old_marker)
+        write_atomic(marker, old_marker)
 
 
 def previous_outputs(folder: Path, locks: contextlib.ExitStack) -> Callable[[], None]:
