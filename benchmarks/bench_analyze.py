@@ -10,6 +10,7 @@ reads either side, the CPU time of each, and the load average. It never asserts.
     python benchmarks/bench_analyze.py                      # temp dir, 3.1 GB: about 2 minutes on 2 cores
     python benchmarks/bench_analyze.py --epochs 40          # 1.5 GB: about 1 minute
     python benchmarks/bench_analyze.py --dir /data/bench --epochs 20 --keep
+    python benchmarks/bench_analyze.py --pca-epochs 8        # what fitting the PCA on fewer epochs saves
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def build_store(run_dir: Path, *, layers: int, units: int, probes: int, epochs: 
     print(file=sys.stderr)
 
 
-def child(mode: str, run_dir: str, workers: int) -> None:
+def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
     """Run one measurement in this (fresh) process and print it as JSON."""
     import concurrent.futures as cf
 
@@ -81,7 +82,7 @@ def child(mode: str, run_dir: str, workers: int) -> None:
             total = sum(pool.map(lambda job: run.read_block(job[0], job[1]).nbytes, jobs))
         extra = {"bytes": total}
     else:
-        results = analyze(run, progress=False, max_workers=workers)
+        results = analyze(run, progress=False, max_workers=workers, **settings)
         found = summary(results)
         extra = {"errors": found["errors"], "large_activation": (found["large_activation"] or {}).get("layer"),
                  "double_descent": found["double_descent"]["present"] if found["double_descent"] else None}
@@ -128,8 +129,9 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
     return {step: 1000 * float(np.median(seconds)) for step, seconds in times.items()}
 
 
-def measure(mode: str, run_dir: Path, workers: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", mode, "--dir", str(run_dir), "--workers", str(workers)],
+def measure(mode: str, run_dir: Path, workers: int, settings: dict) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, "--dir", str(run_dir), "--workers", str(workers),
+                          "--settings", json.dumps(settings)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -146,10 +148,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved analysis rounds (default 2)")
     parser.add_argument("--reuse", action="store_true", help="reuse an existing store in --dir")
     parser.add_argument("--keep", action="store_true", help="keep the store afterwards")
+    parser.add_argument("--pca-epochs", type=int, help="analyze's pca_epochs (default: analyze's own, 16)")
+    parser.add_argument("--path-permutations", type=int, help="analyze's path_permutations (default: analyze's own, 99)")
     parser.add_argument("--child", choices=["read", "analyze"], help=argparse.SUPPRESS)
+    parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, str(args.dir), args.workers)
+        child(args.child, str(args.dir), args.workers, json.loads(args.settings))
         return
     base = args.dir or Path(tempfile.mkdtemp(prefix="actlab-bench-"))
     run_dir = base / "run"
@@ -164,11 +169,15 @@ def main() -> None:
                         classes=args.classes)
             print(f"build: {time.perf_counter() - start:.1f} s")
         # interleaved: read, analyse, read, analyse, ..., read; each analysis is compared with the reads either side
-        reads = [measure("read", run_dir, args.workers)]
+        settings = {name: value for name, value in (("pca_epochs", args.pca_epochs),
+                                                     ("path_permutations", args.path_permutations)) if value is not None}
+        if settings:
+            print(f"analyze settings: {settings} (they change what the analysis computes)")
+        reads = [measure("read", run_dir, args.workers, settings)]
         analyses = []
         for _ in range(args.rounds):
-            analyses.append(measure("analyze", run_dir, args.workers))
-            reads.append(measure("read", run_dir, args.workers))
+            analyses.append(measure("analyze", run_dir, args.workers, settings))
+            reads.append(measure("read", run_dir, args.workers, settings))
         ratios, floors = [], []
         cores = min(args.workers, os.cpu_count() or 1)
         for i, analysis in enumerate(analyses):
@@ -181,9 +190,11 @@ def main() -> None:
                   f"| full analysis {analysis['wall_s']:.1f} s (CPU {analysis['cpu_s']:.1f} s), peak RSS "
                   f"{analysis['peak_rss_mb']:.0f} MB (after imports {analysis['rss_after_imports_mb']:.0f} MB) "
                   f"| ratio {ratios[-1]:.2f}, CPU floor {floors[-1]:.2f}; errors {analysis['errors']}")
+        from actlab.analysis.pipeline import PCA_EPOCHS
+
         steps = kernels(str(run_dir))
         print("one block, single-threaded, median of 8 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
-              + " (the PCA moments at 16 epochs of each layer, the path null at <= 4)")
+              + f" (the PCA moments at {settings.get('pca_epochs', PCA_EPOCHS)} epochs of each layer, the path null at <= 4)")
         print(f"CPU floor of the ratio: the analysis's CPU time / ({cores} cores x plain read), median "
               f"{float(np.median(floors)):.2f}; no schedule of this work brings the ratio below it on this machine")
         print(f"median ratio analysis / plain read: {float(np.median(ratios)):.2f} over {len(ratios)} rounds (target <= 1.5); "
