@@ -15,12 +15,18 @@ The planted run (:func:`planted_run`) has 4 classes and layers
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import zarr
 
-from actlab.store import METRICS, LayerSpec, ParameterSpec, ProbeSet, RunWriter, Subsets
+from actlab.store import METRICS, LayerSpec, ParameterSpec, ProbeSet, RunWriter, Subsets, store_path
 
 N_CLASSES = 4
 RECORD_EPOCHS = [0, 10, 20, 30, 40, 50]
@@ -224,3 +230,38 @@ def assert_same_recording(view, full) -> None:
                                       err_msg=f"{layer}/preact")
     for name in full.parameters.data_vars:
         np.testing.assert_array_equal(view.parameters[name].values, full.parameters[name].values, err_msg=name)
+
+
+def _committed_metric_epochs(run_dir: Path) -> int:
+    """Epochs whose metrics the run at ``run_dir`` has committed (0 before its store exists)."""
+    try:
+        epochs = zarr.open_array(store_path(run_dir) / "metrics" / "epoch", mode="r")[...]
+    except FileNotFoundError:  # not created yet
+        return 0
+    return int((epochs >= 0).sum())
+
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""Environment of the child recorders: one thread each, as a bit-for-bit comparison with a reference needs."""
+
+
+def kill_recording(argv: list[str], run_dir: Path, *, watched: Path, committed: int) -> None:
+    """Record ``argv`` to ``run_dir`` in a child process and ``kill -9`` it once the run at ``watched`` has committed
+    ``committed`` epochs of metrics."""
+    proc = subprocess.Popen([sys.executable, "-m", "actlab.cli", "record", *argv, "--out", str(run_dir)],
+                            env={**os.environ, **ONE_THREAD}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _committed_metric_epochs(watched) < committed and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished (or failed) before it could be killed: " + proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+
+def resume_in_child(run_dir: Path) -> str:
+    """``actlab record --resume run_dir`` in a child process (one thread); asserts it succeeds, returns its stderr."""
+    result = subprocess.run([sys.executable, "-m", "actlab.cli", "record", "--resume", str(run_dir), "--no-progress"],
+                            env={**os.environ, **ONE_THREAD}, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stderr

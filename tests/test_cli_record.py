@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
-from fixtures_store import assert_same_recording
+from fixtures_store import assert_same_recording, kill_recording, resume_in_child
 
 from actlab.cli import main
 from actlab.store import open_store, store_path
@@ -125,32 +120,13 @@ def test_resume_errors(tmp_path, capsys):
     assert_one_line_error(capsys, "schema version 99")
 
 
-def _committed_metric_epochs(run_dir):
-    import zarr
-
-    try:
-        epochs = zarr.open_array(store_path(run_dir) / "metrics" / "epoch", mode="r")[...]
-    except Exception:  # not created yet
-        return 0
-    return int((epochs >= 0).sum())
-
-
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     argv = [*TINY, "--epochs", "40", "--record-epochs", "every:3", "--checkpoint-every", "2"]
     reference = tmp_path / "reference"
     assert main(["record", *argv, "--out", str(reference)]) == 0
 
     run_dir = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "actlab.cli", "record", *argv, "--out", str(run_dir)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while _committed_metric_epochs(run_dir) < 8 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished (or failed) before it could be killed: " + proc.stderr.read().decode()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    kill_recording(argv, run_dir, watched=run_dir, committed=8)
 
     view = open_store(run_dir)  # still opens, shows what was committed
     assert view.attrs["status"] == "recording"
@@ -158,10 +134,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     assert 8 <= len(committed) < 41 and committed == list(range(len(committed)))
     assert all(e % 3 == 0 for e in view.epochs)
 
-    result = subprocess.run([sys.executable, "-m", "actlab.cli", "record", "--resume", str(run_dir), "--no-progress"],
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "resuming after epoch" in result.stderr
+    assert "resuming after epoch" in resume_in_child(run_dir)
 
     resumed, uninterrupted = open_store(run_dir), open_store(reference)
     assert resumed.attrs["status"] == "complete"

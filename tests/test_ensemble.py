@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
-import zarr
-from fixtures_store import assert_same_recording
+from fixtures_store import assert_same_recording, kill_recording, resume_in_child
 
 import actlab
 from actlab.cli import main
@@ -20,7 +14,7 @@ from actlab.errors import ConfigError, OutputError
 from actlab.files import FOLDER_LOCK_FILENAME, marker_kind, replica_dirs, writer_lock
 from actlab.record import RecordConfig, record, resume
 from actlab.record.config import parse_seeds
-from actlab.store import CHECKPOINT_FILENAME, METRICS, open_store, store_path
+from actlab.store import CHECKPOINT_FILENAME, METRICS, open_store
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -110,36 +104,15 @@ def test_one_writer_and_output_refusals(tiny, tmp_path):
     assert sorted(p.name for p in replaced.iterdir() if not p.name.startswith(".")) == [CHECKPOINT_FILENAME, "seed2"]
 
 
-def _committed_metric_epochs(run_dir) -> int:
-    try:
-        epochs = zarr.open_array(store_path(run_dir) / "metrics" / "epoch", mode="r")[...]
-    except FileNotFoundError:  # not created yet
-        return 0
-    return int((epochs >= 0).sum())
-
-
 def test_kill_9_then_resume_matches_uninterrupted_ensemble(tmp_path):
     argv = [*TINY, "--seeds", "0-2", "--epochs", "40", "--record-epochs", "every:3", "--checkpoint-every", "2"]
     reference = tmp_path / "reference"
     assert main(["record", *argv, "--out", str(reference)]) == 0
 
     run_dir = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "actlab.cli", "record", *argv, "--out", str(run_dir)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while _committed_metric_epochs(run_dir / "seed2") < 8 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished (or failed) before it could be killed: " + proc.stderr.read().decode()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    kill_recording(argv, run_dir, watched=run_dir / "seed2", committed=8)
     assert open_store(run_dir / "seed0").attrs["status"] == "recording"
-
-    result = subprocess.run([sys.executable, "-m", "actlab.cli", "record", "--resume", str(run_dir), "--no-progress"],
-                            env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "resuming after epoch" in result.stderr
+    assert "resuming after epoch" in resume_in_child(run_dir)
 
     for seed in range(3):  # bit for bit: the CPU, one thread, the same sequence of operations
         resumed, uninterrupted = open_store(run_dir / f"seed{seed}"), open_store(reference / f"seed{seed}")
