@@ -150,3 +150,14 @@ def test_analysis_output_of_a_run_replaced_before_it_is_written_is_refused(recor
     with pytest.raises(StoreError, match="was replaced by another recording while it was read"):
         analyze_to_dir(run_dir, progress=False)
     assert not (run_dir / ANALYSIS_DIRNAME).exists()  # the old run's analysis went with it; no stale one came back
+
+
+def test_blocks_of_a_run_replaced_after_it_was_opened_are_never_returned(recorded):
+    run_dir, config = recorded
+    run = open_run(run_dir)
+    lazy = run.layer(run.layer_names[0])  # a notebook's lazy array, computed later
+    assert run.read_block(run.layer_names[0], 0).shape == (run.n_samples, lazy.sizes["unit"])
+    record(config.replace(record_epochs="0"), overwrite=True)
+    for read in (lambda: lazy.values, lambda: run.read_block(run.layer_names[0], 0)):
+        with pytest.raises(StoreError, match="was replaced by another recording while it was read"):
+            read()

@@ -58,7 +58,7 @@ class _BlockTask:
 
     layer: str
     index: int
-    read: tuple[str, str, int, int, bool, str]
+    read: tuple[str, str, int, int, bool, str, tuple[int, int] | None]
     """Arguments of :func:`~actlab.analysis.run.read_block`."""
     keep_top_values: bool
     predictions: bool
@@ -134,7 +134,7 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist()) if len(plan.test_index) else set()
     tasks = [
         _BlockTask(name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
-                             run.opened),
+                             run.opened, run.store_folder),
                    keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
         for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]

@@ -24,6 +24,7 @@ from actlab.store import (
     open_store,
     store_identity,
     store_location,
+    store_path,
 )
 
 KINDS = ("post", "pre")
@@ -42,7 +43,8 @@ def _opened_preact(run_dir: str, layer: str, opened: str) -> zarr.Array:
     return _open_preact(run_dir, layer)
 
 
-def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None) -> np.ndarray:
+def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None,
+               store_folder: tuple[int, int] | None = None) -> np.ndarray:
     """Read one (sample, unit) block of a layer at one recorded epoch slot.
 
     Parameters
@@ -60,6 +62,10 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, open
     opened : str, optional
         :attr:`Run.opened` of the run being read: the reads of one opening share one opened array per layer and
         process. ``None`` opens the array for this read alone.
+    store_folder : (int, int), optional
+        Device and inode of the local store folder when the run was opened (:func:`actlab.store.store_identity`):
+        checked after the read, so that a block of a store replaced since (``actlab record --overwrite``) is never
+        returned.
 
     Returns
     -------
@@ -70,13 +76,16 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, open
     Raises
     ------
     StoreError
-        The block fails its CRC32C check or cannot be decoded; the message names the array and epoch.
+        The block fails its CRC32C check or cannot be decoded (the message names the array and epoch), or the
+        store was replaced since the run was opened.
     """
     try:
         array = _open_preact(run_dir, layer) if opened is None else _opened_preact(run_dir, layer, opened)
         block = np.asarray(array[slot], dtype=np.float32)
     except Exception as exc:
+        _check_same_folder(run_dir, store_folder)  # a replaced store explains a failed read better than damage does
         raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} cannot be read ({exception_line(exc)})") from exc
+    _check_same_folder(run_dir, store_folder)
     if relu:
         np.maximum(block, 0.0, out=block)
     if block.ndim == 3 + 1:  # (sample, channel, y, x)
@@ -84,8 +93,20 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, open
     return block
 
 
-def _read_block_3d(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str) -> np.ndarray:
-    return read_block(run_dir, layer, slot, epoch, relu, opened)[np.newaxis]
+def _check_same_folder(run_dir: str, store_folder: tuple[int, int] | None) -> None:
+    if store_folder is None:
+        return
+    try:
+        stat = os.stat(store_path(run_dir))
+    except FileNotFoundError:
+        stat = None
+    if stat is None or (stat.st_dev, stat.st_ino) != tuple(store_folder):
+        raise StoreError(f"{run_dir} was replaced by another recording while it was read; analyse it again")
+
+
+def _read_block_3d(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str,
+                   store_folder: tuple[int, int] | None) -> np.ndarray:
+    return read_block(run_dir, layer, slot, epoch, relu, opened, store_folder)[np.newaxis]
 
 
 class Run:
@@ -163,6 +184,12 @@ class Run:
             return len(names)
         return int(max(self.probes["label"].max(), self.probes["original_label"].max())) + 1
 
+    @property
+    def store_folder(self) -> tuple[int, int] | None:
+        """Device and inode of the local store folder when the run was opened (None for a URL, or a run opened
+        without an identity); every block read checks it (:func:`read_block`)."""
+        return self._identity[0] if self._identity is not None else None
+
     def check_unchanged(self) -> None:
         """Raise :class:`StoreError` when the store has been replaced since the run was opened (``actlab record
         --overwrite`` meanwhile): what was read of it may mix two recordings. A run opened without an identity
@@ -203,7 +230,7 @@ class Run:
         token = tokenize(run_dir, name, relu, self.slots.tolist(), self.attrs.get("created"))
         key = f"actlab-{name}-{kind}-{token}"
         graph = {
-            (key, i, 0, 0): (_read_block_3d, run_dir, name, int(slot), int(epoch), relu, self.opened)
+            (key, i, 0, 0): (_read_block_3d, run_dir, name, int(slot), int(epoch), relu, self.opened, self.store_folder)
             for i, (slot, epoch) in enumerate(zip(self.slots, self.epochs))
         }
         chunks = ((1,) * len(self.epochs), (self.n_samples,), (width,))
@@ -235,7 +262,8 @@ class Run:
     def read_block(self, name: str, index: int, kind: str = "post") -> np.ndarray:
         """Read one (sample, unit) block: layer ``name`` at the ``index``-th committed epoch."""
         relu = kind == "post" and self.is_relu(name)
-        return read_block(str(self.path), name, int(self.slots[index]), int(self.epochs[index]), relu, self.opened)
+        return read_block(str(self.path), name, int(self.slots[index]), int(self.epochs[index]), relu, self.opened,
+                          self.store_folder)
 
 
 def open_run(path: str | os.PathLike) -> Run:
