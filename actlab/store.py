@@ -766,20 +766,31 @@ def check_schema(attrs: Mapping[str, Any], where: str | os.PathLike) -> None:
         )
 
 
+def store_folder_id(run_dir: str | os.PathLike) -> tuple[int, int] | None:
+    """Device and inode of a local run's store folder; None for a URL, or when the store folder cannot be found."""
+    run_dir = location(run_dir)  # a local path given as a str is a Path here, a URL stays a str
+    if is_remote(run_dir):
+        return None
+    try:
+        stat = os.stat(store_path(run_dir))
+    except OSError:  # none there, or the run path is a file
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def store_identity(run_dir: str | os.PathLike) -> tuple[Any, ...]:
     """What tells the store of one recording from that of another at the same place (a run replaced by
-    ``actlab record --overwrite``, or deleted and recorded again): the store folder's device and inode for a
-    local run, and the root attrs ``created`` and ``config.resolved.run_id`` where present."""
+    ``actlab record --overwrite``, or deleted and recorded again): :func:`store_folder_id`, and the root attrs
+    ``created`` and ``config.resolved.run_id`` where present."""
+    folder = store_folder_id(run_dir)
     attrs = read_attrs(run_dir)
-    folder = None
-    if not is_remote(run_dir):
-        try:
-            stat = os.stat(store_path(run_dir))
-        except FileNotFoundError:
-            raise StoreError(f"{run_dir} no longer holds a run store; check the path") from None
-        folder = (stat.st_dev, stat.st_ino)
     resolved = attrs.get("config", {}).get("resolved", {})
     return folder, attrs.get("created"), resolved.get("run_id") if isinstance(resolved, dict) else None
+
+
+def replaced_error(run_dir: str | os.PathLike) -> StoreError:
+    """The error of a read from a run whose store was replaced since the run was opened."""
+    return StoreError(f"{run_dir} was replaced by another recording while it was read; analyse it again")
 
 
 def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:

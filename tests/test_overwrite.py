@@ -161,3 +161,24 @@ def test_blocks_of_a_run_replaced_after_it_was_opened_are_never_returned(recorde
     for read in (lambda: lazy.values, lambda: run.read_block(run.layer_names[0], 0)):
         with pytest.raises(StoreError, match="was replaced by another recording while it was read"):
             read()
+
+
+def test_a_failed_new_run_removes_the_parents_it_made_only_while_they_hold_nothing_else(tiny_record_config, tmp_path,
+                                                                                         monkeypatch):
+    config = tiny_record_config.replace(epochs=1)
+    parent = tmp_path / "made" / "for"
+
+    def allocate_fails_beside_another_writer(*args, **kwargs):
+        (parent / "other").mkdir()  # another process puts its own output into the parent meanwhile
+        (parent / "other" / "notes.txt").write_text("theirs")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_allocate", allocate_fails_beside_another_writer)
+    with pytest.raises(WriteError):
+        record(config, out=str(parent / "run"))
+    assert not (parent / "run").exists() and (parent / "other" / "notes.txt").read_text() == "theirs"
+
+    monkeypatch.setattr(store, "_allocate", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(WriteError):
+        record(config, out=str(tmp_path / "alone" / "run"))
+    assert not (tmp_path / "alone").exists()  # nothing else came in: every folder the claim made is gone

@@ -22,9 +22,10 @@ from actlab.store import (
     exception_line,
     layer_array_name,
     open_store,
+    replaced_error,
+    store_folder_id,
     store_identity,
     store_location,
-    store_path,
 )
 
 KINDS = ("post", "pre")
@@ -63,7 +64,7 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, open
         :attr:`Run.opened` of the run being read: the reads of one opening share one opened array per layer and
         process. ``None`` opens the array for this read alone.
     store_folder : (int, int), optional
-        Device and inode of the local store folder when the run was opened (:func:`actlab.store.store_identity`):
+        :func:`actlab.store.store_folder_id` of the local store when the run was opened:
         checked after the read, so that a block of a store replaced since (``actlab record --overwrite``) is never
         returned.
 
@@ -94,14 +95,8 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, open
 
 
 def _check_same_folder(run_dir: str, store_folder: tuple[int, int] | None) -> None:
-    if store_folder is None:
-        return
-    try:
-        stat = os.stat(store_path(run_dir))
-    except FileNotFoundError:
-        stat = None
-    if stat is None or (stat.st_dev, stat.st_ino) != tuple(store_folder):
-        raise StoreError(f"{run_dir} was replaced by another recording while it was read; analyse it again")
+    if store_folder is not None and store_folder_id(run_dir) != tuple(store_folder):
+        raise replaced_error(run_dir)
 
 
 def _read_block_3d(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str,
@@ -143,12 +138,12 @@ class Run:
     Parameters
     ----------
     view : StoreView
-    identity : tuple, optional
+    identity : tuple
         :func:`actlab.store.store_identity` of the store, taken before ``view`` was read
         (:meth:`check_unchanged` compares it with the store's identity now).
     """
 
-    def __init__(self, view: StoreView, identity: tuple[Any, ...] | None = None) -> None:
+    def __init__(self, view: StoreView, identity: tuple[Any, ...]) -> None:
         self.path: Location = location(view.path)
         self._identity = identity
         self.attrs: dict[str, Any] = dict(view.attrs)
@@ -186,16 +181,15 @@ class Run:
 
     @property
     def store_folder(self) -> tuple[int, int] | None:
-        """Device and inode of the local store folder when the run was opened (None for a URL, or a run opened
-        without an identity); every block read checks it (:func:`read_block`)."""
-        return self._identity[0] if self._identity is not None else None
+        """Device and inode of the local store folder when the run was opened (None for a URL); every block read
+        checks it (:func:`read_block`)."""
+        return self._identity[0]
 
     def check_unchanged(self) -> None:
         """Raise :class:`StoreError` when the store has been replaced since the run was opened (``actlab record
-        --overwrite`` meanwhile): what was read of it may mix two recordings. A run opened without an identity
-        is not checked."""
-        if self._identity is not None and store_identity(self.path) != self._identity:
-            raise StoreError(f"{self.path} was replaced by another recording while it was read; analyse it again")
+        --overwrite`` meanwhile): what was read of it may mix two recordings."""
+        if store_identity(self.path) != self._identity:
+            raise replaced_error(self.path)
 
     def is_relu(self, name: str) -> bool:
         """Whether the post-activation of layer ``name`` is ``max(preact, 0)`` (activation ``"relu"``; the store

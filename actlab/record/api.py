@@ -29,21 +29,14 @@ from actlab.files import (
     lock_path,
     make_dirs,
     marker_kind,
+    remove_created,
     remove_leftovers,
     write_atomic,
     write_failed,
     write_marker,
     writer_lock,
 )
-from actlab.location import (
-    Location,
-    basename,
-    files,
-    is_remote,
-    join,
-    location,
-    zarr_store,
-)
+from actlab.location import Location, basename, files, is_remote, join, location, zarr_store
 from actlab.record.config import CUSTOM_DATASET, INSTANCE_MODEL, MODELS, RecordConfig
 from actlab.record.data import PreparedData, custom_dataset, prepare_data
 from actlab.record.hooks import ActivationCapture
@@ -56,12 +49,7 @@ from actlab.record.models import (
     parameter_arrays,
     parameter_specs,
 )
-from actlab.record.trainer import (
-    Trainer,
-    load_checkpoint,
-    resolve_device,
-    to_device_normalized,
-)
+from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, to_device_normalized
 from actlab.remote import check_remote_run, claimed_remote_run
 from actlab.store import (
     ANALYSIS_DIRNAME,
@@ -229,7 +217,7 @@ def locked_run(run_dir: Location) -> Iterator[None]:
         yield
         return
     with _write_errors(run_dir), writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
-        _remove_run_leftovers(run_dir)
+        remove_writer_leftovers(run_dir)
         yield
 
 
@@ -462,10 +450,11 @@ def _check_run_output_or_busy(run_dir: Location, *, overwrite: bool) -> None:
         raise
 
 
-def _remove_run_leftovers(run_dir: Path) -> None:
-    """Under the run's writer lock: remove what killed writers left (staging folders, temporary files)."""
-    for name in (*RUN_OUTPUTS, MARKER_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX):
-        remove_leftovers(run_dir, name)
+def remove_writer_leftovers(folder: Path, outputs: Sequence[str] = RUN_OUTPUTS) -> None:
+    """Under the folder's writer lock: remove what killed writers of its ``outputs``, its marker and its lock holder
+    file left (staging folders, temporary files)."""
+    for name in (*outputs, MARKER_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX):
+        remove_leftovers(folder, name)
 
 
 @contextlib.contextmanager
@@ -538,16 +527,15 @@ def claimed_folder(folder: Path, kind: str, *, check: Callable[[], None], output
         check()
         marker_path = folder / MARKER_FILENAME
         old_marker = marker_path.read_bytes() if marker_path.is_file() and not marker_path.is_symlink() else None
-        claim = Claim()
+        writers: list[RunWriter] = []
         try:
-            claim = Claim(drop_previous=previous(locks) if previous is not None else None)
-            for name in (*outputs, MARKER_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX):
-                remove_leftovers(folder, name)
+            claim = Claim(writers, previous(locks) if previous is not None else None)
+            remove_writer_leftovers(folder, outputs)
             write_marker(folder, kind, **marker)
             yield claim
         except BaseException:
-            if not any(writer.committed_metric_epochs for writer in claim.writers):
-                _undo_claim(folder, created, bool(claim.writers), outputs, old_marker)
+            if not any(writer.committed_metric_epochs for writer in writers):
+                _undo_claim(folder, created, bool(writers), outputs, old_marker)
             raise
 
 
@@ -555,8 +543,9 @@ def _undo_claim(folder: Path, created: list[Path], made_writers: bool, outputs: 
                 old_marker: bytes | None) -> None:
     """Undo a claim that failed before anything was committed (see :func:`claimed_folder`); the lock file stays, since
     deleting a held lock would let a second writer lock a new file of the same name."""
-    if created:
-        shutil.rmtree(created[0], ignore_errors=True)
+    if created:  # ``folder`` is the innermost: made by this claim and written under its lock
+        shutil.rmtree(folder, ignore_errors=True)
+        remove_created(created[:-1])  # the parents made for it, only while nothing else came into them
         return
     if made_writers:
         for name in outputs:

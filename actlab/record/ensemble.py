@@ -37,7 +37,6 @@ from actlab.files import (
     MARKER_FILENAME,
     marker_kind,
     read_marker,
-    remove_leftovers,
     write_failed,
     writer_lock,
 )
@@ -53,6 +52,7 @@ from actlab.record.api import (
     flushed_denormals,
     previous_outputs,
     probe_set,
+    remove_writer_leftovers,
     resolved_settings,
     seeded_model,
 )
@@ -76,6 +76,11 @@ from actlab.store import (
     RunWriter,
     read_attrs,
 )
+
+
+ENSEMBLE_OUTPUTS: tuple[str, ...] = (CHECKPOINT_FILENAME,)
+"""What an ensemble recording writes into its folder besides the marker, the lock and the replica folders (which
+claim and clean up themselves)."""
 
 
 def replica_name(seed: int) -> str:
@@ -201,7 +206,7 @@ class EnsembleTrainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay,
                                           fused=_fused_adam_supported(device) or None)
         self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        self._probe_inputs: torch.Tensor | None = None  # built at the first snapshot
+        self._probes = self.probe_inputs()
 
     @property
     def n_replicas(self) -> int:
@@ -289,9 +294,7 @@ class EnsembleTrainer:
 
     def snapshots(self, batch_size: int, dtype: str) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
         """Every replica's (pre-activations of its probes per store layer, copies of its parameters)."""
-        if self._probe_inputs is None:
-            self._probe_inputs = self.probe_inputs()
-        preacts = self.collect(self._probe_inputs, batch_size, dtype)
+        preacts = self.collect(self._probes, batch_size, dtype)
         return [(values, self.model.replica_parameters(k)) for k, values in enumerate(preacts)]
 
     # -- checkpoint state ------------------------------------------------------------
@@ -387,10 +390,10 @@ def resume_ensemble(run_dir: Path, *, device: str | None = None, progress: bool 
     resolved_device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), contextlib.ExitStack() as locks:
         locks.enter_context(writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"ensemble {run_dir}"))
-        remove_leftovers(run_dir, CHECKPOINT_FILENAME)
+        remove_writer_leftovers(run_dir, ENSEMBLE_OUTPUTS)
         for replica in replicas:
             locks.enter_context(writer_lock(replica.run_dir / FOLDER_LOCK_FILENAME, f"run {replica.run_dir}"))
-            remove_leftovers(replica.run_dir, STORE_DIRNAME)
+            remove_writer_leftovers(replica.run_dir)
         models = [seeded_model(replica, d, resolved_device) for replica, d in zip(replicas, data)]
         model = EnsembleMLP(models, [LayerSpec(**layer) for layer in attrs[0]["layers"]]).to(resolved_device)
         checkpoint = _own_checkpoint(run_dir, marker)
@@ -453,7 +456,7 @@ def claimed_ensemble_dir(run_dir: Path, config: RecordConfig, ensemble_id: str) 
     """
     new = {replica_name(seed) for seed in config.seeds}
     with claimed_folder(run_dir, "ensemble", check=lambda: check_ensemble_output(run_dir, overwrite=config.overwrite),
-                        outputs=(CHECKPOINT_FILENAME,),
+                        outputs=ENSEMBLE_OUTPUTS,
                         previous=functools.partial(_previous_ensemble, run_dir, new) if config.overwrite else None,
                         seeds=list(config.seeds), replicas=[replica_name(seed) for seed in config.seeds],
                         ensemble_id=ensemble_id, config=config.to_dict()) as claim:
