@@ -15,11 +15,13 @@ The planted run (:func:`planted_run`) has 4 classes and layers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,3 +267,24 @@ def resume_in_child(run_dir: Path) -> str:
                             env={**os.environ, **ONE_THREAD}, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     return result.stderr
+
+
+@contextlib.contextmanager
+def interrupted_in_epoch(n: int) -> Iterator[None]:
+    """While the block runs, the ``n``-th call of ``Trainer.train_epoch`` raises ``KeyboardInterrupt`` (a Ctrl-C in
+    the middle of a recording)."""
+    from actlab.record.trainer import Trainer
+
+    original, calls = Trainer.train_epoch, {"n": 0}
+
+    def train_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return original(self)
+
+    Trainer.train_epoch = train_epoch
+    try:
+        yield
+    finally:
+        Trainer.train_epoch = original

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from fixtures_store import assert_same_recording
+from fixtures_store import assert_same_recording, interrupted_in_epoch
 
 import actlab
 from actlab.analysis import analyze, summary
@@ -14,7 +14,7 @@ from actlab.cli import main
 from actlab.errors import ConfigError
 from actlab.record import RecordConfig, record, resume
 from actlab.record.models import make_cnn5
-from actlab.record.trainer import Trainer, crop_flip
+from actlab.record.trainer import crop_flip
 from actlab.store import open_store, read_attrs
 
 SYNTHETIC = "train=96,test=40,classes=4,shape=3x8x8,seed=1"
@@ -90,22 +90,12 @@ def test_factory_model_through_python_and_cli(conv_config, tmp_path):
     np.testing.assert_array_equal(cli.layers["head.3"]["preact"].values, view.layers["head.3"]["preact"].values)
 
 
-def test_resumed_factory_run_is_bit_identical(conv_config, tmp_path, monkeypatch):
+def test_resumed_factory_run_is_bit_identical(conv_config, tmp_path):
     config = conv_config.replace(model="anymodel_nets:make_net", model_args={"width": 3}, epochs=4, checkpoint_every=2,
                                  augment="crop-flip")
     reference = open_store(record(config, out=str(tmp_path / "reference")))
-    original, calls = Trainer.train_epoch, {"n": 0}
-
-    def crash_in_epoch_four(self):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_four)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch(4), pytest.raises(KeyboardInterrupt):
         record(config, out=str(tmp_path / "run"))
-    monkeypatch.setattr(Trainer, "train_epoch", original)
     resume(tmp_path / "run")
     resumed = open_store(tmp_path / "run")
     assert resumed.attrs["status"] == "complete"

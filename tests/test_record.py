@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from fixtures_store import interrupted_in_epoch
 from torch import nn
 
 from actlab.errors import ConfigError, WriteError
@@ -245,24 +246,13 @@ def test_float16_storage(tiny_record_config):
     assert view.parameters["output.weight"].dtype == np.float32
 
 
-def test_resume_from_checkpoint_in_process(tiny_record_config, tmp_path, monkeypatch):
+def test_resume_from_checkpoint_in_process(tiny_record_config, tmp_path):
     config = tiny_record_config.replace(record_epochs="0,1,2,4,6", checkpoint_every=3)
     reference = record(config, out=str(tmp_path / "reference"))
 
-    calls = {"n": 0}
-    original = Trainer.train_epoch
-
-    def crash_in_epoch_five(self):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_five)
     run_dir = tmp_path / "interrupted"
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch(5), pytest.raises(KeyboardInterrupt):
         record(config, out=str(run_dir))
-    monkeypatch.setattr(Trainer, "train_epoch", original)
     view = open_store(run_dir)
     assert view.attrs["status"] == "recording"
     assert list(view.metrics["epoch"].values) == [0, 1, 2, 3, 4] and list(view.epochs) == [0, 1, 2, 4]

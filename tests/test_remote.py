@@ -263,29 +263,18 @@ def test_cli_record_to_url_equals_the_python_api_run(s3, runs):
     np.testing.assert_array_equal(remote.probes["image"].values, reference.probes["image"].values)
 
 
-def test_cli_resume_of_an_interrupted_url_run_is_bit_identical(s3, runs, monkeypatch):
+def test_cli_resume_of_an_interrupted_url_run_is_bit_identical(s3, runs):
     """A run on S3 interrupted in epoch 2 is finished by ``actlab record --resume URL``, bit for bit; a second
     ``--resume`` says it is complete and writes nothing."""
     torch = pytest.importorskip("torch")
-    from fixtures_store import assert_same_recording
+    from fixtures_store import assert_same_recording, interrupted_in_epoch
 
-    from actlab.record.trainer import Trainer
     from actlab.store import open_store
 
     url, _ = runs
     run = f"s3://{BUCKET}/runs/resumed"
-    original, calls = Trainer.train_epoch, {"n": 0}
-
-    def interrupt_in_epoch_two(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", interrupt_in_epoch_two)
-    with one_thread():
+    with one_thread(), interrupted_in_epoch(2):
         code, _, err = run_cli("record", *TINY_ARGS, "--checkpoint-every", "1", "--out", run)
-    monkeypatch.setattr(Trainer, "train_epoch", original)
     assert code == 130 and "interrupted" in err, err
     interrupted = open_store(run)
     assert interrupted.attrs["status"] == "recording"
