@@ -171,7 +171,7 @@ def test_a_store_left_creating_is_refused(s3, monkeypatch):
     )
 
     from actlab import store
-    from actlab.record.api import check_run_output
+    from actlab.record.claim import check_run_output
 
     probes, _ = planted_probes(np.random.default_rng(0), n_clean=8, n_noisy=4, n_test=8)
     created = []
