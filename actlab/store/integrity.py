@@ -1,12 +1,12 @@
 """The integrity checks of a run store: shard indexes and checksums, and the errors of a damaged store.
 
----------
 Every array ends its codec chain with a CRC32C checksum, so a flipped bit fails
-on read; the readers here turn that into a :class:`~actlab.errors.StoreError`
+on read; the readers (:mod:`actlab.store.reader`) turn that into a :class:`~actlab.errors.StoreError`
 naming the array. The per-epoch layer arrays are sharded (one shard file per
-epoch, index at the end with its own CRC32C); :func:`damaged_chunks` reads only
+epoch, index at the end with its own CRC32C); :func:`_shard_problems` reads only
 the shard tails to find missing, empty or truncated shards and missing inner
-chunks of committed epochs, which zarr would otherwise read as NaN.
+chunks, which zarr would otherwise read as NaN (:func:`actlab.store.reader.damaged_chunks`
+runs it on every committed epoch).
 
 Each error is one line: :func:`damage_error` for a damaged store, :func:`breach_error` for one that breaks the
 contract of ``docs/store-format.md``; :func:`layer_array_name` and :func:`parameter_array_name` name an array at an
