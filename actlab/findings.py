@@ -62,13 +62,14 @@ def bounds(value: Any, low: Any = None, high: Any = None) -> tuple[float | None,
 
 
 def fmt(value: Any, spec: str = ".3g") -> str:
-    """A number as text: ``0.912``; over seeds ``0.912 [0.88, 0.95]``; a share ``3/5 seeds``; a name ``hidden3 (4/5 seeds)``."""
+    """A number as text: ``0.912``; over seeds ``0.912 [0.88, 0.95] (n=5, 93.8%)`` (seeds and coverage); a share ``3/5 seeds``; a name ``hidden3 (4/5 seeds)``."""
     if is_interval(value):
         if value["median"] is None:
             return "n/a"
         if value["n"] == 1 or value["low"] == value["high"]:
-            return fmt(value["median"], spec)
-        return f"{fmt(value['median'], spec)} [{fmt(value['low'], spec)}, {fmt(value['high'], spec)}]"
+            return f"{fmt(value['median'], spec)} (n={value['n']})"
+        return (f"{fmt(value['median'], spec)} [{fmt(value['low'], spec)}, {fmt(value['high'], spec)}] "
+                f"(n={value['n']}, {100 * value['coverage']:.3g}%)")
     if is_share(value):
         return "n/a" if value["share"] is None else f"{value['count']}/{value['n']} seeds"
     if is_counts(value):

@@ -530,7 +530,7 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
     section("separation", "separation", strongest_separation)
     section("large_activation", "large_activation", large)
     section("paths", "paths", path_split)
-    out["tests"] = tested_families(out)
+    out["tests"] = family_decisions(out)
     return json.loads(json.dumps(out, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
@@ -556,7 +556,7 @@ def _family_cells(found: dict[str, Any], family: str) -> list[tuple[dict[str, An
     return list({(id(holder), key): (holder, key, name) for holder, key, name in cells}.values())
 
 
-def tested_families(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def family_decisions(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Benjamini-Hochberg within each family of :data:`actlab.analysis.inference.FAMILIES`, written into ``found``.
 
     Each tested cell gets its q-value next to its p-value (the p key with ``p_value`` replaced by ``q_value``)
