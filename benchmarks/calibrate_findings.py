@@ -44,93 +44,95 @@ def probes(n_clean: int, n_noisy: int, n_test: int, rng: np.random.Generator) ->
     return {"group": group, "label": label, "original_label": original}
 
 
-def activations(coords: dict[str, np.ndarray], centres: np.ndarray, rng: np.random.Generator, shift: np.ndarray | None = None,
-                epochs: int = 1) -> xr.DataArray:
-    """Post-ReLU activations (epoch, sample, unit): each probe at its ORIGINAL class's centre plus unit noise (+ ``shift``
-    (epoch, sample, unit) where given), every epoch drawn afresh from the same distribution."""
-    n = len(coords["group"])
-    x = centres[coords["original_label"]][None] + rng.standard_normal((epochs, n, N_UNITS))
-    if shift is not None:
-        x = x + shift
+def as_activations(x: np.ndarray, coords: dict[str, np.ndarray]) -> xr.DataArray:
+    """Post-ReLU activations (epoch, sample, unit) of pre-activations ``x`` with the probe coords."""
     return xr.DataArray(np.maximum(x, 0).astype(np.float32), dims=("epoch", "sample", "unit"),
-                        coords={"epoch": np.arange(epochs), "sample": np.arange(n), **{k: ("sample", v) for k, v in coords.items()}})
+                        coords={"epoch": np.arange(len(x)), "sample": np.arange(x.shape[1]),
+                                **{k: ("sample", v) for k, v in coords.items()}})
 
 
-def class_centres(rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:
-    return spread * rng.standard_normal((N_CLASSES, N_UNITS)) + 1.0
+def class_centres(rng: np.random.Generator, draws: int) -> np.ndarray:
+    """Per-draw class centres, shape (draw, class, unit)."""
+    return rng.standard_normal((draws, N_CLASSES, N_UNITS)) + 1.0
 
 
-def floor_p_value(design: tuple[int, int], effect: float, rng: np.random.Generator) -> float:
-    """One draw of the noise-floor test (noisy by original label): p-value of the mean clean-noisy cosine below its
-    within-class permutation floor. ``effect`` shifts every noisy probe by that length along one random direction."""
-    coords = probes(*design, 0, rng)
-    shift = np.zeros((1, len(coords["group"]), N_UNITS))
-    direction = rng.standard_normal(N_UNITS)
-    shift[0, coords["group"] == "noisy"] = effect * direction / np.linalg.norm(direction)
-    act = activations(coords, class_centres(rng), rng, shift)
-    separated = separation.signal_separation(act, N_CLASSES).compute()
-    null = separation.floor_null(act, PERMUTATIONS, seed=int(rng.integers(2**31)), n_classes=N_CLASSES).compute()
-    return float(separation.floor_test(separated, null)["cos_clean_noisy_by_original_p_value"].values[0])
+def unit_directions(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Random unit-length directions, shape (*shape, unit)."""
+    d = rng.standard_normal((*shape, N_UNITS))
+    return d / np.linalg.norm(d, axis=-1, keepdims=True)
 
 
-def depth_p_value(design: tuple[int, int], slope: float, rng: np.random.Generator, n_layers: int = 4) -> float:
-    """One draw of the depth-trend test: change of the depth slope between a first epoch (no trend planted) and a
-    later one, whose layer k's noisy probes are shifted by ``slope * k`` along a random direction (0: every layer
-    and epoch alike). The 2 x ``n_layers`` (epoch, layer) cells are drawn as the epochs of one activation array."""
+def floor_p_values(design: tuple[int, int], effect: float, rng: np.random.Generator, draws: int) -> np.ndarray:
+    """``draws`` draws of the noise-floor test (noisy by original label), one per epoch of one activation array: each
+    its own class centres and probes; ``effect`` shifts every noisy probe by that length along one random direction.
+    Returns the one-sided p-values of the mean clean-noisy cosine below its within-class permutation floor."""
     coords = probes(*design, 0, rng)
     noisy = coords["group"] == "noisy"
-    shift = np.zeros((2 * n_layers, len(noisy), N_UNITS))
-    for k in range(n_layers):
-        direction = rng.standard_normal(N_UNITS)
-        shift[n_layers + k, noisy] = slope * k * direction / np.linalg.norm(direction)
-    centres = np.stack([class_centres(rng) for _ in range(2 * n_layers)])  # every layer its own class centres
-    x = centres[:, coords["original_label"]] + rng.standard_normal((2 * n_layers, len(noisy), N_UNITS)) + shift
-    act = xr.DataArray(np.maximum(x, 0).astype(np.float32), dims=("epoch", "sample", "unit"),
-                       coords={"epoch": np.arange(2 * n_layers), **{k: ("sample", v) for k, v in coords.items()}})
-    cos = separation.signal_separation(act, N_CLASSES)["cos_clean_noisy_by_original"].compute().values
-    first = xr.DataArray(cos[:n_layers], dims=("layer", "class"))
-    later = xr.DataArray(cos[n_layers:], dims=("layer", "class"))
-    return float(separation.depth_trend(later, first, n_bootstrap=9)["p_value"])
+    x = class_centres(rng, draws)[:, coords["original_label"]] + rng.standard_normal((draws, len(noisy), N_UNITS))
+    x[:, noisy] += effect * unit_directions(rng, (draws, 1))
+    act = as_activations(x, coords)
+    separated = separation.signal_separation(act, N_CLASSES).compute()
+    null = separation.floor_null(act, PERMUTATIONS, seed=int(rng.integers(2**31)), n_classes=N_CLASSES).compute()
+    return separation.floor_test(separated, null)["cos_clean_noisy_by_original_p_value"].values
 
 
-def path_draw(design: tuple[int, int], effect: float, rng: np.random.Generator, epochs: int = 1,
-              n_test: int = 30) -> tuple[xr.Dataset, xr.Dataset]:
-    """Attributed paths and their permutation null. ``effect`` > 0 plants the studied mechanism at the last epoch:
-    noisy probes are shifted along a direction d_c of their ASSIGNED class c, and so are the test probes wrongly
-    predicted as c, so wrong predictions follow the noisy signal; 0: clean and noisy probes of an assigned class
-    exchangeable (noisy probes drawn at their assigned class's centre)."""
+def depth_p_values(design: tuple[int, int], slope: float, rng: np.random.Generator, draws: int,
+                   n_layers: int = 4) -> np.ndarray:
+    """``draws`` draws of the depth-trend test: the change of the depth slope between a first epoch (no trend
+    planted) and a later one whose layer k's noisy probes are shifted by ``slope * k`` along a random direction
+    (0: every layer and epoch alike). Each (draw, epoch, layer) cell is one epoch of one activation array, with
+    its own class centres."""
+    coords = probes(*design, 0, rng)
+    noisy = coords["group"] == "noisy"
+    cells = draws * 2 * n_layers
+    x = class_centres(rng, cells)[:, coords["original_label"]] + rng.standard_normal((cells, len(noisy), N_UNITS))
+    x = x.reshape(draws, 2, n_layers, len(noisy), N_UNITS)
+    x[:, 1][:, :, noisy] += slope * np.arange(n_layers)[None, :, None, None] * unit_directions(rng, (draws, n_layers, 1))
+    cos = separation.signal_separation(as_activations(x.reshape(cells, len(noisy), N_UNITS), coords), N_CLASSES)
+    cos = cos["cos_clean_noisy_by_original"].compute().values.reshape(draws, 2, n_layers, N_CLASSES)
+    return np.array([separation.depth_trend(xr.DataArray(c[1], dims=("layer", "class")),
+                                            xr.DataArray(c[0], dims=("layer", "class")), n_bootstrap=9)["p_value"]
+                     for c in cos], dtype=float)
+
+
+def path_draws(design: tuple[int, int], effect: np.ndarray, rng: np.random.Generator,
+               n_test: int = 30) -> tuple[xr.Dataset, xr.Dataset]:
+    """Attributed paths and their permutation null, one epoch per entry of ``effect``. ``effect`` > 0 plants the
+    studied mechanism: noisy probes are shifted along a direction d_c of their ASSIGNED class c, and so are the
+    test probes wrongly predicted as c, so wrong predictions follow the noisy signal; 0: the clean and noisy probes
+    of an assigned class are exchangeable (noisy probes drawn at their assigned class's centre). Each epoch has its
+    own class centres and predictions (70 % correct, the rest uniform)."""
     coords = probes(*design, n_test, rng)
-    centres = class_centres(rng)
-    n = len(coords["group"])
-    predicted = np.where(rng.random(n) < 0.7, coords["label"], rng.integers(0, N_CLASSES, n))
+    epochs, n = len(effect), len(coords["group"])
     drawn_at = np.where(coords["group"] == "noisy", coords["label"], coords["original_label"])  # exchangeable null
-    x = centres[drawn_at][None] + rng.standard_normal((epochs, n, N_UNITS))
-    directions = rng.standard_normal((N_CLASSES, N_UNITS))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    wrong_test = (coords["group"] == "test") & (predicted != coords["label"])
-    x[-1, coords["group"] == "noisy"] += effect * directions[coords["label"][coords["group"] == "noisy"]]
-    x[-1, wrong_test] += effect * directions[predicted[wrong_test]]
-    act = xr.DataArray(np.maximum(x, 0).astype(np.float32), dims=("epoch", "sample", "unit"),
-                       coords={"epoch": np.arange(epochs), "sample": np.arange(n), **{k: ("sample", v) for k, v in coords.items()}})
-    pred = xr.DataArray(np.broadcast_to(predicted, (epochs, n)), dims=("epoch", "sample"),
-                        coords={"epoch": np.arange(epochs), "sample": np.arange(n), **{k: ("sample", v) for k, v in coords.items()}})
+    x = class_centres(rng, epochs)[:, drawn_at] + rng.standard_normal((epochs, n, N_UNITS))
+    predicted = np.where(rng.random((epochs, n)) < 0.7, coords["label"], rng.integers(0, N_CLASSES, (epochs, n)))
+    directions = unit_directions(rng, (epochs, N_CLASSES))
+    noisy = coords["group"] == "noisy"
+    for e in range(epochs):
+        wrong = (coords["group"] == "test") & (predicted[e] != coords["label"])
+        x[e, noisy] += effect[e] * directions[e, coords["label"][noisy]]
+        x[e, wrong] += effect[e] * directions[e, predicted[e, wrong]]
+    act = as_activations(x, coords)
+    pred = xr.DataArray(predicted, dims=("epoch", "sample"), coords={"epoch": act["epoch"].values, "sample": np.arange(n)})
     attributed = paths.path_attribution(act, pred, n_classes=N_CLASSES)
     null = paths.null_clean_paths(act, PERMUTATIONS, seed=int(rng.integers(2**31)), n_classes=N_CLASSES).compute()
     return attributed, paths.path_split_null(attributed, null, n_bootstrap=9)
 
 
-def path_p_value(design: tuple[int, int], effect: float, rng: np.random.Generator) -> float:
-    """One draw of the path-split test: its one-sided permutation p-value."""
-    _, found = path_draw(design, effect, rng)
-    return float(found["split_p_value"].values[0])
+def path_p_values(design: tuple[int, int], effect: float, rng: np.random.Generator, draws: int) -> np.ndarray:
+    """``draws`` draws of the path-split test: its one-sided permutation p-values."""
+    _, found = path_draws(design, np.full(draws, effect), rng)
+    return found["split_p_value"].values
 
 
-def split_change_p_value(design: tuple[int, int], effect: float, rng: np.random.Generator) -> float:
-    """One draw of the split-change test between two epochs (``effect`` planted at the second only)."""
-    attributed, found = path_draw(design, effect, rng, epochs=2)
-    split = attributed["split"].values
-    return paths.split_change_p_value(float(split[1]), float(split[0]), found["split_null"].values[1],
-                                      found["split_null"].values[0])
+def split_change_p_values(design: tuple[int, int], effect: float, rng: np.random.Generator, draws: int) -> np.ndarray:
+    """``draws`` draws of the split-change test between two epochs (``effect`` planted at the second only); both
+    epochs use the same permutations of the training probes, as in the fused pass."""
+    attributed, found = path_draws(design, np.tile([0.0, effect], draws), rng)
+    split, null = attributed["split"].values, found["split_null"].values
+    return np.array([paths.split_change_p_value(float(split[2 * k + 1]), float(split[2 * k]), null[2 * k + 1], null[2 * k])
+                     for k in range(draws)], dtype=float)
 
 
 def explained_draw(effect: float, rng: np.random.Generator, n: int = 300) -> str:
@@ -157,20 +159,24 @@ def explained_draw(effect: float, rng: np.random.Generator, n: int = 300) -> str
 
 
 TESTS = {
-    "noise_floor (below its noise floor)": (floor_p_value, 1.0),
-    "depth_trend (change of depth slope)": (depth_p_value, 0.5),
-    "path_split (beyond its null)": (path_p_value, 2.0),
-    "split_change (grown/shrunk since init)": (split_change_p_value, 2.0),
+    "noise_floor (below its noise floor)": (floor_p_values, 1.0),
+    "depth_trend (change of depth slope)": (depth_p_values, 0.5),
+    "path_split (beyond its null)": (path_p_values, 2.0),
+    "split_change (grown/shrunk since init)": (split_change_p_values, 2.0),
 }
-"""Test -> (one draw's p-value, planted effect size: the shift length in units of the per-unit noise sd)."""
+"""Test -> (draws' p-values, planted effect size: the shift length in units of the per-unit noise sd)."""
+
+BATCH = 20
+"""Draws simulated together (one activation array, its own probes and permutations)."""
 
 
 def rate(draw, design, effect: float, draws: int, seed: int) -> tuple[int, int]:
-    """Rejections at :data:`LEVEL` over ``draws`` seeded draws, and the number of draws with a p-value."""
+    """Rejections at :data:`LEVEL` over ``draws`` seeded draws (in batches of :data:`BATCH`), and the number of draws
+    with a p-value."""
     rng = np.random.default_rng(seed)
-    p = [draw(design, effect, rng) for _ in range(draws)]
-    p = [v for v in p if v is not None and np.isfinite(v)]
-    return sum(v <= LEVEL for v in p), len(p)
+    p = np.concatenate([draw(design, effect, rng, min(BATCH, draws - start)) for start in range(0, draws, BATCH)])
+    p = p[np.isfinite(p)]
+    return int(np.sum(p <= LEVEL)), len(p)
 
 
 def main(argv: list[str] | None = None) -> None:
