@@ -45,11 +45,12 @@ from actlab.progress import Progress
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
 
-ANALYSIS_REVISION = 3
+ANALYSIS_REVISION = 4
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
 saved results from before are recomputed instead of reused (2: double-descent criterion 5 looks from
 ``smooth_window`` epochs before the peak; 3: null baselines (separation noise floor, path-attribution
-permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap)."""
+permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap; 4: the
+separation's noise floor as a within-class permutation test, 199 path permutations, exact image PCA)."""
 
 
 @dataclass(frozen=True)
