@@ -305,16 +305,17 @@ def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_
 
 
 def explained_by(difference_low: float, difference_high: float, input_p_value: float, output_p_value: float,
-                 alpha: float = 0.05) -> str:
-    """Verdict of the input-versus-output comparison.
+                 input_r2: float = np.inf, output_r2: float = np.inf, alpha: float = 0.05) -> str:
+    """Verdict of the input-versus-output comparison of one unit (one test at ``alpha``; the summary's verdict
+    also controls the false discovery rate over the four tests, :func:`actlab.analysis.pipeline.explained_verdict`).
 
-    ``"input"`` when the 95 % interval of R^2_input - R^2_best_output lies above 0 and ``input_p_value <
-    alpha``; ``"output"`` when it lies below 0 and the best output target's ``output_p_value < alpha``;
-    ``"undecided"`` otherwise (including NaN).
+    ``"input"`` when the 95 % interval of R^2_input - R^2_best_output lies above 0, ``input_p_value < alpha``
+    and ``input_r2 > 0``; ``"output"`` when it lies below 0, the best output target's ``output_p_value < alpha``
+    and its ``output_r2 > 0``; ``"undecided"`` otherwise (including NaN): a negative R^2 explains nothing.
     """
-    if difference_low > 0 and input_p_value < alpha:
+    if difference_low > 0 and input_p_value < alpha and input_r2 > 0:
         return "input"
-    if difference_high < 0 and output_p_value < alpha:
+    if difference_high < 0 and output_p_value < alpha and output_r2 > 0:
         return "output"
     return "undecided"
 
@@ -373,7 +374,7 @@ def explain_unit(values: xr.DataArray, probes: xr.Dataset, predicted: xr.DataArr
     best = OUTPUT_TARGETS[int(np.argmax(np.where(np.isnan(r2), -np.inf, r2)))]
     difference, low, high = paired_r2_difference(y, input_predicted, output_predicted[best], n_bootstrap=n_bootstrap,
                                                  seed=seed)
-    verdict = explained_by(low, high, input_p, p[OUTPUT_TARGETS.index(best)])
+    verdict = explained_by(low, high, input_p, p[OUTPUT_TARGETS.index(best)], input_r2, r2[OUTPUT_TARGETS.index(best)])
     p_floor = 1.0 / (1 + n_permutations)
     return xr.Dataset(
         {
@@ -390,9 +391,9 @@ def explain_unit(values: xr.DataArray, probes: xr.Dataset, predicted: xr.DataArr
                                                          f"({n_bootstrap} resamples)", "units": "1"}),
             "r2_difference_high": ((), high, {"long_name": f"97.5 % point of r2_difference, paired bootstrap over samples "
                                                            f"({n_bootstrap} resamples)", "units": "1"}),
-            "explained_by": ((), verdict, {"long_name": "input if the 95 % interval of r2_difference lies above 0 and "
-                                                        "input_p_value < 0.05, output if below 0 and the best target's "
-                                                        "p-value < 0.05, else undecided"}),
+            "explained_by": ((), verdict, {"long_name": "input if the 95 % interval of r2_difference lies above 0, "
+                                                        "input_p_value < 0.05 and input_r2 > 0, output if below 0 and "
+                                                        "the best target's p-value < 0.05 and R^2 > 0, else undecided"}),
         },
         coords={"target": list(OUTPUT_TARGETS)},
         attrs={"alpha": alpha, "n_splits": n_splits, "n_permutations": n_permutations, "n_bootstrap": n_bootstrap,
