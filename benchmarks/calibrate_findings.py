@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from actlab.analysis import large_activation, paths, separation
-from actlab.analysis.inference import LEVEL
+from actlab.analysis.inference import LEVEL, benjamini_hochberg
 from actlab.analysis.pipeline import explained_verdict, family_decisions
 
 N_CLASSES = 10
@@ -166,6 +166,25 @@ TESTS = {
 }
 """Test -> (draws' p-values, planted effect size: the shift length in units of the per-unit noise sd)."""
 
+def halves_rule_p_values(design: tuple[int, int], effect: float, rng: np.random.Generator, draws: int) -> np.ndarray:
+    """For comparison, the rule before issue 17: "below its noise floor" when the mean clean-noisy cosine lies below the
+    cosine of two random halves of the clean probes (n/2 against n/2). Returned as p-values of 0 (fires) or 1."""
+    coords = probes(*design, 0, rng)
+    noisy = coords["group"] == "noisy"
+    x = class_centres(rng, draws)[:, coords["original_label"]] + rng.standard_normal((draws, len(noisy), N_UNITS))
+    x[:, noisy] += effect * unit_directions(rng, (draws, 1))
+    found = separation.signal_separation(as_activations(x, coords), N_CLASSES, seed=int(rng.integers(2**31))).compute()
+    return np.where(found["cos_clean_noisy_by_original_mean"].values < found["cos_clean_halves_mean"].values, 0.0, 1.0)
+
+
+def family_rejections(design: tuple[int, int], families: int, size: int, seed: int) -> int:
+    """Families of ``size`` noise-floor tests where nothing is planted in which Benjamini-Hochberg rejects any test
+    (with every hypothesis true, the false discovery rate is this family-wise rate)."""
+    rng = np.random.default_rng(seed)
+    p = np.concatenate([floor_p_values(design, 0.0, rng, BATCH) for _ in range(-(-families * size // BATCH))])
+    return sum(any(q <= LEVEL for q in benjamini_hochberg(p[k * size:(k + 1) * size].tolist())) for k in range(families))
+
+
 BATCH = 20
 """Draws simulated together (one activation array, its own probes and permutations)."""
 
@@ -200,6 +219,18 @@ def main(argv: list[str] | None = None) -> None:
     tp = sum(v == "input" for v in planted)
     print(f"{'explained_by (input/output, family rule)':42s} {'300 probes':>18s} {fp:>5d}/{len(null):<4d} = "
           f"{fp / len(null):.3f}   {tp:>4d}/{len(planted):<4d} = {tp / len(planted):.2f}  0.5")
+    print("family-wise: Benjamini-Hochberg over a family of 12 noise-floor tests (3 read epochs x 2 groupings x 2 "
+          "layers), nothing planted; the share of families with any rejection is the FDR")
+    for d, design in enumerate((DESIGNS[0], DESIGNS[-1])):
+        found = family_rejections(design, args.draws, 12, 9000 + d)
+        print(f"{'noise_floor family of 12, BH':42s} {design[0]:>9d}/{design[1]:<8d} {found:>5d}/{args.draws:<4d} = "
+              f"{found / args.draws:.3f}", flush=True)
+    print("for comparison, the rule before issue 17 (cosine below the floor of two clean halves, n/2 vs n/2):")
+    for d, design in enumerate(DESIGNS):
+        fp, n0 = rate(halves_rule_p_values, design, 0.0, args.draws, 7000 + d)
+        tp, n1 = rate(halves_rule_p_values, design, 1.0, args.draws, 7500 + d)
+        print(f"{'old halves rule (below its noise floor)':42s} {design[0]:>9d}/{design[1]:<8d} {fp:>5d}/{n0:<4d} = "
+              f"{fp / max(n0, 1):.3f}   {tp:>4d}/{n1:<4d} = {tp / max(n1, 1):.2f}  1", flush=True)
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
 
