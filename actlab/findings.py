@@ -7,9 +7,12 @@ here reads a store or draws a figure.
 
 Every sentence that interprets a number is chosen by one of the rule functions below (``*_words``);
 each states its rule in its docstring, and docs/analysis.md ("How findings are worded") lists them.
-A number is written with its interval where it has one: over seeds (``0.91 [0.88, 0.95]``, the
-median and its distribution-free interval) or, for one run, the interval the analysis computed
-(bootstrap, permutation null).
+Every verdict word comes from a test's decision after Benjamini-Hochberg within its family
+(:mod:`actlab.analysis.inference`; :func:`actlab.analysis.pipeline.family_decisions` writes them into the
+summary); over seeds the words count the seeds whose own test decided so. A number is written with its
+interval where it has one: over seeds with the number of seeds and the interval's coverage
+(``0.91 [0.88, 0.95] (n=5, 93.8%)``, :mod:`actlab.analysis.seeds`) or, for one run, the interval the analysis
+computed (bootstrap, permutation null).
 """
 
 from __future__ import annotations
@@ -52,13 +55,6 @@ def center(value: Any) -> Any:
     if is_counts(value):
         return value["value"]
     return value
-
-
-def bounds(value: Any, low: Any = None, high: Any = None) -> tuple[float | None, float | None]:
-    """The interval of a value: over seeds when ``value`` is an interval dict, else ``low`` and ``high`` (one run's own)."""
-    if is_interval(value) or is_share(value):
-        return value["low"], value["high"]
-    return center(low), center(high)
 
 
 def fmt(value: Any, spec: str = ".3g") -> str:

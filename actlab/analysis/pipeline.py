@@ -517,7 +517,8 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
             } for name in node["layer"].values}
 
         last = int(node["epoch"].values[-1])
-        at_phases = {phase: {"epoch": e, "by_layer": by_layer(e)} for phase, e in phase_epochs(results, node["epoch"].values).items()}
+        at_phases = {phase: {"epoch": e, "by_layer": by_layer(e)}
+                     for phase, e in phase_epochs(results, node["epoch"].values).items()}
         return {"epoch": last, "first_epoch": first, "first_epoch_is_initialisation": first == 0,
                 "by_layer": at_phases["last"]["by_layer"] if "last" in at_phases else by_layer(last), "at_phases": at_phases}
 
@@ -547,7 +548,8 @@ def _family_cells(found: dict[str, Any], family: str) -> list[tuple[dict[str, An
         cells = [(trend, "p_value", "changed") for at in separation_found["at_phases"].values()
                  for trend in at["depth_trend"].values()]
     if family == "path_split" and paths_found:
-        cells = [(row, "p_value", "beyond_null") for at in paths_found["at_phases"].values() for row in at["by_layer"].values()]
+        cells = [(row, "p_value", "beyond_null") for at in paths_found["at_phases"].values()
+                 for row in at["by_layer"].values()]
     if family == "split_change" and paths_found:
         cells = [(row, "gain_p_value", "gain_changed") for at in paths_found["at_phases"].values()
                  for row in at["by_layer"].values()]

@@ -156,8 +156,8 @@ def aggregate_summaries(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str,
     rows = [summaries[name] for name in names]
     out = {key: _combine([row.get(key) for row in rows], key) for key in _keys(rows) if key not in ("run", "errors")}
     out["errors"] = {name: dict(row.get("errors") or {}) for name, row in zip(names, rows) if row.get("errors")}
-    units = {name: f"{row['large_activation']['layer']} unit {row['large_activation']['unit']}" for name, row in zip(names, rows)
-             if row.get("large_activation") and row["large_activation"].get("unit") is not None}
+    units = {name: f"{row['large_activation']['layer']} unit {row['large_activation']['unit']}"
+             for name, row in zip(names, rows) if row.get("large_activation") and row["large_activation"].get("unit") is not None}
     if units and out.get("large_activation"):
         out["large_activation"].pop("unit", None)  # a unit's index means nothing across seeds: per seed only
         out["large_activation"]["units_by_seed"] = units
