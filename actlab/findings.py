@@ -7,9 +7,12 @@ here reads a store or draws a figure.
 
 Every sentence that interprets a number is chosen by one of the rule functions below (``*_words``);
 each states its rule in its docstring, and docs/analysis.md ("How findings are worded") lists them.
-A number is written with its interval where it has one: over seeds (``0.91 [0.88, 0.95]``, the
-median and its distribution-free interval) or, for one run, the interval the analysis computed
-(bootstrap, permutation null).
+Every verdict word comes from a test's decision after Benjamini-Hochberg within its family
+(:mod:`actlab.analysis.inference`; :func:`actlab.analysis.pipeline.family_decisions` writes them into the
+summary); over seeds the words count the seeds whose own test decided so. A number is written with its
+interval where it has one: over seeds with the number of seeds and the interval's coverage
+(``0.91 [0.88, 0.95] (n=5, 93.8%)``, :mod:`actlab.analysis.seeds`) or, for one run, the interval the analysis
+computed (bootstrap, permutation null).
 """
 
 from __future__ import annotations
@@ -54,21 +57,15 @@ def center(value: Any) -> Any:
     return value
 
 
-def bounds(value: Any, low: Any = None, high: Any = None) -> tuple[float | None, float | None]:
-    """The interval of a value: over seeds when ``value`` is an interval dict, else ``low`` and ``high`` (one run's own)."""
-    if is_interval(value) or is_share(value):
-        return value["low"], value["high"]
-    return center(low), center(high)
-
-
 def fmt(value: Any, spec: str = ".3g") -> str:
-    """A number as text: ``0.912``; over seeds ``0.912 [0.88, 0.95]``; a share ``3/5 seeds``; a name ``hidden3 (4/5 seeds)``."""
+    """A number as text: ``0.912``; over seeds ``0.912 [0.88, 0.95] (n=5, 93.8%)`` (seeds and coverage); a share ``3/5 seeds``; a name ``hidden3 (4/5 seeds)``."""
     if is_interval(value):
         if value["median"] is None:
             return "n/a"
         if value["n"] == 1 or value["low"] == value["high"]:
-            return fmt(value["median"], spec)
-        return f"{fmt(value['median'], spec)} [{fmt(value['low'], spec)}, {fmt(value['high'], spec)}]"
+            return f"{fmt(value['median'], spec)} (n={value['n']})"
+        return (f"{fmt(value['median'], spec)} [{fmt(value['low'], spec)}, {fmt(value['high'], spec)}] "
+                f"(n={value['n']}, {100 * value['coverage']:.3g}%)")
     if is_share(value):
         return "n/a" if value["share"] is None else f"{value['count']}/{value['n']} seeds"
     if is_counts(value):
@@ -118,77 +115,73 @@ def rule_of(words: Any) -> str:
     return " ".join((words.__doc__ or "").split("Rule: ", 1)[-1].split())
 
 
-def trend_words(low: float | None, high: float | None) -> str:
-    """Rule: a trend with depth is *falling* when its interval lies below 0, *rising* when above 0, else *no clear trend*."""
-    if low is None or high is None:
-        return "no trend measured"
-    if high < 0:
-        return "falling with depth"
-    if low > 0:
-        return "rising with depth"
-    return "no clear trend with depth"
+def _decided(decision: Any, yes: str, no: str) -> str:
+    """``yes`` / ``no`` for one run's test decision; over seeds ``yes in k of n seeds`` (each seed's own test)."""
+    if is_share(decision):
+        return f"{no} (tested in no seed)" if not decision["n"] else f"{yes} in {decision['count']} of {decision['n']} seeds"
+    if decision is None:
+        return "n/a (not tested)"
+    return yes if decision else no
 
 
-def floor_words(cosine: Any, floor: Any) -> str:
-    """Rule: a clean-noisy cosine is *below its noise floor* (a separation) when its upper bound lies below the floor's
-    lower bound (one run: the values themselves; seeds: their intervals), else *not below its noise floor*."""
-    _, cos_high = bounds(cosine, cosine, cosine)
-    floor_low, _ = bounds(floor, floor, floor)
-    if cos_high is None or floor_low is None:
-        return "noise floor n/a"
-    return "below its noise floor" if cos_high < floor_low else "not below its noise floor"
+def _directed(direction: Any, words: Mapping[str, str]) -> str:
+    """The words of a tested change (``increase``/``decrease``/``none``); over seeds the commonest, with its count."""
+    if is_counts(direction):
+        if direction["value"] is None:
+            return "n/a (not tested)"
+        return f"{words[direction['value']]} ({direction['counts'][direction['value']]}/{direction['n']} seeds)"
+    return words.get(direction, "n/a (not tested)") if direction is not None else "n/a (not tested)"
 
 
-def excess_words(excess: Any, low: Any, high: Any) -> str:
-    """Rule: a path split is *beyond its null* when the interval of its excess over the permutation null lies above 0
-    (one run: the bootstrap over test probes; seeds: the interval over seeds, and the median seed's own bootstrap
-    interval too, since the seeds share their probes), *below its null* when it lies below 0 alike, else *not beyond
-    its null*."""
-    lo, hi = bounds(excess, low, high)
-    if lo is None or hi is None:
-        return "null n/a"
-    if is_interval(excess):  # every seed reads the same probes: the typical seed's own interval must agree
-        own_low, own_high = center(low), center(high)
-        lo = lo if own_low is None else min(lo, own_low)
-        hi = hi if own_high is None else max(hi, own_high)
-    if lo > 0:
-        return "beyond its null"
-    if hi < 0:
-        return "below its null"
-    return "not beyond its null"
+TREND_WORDS = {"decrease": "separation rising with depth, relative to initialisation",
+               "increase": "separation falling with depth, relative to initialisation",
+               "none": "depth trend as at initialisation"}
 
 
-def gain_words(gain: Any, null_low: Any, null_high: Any) -> str:
-    """Rule: a split has *grown since initialisation* when its gain over the first recorded epoch exceeds the spread
-    of the permutation null (half its 95 % range; seeds: when the gain's interval over seeds lies above 0), *shrunk*
-    symmetrically, else it is *no larger than at initialisation*."""
-    if is_interval(gain):
-        lo, hi = bounds(gain)
-        if lo is None:
-            return "change since initialisation n/a"
-        return "grown since initialisation" if lo > 0 else "shrunk since initialisation" if hi < 0 else \
-            "no larger than at initialisation"
-    if gain is None or null_low is None or null_high is None:
-        return "change since initialisation n/a"
-    spread = (center(null_high) - center(null_low)) / 2
-    if gain > spread:
-        return "grown since initialisation"
-    if gain < -spread:
-        return "shrunk since initialisation"
-    return "no larger than at initialisation"
+def trend_words(direction: Any) -> str:
+    """Rule: the change since the first recorded epoch of the depth slope of the clean-noisy cosine is tested (exact
+    sign-flip test over classes, Benjamini-Hochberg in family depth_trend); when it rejects, a slope that fell
+    (cosine falling faster with depth) is *separation rising with depth, relative to initialisation*, one that
+    rose is *separation falling with depth, relative to initialisation*; else *depth trend as at initialisation*.
+    Seeds: the commonest of the seeds' words, with its count."""
+    return _directed(direction, TREND_WORDS)
+
+
+def floor_words(below: Any) -> str:
+    """Rule: a clean-noisy cosine is *below its noise floor* when the within-class permutation test (clean/noisy
+    membership shuffled within each class, same group sizes) rejects after Benjamini-Hochberg in family noise_floor,
+    else *not below its noise floor*; seeds: in how many seeds it is."""
+    return _decided(below, "below its noise floor", "not below its noise floor")
+
+
+def excess_words(beyond: Any) -> str:
+    """Rule: a path split is *beyond its null* when its one-sided permutation p-value rejects after Benjamini-Hochberg
+    in family path_split (the excess interval alone decides nothing), else *not beyond its null*; seeds: in how many
+    seeds it is."""
+    return _decided(beyond, "beyond its null", "not beyond its null")
+
+
+GAIN_WORDS = {"increase": "grown since initialisation", "decrease": "shrunk since initialisation",
+              "none": "no change since initialisation detected"}
+
+
+def gain_words(direction: Any) -> str:
+    """Rule: a split has *grown* (*shrunk*) *since initialisation* when the change since the first recorded epoch,
+    tested against the same permutations at both epochs (two-sided), rejects after Benjamini-Hochberg in family
+    split_change and is positive (negative); else *no change since initialisation detected*. Seeds: the commonest
+    of the seeds' words, with its count."""
+    return _directed(direction, GAIN_WORDS)
 
 
 def explanation_words(large: Mapping[str, Any]) -> str:
-    """Rule: the large unit is *explained by the input* when the interval of R²(input) − R²(best output) lies above 0
-    (one run: paired bootstrap, and the input's permutation p < 0.05; seeds: interval over seeds), *by the output*
-    when it lies below 0, else *undecided*."""
-    difference = large.get("r2_difference")
-    if is_interval(difference):
-        lo, hi = bounds(difference)
-        if lo is None:
-            return "undecided"
-        return "input" if lo > 0 else "output" if hi < 0 else "undecided"
-    return str(large.get("explained_by") or "undecided")
+    """Rule: the large unit is *explained by the input* when its input permutation test rejects after
+    Benjamini-Hochberg in family explained_by, its CV R² is positive and the paired bootstrap interval of R²(input) −
+    R²(best output) lies above 0; *by the output* alike with the best output target and the interval below 0; else
+    *undecided* (a negative R² is never an explanation). Seeds: the commonest verdict, with its count."""
+    verdict = large.get("explained_by")
+    if is_counts(verdict):
+        return fmt(verdict)
+    return str(verdict or "undecided")
 
 
 def descent_words(curve: Mapping[str, Any]) -> str:
@@ -233,7 +226,13 @@ def phase_when(summary: Mapping[str, Any], phase: str, recorded: Any) -> str:
 
 def _seeds_note(summary: Mapping[str, Any]) -> str:
     n = summary.get("n_seeds")
-    return f" Values are medians over {n} seeds with their 95% (distribution-free) intervals." if n else ""
+    if not n:
+        return ""
+    return (f" Values are medians over {n} seeds that share their data and probes, each with its interval, the number "
+            "of seeds n and the interval's coverage: distribution-free order statistics of the seeds' values (full range "
+            "when few seeds: 5 seeds cover 93.8%, 3 seeds 75%); where a seed has its own interval (bootstrap over probes "
+            "or classes, permutation range), a hierarchical bootstrap (seeds resampled, then each seed's own sampling) "
+            "gives it. Words count each seed's own test.")
 
 
 def _double_descent_findings(summary: Mapping[str, Any]) -> list[Finding]:
@@ -276,11 +275,14 @@ def _separation_findings(summary: Mapping[str, Any]) -> list[Finding]:
     rows = [Finding(
         "strongest clean-noisy separation",
         f"{fmt(sep.get('layer'))}, epoch {fmt_epoch(sep.get('epoch'))}: cos {fmt(sep.get('cosine'))} "
-        f"({_grouping_name(sep.get('grouping'))}), {floor_words(sep.get('cosine'), sep.get('noise_floor'))}",
-        f"lowest class-mean cosine between clean probes and {GROUPING_WORDS.get(center(sep.get('grouping')), '')}; "
-        f"noise floor {fmt(sep.get('noise_floor'))} (two random halves of the clean probes of a class), "
-        f"{fmt(sep.get('cosine_epoch0'))} at the first recorded epoch {fmt_epoch(sep.get('first_epoch'))}. "
-        + rule_of(floor_words),
+        f"({_grouping_name(sep.get('grouping'))}), {floor_words(sep.get('below_floor'))}",
+        f"the read layer and epoch whose class-mean cosine between clean probes and "
+        f"{GROUPING_WORDS.get(center(sep.get('grouping')), '')} lies furthest below its own noise floor "
+        f"({fmt(sep.get('floor_distance'))} below); noise floor {fmt(sep.get('noise_floor'))} "
+        f"[{fmt(sep.get('noise_floor_low'))}, {fmt(sep.get('noise_floor_high'))}] (mean and 95% range of the cosine "
+        f"with clean and noisy membership permuted within each class), {fmt_p(sep.get('p_value'), None)}, "
+        f"q = {fmt(sep.get('q_value'), '.2g')}; {fmt(sep.get('cosine_epoch0'))} at the first recorded epoch "
+        f"{fmt_epoch(sep.get('first_epoch'))}. " + rule_of(floor_words),
     )]
     for phase, at in (sep.get("at_phases") or {}).items():
         by_layer = at.get("by_layer") or {}
@@ -290,15 +292,18 @@ def _separation_findings(summary: Mapping[str, Any]) -> list[Finding]:
         when = phase_when(summary, phase, at.get("epoch"))
         for key, words in GROUPING_WORDS.items():
             trend = (at.get("depth_trend") or {}).get(key) or {}
-            low, high = bounds(trend.get("slope"), trend.get("low"), trend.get("high"))
-            reading = trend_words(low, high)
+            deepest = by_layer[last]
             rows.append(Finding(
                 f"separation at {PHASE_WORDS.get(phase, phase)}, {_grouping_name(key)}",
-                f"{first} {fmt(by_layer[first].get(key))} -> {last} {fmt(by_layer[last].get(key))}: {reading}",
-                f"class-mean cosine at {when} between clean probes and {words}, shallowest to deepest hidden layer; "
-                f"slope per layer {fmt_interval(trend.get('slope'), trend.get('low'), trend.get('high'))}; "
-                f"{last} is {floor_words(by_layer[last].get(key), by_layer[last].get('noise_floor'))} "
-                f"({fmt(by_layer[last].get('noise_floor'))}). " + rule_of(trend_words),
+                f"{first} {fmt(by_layer[first].get(key))} -> {last} {fmt(deepest.get(key))}: "
+                f"{trend_words(trend.get('direction'))}",
+                f"class-mean cosine at {when} between clean probes and {words}, shallowest to deepest hidden layer "
+                f"(a lower cosine is more separation); slope per layer {fmt_interval(trend.get('slope'), trend.get('low'), trend.get('high'))}, "
+                f"at the first recorded epoch {fmt(trend.get('slope_first'))}, change "
+                f"{fmt_interval(trend.get('change'), trend.get('change_low'), trend.get('change_high'))} "
+                f"(p = {fmt(trend.get('p_value'), '.2g')}, q = {fmt(trend.get('q_value'), '.2g')}); "
+                f"{last} is {floor_words(deepest.get(f'{key}_below_floor'))} (floor {fmt(deepest.get(f'{key}_floor'))}, "
+                f"q = {fmt(deepest.get(f'{key}_q_value'), '.2g')}). " + rule_of(trend_words),
             ))
     return rows
 
@@ -310,10 +315,12 @@ def _large_activation_findings(summary: Mapping[str, Any]) -> list[Finding]:
     dominant = large.get("dominant")
     dominance = ("dominant" if center(dominant) else "not dominant") if not is_share(dominant) else \
         f"dominant in {dominant['count']} of {dominant['n']} seeds"
+    units = large.get("units_by_seed")  # over seeds a unit's index names nothing shared: each seed's own
     rows = [Finding(
         "large activation",
-        f"{fmt(large.get('layer'))} unit {fmt(large.get('unit'))} ({dominance})",
-        f"mean |activation| {fmt(large.get('mean_abs'))}, {fmt(large.get('ratio_to_median'))}x the median of the layer's "
+        f"{fmt(large.get('layer'))} ({dominance})" if units else f"{fmt(large.get('layer'))} unit {fmt(large.get('unit'))} ({dominance})",
+        (f"units per seed: {', '.join(f'{seed} {unit}' for seed, unit in units.items())}; " if units else "")
+        + f"mean |activation| {fmt(large.get('mean_abs'))}, {fmt(large.get('ratio_to_median'))}x the median of the layer's "
         f"{fmt(large.get('n_active'))} active units, {fmt(large.get('ratio_to_second'))}x the second largest; dominant "
         f"from epoch {fmt_epoch(large.get('emergence_epoch'))}",
     )]
@@ -347,20 +354,31 @@ def _path_findings(summary: Mapping[str, Any]) -> list[Finding]:
     rows = []
     when = phase_when(summary, "last", paths.get("epoch"))
     for layer, at in (paths.get("by_layer") or {}).items():
-        excess = excess_words(at.get("excess"), at.get("excess_low"), at.get("excess_high"))
-        gain = gain_words(at.get("split_gain"), at.get("null_low"), at.get("null_high"))
         rows.append(Finding(
             f"path attribution, {layer}",
             f"clean path: {_percent(at.get('clean_share_correct'))} of correct vs {_percent(at.get('clean_share_wrong'))} "
-            f"of wrong; {excess}, {gain}",
+            f"of wrong; {excess_words(at.get('beyond_null'))}, {gain_words(at.get('gain_direction'))}",
             f"test probes at {when} closer to the clean than to the noisy class mean of their predicted class; split "
             f"{fmt(at.get('split'))} against the permutation null {fmt(at.get('null_mean'))} "
-            f"[{fmt(at.get('null_low'))}, {fmt(at.get('null_high'))}] ({fmt_p(at.get('p_value'), at.get('n_permutations'))}), "
-            f"excess {fmt_interval(at.get('excess'), at.get('excess_low'), at.get('excess_high'))}; "
-            f"{fmt(at.get('split_epoch0'))} at the first recorded epoch {fmt_epoch(paths.get('first_epoch'))}. "
+            f"[{fmt(at.get('null_low'))}, {fmt(at.get('null_high'))}] ({fmt_p(at.get('p_value'), at.get('n_permutations'))}, "
+            f"q = {fmt(at.get('q_value'), '.2g')}), excess {fmt_interval(at.get('excess'), at.get('excess_low'), at.get('excess_high'))}; "
+            f"{fmt(at.get('split_epoch0'))} at the first recorded epoch {fmt_epoch(paths.get('first_epoch'))} (change "
+            f"{fmt(at.get('split_gain'))}, p = {fmt(at.get('gain_p_value'), '.2g')}, q = {fmt(at.get('gain_q_value'), '.2g')}). "
             + rule_of(excess_words) + " " + rule_of(gain_words),
         ))
     return rows
+
+
+def _tests_finding(summary: Mapping[str, Any]) -> list[Finding]:
+    """One row naming every family of tests, its size and the method (stated once)."""
+    tests = summary.get("tests") or {}
+    if not tests:
+        return []
+    first = next(iter(tests.values()))
+    sizes = ", ".join(f"{name} ({fmt(family.get('size'), '.0f')} tests)" for name, family in tests.items())
+    return [Finding("tests behind the words", f"{center(first.get('method'))} at FDR {fmt(first.get('level'))}",
+                    f"families: {sizes}. " + " ".join(f"{name}: {center(family.get('description'))}."
+                                                      for name, family in tests.items()))]
 
 
 def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
@@ -377,7 +395,7 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
     list of Finding
     """
     rows = [*_double_descent_findings(summary), *_phase_findings(summary), *_separation_findings(summary),
-            *_large_activation_findings(summary), *_path_findings(summary)]
+            *_large_activation_findings(summary), *_path_findings(summary), *_tests_finding(summary)]
     note = _seeds_note(summary)
     if note and rows:
         rows.insert(0, Finding("seeds", str(summary.get("n_seeds")), note.strip()))
@@ -457,10 +475,11 @@ def comparison_row(name: str, summary: Mapping[str, Any]) -> list[str]:
         fmt_epoch(phases.get("noisy_fitted_epoch")) if phases else "n/a",
         f"{fmt(sep.get('layer'))} @ {fmt_epoch(sep.get('epoch'))} (cos {fmt(sep.get('cosine'))})" if sep else "n/a",
         fmt(sep.get("noise_floor")) if sep else "n/a",
-        f"{fmt(large.get('layer'))} unit {fmt(large.get('unit'))}" if large else "n/a",
+        (fmt(large.get("layer")) if large.get("units_by_seed") else f"{fmt(large.get('layer'))} unit {fmt(large.get('unit'))}")
+        if large else "n/a",
         fmt(large.get("ratio_to_median")) if large else "n/a",
         explanation_words(large) if large else "n/a",
         f"{layer}: {_percent(at.get('clean_share_correct'))} / {_percent(at.get('clean_share_wrong'))}" if layer else "n/a",
         (f"{fmt_interval(at.get('excess'), at.get('excess_low'), at.get('excess_high'))} "
-         f"({excess_words(at.get('excess'), at.get('excess_low'), at.get('excess_high'))})") if layer else "n/a",
+         f"({excess_words(at.get('beyond_null'))})") if layer else "n/a",
     ]

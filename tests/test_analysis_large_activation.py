@@ -133,6 +133,13 @@ def test_explained_by_rule(low, high, p_in, p_out, verdict):
     assert explained_by(low, high, p_in, p_out) == verdict
 
 
+def test_a_negative_r2_is_never_explained():
+    """Issue 17 item 8: MLP7 seed 0 was 'explained by input' with R^2 -0.044 (p <= 0.005)."""
+    assert explained_by(0.01, 0.2, 0.005, 0.5, input_r2=-0.044, output_r2=-0.1) == "undecided"
+    assert explained_by(-0.2, -0.01, 0.5, 0.005, input_r2=-0.3, output_r2=-0.02) == "undecided"
+    assert explained_by(0.01, 0.2, 0.005, 0.5, input_r2=0.044, output_r2=-0.1) == "input"
+
+
 def test_planted_verdicts_rest_on_the_paired_interval(tmp_path_factory):
     planted, results = cached_results(tmp_path_factory)
     node = results["large_activation"].to_dataset()

@@ -166,7 +166,7 @@ def test_composable_null_equals_pipeline(tmp_path_factory):
     run = actlab.open_run(planted.run_dir)
     act = run.layer("hidden2")
     attributed = path_attribution(act, predictions(run.layer("output")).compute())
-    null = paths.null_clean_paths(act.sel(epoch=[0, 50]), n_permutations=99).compute()
+    null = paths.null_clean_paths(act.sel(epoch=[0, 50]), n_permutations=paths.PATH_PERMUTATIONS).compute()
     found = paths.path_split_null(attributed, null)
     fused = results["paths"].to_dataset().sel(layer="hidden2", epoch=[0, 50])
     for name in ["split", *paths.NULL_VARIABLES, "split_null"]:
@@ -190,4 +190,15 @@ def test_summary_reads_the_null_at_the_last_and_phase_epochs(tmp_path_factory):
             for key, var in names.items():
                 assert values[key] == pytest.approx(float(row[var])), (layer, key)
             assert values["split_epoch0"] == pytest.approx(float(node["split"].sel(layer=layer, epoch=0)))
-            assert values["n_permutations"] == 99 and values["p_floor"] == pytest.approx(0.01)
+            assert values["n_permutations"] == 199 and values["p_floor"] == pytest.approx(1 / 200)
+
+
+def test_split_change_is_tested_against_the_paired_nulls():
+    rng = np.random.default_rng(4)
+    null_first, null = rng.normal(0, 0.1, 199), rng.normal(0.02, 0.1, 199)
+    change = null - null_first
+    for split, first in ((0.6, 0.1), (0.12, 0.1), (-0.5, 0.1)):
+        extreme = np.abs(change - change.mean()) >= abs(split - first - change.mean())
+        assert paths.split_change_p_value(split, first, null, null_first) == pytest.approx((1 + extreme.sum()) / 200)
+    assert paths.split_change_p_value(0.6, 0.1, null, null_first) == pytest.approx(1 / 200)  # beyond every permutation
+    assert paths.split_change_p_value(float("nan"), 0.1, null, null_first) is None

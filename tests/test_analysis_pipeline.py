@@ -40,7 +40,7 @@ def test_summary_headlines(tmp_path_factory):
     hidden3 = found["paths"]["by_layer"]["hidden3"]
     assert (hidden3["clean_share_correct"], hidden3["clean_share_wrong"], hidden3["split"]) == (1.0, 0.0, 1.0)
     # with 4 classes a perfect split arises by chance in about 1 / 2**4 of the permutations (see test_analysis_paths)
-    assert hidden3["p_value"] < 0.15 and hidden3["p_floor"] == pytest.approx(1 / 100) and hidden3["n_permutations"] == 99
+    assert hidden3["p_value"] < 0.15 and hidden3["p_floor"] == pytest.approx(1 / 200) and hidden3["n_permutations"] == 199
     assert hidden3["excess_low"] > 0.5 and hidden3["null_low"] <= hidden3["null_mean"] <= hidden3["null_high"]
     assert large["explained_by"] == "input" and large["r2_difference_low"] > 0 and large["input_p_floor"] == pytest.approx(0.01)
 
@@ -137,9 +137,14 @@ def test_strongest_separation_is_read_by_original_label_only(tmp_path_factory):
     assigned = separation["cos_clean_noisy_by_assigned_mean"]
     separation["cos_clean_noisy_by_assigned_mean"] = assigned.where(assigned["epoch"] != assigned["epoch"][1], -1.0)
     tree["separation"] = xr.DataTree(separation)
-    original = separation["cos_clean_noisy_by_original_mean"].sel(layer=["hidden1", "hidden2", "hidden3"])
-    where = original.where(original == original.min(), drop=True)
     found = summary(tree)["separation"]
+    # ranked by the distance below its own floor (by original label) over the hidden layers and read epochs
+    read = sorted({at["epoch"] for at in found["at_phases"].values()})
+    hidden = separation.sel(layer=["hidden1", "hidden2", "hidden3"], epoch=read)
+    distance = hidden["cos_clean_noisy_by_original_floor"] - hidden["cos_clean_noisy_by_original_mean"]
+    where = distance.where(distance == distance.max(), drop=True)
     assert found["grouping"] == "noisy_by_original"
     assert (found["layer"], found["epoch"]) == (str(where["layer"].values[0]), int(where["epoch"].values[0]))
-    assert found["cosine"] == pytest.approx(float(original.min()))
+    assert found["floor_distance"] == pytest.approx(float(distance.max()))
+    assert found["cosine"] == pytest.approx(float(hidden["cos_clean_noisy_by_original_mean"].sel(
+        layer=found["layer"], epoch=found["epoch"])))

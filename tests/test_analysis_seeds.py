@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from actlab.analysis.seeds import aggregate_summaries, counts, interval, share
+from actlab.analysis.seeds import aggregate_summaries, counts, hierarchical_interval, interval, share
 
 
 def test_five_seeds_give_the_full_range_and_its_coverage():
@@ -53,3 +53,28 @@ def test_aggregate_keeps_the_summary_structure():
     assert agg["x"]["unit"] == {"value": "7", "counts": {"7": 2, "300": 1}, "n": 3}  # a unit's index is a name, not a number
     with pytest.raises(ValueError, match="at least one seed"):
         aggregate_summaries({})
+
+
+def test_hierarchical_interval_adds_each_seeds_shared_sampling_to_the_spread_between_seeds():
+    """Issue 17 item 2: MLP5 was 'rising with depth' (slope 0.0043 [0.0028, 0.0053] over seeds) while every seed's own
+    class-bootstrap interval contained 0. With the seeds' shared sampling the interval over seeds contains 0 too."""
+    values, lows, highs = [0.0043, 0.0040, 0.0050, 0.0045, 0.0042], [-0.001, -0.002, -0.001, -0.001, -0.0015], \
+        [0.009, 0.010, 0.011, 0.010, 0.0099]
+    found = hierarchical_interval(values, lows, highs, n_bootstrap=2000, seed=3)
+    assert interval(values)["low"] > 0 and found["low"] < 0 < found["high"]
+    # by hand: resample seeds, then one shared normal draw scaled by each seed's own half-width / 1.96
+    rng = np.random.default_rng(3)
+    picks = rng.integers(0, 5, (2000, 5))
+    spread = (np.array(highs) - np.array(lows)) / (2 * stats.norm.ppf(0.975))
+    medians = np.median(np.array(values)[picks] + rng.standard_normal((2000, 1)) * spread[picks], axis=1)
+    assert (found["low"], found["high"]) == pytest.approx(tuple(np.percentile(medians, [2.5, 97.5])))
+    assert found["n"] == 5 and found["coverage"] == 0.95 and found["median"] == 0.0043
+
+
+def test_aggregate_uses_the_hierarchical_interval_where_seeds_carry_their_own():
+    rows = {f"seed{k}": {"paths": {"by_layer": {"hidden1": {"excess": 0.1 + k / 100, "excess_low": 0.0 + k / 100,
+                                                              "excess_high": 0.2 + k / 100, "split": 0.5 + k / 10}}}}
+            for k in range(3)}
+    found = aggregate_summaries(rows)["paths"]["by_layer"]["hidden1"]
+    assert found["excess"]["method"].startswith("hierarchical") and found["excess"]["low"] < 0.1
+    assert "method" not in found["split"] and found["split"]["coverage"] == 0.75  # no own interval: order statistics

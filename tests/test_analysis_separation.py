@@ -133,13 +133,71 @@ def test_planted_noise_floor_tells_separation_from_noise(tmp_path_factory):
     assert float(np.abs(hidden2["cos_clean_noisy_by_original_mean"] - hidden2["cos_clean_halves_mean"]).max()) < 0.1
     assert float(hidden2["cos_clean_halves_mean"].min()) < 0.95
     assert found["layer"] == "hidden3" and found["first_epoch"] == 0 and found["first_epoch_is_initialisation"]
-    assert found["noise_floor"] == pytest.approx(float(hidden3["cos_clean_halves_mean"].sel(epoch=found["epoch"])))
+    # ranked by the distance below its own permutation floor; hidden3 at every read epoch is far below it
+    assert found["noise_floor"] == pytest.approx(float(hidden3["cos_clean_noisy_by_original_floor"].sel(epoch=found["epoch"])))
+    assert found["floor_distance"] == pytest.approx(found["noise_floor"] - found["cosine"])
+    assert found["below_floor"] and found["p_value"] == pytest.approx(1 / 1000)
     assert found["cosine_epoch0"] == pytest.approx(float(hidden3["cos_clean_noisy_by_original_mean"].sel(epoch=0)))
     for reading in found["at_phases"].values():
         for layer, values in reading["by_layer"].items():
             row = sep.sel(layer=layer)
-            assert values["noise_floor"] == pytest.approx(float(row["cos_clean_halves_mean"].sel(epoch=reading["epoch"])))
+            assert values["noise_floor_halves"] == pytest.approx(float(row["cos_clean_halves_mean"].sel(epoch=reading["epoch"])))
             assert values["noisy_by_assigned_epoch0"] == pytest.approx(float(row["cos_clean_noisy_by_assigned_mean"].sel(epoch=0)))
+            # hidden1 (clean and noisy by original alike) and hidden2 (no class signal) are not below; hidden3 is
+            assert values["noisy_by_original_below_floor"] == (layer == "hidden3")
+
+
+def numpy_floor_p_value(x, planted, n_permutations, seed=0):
+    """The noise-floor test by hand: the mean over classes of the clean-noisy (by original label) cosine, against the
+    same with clean/noisy membership shuffled within each class as documented (blocks.null_memberships)."""
+    p = planted.probes
+    clean, noisy = np.where(p.group == 0, p.label, -1), np.where(p.group == 1, p.original_label, -1)
+    pools = [(np.flatnonzero((clean == c) | (noisy == c)), int(np.sum(clean == c))) for c in range(4)]
+    rng = np.random.default_rng(seed)
+    null = np.zeros((n_permutations, 4))
+    for k in range(n_permutations):
+        for c, (pool, n_clean) in enumerate(pools):
+            shuffled = rng.permutation(pool)
+            null[k, c] = numpy_cos([x[shuffled[:n_clean]].mean(axis=0)], [x[shuffled[n_clean:]].mean(axis=0)])[0]
+    observed = numpy_cos([x[clean == c].mean(axis=0) for c in range(4)], [x[noisy == c].mean(axis=0) for c in range(4)]).mean()
+    return null.mean(axis=1), (1 + np.sum(null.mean(axis=1) <= observed)) / (1 + n_permutations)
+
+
+def test_noise_floor_test_matches_a_numpy_permutation_test_and_the_pipeline(tmp_path_factory):
+    from actlab.analysis.separation import floor_null, floor_test
+
+    planted, results = cached_results(tmp_path_factory)
+    fused = results["separation"].to_dataset().sel(layer="hidden2")
+    act = actlab.open_run(planted.run_dir).layer("hidden2").sel(epoch=[0, 30])
+    direct = floor_test(signal_separation(act).compute(), floor_null(act, n_permutations=999).compute())
+    for epoch in (0, 30):
+        null, p_value = numpy_floor_p_value(post(planted, epoch, "hidden2"), planted, 999)
+        np.testing.assert_allclose(direct["cos_clean_noisy_by_original_null"].sel(epoch=epoch), null, rtol=1e-5)
+        assert float(direct["cos_clean_noisy_by_original_p_value"].sel(epoch=epoch)) == pytest.approx(p_value)
+        assert float(direct["cos_clean_noisy_by_original_floor"].sel(epoch=epoch)) == pytest.approx(null.mean(), rel=1e-5)
+    for epoch in fused.attrs["null_epochs"]:  # the fused pass computes the same test at its null epochs
+        null, p_value = numpy_floor_p_value(post(planted, epoch, "hidden2"), planted, 999)
+        np.testing.assert_allclose(fused["cos_clean_noisy_by_original_null"].sel(epoch=epoch), null, rtol=1e-5)
+        assert float(fused["cos_clean_noisy_by_original_p_value"].sel(epoch=epoch)) == pytest.approx(p_value)
+
+
+def test_depth_trend_change_since_the_first_epoch_is_an_exact_sign_flip_test():
+    import itertools
+
+    from actlab.analysis.separation import depth_trend
+
+    rng = np.random.default_rng(5)
+    first = rng.normal(0.9, 0.02, (4, 8))
+    later = first + np.linspace(0, -0.09, 4)[:, None] + rng.normal(0, 0.01, (4, 8))  # planted: separation grows with depth
+    found = depth_trend(xr.DataArray(later, dims=("layer", "class")), xr.DataArray(first, dims=("layer", "class")))
+    depth = np.arange(1, 5)
+    changes = np.array([np.polyfit(depth, later[:, c], 1)[0] - np.polyfit(depth, first[:, c], 1)[0] for c in range(8)])
+    assert found["change"] == pytest.approx(changes.mean()) and found["change"] < 0
+    flips = [abs(np.mean(np.array(signs) * changes)) >= abs(changes.mean()) - 1e-15
+             for signs in itertools.product((1, -1), repeat=8)]
+    assert found["p_value"] == pytest.approx(np.mean(flips)) and found["p_value"] <= 2 / 256
+    same = depth_trend(xr.DataArray(first, dims=("layer", "class")), xr.DataArray(first, dims=("layer", "class")))
+    assert same["change"] == 0 and same["p_value"] == 1.0
 
 
 def test_depth_trend_is_the_least_squares_slope_with_a_bootstrap_over_classes():

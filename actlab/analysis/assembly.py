@@ -43,6 +43,7 @@ class Statistics:
         self.moments: dict[str, Moments] = {}
         self.path_cosines: dict[str, np.ndarray] = {}
         self.null_clean_path: dict[str, dict[int, np.ndarray]] = {name: {} for name in run.layer_names}
+        self.floor_null: dict[str, dict[int, np.ndarray]] = {name: {} for name in run.layer_names}
         self.last_top_units: dict[str, np.ndarray] = {}
         self.last_top_values: dict[str, np.ndarray] = {}
         self.predicted = np.full((n_epochs, run.n_samples), -1, dtype=np.int64)
@@ -69,6 +70,8 @@ class Statistics:
         self.path_cosines[layer][index] = stats.path_cosines
         if stats.null_clean_path is not None:
             self.null_clean_path[layer][index] = stats.null_clean_path
+        if stats.floor_null is not None:
+            self.floor_null[layer][index] = stats.floor_null
         if stats.top_values is not None:
             self.last_top_units[layer] = stats.top_units
             self.last_top_values[layer] = stats.top_values
@@ -108,7 +111,8 @@ def layer_stack(datasets: list[xr.Dataset], names: list[str]) -> xr.Dataset:
 
 
 class SeparationAssembly:
-    """Node ``/separation``: cosines between class means of the groupings, with the clean-halves noise floor."""
+    """Node ``/separation``: cosines between class means of the groupings, with the clean-halves noise floor and
+    the permutation test of the clean-noisy cosines against their floor (:func:`separation.floor_test`)."""
 
     def __init__(self, stats: Statistics) -> None:
         self.stats = stats
@@ -118,7 +122,13 @@ class SeparationAssembly:
         halves = separation.half_means_dataarray(blocks.means_from_sums(stats.half_sums[name], plan.half_counts),
                                                  xr.DataArray(stats.run.epochs),
                                                  xr.DataArray(np.arange(stats.half_sums[name].shape[-1])), plan.half_counts)
-        return separation.separation_from_means(stats.means(name), halves)
+        separated = separation.separation_from_means(stats.means(name), halves)
+        found, epochs = stats.floor_null[name], stats.run.epochs
+        indices = sorted(found)
+        data = (np.stack([found[i] for i in indices]) if indices
+                else np.zeros((0, len(blocks.FLOOR_GROUPINGS), plan.floor_permutations, plan.n_classes)))
+        tested = separation.floor_test(separated, separation.floor_null_dataarray(data, epochs[indices], plan.n_classes))
+        return separated.merge(tested).assign_attrs({**separated.attrs, **tested.attrs})
 
     def combine(self, parts: list[xr.Dataset]) -> xr.Dataset:
         out = layer_stack(parts, self.stats.run.layer_names)

@@ -90,31 +90,77 @@ def half_codes(codes: np.ndarray, seed: int = SEED) -> np.ndarray:
     return out
 
 
-def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, seed: int = SEED) -> np.ndarray:
-    """Clean/noisy membership of the training probes permuted within each class (path-attribution null).
+def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, seed: int = SEED,
+                     noisy: str = "noisy_by_assigned") -> np.ndarray:
+    """Clean/noisy membership of the training probes permuted within each class (the permutation nulls).
 
-    For each class c the clean probes of class c and the noisy probes with ASSIGNED label c are pooled; each
-    permutation shuffles every pool (one ``numpy.random.default_rng(seed)``; permutation by permutation, class
-    by class in increasing order) and gives the first ``n_clean(c)`` probes to ``clean`` and the rest to
-    ``noisy_by_assigned``, so the class sizes of both signals are those of the run.
+    For each class c the clean probes of class c and the noisy probes of class c in grouping ``noisy`` are
+    pooled; each permutation shuffles every pool (one ``numpy.random.default_rng(seed)``; permutation by
+    permutation, class by class in increasing order) and gives the first ``n_clean(c)`` probes to ``clean`` and
+    the rest to the noisy grouping, so the class sizes of both groups are those of the run. With
+    ``noisy="noisy_by_assigned"`` this is the path-attribution null; :data:`FLOOR_GROUPINGS` give the
+    separation's noise-floor test (:func:`permuted_cosines`).
 
     Parameters
     ----------
     codes : ndarray of int, shape (grouping, sample)
         From :func:`grouping_codes`.
+    noisy : {"noisy_by_assigned", "noisy_by_original"}
+        The grouping pooled with the clean probes.
 
     Returns
     -------
-    ndarray of int64, shape (permutation, source, sample), sources :data:`PATH_SOURCES`; -1 outside
+    ndarray of int64, shape (permutation, source, sample), sources (clean, ``noisy``); -1 outside
     """
-    clean, noisy = (np.asarray(codes)[GROUPINGS.index(source)] for source in PATH_SOURCES)
-    pools = [(np.flatnonzero((clean == c) | (noisy == c)), int(np.sum(clean == c))) for c in range(n_classes)]
+    clean, other = np.asarray(codes)[GROUPINGS.index("clean")], np.asarray(codes)[GROUPINGS.index(noisy)]
+    pools = [(np.flatnonzero((clean == c) | (other == c)), int(np.sum(clean == c))) for c in range(n_classes)]
     rng = np.random.default_rng(seed)
-    out = np.full((n_permutations, len(PATH_SOURCES), len(clean)), -1, dtype=np.int64)
+    out = np.full((n_permutations, 2, len(clean)), -1, dtype=np.int64)
     for p in range(n_permutations):
         for c, (pool, n_clean) in enumerate(pools):
             shuffled = rng.permutation(pool)
             out[p, 0, shuffled[:n_clean]], out[p, 1, shuffled[n_clean:]] = c, c
+    return out
+
+
+FLOOR_GROUPINGS: tuple[str, ...] = ("noisy_by_original", "noisy_by_assigned")
+"""Groupings whose clean-noisy cosine is tested against its noise floor (:func:`permuted_cosines`)."""
+
+FLOOR_PERMUTATIONS = 999
+"""Default permutations of the noise-floor test of the separation (:func:`permuted_cosines`)."""
+
+
+def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.ndarray:
+    """Cosine between the clean and the noisy class means under each permutation of :func:`null_memberships`.
+
+    The noise floor of the clean-noisy cosine: the same statistic as observed (the cosine of a class's clean
+    mean with its noisy mean), with clean and noisy membership shuffled within the class, so both groups keep
+    the sizes of the comparison (n clean against m noisy probes). Only the permuted noisy sums are products
+    (an indicator over the class's pool); the clean sum is the pool's sum minus them.
+
+    Parameters
+    ----------
+    x : ndarray, shape (sample, unit)
+    members : ndarray of int, shape (permutation, source, sample)
+        :func:`null_memberships`, sources (clean, noisy).
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of float64, shape (permutation, class); NaN where a class has no clean or no noisy probe or a
+    permuted mean is zero
+    """
+    x = np.asarray(x)
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
+    out = np.full((members.shape[0], n_classes), np.nan)
+    for c in range(n_classes):
+        pool = np.flatnonzero((members[0] == c).any(axis=0))
+        if len(pool) == 0 or not (members[0, 1, pool] == c).any() or not (members[0, 0, pool] == c).any():
+            continue
+        block = x[pool].astype(dtype, copy=False)
+        noisy = ((members[:, 1, pool] == c).astype(dtype) @ block).astype(np.float64)
+        clean = block.astype(np.float64).sum(axis=0) - noisy
+        out[:, c] = cosine(clean, noisy)
     return out
 
 
@@ -364,6 +410,8 @@ class BlockPlan:
     """Seed of the clean halves (:func:`half_codes`) and of the path null (:func:`null_memberships`)."""
     null_permutations: int = 0
     """Permutations of the path-attribution null (:func:`null_clean_paths`)."""
+    floor_permutations: int = 0
+    """Permutations of the noise-floor test of the separation (:func:`permuted_cosines`)."""
     halves: np.ndarray = field(init=False, repr=False)
     """``half_codes(codes, seed)``, shape (half, sample)."""
     counts: np.ndarray = field(init=False, repr=False)
@@ -377,6 +425,9 @@ class BlockPlan:
     null_members: np.ndarray = field(init=False, repr=False)
     """``null_memberships(codes, n_classes, null_permutations, seed)`` as int8, drawn once per run; shape
     (permutation, source, sample)."""
+    floor_members: np.ndarray = field(init=False, repr=False)
+    """``null_memberships(codes, n_classes, floor_permutations, seed, noisy=g)`` for each g of
+    :data:`FLOOR_GROUPINGS`, drawn once per run; shape (grouping, permutation, source, sample)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "halves", half_codes(self.codes, self.seed))
@@ -386,6 +437,9 @@ class BlockPlan:
         object.__setattr__(self, "test_rows", compact_index(self.test_index))
         members = null_memberships(self.codes, self.n_classes, self.null_permutations, self.seed)
         object.__setattr__(self, "null_members", members.astype(np.int8 if self.n_classes <= 127 else np.int64))
+        floor = np.stack([null_memberships(self.codes, self.n_classes, self.floor_permutations, self.seed, noisy=g)
+                          for g in FLOOR_GROUPINGS])
+        object.__setattr__(self, "floor_members", floor.astype(np.int8 if self.n_classes <= 127 else np.int64))
 
     @property
     def all_codes(self) -> np.ndarray:
@@ -406,7 +460,10 @@ class BlockStats:
         None for blocks of epochs the PCA is not fitted on.
     path_cosines : (source, test_sample, class) float32, sources :data:`PATH_SOURCES`
     null_clean_path : (permutation, test_sample, class) int8 or None
-        :func:`null_clean_paths` (blocks of the epochs the null is computed at), else None.
+        :func:`null_clean_paths` (blocks of the epochs the null is computed at, with test probes), else None.
+    floor_null : (grouping, permutation, class) float64 or None
+        :func:`permuted_cosines` for each of :data:`FLOOR_GROUPINGS` (blocks of the epochs the nulls are
+        computed at), else None.
     top_units : (rank,) int, by mean_abs
     top_values : (rank, sample) float32 |activation| of the top units, or None
     predicted : (sample,) int argmax over units (output layer), or None
@@ -419,6 +476,7 @@ class BlockStats:
     moments: Moments | None
     path_cosines: np.ndarray
     null_clean_path: np.ndarray | None
+    floor_null: np.ndarray | None
     top_units: np.ndarray
     top_values: np.ndarray | None
     predicted: np.ndarray | None
@@ -519,7 +577,8 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
     moments : bool
         Compute the PCA moments (only for the epochs the PCA is fitted on).
     null : bool
-        Compute the path-attribution null (:func:`null_clean_paths`; only at a few epochs).
+        Compute the path-attribution null (:func:`null_clean_paths`, when the run has test probes) and the
+        noise-floor test (:func:`permuted_cosines`); only at a few epochs.
     """
     every = group_sums(x, plan.all_codes, plan.n_classes, plan.segments)  # one product for groupings and halves
     sums = every[: len(GROUPINGS)]
@@ -532,7 +591,9 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
         max_abs=max_abs,
         moments=Moments.from_block(x) if moments else None,
         path_cosines=path_cosines(x, sums, plan.counts, plan.test_rows),
-        null_clean_path=null_clean_paths(x, plan) if null else None,
+        null_clean_path=null_clean_paths(x, plan) if null and len(plan.test_index) else None,
+        floor_null=np.stack([permuted_cosines(x, members, plan.n_classes) for members in plan.floor_members])
+        if null else None,
         top_units=top,
         top_values=np.abs(x[:, top]).T.astype(np.float32) if keep_top_values else None,
         predicted=np.argmax(x, axis=1) if predictions else None,

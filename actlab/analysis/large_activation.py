@@ -146,7 +146,11 @@ def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = N_TOP, min_ratio_to_me
 
 
 def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = SEED) -> np.ndarray:
-    """Whitened principal components of probe images scaled to [0, 1] (float32, randomized SVD, 2 power iterations).
+    """Whitened principal components of probe images scaled to [0, 1] (exact: ARPACK to machine precision).
+
+    The leading components come from scikit-learn's ``PCA(svd_solver="arpack")`` (Lanczos iterations run to
+    convergence, ``tol=0``, on the float32 pixels: explained variances equal those of a float64 eigendecomposition
+    to about 1e-6 relative), or a full SVD when ``n_components`` is not below the smaller side of the data.
 
     Parameters
     ----------
@@ -158,7 +162,8 @@ def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = SE
     """
     flat = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / np.float32(255.0)
     k = min(n_components, len(flat) - 1, flat.shape[1])
-    pca = SklearnPCA(n_components=k, whiten=True, svd_solver="randomized", iterated_power=2, random_state=seed)
+    solver = "arpack" if k < min(flat.shape) else "full"
+    pca = SklearnPCA(n_components=k, whiten=True, svd_solver=solver, random_state=seed)
     return pca.fit_transform(flat).astype(np.float64)
 
 
@@ -300,16 +305,17 @@ def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_
 
 
 def explained_by(difference_low: float, difference_high: float, input_p_value: float, output_p_value: float,
-                 alpha: float = 0.05) -> str:
-    """Verdict of the input-versus-output comparison.
+                 input_r2: float = np.inf, output_r2: float = np.inf, alpha: float = 0.05) -> str:
+    """Verdict of the input-versus-output comparison of one unit (one test at ``alpha``; the summary's verdict
+    also controls the false discovery rate over the four tests, :func:`actlab.analysis.pipeline.explained_verdict`).
 
-    ``"input"`` when the 95 % interval of R^2_input - R^2_best_output lies above 0 and ``input_p_value <
-    alpha``; ``"output"`` when it lies below 0 and the best output target's ``output_p_value < alpha``;
-    ``"undecided"`` otherwise (including NaN).
+    ``"input"`` when the 95 % interval of R^2_input - R^2_best_output lies above 0, ``input_p_value < alpha``
+    and ``input_r2 > 0``; ``"output"`` when it lies below 0, the best output target's ``output_p_value < alpha``
+    and its ``output_r2 > 0``; ``"undecided"`` otherwise (including NaN): a negative R^2 explains nothing.
     """
-    if difference_low > 0 and input_p_value < alpha:
+    if difference_low > 0 and input_p_value < alpha and input_r2 > 0:
         return "input"
-    if difference_high < 0 and output_p_value < alpha:
+    if difference_high < 0 and output_p_value < alpha and output_r2 > 0:
         return "output"
     return "undecided"
 
@@ -368,7 +374,7 @@ def explain_unit(values: xr.DataArray, probes: xr.Dataset, predicted: xr.DataArr
     best = OUTPUT_TARGETS[int(np.argmax(np.where(np.isnan(r2), -np.inf, r2)))]
     difference, low, high = paired_r2_difference(y, input_predicted, output_predicted[best], n_bootstrap=n_bootstrap,
                                                  seed=seed)
-    verdict = explained_by(low, high, input_p, p[OUTPUT_TARGETS.index(best)])
+    verdict = explained_by(low, high, input_p, p[OUTPUT_TARGETS.index(best)], input_r2, r2[OUTPUT_TARGETS.index(best)])
     p_floor = 1.0 / (1 + n_permutations)
     return xr.Dataset(
         {
@@ -385,9 +391,9 @@ def explain_unit(values: xr.DataArray, probes: xr.Dataset, predicted: xr.DataArr
                                                          f"({n_bootstrap} resamples)", "units": "1"}),
             "r2_difference_high": ((), high, {"long_name": f"97.5 % point of r2_difference, paired bootstrap over samples "
                                                            f"({n_bootstrap} resamples)", "units": "1"}),
-            "explained_by": ((), verdict, {"long_name": "input if the 95 % interval of r2_difference lies above 0 and "
-                                                        "input_p_value < 0.05, output if below 0 and the best target's "
-                                                        "p-value < 0.05, else undecided"}),
+            "explained_by": ((), verdict, {"long_name": "input if the 95 % interval of r2_difference lies above 0, "
+                                                        "input_p_value < 0.05 and input_r2 > 0, output if below 0 and "
+                                                        "the best target's p-value < 0.05 and R^2 > 0, else undecided"}),
         },
         coords={"target": list(OUTPUT_TARGETS)},
         attrs={"alpha": alpha, "n_splits": n_splits, "n_permutations": n_permutations, "n_bootstrap": n_bootstrap,

@@ -19,7 +19,7 @@ from actlab.analysis.blocks import N_BOOTSTRAP, PATH_SOURCES, SEED
 
 RELEVANT = ("predicted", "label")
 """Classes whose signals can be compared; the first is the default."""
-PATH_PERMUTATIONS = 99
+PATH_PERMUTATIONS = 199
 """Default permutations of the path-attribution null (:func:`null_clean_paths`)."""
 
 
@@ -273,6 +273,31 @@ def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.
     return {"split": observed, "null": null, "null_mean": null_mean, "null_low": float(null_low),
             "null_high": float(null_high), "excess": observed - null_mean, "excess_low": float(excess_low),
             "excess_high": float(excess_high), "p_value": float(p_value)}
+
+
+def split_change_p_value(split: float, split_first: float, null: np.ndarray, null_first: np.ndarray) -> float | None:
+    """Two-sided permutation p-value of the change of the split since the first recorded epoch.
+
+    Both epochs' nulls use the same permutations of the training probes (:func:`null_clean_paths` draws them
+    once per run), so ``null - null_first`` is the change under each permutation; p = (1 + #{|change_null -
+    its mean| >= |change - that mean|}) / (1 + permutations).
+
+    Parameters
+    ----------
+    split, split_first : float
+    null, null_first : ndarray, shape (permutation,)
+
+    Returns
+    -------
+    float or None (a NaN split or null)
+    """
+    change = split - split_first
+    null_change = np.asarray(null, dtype=float) - np.asarray(null_first, dtype=float)
+    if not np.isfinite(change) or not np.isfinite(null_change).all() or len(null_change) == 0:
+        return None
+    centre = null_change.mean()
+    extreme = np.abs(null_change - centre) >= abs(change - centre) * (1 - 1e-12)
+    return float((1 + np.sum(extreme)) / (1 + len(null_change)))
 
 
 NULL_VARIABLES: dict[str, str] = {

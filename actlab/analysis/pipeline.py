@@ -24,7 +24,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from actlab import __version__
-from actlab.analysis import blocks, curves, large_activation, paths, separation
+from actlab.analysis import blocks, curves, inference, large_activation, paths, separation
 from actlab.analysis.assembly import (
     Assembly,
     LargeActivationAssembly,
@@ -45,11 +45,12 @@ from actlab.progress import Progress
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
 
-ANALYSIS_REVISION = 3
+ANALYSIS_REVISION = 4
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
 saved results from before are recomputed instead of reused (2: double-descent criterion 5 looks from
 ``smooth_window`` epochs before the peak; 3: null baselines (separation noise floor, path-attribution
-permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap)."""
+permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap; 4: the
+separation's noise floor as a within-class permutation test, 199 path permutations, exact image PCA)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
     each layer's last block is in."""
     run, plan = stats.run, stats.plan
     last, output = len(run.epochs) - 1, run.layer_names[-1]
-    pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist()) if len(plan.test_index) else set()
+    pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
     tasks = [
         _BlockTask(name, i, (str(run.path), name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
                              run.opened, run.store_folder),
@@ -170,6 +171,7 @@ def analyze(
     n_permutations: int = large_activation.N_PERMUTATIONS,
     n_bootstrap: int = blocks.N_BOOTSTRAP,
     path_permutations: int = paths.PATH_PERMUTATIONS,
+    floor_permutations: int = blocks.FLOOR_PERMUTATIONS,
     seed: int = blocks.SEED,
     relevant: str = paths.RELEVANT[0],
     pca_epochs: int | None = PCA_EPOCHS,
@@ -195,6 +197,8 @@ def analyze(
         excess of the split over its null).
     path_permutations : int
         Permutations of the path-attribution null, computed at the first, the last and the phase epochs only.
+    floor_permutations : int
+        Permutations of the separation's noise-floor test, computed at the same epochs.
     pca_epochs : int or None
         The PCA is fitted on the pooled activations of this many recorded epochs, evenly spaced, first and
         last included (``None``: every epoch). The unit x unit scatter matrix is the costliest block
@@ -223,7 +227,8 @@ def analyze(
     if pca_epochs is not None and (not isinstance(pca_epochs, (int, np.integer)) or pca_epochs < 2):
         raise ConfigError(f"pca_epochs must be None or an integer >= 2; got {pca_epochs!r}")
     for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations),
-                        ("n_bootstrap", n_bootstrap), ("path_permutations", path_permutations)):
+                        ("n_bootstrap", n_bootstrap), ("path_permutations", path_permutations),
+                        ("floor_permutations", floor_permutations)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be a positive integer; got {value!r}")
     if n_top < 2:
@@ -232,19 +237,23 @@ def analyze(
     max_workers = int(max_workers or os.cpu_count() or 1)
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
                       min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
-                      path_permutations=path_permutations, seed=seed, relevant=relevant, pca_epochs=pca_epochs)
-    plan = block_plan(run, n_top=n_top, seed=seed, null_permutations=path_permutations)
+                      path_permutations=path_permutations, floor_permutations=floor_permutations, seed=seed,
+                      relevant=relevant, pca_epochs=pca_epochs)
+    plan = block_plan(run, n_top=n_top, seed=seed, null_permutations=path_permutations,
+                      floor_permutations=floor_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
         return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress)
 
 
 def block_plan(run: Run, *, n_top: int = large_activation.N_TOP, seed: int = blocks.SEED,
-               null_permutations: int = paths.PATH_PERMUTATIONS) -> BlockPlan:
+               null_permutations: int = paths.PATH_PERMUTATIONS,
+               floor_permutations: int = blocks.FLOOR_PERMUTATIONS) -> BlockPlan:
     """The per-run constants of the fused pass (:class:`~actlab.analysis.blocks.BlockPlan`), from the run's probes."""
     probes = run.probes
     codes = blocks.grouping_codes(probes["group"].values, probes["label"].values, probes["original_label"].values)
     return BlockPlan(codes=codes, n_classes=run.n_classes, test_index=np.flatnonzero(probes["group"].values == "test"),
-                     n_top=n_top, seed=seed, null_permutations=null_permutations)
+                     n_top=n_top, seed=seed, null_permutations=null_permutations,
+                     floor_permutations=floor_permutations)
 
 
 def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *, scheduler: str | None,
@@ -410,40 +419,46 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
     def strongest_separation() -> dict[str, Any]:
         node = results["separation"].to_dataset()
         node = node.sel(layer=_hidden_layers(results, node))
-        pairs = {"noisy_by_original": "cos_clean_noisy_by_original_mean", "noisy_by_assigned": "cos_clean_noisy_by_assigned_mean"}
-        # the study's separation: noisy probes grouped by their ORIGINAL class; grouped by assigned label, the
-        # cosine is low at initialisation-like epochs only because the groups hold other classes' images
-        original = node[pairs["noisy_by_original"]].transpose("layer", "epoch").values
+        pairs = {g: f"cos_clean_{g}" for g in blocks.FLOOR_GROUPINGS}
         first = int(node["epoch"].values[0])
-        if not np.isfinite(original).any():
-            return {"layer": None, "epoch": None, "cosine": None, "noise_floor": None, "cosine_epoch0": None,
-                    "first_epoch": first, "first_epoch_is_initialisation": first == 0, "grouping": "noisy_by_original",
-                    "last_epoch": {}, "at_phases": {}}
-        layer, epoch = np.unravel_index(int(np.nanargmin(original)), original.shape)
-        floor = "cos_clean_halves_mean"
+        floor_keys = {"floor": "_floor", "floor_low": "_floor_low", "floor_high": "_floor_high", "p_value": "_p_value"}
 
         def value(var: str, name: Any, epoch_value: int) -> float | None:
-            return _number(float(node[var].sel(layer=name, epoch=epoch_value)))
+            return _number(float(node[var].sel(layer=name, epoch=epoch_value))) if var in node else None
 
-        def by_layer(epoch_value: int) -> dict[str, dict[str, float | None]]:
-            return {str(name): {**{grouping: value(var, name, epoch_value) for grouping, var in pairs.items()},
-                                "noise_floor": value(floor, name, epoch_value),
-                                **{f"{grouping}_epoch0": value(var, name, first) for grouping, var in pairs.items()}}
+        def by_layer(epoch_value: int) -> dict[str, dict[str, Any]]:
+            return {str(name): {**{g: value(f"{var}_mean", name, epoch_value) for g, var in pairs.items()},
+                                **{f"{g}_{key}": value(var + suffix, name, epoch_value)
+                                   for g, var in pairs.items() for key, suffix in floor_keys.items()},
+                                **{f"{g}_epoch0": value(f"{var}_mean", name, first) for g, var in pairs.items()},
+                                "noise_floor_halves": value("cos_clean_halves_mean", name, epoch_value)}
                     for name in node["layer"].values}
 
         def trends(epoch_value: int) -> dict[str, dict[str, Any]]:
-            at = node.sel(epoch=epoch_value)
-            return {grouping: separation.depth_trend(at[var.removesuffix("_mean")], seed=int(node.attrs.get("seed", 0)))
-                    for grouping, var in pairs.items()}
+            at, start = node.sel(epoch=epoch_value), node.sel(epoch=first)
+            return {g: separation.depth_trend(at[var], None if epoch_value == first else start[var],
+                                              seed=int(node.attrs.get("seed", 0)))
+                    for g, var in pairs.items()}
 
         at_phases = {phase: {"epoch": e, "by_layer": by_layer(e), "depth_trend": trends(e)}
                      for phase, e in phase_epochs(results, node["epoch"].values).items()}
-        best_layer, best_epoch = node["layer"].values[layer], int(node["epoch"].values[epoch])
-        return {"layer": str(best_layer), "epoch": best_epoch,
-                "cosine": float(original[layer, epoch]), "noise_floor": value(floor, best_layer, best_epoch),
-                "cosine_epoch0": value(pairs["noisy_by_original"], best_layer, first),
-                "first_epoch": first, "first_epoch_is_initialisation": first == 0, "grouping": "noisy_by_original",
-                "last_epoch": by_layer(int(node["epoch"].values[-1])), "at_phases": at_phases}
+        last = at_phases["last"]["by_layer"] if "last" in at_phases else by_layer(int(node["epoch"].values[-1]))
+        out = {"first_epoch": first, "first_epoch_is_initialisation": first == 0, "grouping": "noisy_by_original",
+               "last_epoch": last, "at_phases": at_phases}
+        # the strongest separation: the read (layer, epoch) cell whose cosine lies furthest below its own floor
+        cells = [(at["by_layer"][layer]["noisy_by_original_floor"] - at["by_layer"][layer]["noisy_by_original"],
+                  layer, at["epoch"]) for at in at_phases.values() for layer in at["by_layer"]
+                 if at["by_layer"][layer]["noisy_by_original_floor"] is not None
+                 and at["by_layer"][layer]["noisy_by_original"] is not None]
+        if not cells:
+            return {**out, **dict.fromkeys(("layer", "epoch", "cosine", "noise_floor", "noise_floor_low",
+                                            "noise_floor_high", "floor_distance", "p_value", "cosine_epoch0"))}
+        distance, layer, epoch = max(cells, key=lambda cell: cell[0])
+        row = at_phases[next(p for p, at in at_phases.items() if at["epoch"] == epoch)]["by_layer"][layer]
+        return {**out, "layer": layer, "epoch": epoch, "cosine": row["noisy_by_original"],
+                "noise_floor": row["noisy_by_original_floor"], "noise_floor_low": row["noisy_by_original_floor_low"],
+                "noise_floor_high": row["noisy_by_original_floor_high"], "floor_distance": distance,
+                "p_value": row["noisy_by_original_p_value"], "cosine_epoch0": row["noisy_by_original_epoch0"]}
 
     def large() -> dict[str, Any]:
         node = results["large_activation"].to_dataset()
@@ -495,14 +510,17 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
                 **{key: _number(float(at[var].sel(layer=name))) for key, var in keys.items()},
                 "split_epoch0": _number(float(node["split"].sel(layer=name, epoch=first))),
                 "split_gain": _number(float(at["split"].sel(layer=name) - node["split"].sel(layer=name, epoch=first))),
+                "gain_p_value": None if epoch == first else paths.split_change_p_value(
+                    float(at["split"].sel(layer=name)), float(node["split"].sel(layer=name, epoch=first)),
+                    at["split_null"].sel(layer=name).values, node["split_null"].sel(layer=name, epoch=first).values),
                 "p_floor": 1.0 / (1 + n_permutations), "n_permutations": n_permutations,
             } for name in node["layer"].values}
 
         last = int(node["epoch"].values[-1])
+        at_phases = {phase: {"epoch": e, "by_layer": by_layer(e)}
+                     for phase, e in phase_epochs(results, node["epoch"].values).items()}
         return {"epoch": last, "first_epoch": first, "first_epoch_is_initialisation": first == 0,
-                "by_layer": by_layer(last),
-                "at_phases": {phase: {"epoch": e, "by_layer": by_layer(e)}
-                              for phase, e in phase_epochs(results, node["epoch"].values).items()}}
+                "by_layer": at_phases["last"]["by_layer"] if "last" in at_phases else by_layer(last), "at_phases": at_phases}
 
     recorded = [int(e) for e in attrs.get("epochs", [])]
     if recorded:
@@ -514,7 +532,96 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
     section("separation", "separation", strongest_separation)
     section("large_activation", "large_activation", large)
     section("paths", "paths", path_split)
+    out["tests"] = family_decisions(out)
     return json.loads(json.dumps(out, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _family_cells(found: dict[str, Any], family: str) -> list[tuple[dict[str, Any], str, str]]:
+    """The tests of one family in a summary: (the dict holding the p-value, its p key, the name of the test) each
+    once (a read epoch's rows under ``last_epoch`` or ``by_layer`` are the same dicts as under ``at_phases``)."""
+    cells: list[tuple[dict[str, Any], str, str]] = []
+    separation_found, paths_found, large = (found.get(name) for name in ("separation", "paths", "large_activation"))
+    if family == "noise_floor" and separation_found:
+        cells = [(row, f"{g}_p_value", f"{g}_below_floor") for at in separation_found["at_phases"].values()
+                 for row in at["by_layer"].values() for g in blocks.FLOOR_GROUPINGS]
+    if family == "depth_trend" and separation_found:
+        cells = [(trend, "p_value", "changed") for at in separation_found["at_phases"].values()
+                 for trend in at["depth_trend"].values()]
+    if family == "path_split" and paths_found:
+        cells = [(row, "p_value", "beyond_null") for at in paths_found["at_phases"].values()
+                 for row in at["by_layer"].values()]
+    if family == "split_change" and paths_found:
+        cells = [(row, "gain_p_value", "gain_changed") for at in paths_found["at_phases"].values()
+                 for row in at["by_layer"].values()]
+    if family == "explained_by" and large:
+        cells = [(large, "input_p_value", "input")] + [(large["output_p_value"], target, target)
+                                                        for target in large["output_p_value"]]
+    return list({(id(holder), key): (holder, key, name) for holder, key, name in cells}.values())
+
+
+def family_decisions(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Benjamini-Hochberg within each family of :data:`actlab.analysis.inference.FAMILIES`, written into ``found``.
+
+    Each tested cell gets its q-value next to its p-value (the p key with ``p_value`` replaced by ``q_value``)
+    and its decision under the test's name (True: rejects at :data:`~actlab.analysis.inference.LEVEL`). The
+    large activation's tests go to ``explained_by_q_value`` and ``explained_by_rejects`` (input and each output
+    target), and its ``explained_by`` becomes :func:`explained_verdict`.
+
+    Returns
+    -------
+    dict
+        family name -> ``description``, ``method``, ``level``, ``size`` (tests with a p-value).
+    """
+    out = {}
+    for family, description in inference.FAMILIES.items():
+        cells = _family_cells(found, family)
+        q_values = inference.benjamini_hochberg([holder.get(key) for holder, key, _ in cells])
+        for (holder, key, name), q in zip(cells, q_values):
+            if family == "explained_by":
+                large = found["large_activation"]
+                large.setdefault("explained_by_q_value", {})[name] = q
+                large.setdefault("explained_by_rejects", {})[name] = inference.rejects(q)
+            else:
+                holder[key.replace("p_value", "q_value")] = q
+                holder[name] = inference.rejects(q)
+        out[family] = {"description": description, "method": inference.METHOD, "level": inference.LEVEL,
+                       "size": sum(q is not None for q in q_values)}
+    for family, decision, change in (("depth_trend", "changed", "change"), ("split_change", "gain_changed", "split_gain")):
+        for holder, _, _ in _family_cells(found, family):
+            holder["direction" if family == "depth_trend" else "gain_direction"] = direction(holder.get(decision),
+                                                                                           holder.get(change))
+    strongest = found.get("separation") or {}
+    if strongest.get("layer") is not None:
+        row = next(at for at in strongest["at_phases"].values() if at["epoch"] == strongest["epoch"])["by_layer"]
+        strongest.update(q_value=row[strongest["layer"]]["noisy_by_original_q_value"],
+                         below_floor=row[strongest["layer"]]["noisy_by_original_below_floor"])
+    if found.get("large_activation"):
+        found["large_activation"]["explained_by"] = explained_verdict(found["large_activation"])
+    return out
+
+
+def direction(rejected: bool | None, change: float | None) -> str | None:
+    """``"increase"`` or ``"decrease"`` (the sign of ``change``) when its test rejected, ``"none"`` when it did
+    not, None when it was not performed."""
+    if rejected is None or change is None:
+        return None
+    return ("increase" if change > 0 else "decrease") if rejected else "none"
+
+
+def explained_verdict(large: dict[str, Any]) -> str:
+    """Rule: the large unit is explained by the *input* when the input's permutation test rejects in its family
+    (Benjamini-Hochberg over the input and the three output targets), its CV R^2 is positive and the paired
+    bootstrap interval of R^2(input) - R^2(best output) lies above 0; by the *output* when the best output
+    target's test rejects, its R^2 is positive and that interval lies below 0; else *undecided*."""
+    low, high = large.get("r2_difference_low"), large.get("r2_difference_high")
+    best = large.get("best_output_target")
+    best_r2 = (large.get("output_r2") or {}).get(best)
+    rejects = large.get("explained_by_rejects") or {}
+    if rejects.get("input") and (large.get("input_r2") or 0) > 0 and low is not None and low > 0:
+        return "input"
+    if rejects.get(best) and (best_r2 or 0) > 0 and high is not None and high < 0:
+        return "output"
+    return "undecided"
 
 
 # -- persistence ---------------------------------------------------------------------------------------

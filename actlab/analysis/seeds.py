@@ -5,7 +5,9 @@ nested structure in which every number is replaced by an :func:`interval` over t
 yes/no by a :func:`share` with its interval, and every name (a layer, a verdict) by its counts.
 The wording layer (:mod:`actlab.findings`) reads either form.
 
-The interval of a median is distribution-free: the order statistics ``x_(k) .. x_(n+1-k)`` with the
+Where each seed carries its own sampling interval (:data:`OWN_INTERVALS`: a bootstrap over probes or classes),
+the interval over seeds is a :func:`hierarchical_interval` (seeds resampled, then each seed's own sampling).
+Otherwise the interval of a median is distribution-free: the order statistics ``x_(k) .. x_(n+1-k)`` with the
 largest ``k`` whose coverage, ``1 - 2 * P(Binomial(n, 1/2) < k)``, is at least 95 %. With five seeds
 or fewer no such pair exists; the interval is then the full range, whose coverage (93.75 % for five
 seeds, 87.5 % for four) is reported with it.
@@ -25,6 +27,18 @@ LEVEL = 0.95
 
 IDENTIFIERS = frozenset({"unit"})
 """Summary keys whose numbers name something (a unit's index): counted over seeds, never averaged."""
+
+OWN_INTERVALS: dict[str, tuple[str, str]] = {
+    "excess": ("excess_low", "excess_high"),
+    "slope": ("low", "high"),
+    "change": ("change_low", "change_high"),
+    "r2_difference": ("r2_difference_low", "r2_difference_high"),
+}
+"""Summary keys whose seeds carry their own 95 % sampling interval (bootstrap over probes or classes), by the keys of
+its bounds: over seeds these get a :func:`hierarchical_interval`."""
+
+N_HIERARCHICAL = 9999
+"""Resamples of :func:`hierarchical_interval`."""
 
 INTERVAL_KEYS = frozenset({"median", "low", "high", "n", "coverage"})
 SHARE_KEYS = frozenset({"share", "count", "n", "low", "high"})
@@ -58,6 +72,41 @@ def interval(values: Sequence[float | None], level: float = LEVEL) -> dict[str, 
     k = max(good) if good else 1
     return {"median": float(np.median(finite)), "low": float(finite[k - 1]), "high": float(finite[n - k]), "n": n,
             "coverage": float(coverage[k])}
+
+
+def hierarchical_interval(values: Sequence[float | None], lows: Sequence[float | None], highs: Sequence[float | None],
+                          level: float = LEVEL, n_bootstrap: int = N_HIERARCHICAL, seed: int = 0) -> dict[str, Any]:
+    """Median over seeds with a hierarchical bootstrap interval: seeds resampled, then each seed's own sampling.
+
+    Each resample draws the seeds with replacement, then for each drawn seed a value from its own sampling
+    distribution, taken as normal with the seed's value as mean and its 95 % interval's half-width / 1.96 as
+    standard deviation. The seeds of an ensemble share their data and probes, so one resample of the probes (or
+    classes) moves every seed alike: one standard normal draw per resample, scaled by each seed's own spread
+    (their sampling errors are not averaged away over seeds). The interval is the percentile interval of the
+    resampled medians (``default_rng(seed)``).
+
+    Parameters
+    ----------
+    values, lows, highs : sequence of float or None
+        Per seed: the value and its own interval (seeds without all three are left out).
+
+    Returns
+    -------
+    dict
+        ``median``, ``low``, ``high``, ``n``, ``coverage`` (the nominal ``level``) and ``method``.
+    """
+    rows = np.array([(v, lo, hi) for v, lo, hi in zip(values, lows, highs)
+                     if all(x is not None and np.isfinite(x) for x in (v, lo, hi))], dtype=float).reshape(-1, 3)
+    if len(rows) < 2:
+        return {**interval(rows[:, 0].tolist(), level), "method": "order statistics"}
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(rows), (n_bootstrap, len(rows)))
+    spread = (rows[:, 2] - rows[:, 1]) / (2 * stats.norm.ppf(0.975))
+    draws = rows[picks, 0] + rng.standard_normal((n_bootstrap, 1)) * spread[picks]  # shared probes: one draw
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(np.median(draws, axis=1), [tail, 100 - tail])
+    return {"median": float(np.median(rows[:, 0])), "low": float(low), "high": float(high), "n": len(rows),
+            "coverage": level, "method": "hierarchical bootstrap: seeds, then the probes they share"}
 
 
 def share(flags: Sequence[bool | None], level: float = LEVEL) -> dict[str, Any]:
@@ -107,6 +156,12 @@ def aggregate_summaries(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str,
     rows = [summaries[name] for name in names]
     out = {key: _combine([row.get(key) for row in rows], key) for key in _keys(rows) if key not in ("run", "errors")}
     out["errors"] = {name: dict(row.get("errors") or {}) for name, row in zip(names, rows) if row.get("errors")}
+    units = {name: f"{row['large_activation']['layer']} unit {row['large_activation']['unit']}"
+             for name, row in zip(names, rows) if row.get("large_activation") and row["large_activation"].get("unit") is not None}
+    if units and out.get("large_activation"):
+        out["large_activation"].pop("unit", None)  # a unit's index means nothing across seeds: per seed only
+        out["large_activation"]["units_by_seed"] = units
+    out["shared"] = "data and probes"
     out["seeds"] = names
     out["n_seeds"] = len(names)
     return out
@@ -121,7 +176,11 @@ def _combine(values: list[Any], key: str) -> Any:
     if not present:
         return None
     if all(isinstance(v, Mapping) for v in present):
-        return {name: _combine([v.get(name) for v in present], name) for name in _keys(present)}
+        out = {name: _combine([v.get(name) for v in present], name) for name in _keys(present)}
+        for name, (low, high) in OWN_INTERVALS.items():
+            if is_interval(out.get(name)) and out[name]["n"] > 1:
+                out[name] = hierarchical_interval(*([v.get(key) for v in present] for key in (name, low, high)))
+        return out
     if key in IDENTIFIERS:
         return counts(present)
     if all(isinstance(v, bool) for v in present):

@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 from actlab.analysis import blocks
-from actlab.analysis.blocks import GROUPINGS, HALVES, SEED
+from actlab.analysis.blocks import FLOOR_GROUPINGS, FLOOR_PERMUTATIONS, GROUPINGS, HALVES, SEED
 
 PAIRS: dict[str, tuple[str, str, str]] = {
     "cos_clean_noisy_by_original": ("clean", "noisy_by_original", "clean class c vs noisy probes whose ORIGINAL label is c"),
@@ -106,6 +106,99 @@ def noise_floor(halves: xr.DataArray) -> xr.Dataset:
     })
 
 
+def floor_null(act: xr.DataArray, n_permutations: int = FLOOR_PERMUTATIONS, seed: int = SEED,
+               n_classes: int | None = None) -> xr.DataArray:
+    """Clean-noisy class-mean cosines with clean and noisy membership permuted within each class.
+
+    Select the few epochs wanted first (``act.sel(epoch=[...])``): each costs ``n_permutations`` products of
+    every class's clean and noisy probes.
+
+    Parameters
+    ----------
+    act : xr.DataArray, dims (epoch, sample, unit)
+
+    Returns
+    -------
+    xr.DataArray of float64, dims (epoch, grouping, permutation, class), grouping :data:`FLOOR_GROUPINGS`
+    (:func:`actlab.analysis.blocks.permuted_cosines`; lazy for dask input)
+    """
+    act = blocks.check_activations(act)
+    codes = blocks.codes_of(act)
+    n_classes = n_classes or blocks.infer_n_classes(act)
+    members = [blocks.null_memberships(codes, n_classes, n_permutations, seed, noisy=g) for g in FLOOR_GROUPINGS]
+    data = blocks.map_epochs(act, lambda x: np.stack([blocks.permuted_cosines(x, m, n_classes) for m in members]),
+                             (len(FLOOR_GROUPINGS), n_permutations, n_classes), np.float64)
+    return floor_null_dataarray(data, act["epoch"].values, n_classes)
+
+
+def floor_null_dataarray(data, epochs: np.ndarray, n_classes: int) -> xr.DataArray:
+    """Label an (epoch, grouping, permutation, class) array of permuted clean-noisy cosines."""
+    return xr.DataArray(data, dims=("epoch", "grouping", "permutation", "class"),
+                        coords={"epoch": epochs, "grouping": list(FLOOR_GROUPINGS),
+                                "permutation": np.arange(np.shape(data)[2]), "class": np.arange(n_classes)},
+                        name="floor_null", attrs={"long_name": "clean-noisy class-mean cosine, clean/noisy membership "
+                                                               "permuted within each class", "units": "1"})
+
+
+def floor_test(separated: xr.Dataset, null: xr.DataArray) -> xr.Dataset:
+    """The noise floor of the clean-noisy cosines as a permutation distribution, and the test against it.
+
+    For each grouping g of :data:`FLOOR_GROUPINGS` the statistic is ``cos_clean_<g>_mean`` (the mean over
+    classes of the cosine between a class's clean mean and its noisy mean); its null is the same mean over
+    the same classes with clean and noisy membership permuted within each class (:func:`floor_null`), so the
+    floor compares samples of the sizes observed (n clean against m noisy probes of each class). Under the
+    hypothesis that a class's clean and noisy probes come from one distribution the test is exact at any
+    n and m. A separation is a cosine lower than its floor: the p-value is one-sided,
+    (1 + #{null <= observed}) / (1 + permutations).
+
+    Parameters
+    ----------
+    separated : xr.Dataset
+        :func:`separation_from_means` output (``cos_clean_<g>`` (epoch, class)).
+    null : xr.DataArray, dims (epoch, grouping, permutation, class)
+        :func:`floor_null` at some of ``separated``'s epochs.
+
+    Returns
+    -------
+    xr.Dataset over ``separated``'s epochs, NaN at epochs without a null: for each grouping g
+    ``cos_clean_<g>_null`` (epoch, permutation), ``cos_clean_<g>_floor`` (its mean), ``_floor_low``,
+    ``_floor_high`` (2.5 and 97.5 % points) and ``_p_value`` (epoch,); attrs ``null_epochs``,
+    ``floor_permutations``, ``p_floor``.
+    """
+    epochs = separated["epoch"].values
+    n_permutations = null.sizes["permutation"]
+    out = xr.Dataset(coords={"epoch": epochs, "permutation": np.arange(n_permutations)})
+    for g in FLOOR_GROUPINGS:
+        name = f"cos_clean_{g}"
+        values = np.full((len(epochs), n_permutations), np.nan)
+        p_value = np.full(len(epochs), np.nan)
+        for epoch in null["epoch"].values:
+            i = int(np.flatnonzero(epochs == epoch)[0])
+            observed = separated[name].sel(epoch=epoch).values
+            cells = null.sel(epoch=epoch, grouping=g).transpose("permutation", "class").values
+            kept = np.isfinite(observed) & np.isfinite(cells).all(axis=0)
+            if not kept.any():
+                continue
+            values[i] = cells[:, kept].mean(axis=1)
+            p_value[i] = (1 + np.sum(values[i] <= observed[kept].mean())) / (1 + n_permutations)
+        low, high = (np.array([np.percentile(row, q) if np.isfinite(row).all() else np.nan for row in values])
+                     for q in (2.5, 97.5))
+        with np.errstate(invalid="ignore"):
+            floor = np.where(np.isfinite(values).all(axis=1), values.mean(axis=1), np.nan)
+        words = f"clean-noisy cosine ({g.replace('_', ' ')}) with clean/noisy membership permuted within each class"
+        out[f"{name}_null"] = (("epoch", "permutation"), values, {"long_name": f"mean over classes of the {words}",
+                                                                 "units": "1"})
+        out[f"{name}_floor"] = ("epoch", floor, {"long_name": f"noise floor: mean of {name}_null", "units": "1"})
+        out[f"{name}_floor_low"] = ("epoch", low, {"long_name": f"2.5 % point of {name}_null", "units": "1"})
+        out[f"{name}_floor_high"] = ("epoch", high, {"long_name": f"97.5 % point of {name}_null", "units": "1"})
+        out[f"{name}_p_value"] = ("epoch", p_value, {
+            "long_name": f"one-sided permutation p-value of {name}_mean below its floor: (1 + #{{null <= observed}}) / "
+                         "(1 + permutations)", "units": "1"})
+    out.attrs.update(null_epochs=[int(e) for e in null["epoch"].values], floor_permutations=int(n_permutations),
+                     p_floor=1.0 / (1 + n_permutations))
+    return out
+
+
 def means_dataarray(means, epoch: xr.DataArray, unit: xr.DataArray, counts: np.ndarray, layer=None) -> xr.DataArray:
     """Label an (epoch, grouping, class, unit) array of class means."""
     n_classes = counts.shape[1]
@@ -186,42 +279,62 @@ def signal_separation(act: xr.DataArray, n_classes: int | None = None, seed: int
     return separation_from_means(class_means(act, n_classes), half_means(act, n_classes, seed))
 
 
-def depth_trend(per_class: xr.DataArray, *, n_bootstrap: int = 999, seed: int = 0, level: float = 0.95) -> dict[str, float | int | None]:
-    """Trend of a class-mean cosine with depth: the least-squares slope over layers, with a bootstrap interval.
+def depth_trend(per_class: xr.DataArray, first: xr.DataArray | None = None, *, n_bootstrap: int = 999, seed: int = 0,
+                level: float = 0.95) -> dict[str, float | int | None]:
+    """Trend of a class-mean cosine with depth, and its change since the first recorded epoch.
 
-    The slope is fitted to the mean over classes against the layer's depth (1, 2, ... in the given
-    order); its interval resamples the classes with replacement (seeded) and refits, so it says
-    whether the trend holds across classes or rests on a few of them.
+    The slope is the least-squares slope of the mean over classes against the layer's depth (1, 2, ... in
+    the given order); it is the mean of the per-class slopes. With ``first`` (the same cosines at the first
+    recorded epoch) the tested quantity is the change of slope since then: the untrained network already
+    has a depth trend, so only a change says something about training. Its p-value is the exact two-sided
+    sign-flip test over classes of the per-class slope changes
+    (:func:`actlab.analysis.inference.sign_flip_p_value`); the intervals resample the classes with replacement
+    (seeded) and refit. A falling cosine is a separation growing with depth.
 
     Parameters
     ----------
     per_class : xr.DataArray, dims (layer, class)
         One cosine per layer and class (e.g. ``cos_clean_noisy_by_original`` at one epoch).
+    first : xr.DataArray, dims (layer, class), optional
+        The same at the first recorded epoch.
     n_bootstrap : int
         Resamples of the classes.
     seed : int
         Seed of the resampling.
     level : float
-        Coverage of the percentile interval.
+        Coverage of the percentile intervals.
 
     Returns
     -------
     dict
-        ``slope`` (cosine per layer of depth), ``low``, ``high`` (the interval), ``n_layers``,
-        ``n_bootstrap``; None values when fewer than two layers or no finite cosine.
+        ``slope`` (cosine per layer of depth), ``low``, ``high`` (its interval), ``slope_first``, ``change``
+        (= slope - slope_first), ``change_low``, ``change_high``, ``p_value`` (of the change; None without
+        ``first``), ``n_classes``, ``n_layers``, ``n_bootstrap``; None values when fewer than two layers or no
+        finite cosine.
     """
+    from actlab.analysis.inference import sign_flip_p_value
+
     values = np.asarray(per_class.transpose("layer", "class").values, dtype=float)
-    keep = np.isfinite(values).all(axis=0)
-    values = values[:, keep]
-    out: dict[str, float | int | None] = {"slope": None, "low": None, "high": None, "n_layers": int(values.shape[0]),
-                                          "n_bootstrap": int(n_bootstrap)}
-    if values.shape[0] < 2 or values.shape[1] == 0:
+    base = None if first is None else np.asarray(first.transpose("layer", "class").values, dtype=float)
+    keep = np.isfinite(values).all(axis=0) & (True if base is None else np.isfinite(base).all(axis=0))
+    out: dict[str, float | int | None] = {
+        "slope": None, "low": None, "high": None, "slope_first": None, "change": None, "change_low": None,
+        "change_high": None, "p_value": None, "n_classes": int(keep.sum()), "n_layers": int(values.shape[0]),
+        "n_bootstrap": int(n_bootstrap)}
+    if values.shape[0] < 2 or not keep.any():
         return out
     depth = np.arange(1, values.shape[0] + 1, dtype=float)
     centred = (depth - depth.mean()) / np.sum((depth - depth.mean()) ** 2)
-    picks = np.random.default_rng(seed).integers(0, values.shape[1], size=(n_bootstrap, values.shape[1]))
-    slopes = centred @ values[:, picks].mean(axis=2)
+    slopes = centred @ values[:, keep]  # per class
+    picks = np.random.default_rng(seed).integers(0, len(slopes), size=(n_bootstrap, len(slopes)))
     tail = 100 * (1 - level) / 2
-    out.update(slope=float(centred @ values.mean(axis=1)), low=float(np.percentile(slopes, tail)),
-               high=float(np.percentile(slopes, 100 - tail)))
+    resampled = slopes[picks].mean(axis=1)
+    out.update(slope=float(slopes.mean()), low=float(np.percentile(resampled, tail)),
+               high=float(np.percentile(resampled, 100 - tail)))
+    if base is not None:
+        changes = slopes - centred @ base[:, keep]
+        resampled = changes[picks].mean(axis=1)
+        out.update(slope_first=float((centred @ base[:, keep]).mean()), change=float(changes.mean()),
+                   change_low=float(np.percentile(resampled, tail)), change_high=float(np.percentile(resampled, 100 - tail)),
+                   p_value=sign_flip_p_value(changes))
     return out
