@@ -32,7 +32,7 @@ from typing import Any
 
 import filelock
 
-from actlab.errors import OutputError, WriteError
+from actlab.errors import OutputError, StoreError, WriteError
 
 MARKER_FILENAME = ".actlab.json"
 """Marker file of every folder actlab writes: ``{"kind": KIND}``."""
@@ -40,6 +40,9 @@ MARKER_FILENAME = ".actlab.json"
 KINDS: tuple[str, ...] = ("run", "analysis", "comparison", "results", "ensemble")
 """Kinds of folders actlab writes: a run, a run's analysis folder, a comparison folder, saved results, an
 ensemble of runs (one run folder per seed inside, :func:`replica_dirs`)."""
+
+ENCLOSING_KINDS: tuple[str, ...] = ("run", "ensemble")
+"""Kinds of folders no output may lie inside, other than the one each ``allowed_inside`` names (a run's own analysis)."""
 
 ZARR_KIND_ATTR = "actlab_kind"
 """Root attribute that marks a Zarr folder written by actlab (saved results), in place of a marker file."""
@@ -128,16 +131,50 @@ def read_marker(folder: str | os.PathLike) -> dict[str, Any]:
     return marker if isinstance(marker, dict) else {}
 
 
+def replica_name(seed: int) -> str:
+    """Folder name of the replica of ``seed`` inside an ensemble folder: ``seed<S>``."""
+    return f"seed{seed}"
+
+
 def replica_dirs(path: str | os.PathLike) -> list[Path]:
     """The run folders of the ensemble at ``path``, in the order of its seeds; empty for anything else (a single run).
 
     An ensemble folder (``actlab record --seeds``) holds one complete run per seed, ``seed<S>/``, and a
-    marker that lists them: ``{"kind": "ensemble", "seeds": [...], "replicas": ["seed0", ...]}``.
+    marker that lists them: ``{"kind": "ensemble", "seeds": [...], "replicas": ["seed0", ...]}``. The folders
+    are derived from the seeds, never taken from the marker: a marker whose seeds are not distinct integers
+    >= 0, or whose ``replicas`` are not ``seed<S>`` of those seeds, is refused, and so is a replica that is a
+    symbolic link.
+
+    Raises
+    ------
+    StoreError
+        The marker or a replica folder is not what actlab writes.
     """
     marker = read_marker(path)
     if marker.get("kind") != "ensemble":
         return []
-    return [Path(path) / name for name in marker.get("replicas", [])]
+    where = Path(path) / MARKER_FILENAME
+    seeds = marker.get("seeds")
+    if (not isinstance(seeds, list) or not seeds or not all(type(seed) is int and seed >= 0 for seed in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise StoreError(f"{where} lists the seeds {_clipped(seeds)}, not distinct integers >= 0; the ensemble marker is "
+                         "damaged or not actlab's: restore it, or record the ensemble again into a new folder")
+    names = [replica_name(seed) for seed in seeds]
+    if marker.get("replicas", names) != names:
+        raise StoreError(f"{where} lists the replicas {_clipped(marker.get('replicas'))}, not {names} of its seeds; the "
+                         "ensemble marker is damaged or not actlab's: restore it, or record the ensemble again into a new folder")
+    folders = [Path(path) / name for name in names]
+    linked = next((folder for folder in folders if folder.is_symlink()), None)
+    if linked is not None:
+        raise StoreError(f"the replica {linked} is a symbolic link, not a run folder of the ensemble {path}; "
+                         "put the run itself there, or record the ensemble again into a new folder")
+    return folders
+
+
+def _clipped(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _resolved(path: str | os.PathLike) -> Path:
@@ -146,6 +183,31 @@ def _resolved(path: str | os.PathLike) -> Path:
 
 def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def _link_before_parent(given: Path) -> Path | None:
+    """The symbolic link that a ``..`` of ``given`` goes up from (``link/../x``: the parent of the link's target, not
+    of the link), or None when no ``..`` follows a link."""
+    prefix, link = Path(), None
+    for part in given.parts:
+        if part == ".." and link is not None:
+            return link
+        prefix = prefix / part
+        if link is None and prefix.is_symlink():
+            link = prefix
+    return None
+
+
+def _enclosing_output(path: Path) -> str | None:
+    """What ``path`` lies inside that no output may: a run or an ensemble (by its marker), or a Zarr store (a
+    ``zarr.json`` in the folder); None when nothing."""
+    for folder in path.parents:
+        kind = marker_kind(folder)
+        if kind in ENCLOSING_KINDS:
+            return f"the actlab {kind} {folder}"
+        if (folder / "zarr.json").is_file():
+            return f"the Zarr store {folder}"
+    return None
 
 
 def check_output(
@@ -180,6 +242,10 @@ def check_output(
         With one line saying what is wrong and what to do instead.
     """
     given = Path(target)
+    link = _link_before_parent(given)
+    if link is not None:
+        raise OutputError(f"{flag} {given} goes up ('..') from inside the symbolic link {link}; give the folder's path "
+                          "without '..' after a link")
     path = _resolved(target)
     allowed = {_resolved(p) for p in allowed_inside}
     for source in inputs:
@@ -191,8 +257,16 @@ def check_output(
             raise OutputError(f"{flag} {given} lies inside the input run {source}; choose a folder outside it{hint}")
         if _is_within(run, path):
             raise OutputError(f"{flag} {given} contains the input run {source}; choose a new folder that holds no input run")
+    if kind not in ENCLOSING_KINDS and path not in allowed:
+        enclosing = _enclosing_output(path)
+        if enclosing is not None:
+            raise OutputError(f"{flag} {given} lies inside {enclosing}, which holds only what actlab writes there "
+                              "(a run's own analysis goes to RUN/analysis); choose a folder outside it")
     if given.is_symlink():
         raise OutputError(f"{flag} {given} is a symbolic link; give the folder it points to, or a new folder")
+    if kind != "run" and os.path.ismount(path):
+        raise OutputError(f"{flag} {given} is a mount point, which cannot be replaced by a rename as actlab replaces an "
+                          "output folder; choose a folder inside it")
     if not path.exists():
         existing = next(folder for folder in path.parents if folder.exists())
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
@@ -312,11 +386,17 @@ def _alive(pid: int) -> bool:
 # -- leftovers --------------------------------------------------------------------------------------------
 
 
+def is_leftover(entry: str, name: str) -> bool:
+    """Whether the file name ``entry`` is a staging folder or temporary file of a writer of ``name`` (``.NAME.XXXXXXXX.partial``:
+    :func:`tempfile.mkstemp`'s eight characters, so that the leftovers of ``rep`` are never those of ``rep.v2``)."""
+    return re.fullmatch(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}{re.escape(PARTIAL_SUFFIX)}", entry) is not None
+
+
 def remove_leftovers(folder: str | os.PathLike, name: str) -> list[Path]:
     """Remove what an interrupted writer of ``folder/name`` left: staging folders and temporary files.
 
     Call only while holding the writer lock of ``folder/name``: then no live process owns them.
-    Removes ``folder/.NAME.*.partial`` (staging folders and files of :func:`staged_dir`,
+    Removes ``folder/.NAME.XXXXXXXX.partial`` (:func:`is_leftover`: staging folders and files of :func:`staged_dir`,
     :func:`write_atomic`) and, inside ``folder/name``, zarr's temporary chunk files
     (``*.<hex>.partial``).
 
@@ -327,8 +407,7 @@ def remove_leftovers(folder: str | os.PathLike, name: str) -> list[Path]:
     """
     folder = Path(folder)
     removed = []
-    pattern = re.compile(rf"^\.{re.escape(name)}\..+{re.escape(PARTIAL_SUFFIX)}$")
-    candidates = [p for p in folder.iterdir() if pattern.match(p.name)] if folder.is_dir() else []
+    candidates = [p for p in folder.iterdir() if is_leftover(p.name, name)] if folder.is_dir() else []
     inside = folder / name
     if inside.is_dir() and not inside.is_symlink():
         candidates += [Path(root) / f for root, _, files in os.walk(inside) for f in files if _ZARR_TEMP.search(f)]

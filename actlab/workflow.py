@@ -254,6 +254,7 @@ def analyze_to_dir(
     """
     from actlab.analysis import analyze, open_run, summary as summarize
     from actlab.analysis.pipeline import write_results
+    from actlab.errors import ConfigError
     from actlab.store import ANALYSIS_DIRNAME
 
     formats = parse_formats(formats)
@@ -270,6 +271,9 @@ def analyze_to_dir(
     if results is None:
         with scheduler_address(scheduler) as address:
             results = analyze(run, progress=progress, scheduler=address, **analyze_kwargs)
+    elif not describes(results.attrs, run):
+        raise ConfigError(f"the results given were not computed from {run.path} as it is now (another run, or the run "
+                          "before it changed); analyse it again, or pass no results")
     summary = summarize(results)
     if log_x is None:
         log_x = _use_log_x(results.attrs.get("epochs", []))
@@ -342,10 +346,18 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
 # -- compare runs -----------------------------------------------------------------------------------------
 
 
+def describes(attrs: Mapping[str, Any], run: Any) -> bool:
+    """Whether results with the root ``attrs`` were computed from ``run`` as it is now: the run id and the digest of
+    the committed state they record (:func:`actlab.store.committed_state_digest`) are the run's."""
+    return bool(run.run_id) and attrs.get("run_id") == run.run_id and attrs.get("store_digest") == run.state_digest
+
+
 def saved_results(run: Any) -> Any | None:
     """Results saved under ``run.path/analysis`` by :func:`analyze_to_dir` when they match the run store now, else None.
 
-    They match when they cover the same recorded epochs, metric epochs and layers, with post-activations,
+    They match when they describe this run as it is now (the run id and committed-state digest they record are
+    ``run.run_id`` and ``run.state_digest``: not another run's results copied or written there, nor those of the
+    run this one replaced), cover the same recorded epochs, metric epochs and layers, with post-activations,
     and were computed by the current :data:`~actlab.analysis.pipeline.ANALYSIS_REVISION`.
     """
     from actlab.analysis import load_results
@@ -357,7 +369,7 @@ def saved_results(run: Any) -> Any | None:
     except Exception:  # unreadable or older results: recompute
         return None
     attrs = results.attrs
-    if attrs.get("analysis_revision") != ANALYSIS_REVISION:
+    if not describes(attrs, run) or attrs.get("analysis_revision") != ANALYSIS_REVISION:
         return None
     if [int(e) for e in attrs.get("epochs", [])] != [int(e) for e in run.epochs]:
         return None

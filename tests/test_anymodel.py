@@ -96,12 +96,16 @@ def test_resumed_factory_run_is_bit_identical(conv_config, tmp_path):
     reference = open_store(record(config, out=str(tmp_path / "reference")))
     with interrupted_in_epoch(4), pytest.raises(KeyboardInterrupt):
         record(config, out=str(tmp_path / "run"))
-    resume(tmp_path / "run")
+    with pytest.raises(ConfigError, match="recorded from the factory anymodel_nets:make_net, which resuming imports"):
+        resume(tmp_path / "run")  # the factory the store names is imported only when the user names it again
+    with pytest.raises(ConfigError, match="not anymodel_nets:TinyNet"):
+        resume(tmp_path / "run", model="anymodel_nets:TinyNet")
+    resume(tmp_path / "run", model="anymodel_nets:make_net")
     resumed = open_store(tmp_path / "run")
     assert resumed.attrs["status"] == "complete"
     store = tmp_path / "run" / "store.zarr" / "zarr.json"
     before = store.stat().st_mtime_ns
-    resume(tmp_path / "run")  # complete: nothing is written
+    resume(tmp_path / "run")  # complete: nothing is written (and nothing imported)
     assert store.stat().st_mtime_ns == before
     assert_same_recording(resumed, reference)
 

@@ -41,7 +41,8 @@ def contents(root: Path, *, untouched: bool = True) -> dict[str, tuple]:
 
 def with_analysis(run_dir: Path) -> Path:
     """Give ``run_dir`` an analysis folder, written as ``actlab analyze`` writes one (staged, marked, swapped in)."""
-    with staged_dir(run_dir / ANALYSIS_DIRNAME, "analysis") as built:
+    own = run_dir / ANALYSIS_DIRNAME
+    with staged_dir(own, "analysis", inputs=[run_dir], allowed_inside=[own]) as built:
         (built / "summary.json").write_text('{"findings": "kept"}\n')
     return run_dir
 

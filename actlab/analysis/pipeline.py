@@ -315,7 +315,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     for ds in nodes.values():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
-        "run": str(run.path), "kind": kind, "epochs": [int(e) for e in run.epochs], "layers": list(run.layer_names),
+        "run": str(run.path), "run_id": run.run_id or "", "store_digest": run.state_digest, "kind": kind, "epochs": [int(e) for e in run.epochs], "layers": list(run.layer_names),
         "n_classes": int(plan.n_classes), "actlab_version": __version__, "analysis_revision": ANALYSIS_REVISION,
         "errors": errors, "parameters": parameters,
         "status": str(run.attrs.get("status")),

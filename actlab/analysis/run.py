@@ -17,11 +17,13 @@ from actlab.errors import StoreError
 from actlab.location import Location, is_remote, location, zarr_store
 from actlab.store import (
     StoreView,
+    committed_state_digest,
     damage_error,
     damaged_chunks,
     exception_line,
     layer_array_name,
     open_store,
+    recorded_run_id,
     replaced_error,
     store_folder_id,
     store_identity,
@@ -134,6 +136,11 @@ class Run:
         Store slot of each committed recorded epoch.
     opened : str
         A token unique to this opening; the blocks read through it share one opened array per layer.
+    run_id : str or None
+        The run id of the recording (``config.resolved.run_id``).
+    state_digest : str
+        :func:`actlab.store.committed_state_digest` of the store as opened: with ``run_id``, the identity an
+        analysis records, and that saved results must match to describe this run.
 
     Parameters
     ----------
@@ -159,6 +166,8 @@ class Run:
         self.slots = np.asarray([all_epochs.index(int(e)) for e in self.epochs], dtype=int)
         self._sample_coords = {name: view.probes[name] for name in PROBE_COORDS}
         self.opened = uuid.uuid4().hex
+        self.run_id: str | None = recorded_run_id(self.attrs)
+        self.state_digest: str = committed_state_digest(view)
 
     def __repr__(self) -> str:
         return (

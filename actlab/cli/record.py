@@ -34,7 +34,8 @@ examples:
   actlab record --model resnet18k --width 16 --augment crop-flip --noise 0.2
                                                       the pre-activation ResNet18 of width k=16 (Nakkiran et al. 2019)
   actlab record --model mypkg.nets:make_net --model-args '{"width": 64}' --dataset digits
-                                                      your own nn.Module from a factory; --resume rebuilds it
+                                                      your own nn.Module from a factory; resume it with
+                                                      --resume RUN --model mypkg.nets:make_net (named again)
 
 data: CIFAR-10 binary files are looked up in --data-dir, else $ACTLAB_DATA, else ./data
 (folder holding cifar-10-batches-bin/); without them torchvision downloads the python version there.
@@ -57,7 +58,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--config", metavar="TOML", help="read settings from a TOML file (keys = flag names with underscores); flags override it")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint with its stored settings "
-                     "(only --device and --progress may change)")
+                     "(only --device and --progress may change); a run of a factory model resumes only when --model "
+                     "names the same factory again, so that no code a store names is run unasked")
     run.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model> for cifar10, runs/<model>-<dataset> otherwise)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run directory (default: refuse)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction,
@@ -67,7 +69,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="MODEL", help=f"{', '.join(BUILTIN_MODELS)}: MLPs with 2, 4 or 6 hidden ReLU layers, "
                        "the five-layer CNN and the pre-activation ResNet18 of Nakkiran et al. 2019; or a factory "
-                       "package.module:callable returning an nn.Module, called with --model-args and rebuilt by --resume "
+                       "package.module:callable returning an nn.Module, called with --model-args and rebuilt by --resume when named again "
                        f"(default: {D['model']}, the deepest MLP of the study)")
     model.add_argument("--model-args", metavar="JSON", help="keyword arguments of a factory --model, a JSON object, e.g. '{\"width\": 64}' (default: none)")
     model.add_argument("--width", metavar="N[,N...]", help=f"MLP hidden width, one value or one per hidden layer; k of cnn5 and resnet18k "
@@ -137,6 +139,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 SETTING_NAMES = {f.name for f in fields(RecordConfig)}
 RESUME_CHANGEABLE = {"device", "progress"}
+RESUME_CONFIRMED = {"model"}
+"""Settings --resume takes from the run but the user may (for a factory model: must) give again, the same."""
 
 
 def config_from_args(args: argparse.Namespace) -> RecordConfig:
@@ -160,10 +164,11 @@ def run_record(args: argparse.Namespace) -> int:
     from actlab.record import api
 
     if getattr(args, "resume", None):
-        extra = sorted(name for name in vars(args) if name in SETTING_NAMES - RESUME_CHANGEABLE or name == "config")
+        extra = sorted(name for name in vars(args) if name in SETTING_NAMES - RESUME_CHANGEABLE - RESUME_CONFIRMED or name == "config")
         if extra:
             raise ConfigError(f"--resume takes its settings from the run; drop {', '.join('--' + n.replace('_', '-') for n in extra)}")
-        api.resume(args.resume, device=getattr(args, "device", None), progress=getattr(args, "progress", None))
+        api.resume(args.resume, model=getattr(args, "model", None), device=getattr(args, "device", None),
+                   progress=getattr(args, "progress", None))
         print(args.resume)
         return 0
     run_dir = api.record(config_from_args(args))

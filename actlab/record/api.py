@@ -15,7 +15,7 @@ from actlab.errors import ConfigError
 from actlab.files import marker_kind, write_failed
 from actlab.location import Location, basename, files, is_remote, join, location
 from actlab.record.claim import check_run_output_or_busy, claimed_run_dir, locked_run, refuse_if_busy, write_errors
-from actlab.record.config import CUSTOM_DATASET, INSTANCE_MODEL, MODELS, RecordConfig
+from actlab.record.config import BUILTIN_MODELS, CUSTOM_DATASET, INSTANCE_MODEL, MODELS, RecordConfig
 from actlab.record.data import PreparedData, custom_dataset, prepare_data
 from actlab.record.ensemble import record_ensemble, resume_ensemble
 from actlab.record.hooks import ActivationCapture
@@ -97,7 +97,7 @@ def record(config: RecordConfig | None = None, *, train: Any = None, test: Any =
         if instance is not None:
             resolved["model_class"] = f"{type(instance).__module__}.{type(instance).__qualname__}"
         stored_config = {**config.to_dict(), "resolved": resolved, "environment": environment()}
-        with write_errors(run_dir), claimed_run_dir(run_dir, overwrite=config.overwrite) as claim:
+        with write_errors(run_dir), claimed_run_dir(run_dir, overwrite=config.overwrite, run_id=resolved["run_id"]) as claim:
             try:
                 writer = RunWriter.create(
                     run_dir, config=stored_config, dataset=data.describe(), layers=specs, parameters=parameter_specs(model),
@@ -113,17 +113,21 @@ def record(config: RecordConfig | None = None, *, train: Any = None, test: Any =
     return run_dir
 
 
-def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: bool | None = None,
+def resume(run_dir: str | os.PathLike, *, model: Any = None, device: str | None = None, progress: bool | None = None,
            train: Any = None, test: Any = None) -> Path:
     """Continue an interrupted run from its checkpoint (or from the start when it has none).
 
-    The settings come from the store, a factory model is rebuilt from its stored ``package.module:callable``
-    and ``model_args``; the result equals that of an uninterrupted run (bit for bit on the CPU).
+    The settings come from the store; the result equals that of an uninterrupted run (bit for bit on the CPU).
+    A factory model is rebuilt from its stored ``model_args`` only when ``model`` names the same factory again:
+    resume never imports code that a store names without the user saying so.
 
     Parameters
     ----------
     run_dir : path
         A run directory written by :func:`record`, or an ensemble folder (all its replicas continue).
+    model : str or callable, optional
+        The model the run was recorded with, the same again: ``package.module:callable`` (or the factory itself)
+        for a factory model, where it is required; a built-in name may be given and must then match.
     device : str, optional
         Override the stored ``device`` (e.g. continue on another machine).
     progress : bool, optional
@@ -137,9 +141,10 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
         ``run_dir``.
     """
     run_dir = location(run_dir)
+    given = factory_spec(model) if callable(model) else model
     if not is_remote(run_dir):
         if marker_kind(run_dir) == "ensemble":
-            return resume_ensemble(run_dir, device=device, progress=progress)
+            return resume_ensemble(run_dir, model=given, device=device, progress=progress)
         refuse_if_busy(run_dir)
     attrs = read_attrs(run_dir)
     if attrs["config"].get("resolved", {}).get("ensemble"):
@@ -155,6 +160,7 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
             pass
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
         return run_dir
+    check_resumed_model(run_dir, config.model, given)
     data = prepare_data(config, _custom_data(config, train, test, where=str(run_dir)))
     check_same_data(run_dir, attrs, data)
     resolved_device = resolve_device(config.device)
@@ -167,6 +173,28 @@ def resume(run_dir: str | os.PathLike, *, device: str | None = None, progress: b
         _announce(config, model, resolved_device, run_dir, resumed_from=checkpoint["epoch"] if checkpoint else -1)
         _train(writer, config, data, model, specs, resolved_device, checkpoint=checkpoint)
     return run_dir
+
+
+def check_resumed_model(run_dir: Location, stored: str, given: str | None) -> None:
+    """Refuse to resume ``run_dir``, whose settings name the model ``stored``, unless the user's ``given`` model
+    (``package.module:callable`` or a built-in name, None when not given) allows it: a factory must be given again,
+    the same one; a built-in model needs nothing, and a given name must match it.
+
+    Raises
+    ------
+    ConfigError
+        Naming the model the run asks for.
+    """
+    if stored in BUILTIN_MODELS or stored == INSTANCE_MODEL:
+        if given is not None and given != stored:
+            raise ConfigError(f"{run_dir} was recorded with the model {stored}, not {given}; drop --model, or record a new run")
+        return
+    if given is None:
+        raise ConfigError(f"{run_dir} was recorded from the factory {stored}, which resuming imports and calls; resume runs "
+                          f"only code you name: if you trust it, give it again with --model {stored} (model={stored!r} in Python)")
+    if given != stored:
+        raise ConfigError(f"{run_dir} was recorded from the factory {stored}, not {given}; give --model {stored} to resume "
+                          "it, or record a new run with your model")
 
 
 def _own_checkpoint(run_dir: Location, attrs: dict[str, Any]) -> dict[str, Any] | None:

@@ -14,19 +14,21 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from actlab.errors import OutputError
+from actlab.errors import OutputError, StoreError
 from actlab.files import (
     FOLDER_LOCK_FILENAME,
     HOLDER_SUFFIX,
     MARKER_FILENAME,
-    PARTIAL_SUFFIX,
     check_output,
+    is_leftover,
     lock_holder,
     lock_path,
     make_dirs,
     marker_kind,
+    read_marker,
     remove_created,
     remove_leftovers,
+    replica_dirs,
     write_atomic,
     write_failed,
     write_marker,
@@ -34,7 +36,7 @@ from actlab.files import (
 )
 from actlab.location import Location, is_remote
 from actlab.remote import check_remote_run, claimed_remote_run
-from actlab.store import ANALYSIS_DIRNAME, CHECKPOINT_FILENAME, STORE_DIRNAME, RunWriter, store_path
+from actlab.store import ANALYSIS_DIRNAME, CHECKPOINT_FILENAME, STORE_DIRNAME, RunWriter, read_attrs, recorded_run_id, store_path
 
 RUN_OUTPUTS: tuple[str, ...] = (STORE_DIRNAME, CHECKPOINT_FILENAME)
 """What a recording writes into its run folder besides the marker and the lock (what a failed claim removes)."""
@@ -78,16 +80,65 @@ def check_record_output(folder: Path, kind: str, *, overwrite: bool) -> None:
     """
     if overwrite:
         check_output(folder, kind, replace=True)
+        check_replaceable(folder, kind)
         return
     try:
         check_output(folder, kind, replace=False)
     except OutputError:
         if marker_kind(folder) == kind:
             check_output(folder, kind, replace=True)  # what --overwrite would refuse too: a link, no write access
+            check_replaceable(folder, kind)
             article = "an" if kind[0] in "aeiou" else "a"
             raise OutputError(f"{folder} already holds {article} {kind}; continue it with 'actlab record --resume {folder}', "
                               "replace it with --overwrite, or choose a new --out") from None
         raise
+
+
+def check_replaceable(folder: Path, kind: str) -> None:
+    """Refuse to replace ``folder`` (a ``kind`` folder by its marker) unless actlab wrote what is in it: a run's store
+    opens as an actlab run with the run id its marker names; each replica of an ensemble (derived from its seeds) is
+    such a run, or what a recording killed before its store existed left, or absent.
+
+    Raises
+    ------
+    OutputError
+        A marker copied into a folder of other files, or beside another run's store: replacing would delete what
+        actlab did not write there.
+    """
+    if not folder.is_dir() or _abandoned_claim(folder):
+        return
+    if kind == "run":
+        check_own_run(folder)
+        return
+    if kind == "ensemble":
+        try:
+            replicas = replica_dirs(folder)
+        except StoreError as exc:
+            raise OutputError(str(exc)) from None
+        for replica in replicas:
+            if replica.exists() and not _abandoned_claim(replica):
+                check_own_run(replica)
+
+
+def check_own_run(run_dir: Path) -> None:
+    """Refuse unless the store of ``run_dir`` opens as an actlab run whose run id is the one the folder's marker names.
+
+    Raises
+    ------
+    OutputError
+    """
+    marker = read_marker(run_dir)
+    marked = marker.get("run_id")
+    try:
+        attrs = read_attrs(run_dir)
+    except StoreError as exc:
+        raise OutputError(f"{run_dir} is marked as an actlab run, but its store does not open as one ({exc}); actlab "
+                          "did not write what is there, so it replaces none of it: choose a new --out") from None
+    found = recorded_run_id(attrs)
+    if found is None or found not in (marked, marker.get("replaces")):  # "replaces": killed while replacing its store
+        raise OutputError(f"{run_dir} is marked as the actlab run {marked}, but its store holds the run {found} (a marker or "
+                          "a store copied from elsewhere, or a marker of an earlier actlab); actlab replaces only what it "
+                          "wrote: choose a new --out")
 
 
 def _abandoned_claim(run_dir: Path) -> bool:
@@ -98,9 +149,8 @@ def _abandoned_claim(run_dir: Path) -> bool:
         return False
     analysis_lock = lock_path(run_dir / ANALYSIS_DIRNAME).name
     own = {MARKER_FILENAME, FOLDER_LOCK_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX, analysis_lock, analysis_lock + HOLDER_SUFFIX}
-    temporary = tuple(f".{name}." for name in (STORE_DIRNAME, CHECKPOINT_FILENAME, *own))
     entries = list(run_dir.iterdir())
-    return bool(entries) and all(entry.name in own or (entry.name.startswith(temporary) and entry.name.endswith(PARTIAL_SUFFIX))
+    return bool(entries) and all(entry.name in own or any(is_leftover(entry.name, name) for name in (STORE_DIRNAME, CHECKPOINT_FILENAME, *own))
                                  for entry in entries)
 
 
@@ -176,7 +226,7 @@ class Claim:
 @contextlib.contextmanager
 def claimed_folder(folder: Path, kind: str, *, check: Callable[[], None], outputs: Sequence[str],
                    previous: Callable[[contextlib.ExitStack], Callable[[], None]] | None = None,
-                   **marker: Any) -> Iterator[Claim]:
+                   remark: bool = True, **marker: Any) -> Iterator[Claim]:
     """Claim the local ``folder`` for this process as a ``kind`` folder: create it, hold its writer lock, mark it.
 
     Parameters
@@ -193,6 +243,9 @@ def claimed_folder(folder: Path, kind: str, *, check: Callable[[], None], output
         For a replacement (``--overwrite``): called under the lock before anything changes, it takes into the
         given stack the locks that deleting the previous output needs (refusing at once when one is busy) and
         returns the deletion, which :meth:`Claim.replaced` runs.
+    remark : bool
+        Mark a folder already marked as ``kind`` again now; False leaves its marker to the writer that replaces its
+        store (:meth:`RunWriter.create <actlab.store.RunWriter.create>` marks a run once its store is in place).
     **marker
         Details of the marker (:func:`actlab.files.write_marker`).
 
@@ -218,7 +271,8 @@ def claimed_folder(folder: Path, kind: str, *, check: Callable[[], None], output
         try:
             claim = Claim(writers, previous(locks) if previous is not None else None)
             remove_writer_leftovers(folder, outputs)
-            write_marker(folder, kind, **marker)
+            if remark or marker_kind(folder) != kind:
+                write_marker(folder, kind, **marker)
             yield claim
         except BaseException:
             if not any(writer.committed_metric_epochs for writer in writers):
@@ -251,13 +305,14 @@ def _undo_claim(folder: Path, created: list[Path], made_writers: bool, outputs: 
 
 
 def previous_outputs(folder: Path, locks: contextlib.ExitStack) -> Callable[[], None]:
-    """Prepare the replacement of the run or ensemble in ``folder``: hold its analysis folder's lock (refused at once
-    while an ``analyze`` writes it) and return the deletion of its checkpoint and analysis folder, for after its
+    """Prepare the replacement of the run or ensemble in ``folder``: hold its analysis folder's lock, also when it has
+    no analysis folder yet (refused at once while an ``analyze`` writes it) and return the deletion of its checkpoint and analysis folder, for after its
     store (an ensemble: its replicas' stores) is replaced (:func:`claimed_folder`)."""
     analysis = folder / ANALYSIS_DIRNAME
     own_analysis = analysis.is_dir() and not analysis.is_symlink() and marker_kind(analysis) == "analysis"
-    if own_analysis:
-        locks.enter_context(writer_lock(lock_path(analysis), f"analysis folder {analysis}"))
+    # held whether or not the analysis folder exists yet: an analysis of the old run still being computed then
+    # cannot land in the new one (it is refused at its swap, under this lock)
+    locks.enter_context(writer_lock(lock_path(analysis), f"analysis folder {analysis}"))
 
     def drop() -> None:
         (folder / CHECKPOINT_FILENAME).unlink(missing_ok=True)
@@ -268,11 +323,12 @@ def previous_outputs(folder: Path, locks: contextlib.ExitStack) -> Callable[[], 
 
 
 @contextlib.contextmanager
-def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[Claim]:
+def claimed_run_dir(run_dir: Location, *, overwrite: bool, run_id: str | None = None) -> Iterator[Claim]:
     """Claim the run folder for this process (:func:`claimed_folder` with the kind ``run``).
 
     With ``overwrite``, a run already there is replaced: its store by the new one when the caller creates
-    it, its checkpoint and analysis folder when the caller then calls :meth:`Claim.replaced`. A run URL is
+    it, its checkpoint and analysis folder when the caller then calls :meth:`Claim.replaced`. The marker names
+    ``run_id``, the run id of the store the caller creates (:func:`check_own_run`). A run URL is
     claimed by :func:`actlab.remote.claimed_remote_run` instead (no lock, no marker, no replacement).
     """
     if is_remote(run_dir):
@@ -280,5 +336,6 @@ def claimed_run_dir(run_dir: Location, *, overwrite: bool) -> Iterator[Claim]:
             yield Claim(writers)
         return
     with claimed_folder(run_dir, "run", check=lambda: check_run_output(run_dir, overwrite=overwrite), outputs=RUN_OUTPUTS,
-                        previous=functools.partial(previous_outputs, run_dir) if overwrite else None) as claim:
+                        previous=functools.partial(previous_outputs, run_dir) if overwrite else None, remark=False,
+                        **({"run_id": run_id} if run_id else {})) as claim:
         yield claim

@@ -350,19 +350,38 @@ def _check_model(value: Any) -> str:
                       "'package.module:callable'")
 
 
+def _clipped(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a one-line message (a repr too deep to build is named so)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "(nested too deeply to show)"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _too_big(exc: Exception) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else "an integer with too many digits"
+
+
 def _check_model_args(value: Any, model: str) -> dict[str, Any]:
     """The factory's keyword arguments from a JSON object (text) or a mapping with string keys."""
+    shown = _clipped(value)
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"model-args {value!r} is not valid JSON ({exc.msg}); give an object like '{{\"width\": 64}}'") from None
+            raise ConfigError(f"model-args {shown} is not valid JSON ({exc.msg}); give an object like '{{\"width\": 64}}'") from None
+        except (ValueError, RecursionError) as exc:  # an integer of more than 4,300 digits; nesting deeper than Python's stack
+            raise ConfigError(f"model-args {shown} cannot be read ({_too_big(exc)}); give plain numbers and shallow "
+                              "objects") from None
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise ConfigError(f"model-args {value!r} is not a JSON object; give one like '{{\"width\": 64}}'")
+        raise ConfigError(f"model-args {shown} is not a JSON object; give one like '{{\"width\": 64}}'")
     try:
         value = json.loads(json.dumps(dict(value), allow_nan=False))
+    except RecursionError:
+        raise ConfigError(f"model-args {shown} is nested too deeply; give shallow objects") from None
     except (TypeError, ValueError):
-        raise ConfigError(f"model-args {value!r} holds values JSON cannot store; use numbers, strings, lists and objects") from None
+        raise ConfigError(f"model-args {shown} holds values JSON cannot store; use numbers, strings, lists and objects") from None
     if value and not FACTORY_PATTERN.match(model):
         raise ConfigError(f"model-args apply to a factory model 'package.module:callable', not to {model}; drop them")
     return value

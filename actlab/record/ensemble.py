@@ -31,12 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actlab.errors import OutputError, StoreError
+from actlab.errors import ConfigError, OutputError, StoreError
 from actlab.files import (
     FOLDER_LOCK_FILENAME,
     MARKER_FILENAME,
     marker_kind,
     read_marker,
+    replica_dirs,
+    replica_name,
     write_failed,
     writer_lock,
 )
@@ -83,11 +85,6 @@ from actlab.store import (
 ENSEMBLE_OUTPUTS: tuple[str, ...] = (CHECKPOINT_FILENAME,)
 """What an ensemble recording writes into its folder besides the marker, the lock and the replica folders (which
 claim and clean up themselves)."""
-
-
-def replica_name(seed: int) -> str:
-    """Folder name of the replica of ``seed`` inside the ensemble folder."""
-    return f"seed{seed}"
 
 
 def replica_configs(config: RecordConfig, run_dir: Path) -> list[RecordConfig]:
@@ -342,9 +339,11 @@ def record_ensemble(config: RecordConfig) -> Path:
         env = environment()
         with claimed_ensemble_dir(run_dir, config, ensemble_id) as ensemble, contextlib.ExitStack() as stack:
             # every replica folder is claimed (refused at once if busy) before any store replaces an old one
-            claims = [stack.enter_context(claimed_run_dir(replica.run_dir, overwrite=config.overwrite)) for replica in replicas]
-            for replica, d, model, claim in zip(replicas, data, models, claims):
-                resolved = {**resolved_settings(replica, d, device, model), "run_id": uuid.uuid4().hex,
+            run_ids = [uuid.uuid4().hex for _ in replicas]
+            claims = [stack.enter_context(claimed_run_dir(replica.run_dir, overwrite=config.overwrite, run_id=run_id))
+                      for replica, run_id in zip(replicas, run_ids)]
+            for replica, d, model, claim, run_id in zip(replicas, data, models, claims, run_ids):
+                resolved = {**resolved_settings(replica, d, device, model), "run_id": run_id,
                             "ensemble": {**described, "replica": replica.run_dir.name}}
                 try:
                     writer = RunWriter.create(
@@ -367,16 +366,29 @@ def record_ensemble(config: RecordConfig) -> Path:
     return run_dir
 
 
-def resume_ensemble(run_dir: Path, *, device: str | None = None, progress: bool | None = None) -> Path:
+def resume_ensemble(run_dir: Path, *, model: str | None = None, device: str | None = None,
+                    progress: bool | None = None) -> Path:
     """Continue an interrupted ensemble from its checkpoint (or from the start when it has none).
 
     The settings come from the ensemble's marker; the result equals that of an uninterrupted
-    ensemble (bit for bit on the CPU with the same number of threads).
+    ensemble (bit for bit on the CPU with the same number of threads). ``model``, when given, must
+    name the ensemble's (built-in) model.
     """
     marker = read_marker(run_dir)
+    folders = replica_dirs(run_dir)  # derived from the marker's seeds, after checking them
     changes = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
-    config = RecordConfig.from_dict(marker["config"], strict=False, where=str(run_dir / MARKER_FILENAME)).replace(**changes)
+    stored = marker.get("config")
+    if not isinstance(stored, dict):
+        raise StoreError(f"{run_dir / MARKER_FILENAME} holds no settings (config); the ensemble marker is damaged: "
+                         f"record the ensemble again with --out {run_dir} --overwrite")
+    config = RecordConfig.from_dict(stored, strict=False, where=str(run_dir / MARKER_FILENAME)).replace(**changes)
+    if model is not None and model != config.model:
+        raise ConfigError(f"{run_dir} is an ensemble of {config.model}, not {model}; drop --model, or record a new run")
     replicas = replica_configs(config, run_dir)
+    if [replica.run_dir for replica in replicas] != folders:
+        raise StoreError(f"{run_dir / MARKER_FILENAME} names the seeds {[f.name for f in folders]} but its settings "
+                         f"the seeds {list(config.seeds or [])}; the ensemble marker is damaged: record the ensemble again "
+                         f"with --out {run_dir} --overwrite")
     attrs = []
     for replica in replicas:
         if not (replica.run_dir / STORE_DIRNAME).is_dir():
@@ -469,8 +481,8 @@ def _previous_ensemble(run_dir: Path, keep: set[str], locks: contextlib.ExitStac
     """Prepare the replacement of the ensemble in ``run_dir``: hold the lock of its analysis folder and the writer
     locks of its replicas not in ``keep`` (those in ``keep`` are replaced by their own claims), and return the
     deletion of its checkpoint, its analysis folder and those replicas, for after the new replicas are made."""
-    replicas = [run_dir / name for name in read_marker(run_dir).get("replicas", []) if name not in keep]
-    replicas = [path for path in replicas if path.is_dir() and not path.is_symlink() and marker_kind(path) == "run"]
+    replicas = [path for path in replica_dirs(run_dir) if path.name not in keep]
+    replicas = [path for path in replicas if path.is_dir() and marker_kind(path) == "run"]
     drop_own = previous_outputs(run_dir, locks)
     drops = []
     for replica in replicas:

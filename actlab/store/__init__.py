@@ -20,11 +20,14 @@ from actlab.store.integrity import (
     parameter_array_name,
 )
 from actlab.store.reader import (
+    MUTABLE_ROOT_ATTRS,
     StoreView,
+    committed_state_digest,
     damaged_chunks,
     open_store,
     read_attrs,
     replaced_error,
+    recorded_run_id,
     store_folder_id,
     store_identity,
 )
@@ -66,11 +69,11 @@ from actlab.store.writer import RunWriter
 
 __all__ = [
     "ACTIVATIONS", "ACTIVATION_DTYPES", "ANALYSIS_DIRNAME", "ARRAYS", "CHECKPOINT_FILENAME", "CHUNK_VALUES",
-    "COMMIT_ARRAYS", "GROUPS", "LAYER_KINDS", "METRICS", "PARAMETER_DTYPES", "REDUCTIONS", "SAMPLE_CHUNK",
+    "COMMIT_ARRAYS", "GROUPS", "LAYER_KINDS", "METRICS", "MUTABLE_ROOT_ATTRS", "PARAMETER_DTYPES", "REDUCTIONS", "SAMPLE_CHUNK",
     "SCHEMA_VERSION", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
     "WRITE_CONFIG", "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets", "breach_error",
-    "check_schema", "creating_error", "damage_error", "damaged_chunks", "default_compressors", "exception_line",
+    "check_schema", "committed_state_digest", "creating_error", "damage_error", "damaged_chunks", "default_compressors", "exception_line",
     "layer_array_name", "layer_dims", "layer_spec_problem", "open_store", "parameter_array_name", "parameter_dims",
-    "parameter_spec_problem", "read_attrs", "replaced_error", "store_folder_id", "store_identity", "store_location",
+    "parameter_spec_problem", "read_attrs", "recorded_run_id", "replaced_error", "store_folder_id", "store_identity", "store_location",
     "store_path",
 ]

@@ -3,6 +3,8 @@ against the contract; :func:`damaged_chunks` checks the shards of committed epoc
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,8 +66,32 @@ def store_identity(run_dir: str | os.PathLike) -> tuple[Any, ...]:
     ``created`` and ``config.resolved.run_id`` where present."""
     folder = store_folder_id(run_dir)
     attrs = read_attrs(run_dir)
-    resolved = attrs.get("config", {}).get("resolved", {})
-    return folder, attrs.get("created"), resolved.get("run_id") if isinstance(resolved, dict) else None
+    return folder, attrs.get("created"), recorded_run_id(attrs)
+
+
+MUTABLE_ROOT_ATTRS: tuple[str, ...] = ("status", "completed")
+"""Root attributes a recording changes after its store is created; every other root attribute is fixed at creation."""
+
+
+def committed_state_digest(view: StoreView) -> str:
+    """SHA-256 (hex) of what an analysis of ``view`` reads as the run's committed state: the root attributes but
+    :data:`MUTABLE_ROOT_ATTRS` (canonical JSON: sorted keys, no spaces) and the committed metric and recorded epochs.
+
+    An analysis records it with the run id (:func:`recorded_run_id`); saved results describe a run only while both match.
+    """
+    fixed = {key: value for key, value in view.attrs.items() if key not in MUTABLE_ROOT_ATTRS}
+    state = {"attrs": fixed, "metric_epochs": [int(e) for e in view.metrics["epoch"].values],
+             "recorded_epochs": [int(e) for e in view.epochs]}
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def recorded_run_id(attrs: Mapping[str, Any]) -> str | None:
+    """The run id (``config.resolved.run_id``) in a store's root attributes; None where it has none."""
+    config = attrs.get("config")
+    resolved = config.get("resolved") if isinstance(config, Mapping) else None
+    found = resolved.get("run_id") if isinstance(resolved, Mapping) else None
+    return found if isinstance(found, str) else None
 
 
 def replaced_error(run_dir: str | os.PathLike) -> StoreError:

@@ -34,7 +34,7 @@ import numpy as np
 import zarr
 
 from actlab.errors import OutputError, StoreError
-from actlab.files import PARTIAL_SUFFIX, follow_umask, swap_in, write_marker
+from actlab.files import PARTIAL_SUFFIX, follow_umask, marker_kind, read_marker, swap_in, write_marker
 from actlab.location import files, is_remote, location, zarr_store
 from actlab.store.integrity import creating_error
 from actlab.store.reader import read_attrs
@@ -120,7 +120,9 @@ class RunWriter:
     ) -> RunWriter:
         """Allocate an empty, full-size store inside the run folder ``run_dir``.
 
-        The folder is created when missing and marked as a run (:func:`actlab.files.write_marker`);
+        The folder is created when missing and marked as a run (:func:`actlab.files.write_marker`) of the run id
+        ``config["resolved"]["run_id"]`` (while a store is replaced, ``{"run_id": NEW, "replaces": OLD}``, since
+        either may be in place);
         ``actlab.record`` has claimed it and holds its writer lock (:func:`actlab.files.writer_lock`).
         The store is built in a hidden sibling, ``.store.zarr.XXXX.partial``, and renamed into place
         only when complete, so a failure leaves no half-written store; with ``replace``, an existing
@@ -177,15 +179,23 @@ class RunWriter:
         if target.exists() and not replace:
             raise StoreError(f"{run_dir} already holds a run store; continue it with 'actlab record --resume {run_dir}'")
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_marker(run_dir, "run")
+        resolved = config.get("resolved")
+        run_id = resolved.get("run_id") if isinstance(resolved, Mapping) else None
+        mark = {"run_id": run_id} if run_id else {}
+        previous = read_marker(run_dir).get("run_id")
+        if not target.exists() and marker_kind(run_dir) is None:
+            write_marker(run_dir, "run", **mark)
         built = Path(tempfile.mkdtemp(prefix=f".{STORE_DIRNAME}.", suffix=PARTIAL_SUFFIX, dir=run_dir))
         try:
             follow_umask(built)
             _allocate(built, **allocation)
+            if previous and previous != run_id:  # either store may be in place until the swap is marked
+                write_marker(run_dir, "run", **mark, replaces=previous)
             swap_in(built, target)
         except BaseException:
             shutil.rmtree(built, ignore_errors=True)
             raise
+        write_marker(run_dir, "run", **mark)  # names the store's run, which --overwrite checks
         return cls(run_dir)
 
     @classmethod
