@@ -17,6 +17,9 @@ computed (bootstrap, permutation null).
 
 from __future__ import annotations
 
+import itertools
+import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -402,15 +405,98 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
     return rows
 
 
+# -- rules said once -------------------------------------------------------------------------------------
+
+
+def rules() -> dict[str, str]:
+    """Every rule of this module, once: the name of each ``*_words`` function whose docstring states a rule -> the rule."""
+    return {name: rule_of(words) for name, words in list(globals().items())
+            if name.endswith("_words") and callable(words) and "Rule: " in (words.__doc__ or "")}
+
+
+def said_rules(detail: str) -> tuple[str, list[str]]:
+    """``detail`` without the rule texts it repeats (:func:`rules`), and the names of those rules in order."""
+    said = [(detail.find(text), name, text) for name, text in rules().items() if text and text in detail]
+    for _, _, text in said:
+        detail = detail.replace(text, "")
+    return " ".join(detail.split()), [name for _, name, _ in sorted(said)]
+
+
+def verdict_words(rule: str) -> list[str]:
+    """The verdicts a rule can give: its phrases in ``*stars*``, longest first."""
+    return sorted(set(re.findall(r"\*([^*]+)\*", rule)), key=len, reverse=True)
+
+
+def split_verdict(value: str, rule_names: Sequence[str]) -> tuple[str, str]:
+    """``value`` without the verdicts of the rules ``rule_names``, and those verdicts (``"; "``-joined, in order).
+
+    A verdict runs from a rule's phrase to the next ``,``/``;``/``:`` (``shrunk`` -> ``shrunk since initialisation``).
+    """
+    spans: list[tuple[int, int]] = []
+    texts = rules()
+    for phrase in (p for name in rule_names for p in verdict_words(texts.get(name, ""))):
+        for match in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", value):
+            end = match.end() + len(re.match(r"[^,;:]*", value[match.end():]).group(0).rstrip())
+            if not any(start < end and match.start() < stop for start, stop in spans):
+                spans.append((match.start(), end))
+    if not spans:
+        return value, ""
+    spans.sort()
+    verdict = "; ".join(value[start:stop] for start, stop in spans)
+    cuts = [0, *(i for span in spans for i in span), len(value)]
+    rest = (value[start:stop].strip(" ,;:") for start, stop in zip(cuts[::2], cuts[1::2]))
+    return "; ".join(part for part in rest if part), verdict
+
+
 # -- tables ----------------------------------------------------------------------------------------------
 
 
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table with aligned columns and a rule under the header."""
+TERMINAL_WIDTH = 100
+"""Columns a terminal table may take (:func:`text_table`)."""
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int = TERMINAL_WIDTH) -> str:
+    """A plain-text table with aligned columns and a rule under the header, at most ``width`` characters wide.
+
+    The widest column is narrowed first (down to 12 characters); its cells wrap onto more lines at spaces.
+    """
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 12:
+        widths[widths.index(max(widths))] -= 1
+    lines = []
+    for row in [header, *rows]:
+        cells = [textwrap.wrap(str(cell), w, break_on_hyphens=False) or [""] for cell, w in zip(row, widths)]
+        for parts in itertools.zip_longest(*cells, fillvalue=""):
+            lines.append("  ".join(part.ljust(w) for part, w in zip(parts, widths)).rstrip())
+        if row is header:
+            lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+TABLE_TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Test curves", ("double descent", "test loss", "test error", "best test")),
+    ("Phases and separation", ("learned", "memorised", "separation", "noise floor")),
+    ("Large activation", ("large activation", "ratio to", "explained")),
+    ("Path attribution", ("path",)),
+)
+"""Topic of a part of a wide table -> words of the column names it takes (:func:`topic_tables`)."""
+
+
+def topic_tables(header: Sequence[str], rows: Sequence[Sequence[str]], keep: int = 2) -> list[tuple[str, list[str], list[list[str]]]]:
+    """A wide table split by topic (:data:`TABLE_TOPICS`): each part repeats the first ``keep`` columns (run, seeds).
+
+    Returns
+    -------
+    list of (title, header, rows)
+        Parts with at least one column; columns of no topic end up in a last part, ``Other``.
+    """
+    parts: dict[str, list[int]] = {}
+    for index, name in enumerate(header[keep:], start=keep):
+        topic = next((t for t, words in TABLE_TOPICS if any(w in name for w in words)), "Other")
+        parts.setdefault(topic, []).append(index)
+    order = [t for t, _ in TABLE_TOPICS] + ["Other"]
+    return [(topic, [header[i] for i in [*range(keep), *parts[topic]]],
+             [[row[i] for i in [*range(keep), *parts[topic]]] for row in rows]) for topic in order if topic in parts]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -4,6 +4,11 @@ A report is one HTML file with its figures embedded as base64 PNG and its
 style inline: no external CSS, JavaScript, fonts or images, so it opens
 offline in any browser and can be mailed as is. What the report says comes
 from :mod:`actlab.findings`; what it is written for, from :mod:`actlab.workflow`.
+
+It reads like the results section of a paper: a summary paragraph (:mod:`actlab.abstract`), a compact
+findings table (finding, value, verdict, a link to the rule that chose the verdict), the figures with a
+one-sentence takeaway each, then "How to read this report" (each rule and reading note said once) and
+the details of every finding. Rule texts are Markdown, rendered by markdown-it-py (raw HTML escaped).
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
+from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 
 from actlab import __version__
+from actlab.abstract import abstract_sentences, finding_rows, is_reading_note
 from actlab.files import write_atomic
-from actlab.findings import Finding
+from actlab.findings import Finding, rules
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "svg")
 """Formats :func:`save_figure` can write."""
@@ -46,12 +54,32 @@ class ReportFigure:
         What the figure shows and how to read it.
     png : bytes
         The rendered PNG, embedded in the HTML.
+    takeaway : str
+        What the figure shows in this run, one sentence chosen by rule; shown before the caption.
     """
 
     name: str
     title: str
     caption: str
     png: bytes
+    takeaway: str = ""
+
+
+RULE_TITLES: dict[str, str] = {
+    "descent_words": "double descent",
+    "learned_words": "clean samples learned",
+    "floor_words": "noise floor",
+    "trend_words": "separation with depth",
+    "excess_words": "path split against its null",
+    "gain_words": "path split since initialisation",
+    "explanation_words": "input or output explanation",
+}
+"""Short names of the rules of :mod:`actlab.findings` (a rule not named here is called by its function name)."""
+
+
+def rule_title(name: str) -> str:
+    """The short name of the rule ``name`` (a ``*_words`` function of :mod:`actlab.findings`)."""
+    return RULE_TITLES.get(name, name.removesuffix("_words").replace("_", " "))
 
 
 @dataclass
@@ -89,13 +117,31 @@ class Report:
         """The report as one self-contained HTML document (Jinja2 template, every value escaped)."""
         figures = [(fig, base64.b64encode(fig.png).decode("ascii")) for fig in self.figures]
         config = json.dumps(self.config, indent=2, sort_keys=True, default=str) if self.config else ""
-        return _template().render(report=self, figures=figures, config=config, css=_CSS, version=__version__, now=_now())
+        rows = finding_rows(self.findings)
+        return _template().render(
+            report=self, figures=figures, config=config, css=_CSS, version=__version__, now=_now(),
+            summary=abstract_sentences(rows), rows=rows,
+            reading_notes=[f for f in self.findings if is_reading_note(f)],
+            rules=[(name, rule_title(name), text) for name, text in rules().items()],
+        )
+
+
+def markdown(text: str) -> markupsafe.Markup:
+    """Inline Markdown (``*verdict*``, backticks) as HTML; raw HTML in ``text`` is escaped, never passed through."""
+    return markupsafe.Markup(_markdown().renderInline(str(text)))
+
+
+@functools.lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False})
 
 
 @functools.lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
     environment = jinja2.Environment(loader=jinja2.PackageLoader("actlab", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["markdown"] = markdown
+    environment.filters["rule_title"] = rule_title
     return environment.get_template("report.html.j2")
 
 
@@ -110,8 +156,15 @@ h3 { font-size: 1.0em; margin: 0 0 0.4em; }
 table { border-collapse: collapse; width: 100%; font-size: 0.92em; }
 th, td { text-align: left; vertical-align: top; padding: 5px 9px; border-bottom: 1px solid #e8e8e4; }
 th { background: #f1f1ee; font-weight: 600; }
-td.value { font-weight: 600; white-space: nowrap; }
-td.detail { color: #555; }
+td.value { font-variant-numeric: tabular-nums; }
+td.verdict { font-weight: 600; }
+td.rule { font-size: 0.9em; white-space: nowrap; }
+td a, dd a { color: #0072B2; text-decoration: none; }
+p.abstract { font-size: 1.02em; line-height: 1.6; margin: 0.3em 0; }
+p.takeaway { font-weight: 600; margin: 0.2em 0 0.5em; }
+dl.rules dt, dl.details dt { font-weight: 600; margin-top: 0.6em; }
+dl.rules dd, dl.details dd { margin: 0.1em 0 0 1.4em; color: #333; }
+:target { background: #fff8d6; }
 table.grid td { white-space: nowrap; font-variant-numeric: tabular-nums; }
 .scroll { overflow-x: auto; }
 .failures { background: #fff5e6; border-left: 4px solid #E69F00; padding: 2px 14px 8px; margin-top: 1em; }

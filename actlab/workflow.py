@@ -18,7 +18,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from actlab.files import write_atomic
-from actlab.findings import COMPARE_HEADER, comparison_row, findings_from_summary, markdown_table
+from actlab.findings import COMPARE_HEADER, comparison_row, findings_from_summary, markdown_table, topic_tables
 from actlab.location import Location, basename, is_remote, join, location
 from actlab.remote import check_any_output, staged_output
 from actlab.report import FIGURE_FORMATS, Report, ReportFigure, figure_png, save_figure, write_report
@@ -334,8 +334,8 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
             config={"ensemble": outputs[0].report.config, "seeds": names},
             provenance={"ensemble": str(path), "seeds": ", ".join(names),
                         "reports of each seed": ", ".join(str(output.report_path) for output in outputs)},
-            tables=[("Headline findings by seed", COMPARE_HEADER,
-                     [comparison_row(name, output.summary) for name, output in zip(names, outputs)])],
+            tables=[(f"Each seed: {topic.lower()}", header, rows) for topic, header, rows in topic_tables(
+                COMPARE_HEADER, [comparison_row(name, output.summary) for name, output in zip(names, outputs)])],
             notes=[f"{name}: {note}" for name, output in zip(names, outputs) for note in output.report.notes],
         )
         write_report(built / REPORT_FILENAME, report)
@@ -493,7 +493,7 @@ def compare_to_dir(
                 "runs": ", ".join(str(path) for path in paths),
                 "reused saved analyses": ", ".join(reused) or "none",
             },
-            tables=[("Headline findings by run", COMPARE_HEADER, rows)],
+            tables=topic_tables(COMPARE_HEADER, rows),
             notes=[f"{name}: {note}" for name, rs in every_results.items() for results in rs
                    for note in analysis_warnings(results)],
         )

@@ -41,7 +41,7 @@ def test_analyze_writes_every_promised_artefact(analysed_run):
     html = (analysis / "report.html").read_text()
     for name in names:  # the embedded image is exactly the PNG written beside it
         assert base64.b64encode((analysis / "figures" / f"{name}.png").read_bytes()).decode() in html
-    assert "Headline findings" in html and "Analyses that could not run" not in html
+    assert 'id="findings"' in html and "How to read this report" in html and "Analyses that could not run" not in html
     leftovers = [p.name for p in planted.run_dir.iterdir() if p.name.endswith((".partial", ".replaced", ".swap"))]
     assert not leftovers  # no staging folders or temporary files left
     assert f"report: {analysis / 'report.html'}" in out
@@ -71,8 +71,10 @@ def test_summary_json_matches_results_and_hand_computation(analysed_run):
     assert written["phases"]["noisy_fitted_epoch"] == int(np.argmax([planted.metrics[e]["train_noisy_acc"] >= 0.99 for e in epochs]))
     assert written["large_activation"]["layer"] == "hidden1" and written["large_activation"]["unit"] == 3
 
-    # the terminal table shows the same numbers
-    assert f"yes: {dd['first_min_epoch']} -> {peak} -> {dd['second_min_epoch']}" in out
+    # the terminal summary and table show the same numbers, no line wider than 100 columns
+    row = next(line for line in out.splitlines() if line.startswith("double descent (test loss)"))
+    assert f"{dd['first_min_epoch']} -> {peak} -> {dd['second_min_epoch']}" in row and row.split()[-1] == "yes"
+    assert out.startswith("Training — double descent (test loss): ") and max(map(len, out.splitlines())) <= 100
     assert "hidden1 unit 3" in out and "path attribution, hidden3" in out
 
 
@@ -157,9 +159,12 @@ def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp
     assert "reused saved analyses</b> planted" in html
     for name in ("compare_test_loss", "compare_separation"):
         assert base64.b64encode((out_dir / "figures" / f"{name}.png").read_bytes()).decode() in html
-    table = [line.split("  ")[0] for line in out.splitlines()]
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 100  # the wide table is split by topic
+    lines = lines[lines.index("Test curves") + 1:lines.index("Phases and separation")]
+    table = [line.split("  ")[0] for line in lines]
     assert table[0] == "run" and "planted" in table and "monotone" in table
-    rows = {line.split()[0]: line for line in out.splitlines()[2:4]}
+    rows = {line.split()[0]: line for line in lines[2:] if line.split() and line.split()[0] in ("planted", "monotone")}
     assert rows["planted"].split()[1:3] == ["1", "yes:"] and rows["monotone"].split()[1:3] == ["1", "no"]
     markdown = (out_dir / "table.md").read_text().splitlines()
     cells = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in markdown]

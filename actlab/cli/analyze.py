@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import webbrowser
 from pathlib import Path
 from typing import Any
@@ -114,13 +115,18 @@ def _progress(args: argparse.Namespace) -> bool:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Run ``actlab analyze``."""
-    from actlab.findings import findings_table
+    from actlab.abstract import abstract_sentences, finding_rows
+    from actlab.findings import TERMINAL_WIDTH, text_table
     from actlab.workflow import analyze_to_dir, parse_formats
 
     formats = parse_formats(args.format)
     _check_open(args, args.out or args.run)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
-    print(findings_table(output.report.findings))
+    rows = finding_rows(output.report.findings)
+    for sentence in abstract_sentences(rows):
+        print(textwrap.fill(sentence.replace("*", ""), TERMINAL_WIDTH, subsequent_indent="  "))
+    print()
+    print(text_table(["finding", "value", "verdict"], [[row.name, row.value, row.verdict] for row in rows]))
     return _close(output, args)
 
 
@@ -151,7 +157,7 @@ def run_compare(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     _check_open(args, args.out)
     output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
-    _, header, rows = output.report.tables[0]
-    print(text_table(header, rows))
+    for title, header, rows in output.report.tables:
+        print(f"{title}\n{text_table(header, rows)}\n")
     return _close(output, args)
 
