@@ -7,7 +7,8 @@
 # For each model: the ensemble's summary.json (<model>_summary.json), each seed's summary.json
 # (<model>_seed<S>_summary.json) and metrics (<model>_seed<S>_metrics.csv, from the store); MLP7's figures;
 # the compare table and figures. Every source is checked before anything is copied, so a missing output
-# leaves the committed files as they were. Then `python docs/reproduction/render.py` writes the page.
+# leaves the committed files as they were. Then `python docs/reproduction/render.py --data $DEST` writes
+# docs/reproduction.md; commit the page with the files it was rendered from.
 set -euo pipefail
 RUNS=${RUNS:-runs/seeds}
 DEST=${DEST:-docs/reproduction/seeds}
@@ -42,4 +43,4 @@ for model in "${MODELS[@]}"; do
       "$seed" "$DEST/${model}_${name}_metrics.csv"
   done
 done
-"$PYTHON" docs/reproduction/render.py
+"$PYTHON" docs/reproduction/render.py --data "$DEST"

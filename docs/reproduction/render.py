@@ -315,7 +315,7 @@ def context(data: Path = HERE / "seeds", gpu: Path = HERE / "gpu", script: Path 
     n = {m["n"] for m in models.values()}.pop()
     return {
         "settings": settings, "models": models, "n": n, "k": needed(n), "share_needed": f"{SHARE_NEEDED:.0%}",
-        "coverage": fmt_percent(read_model(data, MODELS[0])["ensemble"]["phases"]["noisy_fitted_epoch"]["coverage"]),
+        "coverage": fmt_percent(interval(list(range(n)))["coverage"]),  # of every interval over n seeds
         "verdicts": {c: combined({m: models[m]["claims"][c]["verdict"] for m in MODELS}) for c in range(1, 6)},
         "rules": {name: " ".join((rule.__doc__ or "").split()) for name, rule in RULES.items()},
         "compare_header": header, "compare": compare, "gpu": gpu_numbers(gpu), "wanted": f"{HALF_WIDTH_WANTED:g}",
@@ -333,18 +333,21 @@ def render(**paths: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="compare with the committed page instead of writing it")
+    parser.add_argument("--check", action="store_true", help="compare with the page instead of writing it")
+    parser.add_argument("--data", type=Path, default=HERE / "seeds", help="the collected outputs (default: %(default)s)")
+    parser.add_argument("--script", type=Path, default=SCRIPT, help="the script that made them (default: %(default)s)")
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page to write or check (default: %(default)s)")
     args = parser.parse_args(argv)
-    page = render()
+    page = render(data=args.data, script=args.script)
     if args.check:
-        committed = PAGE.read_text()
+        committed = args.page.read_text()
         if committed != page:
             sys.stdout.writelines(difflib.unified_diff(committed.splitlines(True), page.splitlines(True),
-                                                       "docs/reproduction.md (committed)", "docs/reproduction.md (rendered)"))
+                                                       f"{args.page} (committed)", f"{args.page} (rendered)"))
             return 1
         return 0
-    PAGE.write_text(page)
-    print(f"wrote {PAGE}")
+    args.page.write_text(page)
+    print(f"wrote {args.page}")
     return 0
 
 
