@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from actlab.analysis import curves, large_activation
 from actlab.analysis.curves import best_and_final_test
 from actlab.analysis.seeds import interval
 from actlab.findings import excess_words, floor_words, fmt, fmt_epoch, fmt_percent, gain_words, trend_words
@@ -319,6 +320,9 @@ def context(data: Path = HERE / "seeds", gpu: Path = HERE / "gpu", script: Path 
         "verdicts": {c: combined({m: models[m]["claims"][c]["verdict"] for m in MODELS}) for c in range(1, 6)},
         "rules": {name: " ".join((rule.__doc__ or "").split()) for name, rule in RULES.items()},
         "compare_header": header, "compare": compare, "gpu": gpu_numbers(gpu), "wanted": f"{HALF_WIDTH_WANTED:g}",
+        "criteria": {"plateau_points": f"{100 * curves.PLATEAU_TOL:g}", "learned": f"{100 * curves.LEARNED_ACC:g}%",
+                     "to_median": f"{large_activation.MIN_RATIO_TO_MEDIAN:g}",
+                     "to_second": f"{large_activation.MIN_RATIO_TO_SECOND:g}"},
     }
 
 
