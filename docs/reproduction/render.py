@@ -68,15 +68,15 @@ def script_settings(script: Path) -> dict[str, str]:
     return {words[i][2:]: words[i + 1] for i in range(len(words) - 1) if words[i].startswith("--")}
 
 
-def compare_columns(data: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
-    """The header and the rows (run -> column -> cell) of the committed ``actlab compare`` table."""
+def compare_rows(data: Path) -> dict[str, dict[str, str]]:
+    """The rows (run -> column -> cell) of the committed ``actlab compare`` table."""
     lines = [line for line in (data / "compare_table.md").read_text().splitlines() if line.startswith("|")]
 
     def cells(line: str) -> list[str]:
         return [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
 
     header = cells(lines[0])
-    return header, {row[0]: dict(zip(header, row)) for row in map(cells, lines[2:])}
+    return {row[0]: dict(zip(header, row)) for row in map(cells, lines[2:])}
 
 
 # -- accessors: one per quantity read from a summary (adapt these when the summary format changes) ------------------
@@ -312,14 +312,13 @@ def context(data: Path = HERE / "seeds", gpu: Path = HERE / "gpu", script: Path 
     if epochs != {int(settings["epochs"])}:
         raise SystemExit(f"render: the metrics end at epochs {sorted(epochs)} but {script} records {settings['epochs']} "
                          "epochs; collect the outputs of the script as it is committed (examples/collect_reproduction.sh)")
-    header, compare = compare_columns(data)
     n = {m["n"] for m in models.values()}.pop()
     return {
         "settings": settings, "models": models, "n": n, "k": needed(n), "share_needed": f"{SHARE_NEEDED:.0%}",
         "coverage": fmt_percent(interval(list(range(n)))["coverage"]),  # of every interval over n seeds
         "verdicts": {c: combined({m: models[m]["claims"][c]["verdict"] for m in MODELS}) for c in range(1, 6)},
         "rules": {name: " ".join((rule.__doc__ or "").split()) for name, rule in RULES.items()},
-        "compare_header": header, "compare": compare, "gpu": gpu_numbers(gpu), "wanted": f"{HALF_WIDTH_WANTED:g}",
+        "compare": compare_rows(data), "gpu": gpu_numbers(gpu), "wanted": f"{HALF_WIDTH_WANTED:g}",
         "criteria": {"plateau_points": f"{100 * curves.PLATEAU_TOL:g}", "learned": f"{100 * curves.LEARNED_ACC:g}%",
                      "to_median": f"{large_activation.MIN_RATIO_TO_MEDIAN:g}",
                      "to_second": f"{large_activation.MIN_RATIO_TO_SECOND:g}"},
