@@ -275,8 +275,8 @@ def _double_descent_findings(summary: Mapping[str, Any]) -> list[Finding]:
 
 def learned_words(phases: Mapping[str, Any]) -> str:
     """Rule: clean training samples are *learned* at the first epoch within 2 points of the plateau of the smoothed
-    clean-train accuracy, only when that plateau is itself high (at least the ``clean_learned_acc`` of the summary, 0.9),
-    else *not learned by the last epoch*; seeds say in how many of them it is learned."""
+    clean-train accuracy, only when that plateau is itself high (at least 90 %), else *not learned by the last epoch*;
+    seeds say in how many of them it is learned."""
     learned = phases.get("clean_learned")
     if is_share(learned):
         if learned["count"] == 0:
@@ -295,8 +295,9 @@ def _phase_findings(summary: Mapping[str, Any]) -> list[Finding]:
         return []
     return [
         Finding("clean training samples learned", learned_words(phases),
-                f"plateau of the smoothed clean-train accuracy {fmt_percent(phases.get('clean_plateau_acc'))}, "
-                f"last epoch {fmt_percent(phases.get('clean_final_acc'))}. " + rule_of(learned_words)),
+                f"plateau of the smoothed clean-train accuracy {fmt_percent(phases.get('clean_plateau_acc'))} (learned from "
+                f"{fmt_percent(phases.get('clean_learned_acc'))}), last epoch {fmt_percent(phases.get('clean_final_acc'))}. "
+                + rule_of(learned_words)),
         Finding("noisy labels memorised", f"epoch {fmt_epoch(phases.get('noisy_fitted_epoch'))}",
                 "first epoch where train accuracy on noisy samples against their assigned labels reaches 99%"),
     ]

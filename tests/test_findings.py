@@ -112,7 +112,8 @@ def test_a_cnn5_like_run_is_not_learned_and_its_best_and_final_test_values_are_s
                "double_descent": {"present": False, "first_min_epoch": None, "peak_epoch": None, "test_error": {}}}
     rows = {f.name: f for f in findings.findings_from_summary(summary)}
     assert rows["clean training samples learned"].value == "not learned by the last epoch"
-    assert "plateau of the smoothed clean-train accuracy 18.3%, last epoch 18.3%" in rows["clean training samples learned"].detail
+    assert "plateau of the smoothed clean-train accuracy 18.3% (learned from 90.0%), last epoch 18.3%" in \
+        rows["clean training samples learned"].detail
     assert rows["best test loss"].value == "1.88 at epoch 10; final 3.95 at epoch 150"
     assert rows["best test accuracy"].value == "31.2% at epoch 12; final 27.0%"
     assert "n/a" not in rows["double descent (test loss)"].detail
