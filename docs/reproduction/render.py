@@ -224,7 +224,7 @@ def over_seeds(values: Sequence[float | None]) -> dict[str, Any]:
     return interval([None if v is None else float(v) for v in values])
 
 
-def test_values(model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def best_and_final_values(model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Best and final test loss and accuracy over seeds, from each seed's metrics CSV."""
     found = [best_and_final_test(xr.Dataset.from_dataframe(frame)) for frame in model["metrics"].values()]
     return {name: over_seeds([float(ds[name]) for ds in found]) for name in found[0].data_vars}
@@ -255,7 +255,7 @@ def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
                "descent": fmt(dd["descent"]), "error_first_min": fmt(error["first_min"]),
                "error_peak": fmt(error["peak"]), "error_final": fmt(error["final"]), "error_descent": fmt(error["descent"])},
         "test": {key: fmt_percent(v) if "acc" in key and "epoch" not in key else fmt_epoch(v) if "epoch" in key else fmt(v)
-                 for key, v in test_values(model).items()},
+                 for key, v in best_and_final_values(model).items()},
         "noisy_true_acc_final": fmt_percent(over_seeds([m["train_noisy_true_acc"].iloc[-1] for m in metrics])),
         "clean_learned_epoch": fmt_epoch(ens["phases"]["clean_learned_epoch"]),
         "noisy_fitted_epoch": fmt_epoch(ens["phases"]["noisy_fitted_epoch"]),
