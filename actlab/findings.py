@@ -290,9 +290,10 @@ def learned_words(phases: Mapping[str, Any]) -> str:
 
 
 def _phase_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    """The learning phases, then the best and final test values (:func:`_test_findings`)."""
     phases = summary.get("phases")
     if not phases:
-        return []
+        return _test_findings(summary)
     return [
         Finding("clean training samples learned", learned_words(phases),
                 f"plateau of the smoothed clean-train accuracy {fmt_percent(phases.get('clean_plateau_acc'))} (learned from "
@@ -300,6 +301,7 @@ def _phase_findings(summary: Mapping[str, Any]) -> list[Finding]:
                 + rule_of(learned_words)),
         Finding("noisy labels memorised", f"epoch {fmt_epoch(phases.get('noisy_fitted_epoch'))}",
                 "first epoch where train accuracy on noisy samples against their assigned labels reaches 99%"),
+        *_test_findings(summary),
     ]
 
 
@@ -425,8 +427,7 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
     -------
     list of Finding
     """
-    rows = [*_test_findings(summary), *_double_descent_findings(summary), *_phase_findings(summary),
-            *_separation_findings(summary),
+    rows = [*_double_descent_findings(summary), *_phase_findings(summary), *_separation_findings(summary),
             *_large_activation_findings(summary), *_path_findings(summary)]
     note = _seeds_note(summary)
     if note and rows:
