@@ -110,6 +110,19 @@ def _percent(value: Any) -> str:
     return "n/a" if value is None or value != value else f"{100 * float(value):.0f}%"
 
 
+def fmt_percent(value: Any) -> str:
+    """A share as a percentage with one decimal, ``18.3%``; over seeds with its interval, ``18.3% [17.9%, 19.0%]``."""
+    if is_interval(value):
+        if value["median"] is None:
+            return "n/a"
+        if value["n"] == 1 or value["low"] == value["high"]:
+            return fmt_percent(value["median"])
+        return f"{fmt_percent(value['median'])} [{fmt_percent(value['low'])}, {fmt_percent(value['high'])}]"
+    if value is None or value != value:
+        return "n/a"
+    return f"{100 * float(value):.1f}%"
+
+
 # -- the rules -------------------------------------------------------------------------------------------
 
 
@@ -248,10 +261,13 @@ def _double_descent_findings(summary: Mapping[str, Any]) -> list[Finding]:
         if center(curve.get("present")):
             value += (f": {fmt_epoch(curve.get('first_min_epoch'))} -> {fmt_epoch(curve.get('peak_epoch'))} -> "
                       f"{fmt_epoch(curve.get('second_min_epoch'))}")
-        detail = (f"first minimum {fmt(curve.get('first_min'))} at epoch {fmt_epoch(curve.get('first_min_epoch'))}, "
-                  f"highest bump {fmt(curve.get('peak'))} at epoch {fmt_epoch(curve.get('peak_epoch'))}, mean of the last "
-                  f"epochs {fmt(curve.get('final'))} (smoothed); the curve ends {fmt(curve.get('descent'))} of the peak "
-                  "below it (the size of the second descent). " + rule_of(descent_words))
+        if center(curve.get("peak_epoch")) is None:  # no rise followed by a fall: nothing to place a minimum before
+            detail = "the smoothed curve has no interior peak (it never rises and falls again). " + rule_of(descent_words)
+        else:
+            detail = (f"first minimum {fmt(curve.get('first_min'))} at epoch {fmt_epoch(curve.get('first_min_epoch'))}, "
+                      f"highest bump {fmt(curve.get('peak'))} at epoch {fmt_epoch(curve.get('peak_epoch'))}, mean of the "
+                      f"last epochs {fmt(curve.get('final'))} (smoothed); the curve ends {fmt(curve.get('descent'))} of the "
+                      "peak below it (the size of the second descent). " + rule_of(descent_words))
         if center(curve.get("instability_epoch")) is not None:
             detail += (f" A fall after the peak that comes with a training instability (epoch "
                        f"{fmt_epoch(curve.get('instability_epoch'))}) is not counted.")
@@ -259,15 +275,50 @@ def _double_descent_findings(summary: Mapping[str, Any]) -> list[Finding]:
     return rows
 
 
+def learned_words(phases: Mapping[str, Any]) -> str:
+    """Rule: clean training samples are *learned* at the first epoch within 2 points of the plateau of the smoothed
+    clean-train accuracy, only when that plateau is itself high (at least 90 %), else *not learned by the last epoch*;
+    seeds say in how many of them it is learned."""
+    learned = phases.get("clean_learned")
+    if is_share(learned):
+        if learned["count"] == 0:
+            return f"not learned by the last epoch (0 of {learned['n']} seeds)"
+        epoch = f"epoch {fmt_epoch(phases.get('clean_learned_epoch'))}"
+        return epoch if learned["count"] == learned["n"] else \
+            f"learned in {learned['count']} of {learned['n']} seeds, at {epoch}"
+    if learned is None:  # a summary from before the criterion: the epoch alone
+        return f"epoch {fmt_epoch(phases.get('clean_learned_epoch'))}"
+    return f"epoch {fmt_epoch(phases.get('clean_learned_epoch'))}" if learned else "not learned by the last epoch"
+
+
 def _phase_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    """The learning phases, then the best and final test values (:func:`_test_findings`)."""
     phases = summary.get("phases")
     if not phases:
-        return []
+        return _test_findings(summary)
     return [
-        Finding("clean training samples learned", f"epoch {fmt_epoch(phases.get('clean_learned_epoch'))}",
-                "first epoch within 2 points of the clean-train accuracy plateau"),
+        Finding("clean training samples learned", learned_words(phases),
+                f"plateau of the smoothed clean-train accuracy {fmt_percent(phases.get('clean_plateau_acc'))} (learned from "
+                f"{fmt_percent(phases.get('clean_learned_acc'))}), last epoch {fmt_percent(phases.get('clean_final_acc'))}. "
+                + rule_of(learned_words)),
         Finding("noisy labels memorised", f"epoch {fmt_epoch(phases.get('noisy_fitted_epoch'))}",
                 "first epoch where train accuracy on noisy samples against their assigned labels reaches 99%"),
+        *_test_findings(summary),
+    ]
+
+
+def _test_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    test = summary.get("test")
+    if not test:
+        return []
+    return [
+        Finding("best test loss", f"{fmt(test.get('best_loss'))} at epoch {fmt_epoch(test.get('best_loss_epoch'))}; "
+                f"final {fmt(test.get('final_loss'))} at epoch {fmt_epoch(test.get('final_epoch'))}",
+                "lowest test loss over all evaluated epochs (unsmoothed: the early-stopping point) and the test loss "
+                "at the last epoch"),
+        Finding("best test accuracy", f"{fmt_percent(test.get('best_acc'))} at epoch "
+                f"{fmt_epoch(test.get('best_acc_epoch'))}; final {fmt_percent(test.get('final_acc'))}",
+                "highest test accuracy over all evaluated epochs (unsmoothed) and the test accuracy at the last epoch"),
     ]
 
 

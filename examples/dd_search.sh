@@ -4,7 +4,7 @@
 # 30% label noise, evaluated every epoch on a 2,000-image class-stratified test subset; the last two settings
 # repeat the weight-decay setting with MLP5 and MLP3, for the depth contrast. Each setting is one
 # `actlab record` (metrics every epoch; activations of 200 probes per group at 12 log-spaced epochs) and one
-# `actlab analyze`; `actlab compare` of all settings gives the table in docs/reproduction.md.
+# `actlab analyze`; `actlab compare` of all settings gives docs/reproduction/search/table.md.
 #
 #   ACTLAB_DATA=/path/holding/cifar-10-batches-bin bash examples/dd_search.sh            # every setting
 #   bash examples/dd_search.sh lr1e-3 w128                                              # some of them

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Laptop protocol of the study on CPU (each model's run about 30 minutes on 2 cores):
+# Laptop protocol of the study on CPU:
 #   a class-stratified 10,000-image subset of the CIFAR-10 training set (1,000 per class), 30% label noise
 #   (other classes), MLP7, MLP5 and MLP3 of width 512, Adam lr 1e-4, batch 128, $EPOCHS epochs (default 600),
 #   activations of 1,000 clean, 1,000 noisy and 1,000 test probes recorded at 40 log-spaced epochs,
 #   evaluation on all 10,000 test images every epoch; then `actlab analyze` for each run and
-#   `actlab compare` of the three. docs/reproduction.md reports what it gave.
+#   `actlab compare` of the three.
 #
 #   ACTLAB_DATA=/path/holding/cifar-10-batches-bin bash examples/reproduce_cpu.sh     # all three models
 #   bash examples/reproduce_cpu.sh mlp5                                               # one model

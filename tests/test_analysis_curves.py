@@ -8,7 +8,9 @@ import xarray as xr
 from fixtures_store import dd_curve, monotone_curve, planted_metrics, u_curve
 
 import actlab.analysis  # noqa: F401  (registers the accessor)
+from actlab.analysis.pipeline import phase_targets
 from actlab.analysis.curves import (
+    best_and_final_test,
     double_descent,
     learning_curves,
     learning_phases,
@@ -77,6 +79,60 @@ def test_learning_phases_planted_epochs():
     # noisy acc = clip((e - 20) / 20, 0, 1)
     np.testing.assert_array_equal(phases["noisy_memorised_epoch"].values, [30, 38, 40])
     assert float(phases["noisy_fitted_epoch"]) == 40
+
+
+def test_clean_accuracy_that_plateaus_low_is_not_learned():
+    """A cnn5-like run: the clean training accuracy creeps up to 18 % and stays there; its maximum is no plateau of learning."""
+    metrics = metrics_dataset()
+    e = metrics["epoch"].values
+    metrics["train_clean_acc"] = ("epoch", 0.183 * (1 - np.exp(-e / 3)))
+    phases = learning_phases(metrics)
+    smoothed = np.array([metrics["train_clean_acc"].values[max(0, i - 2): i + 3].mean() for i in range(len(e))])
+    assert float(phases["clean_plateau_acc"]) == pytest.approx(smoothed.max()) and smoothed.max() < 0.2
+    assert not bool(phases["clean_learned"]) and np.isnan(float(phases["clean_learned_epoch"]))
+    assert float(phases["clean_final_acc"]) == pytest.approx(0.183 * (1 - np.exp(-60 / 3)))
+    # the same shape reaching 95 % is learned, at the first epoch whose smoothed value is within 0.02 of the plateau
+    metrics["train_clean_acc"] = metrics["train_clean_acc"] * (0.95 / 0.183)
+    phases = learning_phases(metrics)
+    smoothed = smoothed * (0.95 / 0.183)
+    assert bool(phases["clean_learned"])
+    assert float(phases["clean_learned_epoch"]) == int(np.flatnonzero(smoothed >= smoothed.max() - 0.02)[0])
+    # the level is a parameter: a plateau of 95 % is not learned when 0.97 is asked for
+    assert not bool(learning_phases(metrics, learned_acc=0.97)["clean_learned"])
+
+
+def test_u_shaped_test_loss_keeps_its_minimum_and_the_best_and_final_values():
+    """Test loss bottoming out at epoch 10 (1.876) and climbing to the end: no interior peak, yet a test-loss minimum."""
+    metrics = metrics_dataset(double=False)
+    e = metrics["epoch"].values.astype(float)
+    loss = 1.876 + 0.0008 * (e - 10) ** 2 + np.where(e > 10, 0.03 * (e - 10), 0.0)
+    acc = 0.35 - 0.001 * np.abs(e - 12)
+    metrics["test_loss"], metrics["test_acc"] = ("epoch", loss), ("epoch", acc)
+    node = learning_curves(metrics)
+    assert np.isnan(float(node["dd_first_min_epoch"].sel(curve="test_loss")))  # no rise followed by a fall
+    smoothed = np.array([loss[max(0, i - 2): i + 3].mean() for i in range(len(e))])
+    assert float(node["test_loss_min_epoch"]) == int(np.argmin(smoothed))  # smoothed: epoch 8, before the steep rise
+    assert (float(node["best_test_loss"]), float(node["best_test_loss_epoch"])) == (1.876, 10)
+    assert (float(node["best_test_acc"]), float(node["best_test_acc_epoch"])) == (pytest.approx(0.35), 12)
+    assert (float(node["final_test_loss"]), float(node["final_test_acc"]), float(node["final_epoch"])) == (
+        pytest.approx(loss[-1]), pytest.approx(acc[-1]), 60)
+    # the layer-wise findings are read there: the "at the test-loss minimum" rows are no longer dropped
+    tree = xr.DataTree.from_dict({"/curves": node})
+    assert phase_targets(tree, 60)["test_loss_min"] == int(np.argmin(smoothed))
+    # with an interior peak the phase is the double-descent first minimum
+    node = learning_curves(metrics_dataset())
+    assert float(node["test_loss_min_epoch"]) == float(node["dd_first_min_epoch"].sel(curve="test_loss"))
+
+
+def test_best_and_final_test_skip_unevaluated_epochs():
+    metrics = xr.Dataset({"test_loss": ("epoch", [2.3, 1.5, np.nan, 1.2, 1.4, np.nan]),
+                          "test_acc": ("epoch", [0.1, 0.4, np.nan, 0.5, 0.45, np.nan])}, coords={"epoch": np.arange(6)})
+    found = best_and_final_test(metrics)
+    assert {name: float(found[name]) for name in found} == {
+        "best_test_loss": 1.2, "best_test_loss_epoch": 3, "best_test_acc": 0.5, "best_test_acc_epoch": 3,
+        "final_test_loss": 1.4, "final_test_acc": 0.45, "final_epoch": 4}
+    empty = best_and_final_test(metrics.isel(epoch=[2, 5]))
+    assert all(np.isnan(float(empty[name])) for name in empty)
 
 
 def test_never_reached_threshold_is_nan():

@@ -116,6 +116,40 @@ def test_descent_words_give_the_share_of_seeds_with_its_clopper_pearson_interval
     assert words == f"present in 2 of 5 seeds (40%, 95% interval {100 * ci.low:.0f}%-{100 * ci.high:.0f}%)"
 
 
+@pytest.mark.parametrize(("phases", "words"), [
+    ({"clean_learned": True, "clean_learned_epoch": 34}, "epoch 34"),
+    ({"clean_learned": False, "clean_learned_epoch": None}, "not learned by the last epoch"),
+    ({"clean_learned": share([True] * 5), "clean_learned_epoch": seeds([30, 34, 37, 33, 35])}, "epoch 34 [30, 37]"),
+    ({"clean_learned": share([False] * 3), "clean_learned_epoch": seeds([])}, "not learned by the last epoch (0 of 3 seeds)"),
+    ({"clean_learned": share([True, False, True]), "clean_learned_epoch": seeds([8, 12])},
+     "learned in 2 of 3 seeds, at epoch 10 [8, 12]"),
+    ({"clean_learned_epoch": 11}, "epoch 11"),  # a summary written before the criterion
+])
+def test_learned_words_need_a_high_plateau(phases, words):
+    assert findings.learned_words(phases) == words
+
+
+def test_a_cnn5_like_run_is_not_learned_and_its_best_and_final_test_values_are_stated():
+    """The issue's cnn5 run (clean accuracy 18.3 %) and MLP5 run (test loss 1.876 at epoch 10, 3.95 at the end)."""
+    summary = {"phases": {"clean_learned": False, "clean_learned_epoch": None, "clean_plateau_acc": 0.1834,
+                          "clean_learned_acc": 0.9, "clean_final_acc": 0.183, "noisy_fitted_epoch": None},
+               "test": {"best_loss": 1.876, "best_loss_epoch": 10, "best_acc": 0.3125, "best_acc_epoch": 12,
+                        "final_loss": 3.95, "final_acc": 0.27, "final_epoch": 150},
+               "double_descent": {"present": False, "first_min_epoch": None, "peak_epoch": None, "test_error": {}}}
+    rows = {f.name: f for f in findings.findings_from_summary(summary)}
+    assert rows["clean training samples learned"].value == "not learned by the last epoch"
+    assert "plateau of the smoothed clean-train accuracy 18.3% (learned from 90.0%), last epoch 18.3%" in \
+        rows["clean training samples learned"].detail
+    assert rows["best test loss"].value == "1.88 at epoch 10; final 3.95 at epoch 150"
+    assert rows["best test accuracy"].value == "31.2% at epoch 12; final 27.0%"
+    assert "n/a" not in rows["double descent (test loss)"].detail
+    assert "no interior peak" in rows["double descent (test loss)"].detail
+    over_seeds = aggregate_summaries({"a": summary, "b": {**summary, "test": {**summary["test"], "best_acc": 0.3}}})
+    rows = {f.name: f for f in findings.findings_from_summary(over_seeds)}
+    assert rows["clean training samples learned"].value == "not learned by the last epoch (0 of 2 seeds)"
+    assert rows["best test accuracy"].value == "30.6% [30.0%, 31.2%] at epoch 12; final 27.0%"
+
+
 def test_p_values_at_the_permutation_floor_say_so():
     assert findings.fmt_p(0.005, 199) == "p ≤ 1/(199+1) = 0.005"
     assert findings.fmt_p(1 / 100, 99) == "p ≤ 1/(99+1) = 0.01"
@@ -148,13 +182,22 @@ def summaries(tmp_path_factory):
     return {f"seed{seed}": summary(cached_results(tmp_path_factory, seed=seed)[1]) for seed in (0, 1, 2)}
 
 
-def test_findings_of_one_run_follow_its_numbers(summaries):
+def test_findings_of_one_run_follow_its_numbers(summaries, tmp_path_factory):
     one = summaries["seed0"]
     rows = {f.name: f for f in findings.findings_from_summary(one)}
     dd = one["double_descent"]
     assert rows["double descent (test loss)"].value == (
         f"yes: {dd['first_min_epoch']} -> {dd['peak_epoch']} -> {dd['second_min_epoch']}")
     assert rows["noisy labels memorised"].value == "epoch 40"
+    # planted clean accuracy 0.95 * min(1, e / 10): a high plateau, learned at epoch 11 (tests/test_analysis_curves.py)
+    assert one["phases"]["clean_learned"] and rows["clean training samples learned"].value == "epoch 11"
+    metrics = cached_results(tmp_path_factory, seed=0)[0].metrics
+    loss = np.array([metrics[e]["test_loss"] for e in sorted(metrics)])
+    acc = np.array([metrics[e]["test_acc"] for e in sorted(metrics)])
+    assert one["test"] == {"best_loss": pytest.approx(loss.min()), "best_loss_epoch": int(np.argmin(loss)),
+                           "best_acc": pytest.approx(acc.max()), "best_acc_epoch": int(np.argmax(acc)),
+                           "final_loss": pytest.approx(loss[-1]), "final_acc": pytest.approx(acc[-1]),
+                           "final_epoch": len(loss) - 1}
     assert rows["large activation"].value == "hidden1 unit 3 (dominant)"
     assert rows["large activation explained by"].value == one["large_activation"]["explained_by"] == "input"
     assert "p ≤ 1/(" in rows["large activation explained by"].detail  # the planted unit's p sits at the floor

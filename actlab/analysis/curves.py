@@ -16,6 +16,7 @@ SUSTAIN = 3
 FINAL_FRACTION = 0.1
 INSTABILITY_DROP = 0.1
 PLATEAU_TOL = 0.02
+LEARNED_ACC = 0.9
 THRESHOLDS: tuple[float, ...] = (0.5, 0.9, 0.99)
 """Defaults of the criteria, shared by the functions below, the ``.actlab`` accessor and :func:`analyze`."""
 
@@ -141,32 +142,43 @@ def training_instabilities(metrics: xr.Dataset, *, drop: float = INSTABILITY_DRO
                         attrs={"long_name": f"a training accuracy more than {drop:g} below its best so far"})
 
 
-def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = PLATEAU_TOL, smooth_window: int = SMOOTH_WINDOW,
-                    thresholds: tuple[float, ...] = THRESHOLDS) -> xr.Dataset:
+def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = PLATEAU_TOL, learned_acc: float = LEARNED_ACC,
+                    smooth_window: int = SMOOTH_WINDOW, thresholds: tuple[float, ...] = THRESHOLDS) -> xr.Dataset:
     """Epochs at which clean data is learned and noisy data memorised.
+
+    Clean data counts as learned only when the plateau of the smoothed ``train_clean_acc`` (its
+    maximum) is itself high, at least ``learned_acc``: a run whose clean accuracy tops out at 18 % has
+    a maximum but has not learned its clean samples. It is then learned at the first epoch within
+    ``plateau_tol`` of that plateau; otherwise ``clean_learned`` is False and the epoch NaN ("not
+    learned by the last epoch").
 
     Parameters
     ----------
     metrics : xr.Dataset, dims (epoch,)
         With ``train_clean_acc`` and ``train_noisy_acc``.
     plateau_tol : float
-        Clean data counts as learned at the first epoch where the smoothed ``train_clean_acc`` is
-        within ``plateau_tol`` of its maximum.
+        Distance below the plateau that still counts as on it.
+    learned_acc : float
+        Lowest plateau that counts as learned (0.9: an absolute accuracy, well above chance for any
+        number of classes).
     thresholds : tuple of float
         Accuracies for ``noisy_memorised_epoch``.
 
     Returns
     -------
     xr.Dataset
-        ``clean_learned_epoch``, ``clean_plateau_acc``, ``noisy_fitted_epoch`` (scalars) and
-        ``noisy_memorised_epoch`` (threshold,); epochs are float, NaN when never reached.
+        ``clean_learned`` (bool), ``clean_learned_epoch``, ``clean_plateau_acc``, ``clean_final_acc``,
+        ``noisy_fitted_epoch`` (scalars) and ``noisy_memorised_epoch`` (threshold,); epochs are float,
+        NaN when never reached.
     """
     for name in ("train_clean_acc", "train_noisy_acc"):
         if name not in metrics:
             raise ValueError(f"metrics lack {name!r}; got {list(metrics.data_vars)}")
     clean = smooth(metrics["train_clean_acc"], smooth_window)
     plateau = float(clean.max()) if clean.size else np.nan
-    learned = clean["epoch"].values[clean.values >= plateau - plateau_tol]
+    learned = bool(plateau >= learned_acc)
+    on_plateau = clean["epoch"].values[clean.values >= plateau - plateau_tol]
+    final_clean = metrics["train_clean_acc"].dropna("epoch")
     noisy = metrics["train_noisy_acc"].dropna("epoch")
 
     def first_epoch(threshold: float) -> float:
@@ -176,10 +188,15 @@ def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = PLATEAU_TOL, sm
     memorised = [first_epoch(t) for t in thresholds]
     return xr.Dataset(
         {
-            "clean_learned_epoch": ((), float(learned[0]) if len(learned) else np.nan,
-                                    {"long_name": f"first epoch with smoothed train_clean_acc within {plateau_tol:g} of its maximum",
+            "clean_learned": ((), learned, {"long_name": f"smoothed train_clean_acc reaches a plateau of at least "
+                                                         f"{learned_acc:g}", "learned_acc": learned_acc}),
+            "clean_learned_epoch": ((), float(on_plateau[0]) if learned else np.nan,
+                                    {"long_name": f"first epoch with smoothed train_clean_acc within {plateau_tol:g} of its "
+                                                  f"maximum, when that maximum is at least {learned_acc:g}",
                                      "units": "epoch"}),
             "clean_plateau_acc": ((), plateau, {"long_name": "maximum of smoothed train_clean_acc", "units": "1"}),
+            "clean_final_acc": ((), float(final_clean.values[-1]) if final_clean.size else np.nan,
+                                {"long_name": "train_clean_acc at the last epoch", "units": "1"}),
             "noisy_memorised_epoch": (("threshold",), memorised,
                                       {"long_name": "first epoch with train_noisy_acc >= threshold", "units": "epoch"}),
             "noisy_fitted_epoch": ((), first_epoch(0.99),
@@ -189,10 +206,63 @@ def learning_phases(metrics: xr.Dataset, *, plateau_tol: float = PLATEAU_TOL, sm
     )
 
 
+def best_and_final_test(metrics: xr.Dataset) -> xr.Dataset:
+    """The best and the last test loss and test accuracy, with their epochs (the early-stopping point).
+
+    Parameters
+    ----------
+    metrics : xr.Dataset, dims (epoch,)
+        With ``test_loss`` and ``test_acc`` (NaN epochs are left out).
+
+    Returns
+    -------
+    xr.Dataset of scalars
+        ``best_test_loss`` and ``best_test_loss_epoch`` (the lowest test loss and the first epoch with it),
+        ``best_test_acc`` and ``best_test_acc_epoch`` (the highest test accuracy, first epoch), ``final_test_loss``,
+        ``final_test_acc`` and ``final_epoch`` (the last epoch with both); NaN without such epochs. Raw, not smoothed.
+    """
+    both = metrics[["test_loss", "test_acc"]].dropna("epoch")
+    loss, acc, epochs = both["test_loss"].values, both["test_acc"].values, both["epoch"].values
+    if not len(epochs):
+        values = dict.fromkeys(("best_test_loss", "best_test_loss_epoch", "best_test_acc", "best_test_acc_epoch",
+                                "final_test_loss", "final_test_acc", "final_epoch"), np.nan)
+    else:
+        best_loss, best_acc = int(np.argmin(loss)), int(np.argmax(acc))
+        values = dict(best_test_loss=loss[best_loss], best_test_loss_epoch=epochs[best_loss], best_test_acc=acc[best_acc],
+                      best_test_acc_epoch=epochs[best_acc], final_test_loss=loss[-1], final_test_acc=acc[-1],
+                      final_epoch=epochs[-1])
+    units = {"loss": "nats", "acc": "1", "epoch": "epoch"}
+    return xr.Dataset({name: ((), float(value), {"long_name": name.replace("_", " "), "units": units[name.split("_")[-1]]})
+                       for name, value in values.items()})
+
+
+def first_loss_minimum_epoch(dd: xr.Dataset) -> float:
+    """The phase "test-loss minimum": the first minimum of the smoothed test loss.
+
+    With an interior peak it is the double-descent ``first_min_epoch``; without one (a curve that falls and then
+    only rises, or only falls) the argmin of the whole smoothed curve, so the early-stopping point is never lost.
+
+    Parameters
+    ----------
+    dd : xr.Dataset
+        :func:`double_descent` of the test loss.
+
+    Returns
+    -------
+    float
+        The epoch, NaN for an empty curve.
+    """
+    first = float(dd["first_min_epoch"])
+    if np.isfinite(first) or not dd["smoothed"].size:
+        return first
+    return float(dd["smoothed"]["epoch"].values[int(np.argmin(dd["smoothed"].values))])
+
+
 def learning_curves(metrics: xr.Dataset, *, smooth_window: int = SMOOTH_WINDOW, rise: float = RISE, drop: float = DROP,
                     noise_k: float = NOISE_K, sustain: int = SUSTAIN, final_fraction: float = FINAL_FRACTION,
-                    instability_drop: float = INSTABILITY_DROP, plateau_tol: float = PLATEAU_TOL) -> xr.Dataset:
-    """Metrics plus training phases and double descent of ``test_loss`` and ``test_error``.
+                    instability_drop: float = INSTABILITY_DROP, plateau_tol: float = PLATEAU_TOL,
+                    learned_acc: float = LEARNED_ACC) -> xr.Dataset:
+    """Metrics plus training phases, the best and final test values, and double descent of ``test_loss`` and ``test_error``.
 
     Parameters
     ----------
@@ -213,10 +283,15 @@ def learning_curves(metrics: xr.Dataset, *, smooth_window: int = SMOOTH_WINDOW, 
                             final_fraction=final_fraction, unstable=out["unstable"])
         out[f"{name}_smooth"] = dd["smoothed"].reindex(epoch=out["epoch"])
         found.append(dd.drop_vars("smoothed"))
+        if name == "test_loss":
+            out["test_loss_min_epoch"] = ((), first_loss_minimum_epoch(dd), {
+                "long_name": "first minimum of the smoothed test loss (the argmin when it has no interior peak)",
+                "units": "epoch"})
         criterion = dd.attrs["criterion"]
     dd_all = xr.concat(found, dim="curve").assign_coords(curve=list(DD_CURVES))
     for name in dd_all.data_vars:
         out[f"dd_{name}"] = dd_all[name]
     out["dd_present"].attrs.update(long_name="epoch-wise double descent present", criterion=criterion)
-    out = out.merge(learning_phases(metrics, plateau_tol=plateau_tol, smooth_window=smooth_window))
+    out = out.merge(learning_phases(metrics, plateau_tol=plateau_tol, learned_acc=learned_acc, smooth_window=smooth_window))
+    out = out.merge(best_and_final_test(metrics))
     return out

@@ -45,12 +45,14 @@ from actlab.progress import Progress
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
 
-ANALYSIS_REVISION = 4
+ANALYSIS_REVISION = 5
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
 saved results from before are recomputed instead of reused (2: double-descent criterion 5 looks from
 ``smooth_window`` epochs before the peak; 3: null baselines (separation noise floor, path-attribution
 permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap; 4: the
-separation's noise floor as a within-class permutation test, 199 path permutations, exact image PCA)."""
+separation's noise floor as a within-class permutation test, 199 path permutations, exact image PCA; 5: clean
+samples learned only at a high plateau, the test-loss minimum also without an interior peak, best and final test
+values)."""
 
 
 @dataclass(frozen=True)
@@ -364,14 +366,15 @@ def _hidden_layers(results: xr.DataTree, node: xr.Dataset) -> list[str]:
 def phase_targets(results: xr.DataTree, last_epoch: int) -> dict[str, int]:
     """The epochs of the training phases themselves, before they are moved to a recorded epoch.
 
-    ``test_loss_min``: first minimum of the test loss; ``noisy_memorised``: noisy training samples
+    ``test_loss_min``: first minimum of the smoothed test loss (its argmin when the curve has no interior peak,
+    :func:`~actlab.analysis.curves.first_loss_minimum_epoch`); ``noisy_memorised``: noisy training samples
     fitted (accuracy on assigned labels >= 99 %); ``last``: ``last_epoch``. A phase that was not
     reached (or results without curves) is left out.
     """
     wanted: dict[str, Any] = {}
     if "curves" in results.children:
         curves = results["curves"].to_dataset()
-        wanted["test_loss_min"] = _epoch(curves["dd_first_min_epoch"].sel(curve="test_loss"))
+        wanted["test_loss_min"] = _epoch(curves["test_loss_min_epoch"])
         wanted["noisy_memorised"] = _epoch(curves["noisy_fitted_epoch"])
     wanted["last"] = int(last_epoch)
     return {name: int(epoch) for name, epoch in wanted.items() if epoch is not None}
@@ -413,8 +416,18 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
     def phases() -> dict[str, Any]:
         node = results["curves"].to_dataset()
         memorised = {f"{float(t):g}": _epoch(node["noisy_memorised_epoch"].sel(threshold=t)) for t in node["threshold"].values}
-        return {"clean_learned_epoch": _epoch(node["clean_learned_epoch"]), "noisy_memorised_epoch": memorised,
-                "noisy_fitted_epoch": _epoch(node["noisy_fitted_epoch"])}
+        return {"clean_learned": bool(node["clean_learned"]), "clean_learned_epoch": _epoch(node["clean_learned_epoch"]),
+                "clean_plateau_acc": _number(float(node["clean_plateau_acc"])),
+                "clean_learned_acc": float(node["clean_learned"].attrs["learned_acc"]),
+                "clean_final_acc": _number(float(node["clean_final_acc"])),
+                "noisy_memorised_epoch": memorised, "noisy_fitted_epoch": _epoch(node["noisy_fitted_epoch"])}
+
+    def test_curve() -> dict[str, Any]:
+        node = results["curves"].to_dataset()
+        return {key: (_epoch if key.endswith("epoch") else _number)(float(node[var])) for key, var in (
+            ("best_loss", "best_test_loss"), ("best_loss_epoch", "best_test_loss_epoch"), ("best_acc", "best_test_acc"),
+            ("best_acc_epoch", "best_test_acc_epoch"), ("final_loss", "final_test_loss"), ("final_acc", "final_test_acc"),
+            ("final_epoch", "final_epoch"))}
 
     def strongest_separation() -> dict[str, Any]:
         node = results["separation"].to_dataset()
@@ -529,6 +542,7 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
                                for phase, epoch in phase_targets(results, recorded[-1]).items()}
     section("double_descent", "curves", double_descent)
     section("phases", "curves", phases)
+    section("test", "curves", test_curve)
     section("separation", "separation", strongest_separation)
     section("large_activation", "large_activation", large)
     section("paths", "paths", path_split)

@@ -1,0 +1,358 @@
+"""Render docs/reproduction.md from the committed outputs under docs/reproduction/.
+
+Every number and every verdict of the page comes from the files next to this script (``seeds/``:
+the ``summary.json`` of each ensemble and of each seed, each seed's metrics CSV, the ``actlab compare``
+table; ``gpu/``: the full-scale run) and from the settings written in examples/reproduce_seeds.sh.
+The prose is the Jinja2 template ``reproduction.md.j2``; the numbers are read by the small accessor
+functions below, one per quantity, so that a change of the summary format is a change of one accessor.
+
+    python docs/reproduction/render.py            # rewrite docs/reproduction.md
+    python docs/reproduction/render.py --check    # exit 1 when the committed page differs from its data
+
+It lives here, beside the data it reads and the page it writes, rather than in ``benchmarks/`` (which
+measures the tool) or in the package (which must not know this study); tests/test_reproduction_page.py
+re-renders the page and fails when a number on it differs from its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import re
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from actlab.analysis import curves, large_activation
+from actlab.analysis.curves import best_and_final_test
+from actlab.analysis.seeds import interval
+from actlab.findings import excess_words, floor_words, fmt, fmt_epoch, fmt_percent, gain_words, trend_words
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PAGE = ROOT / "docs" / "reproduction.md"
+TEMPLATE = "reproduction.md.j2"
+SCRIPT = ROOT / "examples" / "reproduce_seeds.sh"
+MODELS = ("mlp7", "mlp5", "mlp3")
+SHARE_NEEDED = 0.8
+"""A claim's direction must hold in at least this share of the seeds (4 of 5) to be called reproduced or contradicted."""
+HALF_WIDTH_WANTED = 0.05
+"""Claim 5: the half-width of a seed's excess interval that would decide it, for the sample size the page gives."""
+
+# -- the committed outputs ---------------------------------------------------------------------------------------
+
+
+def read_model(data: Path, model: str) -> dict[str, Any]:
+    """The ensemble summary, each seed's summary and each seed's metrics of ``model`` under ``data`` (seeds/)."""
+    ensemble = json.loads((data / f"{model}_summary.json").read_text())
+    seeds = {seed: json.loads((data / f"{model}_{seed}_summary.json").read_text()) for seed in ensemble["seeds"]}
+    metrics = {seed: pd.read_csv(data / f"{model}_{seed}_metrics.csv", index_col="epoch") for seed in ensemble["seeds"]}
+    return {"name": model, "ensemble": ensemble, "seeds": seeds, "metrics": metrics}
+
+
+def script_settings(script: Path) -> dict[str, str]:
+    """The flags of the ``actlab record`` line of examples/reproduce_seeds.sh, with the script's defaults filled in."""
+    text = script.read_text().replace("\\\n", " ")
+    defaults = dict(re.findall(r"^(\w+)=\$\{\w+:-([^}]*)\}", text, flags=re.M))
+    line = next(line for line in text.splitlines() if "$ACTLAB record" in line)
+    words = [re.sub(r"\$\{?(\w+)\}?", lambda m: defaults.get(m.group(1), m.group(0)), w) for w in shlex.split(line)]
+    return {words[i][2:]: words[i + 1] for i in range(len(words) - 1) if words[i].startswith("--")}
+
+
+def compare_rows(data: Path) -> dict[str, dict[str, str]]:
+    """The rows (run -> column -> cell) of the committed ``actlab compare`` table."""
+    lines = [line for line in (data / "compare_table.md").read_text().splitlines() if line.startswith("|")]
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+    header = cells(lines[0])
+    return {row[0]: dict(zip(header, row)) for row in map(cells, lines[2:])}
+
+
+# -- accessors: one per quantity read from a summary (adapt these when the summary format changes) ------------------
+
+
+def dd_present(summary: Mapping[str, Any], curve: str = "test_loss") -> bool:
+    """Whether one seed's double-descent detector found double descent in ``curve``."""
+    dd = summary["double_descent"]
+    return bool((dd if curve == "test_loss" else dd[curve])["present"])
+
+
+def clean_learned(summary: Mapping[str, Any]) -> tuple[bool, int | None]:
+    """One seed's clean samples learned (the high-plateau criterion) and the epoch; summaries from before the
+    criterion carry only the epoch."""
+    phases = summary["phases"]
+    epoch = phases["clean_learned_epoch"]
+    return bool(phases.get("clean_learned", epoch is not None)), epoch
+
+
+def noisy_fitted(summary: Mapping[str, Any]) -> int | None:
+    """The epoch one seed's noisy labels are fitted (99 % train accuracy on their assigned labels)."""
+    return summary["phases"]["noisy_fitted_epoch"]
+
+
+def depth_trend(summary: Mapping[str, Any], phase: str, grouping: str = "noisy_by_original") -> tuple[Any, Any, Any]:
+    """Slope of the clean-noisy cosine with depth at ``phase``, with its interval (one seed or over seeds)."""
+    trend = summary["separation"]["at_phases"].get(phase, {}).get("depth_trend", {}).get(grouping)
+    return (None, None, None) if trend is None else (trend["slope"], trend["low"], trend["high"])
+
+
+def trend_interval(summary: Mapping[str, Any], phase: str) -> tuple[float | None, float | None]:
+    """The interval of one seed's depth trend that :func:`actlab.findings.trend_words` reads."""
+    _, low, high = depth_trend(summary, phase)
+    return low, high
+
+
+def layer_cosines(summary: Mapping[str, Any], phase: str) -> dict[str, dict[str, Any]]:
+    """Layer -> cosine by original label, noise floor and cosine at initialisation at ``phase`` (over seeds)."""
+    by_layer = summary["separation"]["at_phases"].get(phase, {}).get("by_layer", {})
+    return {layer: {"cosine": v["noisy_by_original"], "floor": v["noise_floor"], "epoch0": v["noisy_by_original_epoch0"]}
+            for layer, v in by_layer.items()}
+
+
+def phase_epoch(summary: Mapping[str, Any], phase: str, key: str = "phase_epoch") -> Any:
+    """The epoch of a training phase (``phase_epoch``) or the recorded epoch it is read at (``recorded_epoch``)."""
+    return summary["phase_epochs"].get(phase, {}).get(key)
+
+
+def large_unit(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The large-activation section: ``dominant``, ``explained_by``, ``ratio_to_median``, ``r2_difference`` ..."""
+    return summary["large_activation"]
+
+
+def path_layers(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Layer -> path-attribution numbers at the last epoch (split, null, excess with its interval, gain)."""
+    return summary["paths"]["by_layer"]
+
+
+def path_reading(at: Mapping[str, Any]) -> tuple[str, str]:
+    """The words of one layer's path split: beyond its null or not, and its change since initialisation."""
+    return (excess_words(at["excess"], at["excess_low"], at["excess_high"]),
+            gain_words(at["split_gain"], at["null_low"], at["null_high"]))
+
+
+# -- the verdict rule --------------------------------------------------------------------------------------------
+
+
+def needed(n: int) -> int:
+    """Seeds in which a direction must hold: at least :data:`SHARE_NEEDED` of ``n``."""
+    return math.ceil(SHARE_NEEDED * n - 1e-9)
+
+
+def verdict(directions: Sequence[int]) -> str:
+    """Rule: *reproduced* when the study's direction (+1) holds in at least 80 % of the seeds, *contradicted* when the
+    opposite (-1) does, else *inconclusive* (0: a seed whose tests decide neither way)."""
+    k = needed(len(directions))
+    if sum(d > 0 for d in directions) >= k:
+        return "reproduced"
+    if sum(d < 0 for d in directions) >= k:
+        return "contradicted"
+    return "inconclusive"
+
+
+def combined(verdicts: Mapping[str, str]) -> str:
+    """A claim over models: the common verdict when every model has it, else each model named with its own."""
+    kinds = set(verdicts.values())
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "; ".join(f"{kind} in {', '.join(m.upper() for m, v in verdicts.items() if v == kind)}"
+                     for kind in ("reproduced", "contradicted", "inconclusive") if kind in kinds)
+
+
+def claim1_direction(summary: Mapping[str, Any], model: str) -> int:
+    """+1: the double-descent detector finds double descent of the test loss in MLP7, or none in MLP5 and MLP3; -1
+    otherwise."""
+    return 1 if dd_present(summary) == (model == "mlp7") else -1
+
+
+def claim2_direction(summary: Mapping[str, Any]) -> int:
+    """+1: clean samples learned before the noisy labels are fitted; -1: noisy labels fitted first, or clean samples
+    never learned while the noisy labels are fitted; 0: neither reached."""
+    learned, clean_epoch = clean_learned(summary)
+    fitted = noisy_fitted(summary)
+    if learned and (fitted is None or clean_epoch < fitted):
+        return 1
+    return -1 if fitted is not None else 0
+
+
+def claim3_direction(summary: Mapping[str, Any]) -> int:
+    """+1: the cosine falls with depth when the noisy labels are fitted (by ``trend_words``: the seed's bootstrap interval of
+    the slope lies below 0), -1: it rises (the interval lies above 0), 0: no clear trend."""
+    words = trend_words(*trend_interval(summary, "noisy_memorised"))
+    return 1 if words == "falling with depth" else -1 if words == "rising with depth" else 0
+
+
+def claim4_direction(summary: Mapping[str, Any]) -> int:
+    """+1: a dominant unit explained by the input; -1: no dominant unit; 0: a dominant unit not explained by the input."""
+    large = large_unit(summary)
+    if not large["dominant"]:
+        return -1
+    return 1 if large["explained_by"] == "input" else 0
+
+
+def claim5_direction(at: Mapping[str, Any]) -> int:
+    """One layer of one seed at the last epoch: +1 when the split is beyond its null (``excess_words``: the seed's
+    bootstrap interval of the excess over the permutation null lies above 0) and has grown since initialisation
+    (``gain_words``: by more than half the null's 95 % range), -1 when it is below its null, else 0."""
+    excess, gain = path_reading(at)
+    if excess == "beyond its null" and gain == "grown since initialisation":
+        return 1
+    return -1 if excess == "below its null" else 0
+
+
+def tally(directions: Sequence[int]) -> dict[str, Any]:
+    """Seeds for and against a direction, and the verdict of :func:`verdict`."""
+    return {"for": sum(d > 0 for d in directions), "against": sum(d < 0 for d in directions), "n": len(directions),
+            "verdict": verdict(directions)}
+
+
+# -- numbers for the page ----------------------------------------------------------------------------------------
+
+
+def over_seeds(values: Sequence[float | None]) -> dict[str, Any]:
+    """Median and distribution-free interval over seeds (:func:`actlab.analysis.seeds.interval`)."""
+    return interval([None if v is None else float(v) for v in values])
+
+
+def best_and_final_values(model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Best and final test loss and accuracy over seeds, from each seed's metrics CSV."""
+    found = [best_and_final_test(xr.Dataset.from_dataframe(frame)) for frame in model["metrics"].values()]
+    return {name: over_seeds([float(ds[name]) for ds in found]) for name in found[0].data_vars}
+
+
+def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
+    """Everything the page says of one model, formatted, with the per-claim tallies."""
+    ens, seeds, name = model["ensemble"], model["seeds"], model["name"]
+    dd, error = ens["double_descent"], ens["double_descent"]["test_error"]
+    metrics = list(model["metrics"].values())
+    hidden = [layer for layer in path_layers(ens) if layer != "output"]
+    per_layer = {layer: tally([claim5_direction(path_layers(s)[layer]) for s in seeds.values()]) for layer in hidden}
+    half_widths = [(at["excess_high"] - at["excess_low"]) / 2 for s in seeds.values()
+                   for layer, at in path_layers(s).items() if layer != "output" and at["excess_low"] is not None]
+    half = float(np.median(half_widths))
+    phases = ("test_loss_min", "noisy_memorised", "last")
+    below = {phase: [layer for layer, v in layer_cosines(ens, phase).items()
+                     if floor_words(v["cosine"], v["floor"]) == "below its noise floor"] for phase in phases}
+    large = large_unit(ens)
+    explained = [large_unit(s)["explained_by"] for s in seeds.values()]
+    return {
+        "name": name, "label": name.upper(), "n": ens["n_seeds"],
+        "wall_time": f"{metrics[0]['wall_time'].iloc[-1]:,.0f}",
+        "epochs": int(metrics[0].index[-1]),
+        "dd": {"share": dd["present"], "error_share": error["present"],
+               "first_min_epoch": fmt_epoch(dd["first_min_epoch"]), "first_min": fmt(dd["first_min"]),
+               "peak_epoch": fmt_epoch(dd["peak_epoch"]), "final": fmt(dd["final"]), "n_peak": (dd["peak_epoch"] or {"n": 0})["n"],
+               "descent": fmt(dd["descent"]), "error_first_min": fmt(error["first_min"]),
+               "error_peak": fmt(error["peak"]), "error_final": fmt(error["final"]), "error_descent": fmt(error["descent"])},
+        "test": {key: fmt_percent(v) if "acc" in key and "epoch" not in key else fmt_epoch(v) if "epoch" in key else fmt(v)
+                 for key, v in best_and_final_values(model).items()},
+        "noisy_true_acc_final": fmt_percent(over_seeds([m["train_noisy_true_acc"].iloc[-1] for m in metrics])),
+        "clean_learned_epoch": fmt_epoch(ens["phases"]["clean_learned_epoch"]),
+        "noisy_fitted_epoch": fmt_epoch(ens["phases"]["noisy_fitted_epoch"]),
+        "slope": {phase: fmt(depth_trend(ens, phase)[0], ".2g") for phase in phases},
+        "trend_words": {phase: {w: words.count(w) for w in dict.fromkeys(words)} for phase, words in
+                        ((phase, [trend_words(*trend_interval(s, phase)) for s in seeds.values()]) for phase in phases)},
+        "below_floor": below,
+        "cosines": {phase: {layer: {k: fmt(v) for k, v in values.items()} for layer, values in layer_cosines(ens, phase).items()}
+                    for phase in phases},
+        "phase_epoch": {phase: fmt_epoch(phase_epoch(ens, phase)) for phase in phases},
+        "recorded_epoch": {phase: fmt_epoch(phase_epoch(ens, phase, "recorded_epoch")) for phase in phases},
+        "large": {"dominant": large["dominant"], "ratio_to_median": fmt(large["ratio_to_median"]),
+                  "ratio_to_second": fmt(large["ratio_to_second"]), "r2_difference": fmt(large["r2_difference"], ".2g"),
+                  "explained": {w: explained.count(w) for w in ("input", "output", "undecided") if explained.count(w)}},
+        "paths": {layer: {"split": fmt(at["split"]), "epoch0": fmt(at["split_epoch0"]), "null_low": fmt(at["null_low"]),
+                          "null_high": fmt(at["null_high"]), "excess": fmt(at["excess"]),
+                          "gain": fmt(at["split_gain"], ".2g"), "reading": ", ".join(path_reading(at)),
+                          "tally": per_layer.get(layer)}
+                  for layer, at in path_layers(ens).items()},
+        "half_width": fmt(half, ".2g"),
+        "probes_needed": f"{math.ceil(n_test_probes * (half / HALF_WIDTH_WANTED) ** 2):,}",
+        "claims": {
+            1: tally([claim1_direction(s, name) for s in seeds.values()]),
+            2: tally([claim2_direction(s) for s in seeds.values()]),
+            3: tally([claim3_direction(s) for s in seeds.values()]),
+            4: tally([claim4_direction(s) for s in seeds.values()]),
+            5: {**max(per_layer.values(), key=lambda t: (t["verdict"] == "reproduced", t["for"])),
+                "verdict": ("reproduced" if any(t["verdict"] == "reproduced" for t in per_layer.values()) else
+                            "contradicted" if all(t["verdict"] == "contradicted" for t in per_layer.values()) else
+                            "inconclusive")},
+        },
+    }
+
+
+def gpu_numbers(gpu: Path) -> dict[str, str]:
+    """The full-scale MLP7 run: its strongest separation and that layer's cosine at the last epoch."""
+    summary = json.loads((gpu / "mlp7_summary.json").read_text())
+    sep = summary["separation"]
+    return {"layer": sep["layer"], "epoch": str(sep["epoch"]), "cosine": fmt(sep["cosine"]),
+            "last": fmt(sep["last_epoch"][sep["layer"]]["noisy_by_original"]), "last_epoch": str(summary["paths"]["epoch"])}
+
+
+RULES: dict[str, Callable[..., Any]] = {"verdict": verdict, "combined": combined, "claim 1": claim1_direction,
+                                        "claim 2": claim2_direction, "claim 3": claim3_direction,
+                                        "claim 4": claim4_direction, "claim 5": claim5_direction}
+"""Each rule's docstring is printed on the page, so the page states the rule that chose each verdict."""
+
+
+def context(data: Path = HERE / "seeds", gpu: Path = HERE / "gpu", script: Path = SCRIPT) -> dict[str, Any]:
+    """The numbers, words and verdicts of the page."""
+    settings = script_settings(script)
+    models = {name: model_numbers(read_model(data, name), int(settings["probe-test"])) for name in MODELS}
+    epochs = {m["epochs"] for m in models.values()}
+    if epochs != {int(settings["epochs"])}:
+        raise SystemExit(f"render: the metrics end at epochs {sorted(epochs)} but {script} records {settings['epochs']} "
+                         "epochs; collect the outputs of the script as it is committed (examples/collect_reproduction.sh)")
+    n = {m["n"] for m in models.values()}.pop()
+    return {
+        "settings": settings, "models": models, "n": n, "k": needed(n), "share_needed": f"{SHARE_NEEDED:.0%}",
+        "coverage": fmt_percent(interval(list(range(n)))["coverage"]),  # of every interval over n seeds
+        "verdicts": {c: combined({m: models[m]["claims"][c]["verdict"] for m in MODELS}) for c in range(1, 6)},
+        "rules": {name: " ".join((rule.__doc__ or "").split()) for name, rule in RULES.items()},
+        "compare": compare_rows(data), "gpu": gpu_numbers(gpu), "wanted": f"{HALF_WIDTH_WANTED:g}",
+        "criteria": {"plateau_points": f"{100 * curves.PLATEAU_TOL:g}", "learned": f"{100 * curves.LEARNED_ACC:g}%",
+                     "to_median": f"{large_activation.MIN_RATIO_TO_MEDIAN:g}",
+                     "to_second": f"{large_activation.MIN_RATIO_TO_SECOND:g}"},
+    }
+
+
+def render(**paths: Path) -> str:
+    """The page, rendered from :func:`context` with the template beside this script."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["thousands"] = lambda text: f"{int(text):,}"
+    return env.get_template(TEMPLATE).render(**context(**paths))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare with the page instead of writing it")
+    parser.add_argument("--data", type=Path, default=HERE / "seeds", help="the collected outputs (default: %(default)s)")
+    parser.add_argument("--script", type=Path, default=SCRIPT, help="the script that made them (default: %(default)s)")
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page to write or check (default: %(default)s)")
+    args = parser.parse_args(argv)
+    page = render(data=args.data, script=args.script)
+    if args.check:
+        committed = args.page.read_text()
+        if committed != page:
+            sys.stdout.writelines(difflib.unified_diff(committed.splitlines(True), page.splitlines(True),
+                                                       f"{args.page} (committed)", f"{args.page} (rendered)"))
+            return 1
+        return 0
+    args.page.write_text(page)
+    print(f"wrote {args.page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

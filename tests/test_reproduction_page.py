@@ -1,0 +1,101 @@
+"""docs/reproduction.md is its data rendered: every number on the committed page equals what render.py reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "reproduction.md"
+DATA = ROOT / "docs" / "reproduction"
+NUMBER = re.compile(r"(?<![\w.\-])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?%?(?![\w.]\w)")
+"""A number as the page writes it (``0.937``, ``-0.022``, ``2,071``, ``93.8%``), not a digit inside a name (MLP7)."""
+
+
+@pytest.fixture(scope="module")
+def render():
+    spec = importlib.util.spec_from_file_location("render_reproduction", DATA / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_number_on_the_committed_page_is_rendered_from_its_source(render):
+    rendered, committed = render.render(), PAGE.read_text()
+    new, old = NUMBER.findall(rendered), NUMBER.findall(committed)
+    differ = [(i, a, b) for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    assert len(old) == len(new) and not differ, (
+        f"{len(differ)} of {len(old)} numbers on docs/reproduction.md differ from its data (index, page, data): "
+        f"{differ[:5]}; run `python docs/reproduction/render.py`")
+    assert committed == rendered, "the words of docs/reproduction.md differ from its template; run docs/reproduction/render.py"
+    assert len(old) >= 400  # the page is made of numbers: this test checks each of them
+
+
+def test_a_changed_source_changes_the_page(render, tmp_path):
+    data = tmp_path / "seeds"
+    shutil.copytree(DATA / "seeds", data, ignore=shutil.ignore_patterns("*.png"))
+    ensemble = json.loads((data / "mlp7_summary.json").read_text())
+    ensemble["phases"]["clean_learned_epoch"]["median"] = 41.0
+    (data / "mlp7_summary.json").write_text(json.dumps(ensemble))
+    metrics = pd.read_csv(data / "mlp7_seed0_metrics.csv")
+    metrics.loc[metrics.index[-1], "wall_time"] = 12345.4
+    metrics.to_csv(data / "mlp7_seed0_metrics.csv", index=False)
+    page = render.render(data=data)
+    assert "Clean samples learned at epoch 41 [30, 37] (MLP7)" in page and "MLP7 12,345 s" in page
+    # planted: double descent in 4 of the 5 MLP7 seeds reproduces claim 1 there, by the rule on the page
+    for seed in ("seed0", "seed1", "seed2", "seed3"):
+        path = data / f"mlp7_{seed}_summary.json"
+        summary = json.loads(path.read_text())
+        summary["double_descent"]["present"] = True
+        path.write_text(json.dumps(summary))
+    assert "**reproduced**" in render.render(data=data).split("| 1. epoch-wise")[1].split("\n")[0]
+
+
+def test_page_numbers_agree_with_an_independent_reading_of_the_csvs(render):
+    page = PAGE.read_text()
+    frames = [pd.read_csv(DATA / "seeds" / f"mlp7_seed{s}_metrics.csv") for s in range(5)]
+    best = np.sort([f["test_loss"].min() for f in frames])
+    epochs = np.sort([int(f.loc[f["test_loss"].idxmin(), "epoch"]) for f in frames])
+    row = f"| MLP7 | {best[2]:.3g} [{best[0]:.3g}, {best[4]:.3g}] | {epochs[2]} [{epochs[0]}, {epochs[4]}] |"
+    assert row in page
+    assert f"MLP7 {frames[0]['wall_time'].iloc[-1]:,.0f} s" in page
+
+
+@pytest.mark.parametrize(("directions", "words"), [
+    ([1, 1, 1, 1, 0], "reproduced"), ([1, 1, 1, 1, 1], "reproduced"), ([-1, -1, -1, -1, 1], "contradicted"),
+    ([1, 1, 1, -1, -1], "inconclusive"), ([0, 0, 0, 0, 0], "inconclusive"), ([1, 1, 0], "inconclusive"),
+    ([1, 1, 1], "reproduced"),
+])
+def test_verdict_needs_four_fifths_of_the_seeds(render, directions, words):
+    assert render.verdict(directions) == words
+
+
+def test_each_claim_direction_follows_its_rule(render):
+    def phases(learned, epoch, fitted):
+        return {"phases": {"clean_learned": learned, "clean_learned_epoch": epoch, "noisy_fitted_epoch": fitted}}
+
+    assert render.claim2_direction(phases(True, 30, 36)) == 1
+    assert render.claim2_direction(phases(True, 36, 30)) == -1
+    assert render.claim2_direction(phases(False, None, 36)) == -1  # the cnn5-like run: noisy fitted, clean never learned
+    assert render.claim2_direction(phases(False, None, None)) == 0
+    assert render.claim2_direction({"phases": {"clean_learned_epoch": 30, "noisy_fitted_epoch": 36}}) == 1  # old format
+    dd = {"double_descent": {"present": True}}
+    assert render.claim1_direction(dd, "mlp7") == 1 and render.claim1_direction(dd, "mlp5") == -1
+    assert render.claim4_direction({"large_activation": {"dominant": True, "explained_by": "input"}}) == 1
+    assert render.claim4_direction({"large_activation": {"dominant": True, "explained_by": "output"}}) == 0
+    assert render.claim4_direction({"large_activation": {"dominant": False, "explained_by": "input"}}) == -1
+    split = {"excess": 0.2, "excess_low": 0.05, "excess_high": 0.3, "null_low": -0.1, "null_high": 0.1}
+    assert render.claim5_direction({**split, "split_gain": 0.2}) == 1
+    assert render.claim5_direction({**split, "split_gain": 0.02}) == 0  # beyond its null, but no larger than at init
+    assert render.claim5_direction({**split, "excess": -0.2, "excess_low": -0.3, "excess_high": -0.05,
+                                    "split_gain": 0.0}) == -1
+    assert render.combined({"mlp7": "reproduced", "mlp5": "reproduced"}) == "reproduced"
+    assert render.combined({"mlp7": "reproduced", "mlp5": "inconclusive", "mlp3": "inconclusive"}) == \
+        "reproduced in MLP7; inconclusive in MLP5, MLP3"
