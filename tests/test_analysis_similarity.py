@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from fixtures_store import RECORD_EPOCHS, cached_planted, planted_run, post
