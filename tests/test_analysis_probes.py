@@ -1,4 +1,4 @@
-"""Linear probes: planted decodability, a ridge classifier by hand, the permutation null and Benjamini-Hochberg."""
+"""Linear probes: planted decodability, scikit-learn's ridge classifier, the permutation null and Benjamini-Hochberg."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 from fixtures_store import RECORD_EPOCHS, cached_planted, post
+from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import actlab
 from actlab.analysis.probes import TARGETS, fdr_adjust, linear_probes, probe_block
@@ -39,21 +42,15 @@ def test_planted_original_label_decodable_in_hidden1_not_hidden2(planted_probes)
     assert ((low <= ds["accuracy"] + 1e-12) & (ds["accuracy"] <= high + 1e-12)).all()
 
 
-def ridge_by_hand(x_train, y_train, x_eval, alpha, n_classes):
-    """RidgeClassifier on standardised units in NumPy: targets +-1, centred least squares with an L2 penalty."""
-    mean, std = x_train.mean(0), x_train.std(0)
-    std = np.where(std > 0, std, 1.0)
-    a, b = (x_train - mean) / std, (x_eval - mean) / std
-    targets = np.where(np.arange(n_classes)[None, :] == y_train[:, None], 1.0, -1.0)
-    a_mean, t_mean = a.mean(0), targets.mean(0)
-    ac = a - a_mean
-    w = np.linalg.solve(ac.T @ ac + alpha * np.eye(a.shape[1]), ac.T @ (targets - t_mean))
-    return np.argmax(b @ w + (t_mean - a_mean @ w), axis=1)
+def sklearn_predictions(x_train, y_train, x_eval, alpha):
+    """The reference classifier: scikit-learn's own standardisation and ridge classifier."""
+    return make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha)).fit(x_train, y_train).predict(x_eval)
 
 
-def test_block_matches_ridge_by_hand(tmp_path_factory):
+def test_block_matches_sklearn_ridge_classifier(tmp_path_factory):
     planted = cached_planted(tmp_path_factory)
     x = post(planted, 30, "hidden1") + 0.3 * np.random.default_rng(1).standard_normal((len(planted.probes), 16))
+    x[:, 7] = 2.5  # a constant unit keeps scale 1, as in StandardScaler
     pr = planted.probes
     group = np.array(["clean", "noisy", "test"])[pr.group]
     ds = probe_block(x, group, pr.label, pr.original_label, n_folds=4, alpha=3.0, n_permutations=19, seed=5)
@@ -62,7 +59,7 @@ def test_block_matches_ridge_by_hand(tmp_path_factory):
     expected = {name: [] for name in TARGETS}
     out_of_fold = np.empty(len(clean), int)
     for train, held in folds:
-        predicted = ridge_by_hand(x[clean[train]], pr.label[clean[train]], x, 3.0, 4)
+        predicted = sklearn_predictions(x[clean[train]], pr.label[clean[train]], x, 3.0)
         out_of_fold[held] = predicted[clean[held]]
         expected["clean"].append(np.mean(predicted[clean[held]] == pr.label[clean[held]]))
         expected["noisy_original"].append(np.mean(predicted[noisy] == pr.original_label[noisy]))
@@ -100,7 +97,7 @@ def test_chance_is_the_null_mean_and_false_positives_at_level():
     clean = np.flatnonzero(group == "clean")
     predicted = []
     for train, _ in StratifiedKFold(3, shuffle=True, random_state=0).split(clean, label[clean]):
-        predicted.append(ridge_by_hand(x[clean[train]], label[clean[train]], x[n_clean:], 1.0, 3))
+        predicted.append(sklearn_predictions(x[clean[train]], label[clean[train]], x[n_clean:], 1.0))
     predicted, truth = np.array(predicted), label[n_clean:]
     null = [np.mean(predicted == rng.permutation(truth)) for _ in range(20000)]
     assert abs(float(ds["chance"].sel(target="noisy_assigned")) - np.mean(null)) < 0.002
