@@ -11,7 +11,6 @@ p-values of each target are adjusted by Benjamini-Hochberg within the layer x ep
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,7 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from actlab.analysis.blocks import SEED
-from actlab.analysis.run import Run
+from actlab.analysis.run import Run, reduce_blocks
 from actlab.progress import Progress
 
 TARGETS: dict[str, str] = {
@@ -224,18 +223,14 @@ def linear_probes(run: Run, *, layers: Sequence[str] | None = None, kind: str = 
     probes = run.probes
     group, label, original = probes["group"].values, probes["label"].values, probes["original_label"].values
 
-    def one(layer: str, index: int) -> xr.Dataset:
-        return probe_block(run.read_block(layer, index, kind), group, label, original, n_folds=n_folds, alpha=alpha,
-                           n_permutations=n_permutations, seed=seed)
+    def probe(x: np.ndarray) -> xr.Dataset:
+        return probe_block(x, group, label, original, n_folds=n_folds, alpha=alpha, n_permutations=n_permutations,
+                           seed=seed)
 
     tasks = [(layer, i) for layer in layers for i in range(len(run.epochs))]
-    results: dict[tuple[str, int], xr.Dataset] = {}
-    with (threadpool_limits(limits=1, user_api="blas"), cf.ThreadPoolExecutor(max_workers=max_workers) as pool,
+    with (threadpool_limits(limits=1, user_api="blas"),
           Progress(len(tasks), desc="linear probes", unit="block", enabled=progress) as bar):
-        futures = {pool.submit(one, *task): task for task in tasks}
-        for future in cf.as_completed(futures):
-            results[futures[future]] = future.result()
-            bar.update(1)
+        results = reduce_blocks(run, tasks, probe, kind=kind, max_workers=max_workers, advance=bar.update)
     by_layer = [xr.concat([results[(layer, i)] for i in range(len(run.epochs))], dim="epoch") for layer in layers]
     ds = xr.concat(by_layer, dim="layer").assign_coords(
         layer=("layer", layers), epoch=("epoch", run.epochs, {"long_name": "training epoch", "units": "epoch"}))

@@ -10,7 +10,6 @@ fixed subset of the probes (:func:`gram_vector`), so blocks stream: only those v
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from actlab.analysis.blocks import SEED
 from actlab.analysis.pca import PCA_EPOCHS, pca_epoch_indices
-from actlab.analysis.run import Run
+from actlab.analysis.run import Run, reduce_blocks
 from actlab.progress import Progress
 
 MAX_SAMPLES = 512
@@ -114,16 +113,8 @@ def sample_subset(n_samples: int, max_samples: int = MAX_SAMPLES, seed: int = SE
 def _gram_vectors(run: Run, blocks: Sequence[tuple[str, int]], subset: np.ndarray, kind: str, max_workers: int,
                   bar: Progress) -> dict[tuple[str, int], np.ndarray]:
     """:func:`gram_vector` of each (layer, epoch index) block on the probes ``subset``."""
-    def one(block: tuple[str, int]) -> np.ndarray:
-        return gram_vector(run.read_block(block[0], block[1], kind)[subset])
-
-    out = {}
-    with cf.ThreadPoolExecutor(max_workers=max_workers) as pool:
-        futures = {pool.submit(one, block): block for block in blocks}
-        for future in cf.as_completed(futures):
-            out[futures[future]] = future.result()
-            bar.update(1)
-    return out
+    return reduce_blocks(run, blocks, lambda x: gram_vector(x[subset]), kind=kind, max_workers=max_workers,
+                         advance=bar.update)
 
 
 def settled_epoch(to_final: xr.DataArray, threshold: float = SETTLED_CKA) -> xr.DataArray:
