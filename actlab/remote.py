@@ -151,7 +151,7 @@ def check_remote_run(run: str, *, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def claimed_remote_run(run: str, *, overwrite: bool) -> Iterator[list]:
-    """The URL counterpart of :func:`actlab.record.api.claimed_run_dir`: check the prefix, yield a writer list.
+    """The URL counterpart of :func:`actlab.record.claim.claimed_run_dir`: check the prefix, yield a writer list.
 
     No lock and no marker exist at a URL; the store's root status (``"creating"``, then ``"recording"``)
     says what state it is in. When the block fails before the run's first committed epoch, every object

@@ -102,7 +102,7 @@ def plain_loop(config, data) -> list[float]:
 
 def recording_cost(run_dir: Path, config, data) -> float:
     """Seconds of one recorded epoch on ``run_dir``: probe capture, parameter copy, synchronous store write."""
-    from actlab.record.api import probe_set, seeded_model
+    from actlab.record.setup import probe_set, seeded_model
     from actlab.record.hooks import ActivationCapture
     from actlab.record.models import parameter_arrays
     from actlab.record.trainer import to_device_normalized

@@ -71,7 +71,7 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from actlab.record.api import seeded_model, flushed_denormals
+    from actlab.record.setup import seeded_model, flushed_denormals
     from actlab.record.ensemble import (
         EnsembleMLP,
         EnsembleTrainer,

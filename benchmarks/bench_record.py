@@ -1,7 +1,7 @@
 """Benchmark of the record side, measured side by side in one run (prints, never asserts).
 
 The whole benchmark runs with denormal floats flushed to zero, as ``actlab record`` does on a CPU
-(:func:`actlab.record.api.flushed_denormals`, set before the first torch operation so that torch's
+(:func:`actlab.record.setup.flushed_denormals`, set before the first torch operation so that torch's
 intra-op threads inherit it), so every loop below computes with the same arithmetic.
 
 (a) training throughput of one epoch of MLP7 (same model, initialisation, Adam, batch size, data), no
@@ -186,7 +186,7 @@ def train_without_recording(config) -> tuple[float, float, float, dict[str, floa
     ``train_epoch``, the time in ``evaluate`` and the metrics of the last epoch.
     """
     from actlab.record import Trainer, make_mlp, prepare_data
-    from actlab.record.api import flushed_denormals
+    from actlab.record.setup import flushed_denormals
 
     start = time.perf_counter()
     data = prepare_data(config)
@@ -293,7 +293,7 @@ def bench_store(run_dir: Path) -> None:
 
 
 def main() -> None:
-    from actlab.record.api import flushed_denormals
+    from actlab.record.setup import flushed_denormals
 
     args = parse_args()
     if args.threads is not None:

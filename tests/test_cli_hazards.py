@@ -28,7 +28,7 @@ from actlab.files import (
     MARKER_FILENAME,
     marker_kind,
 )
-from actlab.record.api import check_run_output
+from actlab.record.claim import check_run_output
 from actlab.store import read_attrs
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -226,7 +226,7 @@ def test_real_cifar10(cifar_data_dir):
 
 
 def test_test_size_keeps_a_stratified_test_subset_and_maps_probes_to_the_full_set():
-    from actlab.record.api import probe_set
+    from actlab.record.setup import probe_set
 
     config = RecordConfig(dataset="synthetic", synthetic="train=400,test=200,classes=4,shape=1x3x3", test_size=40,
                           epochs=1, probe_test=8)

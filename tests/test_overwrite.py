@@ -71,7 +71,7 @@ def test_overwrite_failing_before_the_new_store_is_in_changes_nothing(recorded, 
     def allocate_fails(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr(store, "_allocate", allocate_fails)
+    monkeypatch.setattr(store.writer, "_allocate", allocate_fails)
     with pytest.raises(WriteError if isinstance(failure, OSError) else KeyboardInterrupt):
         record(config, overwrite=True)
     assert contents(run_dir) == before
@@ -117,7 +117,7 @@ def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_change
     def allocate_fails(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "_allocate", allocate_fails)
+    monkeypatch.setattr(store.writer, "_allocate", allocate_fails)
     with pytest.raises(WriteError):
         record(config, seeds=[0, 1], overwrite=True)
     assert contents(ensemble, untouched=False) == bytes_before  # the marker of the new ensemble was put back as it was
@@ -173,12 +173,12 @@ def test_a_failed_new_run_removes_the_parents_it_made_only_while_they_hold_nothi
         (parent / "other" / "notes.txt").write_text("theirs")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "_allocate", allocate_fails_beside_another_writer)
+    monkeypatch.setattr(store.writer, "_allocate", allocate_fails_beside_another_writer)
     with pytest.raises(WriteError):
         record(config, out=str(parent / "run"))
     assert not (parent / "run").exists() and (parent / "other" / "notes.txt").read_text() == "theirs"
 
-    monkeypatch.setattr(store, "_allocate", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(28, "No space left")))
+    monkeypatch.setattr(store.writer, "_allocate", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(28, "No space left")))
     with pytest.raises(WriteError):
         record(config, out=str(tmp_path / "alone" / "run"))
     assert not (tmp_path / "alone").exists()  # nothing else came in: every folder the claim made is gone

@@ -171,11 +171,11 @@ def test_a_store_left_creating_is_refused(s3, monkeypatch):
     )
 
     from actlab import store
-    from actlab.record.api import check_run_output
+    from actlab.record.claim import check_run_output
 
     probes, _ = planted_probes(np.random.default_rng(0), n_clean=8, n_noisy=4, n_test=8)
     created = []
-    real = store._create
+    real = store.writer._create
 
     def dying(*args, **kwargs):
         if len(created) == 5:
@@ -183,7 +183,7 @@ def test_a_store_left_creating_is_refused(s3, monkeypatch):
         created.append(args[1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(store, "_create", dying)
+    monkeypatch.setattr(store.writer, "_create", dying)
     url = f"s3://{BUCKET}/runs/crashed"
     with pytest.raises(KeyboardInterrupt):
         RunWriter.create(url, config={}, dataset={"class_names": [str(i) for i in range(N_CLASSES)]}, layers=LAYERS,

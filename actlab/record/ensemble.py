@@ -7,7 +7,7 @@ the loss is the sum of each replica's mean cross-entropy, so each gets the gradi
 loss, and Adam is elementwise, so one Adam over the stacked weights is K separate Adams.
 
 Replica k is the single run ``--seed S_k --data-seed D_k``: its initialisation is
-:func:`actlab.record.api.seeded_model` of its seed, its batch order comes from a generator
+:func:`actlab.record.setup.seeded_model` of its seed, its batch order comes from a generator
 seeded as :class:`~actlab.record.trainer.Trainer` seeds it, and its data (subset, noise, probes)
 from its data seed (the first of the seeds for all replicas, or its own seed with
 ``--noise-per-seed``). Each replica is written as a complete run, ``RUN/seed<S>/``; the ensemble
@@ -41,25 +41,27 @@ from actlab.files import (
     writer_lock,
 )
 from actlab.location import is_remote
-from actlab.record.api import (
+from actlab.record.claim import (
     Claim,
     check_record_output,
-    check_same_data,
     claimed_folder,
     claimed_run_dir,
-    data_subsets,
-    environment,
-    flushed_denormals,
     previous_outputs,
-    probe_set,
     remove_writer_leftovers,
-    resolved_settings,
-    seeded_model,
 )
 from actlab.record.config import RecordConfig
 from actlab.record.data import PreparedData, load_dataset, prepare_data
 from actlab.record.loop import run_epochs
 from actlab.record.models import count_parameters, mlp_layer_specs, parameter_specs
+from actlab.record.setup import (
+    check_same_data,
+    data_subsets,
+    environment,
+    flushed_denormals,
+    probe_set,
+    resolved_settings,
+    seeded_model,
+)
 from actlab.record.trainer import (
     load_checkpoint,
     resolve_device,
@@ -447,11 +449,11 @@ def check_ensemble_output(run_dir: Path, *, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def claimed_ensemble_dir(run_dir: Path, config: RecordConfig, ensemble_id: str) -> Iterator[Claim]:
-    """Claim the ensemble folder (:func:`~actlab.record.api.claimed_folder` with the kind ``ensemble``), marked as an
+    """Claim the ensemble folder (:func:`~actlab.record.claim.claimed_folder` with the kind ``ensemble``), marked as an
     ensemble of ``config.seeds``.
 
-    The caller claims each replica folder inside (:func:`actlab.record.api.claimed_run_dir`), appends each replica's
-    writer to the claim and calls :meth:`~actlab.record.api.Claim.replaced` once all are made. With
+    The caller claims each replica folder inside (:func:`actlab.record.claim.claimed_run_dir`), appends each replica's
+    writer to the claim and calls :meth:`~actlab.record.claim.Claim.replaced` once all are made. With
     ``config.overwrite``, the replicas of the previous ensemble that the new one does not have are deleted only then.
     """
     new = {replica_name(seed) for seed in config.seeds}

@@ -1,0 +1,76 @@
+"""The run store: the one place where actlab's on-disk schema is defined.
+
+Recording (torch) writes through :class:`RunWriter`; analysis (xarray/dask) reads through :func:`open_store` and
+checks the chunks of committed epochs with :func:`damaged_chunks`. The package imports neither half, only NumPy,
+zarr and xarray; ``docs/store-format.md`` is the contract for people. Its modules, each importing only those
+above it:
+
+- :mod:`actlab.store.schema`: the contract (every name, dim, dtype and spec, the schema check);
+- :mod:`actlab.store.integrity`: shard-index and checksum checks, and the errors of a damaged store;
+- :mod:`actlab.store.reader`: root attributes, identity, :func:`open_store` and :func:`damaged_chunks`;
+- :mod:`actlab.store.writer`: :class:`RunWriter` and the allocation of a new store.
+"""
+
+from actlab.store.integrity import (
+    breach_error,
+    creating_error,
+    damage_error,
+    exception_line,
+    layer_array_name,
+    parameter_array_name,
+)
+from actlab.store.reader import (
+    StoreView,
+    damaged_chunks,
+    open_store,
+    read_attrs,
+    replaced_error,
+    store_folder_id,
+    store_identity,
+)
+from actlab.store.schema import (
+    ACTIVATION_DTYPES,
+    ACTIVATIONS,
+    ANALYSIS_DIRNAME,
+    ARRAYS,
+    CHECKPOINT_FILENAME,
+    CHUNK_VALUES,
+    COMMIT_ARRAYS,
+    GROUPS,
+    LAYER_KINDS,
+    METRICS,
+    PARAMETER_DTYPES,
+    REDUCTIONS,
+    SAMPLE_CHUNK,
+    SCHEMA_VERSION,
+    STATUS_COMPLETE,
+    STATUS_CREATING,
+    STATUS_RECORDING,
+    STORE_DIRNAME,
+    UNCOMMITTED,
+    WRITE_CONFIG,
+    LayerSpec,
+    ParameterSpec,
+    ProbeSet,
+    Subsets,
+    check_schema,
+    default_compressors,
+    layer_dims,
+    layer_spec_problem,
+    parameter_dims,
+    parameter_spec_problem,
+    store_location,
+    store_path,
+)
+from actlab.store.writer import RunWriter
+
+__all__ = [
+    "ACTIVATIONS", "ACTIVATION_DTYPES", "ANALYSIS_DIRNAME", "ARRAYS", "CHECKPOINT_FILENAME", "CHUNK_VALUES",
+    "COMMIT_ARRAYS", "GROUPS", "LAYER_KINDS", "METRICS", "PARAMETER_DTYPES", "REDUCTIONS", "SAMPLE_CHUNK",
+    "SCHEMA_VERSION", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
+    "WRITE_CONFIG", "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets", "breach_error",
+    "check_schema", "creating_error", "damage_error", "damaged_chunks", "default_compressors", "exception_line",
+    "layer_array_name", "layer_dims", "layer_spec_problem", "open_store", "parameter_array_name", "parameter_dims",
+    "parameter_spec_problem", "read_attrs", "replaced_error", "store_folder_id", "store_identity", "store_location",
+    "store_path",
+]

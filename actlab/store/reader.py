@@ -1,0 +1,390 @@
+"""Reading a run store: its root attributes and identity, and :func:`open_store`, a lazy committed-only view checked
+against the contract; :func:`damaged_chunks` checks the shards of committed epochs (:mod:`actlab.store.integrity`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import dask.array as da
+import xarray as xr
+import zarr
+from zarr.codecs import Crc32cCodec
+
+from actlab.errors import StoreError
+from actlab.location import Files, Location, files, is_remote, location, zarr_store
+from actlab.store.integrity import (
+    _check_sharded,
+    _shard_problems,
+    breach_error,
+    creating_error,
+    damage_error,
+    exception_line,
+    layer_array_name,
+    parameter_array_name,
+)
+from actlab.store.schema import (
+    ACTIVATION_DTYPES,
+    ARRAYS,
+    COMMIT_ARRAYS,
+    GROUPS,
+    METRICS,
+    STATUS_COMPLETE,
+    STATUS_CREATING,
+    STATUS_RECORDING,
+    STORE_DIRNAME,
+    UNCOMMITTED,
+    check_schema,
+    layer_dims,
+    layer_spec_problem,
+    parameter_dims,
+    parameter_spec_problem,
+    store_location,
+    store_path,
+)
+
+def store_folder_id(run_dir: str | os.PathLike) -> tuple[int, int] | None:
+    """Device and inode of a local run's store folder; None for a URL, or when the store folder cannot be found."""
+    run_dir = location(run_dir)  # a local path given as a str is a Path here, a URL stays a str
+    if is_remote(run_dir):
+        return None
+    try:
+        stat = os.stat(store_path(run_dir))
+    except OSError:  # none there, or the run path is a file
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def store_identity(run_dir: str | os.PathLike) -> tuple[Any, ...]:
+    """What tells the store of one recording from that of another at the same place (a run replaced by
+    ``actlab record --overwrite``, or deleted and recorded again): :func:`store_folder_id`, and the root attrs
+    ``created`` and ``config.resolved.run_id`` where present."""
+    folder = store_folder_id(run_dir)
+    attrs = read_attrs(run_dir)
+    resolved = attrs.get("config", {}).get("resolved", {})
+    return folder, attrs.get("created"), resolved.get("run_id") if isinstance(resolved, dict) else None
+
+
+def replaced_error(run_dir: str | os.PathLike) -> StoreError:
+    """The error of a read from a run whose store was replaced since the run was opened."""
+    return StoreError(f"{run_dir} was replaced by another recording while it was read; analyse it again")
+
+
+def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Root attributes of a run store (local path or URL), after checking that it is one of this schema version."""
+    path = store_location(run_dir)
+    try:
+        found = files(path).size("zarr.json") is not None
+    except Exception as exc:  # no such bucket, no credentials, unreachable endpoint
+        raise StoreError(f"{run_dir} cannot be reached ({exception_line(exc)}); check the URL and the storage "
+                         "settings in the environment") from exc
+    if not found:
+        raise StoreError(f"{run_dir} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
+    try:
+        attrs = dict(zarr.open_group(zarr_store(path, read_only=True), mode="r", zarr_format=3).attrs)
+    except Exception as exc:  # unreadable metadata
+        raise StoreError(f"{path} cannot be opened ({exception_line(exc)}); the store is damaged") from exc
+    check_schema(attrs, run_dir)
+    return attrs
+
+
+def _check_root_attrs(attrs: Mapping[str, Any], where: Location) -> None:
+    """The binding root attributes: ``layers``, ``record_epochs``, ``n_epochs``, ``groups``, ``status``."""
+    if attrs.get("status") == STATUS_CREATING:
+        raise creating_error(where)
+    if attrs.get("status") not in (STATUS_RECORDING, STATUS_COMPLETE):
+        raise breach_error(where, f"root attr status is {attrs.get('status')!r}, not {STATUS_RECORDING!r} or {STATUS_COMPLETE!r}")
+    n_epochs, record_epochs = attrs.get("n_epochs"), attrs.get("record_epochs")
+    if not isinstance(n_epochs, int) or n_epochs < 0:
+        raise breach_error(where, f"root attr n_epochs is {n_epochs!r}, not an integer >= 0")
+    if (not isinstance(record_epochs, list) or not record_epochs or not all(isinstance(e, int) for e in record_epochs)
+            or sorted(set(record_epochs)) != record_epochs or record_epochs[0] < 0 or record_epochs[-1] > n_epochs):
+        raise breach_error(where, f"root attr record_epochs is {record_epochs!r}, not increasing integers within [0, n_epochs]")
+    groups = attrs.get("groups")
+    if not isinstance(groups, list) or sorted(map(str, groups)) != sorted(GROUPS) or len(groups) != len(GROUPS):
+        raise breach_error(where, f"root attr groups is {groups!r}, not the names {list(GROUPS)} in some order")
+    layers = attrs.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise breach_error(where, f"root attr layers is {layers!r}, not a non-empty list of layer specs")
+    for spec in layers:
+        problem = layer_spec_problem(spec)
+        if problem:
+            raise breach_error(where, problem)
+    names = [spec["name"] for spec in layers]
+    if len(set(names)) != len(names):
+        raise breach_error(where, f"root attr layers repeats a name: {names}")
+    parameters = attrs.get("parameters")
+    if not isinstance(parameters, list):
+        raise breach_error(where, f"root attr parameters is {parameters!r}, not a list of parameter specs")
+    for spec in parameters:
+        problem = parameter_spec_problem(spec)
+        if problem:
+            raise breach_error(where, problem)
+    names = [spec["name"] for spec in parameters]
+    if len(set(names)) != len(names):
+        raise breach_error(where, f"root attr parameters repeats a name: {names}")
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A store opened for reading: what zarr opens (``store``) and byte access to its files or objects (``files``)."""
+
+    store: Any
+    files: Files
+
+    @classmethod
+    def of(cls, run: Location) -> _Source:
+        path = store_location(run)
+        return cls(store=zarr_store(path, read_only=True), files=files(path))
+
+
+def _open_array(src: _Source, path: str, dims: tuple[str, ...], dtypes: tuple[str, ...], sizes: dict[str, int],
+                where: Location) -> zarr.Array:
+    """Open one array and check it against the contract: dimension_names, dtype, dim lengths, CRC32C last.
+
+    ``sizes`` holds the known length of each dim name and learns those not known yet.
+    """
+    try:
+        array = zarr.open_array(src.store, path=path, mode="r", zarr_format=3)
+    except Exception as exc:
+        raise damage_error(where, f"array {path} is missing or its metadata cannot be read ({exception_line(exc)})") from exc
+    found = tuple(array.metadata.dimension_names or ())
+    if found != dims:
+        raise breach_error(where, f"array {path} has dimension_names {found}, expected {dims}")
+    if str(array.dtype) not in dtypes:
+        raise breach_error(where, f"array {path} has dtype {array.dtype}, expected {' or '.join(dtypes)}")
+    for dim, size in zip(dims, array.shape):
+        if sizes.setdefault(dim, size) != size:
+            raise breach_error(where, f"array {path} has {size} along {dim}, expected {sizes[dim]}")
+    if not array.compressors or not isinstance(array.compressors[-1], Crc32cCodec):
+        raise breach_error(where, f"array {path} does not end its codecs with crc32c")
+    if path in COMMIT_ARRAYS and array.metadata.fill_value != UNCOMMITTED:
+        raise breach_error(where, f"commit array {path} has fill_value {array.metadata.fill_value}, expected {UNCOMMITTED}")
+    return array
+
+
+def _read(src: _Source, path: str, sizes: dict[str, int], where: Location) -> tuple[np.ndarray, dict[str, Any]]:
+    """Values and attrs of one (unsharded) array of :data:`ARRAYS`, every chunk present and checksummed."""
+    array = _open_array(src, path, *ARRAYS[path], sizes, where)
+    if array.shards is not None:
+        raise breach_error(where, f"array {path} is sharded; only the arrays of layers/<layer> and parameters/ are")
+    chunk_shape = array.metadata.chunk_grid.chunk_shape
+    for coords in np.ndindex(*(-(-s // c) for s, c in zip(array.shape, chunk_shape))):
+        key = array.metadata.encode_chunk_key(coords)
+        if not src.files.size(f"{path}/{key}"):
+            raise damage_error(where, f"array {path} lacks chunk {STORE_DIRNAME}/{path}/{key} (missing or empty)")
+    try:
+        return np.asarray(array[...]), dict(array.attrs)
+    except Exception as exc:
+        raise damage_error(where, f"array {path} cannot be read ({exception_line(exc)})") from exc
+
+
+def _committed_slots(values: np.ndarray, expected: Sequence[int], path: str, where: Location) -> np.ndarray:
+    """Indices of the committed slots of a commit array; each slot holds -1 or its expected epoch."""
+    bad = np.flatnonzero((values != UNCOMMITTED) & (values != np.asarray(expected)))
+    if len(bad):
+        raise damage_error(where, f"array {path} holds {int(values[bad[0]])} in slot {int(bad[0])}, "
+                            f"expected {int(expected[bad[0]])} or {UNCOMMITTED}")
+    return np.flatnonzero(values != UNCOMMITTED)
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """Lazy, committed-only view of a run store.
+
+    Attributes
+    ----------
+    path : Path or str
+        The run directory, or the run URL.
+    attrs : dict
+        Root attributes (config, dataset, layers, record_epochs, status, ...).
+    metrics : xr.Dataset
+        Dims (epoch,): every committed epoch's metrics, in memory.
+    probes : xr.Dataset
+        Dims (sample, channel, height, width), in memory: ``image`` with probe coords ``group`` (str, decoded
+        with root attr ``groups``), ``label``, ``original_label``, ``is_noisy``, ``dataset_index``.
+    training : xr.Dataset
+        Dims (train_sample,): ``dataset_index``, ``label``, ``original_label``, ``is_noisy`` of every training
+        sample used, in training order.
+    evaluation : xr.Dataset
+        Dims (test_sample,): ``dataset_index`` and ``label`` of every evaluated test sample.
+    layers : dict of str -> xr.Dataset
+        Per layer, in forward order: ``preact`` (epoch, sample, unit), or (epoch, sample, channel, y, x) for an
+        unreduced conv layer, dask-backed with one chunk per recorded epoch; coords ``epoch`` and the probe coords.
+    parameters : xr.Dataset
+        Every state_dict entry by name, dims (epoch, ``<name>[0]``, ...), dask-backed with one chunk per recorded
+        epoch; coord ``epoch``.
+    """
+
+    path: Location
+    attrs: dict[str, Any]
+    metrics: xr.Dataset
+    probes: xr.Dataset
+    training: xr.Dataset
+    evaluation: xr.Dataset
+    layers: dict[str, xr.Dataset]
+    parameters: xr.Dataset
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Layer names in forward order."""
+        return list(self.layers)
+
+    @property
+    def epochs(self) -> np.ndarray:
+        """Committed recorded epochs."""
+        first = next(iter(self.layers.values()))
+        return first["epoch"].values
+
+
+def _dataset(src: _Source, group: str, names: Sequence[str], sizes: dict[str, int], where: Location,
+             keep: np.ndarray | None = None) -> xr.Dataset:
+    variables = {}
+    for name in names:
+        values, attrs = _read(src, f"{group}/{name}", sizes, where)
+        dims = ARRAYS[f"{group}/{name}"][0]
+        variables[name] = (dims, values if keep is None else values[keep], attrs)
+    return xr.Dataset(variables)
+
+
+def _check_labels(ds: xr.Dataset, group: str, n_classes: int | None, where: Location) -> None:
+    """Labels within the classes; ``is_noisy`` is true exactly where the label differs from the original label."""
+    for name in ("label", "original_label"):
+        if name in ds and len(ds[name]) and (ds[name].min() < 0 or (n_classes is not None and ds[name].max() >= n_classes)):
+            raise damage_error(where, f"array {group}/{name} holds labels outside 0..{(n_classes or 1) - 1}")
+    if "is_noisy" in ds and np.any((ds["label"].values != ds["original_label"].values) != ds["is_noisy"].values):
+        raise damage_error(where, f"array {group}/is_noisy disagrees with {group}/label != {group}/original_label")
+
+
+def _check_probes(probes: xr.Dataset, training: xr.Dataset, evaluation: xr.Dataset, where: Location) -> None:
+    """Probe groups agree with is_noisy; training probes agree with ``training/``, test probes with ``evaluation/``."""
+    group = probes["group"].values
+    for name, expected in (("clean", False), ("noisy", True), ("test", False)):
+        if np.any(probes["is_noisy"].values[group == name] != expected):
+            raise damage_error(where, f"array probes/is_noisy is {not expected} for a {name} probe")
+    for subset_name, subset, names, mask in (("training", training, ("label", "original_label", "is_noisy"), group != "test"),
+                                             ("evaluation", evaluation, ("label",), group == "test")):
+        index = subset["dataset_index"].values
+        wanted = probes["dataset_index"].values[mask]
+        if not len(wanted):
+            continue
+        order = np.argsort(index, kind="stable")
+        pos = order[np.minimum(np.searchsorted(index, wanted, sorter=order), len(index) - 1)] if len(index) else None
+        if pos is None or np.any(index[pos] != wanted):
+            raise damage_error(where, f"array probes/dataset_index names a sample missing from {subset_name}/dataset_index")
+        for name in names:
+            if np.any(probes[name].values[mask] != subset[name].values[pos]):
+                raise damage_error(where, f"array probes/{name} disagrees with {subset_name}/{name}")
+
+
+def open_store(run_dir: str | os.PathLike) -> StoreView:
+    """Open a run store, showing committed epochs only, after checking it against the contract.
+
+    Every array outside the layer groups is read (and its CRC32C checked) here; the layer arrays stay lazy.
+    Check their chunks with :func:`damaged_chunks`.
+
+    Parameters
+    ----------
+    run_dir : path or URL
+        A run directory (``runs/<name>``) or run URL (``s3://bucket/runs/<name>``, see :mod:`actlab.location`),
+        recorded or still recording.
+
+    Returns
+    -------
+    StoreView
+
+    Raises
+    ------
+    StoreError
+        Not a run, another schema version, an array missing, damaged or not as ``docs/store-format.md`` says;
+        the message names the array.
+    """
+    run_dir = location(run_dir)
+    attrs = read_attrs(run_dir)
+    _check_root_attrs(attrs, run_dir)
+    path = _Source.of(run_dir)
+    n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
+
+    metric_epochs, epoch_attrs = _read(path, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
+    keep = _committed_slots(metric_epochs, range(n_epochs + 1), "metrics/epoch", run_dir)
+    metrics = _dataset(path, "metrics", list(METRICS), {"epoch": n_epochs + 1}, run_dir, keep)
+    metrics = metrics.assign_coords(epoch=("epoch", metric_epochs[keep], epoch_attrs))
+
+    sizes: dict[str, int] = {}
+    probes = _dataset(path, "probes", ["sample", "dataset_index", "group", "label", "original_label", "is_noisy", "image"],
+                      sizes, run_dir)
+    groups = np.asarray(attrs["groups"], dtype=object)
+    codes = probes["group"].values
+    if len(codes) and (codes.min() < 0 or codes.max() >= len(groups)):
+        raise damage_error(run_dir, f"array probes/group holds codes outside 0..{len(groups) - 1} (root attr groups)")
+    probes = probes.assign_coords(group=("sample", groups[codes], probes["group"].attrs))
+    probes = probes.set_coords(["sample", "dataset_index", "label", "original_label", "is_noisy"])
+    training = _dataset(path, "training", ["dataset_index", "label", "original_label", "is_noisy"], sizes, run_dir)
+    evaluation = _dataset(path, "evaluation", ["dataset_index", "label"], sizes, run_dir)
+    class_names = attrs.get("dataset", {}).get("class_names")
+    for name, ds in (("probes", probes), ("training", training), ("evaluation", evaluation)):
+        _check_labels(ds, name, len(class_names) if class_names else None, run_dir)
+    _check_probes(probes, training, evaluation, run_dir)
+
+    layer_epochs, layer_epoch_attrs = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
+    committed = _committed_slots(layer_epochs, record_epochs, "layers/epoch", run_dir)
+    probe_coords = {name: probes[name] for name in ("group", "dataset_index", "label", "original_label", "is_noisy")}
+    layers: dict[str, xr.Dataset] = {}
+    for spec in attrs["layers"]:
+        name = spec["name"]
+        dims = layer_dims(spec["kind"], spec["reduce"])
+        layer_sizes = {"epoch": len(record_epochs), "sample": probes.sizes["sample"],
+                       **dict(zip(dims[2:], spec["shape"]))}
+        _check_sharded(_open_array(path, f"layers/{name}/preact", dims, ACTIVATION_DTYPES, layer_sizes, run_dir), run_dir)
+        node = xr.open_zarr(path.store, group=f"layers/{name}", consolidated=False, zarr_format=3,
+                            chunks={dim: 1 if dim == "epoch" else -1 for dim in dims})
+        node = node.assign_coords(epoch=("epoch", layer_epochs, layer_epoch_attrs)).isel(epoch=committed)
+        node = node.assign_coords(sample=probes["sample"].values, **probe_coords)
+        node.attrs.update(spec)
+        layers[name] = node
+    variables = {}
+    for spec in attrs["parameters"]:
+        dims = parameter_dims(spec["name"], len(spec["shape"]))
+        sizes = {"epoch": len(record_epochs), **dict(zip(dims[1:], spec["shape"]))}
+        array = _open_array(path, f"parameters/{spec['name']}", dims, (spec["dtype"],), sizes, run_dir)
+        _check_sharded(array, run_dir)
+        variables[spec["name"]] = (dims, da.from_zarr(array, chunks=(1, *array.shape[1:])), dict(array.attrs))
+    parameters = xr.Dataset(variables, coords={"epoch": ("epoch", layer_epochs, layer_epoch_attrs)}).isel(epoch=committed)
+    return StoreView(path=run_dir, attrs=attrs, metrics=metrics, probes=probes, training=training,
+                     evaluation=evaluation, layers=layers, parameters=parameters)
+
+
+def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
+    """Every problem with the shards of the committed epochs, one line each, naming the array and epoch.
+
+    Zarr reads a missing or empty shard, or a missing inner chunk, as its fill value (NaN); this check
+    turns silent NaNs into an error the caller can report. It reads only the shard indexes at the file
+    tails and checks their CRC32C, that every inner chunk is present and lies within the file.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"array layers/hidden2/preact (layer hidden2 epoch 30) lacks chunk store.zarr/layers/hidden2/preact/c/3/0/0"``;
+        empty when the store is intact.
+    """
+    run_dir = location(run_dir)
+    attrs = read_attrs(run_dir)
+    _check_root_attrs(attrs, run_dir)
+    path = _Source.of(run_dir)
+    record_epochs = attrs["record_epochs"]
+    slots, _ = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
+    committed = _committed_slots(slots, record_epochs, "layers/epoch", run_dir)
+    problems = []
+    arrays = [(f"layers/{spec['name']}/preact", lambda epoch, layer=spec["name"]: layer_array_name(layer, "preact", epoch))
+              for spec in attrs["layers"]]
+    arrays += [(f"parameters/{spec['name']}", lambda epoch, name=spec["name"]: parameter_array_name(name, epoch))
+               for spec in attrs["parameters"]]
+    for array_path, describe in arrays:
+        array = zarr.open_array(path.store, path=array_path, mode="r", zarr_format=3)
+        _check_sharded(array, run_dir)
+        problems += [f"{describe(record_epochs[slot])} {problem}"
+                     for slot in committed for problem in _shard_problems(array, path.files, array_path, int(slot))]
+    return problems

@@ -1,0 +1,404 @@
+"""Writing a run store: :class:`RunWriter`, the one writer of a store, and the allocation of a new one.
+
+Commit protocol
+---------------
+Arrays are allocated at full size when the run is created. Each write of a
+chunk or metadata document is atomic (zarr's ``LocalStore`` writes to a
+temporary file and renames it). A recorded epoch is written as whole shards,
+one per layer and array (a single writer, no read-modify-write), and becomes
+visible only when its slot in ``layers/epoch`` is set, which is written last.
+Metrics are committed the same way through ``metrics/epoch``. Readers keep the
+slots whose epoch is not -1, so a store killed at any moment still opens and
+shows every committed epoch. Root attribute ``status`` reads ``"recording"``
+until the run finishes and ``"complete"`` after (the partial marker).
+
+A run may also live at a URL (:mod:`actlab.location`). Object stores have no rename, so such a store is
+allocated in place: its root metadata is written first with status ``"creating"`` (refused by readers)
+and set to ``"recording"`` once every array exists; each chunk is one atomic PUT. Every integrity check
+reads object sizes and byte ranges through fsspec, for local folders and URLs alike.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from actlab.errors import OutputError, StoreError
+from actlab.files import PARTIAL_SUFFIX, follow_umask, swap_in, write_marker
+from actlab.location import files, is_remote, location, zarr_store
+from actlab.store.integrity import creating_error
+from actlab.store.reader import read_attrs
+from actlab.store.schema import (
+    ARRAYS,
+    CHUNK_VALUES,
+    COMMIT_ARRAYS,
+    GROUPS,
+    METRICS,
+    SAMPLE_CHUNK,
+    SCHEMA_VERSION,
+    STATUS_COMPLETE,
+    STATUS_CREATING,
+    STATUS_RECORDING,
+    STORE_DIRNAME,
+    UNCOMMITTED,
+    WRITE_CONFIG,
+    LayerSpec,
+    ParameterSpec,
+    ProbeSet,
+    Subsets,
+    check_schema,
+    default_compressors,
+    store_location,
+    store_path,
+)
+
+def _writable(array: zarr.Array) -> zarr.Array:
+    """``array`` with :data:`WRITE_CONFIG`: the array configuration is not stored, so a reopened array needs it again
+    (without it zarr skips, or deletes, a chunk that equals the fill value: an all-NaN metric, a zero counter)."""
+    return array.with_config(WRITE_CONFIG)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_safe(value: Any) -> Any:
+    """Round-trip through JSON so that attrs hold only plain types."""
+    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+class RunWriter:
+    """Writes one run store; the only writer of a store at any time.
+
+    Create a new store with :meth:`create`, reopen one for ``--resume`` with
+    :meth:`open`. Writes are synchronous; the record side may call them from
+    a background thread.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = location(run_dir)
+        self._root = zarr.open_group(zarr_store(store_location(self.run_dir), read_only=False), mode="r+", zarr_format=3)
+        self.attrs = dict(self._root.attrs)
+        check_schema(self.attrs, self.run_dir)
+        self.record_epochs: list[int] = list(self.attrs["record_epochs"])
+        self.layer_names: list[str] = [layer["name"] for layer in self.attrs["layers"]]
+        self.parameter_names: list[str] = [parameter["name"] for parameter in self.attrs["parameters"]]
+        self._slot = {epoch: i for i, epoch in enumerate(self.record_epochs)}
+        self._metrics = self._root["metrics"]
+        self._layers = self._root["layers"]
+        self._parameters = self._root["parameters"]
+        self._metric_epoch = self._metrics["epoch"][...]
+        self._metric_values = {name: self._metrics[name][...] for name in METRICS}
+        self._record_epoch = self._layers["epoch"][...]
+
+    # -- creation -----------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        run_dir: str | os.PathLike,
+        *,
+        config: Mapping[str, Any],
+        dataset: Mapping[str, Any],
+        layers: Sequence[LayerSpec],
+        probes: ProbeSet,
+        subsets: Subsets,
+        record_epochs: Sequence[int],
+        n_epochs: int,
+        parameters: Sequence[ParameterSpec] = (),
+        activation_dtype: str = "float32",
+        replace: bool = False,
+    ) -> RunWriter:
+        """Allocate an empty, full-size store inside the run folder ``run_dir``.
+
+        The folder is created when missing and marked as a run (:func:`actlab.files.write_marker`);
+        ``actlab.record`` has claimed it and holds its writer lock (:func:`actlab.files.writer_lock`).
+        The store is built in a hidden sibling, ``.store.zarr.XXXX.partial``, and renamed into place
+        only when complete, so a failure leaves no half-written store; with ``replace``, an existing
+        store is swapped out in one atomic exchange and then deleted.
+
+        A URL (object stores have no rename) is allocated in place instead: its root metadata is
+        written first with status ``"creating"``, which readers refuse, and set to ``"recording"``
+        only once every array is allocated, so a failure leaves a store that says it is unfinished.
+        An existing store at the URL is refused, and so is ``replace``.
+
+        Parameters
+        ----------
+        run_dir : path or URL
+            Run folder (``runs/<name>``), or a run URL (``s3://bucket/runs/<name>``).
+        config : mapping
+            The resolved run configuration (JSON-serialisable).
+        dataset : mapping
+            Dataset description: name, class_names, sizes, checksums.
+        layers : sequence of LayerSpec
+            Captured layers in forward order; ``activation`` one of :data:`ACTIVATIONS`.
+        probes : ProbeSet
+            The probe samples.
+        subsets : Subsets
+            The training samples used (with their labels) and the test samples evaluated.
+        record_epochs : sequence of int
+            Epochs whose activations are recorded, ascending, within [0, n_epochs].
+        n_epochs : int
+            Number of training epochs; metrics are kept for epochs 0..n_epochs.
+        parameters : sequence of ParameterSpec
+            The model's state_dict entries, stored at every recorded epoch.
+        activation_dtype : {"float32", "float16"}
+        replace : bool
+            Replace the store already in ``run_dir`` (``--overwrite``); otherwise one there is an error.
+        """
+        run_dir = location(run_dir)
+        record_epochs = [int(e) for e in record_epochs]
+        if activation_dtype not in ("float32", "float16"):
+            raise ValueError(f"activation_dtype must be 'float32' or 'float16'; got {activation_dtype!r}")
+        if sorted(set(record_epochs)) != record_epochs or not record_epochs:
+            raise ValueError(f"record_epochs must be strictly increasing and non-empty; got {record_epochs}")
+        if record_epochs[0] < 0 or record_epochs[-1] > n_epochs:
+            raise ValueError(f"record_epochs must lie within [0, {n_epochs}]; got {record_epochs}")
+        names = [layer.name for layer in layers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"layer names must be distinct; got {names}")
+        parameter_names = [parameter.name for parameter in parameters]
+        if len(set(parameter_names)) != len(parameter_names):
+            raise ValueError(f"parameter names must be distinct; got {parameter_names}")
+        allocation = dict(config=config, dataset=dataset, layers=layers, parameters=parameters, probes=probes,
+                          subsets=subsets, record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype)
+        if is_remote(run_dir):
+            return cls._create_remote(run_dir, replace=replace, **allocation)
+        target = store_path(run_dir)
+        if target.exists() and not replace:
+            raise StoreError(f"{run_dir} already holds a run store; continue it with 'actlab record --resume {run_dir}'")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(run_dir, "run")
+        built = Path(tempfile.mkdtemp(prefix=f".{STORE_DIRNAME}.", suffix=PARTIAL_SUFFIX, dir=run_dir))
+        try:
+            follow_umask(built)
+            _allocate(built, **allocation)
+            swap_in(built, target)
+        except BaseException:
+            shutil.rmtree(built, ignore_errors=True)
+            raise
+        return cls(run_dir)
+
+    @classmethod
+    def _create_remote(cls, run: str, *, replace: bool, **allocation: Any) -> RunWriter:
+        """Allocate the store at the URL ``run`` in place (see :meth:`create`)."""
+        if replace:
+            raise OutputError(f"--overwrite is not available for a URL ({run}): object stores cannot swap a store "
+                              "atomically; delete the old run first or choose a new URL")
+        target = store_location(run)
+        if files(target).size("zarr.json") is not None:
+            raise StoreError(f"{run} already holds a run store; continue it with 'actlab record --resume {run}'")
+        _allocate(zarr_store(target, read_only=False), **allocation)
+        return cls(run)
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> RunWriter:
+        """Reopen an existing run store for writing (``--resume``); a store still ``"creating"`` is refused."""
+        attrs = read_attrs(run_dir)
+        if attrs.get("status") == STATUS_CREATING:
+            raise creating_error(run_dir)
+        return cls(run_dir)
+
+    # -- writing ------------------------------------------------------------------
+    @property
+    def committed_record_epochs(self) -> list[int]:
+        """Recorded epochs whose activations are committed."""
+        return [int(e) for e in self._record_epoch if e != UNCOMMITTED]
+
+    @property
+    def committed_metric_epochs(self) -> list[int]:
+        """Epochs whose metrics are committed."""
+        return [int(e) for e in self._metric_epoch if e != UNCOMMITTED]
+
+    def write_metrics(self, rows: Mapping[int, Mapping[str, float]]) -> None:
+        """Write and commit the metrics of one or more epochs.
+
+        Parameters
+        ----------
+        rows : mapping of epoch -> mapping of metric name -> value
+            Every name in :data:`METRICS` for each epoch. Each metric array is
+            rewritten whole once per call, so batching epochs (the recorder
+            flushes every few seconds) keeps the cost per epoch small.
+        """
+        for epoch, values in rows.items():
+            missing = set(METRICS) - set(values)
+            if missing:
+                raise ValueError(f"metrics for epoch {epoch} lack {sorted(missing)}")
+            if not 0 <= epoch < len(self._metric_epoch):
+                raise ValueError(f"epoch {epoch} is outside 0..{len(self._metric_epoch) - 1}")
+        for name in METRICS:
+            values = self._metric_values[name]
+            for epoch, row in rows.items():
+                values[epoch] = float(row[name])
+            _writable(self._metrics[name])[...] = values
+        for epoch in rows:
+            self._metric_epoch[epoch] = epoch
+        _writable(self._metrics["epoch"])[...] = self._metric_epoch  # commit
+
+    def write_epoch(
+        self,
+        epoch: int,
+        preacts: Mapping[str, np.ndarray],
+        params: Mapping[str, np.ndarray],
+    ) -> None:
+        """Write and commit one recorded epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            A scheduled record epoch.
+        preacts : mapping of layer name -> ndarray (sample, *layer shape)
+            The captured value of every layer for all probe samples: (sample, unit), or (sample, channel, y, x)
+            for an unreduced conv layer.
+        params : mapping of state_dict name -> ndarray
+            Every parameter of root attr ``parameters``, in its shape.
+        """
+        if epoch not in self._slot:
+            raise ValueError(f"epoch {epoch} is not a scheduled record epoch")
+        missing = sorted(set(self.parameter_names) - set(params))
+        if missing:
+            raise ValueError(f"parameters for epoch {epoch} lack {missing}")
+        slot = self._slot[epoch]
+        for name in self.layer_names:
+            _writable(self._layers[name]["preact"])[slot] = preacts[name]
+        for name in self.parameter_names:
+            _writable(self._parameters[name])[slot] = params[name]
+        self._record_epoch[slot] = epoch
+        _writable(self._layers["epoch"])[...] = self._record_epoch  # commit
+
+    def mark_complete(self) -> None:
+        """Set the root status to complete: every scheduled epoch is in."""
+        self._root.attrs.update({"status": STATUS_COMPLETE, "completed": _now()})
+        self.attrs = dict(self._root.attrs)
+
+    def mark_recording(self) -> None:
+        """Set the root status back to recording (when a run is resumed)."""
+        self._root.attrs.update({"status": STATUS_RECORDING})
+        self.attrs = dict(self._root.attrs)
+
+
+def _fill_value(path: str, dtype: str) -> Any:
+    if path in COMMIT_ARRAYS:
+        return UNCOMMITTED
+    return np.nan if dtype.startswith("float") else False if dtype == "bool" else 0
+
+
+def _create(root: zarr.Group, path: str, shape: tuple[int, ...], *, dtype: str | None = None,
+            dims: tuple[str, ...] = (), values: np.ndarray | None = None, chunks: tuple[int, ...] | None = None,
+            shards: tuple[int, ...] | None = None, attributes: Mapping[str, Any]) -> zarr.Array:
+    """Create one array of the schema: dims and dtype from :data:`ARRAYS`, else (per-epoch arrays) as given.
+
+    An unsharded array is written whole at once (``values``, else its fill value); a sharded one (the per-epoch
+    layer and parameter arrays) is left empty for :meth:`RunWriter.write_epoch`.
+    """
+    group, name = path.rsplit("/", 1)
+    dims, dtypes = ARRAYS[path] if path in ARRAYS else (dims, (dtype,))
+    dtype = dtype or dtypes[0]
+    array = root[group].create_array(
+        name, shape=shape, chunks=chunks or tuple(max(s, 1) for s in shape), shards=shards, dtype=dtype,
+        fill_value=_fill_value(path, dtype), dimension_names=dims, compressors=default_compressors(),
+        config=WRITE_CONFIG, attributes=dict(attributes),
+    )
+    if shards is None:  # every chunk outside the per-epoch layer arrays exists from the start
+        array[...] = np.full(shape, array.fill_value, dtype) if values is None else np.asarray(values).astype(dtype)
+    return array
+
+
+def _allocate(
+    store: Any,
+    *,
+    config: Mapping[str, Any],
+    dataset: Mapping[str, Any],
+    layers: Sequence[LayerSpec],
+    parameters: Sequence[ParameterSpec],
+    probes: ProbeSet,
+    subsets: Subsets,
+    record_epochs: list[int],
+    n_epochs: int,
+    activation_dtype: str,
+) -> None:
+    from actlab import __version__
+
+    attributes = _json_safe({
+        "schema_version": SCHEMA_VERSION,
+        "actlab_version": __version__,
+        "status": STATUS_CREATING,
+        "created": _now(),
+        "config": dict(config),
+        "dataset": dict(dataset),
+        "layers": [asdict(layer) for layer in layers],
+        "parameters": [asdict(parameter) for parameter in parameters],
+        "record_epochs": record_epochs,
+        "n_epochs": n_epochs,
+        "activation_dtype": activation_dtype,
+        "groups": list(GROUPS),
+    })
+    root = zarr.open_group(store, mode="w-", zarr_format=3, attributes=attributes)  # status "creating" comes first
+    commit = {"long_name": "training epoch", "units": "epoch", "commit": "-1 = not committed"}
+
+    root.create_group("metrics", attributes={"description": "per-epoch loss and accuracy, epoch 0 = initialisation"})
+    n_metric = n_epochs + 1
+    _create(root, "metrics/epoch", (n_metric,), attributes=commit)
+    for name, (long_name, units) in METRICS.items():
+        _create(root, f"metrics/{name}", (n_metric,), attributes={"long_name": long_name, "units": units})
+
+    n = len(probes)
+    root.create_group("probes", attributes={"description": "fixed probe samples, ordered by group code"})
+    coords: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
+        "sample": (np.arange(n), {"long_name": "probe sample"}),
+        "dataset_index": (probes.dataset_index, {"long_name": "index in the training set (clean, noisy) or test set (test)"}),
+        "group": (probes.group, {"long_name": "probe group", "flag_values": list(range(len(GROUPS))), "flag_meanings": " ".join(GROUPS)}),
+        "label": (probes.label, {"long_name": "label used in training (assigned, possibly noisy)"}),
+        "original_label": (probes.original_label, {"long_name": "label before noise injection"}),
+        "is_noisy": (probes.is_noisy, {"long_name": "assigned label differs from the original label"}),
+    }
+    for name, (values, attrs) in coords.items():
+        _create(root, f"probes/{name}", (n,), values=values, attributes=attrs)
+    _create(root, "probes/image", probes.images.shape, dtype=str(probes.images.dtype), values=probes.images,
+            chunks=(min(n, 1024), *probes.images.shape[1:]),
+            attributes={"long_name": "probe input image",
+                        "units": "pixel intensity 0-255" if probes.images.dtype == np.uint8 else "input value as given",
+                        "coordinates": " ".join(name for name in coords if name != "sample")})
+
+    root.create_group("training", attributes={"description": "every training sample used, in training order"})
+    n_train = len(subsets.train_index)
+    for name, values, long_name in (
+        ("dataset_index", subsets.train_index, "index in the full training set"),
+        ("label", subsets.train_label, "label used in training (assigned, possibly noisy)"),
+        ("original_label", subsets.train_original_label, "label before noise injection"),
+        ("is_noisy", subsets.train_is_noisy, "assigned label differs from the original label"),
+    ):
+        _create(root, f"training/{name}", (n_train,), values=values, attributes={"long_name": long_name})
+    root.create_group("evaluation", attributes={"description": "every test sample evaluated (test_loss, test_acc)"})
+    n_test = len(subsets.test_index)
+    _create(root, "evaluation/dataset_index", (n_test,), values=subsets.test_index, attributes={"long_name": "index in the full test set"})
+    _create(root, "evaluation/label", (n_test,), values=subsets.test_label, attributes={"long_name": "test label"})
+
+    n_slots = len(record_epochs)
+    root.create_group("layers", attributes={"description": "recorded epochs; one group per captured layer"})
+    _create(root, "layers/epoch", (n_slots,), attributes=commit)
+    for layer in layers:
+        root["layers"].create_group(layer.name, attributes=_json_safe(asdict(layer)))
+        sample_chunk = max(1, min(n, SAMPLE_CHUNK, CHUNK_VALUES // int(np.prod(layer.shape))))
+        sample_shard = -(-n // sample_chunk) * sample_chunk
+        what = "output" if layer.reduce == "none" else f"output, {layer.reduce} over (y, x) per channel,"
+        _create(root, f"layers/{layer.name}/preact", (n_slots, n, *layer.shape), dtype=activation_dtype, dims=layer.dims,
+                chunks=(1, sample_chunk, *layer.shape), shards=(1, sample_shard, *layer.shape),
+                attributes={"long_name": f"{what} of {layer.module} ({layer.name})", "units": "1",
+                            "activation": layer.activation})
+    root.create_group("parameters", attributes={"description": "recorded epochs; the model's state_dict by name"})
+    for parameter in parameters:
+        whole = (1, *(max(side, 1) for side in parameter.shape))
+        _create(root, f"parameters/{parameter.name}", (n_slots, *parameter.shape), dtype=parameter.dtype,
+                dims=parameter.dims, chunks=whole, shards=whole,
+                attributes={"long_name": f"state_dict entry {parameter.name}", "units": "1"})
+    root.attrs.update({"status": STATUS_RECORDING})  # every array allocated: readers may open it now
