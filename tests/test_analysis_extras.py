@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -43,7 +44,11 @@ def test_extras_reach_results_summary_and_findings(analysed_with_extras):
     assert "original label of noisy probes, the last epoch" in out
     assert "hidden1: decodable; hidden2: not shown decodable" in out
     assert "layers settle" in out and "hidden2 @50" in out
-    assert "original label of noisy probes" in (analysis / "report.html").read_text()
+    html = (analysis / "report.html").read_text()
+    assert "original label of noisy probes" in html
+    for name in ("decodability", "similarity"):  # the figures, embedded in the report as written beside it
+        png = (analysis / "figures" / f"{name}.png").read_bytes()
+        assert png[:4] == b"\x89PNG" and base64.b64encode(png).decode() in html
 
 
 def test_unknown_extra_is_a_one_line_error(tmp_path):

@@ -89,10 +89,11 @@ def test_cli_writes_results_and_refuses_bad_input(mlp_run, tmp_path):
     code, _, err = run_cli("intervene", mlp_run, "--rewind", "hidden2@1")
     assert code == 2 and "run 'actlab analyze" in err  # no analysis folder yet: nothing written
     assert not (mlp_run / ANALYSIS_DIRNAME).exists()
-    out = tmp_path / "iv.zarr"
+    out = tmp_path / "iv"
     code, stdout, err = run_cli("intervene", mlp_run, "--rewind", "hidden2@1", "--ablate", "--null-draws", "3", "--out", out)
     assert code == 0, err
-    saved = load_results(out).to_dataset()
+    saved = load_results(out / "interventions.zarr").to_dataset()
+    assert (out / "interventions.png").read_bytes()[:4] == b"\x89PNG"
     assert "rewind hidden2@1" in stdout and "ablate hidden1 unit" in stdout
     np.testing.assert_array_equal(saved["rewind_accuracy"].values,
                                   intervene(mlp_run, rewind=["hidden2@1"], ablate=False)["rewind_accuracy"].values)

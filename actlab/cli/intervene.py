@@ -21,9 +21,9 @@ what is measured: accuracy on the stored probes, clean, noisy against their assi
 their original label, and test, with the weights of --epoch (default: the last recorded)
 and each intervention applied.
 
-what is written: RUN/{ANALYSIS_DIRNAME}/interventions.zarr (run 'actlab analyze RUN' first: it
-replaces RUN/{ANALYSIS_DIRNAME} as a whole), or --out DIR; read it with
-actlab.analysis.load_results. The table is printed too.
+what is written: the folder RUN/{ANALYSIS_DIRNAME}/interventions (run 'actlab analyze RUN' first: it
+replaces RUN/{ANALYSIS_DIRNAME} as a whole), or --out DIR, holding interventions.zarr (read it with
+actlab.analysis.load_results) and the figure interventions.png. The table is printed too.
 """
 
 
@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="the factory of a factory run, named again (a name read from the store is never imported)")
     parser.add_argument("--device", default="cpu", help="torch device of the forward passes (default cpu)")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help=f"results folder (default RUN/{ANALYSIS_DIRNAME}/interventions.zarr)")
+                        help=f"output folder (default RUN/{ANALYSIS_DIRNAME}/interventions)")
     parser.set_defaults(func=run_intervene)
 
 
@@ -58,6 +58,8 @@ def run_intervene(args: argparse.Namespace) -> int:
     """Run ``actlab intervene``."""
     from actlab.errors import ConfigError
     from actlab.findings import text_table
+    from actlab.plots import plot_interventions
+    from actlab.report import figure_png
     from actlab.record.intervene import Rewind, intervene, save_interventions
     from actlab.record.models import load_factory
 
@@ -67,7 +69,7 @@ def run_intervene(args: argparse.Namespace) -> int:
     factory = load_factory(args.model) if args.model else None
     ds = intervene(args.run, epoch=args.epoch, rewind=rewinds, ablate=args.ablate, n_null=args.null_draws,
                    factory=factory, device=args.device)
-    path = save_interventions(ds, args.run, args.out)
+    path = save_interventions(ds, args.run, args.out, figure_png=figure_png(plot_interventions(ds)))
     measures = [str(m) for m in ds["measure"].values]
     rows = [["none", *(f"{v:.3f}" for v in ds["baseline_accuracy"].values)]]
     if "rewind" in ds.coords:

@@ -43,8 +43,11 @@ MEASURES: dict[str, str] = {
 }
 """The accuracies every intervention is scored by."""
 
-INTERVENTIONS_NAME = "interventions.zarr"
-"""The results folder inside the run's analysis folder."""
+INTERVENTIONS_NAME = "interventions"
+"""The output folder inside the run's analysis folder."""
+
+RESULTS_NAME, FIGURE_NAME = "interventions.zarr", "interventions.png"
+"""Inside the output folder: the results (Zarr) and their figure (:func:`actlab.plots.plot_interventions`)."""
 
 N_NULL = 20
 """Draws of matched random units, the null of each large-unit ablation."""
@@ -328,11 +331,18 @@ def _ablations(rebuilt: Rebuilt, layers: list[str], n_null: int, seed: int) -> x
     )
 
 
-def save_interventions(ds: xr.Dataset, run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write ``ds`` atomically as a Zarr folder, by default ``RUN/analysis/interventions.zarr``; returns its path.
+def save_interventions(ds: xr.Dataset, run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                       figure_png: bytes | None = None) -> Path:
+    """Write ``ds`` and its figure atomically into a folder, by default ``RUN/analysis/interventions``.
 
-    The folder must be new, empty or hold actlab results (:func:`actlab.files.staged_dir`). Read it back with
-    :func:`actlab.analysis.load_results`. ``actlab analyze RUN`` replaces ``RUN/analysis`` as a whole: run it first.
+    The folder must be new, empty or hold actlab results (:func:`actlab.files.staged_dir`); it receives
+    ``interventions.zarr`` (read it back with :func:`actlab.analysis.load_results`) and, when ``figure_png`` is
+    given, ``interventions.png``. ``actlab analyze RUN`` replaces ``RUN/analysis`` as a whole: run it first.
+
+    Returns
+    -------
+    Path
+        The folder.
     """
     run_dir = Path(run_dir)
     target = Path(out) if out is not None else run_dir / ANALYSIS_DIRNAME / INTERVENTIONS_NAME
@@ -343,6 +353,8 @@ def save_interventions(ds: xr.Dataset, run_dir: str | os.PathLike, out: str | os
     portable = ds.assign_coords({k: v for k, v in strings.items() if k in ds.coords}).assign(
         {k: v for k, v in strings.items() if k not in ds.coords})  # Zarr v3 specifies variable-length strings only
     portable.attrs[ZARR_KIND_ATTR] = "results"
-    with staged_dir(target, "results", inputs=[run_dir], allowed_inside=[target], marker_file=False) as built:
-        portable.to_zarr(built, mode="a", zarr_format=3, consolidated=False)
+    with staged_dir(target, "results", inputs=[run_dir], allowed_inside=[target]) as built:
+        portable.to_zarr(built / RESULTS_NAME, mode="w-", zarr_format=3, consolidated=False)
+        if figure_png is not None:
+            (built / FIGURE_NAME).write_bytes(figure_png)
     return target
