@@ -211,6 +211,24 @@ def descent_words(curve: Mapping[str, Any]) -> str:
     return "yes" if present else "no"
 
 
+def decodability_words(decodable: Any) -> str:
+    """Rule: a label is *decodable* from a layer at an epoch when the linear probe's accuracy is above chance by
+    its label-permutation test at a false-discovery rate of 5 % (Benjamini-Hochberg within the layer x epoch
+    family; seeds: say in how many seeds), else *not shown decodable* (the test did not reject; that is not a
+    proof of absence)."""
+    if is_share(decodable):
+        return f"decodable in {decodable['count']} of {decodable['n']} seeds"
+    if decodable is None:
+        return "n/a"
+    return "decodable" if center(decodable) else "not shown decodable"
+
+
+def settled_words(settled_epoch: Any, threshold: Any) -> str:
+    """Rule: a layer has *settled from epoch E* when from that recorded epoch on its debiased linear CKA with its own
+    final state stays at or above the threshold (0.95); a description, not a test."""
+    return f"settled from epoch {fmt_epoch(settled_epoch)} (CKA to final >= {fmt(threshold)})"
+
+
 # -- findings --------------------------------------------------------------------------------------------
 
 PHASE_WORDS = {
@@ -435,6 +453,43 @@ def _tests_finding(summary: Mapping[str, Any]) -> list[Finding]:
                                                       for name, family in tests.items()))]
 
 
+def _probe_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    probes = summary.get("probes")
+    if not probes:
+        return []
+    rows = []
+    for phase, at in (probes.get("at_phases") or {}).items():
+        if phase not in ("noisy_memorised", "last"):
+            continue
+        by_layer = at.get("by_layer") or {}
+        words = {layer: decodability_words((cells.get("noisy_original") or {}).get("decodable"))
+                 for layer, cells in by_layer.items()}
+        rows.append(Finding(
+            f"original label of noisy probes, {PHASE_WORDS.get(phase, phase)}",
+            "; ".join(f"{layer}: {word}" for layer, word in words.items()),
+            f"linear probe trained on clean probes, scored on the noisy probes' ORIGINAL label at "
+            f"{phase_when(summary, phase, at.get('epoch'))}: " + ", ".join(
+                f"{layer} {fmt_interval(c.get('accuracy'), c.get('low'), c.get('high'))} vs chance {fmt(c.get('chance'))} "
+                f"({fmt_p(c.get('p_value'), probes.get('n_permutations'))}, q = {fmt(c.get('q_value'), '.2g')})"
+                for layer, c in ((layer, cells.get("noisy_original") or {}) for layer, cells in by_layer.items()))
+            + " (intervals: range over the folds). " + rule_of(decodability_words),
+        ))
+    return rows
+
+
+def _similarity_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    similarity = summary.get("similarity")
+    if not similarity:
+        return []
+    settled = similarity.get("settled_epoch") or {}
+    return [Finding(
+        "layers settle",
+        ", ".join(f"{layer} @{fmt_epoch(epoch)}" for layer, epoch in settled.items()),
+        "; ".join(f"{layer} {settled_words(epoch, similarity.get('settled_cka'))}" for layer, epoch in settled.items())
+        + f"; debiased linear CKA on {fmt(similarity.get('n_samples'))} probes. " + rule_of(settled_words),
+    )]
+
+
 def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
     """Headline findings of one run or of an ensemble's seeds, each sentence chosen by a rule over the numbers.
 
@@ -449,7 +504,8 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
     list of Finding
     """
     rows = [*_double_descent_findings(summary), *_phase_findings(summary), *_separation_findings(summary),
-            *_large_activation_findings(summary), *_path_findings(summary), *_tests_finding(summary)]
+            *_large_activation_findings(summary), *_path_findings(summary), *_probe_findings(summary),
+            *_similarity_findings(summary), *_tests_finding(summary)]
     note = _seeds_note(summary)
     if note and rows:
         rows.insert(0, Finding("seeds", str(summary.get("n_seeds")), note.strip()))

@@ -80,6 +80,21 @@ FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
 )
 """Figures of a run report: (name, results node needed, title, plots function, caption)."""
 
+EXTRA_FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
+    ("decodability", "probes", "Linear probes: which label each layer holds",
+     "plot_decodability",
+     "Accuracy of linear classifiers (standardised units, ridge) trained on the clean probes of one layer and epoch, "
+     "scored on the noisy probes against their original (true) label (left) and their assigned (noisy) label (right). "
+     "A star marks a label decodable above chance: label-permutation test, Benjamini-Hochberg at 5% within the "
+     "layer x epoch family (an ensemble: in more than half the seeds)."),
+    ("similarity", "similarity", "Representation similarity along training",
+     "plot_similarity",
+     "Left: debiased linear CKA of each layer with its own state at the last recorded epoch (1: the same up to "
+     "rotation and scale); a layer has settled once it stays above the dashed line. Right: CKA between the layers at "
+     "the last recorded epoch."),
+)
+"""Figures of the optional analyses (``analyze --extra``), drawn when their node is in the results."""
+
 
 def draw_figures(results: Any, *, log_x: bool = False) -> tuple[list[tuple[str, str, str, Figure]], dict[str, str]]:
     """Draw every report figure whose analysis is in ``results``.
@@ -102,10 +117,11 @@ def draw_figures(results: Any, *, log_x: bool = False) -> tuple[list[tuple[str, 
 
     figures, failures = [], {}
     every = list(results) if isinstance(results, (list, tuple)) else [results]
-    for name, node, title, function, caption in FIGURES:
+    for name, node, title, function, caption in FIGURES + EXTRA_FIGURES:
         if not all(node in one.children for one in every):
             continue
-        kwargs = {} if function in ("plot_separation_heatmap", "plot_pca_trajectories", "plot_explanation") else {"log_x": log_x}
+        kwargs = {} if function in ("plot_separation_heatmap", "plot_pca_trajectories", "plot_explanation",
+                                    "plot_decodability") else {"log_x": log_x}
         try:
             fig = getattr(plots, function)(results, **kwargs)
         except Exception as exc:  # one figure must not cost the others

@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the store afterwards")
     parser.add_argument("--pca-epochs", type=int, help="analyze's pca_epochs (default: analyze's own, 16)")
     parser.add_argument("--path-permutations", type=int, help="analyze's path_permutations (default: analyze's own, 99)")
+    parser.add_argument("--extra", default="", help="also time analyze with these extras (e.g. probes,cka) in each round, "
+                                                    "side by side with the analysis without them")
     parser.add_argument("--child", choices=["read", "analyze"], help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,9 +176,12 @@ def main() -> None:
         if settings:
             print(f"analyze settings: {settings} (they change what the analysis computes)")
         reads = [measure("read", run_dir, args.workers, settings)]
-        analyses = []
+        analyses, extended = [], []
+        extras = [name for name in args.extra.split(",") if name]
         for _ in range(args.rounds):
             analyses.append(measure("analyze", run_dir, args.workers, settings))
+            if extras:
+                extended.append(measure("analyze", run_dir, args.workers, {**settings, "extras": extras}))
             reads.append(measure("read", run_dir, args.workers, settings))
         ratios, floors = [], []
         cores = min(args.workers, os.cpu_count() or 1)
@@ -190,6 +195,10 @@ def main() -> None:
                   f"| full analysis {analysis['wall_s']:.1f} s (CPU {analysis['cpu_s']:.1f} s), peak RSS "
                   f"{analysis['peak_rss_mb']:.0f} MB (after imports {analysis['rss_after_imports_mb']:.0f} MB) "
                   f"| ratio {ratios[-1]:.2f}, CPU floor {floors[-1]:.2f}; errors {analysis['errors']}")
+        for i, (plain_analysis, with_extras) in enumerate(zip(analyses, extended)):
+            print(f"round {i + 1} with extras {extras}: {with_extras['wall_s']:.1f} s (CPU {with_extras['cpu_s']:.1f} s), "
+                  f"peak RSS {with_extras['peak_rss_mb']:.0f} MB | ratio to the analysis without them "
+                  f"{with_extras['wall_s'] / plain_analysis['wall_s']:.2f} (target <= 1.5); errors {with_extras['errors']}")
         from actlab.analysis.pipeline import PCA_EPOCHS
 
         steps = kernels(str(run_dir))

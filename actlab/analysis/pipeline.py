@@ -24,7 +24,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from actlab import __version__
-from actlab.analysis import blocks, curves, inference, large_activation, paths, separation
+from actlab.analysis import blocks, curves, inference, large_activation, paths, probes, separation, similarity
 from actlab.analysis.assembly import (
     Assembly,
     LargeActivationAssembly,
@@ -44,6 +44,11 @@ from actlab.progress import Progress
 
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
+
+EXTRAS: dict[str, str] = {"probes": "probes", "cka": "similarity"}
+"""Optional analyses (``analyze(extras=...)``, ``actlab analyze --extra``) -> the result node each adds. They read
+every block again after the fused pass: linear probes per layer x epoch (:mod:`~actlab.analysis.probes`) and
+debiased linear CKA along training (:mod:`~actlab.analysis.similarity`)."""
 
 ANALYSIS_REVISION = 5
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
@@ -178,6 +183,7 @@ def analyze(
     relevant: str = paths.RELEVANT[0],
     pca_epochs: int | None = PCA_EPOCHS,
     max_workers: int | None = None,
+    extras: Sequence[str] = (),
 ) -> xr.DataTree:
     """Run all analyses in one pass over the store.
 
@@ -207,12 +213,14 @@ def analyze(
         statistic, so fitting on a subset keeps the pass close to the cost of reading the store.
     max_workers : int, optional
         Blocks processed concurrently (default: CPU count); at most twice as many are in flight.
+    extras : sequence of {"probes", "cka"}
+        Optional analyses (:data:`EXTRAS`), computed after the fused pass with ``n_permutations`` and ``seed``.
 
     Returns
     -------
     xr.DataTree
-        Nodes ``/curves``, ``/separation``, ``/pca``, ``/large_activation``, ``/paths``; root attrs
-        ``errors`` maps each failed analysis to its message.
+        Nodes ``/curves``, ``/separation``, ``/pca``, ``/large_activation``, ``/paths``, and ``/probes`` and
+        ``/similarity`` when asked for in ``extras``; root attrs ``errors`` maps each failed analysis to its message.
 
     Raises
     ------
@@ -235,12 +243,15 @@ def analyze(
             raise ConfigError(f"{name} must be a positive integer; got {value!r}")
     if n_top < 2:
         raise ConfigError(f"n_top must be >= 2 (the dominance test compares rank 0 with rank 1); got {n_top}")
+    unknown = sorted(set(extras) - set(EXTRAS)) if not isinstance(extras, str) else [extras]
+    if unknown:
+        raise ConfigError(f"extras must be a list drawn from {list(EXTRAS)}; got {unknown}")
     run = run if isinstance(run, Run) else open_run(run)
     max_workers = int(max_workers or os.cpu_count() or 1)
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
                       min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
                       path_permutations=path_permutations, floor_permutations=floor_permutations, seed=seed,
-                      relevant=relevant, pca_epochs=pca_epochs)
+                      relevant=relevant, pca_epochs=pca_epochs, extras=[name for name in EXTRAS if name in extras])
     plan = block_plan(run, n_top=n_top, seed=seed, null_permutations=path_permutations,
                       floor_permutations=floor_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
@@ -314,6 +325,11 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
             raise
         for name, assembly in assemblies.items():
             attempt(name, functools.partial(_combine, assembly, parts[name], run.layer_names))
+    extra = dict(kind=kind, seed=parameters["seed"], max_workers=max_workers, progress=progress)
+    if "probes" in parameters["extras"]:
+        attempt("probes", lambda: probes.linear_probes(run, n_permutations=parameters["n_permutations"], **extra))
+    if "cka" in parameters["extras"]:
+        attempt("similarity", lambda: similarity.similarity_along_training(run, **extra))
     for ds in nodes.values():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={
@@ -535,6 +551,35 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         return {"epoch": last, "first_epoch": first, "first_epoch_is_initialisation": first == 0,
                 "by_layer": at_phases["last"]["by_layer"] if "last" in at_phases else by_layer(last), "at_phases": at_phases}
 
+    def decodability() -> dict[str, Any]:
+        node = results["probes"].to_dataset()
+        keys = {"accuracy": "accuracy", "low": "accuracy_low", "high": "accuracy_high", "chance": "chance",
+                "p_value": "p_value", "q_value": "q_value", "decodable": "decodable"}
+
+        def by_layer(epoch: int) -> dict[str, dict[str, dict[str, Any]]]:
+            at = node.sel(epoch=epoch)
+            return {str(layer): {str(target): {key: _number(at[var].sel(layer=layer, target=target).values)
+                                               for key, var in keys.items()}
+                                 for target in node["target"].values}
+                    for layer in node["layer"].values}
+
+        last = int(node["epoch"].values[-1])
+        return {"epoch": last, "n_permutations": int(node.attrs["n_permutations"]), "p_floor": float(node.attrs["p_floor"]),
+                "fdr_level": float(node.attrs["fdr_level"]), "n_folds": int(node.attrs["n_folds"]),
+                "by_layer": by_layer(last),
+                "at_phases": {phase: {"epoch": e, "by_layer": by_layer(e)}
+                              for phase, e in phase_epochs(results, node["epoch"].values).items()}}
+
+    def settling() -> dict[str, Any]:
+        node = results["similarity"].to_dataset()
+        return {"settled_cka": float(node.attrs["settled_cka"]), "n_samples": int(node.attrs["n_samples"]),
+                "settled_epoch": {str(layer): _epoch(node["settled_epoch"].sel(layer=layer))
+                                  for layer in node["layer"].values},
+                "at_phases": {phase: {"epoch": e, "cka_to_final": {
+                    str(layer): _number(float(node["cka_to_final"].sel(layer=layer, epoch=e)))
+                    for layer in node["layer"].values}}
+                    for phase, e in phase_epochs(results, node["epoch"].values).items()}}
+
     recorded = [int(e) for e in attrs.get("epochs", [])]
     if recorded:
         nearest = phase_epochs(results, recorded)
@@ -547,6 +592,10 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
     section("large_activation", "large_activation", large)
     section("paths", "paths", path_split)
     out["tests"] = family_decisions(out)
+    if "probes" in children:
+        section("probes", "probes", decodability)
+    if "similarity" in children:
+        section("similarity", "similarity", settling)
     return json.loads(json.dumps(out, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 import os
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import dask.array as da
 import numpy as np
@@ -267,6 +269,41 @@ class Run:
         relu = kind == "post" and self.is_relu(name)
         return read_block(str(self.path), name, int(self.slots[index]), int(self.epochs[index]), relu, self.opened,
                           self.store_folder)
+
+
+Reduced = TypeVar("Reduced")
+
+
+def reduce_blocks(run: Run, blocks: Sequence[tuple[str, int]], reduce: Callable[[np.ndarray], Reduced], *,
+                  kind: str = "post", max_workers: int = 1,
+                  advance: Callable[[int], Any] | None = None) -> dict[tuple[str, int], Reduced]:
+    """``reduce`` of each (layer, epoch index) block of ``run``, read and reduced on ``max_workers`` threads.
+
+    Parameters
+    ----------
+    run : Run
+    blocks : sequence of (str, int)
+        Layer name and index into ``run.epochs``.
+    reduce : callable
+        Called with each block, an ndarray (sample, unit) (:meth:`Run.read_block`).
+    kind : {"post", "pre"}
+    max_workers : int
+    advance : callable, optional
+        Called with 1 as each block is done (a progress bar's ``update``).
+
+    Returns
+    -------
+    dict of (layer, index) -> what ``reduce`` returned
+    """
+    out = {}
+    with cf.ThreadPoolExecutor(max_workers=max_workers) as pool:
+        futures = {pool.submit(lambda block: reduce(run.read_block(block[0], block[1], kind)), block): block
+                   for block in blocks}
+        for future in cf.as_completed(futures):
+            out[futures[future]] = future.result()
+            if advance is not None:
+                advance(1)
+    return out
 
 
 def open_run(path: str | os.PathLike) -> Run:

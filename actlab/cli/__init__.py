@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``actlab`` argument parser."""
-    from actlab.cli import analyze, record
+    from actlab.cli import analyze, intervene, record
 
     parser = _Parser(
         prog="actlab",
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     record.add_parser(subparsers)
     analyze.add_parser(subparsers)
+    intervene.add_parser(subparsers)
     return parser
 
 

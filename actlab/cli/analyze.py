@@ -25,6 +25,9 @@ examples:
                                                  goes to s3://bucket/runs/mlp7/analysis
   actlab analyze s3://bucket/runs/mlp7 --out reports/mlp7
                                                  the same, written to a local folder
+  actlab analyze runs/mlp7 --extra probes,cka    also linear probes per layer x epoch (is the noisy
+                                                 probes' original label decodable?) and debiased
+                                                 linear CKA along training (when does a layer settle?)
 
 what is written (into RUN/{ANALYSIS_DIRNAME}/ unless --out DIR):
   report.html          self-contained report: headline findings, figures, configuration;
@@ -82,6 +85,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     analyze.add_argument("--out", metavar="DIR", default=None, help=f"output directory or URL (default: RUN/{ANALYSIS_DIRNAME})")
     _add_common(analyze)
     analyze.add_argument("--open", action="store_true", help="open report.html in the default web browser when done")
+    analyze.add_argument(
+        "--extra", metavar="NAMES", default="",
+        help="optional analyses, comma-separated: probes (linear probes of every layer and epoch: original and "
+             "assigned label of the noisy probes), cka (debiased linear CKA of every layer to its final state and "
+             "between layers); each reads every block once more (default: none)")
     analyze.set_defaults(func=run_analyze)
 
     compare = subparsers.add_parser(
@@ -120,14 +128,28 @@ def run_analyze(args: argparse.Namespace) -> int:
     from actlab.workflow import analyze_to_dir, parse_formats
 
     formats = parse_formats(args.format)
+    extras = _extras(args.extra)
     _check_open(args, args.out or args.run)
-    output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
+    output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
+                            extras=extras)
     rows = finding_rows(output.report.findings)
     for sentence in abstract_sentences(rows):
         print(textwrap.fill(sentence.replace("*", ""), TERMINAL_WIDTH, subsequent_indent="  "))
     print()
     print(text_table(["finding", "value", "verdict"], [[row.name, row.value, row.verdict] for row in rows]))
     return _close(output, args)
+
+
+def _extras(names: str) -> list[str]:
+    """The names of ``--extra``, checked against :data:`actlab.analysis.pipeline.EXTRAS`."""
+    from actlab.analysis.pipeline import EXTRAS
+    from actlab.errors import ConfigError
+
+    given = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in given if name not in EXTRAS]
+    if unknown:
+        raise ConfigError(f"--extra names unknown analyses {unknown}; choose from {','.join(EXTRAS)}")
+    return given
 
 
 def _check_open(args: argparse.Namespace, out: str) -> None:

@@ -6,7 +6,7 @@ Every function takes data or results objects and returns a new
 colour-blind-safe palette, line styles that also separate curves in grey
 print, labelled axes with units and titles saying what is shown. One module per figure family, as
 :mod:`actlab.analysis` has one per analysis: ``curves``, ``separation``, ``pca``, ``large_activation``,
-``paths``; ``seeds`` draws several seeds as a median and band, ``compare`` several runs.
+``paths``, and ``probes``, ``similarity``, ``interventions`` for the analyses beyond the study; ``seeds`` draws several seeds as a median and band, ``compare`` several runs.
 """
 
 from actlab.plots.compare import (
@@ -27,11 +27,17 @@ from actlab.plots.large_activation import (
     plot_explanation,
     plot_large_activation,
 )
+from actlab.plots.interventions import (
+    plot_interventions,
+)
 from actlab.plots.paths import (
     plot_path_attribution,
 )
 from actlab.plots.pca import (
     plot_pca_trajectories,
+)
+from actlab.plots.probes import (
+    plot_decodability,
 )
 from actlab.plots.seeds import (
     BAND_ALPHA,
@@ -50,6 +56,9 @@ from actlab.plots.separation import (
     floor_handle,
     plot_separation_heatmap,
     plot_separation_lines,
+)
+from actlab.plots.similarity import (
+    plot_similarity,
 )
 from actlab.plots.style import (
     CURVES,
@@ -82,8 +91,8 @@ __all__ = [
     "LINESTYLES", "MAX_OVERLAID", "OKABE_ITO", "OUTPUT_STYLE", "PHASES", "PHASE_COLOR", "RC", "band_note",
     "draw_band", "draw_separation", "floor_handle", "label_epochs", "layer_style", "mark_instabilities",
     "mark_phases", "new_figure", "phases_from_results", "plot_compare_separation", "plot_compare_test_loss",
-    "plot_curves", "plot_explanation", "plot_large_activation", "plot_metrics", "plot_path_attribution",
-    "plot_pca_trajectories", "plot_separation_heatmap", "plot_separation_lines", "replica_stack", "replicas",
+    "plot_curves", "plot_decodability", "plot_explanation", "plot_interventions", "plot_large_activation", "plot_metrics", "plot_path_attribution",
+    "plot_pca_trajectories", "plot_separation_heatmap", "plot_separation_lines", "plot_similarity", "replica_stack", "replicas",
     "results_node", "robust_top", "seeds_title", "series_style", "set_epoch_axis", "stack_replicas", "styled",
     "unstable_in_any",
 ]

@@ -36,11 +36,12 @@ _LAZY = {
     "ActivationCapture": "actlab.record.hooks",
     "Trainer": "actlab.record.trainer",
     "BackgroundWriter": "actlab.record.writer",
+    "intervene": "actlab.record.intervene",
 }
 
 __all__ = [
     "ActivationCapture", "BackgroundWriter", "ImageDataset", "NoisyLabels", "PreparedData", "RecordConfig", "Trainer",
-    "inject_label_noise", "load_dataset", "make_mlp", "parse_schedule", "prepare_data", "record", "resume",
+    "inject_label_noise", "intervene", "load_dataset", "make_mlp", "parse_schedule", "prepare_data", "record", "resume",
     "stratified_subset",
 ]
 

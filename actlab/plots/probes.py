@@ -1,0 +1,69 @@
+"""Linear-probe decodability per layer over training (:mod:`actlab.analysis.probes`): layer x epoch maps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from actlab.plots.seeds import replica_stack, replicas
+from actlab.plots.separation import _epoch_ticks
+from actlab.plots.style import new_figure, styled
+
+TARGETS_SHOWN: dict[str, str] = {
+    "noisy_original": "ORIGINAL (true) label of the noisy probes",
+    "noisy_assigned": "ASSIGNED (noisy) label of the noisy probes",
+}
+"""The two maps of :func:`plot_decodability` -> their panel titles."""
+
+
+@styled
+def plot_decodability(results: Any) -> Figure:
+    """Accuracy of linear probes trained on clean probes, as layer x epoch maps of the noisy probes' two labels.
+
+    Parameters
+    ----------
+    results : xr.DataTree or sequence of xr.DataTree
+        Uses node ``/probes``, variables ``accuracy``, ``chance`` and ``decodable`` (layer, epoch, target);
+        replicas of an ensemble show the median over seeds.
+
+    Returns
+    -------
+    Figure
+        Two heatmaps with a shared colour scale 0..1: accuracy against the original label and against the
+        assigned label; each cell holds its accuracy, starred where the label is decodable (BH q <= the FDR
+        level within the layer x epoch family; an ensemble: in more than half the seeds).
+    """
+    trees = replicas(results)
+    accuracy = replica_stack(trees, "probes", "accuracy")
+    decodable = replica_stack(trees, "probes", "decodable").astype(float).mean("seed") > 0.5
+    chance = float(replica_stack(trees, "probes", "chance").sel(target=list(TARGETS_SHOWN)).median())
+    median: xr.DataArray = accuracy.median("seed")
+    layers = [str(v) for v in median["layer"].values]
+    epochs = median["epoch"].values
+    fig, axes = new_figure(1, 2, width=10.0, height=0.6 * len(layers) + 2.4, sharey=True)
+    image = None
+    for ax, (target, title) in zip(axes[0], TARGETS_SHOWN.items()):
+        values = median.sel(target=target).transpose("layer", "epoch").values
+        stars = decodable.sel(target=target).transpose("layer", "epoch").values
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", interpolation="nearest", cmap="magma",
+                          vmin=0.0, vmax=1.0, origin="upper")
+        if values.size <= 160:
+            for (row, col), value in np.ndenumerate(values):
+                if np.isfinite(value):
+                    ax.text(col, row, f"{value:.2f}{'*' if stars[row, col] else ''}", ha="center", va="center",
+                            fontsize=6.5, color="black" if value > 0.6 else "white")
+        ax.set_title(title)
+        ax.set_yticks(np.arange(len(layers)), layers)
+        _epoch_ticks(ax, epochs)
+        ax.set_xlabel("recorded epoch (evenly spaced columns)")
+        ax.grid(False)
+    axes[0, 0].set_ylabel("layer (input side at top)")
+    bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
+    bar.set_label(f"linear-probe accuracy (chance about {chance:.2f})")
+    seeds = "" if len(trees) == 1 else f", median over {len(trees)} seeds"
+    fig.suptitle(f"Which label a linear probe trained on clean probes reads from each layer{seeds}\n"
+                 "* decodable: above chance by the label-permutation test, BH within layer x epoch")
+    return fig

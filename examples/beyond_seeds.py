@@ -1,0 +1,124 @@
+"""Linear probes, CKA along training and offline interventions on the seed-study ensembles (docs/beyond.md).
+
+For every seed of each ensemble recorded by examples/reproduce_seeds.sh, on a private copy of its store:
+
+- linear probes (actlab.analysis.probes, 999 permutations, BH within layer x epoch) read at the test-loss
+  minimum, at noisy-label memorisation and at the last epoch;
+- debiased linear CKA of every layer to its final state (actlab.analysis.similarity) and the settling epoch;
+- interventions at the last epoch (actlab.record.intervene): the last one, two and three layers rewound to
+  the recorded epoch nearest the epoch of the lowest test loss, and the large unit of each hidden layer ablated against
+  20 draws of matched random units.
+
+Writes ``OUT/<model>_seed<S>.json`` per seed (the raw numbers docs/beyond.md reads).
+
+    python examples/beyond_seeds.py --runs runs/seeds --out docs/beyond --work /tmp/beyond mlp3 mlp5 mlp7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from actlab.analysis import open_run
+from actlab.analysis.curves import learning_curves
+from actlab.analysis.pipeline import phase_epochs
+from actlab.analysis.probes import linear_probes
+from actlab.analysis.similarity import similarity_along_training
+from actlab.record.intervene import Rewind, intervene
+
+
+def _clean(value):
+    value = np.asarray(value).item() if np.ndim(value) == 0 else value
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def seed_numbers(run_dir: Path) -> dict:
+    run = open_run(run_dir)
+    phases = phase_epochs(xr.DataTree.from_dict({"/curves": learning_curves(run.metrics)}), run.epochs)
+    loss = run.metrics["test_loss"]  # the minimum itself (the double-descent detector names one only with a descent)
+    lowest = int(loss["epoch"].values[int(np.nanargmin(loss.values))])
+    phases = {"test_loss_min": int(run.epochs[np.argmin(np.abs(run.epochs - lowest))]), **phases}
+    started = time.perf_counter()
+    probes = linear_probes(run, n_permutations=999)
+    probes_s = time.perf_counter() - started
+    started = time.perf_counter()
+    similarity = similarity_along_training(run, pair_epochs=4)
+    cka_s = time.perf_counter() - started
+    layers = list(run.layer_names)
+    rewinds = [Rewind(tuple(layers[-k:]), phases["test_loss_min"]) for k in range(1, min(3, len(layers)) + 1)]
+    started = time.perf_counter()
+    iv = intervene(run_dir, rewind=rewinds, n_null=20)
+    intervene_s = time.perf_counter() - started
+    targets = [str(t) for t in probes["target"].values]
+    return {
+        "run": str(run_dir), "epochs": [int(e) for e in run.epochs], "phases": phases, "layers": layers,
+        "test_loss_min_epoch": lowest,
+        "seconds": {"probes": probes_s, "cka": cka_s, "interventions": intervene_s},
+        "probes": {
+            "n_permutations": int(probes.attrs["n_permutations"]), "fdr_level": float(probes.attrs["fdr_level"]),
+            "at_phases": {phase: {layer: {target: {key: _clean(probes[var].sel(layer=layer, epoch=epoch, target=target).values)
+                                                   for key, var in (("accuracy", "accuracy"), ("low", "accuracy_low"),
+                                                                    ("high", "accuracy_high"), ("chance", "chance"),
+                                                                    ("p_value", "p_value"), ("q_value", "q_value"),
+                                                                    ("decodable", "decodable"))}
+                                          for target in targets}
+                                  for layer in layers}
+                          for phase, epoch in phases.items()},
+        },
+        "similarity": {
+            "settled_epoch": {layer: _clean(similarity["settled_epoch"].sel(layer=layer).values) for layer in layers},
+            "cka_to_final": {layer: [_clean(v) for v in similarity["cka_to_final"].sel(layer=layer).values] for layer in layers},
+            "n_samples": int(similarity.attrs["n_samples"]),
+        },
+        "interventions": {
+            "epoch": int(iv.attrs["epoch"]), "measures": [str(m) for m in iv["measure"].values],
+            "baseline": [float(v) for v in iv["baseline_accuracy"].values],
+            "rewind": {str(r): [float(v) for v in iv["rewind_accuracy"].sel(rewind=r).values] for r in iv["rewind"].values},
+            "ablate": {str(layer): {
+                "unit": int(iv["ablated_unit"].sel(layer=layer)), "mean_abs": float(iv["ablated_mean_abs"].sel(layer=layer)),
+                "accuracy": [float(v) for v in iv["ablate_accuracy"].sel(layer=layer).values],
+                "null_mean": [float(v) for v in iv["null_accuracy"].sel(layer=layer).mean("draw").values],
+                "null_low": [float(v) for v in iv["null_accuracy"].sel(layer=layer).min("draw").values],
+                "null_high": [float(v) for v in iv["null_accuracy"].sel(layer=layer).max("draw").values],
+                "null_n_units_median": float(np.median(iv["null_n_units"].sel(layer=layer).values)),
+                "p_value": [float(v) for v in iv["ablate_p_value"].sel(layer=layer).values],
+            } for layer in iv["layer"].values},
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--runs", default="runs/seeds")
+    parser.add_argument("--out", default="docs/beyond")
+    parser.add_argument("--work", required=True, help="a new folder for the private copies (each removed after use)")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    args = parser.parse_args()
+    out, work = Path(args.out), Path(args.work)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=False)
+    for model in args.models:
+        for seed in args.seeds.split(","):
+            copy = work / f"{model}_seed{seed}"
+            shutil.copytree(Path(args.runs) / model / f"seed{seed}", copy)
+            try:
+                numbers = seed_numbers(copy)
+            finally:
+                shutil.rmtree(copy)
+            numbers["run"] = f"{args.runs}/{model}/seed{seed}"
+            (out / f"{model}_seed{seed}.json").write_text(json.dumps(numbers, indent=1) + "\n")
+            print(f"{model} seed {seed}: {numbers['seconds']}", flush=True)
+    work.rmdir()
+
+
+if __name__ == "__main__":
+    main()

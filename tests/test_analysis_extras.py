@@ -1,0 +1,68 @@
+"""``actlab analyze --extra probes,cka``: the optional analyses in results.zarr, summary.json, findings and errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from cli_runner import run_cli
+from fixtures_store import planted_run
+
+from actlab.analysis import load_results, summary
+from actlab.analysis.probes import linear_probes
+from actlab.analysis.run import open_run
+from actlab.findings import decodability_words, settled_words
+from actlab.store import ANALYSIS_DIRNAME
+
+
+@pytest.fixture(scope="module")
+def analysed_with_extras(tmp_path_factory):
+    planted = planted_run(tmp_path_factory.mktemp("extras") / "planted")
+    code, out, err = run_cli("analyze", planted.run_dir, "--no-progress", "--format", "png", "--extra", "probes,cka")
+    return planted, code, out, err
+
+
+def test_extras_reach_results_summary_and_findings(analysed_with_extras):
+    planted, code, out, err = analysed_with_extras
+    assert code == 0, err
+    analysis = planted.run_dir / ANALYSIS_DIRNAME
+    results = load_results(analysis / "results.zarr")
+    assert {"probes", "similarity"} <= set(results.children)
+    assert results.attrs["parameters"]["extras"] == ["probes", "cka"]
+    written = json.loads((analysis / "summary.json").read_text())
+    assert written == summary(results)
+    # the node is what linear_probes computes on its own, with the pass's permutations and seed
+    alone = linear_probes(open_run(planted.run_dir), n_permutations=int(results.attrs["parameters"]["n_permutations"]))
+    np.testing.assert_array_equal(results["probes"]["accuracy"].values, alone["accuracy"].values)
+    np.testing.assert_array_equal(results["probes"]["p_value"].values, alone["p_value"].values)
+    last = written["probes"]["by_layer"]
+    assert last["hidden1"]["noisy_original"]["decodable"] is True
+    assert last["hidden2"]["noisy_original"]["decodable"] is False
+    assert written["similarity"]["settled_epoch"]["hidden2"] == 50
+    assert "original label of noisy probes, the last epoch" in out
+    assert "hidden1: decodable; hidden2: not shown decodable" in out
+    assert "layers settle" in out and "hidden2 @50" in out
+    html = (analysis / "report.html").read_text()
+    assert "original label of noisy probes" in html
+    for name in ("decodability", "similarity"):  # the figures, embedded in the report as written beside it
+        png = (analysis / "figures" / f"{name}.png").read_bytes()
+        assert png[:4] == b"\x89PNG" and base64.b64encode(png).decode() in html
+
+
+def test_unknown_extra_is_a_one_line_error(tmp_path):
+    planted = planted_run(tmp_path / "run", commit_epochs=[0])
+    code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--extra", "probes,svcca")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("actlab: error: ") and "svcca" in lines[0], err
+    assert not (planted.run_dir / ANALYSIS_DIRNAME).exists()
+
+
+def test_finding_rules():
+    assert decodability_words(True) == "decodable"
+    assert decodability_words(False) == "not shown decodable"
+    assert decodability_words(None) == "n/a"
+    assert decodability_words({"count": 3, "n": 5, "share": 0.6, "low": 0.15, "high": 0.95}) == "decodable in 3 of 5 seeds"
+    assert settled_words(20, 0.95) == "settled from epoch 20 (CKA to final >= 0.95)"

@@ -1,0 +1,131 @@
+"""Linear probes: planted decodability, scikit-learn's ridge classifier, the permutation null and Benjamini-Hochberg."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from fixtures_store import RECORD_EPOCHS, cached_planted, post
+from sklearn.linear_model import RidgeClassifier
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import actlab
+from actlab.analysis.probes import TARGETS, fdr_adjust, linear_probes, probe_block
+
+
+@pytest.fixture(scope="module")
+def planted_probes(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    return planted, linear_probes(actlab.open_run(planted.run_dir), n_permutations=99, max_workers=2)
+
+
+def test_planted_original_label_decodable_in_hidden1_not_hidden2(planted_probes):
+    _, ds = planted_probes
+    assert ds["accuracy"].dims == ("layer", "epoch", "target")
+    original = ds.sel(target="noisy_original")
+    # hidden1 holds every training probe at its ORIGINAL class centre; hidden2 is noise independent of every label
+    assert original["decodable"].sel(layer="hidden1").all()
+    assert (original["accuracy"].sel(layer="hidden1") > 0.95).all()
+    assert not original["decodable"].sel(layer="hidden2").any()
+    assert not ds["decodable"].sel(layer="hidden2", target="clean").any()
+    # the output layer predicts the assigned label of the noisy probes, never the original one
+    assert ds["decodable"].sel(layer="output", target="noisy_assigned").all()
+    assert (ds["accuracy"].sel(layer="output", target="noisy_original") < 0.05).all()
+    # hidden3 codes noisy probes on memorisation units the clean classifier never saw: neither label decodable
+    assert not original["decodable"].sel(layer="hidden3").any()
+    p_floor = 1 / 100
+    assert ds.attrs["p_floor"] == p_floor
+    np.testing.assert_allclose(original["p_value"].sel(layer="hidden1"), p_floor)
+    low, high = ds["accuracy_low"], ds["accuracy_high"]
+    assert ((low <= ds["accuracy"] + 1e-12) & (ds["accuracy"] <= high + 1e-12)).all()
+
+
+def sklearn_predictions(x_train, y_train, x_eval, alpha):
+    """The reference classifier: scikit-learn's own standardisation and ridge classifier."""
+    return make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha)).fit(x_train, y_train).predict(x_eval)
+
+
+def test_block_matches_sklearn_ridge_classifier(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    x = post(planted, 30, "hidden1") + 0.3 * np.random.default_rng(1).standard_normal((len(planted.probes), 16))
+    x[:, 7] = 2.5  # a constant unit keeps scale 1, as in StandardScaler
+    pr = planted.probes
+    group = np.array(["clean", "noisy", "test"])[pr.group]
+    ds = probe_block(x, group, pr.label, pr.original_label, n_folds=4, alpha=3.0, n_permutations=19, seed=5)
+    clean, noisy, test = (np.flatnonzero(pr.group == g) for g in range(3))
+    folds = StratifiedKFold(4, shuffle=True, random_state=5).split(clean, pr.label[clean])
+    expected = {name: [] for name in TARGETS}
+    out_of_fold = np.empty(len(clean), int)
+    for train, held in folds:
+        predicted = sklearn_predictions(x[clean[train]], pr.label[clean[train]], x, 3.0)
+        out_of_fold[held] = predicted[clean[held]]
+        expected["clean"].append(np.mean(predicted[clean[held]] == pr.label[clean[held]]))
+        expected["noisy_original"].append(np.mean(predicted[noisy] == pr.original_label[noisy]))
+        expected["noisy_assigned"].append(np.mean(predicted[noisy] == pr.label[noisy]))
+        expected["test"].append(np.mean(predicted[test] == pr.label[test]))
+    for name, values in expected.items():
+        np.testing.assert_allclose(ds["accuracy_fold"].sel(target=name), values, err_msg=name)
+    np.testing.assert_allclose(ds["accuracy"].sel(target="clean"), np.mean(out_of_fold == pr.label[clean]))
+    np.testing.assert_allclose(ds["accuracy"].sel(target="test"), np.mean(expected["test"]))
+
+
+def test_chance_is_the_null_mean_and_false_positives_at_level():
+    """Under labels independent of the activations the p-values are uniform: at level 0.1 about 10 % of blocks
+    are flagged; chance equals the mean accuracy over many label permutations."""
+    rng = np.random.default_rng(0)
+    n_clean, n_noisy = 60, 40
+    group = np.repeat(["clean", "noisy"], [n_clean, n_noisy])
+    label = np.concatenate([np.tile(np.arange(3), n_clean // 3), rng.integers(0, 3, n_noisy)])
+    p_values, chance_gap = [], []
+    for _ in range(150):
+        x = rng.standard_normal((n_clean + n_noisy, 5))
+        original = rng.integers(0, 3, n_clean + n_noisy)
+        original[:n_clean] = label[:n_clean]
+        ds = probe_block(x, group, label, original, n_folds=3, n_permutations=49, seed=int(rng.integers(1 << 30)))
+        p_values.append(float(ds["p_value"].sel(target="noisy_original")))
+        chance_gap.append(float(ds["chance"].sel(target="noisy_original")) - 1 / 3)
+    p_values = np.array(p_values)
+    assert p_values.min() >= 1 / 50
+    flagged = np.mean(p_values <= 0.1)
+    assert 0.03 <= flagged <= 0.19, flagged  # binomial(150, 0.1): 0.1 +- 3 standard errors
+    assert abs(np.mean(chance_gap)) < 0.02
+    # chance is the exact mean of the permutation null, checked by brute force on one block
+    x = rng.standard_normal((n_clean + n_noisy, 5))
+    ds = probe_block(x, group, label, label, n_folds=3, n_permutations=9)
+    clean = np.flatnonzero(group == "clean")
+    predicted = []
+    for train, _ in StratifiedKFold(3, shuffle=True, random_state=0).split(clean, label[clean]):
+        predicted.append(sklearn_predictions(x[clean[train]], label[clean[train]], x[n_clean:], 1.0))
+    predicted, truth = np.array(predicted), label[n_clean:]
+    null = [np.mean(predicted == rng.permutation(truth)) for _ in range(20000)]
+    assert abs(float(ds["chance"].sel(target="noisy_assigned")) - np.mean(null)) < 0.002
+
+
+def test_fdr_adjust_matches_bh_by_hand():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(size=(2, 3, 4)) ** 2
+    p[1, 0, 0] = np.nan
+    da = xr.DataArray(p, dims=("target", "layer", "epoch"))
+    q = fdr_adjust(da)
+    assert q.dims == da.dims
+    for t in range(2):
+        values = p[t].ravel()
+        finite = np.flatnonzero(np.isfinite(values))
+        order = finite[np.argsort(values[finite])]
+        m = len(order)
+        ranked = values[order] * m / np.arange(1, m + 1)
+        expected = np.full(values.shape, np.nan)
+        expected[order] = np.minimum(1, np.minimum.accumulate(ranked[::-1])[::-1])
+        np.testing.assert_allclose(q.values[t].ravel(), expected)
+
+
+def test_validation(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    pr = planted.probes
+    group = np.array(["clean", "noisy", "test"])[pr.group]
+    with pytest.raises(ValueError, match="at least 40 clean probes of each"):
+        probe_block(post(planted, RECORD_EPOCHS[0], "hidden1"), group, pr.label, pr.original_label, n_folds=40)
+    with pytest.raises(ValueError, match="n_permutations"):
+        linear_probes(actlab.open_run(planted.run_dir), n_permutations=0)

@@ -1,0 +1,109 @@
+"""Debiased linear CKA: planted invariances, independent noise, Song et al.'s estimator written out, runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fixtures_store import RECORD_EPOCHS, cached_planted, planted_run, post
+from scipy.stats import special_ortho_group
+
+import actlab
+from actlab.analysis.similarity import (
+    gram_vector,
+    linear_cka,
+    sample_subset,
+    settled_epoch,
+    similarity_along_training,
+    similarity_between_runs,
+)
+
+
+def hsic_song(k: np.ndarray, l: np.ndarray) -> float:
+    """Unbiased HSIC of Song et al. (2012), eq. 5, written out from the paper."""
+    n = len(k)
+    k, l = k.copy(), l.copy()
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(l, 0)
+    one = np.ones(n)
+    return float((np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
+                  - 2 / (n - 2) * (one @ k @ l @ one)) / (n * (n - 3)))
+
+
+def cka_song(x: np.ndarray, y: np.ndarray) -> float:
+    k, l = x @ x.T, y @ y.T
+    return hsic_song(k, l) / np.sqrt(hsic_song(k, k) * hsic_song(l, l))
+
+
+def test_rotation_scaling_translation_give_one_and_noise_about_zero():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 12))
+    rotated = 3.7 * x @ special_ortho_group.rvs(12, random_state=1) + rng.standard_normal(12)
+    assert linear_cka(x, rotated) == pytest.approx(1.0, abs=1e-10)
+    assert float(gram_vector(x) @ gram_vector(rotated)) == pytest.approx(1.0, abs=1e-5)
+    # independent representations: the debiased estimate is about 0 (the biased one would be ~ p / n > 0)
+    values = [linear_cka(rng.standard_normal((300, 12)), rng.standard_normal((300, 20))) for _ in range(20)]
+    assert abs(np.mean(values)) < 0.005 and np.max(np.abs(values)) < 0.03
+    # a non-isotropic rescaling changes the representation: CKA falls below 1
+    assert linear_cka(x, x * np.linspace(0.1, 3, 12)) < 0.99
+
+
+def test_agrees_with_song_estimator():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((60, 7))
+    y = np.tanh(x @ rng.standard_normal((7, 5))) + 0.5 * rng.standard_normal((60, 5))
+    expected = cka_song(x, y)
+    assert linear_cka(x, y) == pytest.approx(expected, rel=1e-10)
+    assert float(gram_vector(x) @ gram_vector(y)) == pytest.approx(expected, abs=1e-5)
+    assert np.isnan(linear_cka(x, np.ones((60, 3))))
+    with pytest.raises(ValueError, match="same samples"):
+        linear_cka(x, y[:10])
+
+
+def test_along_training_matches_direct_cka(tmp_path_factory):
+    planted = cached_planted(tmp_path_factory)
+    run = actlab.open_run(planted.run_dir)
+    ds = similarity_along_training(run, pair_epochs=3, max_samples=200, max_workers=2)
+    subset = sample_subset(run.n_samples, 200)
+    assert len(subset) == 200 and ds.attrs["n_samples"] == 200
+    last = RECORD_EPOCHS[-1]
+    for layer in ("hidden1", "hidden2", "output"):
+        for epoch in RECORD_EPOCHS:
+            expected = cka_song(post(planted, epoch, layer)[subset], post(planted, last, layer)[subset])
+            assert float(ds["cka_to_final"].sel(layer=layer, epoch=epoch)) == pytest.approx(expected, abs=1e-5)
+    pairs = ds["cka"]
+    assert list(pairs["epoch_pair"].values) == [0, 20, 50]
+    x, y = post(planted, 20, "hidden3")[subset], post(planted, 50, "output")[subset]
+    assert float(pairs.sel(layer="hidden3", epoch_pair=20, layer_other="output", epoch_other=50)) == pytest.approx(
+        cka_song(x, y), abs=1e-5)
+    np.testing.assert_allclose(pairs.values, pairs.transpose("layer_other", "epoch_other", "layer", "epoch_pair").values,
+                               atol=1e-6)
+    # planted: hidden2 is fresh noise at every epoch, so it is unlike its final state until the end
+    assert (np.abs(ds["cka_to_final"].sel(layer="hidden2").values[:-1]) < 0.05).all()
+    assert float(ds["settled_epoch"].sel(layer="hidden2")) == last
+    # hidden1's large unit grows 10-fold between epochs 10 and 30 (SCALES): the layer settles at epoch 20
+    assert float(ds["settled_epoch"].sel(layer="hidden1")) == 20
+
+
+def test_settled_epoch_rule():
+    import xarray as xr
+
+    curve = xr.DataArray([[0.5, 0.97, 0.9, 0.96, 1.0], [0.99, 0.99, 0.99, 0.99, 1.0]], dims=("layer", "epoch"),
+                         coords={"layer": ["a", "b"], "epoch": [0, 1, 2, 5, 9]})
+    np.testing.assert_array_equal(settled_epoch(curve).values, [5, 0])
+
+
+def test_between_runs(tmp_path):
+    a = planted_run(tmp_path / "a", seed=0)
+    b = planted_run(tmp_path / "b", seed=0)
+    run_a, run_b = actlab.open_run(a.run_dir), actlab.open_run(b.run_dir)
+    ds = similarity_between_runs(run_a, run_b, epochs=[10, 50], max_samples=1000)
+    # same seed: the same recording, so each layer matches itself exactly; hidden2 (noise) matches no other layer
+    np.testing.assert_allclose(ds["cka_same"].values, 1.0, atol=1e-5)
+    x, y = post(a, 50, "hidden3"), post(b, 50, "output")
+    assert float(ds["cka"].sel(epoch=50, layer="hidden3", layer_other="output")) == pytest.approx(cka_song(x, y), abs=1e-5)
+    assert abs(float(ds["cka"].sel(epoch=10, layer="hidden2", layer_other="hidden1"))) < 0.05
+    with pytest.raises(ValueError, match="not recorded by both"):
+        similarity_between_runs(run_a, run_b, epochs=[11])
+    other = planted_run(tmp_path / "c", seed=1)  # other probe labels
+    with pytest.raises(ValueError, match="same probes"):
+        similarity_between_runs(run_a, actlab.open_run(other.run_dir))
