@@ -22,6 +22,7 @@ from actlab.store.integrity import (
 from actlab.store.reader import (
     StoreView,
     damaged_chunks,
+    missing_epochs,
     open_store,
     read_attrs,
     replaced_error,
@@ -33,6 +34,7 @@ from actlab.store.schema import (
     ACTIVATIONS,
     ANALYSIS_DIRNAME,
     ARRAYS,
+    CHECKPOINT_DIGEST_FILENAME,
     CHECKPOINT_FILENAME,
     CHUNK_VALUES,
     COMMIT_ARRAYS,
@@ -43,6 +45,7 @@ from actlab.store.schema import (
     REDUCTIONS,
     SAMPLE_CHUNK,
     SCHEMA_VERSION,
+    SHARD_DIGESTS,
     STATUS_COMPLETE,
     STATUS_CREATING,
     STATUS_RECORDING,
@@ -55,6 +58,7 @@ from actlab.store.schema import (
     Subsets,
     check_schema,
     default_compressors,
+    digested_arrays,
     layer_dims,
     layer_spec_problem,
     parameter_dims,
@@ -65,12 +69,12 @@ from actlab.store.schema import (
 from actlab.store.writer import RunWriter
 
 __all__ = [
-    "ACTIVATIONS", "ACTIVATION_DTYPES", "ANALYSIS_DIRNAME", "ARRAYS", "CHECKPOINT_FILENAME", "CHUNK_VALUES",
+    "ACTIVATIONS", "ACTIVATION_DTYPES", "ANALYSIS_DIRNAME", "ARRAYS", "CHECKPOINT_DIGEST_FILENAME", "CHECKPOINT_FILENAME", "CHUNK_VALUES",
     "COMMIT_ARRAYS", "GROUPS", "LAYER_KINDS", "METRICS", "PARAMETER_DTYPES", "REDUCTIONS", "SAMPLE_CHUNK",
-    "SCHEMA_VERSION", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
+    "SCHEMA_VERSION", "SHARD_DIGESTS", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
     "WRITE_CONFIG", "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets", "breach_error",
-    "check_schema", "creating_error", "damage_error", "damaged_chunks", "default_compressors", "exception_line",
-    "layer_array_name", "layer_dims", "layer_spec_problem", "open_store", "parameter_array_name", "parameter_dims",
+    "check_schema", "creating_error", "damage_error", "damaged_chunks", "default_compressors", "digested_arrays", "exception_line",
+    "layer_array_name", "layer_dims", "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
     "parameter_spec_problem", "read_attrs", "replaced_error", "store_folder_id", "store_identity", "store_location",
     "store_path",
 ]
