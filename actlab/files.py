@@ -10,7 +10,10 @@ releases when the process dies, so a killed writer never blocks the next one. Wh
 writer left behind (staging folders, temporary files) is removed by the next writer under the lock
 (:func:`remove_leftovers`). Created files and folders follow the user's umask.
 
-This module imports nothing from the rest of actlab but its errors.
+Every marker carries the digest of its content (:mod:`actlab.digest`); a marker that fails it is reported, never
+read (:func:`read_marker`). Data written for a commit is flushed to disk before the commit (:func:`fsync_paths`).
+
+This module imports nothing from the rest of actlab but its errors and digests.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 
 import filelock
 
+from actlab.digest import digest_problem, with_digest
 from actlab.errors import OutputError, StoreError, WriteError
 
 MARKER_FILENAME = ".actlab.json"
@@ -101,7 +105,7 @@ def marker_kind(folder: str | os.PathLike) -> str | None:
     folder = Path(folder)
     try:
         if (folder / MARKER_FILENAME).is_file():
-            kind = json.loads((folder / MARKER_FILENAME).read_text(encoding="utf-8")).get("kind")
+            kind = read_marker(folder).get("kind")
         else:
             kind = json.loads((folder / "zarr.json").read_text(encoding="utf-8")).get("attributes", {}).get(ZARR_KIND_ATTR)
     except (OSError, ValueError, AttributeError):
@@ -115,7 +119,7 @@ def write_marker(folder: str | os.PathLike, kind: str, **details: Any) -> None:
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    text = json.dumps({"kind": kind, **details, "actlab_version": __version__}) + "\n"
+    text = json.dumps(with_digest({"kind": kind, **details, "actlab_version": __version__})) + "\n"
     path = Path(folder) / MARKER_FILENAME
     if path.is_file() and not path.is_symlink() and path.read_bytes() == text.encode("utf-8"):
         return  # already so marked: left as it is
@@ -123,12 +127,25 @@ def write_marker(folder: str | os.PathLike, kind: str, **details: Any) -> None:
 
 
 def read_marker(folder: str | os.PathLike) -> dict[str, Any]:
-    """The marker file of ``folder`` as a mapping; empty when it has none (or an unreadable one)."""
+    """The marker file of ``folder`` as a mapping; empty when it has none (or one that is not JSON).
+
+    Raises
+    ------
+    StoreError
+        When the marker is JSON but fails its digest (edited or damaged since actlab wrote it).
+    """
+    path = Path(folder) / MARKER_FILENAME
     try:
-        marker = json.loads((Path(folder) / MARKER_FILENAME).read_text(encoding="utf-8"))
+        marker = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return marker if isinstance(marker, dict) else {}
+    if not isinstance(marker, dict):
+        return {}
+    problem = digest_problem(marker)
+    if problem:
+        raise StoreError(f"marker {path} {problem}; actlab does not act on it: restore the folder from a copy, "
+                         "or move it aside and record again")
+    return marker
 
 
 def replica_name(seed: int) -> str:
@@ -421,6 +438,34 @@ def remove_leftovers(folder: str | os.PathLike, name: str) -> list[Path]:
 
 
 # -- atomic writes ----------------------------------------------------------------------------------------
+
+
+def fsync_paths(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> None:
+    """Flush the files ``paths`` and every folder from theirs up to ``root`` to disk (``fsync``), each once.
+
+    Called before the write that makes them visible (a commit), so that a power loss cannot leave a commit that
+    points at data the disk never received: file contents first, then the folder entries that their renames and
+    any new folders (zarr makes one per chunk coordinate) created.
+    """
+    root = Path(root)
+    folders: dict[Path, None] = {}
+    for path in dict.fromkeys(Path(p) for p in paths):
+        _fsync(path, os.O_RDONLY)
+        for folder in path.parents:
+            folders.setdefault(folder)
+            if folder == root or root not in folder.parents:
+                break
+    for folder in folders:
+        _fsync(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:

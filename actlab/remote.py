@@ -154,8 +154,9 @@ def claimed_remote_run(run: str, *, overwrite: bool) -> Iterator[list]:
     """The URL counterpart of :func:`actlab.record.claim.claimed_run_dir`: check the prefix, yield a writer list.
 
     No lock and no marker exist at a URL; the store's root status (``"creating"``, then ``"recording"``)
-    says what state it is in. When the block fails before the run's first committed epoch, every object
-    under the prefix (which was empty) is deleted again.
+    says what state it is in. When the block fails before the run's first committed epoch, the objects its
+    writers wrote are deleted again, and only those: another recorder that passed the same check at the same
+    moment keeps its own (a store that fails while being allocated deletes its objects itself).
     """
     check_remote_run(run, overwrite=overwrite)
     writers: list = []
@@ -163,7 +164,6 @@ def claimed_remote_run(run: str, *, overwrite: bool) -> Iterator[list]:
         yield writers
     except BaseException:
         if not any(writer.committed_metric_epochs for writer in writers):
-            out = files(run)
-            if out.keys():
-                out.fs.rm(out.root, recursive=True)
+            for writer in writers:
+                writer.delete_written()
         raise

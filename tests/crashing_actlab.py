@@ -8,15 +8,15 @@ Usage::
 
 - ``put``: ``zarr.storage._local._put``, every chunk and metadata write of zarr's ``LocalStore``;
 - ``replace``: ``os.replace``, every atomic rename (actlab's and zarr's);
-- ``checkpoint``: ``torch.save`` inside ``save_checkpoint``;
+- ``checkpoint``: the write of the serialised checkpoint file inside ``save_checkpoint`` (after its digest file);
 - ``complete``: ``RunWriter.mark_complete``, the run's final commit.
 
 ``action``:
 
 - ``kill`` (default): SIGKILL this process at the n-th call, before the call happens; for ``checkpoint``
-  half of the serialised checkpoint is written to the file first, then the process dies;
-- ``enospc``: the n-th call and every later call of that kind fail as on a full disk
-  (``OSError(ENOSPC)``; ``RuntimeError`` for ``torch.save``, as torch reports it);
+  half of the serialised checkpoint is written to its temporary file first, then the process dies;
+- ``enospc``: the n-th call and every later call of that kind fail as on a full disk (``OSError(ENOSPC)``;
+  for ``checkpoint`` after half of it is written to its temporary file, which the writer removes);
 - ``stall``: block for an hour at the n-th call (a writer that holds its lock until the test kills it).
 
 ``ACTLAB_TEST_CRASH_LOG=FILE`` appends one line per counted call (``kind n detail``) to FILE, to choose n.
@@ -47,10 +47,6 @@ LOG_ENV = "ACTLAB_TEST_CRASH_LOG"
 KINDS = ("put", "replace", "checkpoint", "complete")
 ACTIONS = ("kill", "enospc", "stall")
 
-TORCH_DISK_FULL = "[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/3: file write failed"
-"""How torch reports a full disk while saving (a RuntimeError, not an OSError)."""
-
-
 def parse(spec: str) -> tuple[str, int, str]:
     parts = spec.split(":")
     if len(parts) not in (2, 3) or parts[0] not in KINDS or not parts[1].isdigit() or int(parts[1]) < 1:
@@ -63,10 +59,13 @@ def parse(spec: str) -> tuple[str, int, str]:
 
 def install(spec: str | None = None, log: str | None = None) -> None:
     """Install the counting hooks; ``spec`` (``kind:n[:action]``) selects where the fault strikes."""
-    import torch
+    import tempfile
+
     import zarr.storage._local as zarr_local
 
+    import actlab.record.trainer
     import actlab.store
+    from actlab.files import PARTIAL_SUFFIX
 
     target = parse(spec) if spec else None
     counts = dict.fromkeys(KINDS, 0)
@@ -94,7 +93,7 @@ def install(spec: str | None = None, log: str | None = None) -> None:
         elif action == "enospc":
             raise OSError(errno.ENOSPC, "No space left on device", str(detail))
 
-    real_put, real_replace, real_save = zarr_local._put, os.replace, torch.save
+    real_put, real_replace, real_write_atomic = zarr_local._put, os.replace, actlab.record.trainer.write_atomic
     real_complete = actlab.store.RunWriter.mark_complete
 
     def put(path, value, *args, **kwargs):
@@ -105,20 +104,23 @@ def install(spec: str | None = None, log: str | None = None) -> None:
         act(strike("replace", dst), dst)
         return real_replace(src, dst, *args, **kwargs)
 
-    def save(obj, f, *args, **kwargs):
-        action = strike("checkpoint", getattr(f, "name", f))
+    def write_checkpoint(path, data):
+        path = Path(path)
+        if path.suffix != ".pt":  # the checkpoint's digest file
+            return real_write_atomic(path, data)
+        action = strike("checkpoint", path)
         if action in ("kill", "enospc"):
-            buffer = io.BytesIO()
-            real_save(obj, buffer, *args, **kwargs)
-            data = buffer.getvalue()
-            f.write(data[: len(data) // 2])
-            f.flush()
-            if action == "kill":
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data[: len(data) // 2])
+                f.flush()
                 os.fsync(f.fileno())
+            if action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
-            raise RuntimeError(TORCH_DISK_FULL)
-        act(action, f)
-        return real_save(obj, f, *args, **kwargs)
+            Path(tmp).unlink()
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        act(action, path)
+        return real_write_atomic(path, data)
 
     def mark_complete(self, *args, **kwargs):
         act(strike("complete", self.run_dir), self.run_dir)
@@ -126,7 +128,7 @@ def install(spec: str | None = None, log: str | None = None) -> None:
 
     zarr_local._put = put
     os.replace = replace
-    torch.save = save
+    actlab.record.trainer.write_atomic = write_checkpoint
     actlab.store.RunWriter.mark_complete = mark_complete
 
 

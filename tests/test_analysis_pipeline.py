@@ -61,6 +61,27 @@ def test_save_and_load_round_trip(tmp_path_factory, tmp_path):
         load_results(tmp_path)
 
 
+def test_saved_results_carry_crc32c_and_a_flipped_bit_is_one_line(tmp_path_factory, tmp_path):
+    """Issue 16: a flipped bit in saved results changed numbers silently; now every array ends with crc32c."""
+    _, results = cached_results(tmp_path_factory)
+    path = save_results(results, tmp_path / "results.zarr")
+    metadata = [json.loads(p.read_text()) for p in path.rglob("zarr.json")]
+    arrays = [m for m in metadata if m["node_type"] == "array"]
+    assert len(arrays) > 20 and all(m["codecs"][-1]["name"] == "crc32c" for m in arrays)
+    chunks = sorted(p for p in path.rglob("*") if p.is_file() and p.name != "zarr.json")
+    for chunk in chunks[:: max(1, len(chunks) // 8)]:
+        raw = chunk.read_bytes()
+        flipped = bytearray(raw)
+        flipped[len(raw) // 2] ^= 0x04
+        chunk.write_bytes(bytes(flipped))
+        with pytest.raises(StoreError) as info:
+            load_results(path)
+        text = str(info.value)
+        assert text.startswith(f"{path}: saved results cannot be read") and "checksum" in text and "\n" not in text
+        chunk.write_bytes(raw)
+    xr.testing.assert_allclose(load_results(path)["curves"].to_dataset(), results["curves"].to_dataset())
+
+
 def test_failed_analysis_is_isolated(tmp_path_factory, monkeypatch):
     planted = cached_planted(tmp_path_factory)
 

@@ -11,6 +11,7 @@ from fixtures_store import assert_same_recording, interrupted_in_epoch
 import actlab
 from actlab.analysis import analyze, summary
 from actlab.cli import main
+from actlab.digest import with_digest
 from actlab.errors import ConfigError
 from actlab.record import RecordConfig, record, resume
 from actlab.record.models import make_cnn5
@@ -127,7 +128,8 @@ def test_instance_and_own_data(conv_config, tmp_path, capsys):
     np.testing.assert_array_equal(np.sort(view.training["dataset_index"].values), np.arange(60))
     index = view.probes["dataset_index"].values[:4]
     np.testing.assert_array_equal(view.probes["image"].values[:4], x[index])  # the float inputs, as given
-    zarr.open_group(tmp_path / "own" / "store.zarr", mode="r+").attrs["status"] = "recording"  # as if interrupted
+    root = zarr.open_group(tmp_path / "own" / "store.zarr", mode="r+")
+    root.attrs.put(with_digest({**root.attrs, "status": "recording"}))  # as if interrupted
     with pytest.raises(ConfigError, match="cannot rebuild"):
         resume(run_dir)
     assert read_attrs(run_dir)["config"]["resolved"]["model_class"] == "anymodel_nets.TinyNet"

@@ -12,6 +12,7 @@ import xarray as xr
 from fixtures_store import interrupted_in_epoch
 from torch import nn
 
+from actlab.digest import with_digest
 from actlab.errors import ConfigError, WriteError
 from actlab.record import ActivationCapture, BackgroundWriter, make_mlp, record, resume
 from actlab.record.models import count_parameters, mlp_layer_specs
@@ -270,7 +271,7 @@ def test_resume_without_checkpoint_restarts(tiny_record_config):
     (run_dir / CHECKPOINT_FILENAME).unlink()
     zarr_json = store_path(run_dir) / "zarr.json"
     meta = json.loads(zarr_json.read_text())
-    meta["attributes"]["status"] = "recording"
+    meta["attributes"] = with_digest({**meta["attributes"], "status": "recording"})  # as if interrupted
     zarr_json.write_text(json.dumps(meta))
     before = _arrays(run_dir)
     resume(run_dir)

@@ -8,6 +8,7 @@ separate units in hidden2, and the test loss has an epoch-wise double descent.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import warnings
@@ -47,6 +48,12 @@ def _array(group: zarr.Group, name: str, values: np.ndarray | None, *, dims: tup
     return array
 
 
+def digested(attrs: dict) -> dict:
+    """``attrs`` with ``actlab_digest``, as docs/store-format.md (Digests) specifies it."""
+    canonical = json.dumps(attrs, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+    return {**attrs, "actlab_digest": "sha256:" + hashlib.sha256(canonical).hexdigest()}
+
+
 def dd_test_loss(epochs: np.ndarray) -> np.ndarray:
     """Minimum near 12, peak at 25, lower again after 40."""
     e = epochs.astype(float)
@@ -54,7 +61,7 @@ def dd_test_loss(epochs: np.ndarray) -> np.ndarray:
 
 
 def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """Write a schema-3 run store following docs/store-format.md; returns the probe metadata written."""
+    """Write a schema-4 run store following docs/store-format.md; returns the probe metadata written."""
     rng = np.random.default_rng(seed)
     n = N_CLEAN + N_NOISY + N_TEST
     # data: a full training set of 1000, 800 used (in a shuffled training order), 20 % of them noisy
@@ -82,8 +89,8 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
                               + 3 * rng.standard_normal((n, *SHAPE))), 0, 255)
 
     root = zarr.open_group(run_dir / "store.zarr", mode="w", zarr_format=3)
-    root.attrs.update({
-        "schema_version": 3, "status": "complete", "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
+    root.attrs.update(digested({
+        "schema_version": 4, "status": "complete", "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
         "groups": ["clean", "noisy", "test"], "created": "2025-01-01T00:00:00+00:00", "config": {"writer": "contract test"},
         "layers": [{"name": CONV[0], "width": CONV[1], "fan_in": CONV[2], "activation": "relu", "module": "stem",
                     "kind": "conv", "reduce": "none", "shape": list(CONV[1:2] + CONV[3:])}]
@@ -93,9 +100,9 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
                        for i, (_, w, f, _) in enumerate(LAYERS) for kind in ("weight", "bias")],
         "dataset": {"name": "planted", "class_names": ["a", "b", "c", "d"],
                     "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3, "formula": "(pixel / 255 - mean[channel]) / std[channel]"}},
-    })
+    }))
 
-    metrics = root.create_group("metrics")
+    metrics = root.create_group("metrics", attributes=digested({}))
     epochs = np.arange(N_EPOCHS + 1)
     loss = dd_test_loss(epochs)
     clean_acc = 0.95 * np.minimum(1.0, epochs / 10)
@@ -107,31 +114,34 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
         _array(metrics, name, curve, dims=("epoch",), dtype="float64", fill_value=np.nan)
     _array(metrics, "epoch", epochs, dims=("epoch",), dtype="int32", fill_value=-1)  # commit: written last
 
-    group = root.create_group("probes")
+    group = root.create_group("probes", attributes=digested({}))
     for name, dtype in (("sample", "int64"), ("group", "int8"), ("dataset_index", "int64"), ("label", "int16"),
                         ("original_label", "int16"), ("is_noisy", "bool")):
         _array(group, name, probes[name], dims=("sample",), dtype=dtype)
     _array(group, "image", images, dims=("sample", "channel", "height", "width"), dtype="uint8", chunks=(128, *SHAPE))
-    training = root.create_group("training")
+    training = root.create_group("training", attributes=digested({}))
     for name, values_, dtype in (("dataset_index", train_index, "int64"), ("label", assigned, "int16"),
                                  ("original_label", original, "int16"), ("is_noisy", noisy, "bool")):
         _array(training, name, values_, dims=("train_sample",), dtype=dtype)
-    evaluation = root.create_group("evaluation")
+    evaluation = root.create_group("evaluation", attributes=digested({}))
     _array(evaluation, "dataset_index", test_index, dims=("test_sample",), dtype="int64")
     _array(evaluation, "label", test_label, dims=("test_sample",), dtype="int16")
 
-    layers = root.create_group("layers")
+    layers = root.create_group("layers", attributes=digested({}))
     commit = _array(layers, "epoch", None, shape=(len(RECORD_EPOCHS),), dims=("epoch",), dtype="int32", fill_value=-1)
     commit[...] = np.full(len(RECORD_EPOCHS), -1)
+    n_shards = 1 + 3 * len(LAYERS)  # conv0, then hidden1, hidden2, output (root attr layers), then the 6 parameters
+    shard_sha256 = _array(layers, "shard_sha256", np.zeros((len(RECORD_EPOCHS), n_shards, 32)), chunks=(1, n_shards, 32),
+                          dims=("epoch", "shard", "sha256_byte"), dtype="uint8")
     arrays = {}
     r = len(RECORD_EPOCHS)
-    parameters = root.create_group("parameters")
+    parameters = root.create_group("parameters", attributes=digested({}))
     conv_shape = CONV[1:2] + CONV[3:]
-    conv = _array(layers.create_group(CONV[0]), "preact", None, shape=(r, n, *conv_shape), chunks=(1, 128, *conv_shape),
+    conv = _array(layers.create_group(CONV[0], attributes=digested({"note": "any attributes, with their digest"})), "preact", None, shape=(r, n, *conv_shape), chunks=(1, 128, *conv_shape),
                   shards=(1, 512, *conv_shape), dims=("epoch", "sample", "channel", "y", "x"), dtype="float32",
                   fill_value=np.nan)
     for i, (name, width, fan_in, _) in enumerate(LAYERS):
-        node = layers.create_group(name)
+        node = layers.create_group(name, attributes=digested({}))
         arrays[name] = (
             _array(node, "preact", None, shape=(r, n, width), chunks=(1, 128, width), shards=(1, 512, width),
                    dims=("epoch", "sample", "unit"), dtype="float32", fill_value=np.nan),
@@ -158,9 +168,14 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
             preact[slot] = values_.astype(np.float32)
             weight[slot] = rng.standard_normal(weight.shape[1:]).astype(np.float32)
             bias[slot] = np.zeros(bias.shape[1:], np.float32)
+        keys = ([f"layers/{CONV[0]}/preact/c/{slot}/0/0/0/0"] + [f"layers/{name}/preact/c/{slot}/0/0" for name, *_ in LAYERS]
+                + [f"parameters/net.{i}.{kind}/c/{slot}/0" + ("/0" if kind == "weight" else "")
+                   for i in range(len(LAYERS)) for kind in ("weight", "bias")])
+        shard_sha256[slot] = np.stack([np.frombuffer(hashlib.sha256((run_dir / "store.zarr" / key).read_bytes()).digest(),
+                                                     np.uint8) for key in keys])  # the shards' digests, before the commit
         slots = commit[...]
         slots[slot] = epoch
-        commit[...] = slots  # the commit, after the data
+        commit[...] = slots  # the commit, after the data and its digests
     return {**probes, "amplitude": amplitude}
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -103,8 +105,9 @@ def test_zero_byte_shard_reads_as_nan_in_zarr_itself(run_dir):
 
 
 def test_flipped_bit_in_a_compressed_chunk_names_array_and_epoch(run_dir):
-    _flip(_file(run_dir, "layers/hidden3/preact", "4/0/0"), 200)
-    run = actlab.open_run(run_dir)  # the shard index is intact: opening is cheap and passes
+    shard = _file(run_dir, "layers/hidden3/preact", "4/0/0")
+    run = actlab.open_run(run_dir)
+    _flip(shard, 200)  # damaged after the run was opened: its shard index is intact, the chunk's CRC32C fails on read
     np.testing.assert_array_equal(run.layer("hidden3").sel(epoch=30).shape, (260, 16))
     expected = "array layers/hidden3/preact (layer hidden3 epoch 40) cannot be read (ValueError: Stored and computed checksum"
     for read in (lambda: run.layer("hidden3").sel(epoch=40).values, lambda: run.read_block("hidden3", 4),
@@ -112,6 +115,10 @@ def test_flipped_bit_in_a_compressed_chunk_names_array_and_epoch(run_dir):
         with pytest.raises(StoreError) as info:
             read()
         assert expected in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(StoreError) as info:  # opened again, the shard's SHA-256 committed with epoch 40 fails first
+        actlab.open_run(run_dir)
+    assert (f"array layers/hidden3/preact (layer hidden3 epoch 40) has a shard {STORE_DIRNAME}/layers/hidden3/preact/c/4/0/0 "
+            "whose SHA-256 is not the one committed with this epoch") in str(info.value)
 
 
 def test_every_damage_is_listed_with_a_count(run_dir):
@@ -147,11 +154,20 @@ def _root(run_dir: Path) -> zarr.Group:
     return zarr.open_group(store_path(run_dir), mode="r+", zarr_format=3)
 
 
-def test_unknown_activation_is_refused_naming_layer_and_value(run_dir):
+def _set_root_attrs(run_dir: Path, **changes) -> None:
+    """Change root attributes as another program that writes the contract would: with a matching digest."""
     root = _root(run_dir)
-    layers = root.attrs["layers"]
+    attrs = {**root.attrs, **changes}
+    attrs["actlab_digest"] = "sha256:" + hashlib.sha256(
+        json.dumps({k: v for k, v in attrs.items() if k != "actlab_digest"}, sort_keys=True,
+                   separators=(",", ":")).encode()).hexdigest()
+    root.attrs.put(attrs)
+
+
+def test_unknown_activation_is_refused_naming_layer_and_value(run_dir):
+    layers = _root(run_dir).attrs["layers"]
     layers[1]["activation"] = "gelu"
-    root.attrs["layers"] = layers
+    _set_root_attrs(run_dir, layers=layers)
     with pytest.raises(StoreError, match=r"layer hidden2 has activation 'gelu', not one of \('relu', 'identity'\)"):
         actlab.open_run(run_dir)
 
@@ -160,7 +176,7 @@ def test_group_order_comes_from_the_store(run_dir, tmp_path_factory):
     planted = cached_planted(tmp_path_factory)
     order = ["test", "clean", "noisy"]
     root = _root(run_dir)
-    root.attrs["groups"] = order
+    _set_root_attrs(run_dir, groups=order)
     root["probes/group"][...] = np.asarray([order.index(("clean", "noisy", "test")[c]) for c in planted.probes.group], "int8")
     run = actlab.open_run(run_dir)
     expected = np.asarray(["clean", "noisy", "test"])[planted.probes.group]
@@ -170,7 +186,7 @@ def test_group_order_comes_from_the_store(run_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("groups", [["clean", "noisy"], ["clean", "noisy", "test", "test"], ["clean", "noisy", "valid"], "clean"])
 def test_invalid_groups_are_refused(run_dir, groups):
-    _root(run_dir).attrs["groups"] = groups
+    _set_root_attrs(run_dir, groups=groups)
     with pytest.raises(StoreError, match="root attr groups is .*not the names"):
         actlab.open_run(run_dir)
 
@@ -195,6 +211,68 @@ def test_probe_labels_must_agree_with_the_training_set(run_dir):
 
 
 def test_older_schema_is_refused(run_dir):
-    _root(run_dir).attrs["schema_version"] = 2
-    with pytest.raises(StoreError, match="schema version 2, this actlab reads version 3"):
+    _set_root_attrs(run_dir, schema_version=2)
+    with pytest.raises(StoreError, match="schema version 2, this actlab reads version 4"):
+        actlab.open_run(run_dir)
+
+
+# -- what the digests catch (issue 16): a valid shard in the wrong place, edited or damaged attributes ----------
+
+
+def _flip_digit(path: Path, after: bytes) -> None:
+    """Flip the lowest bit of the first digit after ``after`` in a JSON file: it stays valid JSON, one value changes."""
+    raw = bytearray(path.read_bytes())
+    at = raw.index(after) + len(after)
+    while not chr(raw[at]).isdigit():
+        at += 1
+    raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+DIGEST_DAMAGE = {
+    "shard moved to another epoch": (
+        lambda run, other: shutil.copyfile(_file(run, SHARD, "2/0/0"), _file(run, SHARD, SHARD_KEY)),
+        f"{SHARD_NAME} has a shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} whose SHA-256 is not the one committed with "
+        "this epoch (layers/shard_sha256)"),
+    "shard from another run with the same shapes": (
+        lambda run, other: shutil.copyfile(_file(other, SHARD, SHARD_KEY), _file(run, SHARD, SHARD_KEY)),
+        f"{SHARD_NAME} has a shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} whose SHA-256 is not the one committed with "
+        "this epoch (layers/shard_sha256)"),
+    "flipped bit in a parameter chunk": (
+        lambda run, other: _flip(_file(run, "parameters/body.0.weight", "2/0/0"), 100),
+        "array parameters/body.0.weight (epoch 20) has a shard store.zarr/parameters/body.0.weight/c/2/0/0 whose SHA-256"),
+    "flipped bit in the root attributes": (
+        lambda run, other: _flip_digit(store_path(run) / "zarr.json", b'"n_epochs"'),
+        "root attributes (store.zarr/zarr.json) fails its actlab_digest check"),
+    "flipped bit in a group's attributes": (
+        lambda run, other: _flip_digit(store_path(run) / "layers" / "hidden2" / "zarr.json", b'"width"'),
+        "attributes of group layers/hidden2 (store.zarr/layers/hidden2/zarr.json) fails its actlab_digest check"),
+    "root attributes without a digest": (
+        lambda run, other: _root(run).attrs.pop("actlab_digest"),
+        "root attributes (store.zarr/zarr.json) has no actlab_digest"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DIGEST_DAMAGE))
+def test_digests_catch_valid_data_in_the_wrong_place_and_changed_attributes(run_dir, tmp_path, kind):
+    """Each case passes every check but the digests (shard index and CRC32C intact, valid JSON), and is one line."""
+    other = planted_run(tmp_path / "other", seed=1).run_dir if "another run" in kind else None
+    damage, message = DIGEST_DAMAGE[kind]
+    damage(run_dir, other)
+    with pytest.raises(StoreError) as info:
+        actlab.open_run(run_dir)
+    text = str(info.value)
+    assert message in text and text.startswith(f"{run_dir}: ") and "\n" not in text
+    assert text.endswith("; the store is damaged, record the run again")
+
+
+def test_a_complete_store_must_hold_every_scheduled_epoch(run_dir):
+    """"complete" with a commit slot rolled back (the commit array CRC32C intact) is damage, not a shorter run."""
+    epochs = _root(run_dir)["layers/epoch"]
+    values = epochs[...]
+    values[3] = -1
+    epochs[...] = values
+    _set_root_attrs(run_dir, status="complete")
+    with pytest.raises(StoreError, match="root attr status is 'complete' but the commit arrays hold 61 of 61 metric "
+                                         "epochs and 5 of 6 recorded epochs"):
         actlab.open_run(run_dir)

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+import zarr
 from threadpoolctl import threadpool_limits
+from zarr.codecs import Crc32cCodec
 
 from actlab import __version__
 from actlab.analysis import blocks, curves, inference, large_activation, paths, probes, separation, similarity
@@ -41,6 +43,7 @@ from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
 from actlab.location import files, location, zarr_store
 from actlab.progress import Progress
+from actlab.store import default_compressors
 
 ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
 """Result nodes, in report order."""
@@ -709,17 +712,51 @@ def save_results(results: xr.DataTree, path: str | os.PathLike) -> Path:
 
 
 def write_results(results: xr.DataTree, path: str | os.PathLike) -> None:
-    """Write results into the Zarr folder ``path`` (new or empty), marked as actlab results (``actlab_kind``)."""
+    """Write results into the Zarr folder ``path`` (new or empty), marked as actlab results (``actlab_kind``).
+
+    Every array ends its codecs with a CRC32C checksum, as in the run store, so that :func:`load_results` finds a
+    flipped bit instead of returning a changed number.
+    """
     portable = xr.DataTree.from_dict({node.path: _variable_length_strings(node.to_dataset(inherit=False))
                                       for node in results.subtree})
     portable.attrs[ZARR_KIND_ATTR] = "results"
-    portable.to_zarr(path, mode="a", zarr_format=3, consolidated=False)
+    encoding = {node.path: {name: {"compressors": default_compressors()} for name in node.to_dataset(inherit=False).variables}
+                for node in portable.subtree}
+    portable.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding=encoding)
 
 
 def load_results(path: str | os.PathLike) -> xr.DataTree:
-    """Read results written by :func:`save_results` (eagerly), from a local folder or a URL."""
+    """Read results written by :func:`save_results` (eagerly), from a local folder or a URL.
+
+    Raises
+    ------
+    StoreError
+        No results there, an array without a CRC32C checksum (written by an older actlab), or one whose chunk fails
+        it (damaged); one line naming the array.
+    """
     path = location(path)
     if files(path).size("zarr.json") is None:
         raise StoreError(f"{path} holds no saved analysis results; run `actlab analyze` first")
-    tree = xr.open_datatree(zarr_store(path, read_only=True), engine="zarr", consolidated=False, zarr_format=3)
-    return tree.load()
+    store = zarr_store(path, read_only=True)
+    try:
+        arrays = list(_all_arrays(zarr.open_group(store, mode="r", zarr_format=3)))
+    except Exception as exc:
+        raise StoreError(f"{path}: saved results cannot be opened ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                         "they are damaged, run `actlab analyze` again") from exc
+    for name, array in arrays:
+        if not array.compressors or not isinstance(array.compressors[-1], Crc32cCodec):
+            raise StoreError(f"{path}: array {name} has no CRC32C checksum (saved by an older actlab); run `actlab analyze` again")
+    try:
+        return xr.open_datatree(store, engine="zarr", consolidated=False, zarr_format=3).load()
+    except Exception as exc:
+        raise StoreError(f"{path}: saved results cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                         "they are damaged, run `actlab analyze` again") from exc
+
+
+def _all_arrays(group: zarr.Group, prefix: str = "") -> Iterator[tuple[str, zarr.Array]]:
+    """Every array below ``group``, with its path."""
+    for name, member in group.members():
+        if isinstance(member, zarr.Group):
+            yield from _all_arrays(member, f"{prefix}{name}/")
+        else:
+            yield f"{prefix}{name}", member

@@ -31,7 +31,7 @@ from actlab.record.setup import (
     seeded_model,
 )
 from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, to_device_normalized
-from actlab.store import CHECKPOINT_FILENAME, STATUS_COMPLETE, LayerSpec, RunWriter, read_attrs
+from actlab.store import CHECKPOINT_FILENAME, STATUS_COMPLETE, LayerSpec, RunWriter, missing_epochs, read_attrs
 
 
 def record(config: RecordConfig | None = None, *, train: Any = None, test: Any = None, **overrides: Any) -> Path:
@@ -155,7 +155,7 @@ def resume(run_dir: str | os.PathLike, *, model: Any = None, device: str | None 
     if config.model == INSTANCE_MODEL and attrs.get("status") != STATUS_COMPLETE:
         raise ConfigError(f"{run_dir} was recorded from a model instance ({attrs['config']['resolved'].get('model_class')}), "
                           "which actlab cannot rebuild; record it again with a factory 'package.module:callable' to resume")
-    if attrs.get("status") == STATUS_COMPLETE:
+    if attrs.get("status") == STATUS_COMPLETE and not any(missing_epochs(run_dir)):
         with locked_run(run_dir):  # a writer killed inside its final commit leaves a temporary file
             pass
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)

@@ -36,9 +36,18 @@ from actlab.files import (
 )
 from actlab.location import Location, is_remote
 from actlab.remote import check_remote_run, claimed_remote_run
-from actlab.store import ANALYSIS_DIRNAME, CHECKPOINT_FILENAME, STORE_DIRNAME, RunWriter, read_attrs, recorded_run_id, store_path
+from actlab.store import (
+    ANALYSIS_DIRNAME,
+    CHECKPOINT_DIGEST_FILENAME,
+    CHECKPOINT_FILENAME,
+    STORE_DIRNAME,
+    RunWriter,
+    read_attrs,
+    recorded_run_id,
+    store_path,
+)
 
-RUN_OUTPUTS: tuple[str, ...] = (STORE_DIRNAME, CHECKPOINT_FILENAME)
+RUN_OUTPUTS: tuple[str, ...] = (STORE_DIRNAME, CHECKPOINT_FILENAME, CHECKPOINT_DIGEST_FILENAME)
 """What a recording writes into its run folder besides the marker and the lock (what a failed claim removes)."""
 
 
@@ -316,6 +325,7 @@ def previous_outputs(folder: Path, locks: contextlib.ExitStack) -> Callable[[], 
 
     def drop() -> None:
         (folder / CHECKPOINT_FILENAME).unlink(missing_ok=True)
+        (folder / CHECKPOINT_DIGEST_FILENAME).unlink(missing_ok=True)
         if own_analysis:
             shutil.rmtree(analysis)
 

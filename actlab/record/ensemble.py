@@ -73,16 +73,18 @@ from actlab.record.trainer import (
     training_state,
 )
 from actlab.store import (
+    CHECKPOINT_DIGEST_FILENAME,
     CHECKPOINT_FILENAME,
     STATUS_COMPLETE,
     STORE_DIRNAME,
     LayerSpec,
     RunWriter,
+    missing_epochs,
     read_attrs,
 )
 
 
-ENSEMBLE_OUTPUTS: tuple[str, ...] = (CHECKPOINT_FILENAME,)
+ENSEMBLE_OUTPUTS: tuple[str, ...] = (CHECKPOINT_FILENAME, CHECKPOINT_DIGEST_FILENAME)
 """What an ensemble recording writes into its folder besides the marker, the lock and the replica folders (which
 claim and clean up themselves)."""
 
@@ -395,7 +397,8 @@ def resume_ensemble(run_dir: Path, *, model: str | None = None, device: str | No
             raise StoreError(f"{replica.run_dir} has no run store (the ensemble was stopped while it was created); "
                              f"record it again with --out {run_dir} --overwrite")
         attrs.append(read_attrs(replica.run_dir))
-    if all(a.get("status") == STATUS_COMPLETE for a in attrs):
+    if all(a.get("status") == STATUS_COMPLETE and not any(missing_epochs(replica.run_dir))
+           for a, replica in zip(attrs, replicas)):
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
         return run_dir
     data = _prepare(replicas)

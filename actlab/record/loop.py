@@ -10,6 +10,7 @@ activations and parameters, then the checkpoint.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -21,7 +22,7 @@ from actlab.progress import Progress
 from actlab.record.config import RecordConfig
 from actlab.record.trainer import save_checkpoint
 from actlab.record.writer import BackgroundWriter
-from actlab.store import RunWriter
+from actlab.store import RunWriter, missing_epochs
 
 METRICS_FLUSH_SECONDS = 2.0
 """Per-epoch metrics are committed in batches at least this often, and at every recorded or checkpointed epoch."""
@@ -79,9 +80,13 @@ def run_epochs(writers: Sequence[RunWriter], source: EpochSource, config: Record
     desc : str
         Label of the progress bar.
 
-    Every writer is marked complete at the end.
+    Every writer is marked complete at the end, once each store reads back every scheduled epoch as committed. A
+    checkpoint ahead of a store (an epoch up to the checkpoint's not committed there) is not used: training restarts
+    from epoch 0, the last state the checkpoint and every store agree on.
     """
     start, elapsed_before = 0, 0.0
+    if checkpoint is not None:
+        checkpoint = _agreed_checkpoint(writers, checkpoint, checkpoint_path)
     if checkpoint is not None:
         source.load_state(checkpoint)
         start, elapsed_before = checkpoint["epoch"] + 1, checkpoint["elapsed"]
@@ -120,3 +125,18 @@ def run_epochs(writers: Sequence[RunWriter], source: EpochSource, config: Record
         bar.close()
     for writer in writers:
         writer.mark_complete()
+
+
+def _agreed_checkpoint(writers: Sequence[RunWriter], checkpoint: dict[str, Any], path: Location) -> dict[str, Any] | None:
+    """``checkpoint`` when every store holds each epoch up to the checkpoint's as committed; None otherwise (after
+    saying which store lacks which epochs), so that training restarts from epoch 0."""
+    epoch = int(checkpoint["epoch"])
+    for writer in writers:
+        metric_epochs, record_epochs = missing_epochs(writer.run_dir)
+        behind = sorted({e for e in (*metric_epochs, *record_epochs) if e <= epoch})
+        if behind:
+            shown = ", ".join(map(str, behind[:5])) + (", ..." if len(behind) > 5 else "")
+            print(f"actlab record: checkpoint {path} (after epoch {epoch}) is ahead of {writer.run_dir}, which lacks "
+                  f"committed epochs {shown}; restarting from epoch 0, the last state both hold", file=sys.stderr)
+            return None
+    return checkpoint

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
+import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from actlab.errors import ConfigError, StoreError
-from actlab.files import PARTIAL_SUFFIX, follow_umask, write_failed
-from actlab.location import files, is_remote, location
+from actlab.files import write_atomic, write_failed
+from actlab.location import Location, basename, files, is_remote, location
 from actlab.record.data import PreparedData
 
 CHECKPOINT_FORMAT = 1
@@ -321,9 +322,37 @@ def to_cpu(value: Any) -> Any:
     return value
 
 
+def checkpoint_digest_path(path: Location) -> Location:
+    """Where the digest of the checkpoint at ``path`` is kept: beside it, ``<name>.sha256``."""
+    return f"{path}.sha256" if is_remote(path) else Path(path).with_name(Path(path).name + ".sha256")
+
+
+def _read_digests(path: Location) -> dict[str, Any]:
+    """The digest file of the checkpoint at ``path`` as a mapping; empty when there is none or it is not JSON."""
+    try:
+        digests = json.loads(_read_bytes(path))
+    except (OSError, ValueError):
+        return {}
+    return digests if isinstance(digests, dict) else {}
+
+
+def _read_bytes(path: Location) -> bytes:
+    return files(path).read("") if is_remote(path) else Path(path).read_bytes()
+
+
+def _current_sha256(path: Location) -> str | None:
+    """SHA-256 of the checkpoint now at ``path``; None when there is none."""
+    try:
+        return hashlib.sha256(_read_bytes(path)).hexdigest()
+    except (OSError, FileNotFoundError):
+        return None
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically: a temporary sibling (``.NAME.XXXX.partial``), fsync, then a rename over ``path``;
-    at a URL, one upload (an object store replaces an object whole).
+    """Write ``state`` atomically with its digest: the SHA-256 of the serialised checkpoint (and that of the
+    checkpoint now in place, still the valid one until the rename) goes to ``<path>.sha256`` first, then the checkpoint to a
+    temporary sibling (``.NAME.XXXX.partial``), fsync, and a rename over ``path``; at a URL, the digest object and
+    then the checkpoint object, one upload each (an object store replaces an object whole).
 
     Raises
     ------
@@ -331,36 +360,48 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         When the write fails (disk full: ``torch.save`` raises ``RuntimeError``); the temporary file is
         removed and the previous checkpoint stays in place.
     """
-    if is_remote(location(path)):  # an object store: one PUT, atomic by itself
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        try:
-            files(location(path)).write("", buffer.getvalue())
-        except OSError as exc:
-            raise write_failed(exc, f"checkpoint {path}") from exc
-        return
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    loc = location(path)
+    digest_path = checkpoint_digest_path(loc)
+    digests = json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "previous_sha256": _current_sha256(loc)}) + "\n"
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        follow_umask(tmp)
-        os.replace(tmp, path)
+        if is_remote(loc):  # an object store: one PUT each, atomic by itself
+            files(digest_path).write("", digests.encode("utf-8"))
+            files(loc).write("", data)
+        else:
+            write_atomic(digest_path, digests)
+            write_atomic(loc, data)
     except (OSError, RuntimeError) as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise write_failed(exc, f"checkpoint {path}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (a local file or a URL)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (a local file or a URL), after checking its SHA-256.
+
+    Raises
+    ------
+    StoreError
+        When the checkpoint's SHA-256 is neither of those in its digest file (damaged, or not this run's), the digest
+        file is missing, or the checkpoint cannot be read.
+    """
+    loc = location(path)
     try:
-        source = io.BytesIO(files(location(path)).read("")) if is_remote(location(path)) else path
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        data = _read_bytes(loc)
+    except OSError as exc:
+        raise StoreError(f"checkpoint {path} cannot be read ({exc}); fix permissions, or move it aside to restart "
+                         "the run from epoch 0 with --resume") from exc
+    digests = _read_digests(checkpoint_digest_path(loc))
+    if hashlib.sha256(data).hexdigest() not in {digests.get("sha256"), digests.get("previous_sha256")} - {None}:
+        why = "has no readable digest file" if not digests else "fails its SHA-256 check (it is damaged)"
+        raise StoreError(
+            f"checkpoint {path} {why} ({checkpoint_digest_path(loc)}); the store keeps each recorded epoch's "
+            "parameters but not the optimizer and random states, so training cannot continue from it exactly: move "
+            f"{basename(loc)} and its digest aside to restart from epoch 0 with --resume (committed epochs are "
+            "recorded again), or record the run again with --overwrite")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise StoreError(f"checkpoint {path} cannot be read ({exc}); delete it to restart the run from epoch 0 with --resume") from exc
     if state.get("format") != CHECKPOINT_FORMAT:

@@ -1,5 +1,8 @@
 """Reading a run store: its root attributes and identity, and :func:`open_store`, a lazy committed-only view checked
-against the contract; :func:`damaged_chunks` checks the shards of committed epochs (:mod:`actlab.store.integrity`)."""
+against the contract; :func:`damaged_chunks` checks the shards of committed epochs (:mod:`actlab.store.integrity`).
+
+Root and group attributes are read only after their digest matches (:mod:`actlab.digest`); a complete store must
+hold every scheduled epoch as committed."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec
 
+from actlab.digest import DIGEST_KEY, bytes_sha256, digest_problem
 from actlab.errors import StoreError
 from actlab.location import Files, Location, files, is_remote, location, zarr_store
 from actlab.store.integrity import (
@@ -34,12 +38,14 @@ from actlab.store.schema import (
     COMMIT_ARRAYS,
     GROUPS,
     METRICS,
+    SHARD_DIGESTS,
     STATUS_COMPLETE,
     STATUS_CREATING,
     STATUS_RECORDING,
     STORE_DIRNAME,
     UNCOMMITTED,
     check_schema,
+    digested_arrays,
     layer_dims,
     layer_spec_problem,
     parameter_dims,
@@ -114,6 +120,22 @@ def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
     except Exception as exc:  # unreadable metadata
         raise StoreError(f"{path} cannot be opened ({exception_line(exc)}); the store is damaged") from exc
     check_schema(attrs, run_dir)
+    problem = digest_problem(attrs)
+    if problem:
+        raise damage_error(run_dir, f"root attributes ({STORE_DIRNAME}/zarr.json) {problem}")
+    return attrs
+
+
+def _group_attrs(src: _Source, group: str, where: Location) -> dict[str, Any]:
+    """Attributes of the group ``group`` after checking their digest (without the digest itself)."""
+    try:
+        attrs = dict(zarr.open_group(src.store, path=group, mode="r", zarr_format=3).attrs)
+    except Exception as exc:
+        raise damage_error(where, f"group {group} is missing or its metadata cannot be read ({exception_line(exc)})") from exc
+    problem = digest_problem(attrs)
+    if problem:
+        raise damage_error(where, f"attributes of group {group} ({STORE_DIRNAME}/{group}/zarr.json) {problem}")
+    attrs.pop(DIGEST_KEY)
     return attrs
 
 
@@ -357,6 +379,13 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
 
     layer_epochs, layer_epoch_attrs = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
     committed = _committed_slots(layer_epochs, record_epochs, "layers/epoch", run_dir)
+    if attrs["status"] == STATUS_COMPLETE and (len(keep) < n_epochs + 1 or len(committed) < len(record_epochs)):
+        raise damage_error(run_dir, f"root attr status is {STATUS_COMPLETE!r} but the commit arrays hold "
+                           f"{len(keep)} of {n_epochs + 1} metric epochs and {len(committed)} of {len(record_epochs)} "
+                           "recorded epochs")
+    for group in ("metrics", "probes", "training", "evaluation", "layers", "parameters",
+                  *(f"layers/{spec['name']}" for spec in attrs["layers"])):
+        _group_attrs(path, group, run_dir)
     probe_coords = {name: probes[name] for name in ("group", "dataset_index", "label", "original_label", "is_noisy")}
     layers: dict[str, xr.Dataset] = {}
     for spec in attrs["layers"]:
@@ -369,6 +398,7 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
                             chunks={dim: 1 if dim == "epoch" else -1 for dim in dims})
         node = node.assign_coords(epoch=("epoch", layer_epochs, layer_epoch_attrs)).isel(epoch=committed)
         node = node.assign_coords(sample=probes["sample"].values, **probe_coords)
+        node.attrs.pop(DIGEST_KEY, None)
         node.attrs.update(spec)
         layers[name] = node
     variables = {}
@@ -383,12 +413,36 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
                      evaluation=evaluation, layers=layers, parameters=parameters)
 
 
+def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
+    """The scheduled epochs that a run store does not hold as committed, read from its commit arrays now.
+
+    Returns
+    -------
+    (list of int, list of int)
+        Epochs of 0..n_epochs whose metrics are not committed, and record epochs whose activations are not.
+    """
+    run_dir = location(run_dir)
+    attrs = read_attrs(run_dir)
+    _check_root_attrs(attrs, run_dir)
+    src = _Source.of(run_dir)
+    n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
+    metric_epochs, _ = _read(src, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
+    metric_slots = _committed_slots(metric_epochs, range(n_epochs + 1), "metrics/epoch", run_dir)
+    layer_epochs, _ = _read(src, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
+    record_slots = _committed_slots(layer_epochs, record_epochs, "layers/epoch", run_dir)
+    return (sorted(set(range(n_epochs + 1)) - {int(e) for e in metric_slots}),
+            sorted(set(record_epochs) - {int(record_epochs[i]) for i in record_slots}))
+
+
 def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
     """Every problem with the shards of the committed epochs, one line each, naming the array and epoch.
 
     Zarr reads a missing or empty shard, or a missing inner chunk, as its fill value (NaN); this check
-    turns silent NaNs into an error the caller can report. It reads only the shard indexes at the file
-    tails and checks their CRC32C, that every inner chunk is present and lies within the file.
+    turns silent NaNs into an error the caller can report. It reads the shard indexes at the file
+    tails and checks their CRC32C, that every inner chunk is present and lies within the file; then it reads
+    every intact shard whole and compares its SHA-256 with the one committed with its epoch
+    (``layers/shard_sha256``), so that a valid shard moved from another epoch or copied from another run is
+    found too.
 
     Returns
     -------
@@ -403,14 +457,25 @@ def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
     record_epochs = attrs["record_epochs"]
     slots, _ = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
     committed = _committed_slots(slots, record_epochs, "layers/epoch", run_dir)
+    layer_names = [spec["name"] for spec in attrs["layers"]]
+    parameter_names = [spec["name"] for spec in attrs["parameters"]]
+    digested = digested_arrays(layer_names, parameter_names)
+    digests, _ = _read(path, SHARD_DIGESTS, {"epoch": len(record_epochs), "shard": len(digested), "sha256_byte": 32},
+                       run_dir)
     problems = []
-    arrays = [(f"layers/{spec['name']}/preact", lambda epoch, layer=spec["name"]: layer_array_name(layer, "preact", epoch))
-              for spec in attrs["layers"]]
-    arrays += [(f"parameters/{spec['name']}", lambda epoch, name=spec["name"]: parameter_array_name(name, epoch))
-               for spec in attrs["parameters"]]
-    for array_path, describe in arrays:
+    names = [lambda epoch, layer=name: layer_array_name(layer, "preact", epoch) for name in layer_names]
+    names += [lambda epoch, name=name: parameter_array_name(name, epoch) for name in parameter_names]
+    for shard, (array_path, describe) in enumerate(zip(digested, names)):
         array = zarr.open_array(path.store, path=array_path, mode="r", zarr_format=3)
         _check_sharded(array, run_dir)
-        problems += [f"{describe(record_epochs[slot])} {problem}"
-                     for slot in committed for problem in _shard_problems(array, path.files, array_path, int(slot))]
+        if any(shard < side for shard, side in zip(array.metadata.chunk_grid.chunk_shape[1:], array.shape[1:])):
+            raise breach_error(run_dir, f"array {array_path} has more than one shard per epoch")
+        for slot in (int(slot) for slot in committed):
+            found = _shard_problems(array, path.files, array_path, slot)
+            if not found:
+                key = f"{array_path}/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
+                if bytes_sha256(path.files.read(key)) != digests[slot, shard].tobytes():
+                    found = [f"has a shard {STORE_DIRNAME}/{key} whose SHA-256 is not the one committed with this "
+                             "epoch (layers/shard_sha256): moved from another epoch, copied from another run, or damaged"]
+            problems += [f"{describe(record_epochs[slot])} {problem}" for problem in found]
     return problems

@@ -9,6 +9,7 @@ Layout of a run directory::
     runs/<name>/
       store.zarr/            Zarr v3 hierarchy, below
       checkpoint.pt          latest training checkpoint (record side only)
+      checkpoint.pt.sha256   its SHA-256 (and that of the checkpoint it replaced)
       analysis/              written by ``actlab analyze``
 
     store.zarr/                      root attrs: schema_version, status, config, dataset, layers, groups, ...
@@ -33,7 +34,7 @@ Layout of a run directory::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,14 +47,18 @@ from actlab.location import Location, join, location
 
 # -- format ----------------------------------------------------------------------------
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bumped on any change that older readers cannot read (2: CRC32C on every array, sharded parameters,
 ``training/`` and ``evaluation/`` groups; 3: layer ``kind``, ``reduce`` and ``shape``, conv layers with dims
 (epoch, sample, channel, y, x), the model's parameters in ``parameters/`` under their state_dict names instead of
-``weight`` and ``bias`` in each layer group)."""
+``weight`` and ``bias`` in each layer group; 4: root and group attributes carry ``actlab_digest``, and
+``layers/shard_sha256`` keeps the SHA-256 of every shard of a recorded epoch with its commit)."""
 
 STORE_DIRNAME = "store.zarr"
 CHECKPOINT_FILENAME = "checkpoint.pt"
+CHECKPOINT_DIGEST_FILENAME = "checkpoint.pt.sha256"
+"""Beside the checkpoint: ``{"sha256": HEX, "previous_sha256": HEX or null}``, the SHA-256 of the checkpoint file
+and of the one it replaced, written (atomically) before the checkpoint is renamed into place."""
 ANALYSIS_DIRNAME = "analysis"
 
 
@@ -149,6 +154,7 @@ ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "evaluation/dataset_index": (("test_sample",), ("int64",)),
     "evaluation/label": (("test_sample",), ("int16",)),
     "layers/epoch": (("epoch",), ("int32",)),
+    "layers/shard_sha256": (("epoch", "shard", "sha256_byte"), ("uint8",)),
 }
 """Every array outside the layer groups: path -> (dimension_names, allowed dtypes)."""
 
@@ -156,6 +162,18 @@ ACTIVATION_DTYPES: tuple[str, ...] = ("float32", "float16")
 """Allowed dtypes of ``layers/<layer>/preact``; its dims are :func:`layer_dims` of the layer."""
 
 COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch")
+
+SHARD_DIGESTS = "layers/shard_sha256"
+"""Array (epoch, shard, sha256_byte) of uint8: row ``[slot, k]`` is the SHA-256 of the shard file of slot ``slot``
+of the k-th array of :func:`digested_arrays`, written before the slot's commit in ``layers/epoch`` (zeros until
+then). A shard moved from another epoch or copied from another run fails it."""
+
+
+def digested_arrays(layers: Sequence[str], parameters: Sequence[str]) -> list[str]:
+    """Paths of the per-epoch arrays whose shards :data:`SHARD_DIGESTS` covers, in its ``shard`` order: every
+    layer's ``preact`` in the order of root attr ``layers``, then every parameter in the order of root attr
+    ``parameters``. Each holds one shard per epoch."""
+    return [f"layers/{name}/preact" for name in layers] + [f"parameters/{name}" for name in parameters]
 
 
 @dataclass(frozen=True)

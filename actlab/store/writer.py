@@ -10,7 +10,14 @@ visible only when its slot in ``layers/epoch`` is set, which is written last.
 Metrics are committed the same way through ``metrics/epoch``. Readers keep the
 slots whose epoch is not -1, so a store killed at any moment still opens and
 shows every committed epoch. Root attribute ``status`` reads ``"recording"``
-until the run finishes and ``"complete"`` after (the partial marker).
+until the run finishes and ``"complete"`` after (the partial marker), which is
+set only once every scheduled epoch is read back as committed.
+
+Before a commit, the SHA-256 of every shard of the epoch (taken from the bytes
+as they are written) goes to ``layers/shard_sha256``, and every file written
+for the commit, digests included, is flushed to disk (``fsync``, once per
+commit); the commit array is written, and flushed, after them. Root and group
+attributes carry the digest of their content (:mod:`actlab.digest`).
 
 A run may also live at a URL (:mod:`actlab.location`). Object stores have no rename, so such a store is
 allocated in place: its root metadata is written first with status ``"creating"`` (refused by readers)
@@ -32,12 +39,16 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.abc.store import Store
+from zarr.core.buffer import Buffer
+from zarr.storage import LocalStore, WrapperStore
 
+from actlab.digest import bytes_sha256, with_digest
 from actlab.errors import OutputError, StoreError
-from actlab.files import PARTIAL_SUFFIX, follow_umask, marker_kind, read_marker, swap_in, write_marker
+from actlab.files import PARTIAL_SUFFIX, follow_umask, fsync_paths, marker_kind, read_marker, swap_in, write_marker
 from actlab.location import files, is_remote, location, zarr_store
 from actlab.store.integrity import creating_error
-from actlab.store.reader import read_attrs
+from actlab.store.reader import missing_epochs, read_attrs
 from actlab.store.schema import (
     ARRAYS,
     CHUNK_VALUES,
@@ -46,6 +57,7 @@ from actlab.store.schema import (
     METRICS,
     SAMPLE_CHUNK,
     SCHEMA_VERSION,
+    SHARD_DIGESTS,
     STATUS_COMPLETE,
     STATUS_CREATING,
     STATUS_RECORDING,
@@ -58,9 +70,41 @@ from actlab.store.schema import (
     Subsets,
     check_schema,
     default_compressors,
+    digested_arrays,
     store_location,
     store_path,
 )
+
+class _TrackedStore(WrapperStore):
+    """A store that remembers every chunk written through it since :meth:`drain`, with the SHA-256 of its bytes.
+
+    The writer takes the digests of the shards it has just written from here (no second read), and flushes
+    exactly those files before the commit that makes them visible.
+    """
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.written: dict[str, bytes] = {}
+        self.keys: set[str] = set()
+        """Every key written through this store, metadata included (what a failed new run at a URL deletes)."""
+
+    async def set(self, key: str, value: Buffer) -> None:
+        self.keys.add(key)
+        await self._store.set(key, value)
+        if not key.endswith("zarr.json"):
+            self.written[key] = bytes_sha256(value.as_buffer_like())
+
+    def drain(self) -> dict[str, bytes]:
+        """What was written since the last call: store key -> SHA-256, and forget it."""
+        written, self.written = self.written, {}
+        return written
+
+
+def _tracked(location_: Any) -> _TrackedStore:
+    """A :class:`_TrackedStore` over the local folder or URL of a store."""
+    store = LocalStore(location_) if isinstance(location_, Path) else location_
+    return _TrackedStore(store)
+
 
 def _writable(array: zarr.Array) -> zarr.Array:
     """``array`` with :data:`WRITE_CONFIG`: the array configuration is not stored, so a reopened array needs it again
@@ -87,7 +131,8 @@ class RunWriter:
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.run_dir = location(run_dir)
-        self._root = zarr.open_group(zarr_store(store_location(self.run_dir), read_only=False), mode="r+", zarr_format=3)
+        self._store = _tracked(zarr_store(store_location(self.run_dir), read_only=False))
+        self._root = zarr.open_group(self._store, mode="r+", zarr_format=3)
         self.attrs = dict(self._root.attrs)
         check_schema(self.attrs, self.run_dir)
         self.record_epochs: list[int] = list(self.attrs["record_epochs"])
@@ -100,6 +145,8 @@ class RunWriter:
         self._metric_epoch = self._metrics["epoch"][...]
         self._metric_values = {name: self._metrics[name][...] for name in METRICS}
         self._record_epoch = self._layers["epoch"][...]
+        self._digests = self._root[SHARD_DIGESTS]
+        self._digested = digested_arrays(self.layer_names, self.parameter_names)
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -207,8 +254,25 @@ class RunWriter:
         target = store_location(run)
         if files(target).size("zarr.json") is not None:
             raise StoreError(f"{run} already holds a run store; continue it with 'actlab record --resume {run}'")
-        _allocate(zarr_store(target, read_only=False), **allocation)
-        return cls(run)
+        store = _tracked(zarr_store(target, read_only=False))
+        try:
+            _allocate(store, **allocation)
+            writer = cls(run)
+        except BaseException:
+            _delete_keys(target, store.keys)
+            raise
+        writer.written_keys |= store.keys
+        return writer
+
+    @property
+    def written_keys(self) -> set[str]:
+        """Every store key this writer (and, for a new run at a URL, its allocation) wrote."""
+        return self._store.keys
+
+    def delete_written(self) -> None:
+        """Delete the objects of a new run at a URL that failed before its first commit: only those this writer
+        wrote, never another object under the prefix (another recorder may have passed the same check)."""
+        _delete_keys(store_location(self.run_dir), self.written_keys)
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike) -> RunWriter:
@@ -252,7 +316,9 @@ class RunWriter:
             _writable(self._metrics[name])[...] = values
         for epoch in rows:
             self._metric_epoch[epoch] = epoch
+        self._flush()
         _writable(self._metrics["epoch"])[...] = self._metric_epoch  # commit
+        self._flush()
 
     def write_epoch(
         self,
@@ -278,22 +344,67 @@ class RunWriter:
         if missing:
             raise ValueError(f"parameters for epoch {epoch} lack {missing}")
         slot = self._slot[epoch]
+        self._flush()
         for name in self.layer_names:
             _writable(self._layers[name]["preact"])[slot] = preacts[name]
         for name in self.parameter_names:
             _writable(self._parameters[name])[slot] = params[name]
+        written = self._store.written
+        digests = []
+        for path in self._digested:
+            key = f"{path}/{self._root[path].metadata.encode_chunk_key((slot,) + (0,) * (self._root[path].ndim - 1))}"
+            if key not in written:
+                raise StoreError(f"{self.run_dir}: writing epoch {epoch} did not write the shard {key} whole; "
+                                 "report this as an actlab bug")
+            digests.append(np.frombuffer(written[key], dtype=np.uint8))
+        _writable(self._digests)[slot] = np.stack(digests)
+        self._flush()
         self._record_epoch[slot] = epoch
         _writable(self._layers["epoch"])[...] = self._record_epoch  # commit
+        self._flush()
+
+    def _flush(self) -> None:
+        """Flush every file written since the last flush to disk (a local store; an object's PUT is durable)."""
+        written = self._store.drain()
+        if written and not is_remote(self.run_dir):
+            root = store_path(self.run_dir)
+            fsync_paths((root / key for key in written), root)
+
 
     def mark_complete(self) -> None:
-        """Set the root status to complete: every scheduled epoch is in."""
-        self._root.attrs.update({"status": STATUS_COMPLETE, "completed": _now()})
-        self.attrs = dict(self._root.attrs)
+        """Set the root status to complete, after reading back that every scheduled epoch is committed.
+
+        Raises
+        ------
+        StoreError
+            When a scheduled epoch is not committed (the store then stays ``"recording"``).
+        """
+        metric_epochs, record_epochs = missing_epochs(self.run_dir)
+        if metric_epochs or record_epochs:
+            raise StoreError(f"{self.run_dir} lacks committed epochs after training (metrics {metric_epochs[:5]}, "
+                             f"recorded {record_epochs[:5]}), so it is not marked complete; continue it with "
+                             f"'actlab record --resume {self.run_dir}'")
+        self._set_attrs({"status": STATUS_COMPLETE, "completed": _now()})
 
     def mark_recording(self) -> None:
         """Set the root status back to recording (when a run is resumed)."""
-        self._root.attrs.update({"status": STATUS_RECORDING})
+        self._set_attrs({"status": STATUS_RECORDING})
+
+    def _set_attrs(self, changes: Mapping[str, Any]) -> None:
+        """Update root attributes, with their digest, in one write of the root metadata; then flush it."""
+        self._root.attrs.put(with_digest({**self.attrs, **changes}))
         self.attrs = dict(self._root.attrs)
+        if not is_remote(self.run_dir):
+            fsync_paths([store_path(self.run_dir) / "zarr.json"], store_path(self.run_dir))
+
+
+def _delete_keys(store: Any, keys: set[str]) -> None:
+    """Delete the objects ``keys`` (store keys) of the store at the URL ``store``, those that exist."""
+    out = files(store)
+    present = set(out.keys())
+    doomed = [out.path(key) for key in sorted(keys) if key in present]
+    if doomed:
+        out.fs.rm(doomed)
 
 
 def _fill_value(path: str, dtype: str) -> Any:
@@ -352,17 +463,17 @@ def _allocate(
         "activation_dtype": activation_dtype,
         "groups": list(GROUPS),
     })
-    root = zarr.open_group(store, mode="w-", zarr_format=3, attributes=attributes)  # status "creating" comes first
+    root = zarr.open_group(store, mode="w-", zarr_format=3, attributes=with_digest(attributes))  # "creating" first
     commit = {"long_name": "training epoch", "units": "epoch", "commit": "-1 = not committed"}
 
-    root.create_group("metrics", attributes={"description": "per-epoch loss and accuracy, epoch 0 = initialisation"})
+    root.create_group("metrics", attributes=with_digest({"description": "per-epoch loss and accuracy, epoch 0 = initialisation"}))
     n_metric = n_epochs + 1
     _create(root, "metrics/epoch", (n_metric,), attributes=commit)
     for name, (long_name, units) in METRICS.items():
         _create(root, f"metrics/{name}", (n_metric,), attributes={"long_name": long_name, "units": units})
 
     n = len(probes)
-    root.create_group("probes", attributes={"description": "fixed probe samples, ordered by group code"})
+    root.create_group("probes", attributes=with_digest({"description": "fixed probe samples, ordered by group code"}))
     coords: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
         "sample": (np.arange(n), {"long_name": "probe sample"}),
         "dataset_index": (probes.dataset_index, {"long_name": "index in the training set (clean, noisy) or test set (test)"}),
@@ -379,7 +490,7 @@ def _allocate(
                         "units": "pixel intensity 0-255" if probes.images.dtype == np.uint8 else "input value as given",
                         "coordinates": " ".join(name for name in coords if name != "sample")})
 
-    root.create_group("training", attributes={"description": "every training sample used, in training order"})
+    root.create_group("training", attributes=with_digest({"description": "every training sample used, in training order"}))
     n_train = len(subsets.train_index)
     for name, values, long_name in (
         ("dataset_index", subsets.train_index, "index in the full training set"),
@@ -388,16 +499,20 @@ def _allocate(
         ("is_noisy", subsets.train_is_noisy, "assigned label differs from the original label"),
     ):
         _create(root, f"training/{name}", (n_train,), values=values, attributes={"long_name": long_name})
-    root.create_group("evaluation", attributes={"description": "every test sample evaluated (test_loss, test_acc)"})
+    root.create_group("evaluation", attributes=with_digest({"description": "every test sample evaluated (test_loss, test_acc)"}))
     n_test = len(subsets.test_index)
     _create(root, "evaluation/dataset_index", (n_test,), values=subsets.test_index, attributes={"long_name": "index in the full test set"})
     _create(root, "evaluation/label", (n_test,), values=subsets.test_label, attributes={"long_name": "test label"})
 
     n_slots = len(record_epochs)
-    root.create_group("layers", attributes={"description": "recorded epochs; one group per captured layer"})
+    root.create_group("layers", attributes=with_digest({"description": "recorded epochs; one group per captured layer"}))
     _create(root, "layers/epoch", (n_slots,), attributes=commit)
+    n_shards = len(layers) + len(parameters)
+    _create(root, SHARD_DIGESTS, (n_slots, n_shards, 32), chunks=(1, n_shards, 32),
+            attributes={"long_name": "SHA-256 of each shard of a recorded epoch, written before its commit",
+                        "shards": digested_arrays([layer.name for layer in layers], [p.name for p in parameters])})
     for layer in layers:
-        root["layers"].create_group(layer.name, attributes=_json_safe(asdict(layer)))
+        root["layers"].create_group(layer.name, attributes=with_digest(_json_safe(asdict(layer))))
         sample_chunk = max(1, min(n, SAMPLE_CHUNK, CHUNK_VALUES // int(np.prod(layer.shape))))
         sample_shard = -(-n // sample_chunk) * sample_chunk
         what = "output" if layer.reduce == "none" else f"output, {layer.reduce} over (y, x) per channel,"
@@ -405,10 +520,10 @@ def _allocate(
                 chunks=(1, sample_chunk, *layer.shape), shards=(1, sample_shard, *layer.shape),
                 attributes={"long_name": f"{what} of {layer.module} ({layer.name})", "units": "1",
                             "activation": layer.activation})
-    root.create_group("parameters", attributes={"description": "recorded epochs; the model's state_dict by name"})
+    root.create_group("parameters", attributes=with_digest({"description": "recorded epochs; the model's state_dict by name"}))
     for parameter in parameters:
         whole = (1, *(max(side, 1) for side in parameter.shape))
         _create(root, f"parameters/{parameter.name}", (n_slots, *parameter.shape), dtype=parameter.dtype,
                 dims=parameter.dims, chunks=whole, shards=whole,
                 attributes={"long_name": f"state_dict entry {parameter.name}", "units": "1"})
-    root.attrs.update({"status": STATUS_RECORDING})  # every array allocated: readers may open it now
+    root.attrs.put(with_digest({**attributes, "status": STATUS_RECORDING}))  # every array allocated: readers may open it now
