@@ -809,7 +809,8 @@ def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedDa
         dataset = ImageDataset(
             name=dataset.name, train_images=dataset.train_images[train_index], train_labels=dataset.train_labels[train_index],
             test_images=dataset.test_images[test_index], test_labels=dataset.test_labels[test_index],
-            class_names=dataset.class_names, description=dataset.description,
+            class_names=dataset.class_names,  # n_train and n_test stay the full sets' sizes (docs/store-format.md)
+            description={**dataset.description, "n_train": int(len(full_train_labels)), "n_test": int(len(dataset.test_labels))},
         )
     noisy = _noisy_training_labels(config, full_train_labels, config.train_size, dataset.n_classes, config.noise)
     _check_training_classes(config, full_train_labels, noisy, dataset.class_names, dataset.name)
