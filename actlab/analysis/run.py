@@ -284,7 +284,7 @@ def open_run(path: str | os.PathLike) -> Run:
     """
     path = location(path)
     if not is_remote(path) and not path.exists():
-        raise StoreError(f"{path} does not exist; check the run directory")
+        raise StoreError(f"{path.absolute()} does not exist; check the run directory")
     identity = store_identity(path)  # before the store is read: a replacement meanwhile shows as a change
     view = open_store(path)
     if len(view.epochs) == 0:

@@ -82,7 +82,7 @@ def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise StoreError(f"{run_dir} cannot be reached ({exception_line(exc)}); check the URL and the storage "
                          "settings in the environment") from exc
     if not found:
-        raise StoreError(f"{run_dir} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
+        raise StoreError(f"{run_dir if is_remote(run_dir) else os.path.abspath(run_dir)} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
     try:
         attrs = dict(zarr.open_group(zarr_store(path, read_only=True), mode="r", zarr_format=3).attrs)
     except Exception as exc:  # unreadable metadata
