@@ -83,7 +83,7 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
 
     root = zarr.open_group(run_dir / "store.zarr", mode="w", zarr_format=3)
     root.attrs.update({
-        "schema_version": 3, "status": "complete", "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
+        "schema_version": 4, "status": "complete", "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
         "groups": ["clean", "noisy", "test"], "created": "2025-01-01T00:00:00+00:00", "config": {"writer": "contract test"},
         "layers": [{"name": CONV[0], "width": CONV[1], "fan_in": CONV[2], "activation": "relu", "module": "stem",
                     "kind": "conv", "reduce": "none", "shape": list(CONV[1:2] + CONV[3:])}]
@@ -126,6 +126,7 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
     arrays = {}
     r = len(RECORD_EPOCHS)
     parameters = root.create_group("parameters")
+    labels = _array(parameters, "epoch", np.full(r, -1), dims=("epoch",), dtype="int32", fill_value=-1)
     conv_shape = CONV[1:2] + CONV[3:]
     conv = _array(layers.create_group(CONV[0]), "preact", None, shape=(r, n, *conv_shape), chunks=(1, 128, *conv_shape),
                   shards=(1, 512, *conv_shape), dims=("epoch", "sample", "channel", "y", "x"), dtype="float32",
@@ -160,6 +161,7 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
             bias[slot] = np.zeros(bias.shape[1:], np.float32)
         slots = commit[...]
         slots[slot] = epoch
+        labels[...] = slots  # the parameters' epoch, before the commit
         commit[...] = slots  # the commit, after the data
     return {**probes, "amplitude": amplitude}
 

@@ -89,7 +89,7 @@ class RunWriter:
         self.run_dir = location(run_dir)
         self._root = zarr.open_group(zarr_store(store_location(self.run_dir), read_only=False), mode="r+", zarr_format=3)
         self.attrs = dict(self._root.attrs)
-        check_schema(self.attrs, self.run_dir)
+        check_schema(self.attrs, self.run_dir, writing=True)
         self.record_epochs: list[int] = list(self.attrs["record_epochs"])
         self.layer_names: list[str] = [layer["name"] for layer in self.attrs["layers"]]
         self.parameter_names: list[str] = [parameter["name"] for parameter in self.attrs["parameters"]]
@@ -100,6 +100,7 @@ class RunWriter:
         self._metric_epoch = self._metrics["epoch"][...]
         self._metric_values = {name: self._metrics[name][...] for name in METRICS}
         self._record_epoch = self._layers["epoch"][...]
+        self._parameter_epoch = self._parameters["epoch"][...]
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -272,6 +273,8 @@ class RunWriter:
             _writable(self._layers[name]["preact"])[slot] = preacts[name]
         for name in self.parameter_names:
             _writable(self._parameters[name])[slot] = params[name]
+        self._parameter_epoch[slot] = epoch
+        _writable(self._parameters["epoch"])[...] = self._parameter_epoch
         self._record_epoch[slot] = epoch
         _writable(self._layers["epoch"])[...] = self._record_epoch  # commit
 
@@ -396,6 +399,7 @@ def _allocate(
                 attributes={"long_name": f"{what} of {layer.module} ({layer.name})", "units": "1",
                             "activation": layer.activation})
     root.create_group("parameters", attributes={"description": "recorded epochs; the model's state_dict by name"})
+    _create(root, "parameters/epoch", (n_slots,), attributes={**commit, "commit": "-1 = not written; layers/epoch commits"})
     for parameter in parameters:
         whole = (1, *(max(side, 1) for side in parameter.shape))
         _create(root, f"parameters/{parameter.name}", (n_slots, *parameter.shape), dtype=parameter.dtype,
