@@ -35,7 +35,7 @@ from typing import Any
 
 import filelock
 
-from actlab.digest import digest_problem, with_digest
+from actlab.digest import DIGEST_KEY, digest_problem, with_digest
 from actlab.errors import OutputError, StoreError, WriteError
 
 MARKER_FILENAME = ".actlab.json"
@@ -141,7 +141,7 @@ def read_marker(folder: str | os.PathLike) -> dict[str, Any]:
         return {}
     if not isinstance(marker, dict):
         return {}
-    problem = digest_problem(marker)
+    problem = digest_problem(marker) if DIGEST_KEY in marker else None  # markers of releases before digests have none
     if problem:
         raise StoreError(f"marker {path} {problem}; actlab does not act on it: restore the folder from a copy, "
                          "or move it aside and record again")

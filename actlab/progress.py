@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 LINE_INTERVAL_SECONDS = 5.0
 """Where stderr is not a terminal, a progress line is printed at most this often (and at the end)."""
@@ -21,6 +21,19 @@ def _in_jupyter() -> bool:
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     return shell is not None and hasattr(shell, "kernel")
+
+
+def _bar_class() -> type[tqdm]:
+    """The notebook bar inside a Jupyter kernel with ipywidgets, else the text bar (tqdm.auto would warn where
+    ipywidgets is missing)."""
+    if _in_jupyter():
+        try:
+            import ipywidgets  # noqa: F401  (the notebook bar draws with it)
+            from tqdm.notebook import tqdm as notebook_tqdm
+        except ImportError:
+            return tqdm
+        return notebook_tqdm
+    return tqdm
 
 
 def _duration(seconds: float) -> str:
@@ -63,7 +76,7 @@ class Progress:
         self._postfix: dict[str, Any] = {}
         self._bar = None
         if enabled and _on_terminal(self.stream):
-            self._bar = tqdm(total=self.total, initial=self.done, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True)
+            self._bar = _bar_class()(total=self.total, initial=self.done, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True)
 
     def update(self, steps: int = 1, **postfix: Any) -> None:
         """Count ``steps`` more done; ``postfix`` values (already formatted or numbers) are shown beside."""

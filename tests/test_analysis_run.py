@@ -57,11 +57,17 @@ def test_only_committed_epochs_are_shown(tmp_path):
     assert results["separation"].sizes["epoch"] == 2
 
 
-def test_not_a_run(tmp_path):
+def test_not_a_run(tmp_path, monkeypatch):
     with pytest.raises(StoreError, match="not an actlab run"):
         actlab.open_run(tmp_path)
     with pytest.raises(StoreError, match="does not exist"):
         actlab.open_run(tmp_path / "nothing")
+    monkeypatch.chdir(tmp_path)  # a relative path is shown absolute: a notebook's kernel runs in another folder
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match=f"^{tmp_path / 'nothing'} does not exist"):
+        actlab.open_run("nothing")
+    with pytest.raises(StoreError, match=f"^{tmp_path / 'empty'} is not an actlab run"):
+        actlab.open_run("empty")
 
 
 def test_other_schema_version(tmp_path, planted):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 import zarr
+from torch import nn
 from fixtures_store import assert_same_recording, interrupted_in_epoch
 
 import actlab
@@ -14,7 +17,7 @@ from actlab.cli import main
 from actlab.digest import with_digest
 from actlab.errors import ConfigError
 from actlab.record import RecordConfig, record, resume
-from actlab.record.models import make_cnn5
+from actlab.record.models import layer_specs, make_cnn5
 from actlab.record.trainer import crop_flip
 from actlab.store import open_store, read_attrs
 
@@ -76,9 +79,9 @@ def test_factory_model_through_python_and_cli(conv_config, tmp_path):
     args = {"width": 3, "classes": 4}
     run_dir = record(conv_config, model="anymodel_nets:make_net", model_args=args, out=str(tmp_path / "py"))
     view = open_store(run_dir)
-    assert view.layer_names == ["features.1", "head.2", "head.3"]  # GELU, ReLU, the last Linear
+    assert view.layer_names == ["features.1.gelu", "head.2.relu", "head.3.linear"]  # GELU, ReLU, the last Linear
     assert view.attrs["config"]["model"] == "anymodel_nets:make_net" and view.attrs["config"]["model_args"] == args
-    assert view.layers["features.1"]["preact"].shape == (4, 36, 3)
+    assert view.layers["features.1.gelu"]["preact"].shape == (4, 36, 3)
     cli_dir = tmp_path / "cli"
     assert main(["record", "--dataset", "synthetic", "--synthetic", SYNTHETIC, "--model", "anymodel_nets:make_net",
                  "--model-args", '{"width": 3, "classes": 4}', "--epochs", "3", "--lr", "0.01", "--batch-size", "32",
@@ -86,9 +89,10 @@ def test_factory_model_through_python_and_cli(conv_config, tmp_path):
                  "--noise", "0.25", "--checkpoint-every", "0", "--device", "cpu", "--no-progress",
                  "--layers", "features.0,head.3", "--out", str(cli_dir)]) == 0
     cli = open_store(cli_dir)
-    assert cli.layer_names == ["features.0", "head.3"] and cli.attrs["layers"][0]["reduce"] == "mean"
+    assert cli.layer_names == ["features.0.conv2d", "head.3.linear"] and cli.attrs["layers"][0]["reduce"] == "mean"
+    assert [layer["module"] for layer in cli.attrs["layers"]] == ["features.0", "head.3"]
     # the same model and data: the GELU of the Python run is the GELU of the CLI run's conv output
-    np.testing.assert_array_equal(cli.layers["head.3"]["preact"].values, view.layers["head.3"]["preact"].values)
+    np.testing.assert_array_equal(cli.layers["head.3.linear"]["preact"].values, view.layers["head.3.linear"]["preact"].values)
 
 
 def test_resumed_factory_run_is_bit_identical(conv_config, tmp_path):
@@ -176,3 +180,93 @@ def test_crop_flip_matches_an_independent_loop():
         padded[:, 4:10, 4:11] = x[i]
         crop = padded[:, offsets[i, 0]:offsets[i, 0] + 6, offsets[i, 1]:offsets[i, 1] + 7]
         np.testing.assert_array_equal(out[i], crop[:, :, ::-1] if flips[i] else crop)
+
+
+def test_factory_in_the_current_folder_imports_as_python_m_finds_it(conv_config, tmp_path, monkeypatch):
+    (tmp_path / "yourmod_h19.py").write_text("from anymodel_nets import make_net\n\ndef make(width=3):\n"
+                                             "    return make_net(width=width)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "yourmod_h19", raising=False)
+    path_before = list(sys.path)
+    try:
+        view = open_store(record(conv_config, model="yourmod_h19:make", epochs=1, out=str(tmp_path / "run")))
+    finally:
+        sys.modules.pop("yourmod_h19", None)
+    assert view.attrs["config"]["model"] == "yourmod_h19:make" and view.layer_names[-1] == "head.3.linear"
+    assert sys.path == path_before  # the current folder was on sys.path for the import only
+    with pytest.raises(ConfigError, match="current folder or on PYTHONPATH"):
+        record(conv_config, model="no_such_mod_h19:make", out=str(tmp_path / "other"))
+
+
+def test_vectors_reach_a_model_that_takes_vectors(conv_config, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    y = np.arange(90) % 3
+    x = (rng.standard_normal((90, 6)) * [1, 2, 3, 4, 5, 6] + 10 * np.eye(3)[y] @ np.ones((3, 6))).astype(np.float32)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    run_dir = record(conv_config, model=net, train=(x[:60], y[:60]), test=(x[60:], y[60:]), probe_clean=None,
+                     probe_noisy=None, probe_test=None, noise=0.2, out=str(tmp_path / "vectors"))
+    assert "layers auto records 2 of the 3 modules" in capsys.readouterr().err
+    view = open_store(run_dir)
+    assert view.layer_names == ["1.relu", "2.linear"] and view.probes["image"].shape[1:] == (6, 1, 1)
+    # independently: per-feature standardisation over the training x, then the stored weights
+    mean, std = x[:60].mean(axis=0), x[:60].std(axis=0)
+    np.testing.assert_allclose(view.attrs["dataset"]["normalization"]["mean"], mean, rtol=1e-5)
+    inputs = (view.probes["image"].values[:, :, 0, 0] - mean) / std
+    for slot in range(len(view.epochs)):
+        w0, b0, w2, b2 = (view.parameters[name].values[slot] for name in ("0.weight", "0.bias", "2.weight", "2.bias"))
+        hidden = np.maximum(inputs @ w0.T + b0, 0)
+        np.testing.assert_allclose(view.layers["1.relu"]["preact"].values[slot], hidden, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(view.layers["2.linear"]["preact"].values[slot], hidden @ w2.T + b2, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="differ in kind"):
+        record(conv_config, model=net, train=(x[:60], y[:60]), test=(x[60:, :, None, None], y[60:]))
+
+
+class _SharedReluBlock(nn.Module):
+    """torchvision's BasicBlock pattern: one ReLU module called twice."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.relu = nn.Conv2d(width, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1), nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(x + self.conv2(self.relu(self.conv1(x))))
+
+
+class BasicBlock(_SharedReluBlock):
+    pass
+
+
+class _Transformer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(4, 8)
+        self.block = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(8 * 5, 3)
+
+    def forward(self, x):
+        return self.head(self.block(self.embed(x)).flatten(1))
+
+
+class _FunctionalMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+@pytest.mark.parametrize("model, sample_shape, expected, why", [
+    (lambda: _Transformer(), (1, 5, 4), ["block", "head"], "block (TransformerEncoderLayer block"),
+    (lambda: nn.Sequential(nn.Conv2d(2, 4, 3), BasicBlock(4), BasicBlock(4), nn.Flatten(), nn.Linear(4 * 36, 3)),
+     (1, 2, 8, 8), ["1.basicblock", "2.basicblock", "4.linear"], "2.basicblock (BasicBlock block"),
+    (lambda: _FunctionalMLP(), (1, 6), ["fc1", "fc2", "fc3"], "fc2 (Linear, the model has no activation module)"),
+    (lambda: nn.Sequential(nn.Flatten(), nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 3)), (1, 6),
+     ["2.gelu", "3.linear"], "3.linear (the last module)"),
+])
+def test_layers_auto_finds_the_blocks_and_says_why(model, sample_shape, expected, why, capsys):
+    torch.manual_seed(0)
+    specs = layer_specs(model(), torch.randn(sample_shape), "auto", "mean")
+    assert [spec.name for spec in specs] == expected
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and f"layers auto records {len(expected)} of the" in line and why in line, line

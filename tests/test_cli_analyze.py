@@ -216,6 +216,10 @@ def test_help_teaches():
         assert exit_info.value.code == 0
         for word in words:
             assert word in out.getvalue()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--help"])
+    assert "30% label noise" in out.getvalue() and "%%" not in out.getvalue()
 
 
 def test_scheduler_without_distributed_is_a_one_line_error(analysed_run, tmp_path, monkeypatch):

@@ -235,7 +235,8 @@ def test_test_size_keeps_a_stratified_test_subset_and_maps_probes_to_the_full_se
     assert len(data.test_index) == 40 and np.all(np.diff(data.test_index) > 0)
     assert np.bincount(full.test_labels[data.test_index]).tolist() == [10] * 4
     np.testing.assert_array_equal(data.dataset.test_images, full.test_images[data.test_index])
-    assert data.describe()["n_test_used"] == 40
+    described = data.describe()  # n_test the full set, n_test_used the subset (docs/store-format.md)
+    assert (described["n_train"], described["n_test"], described["n_train_used"], described["n_test_used"]) == (400, 200, 400, 40)
     # the training side is untouched: same subset, noise and statistics as without --test-size
     without = prepare_data(config.replace(test_size=None))
     np.testing.assert_array_equal(data.noisy.labels, without.noisy.labels)

@@ -136,6 +136,7 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
     arrays = {}
     r = len(RECORD_EPOCHS)
     parameters = root.create_group("parameters", attributes=digested({}))
+    labels = _array(parameters, "epoch", np.full(r, -1), dims=("epoch",), dtype="int32", fill_value=-1)
     conv_shape = CONV[1:2] + CONV[3:]
     conv = _array(layers.create_group(CONV[0], attributes=digested({"note": "any attributes, with their digest"})), "preact", None, shape=(r, n, *conv_shape), chunks=(1, 128, *conv_shape),
                   shards=(1, 512, *conv_shape), dims=("epoch", "sample", "channel", "y", "x"), dtype="float32",
@@ -175,6 +176,7 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
                                                      np.uint8) for key in keys])  # the shards' digests, before the commit
         slots = commit[...]
         slots[slot] = epoch
+        labels[...] = slots  # the parameters' epoch, before the commit
         commit[...] = slots  # the commit, after the data and its digests
     return {**probes, "amplitude": amplitude}
 

@@ -210,9 +210,9 @@ def test_probe_labels_must_agree_with_the_training_set(run_dir):
         actlab.open_run(run_dir)
 
 
-def test_older_schema_is_refused(run_dir):
-    _set_root_attrs(run_dir, schema_version=2)
-    with pytest.raises(StoreError, match="schema version 2, this actlab reads version 4"):
+def test_newer_schema_is_refused(run_dir):
+    _set_root_attrs(run_dir, schema_version=5)
+    with pytest.raises(StoreError, match="schema version 5, this actlab reads versions 1, 2, 3, 4; use a newer actlab"):
         actlab.open_run(run_dir)
 
 

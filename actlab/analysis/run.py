@@ -108,6 +108,41 @@ def _read_block_3d(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, 
     return read_block(run_dir, layer, slot, epoch, relu, opened, store_folder)[np.newaxis]
 
 
+def readable_parameter_dims(parameters: xr.Dataset) -> xr.Dataset:
+    """The stored parameters with dims named by module and role instead of position.
+
+    A parameter ``<module>.<name>`` of dims (epoch, d0, d1, ...) gets dims (epoch, ``<module>.out``, ``<module>.in``,
+    then ``<module>.ky``, ``<module>.kx`` for a 2-d kernel, ``<module>.k`` for a 1-d one, ``<module>.kz``, ``.ky``,
+    ``.kx`` for a 3-d one): a Linear's weight (epoch, linear1.out, linear1.in) and its bias (epoch, linear1.out)
+    share ``linear1.out``. A name that would give one dim two lengths (two parameters of one module whose first
+    axes differ) keeps its positional name ``<name>[i]``.
+
+    Parameters
+    ----------
+    parameters : xr.Dataset
+        As :attr:`actlab.store.StoreView.parameters`: dims (epoch, ``<name>[0]``, ``<name>[1]``, ...).
+
+    Returns
+    -------
+    xr.Dataset
+        The same variables (still lazy) and ``epoch`` coordinate, dims renamed.
+    """
+    sizes: dict[str, int] = {}
+    variables = {}
+    for name, variable in parameters.data_vars.items():
+        module = str(name).rpartition(".")[0] or str(name)
+        n_kernel = variable.ndim - 3
+        roles = ("out", "in", *(("k",) if n_kernel == 1 else ("kz", "ky", "kx")[3 - n_kernel:] if n_kernel <= 3
+                                else tuple(f"k{i}" for i in range(n_kernel))))
+        renames = {}
+        for dim, role, size in zip(variable.dims[1:], roles, variable.shape[1:]):
+            readable = f"{module}.{role}"
+            if sizes.setdefault(readable, size) == size:
+                renames[dim] = readable
+        variables[name] = variable.rename(renames)
+    return xr.Dataset(variables, attrs=parameters.attrs)
+
+
 class Run:
     """A recorded run opened for analysis; create it with :func:`open_run`.
 
@@ -128,6 +163,9 @@ class Run:
         training sample used, in training order.
     evaluation : xr.Dataset
         Dims (test_sample,): index into the full test set and label of every evaluated test sample.
+    parameters : xr.Dataset
+        Every state_dict entry by name (``linear1.weight``), dims (epoch, ...), dask-backed with one chunk per
+        committed recorded epoch, coord ``epoch``; see :func:`readable_parameter_dims` for the other dims' names.
     layer_names : list of str
         Layers in forward order.
     layer_specs : dict of str -> dict
@@ -161,6 +199,7 @@ class Run:
         self.probes = view.probes
         self.training = view.training
         self.evaluation = view.evaluation
+        self.parameters = readable_parameter_dims(view.parameters)
         self.layer_names: list[str] = view.layer_names
         self.layer_specs: dict[str, dict[str, Any]] = {spec["name"]: dict(spec) for spec in self.attrs["layers"]}
         self.epochs = np.asarray(view.epochs, dtype=int)
@@ -330,7 +369,7 @@ def open_run(path: str | os.PathLike) -> Run:
     """
     path = location(path)
     if not is_remote(path) and not path.exists():
-        raise StoreError(f"{path} does not exist; check the run directory")
+        raise StoreError(f"{path.absolute()} does not exist; check the run directory")
     identity = store_identity(path)  # before the store is read: a replacement meanwhile shows as a change
     view = open_store(path)
     if len(view.epochs) == 0:

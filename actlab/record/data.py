@@ -52,6 +52,10 @@ def rng_for(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(stream)])
 
 
+VECTORS = "vectors (sample, feature), stored as (sample, feature, 1, 1)"
+"""``dataset.x`` of data handed in as vectors: the model is called on (batch, feature)."""
+
+
 @dataclass(frozen=True)
 class ImageDataset:
     """A labelled image classification dataset held in memory.
@@ -77,6 +81,11 @@ class ImageDataset:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def takes_vectors(self) -> bool:
+        """Whether the samples are vectors (sample, feature), kept as images (sample, feature, 1, 1)."""
+        return self.description.get("x") == VECTORS
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -342,8 +351,9 @@ def _as_array(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _split_arrays(split: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of one split handed in from Python: an ``(x, y)`` pair, or a dataset of ``(x, y)`` items."""
+def _split_arrays(split: Any, name: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Images and labels of one split handed in from Python (an ``(x, y)`` pair, or a dataset of ``(x, y)`` items),
+    and whether ``x`` came as vectors (sample, feature), returned as images (sample, feature, 1, 1)."""
     if isinstance(split, (tuple, list)) and len(split) == 2:
         images, labels = _as_array(split[0]), _as_array(split[1])
     elif hasattr(split, "__len__") and hasattr(split, "__getitem__"):
@@ -354,16 +364,20 @@ def _split_arrays(split: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray([int(_as_array(item[1])) for item in items])
     else:
         raise ConfigError(f"{name} is a {type(split).__name__}; give a pair (x, y) of tensors or a dataset of (x, y) items")
+    vectors = images.ndim == 2
+    if vectors:  # one channel per feature, so "channel" normalisation standardises each feature
+        images = images[:, :, np.newaxis, np.newaxis]
     if images.ndim != 4 or len(images) != len(labels) or labels.ndim != 1 or not len(labels):
         raise ConfigError(f"{name} has x of shape {images.shape} and y of shape {labels.shape}; give x as images "
-                          "(sample, channel, height, width) and y as one integer label per sample")
+                          "(sample, channel, height, width) or vectors (sample, feature), and y as one integer label "
+                          "per sample")
     if images.dtype != np.uint8:
         if not np.issubdtype(images.dtype, np.floating) or not np.all(np.isfinite(images)):
             raise ConfigError(f"{name} x has dtype {images.dtype}; give uint8 pixels (0-255) or finite floats")
         images = images.astype(np.float32)
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
         raise ConfigError(f"{name} y holds {labels.dtype} values down to {labels.min()}; give integer labels 0..classes-1")
-    return np.ascontiguousarray(images), labels.astype(np.int64)
+    return np.ascontiguousarray(images), labels.astype(np.int64), vectors
 
 
 def custom_dataset(train: Any, test: Any) -> ImageDataset:
@@ -373,7 +387,8 @@ def custom_dataset(train: Any, test: Any) -> ImageDataset:
     ----------
     train, test : (x, y) or dataset of (x, y) items
         ``x`` images (sample, channel, height, width): uint8 pixels 0-255 (normalised like the built-in
-        datasets) or floats (taken as they are, then normalised per ``normalize``); ``y`` integer labels.
+        datasets) or floats (taken as they are, then normalised per ``normalize``); or float vectors (sample, feature), stored as images (sample, feature, 1, 1) (``normalize="channel"`` standardises
+        each feature) and handed to the model as (batch, feature); ``y`` integer labels.
         Tensors, arrays, or a ``torch.utils.data.Dataset`` (any object with ``len`` and indexing).
 
     Returns
@@ -382,8 +397,10 @@ def custom_dataset(train: Any, test: Any) -> ImageDataset:
         Named ``custom``; classes ``0`` .. largest label; ``description.checksums`` holds the MD5 of each
         split's images and labels, which ``--resume`` compares.
     """
-    train_images, train_labels = _split_arrays(train, "train")
-    test_images, test_labels = _split_arrays(test, "test")
+    train_images, train_labels, train_vectors = _split_arrays(train, "train")
+    test_images, test_labels, test_vectors = _split_arrays(test, "test")
+    if train_vectors != test_vectors:
+        raise ConfigError("train x and test x differ in kind (one vectors, one images); give both splits the same kind")
     if train_images.shape[1:] != test_images.shape[1:] or train_images.dtype != test_images.dtype:
         raise ConfigError(f"train x is {train_images.dtype} {train_images.shape[1:]} per sample but test x is "
                           f"{test_images.dtype} {test_images.shape[1:]}; give both splits the same kind of images")
@@ -394,7 +411,7 @@ def custom_dataset(train: Any, test: Any) -> ImageDataset:
     return ImageDataset(name="custom", train_images=train_images, train_labels=train_labels, test_images=test_images,
                         test_labels=test_labels, class_names=tuple(str(k) for k in range(n_classes)),
                         description={"source": "handed in from Python", "checksums": checksums,
-                                     "dtype": str(train_images.dtype)})
+                                     "dtype": str(train_images.dtype), **({"x": VECTORS} if train_vectors else {})})
 
 
 # -- sampling ----------------------------------------------------------------------------
@@ -809,7 +826,8 @@ def prepare_data(config: Any, dataset: ImageDataset | None = None) -> PreparedDa
         dataset = ImageDataset(
             name=dataset.name, train_images=dataset.train_images[train_index], train_labels=dataset.train_labels[train_index],
             test_images=dataset.test_images[test_index], test_labels=dataset.test_labels[test_index],
-            class_names=dataset.class_names, description=dataset.description,
+            class_names=dataset.class_names,  # n_train and n_test stay the full sets' sizes (docs/store-format.md)
+            description={**dataset.description, "n_train": int(len(full_train_labels)), "n_test": int(len(dataset.test_labels))},
         )
     noisy = _noisy_training_labels(config, full_train_labels, config.train_size, dataset.n_classes, config.noise)
     _check_training_classes(config, full_train_labels, noisy, dataset.class_names, dataset.name)

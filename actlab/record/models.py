@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -84,6 +87,16 @@ ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (
     nn.LogSigmoid,
 )
 """Module types whose outputs ``layers="auto"`` records (with the last module of the forward pass)."""
+
+BLOCK_MODULES: tuple[type[nn.Module], ...] = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+BLOCK_NAME = re.compile(r"(Block|Bottleneck|EncoderLayer|DecoderLayer)$")
+"""A module is a block (residual or transformer) for ``layers="auto"`` when it is one of :data:`BLOCK_MODULES` or its
+class name matches this (torchvision's ``BasicBlock`` and ``Bottleneck``, timm's and Hugging Face's ``...Block`` and
+``...EncoderLayer``)."""
+
+WEIGHT_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+"""Module types ``layers="auto"`` records when a model has neither activation modules nor blocks (its activations are
+functions called in ``forward``)."""
 
 
 def make_cnn5(in_channels: int, n_classes: int, width: int = 64) -> nn.Sequential:
@@ -182,10 +195,10 @@ def load_factory(spec: str) -> Callable[..., Any]:
     """
     module_name, _, attribute = spec.partition(":")
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = _import_from_here(module_name)
     except Exception as exc:
         raise ConfigError(f"model {spec!r}: module {module_name!r} cannot be imported ({type(exc).__name__}: {exc}); "
-                          "check the name and that it is on PYTHONPATH") from None
+                          "check the name, and that the module lies in the current folder or on PYTHONPATH") from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise ConfigError(f"model {spec!r}: {module_name} has no attribute {attribute!r}; name a callable defined there")
@@ -193,6 +206,22 @@ def load_factory(spec: str) -> Callable[..., Any]:
     if not callable(target):
         raise ConfigError(f"model {spec!r}: {attribute} is a {type(target).__name__}, not callable; name a function or class")
     return target
+
+
+def _import_from_here(module_name: str) -> Any:
+    """Import ``module_name``; one not found on ``sys.path`` is looked for in the current folder too (as ``python -m``
+    finds it), which is on ``sys.path`` for this import only."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.partition(".")[0] or here in sys.path:
+            raise
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.path.remove(here)
 
 
 def build_model(model: str, model_args: Mapping[str, Any], in_shape: Sequence[int], n_classes: int,
@@ -265,11 +294,17 @@ def _forward_calls(model: nn.Module, sample: torch.Tensor) -> tuple[list[tuple[s
 
 
 def layer_specs(model: nn.Module, sample: torch.Tensor, layers: str | Sequence[str], conv_reduce: str) -> list[LayerSpec]:
-    """The layers to record of any model: every activation module and the last module, or the named ones.
+    """The layers to record of any model: the named ones, or those ``"auto"`` finds.
+
+    ``"auto"`` records, of the modules called once by the forward pass: every activation module (an MLP's layers, a
+    CNN's conv stages, a ResNet's ReLUs); every outermost block (:data:`BLOCK_MODULES`, :data:`BLOCK_NAME`: a residual
+    or transformer block) that holds no such activation module, its output being the block's output; where neither
+    exists, every Linear and Conv module; and the last module (the head). It prints one line naming each chosen
+    layer and why.
 
     One forward pass of ``sample`` (eval mode, no gradients) finds the order and output shape of each module.
-    Each layer is stored under its qualified module name with activation ``"identity"``: its output is
-    used as it is. A 4-dim output (sample, channel, y, x) makes a conv layer, reduced over (y, x) by
+    Each layer is stored under :func:`store_name` (the qualified module name; a ``Sequential`` child's with its class
+    appended) with activation ``"identity"``: its output is used as it is. A 4-dim output (sample, channel, y, x) makes a conv layer, reduced over (y, x) by
     ``conv_reduce``; any other output is flattened per sample into a dense layer.
 
     Parameters
@@ -292,12 +327,13 @@ def layer_specs(model: nn.Module, sample: torch.Tensor, layers: str | Sequence[s
     outputs = dict(calls)
     modules = dict(model.named_modules())
     if layers == "auto":
-        last = next((name for name in reversed(order) if name and not list(modules[name].children())), None)
-        chosen = [name for name in order if isinstance(modules[name], ACTIVATION_MODULES)]
-        if last is not None and last not in chosen:
-            chosen.append(last)
+        reasons = _auto_layers(order, modules, counts, outputs)
+        chosen = list(reasons)
         if not chosen:
             raise ConfigError("layers 'auto' found no module to record (the model calls no submodule); name the modules")
+        print(f"actlab record: layers auto records {len(chosen)} of the {len(order) - 1} modules the model calls: "
+              + "; ".join(f"{store_name(name, modules[name])} ({reason})" for name, reason in reasons.items())
+              + "; name others with layers=[...] (--layers)", file=sys.stderr)
     else:
         unknown = [name for name in layers if name not in modules or not name]
         if unknown:
@@ -320,12 +356,41 @@ def layer_specs(model: nn.Module, sample: torch.Tensor, layers: str | Sequence[s
         fan_in = int(getattr(module, "in_features", 0) or getattr(module, "in_channels", 0) or 0)
         if output.dim() == 4:
             channels, y, x = (int(s) for s in output.shape[1:])
-            specs.append(LayerSpec(name=name, width=channels, fan_in=fan_in, activation="identity", module=name,
+            specs.append(LayerSpec(name=store_name(name, module), width=channels, fan_in=fan_in, activation="identity", module=name,
                                    kind="conv", reduce=conv_reduce, shape=(channels, y, x) if conv_reduce == "none" else ()))
         else:
-            specs.append(LayerSpec(name=name, width=int(np.prod(output.shape[1:])), fan_in=fan_in, activation="identity",
+            specs.append(LayerSpec(name=store_name(name, module), width=int(np.prod(output.shape[1:])), fan_in=fan_in, activation="identity",
                                    module=name))
     return specs
+
+
+def store_name(qualified: str, module: nn.Module) -> str:
+    """Store name of a recorded module: its qualified name, with its class appended where the name ends in a position
+    (a child of ``nn.Sequential`` or ``nn.ModuleList``): ``2`` -> ``2.relu``, ``features.0`` -> ``features.0.conv2d``."""
+    return f"{qualified}.{type(module).__name__.lower()}" if qualified.rpartition(".")[2].isdigit() else qualified
+
+
+def _auto_layers(order: list[str], modules: Mapping[str, nn.Module], counts: Mapping[str, int],
+                 outputs: Mapping[str, Any]) -> dict[str, str]:
+    """The modules ``layers="auto"`` records, in forward order, each with why (see :func:`layer_specs`)."""
+    once = [name for name in order if name and counts[name] == 1 and isinstance(outputs[name], torch.Tensor)]
+
+    def inside(name: str, parent: str) -> bool:
+        return name.startswith(f"{parent}.")
+
+    activations = [name for name in once if isinstance(modules[name], ACTIVATION_MODULES)]
+    candidates = [name for name in once if (isinstance(modules[name], BLOCK_MODULES) or BLOCK_NAME.search(type(modules[name]).__name__))
+                  and not any(inside(activation, name) for activation in activations)]
+    blocks = [name for name in candidates if not any(inside(name, other) for other in candidates)]
+    reasons = {name: f"{type(modules[name]).__name__} block, its activations are not modules called once" for name in blocks}
+    reasons.update({name: f"{type(modules[name]).__name__} activation" for name in activations})
+    if not reasons:
+        reasons = {name: f"{type(modules[name]).__name__}, the model has no activation module"
+                   for name in once if isinstance(modules[name], WEIGHT_MODULES)}
+    last = next((name for name in reversed(order) if name and not list(modules[name].children())), None)
+    if last is not None and last not in reasons and not any(inside(last, block) for block in blocks):
+        reasons[last] = "the last module"
+    return {name: reasons[name] for name in order if name in reasons}
 
 
 def parameter_specs(model: nn.Module) -> list[ParameterSpec]:

@@ -45,13 +45,22 @@ def seeded_model(config: RecordConfig, data: PreparedData, device: torch.device,
                  instance: torch.nn.Module | None = None) -> torch.nn.Module:
     """The run's model, initialised from ``config.seed`` (the same weights for a run and its resume), on ``device``.
 
-    A built-in model or a factory is built after seeding torch; an ``instance`` is taken as it is.
+    A built-in model or a factory is built after seeding torch; an ``instance`` is taken as it is. For vector data
+    (:attr:`~actlab.record.data.ImageDataset.takes_vectors`) a forward pre-hook flattens each input to (batch, feature).
     """
     torch.manual_seed(config.seed)
     if instance is not None:
-        return instance.to(device)
-    return build_model(config.model, config.model_args, data.dataset.image_shape, data.dataset.n_classes,
-                       config.width).to(device)
+        model = instance.to(device)
+    else:
+        model = build_model(config.model, config.model_args, data.dataset.image_shape, data.dataset.n_classes,
+                            config.width).to(device)
+    if data.dataset.takes_vectors:  # stored as (sample, feature, 1, 1), the model takes (batch, feature)
+        model.register_forward_pre_hook(_flattened_input)
+    return model
+
+
+def _flattened_input(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (args[0].flatten(1), *args[1:])
 
 
 def probe_set(data: PreparedData) -> ProbeSet:

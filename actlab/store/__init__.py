@@ -6,6 +6,7 @@ zarr and xarray; ``docs/store-format.md`` is the contract for people. Its module
 above it:
 
 - :mod:`actlab.store.schema`: the contract (every name, dim, dtype and spec, the schema check);
+- :mod:`actlab.store.versions`: reading the older schemas as the current one;
 - :mod:`actlab.store.integrity`: shard-index and checksum checks, and the errors of a damaged store;
 - :mod:`actlab.store.reader`: root attributes, identity, :func:`open_store` and :func:`damaged_chunks`;
 - :mod:`actlab.store.writer`: :class:`RunWriter` and the allocation of a new store.
@@ -45,6 +46,7 @@ from actlab.store.schema import (
     LAYER_KINDS,
     METRICS,
     PARAMETER_DTYPES,
+    READABLE_SCHEMAS,
     REDUCTIONS,
     SAMPLE_CHUNK,
     SCHEMA_VERSION,
@@ -74,10 +76,10 @@ from actlab.store.writer import RunWriter
 __all__ = [
     "ACTIVATIONS", "ACTIVATION_DTYPES", "ANALYSIS_DIRNAME", "ARRAYS", "CHECKPOINT_DIGEST_FILENAME",
     "CHECKPOINT_FILENAME", "CHUNK_VALUES", "COMMIT_ARRAYS", "GROUPS", "LAYER_KINDS", "METRICS",
-    "MUTABLE_ROOT_ATTRS", "PARAMETER_DTYPES", "REDUCTIONS", "SAMPLE_CHUNK", "SCHEMA_VERSION", "SHARD_DIGESTS",
-    "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED", "WRITE_CONFIG",
-    "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets", "breach_error",
-    "check_schema", "committed_state_digest", "creating_error", "damage_error", "damaged_chunks",
+    "MUTABLE_ROOT_ATTRS", "PARAMETER_DTYPES", "READABLE_SCHEMAS", "REDUCTIONS", "SAMPLE_CHUNK", "SCHEMA_VERSION",
+    "SHARD_DIGESTS", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
+    "WRITE_CONFIG", "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets",
+    "breach_error", "check_schema", "committed_state_digest", "creating_error", "damage_error", "damaged_chunks",
     "default_compressors", "digested_arrays", "exception_line", "layer_array_name", "layer_dims",
     "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
     "parameter_spec_problem", "read_attrs", "recorded_run_id", "replaced_error", "store_folder_id",

@@ -53,6 +53,15 @@ from actlab.store.schema import (
     store_location,
     store_path,
 )
+from actlab.store.versions import (
+    current_attrs,
+    has_shard_digests,
+    has_subsets,
+    is_checksummed,
+    labels_parameters,
+    parameter_arrays,
+    shards_parameters,
+)
 
 def store_folder_id(run_dir: str | os.PathLike) -> tuple[int, int] | None:
     """Device and inode of a local run's store folder; None for a URL, or when the store folder cannot be found."""
@@ -114,13 +123,13 @@ def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise StoreError(f"{run_dir} cannot be reached ({exception_line(exc)}); check the URL and the storage "
                          "settings in the environment") from exc
     if not found:
-        raise StoreError(f"{run_dir} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
+        raise StoreError(f"{run_dir if is_remote(run_dir) else os.path.abspath(run_dir)} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
     try:
         attrs = dict(zarr.open_group(zarr_store(path, read_only=True), mode="r", zarr_format=3).attrs)
     except Exception as exc:  # unreadable metadata
         raise StoreError(f"{path} cannot be opened ({exception_line(exc)}); the store is damaged") from exc
     check_schema(attrs, run_dir)
-    problem = digest_problem(attrs)
+    problem = digest_problem(attrs) if has_shard_digests(attrs["schema_version"]) else None
     if problem:
         raise damage_error(run_dir, f"root attributes ({STORE_DIRNAME}/zarr.json) {problem}")
     return attrs
@@ -132,10 +141,10 @@ def _group_attrs(src: _Source, group: str, where: Location) -> dict[str, Any]:
         attrs = dict(zarr.open_group(src.store, path=group, mode="r", zarr_format=3).attrs)
     except Exception as exc:
         raise damage_error(where, f"group {group} is missing or its metadata cannot be read ({exception_line(exc)})") from exc
-    problem = digest_problem(attrs)
+    problem = digest_problem(attrs) if has_shard_digests(src.version) else None
     if problem:
         raise damage_error(where, f"attributes of group {group} ({STORE_DIRNAME}/{group}/zarr.json) {problem}")
-    attrs.pop(DIGEST_KEY)
+    attrs.pop(DIGEST_KEY, None)
     return attrs
 
 
@@ -178,15 +187,17 @@ def _check_root_attrs(attrs: Mapping[str, Any], where: Location) -> None:
 
 @dataclass(frozen=True)
 class _Source:
-    """A store opened for reading: what zarr opens (``store``) and byte access to its files or objects (``files``)."""
+    """A store opened for reading: what zarr opens (``store``), byte access to its files or objects (``files``), and
+    its schema version."""
 
     store: Any
     files: Files
+    version: int
 
     @classmethod
-    def of(cls, run: Location) -> _Source:
+    def of(cls, run: Location, version: int) -> _Source:
         path = store_location(run)
-        return cls(store=zarr_store(path, read_only=True), files=files(path))
+        return cls(store=zarr_store(path, read_only=True), files=files(path), version=version)
 
 
 def _open_array(src: _Source, path: str, dims: tuple[str, ...], dtypes: tuple[str, ...], sizes: dict[str, int],
@@ -207,11 +218,25 @@ def _open_array(src: _Source, path: str, dims: tuple[str, ...], dtypes: tuple[st
     for dim, size in zip(dims, array.shape):
         if sizes.setdefault(dim, size) != size:
             raise breach_error(where, f"array {path} has {size} along {dim}, expected {sizes[dim]}")
-    if not array.compressors or not isinstance(array.compressors[-1], Crc32cCodec):
+    if is_checksummed(src.version, path) and (not array.compressors or not isinstance(array.compressors[-1], Crc32cCodec)):
         raise breach_error(where, f"array {path} does not end its codecs with crc32c")
     if path in COMMIT_ARRAYS and array.metadata.fill_value != UNCOMMITTED:
         raise breach_error(where, f"commit array {path} has fill_value {array.metadata.fill_value}, expected {UNCOMMITTED}")
     return array
+
+
+def _missing_chunks(array: zarr.Array, files: Files, path: str, slot: int | None = None) -> list[str]:
+    """The chunks of an unsharded array (of one epoch ``slot`` of it) that are missing or empty, one line each."""
+    chunk_shape = array.metadata.chunk_grid.chunk_shape
+    grid = [-(-s // c) for s, c in zip(array.shape, chunk_shape)]
+    if slot is not None:
+        grid[0] = 1
+    missing = []
+    for coords in np.ndindex(*grid):
+        key = array.metadata.encode_chunk_key(coords if slot is None else (slot, *coords[1:]))
+        if not files.size(f"{path}/{key}"):
+            missing.append(f"lacks chunk {STORE_DIRNAME}/{path}/{key} (missing or empty)")
+    return missing
 
 
 def _read(src: _Source, path: str, sizes: dict[str, int], where: Location) -> tuple[np.ndarray, dict[str, Any]]:
@@ -219,11 +244,9 @@ def _read(src: _Source, path: str, sizes: dict[str, int], where: Location) -> tu
     array = _open_array(src, path, *ARRAYS[path], sizes, where)
     if array.shards is not None:
         raise breach_error(where, f"array {path} is sharded; only the arrays of layers/<layer> and parameters/ are")
-    chunk_shape = array.metadata.chunk_grid.chunk_shape
-    for coords in np.ndindex(*(-(-s // c) for s, c in zip(array.shape, chunk_shape))):
-        key = array.metadata.encode_chunk_key(coords)
-        if not src.files.size(f"{path}/{key}"):
-            raise damage_error(where, f"array {path} lacks chunk {STORE_DIRNAME}/{path}/{key} (missing or empty)")
+    missing = _missing_chunks(array, src.files, path)
+    if missing:
+        raise damage_error(where, f"array {path} {missing[0]}")
     try:
         return np.asarray(array[...]), dict(array.attrs)
     except Exception as exc:
@@ -351,9 +374,9 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
         the message names the array.
     """
     run_dir = location(run_dir)
-    attrs = read_attrs(run_dir)
+    attrs = current_attrs(read_attrs(run_dir))
     _check_root_attrs(attrs, run_dir)
-    path = _Source.of(run_dir)
+    path = _Source.of(run_dir, attrs["schema_version"])
     n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
 
     metric_epochs, epoch_attrs = _read(path, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
@@ -370,12 +393,16 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
         raise damage_error(run_dir, f"array probes/group holds codes outside 0..{len(groups) - 1} (root attr groups)")
     probes = probes.assign_coords(group=("sample", groups[codes], probes["group"].attrs))
     probes = probes.set_coords(["sample", "dataset_index", "label", "original_label", "is_noisy"])
-    training = _dataset(path, "training", ["dataset_index", "label", "original_label", "is_noisy"], sizes, run_dir)
-    evaluation = _dataset(path, "evaluation", ["dataset_index", "label"], sizes, run_dir)
+    if has_subsets(path.version):
+        training = _dataset(path, "training", ["dataset_index", "label", "original_label", "is_noisy"], sizes, run_dir)
+        evaluation = _dataset(path, "evaluation", ["dataset_index", "label"], sizes, run_dir)
+    else:
+        training, evaluation = (xr.Dataset(attrs={"description": f"not stored in schema {path.version}"}) for _ in "te")
     class_names = attrs.get("dataset", {}).get("class_names")
     for name, ds in (("probes", probes), ("training", training), ("evaluation", evaluation)):
         _check_labels(ds, name, len(class_names) if class_names else None, run_dir)
-    _check_probes(probes, training, evaluation, run_dir)
+    if has_subsets(path.version):
+        _check_probes(probes, training, evaluation, run_dir)
 
     layer_epochs, layer_epoch_attrs = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
     committed = _committed_slots(layer_epochs, record_epochs, "layers/epoch", run_dir)
@@ -383,9 +410,10 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
         raise damage_error(run_dir, f"root attr status is {STATUS_COMPLETE!r} but the commit arrays hold "
                            f"{len(keep)} of {n_epochs + 1} metric epochs and {len(committed)} of {len(record_epochs)} "
                            "recorded epochs")
-    for group in ("metrics", "probes", "training", "evaluation", "layers", "parameters",
-                  *(f"layers/{spec['name']}" for spec in attrs["layers"])):
-        _group_attrs(path, group, run_dir)
+    if has_shard_digests(path.version):
+        for group in ("metrics", "probes", "training", "evaluation", "layers", "parameters",
+                      *(f"layers/{spec['name']}" for spec in attrs["layers"])):
+            _group_attrs(path, group, run_dir)
     probe_coords = {name: probes[name] for name in ("group", "dataset_index", "label", "original_label", "is_noisy")}
     layers: dict[str, xr.Dataset] = {}
     for spec in attrs["layers"]:
@@ -402,12 +430,20 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
         node.attrs.update(spec)
         layers[name] = node
     variables = {}
+    stored = parameter_arrays(attrs)
     for spec in attrs["parameters"]:
+        array_path, stored_dims = stored[spec["name"]]
+        sizes = {"epoch": len(record_epochs), **dict(zip(stored_dims[1:], spec["shape"]))}
+        array = _open_array(path, array_path, stored_dims, (spec["dtype"],), sizes, run_dir)
+        if shards_parameters(path.version):
+            _check_sharded(array, run_dir)
         dims = parameter_dims(spec["name"], len(spec["shape"]))
-        sizes = {"epoch": len(record_epochs), **dict(zip(dims[1:], spec["shape"]))}
-        array = _open_array(path, f"parameters/{spec['name']}", dims, (spec["dtype"],), sizes, run_dir)
-        _check_sharded(array, run_dir)
         variables[spec["name"]] = (dims, da.from_zarr(array, chunks=(1, *array.shape[1:])), dict(array.attrs))
+    if labels_parameters(path.version):
+        parameter_epochs, _ = _read(path, "parameters/epoch", {"epoch": len(record_epochs)}, run_dir)
+        written = _committed_slots(parameter_epochs, record_epochs, "parameters/epoch", run_dir)
+        if not set(committed) <= set(written):
+            raise damage_error(run_dir, "array parameters/epoch lacks an epoch that layers/epoch commits")
     parameters = xr.Dataset(variables, coords={"epoch": ("epoch", layer_epochs, layer_epoch_attrs)}).isel(epoch=committed)
     return StoreView(path=run_dir, attrs=attrs, metrics=metrics, probes=probes, training=training,
                      evaluation=evaluation, layers=layers, parameters=parameters)
@@ -424,7 +460,7 @@ def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
     run_dir = location(run_dir)
     attrs = read_attrs(run_dir)
     _check_root_attrs(attrs, run_dir)
-    src = _Source.of(run_dir)
+    src = _Source.of(run_dir, attrs["schema_version"])
     n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
     metric_epochs, _ = _read(src, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
     metric_slots = _committed_slots(metric_epochs, range(n_epochs + 1), "metrics/epoch", run_dir)
@@ -451,28 +487,39 @@ def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
         empty when the store is intact.
     """
     run_dir = location(run_dir)
-    attrs = read_attrs(run_dir)
+    attrs = current_attrs(read_attrs(run_dir))
     _check_root_attrs(attrs, run_dir)
-    path = _Source.of(run_dir)
+    path = _Source.of(run_dir, attrs["schema_version"])
     record_epochs = attrs["record_epochs"]
     slots, _ = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
     committed = _committed_slots(slots, record_epochs, "layers/epoch", run_dir)
     layer_names = [spec["name"] for spec in attrs["layers"]]
     parameter_names = [spec["name"] for spec in attrs["parameters"]]
-    digested = digested_arrays(layer_names, parameter_names)
-    digests, _ = _read(path, SHARD_DIGESTS, {"epoch": len(record_epochs), "shard": len(digested), "sha256_byte": 32},
-                       run_dir)
     problems = []
-    names = [lambda epoch, layer=name: layer_array_name(layer, "preact", epoch) for name in layer_names]
-    names += [lambda epoch, name=name: parameter_array_name(name, epoch) for name in parameter_names]
-    for shard, (array_path, describe) in enumerate(zip(digested, names)):
+    arrays = [(f"layers/{spec['name']}/preact", lambda epoch, layer=spec["name"]: layer_array_name(layer, "preact", epoch))
+              for spec in attrs["layers"]]
+    arrays += [(array_path, lambda epoch, name=name: parameter_array_name(name, epoch))
+               for name, (array_path, _) in parameter_arrays(attrs).items()]
+    digest_row: dict[str, int] = {}
+    if has_shard_digests(path.version):
+        digested = digested_arrays(layer_names, parameter_names)
+        digests, _ = _read(path, SHARD_DIGESTS, {"epoch": len(record_epochs), "shard": len(digested), "sha256_byte": 32},
+                           run_dir)
+        digest_row = {array_path: shard for shard, array_path in enumerate(digested)}
+    for array_path, describe in arrays:
         array = zarr.open_array(path.store, path=array_path, mode="r", zarr_format=3)
+        if not (array_path.startswith("layers/") and array_path.endswith("/preact") or shards_parameters(path.version)):
+            problems += [f"{describe(record_epochs[slot])} {problem}"
+                         for slot in committed for problem in _missing_chunks(array, path.files, array_path, int(slot))]
+            continue
         _check_sharded(array, run_dir)
-        if any(shard < side for shard, side in zip(array.metadata.chunk_grid.chunk_shape[1:], array.shape[1:])):
+        shard = digest_row.get(array_path)
+        if shard is not None and any(inner < side for inner, side in
+                                     zip(array.metadata.chunk_grid.chunk_shape[1:], array.shape[1:])):
             raise breach_error(run_dir, f"array {array_path} has more than one shard per epoch")
         for slot in (int(slot) for slot in committed):
             found = _shard_problems(array, path.files, array_path, slot)
-            if not found:
+            if not found and shard is not None:
                 key = f"{array_path}/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
                 if bytes_sha256(path.files.read(key)) != digests[slot, shard].tobytes():
                     found = [f"has a shard {STORE_DIRNAME}/{key} whose SHA-256 is not the one committed with this "

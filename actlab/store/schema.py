@@ -28,6 +28,7 @@ Layout of a run directory::
         <layer>/                     one group per captured module, in forward order
           preact                     (epoch, sample, unit), or (epoch, sample, channel, y, x) for an unreduced conv layer
       parameters/                    dim epoch (recorded epochs only)
+        epoch                        int32, -1 until that recorded epoch is written
         <state_dict name>            (epoch, *shape): every parameter and buffer of the model
 """
 
@@ -48,11 +49,15 @@ from actlab.location import Location, join, location
 # -- format ----------------------------------------------------------------------------
 
 SCHEMA_VERSION = 4
-"""Bumped on any change that older readers cannot read (2: CRC32C on every array, sharded parameters,
-``training/`` and ``evaluation/`` groups; 3: layer ``kind``, ``reduce`` and ``shape``, conv layers with dims
-(epoch, sample, channel, y, x), the model's parameters in ``parameters/`` under their state_dict names instead of
-``weight`` and ``bias`` in each layer group; 4: root and group attributes carry ``actlab_digest``, and
-``layers/shard_sha256`` keeps the SHA-256 of every shard of a recorded epoch with its commit)."""
+"""The version this release writes; bumped on any change that older readers cannot read (2: CRC32C on every array,
+sharded parameters, ``training/`` and ``evaluation/`` groups; 3: layer ``kind``, ``reduce`` and ``shape``, conv
+layers with dims (epoch, sample, channel, y, x), the model's parameters in ``parameters/`` under their state_dict
+names instead of ``weight`` and ``bias`` in each layer group; 4: ``parameters/epoch``, the epoch of each slot of
+``parameters/``; root and group attributes carry ``actlab_digest``; ``layers/shard_sha256`` keeps the SHA-256 of
+every shard of a recorded epoch with its commit). docs/store-format.md, section "Versions", says what each adds."""
+READABLE_SCHEMAS: tuple[int, ...] = (1, 2, 3, 4)
+"""Schema versions this release opens and analyses (:func:`actlab.store.open_store` reads the older ones as the
+current one); it writes and resumes :data:`SCHEMA_VERSION` only."""
 
 STORE_DIRNAME = "store.zarr"
 CHECKPOINT_FILENAME = "checkpoint.pt"
@@ -72,15 +77,20 @@ def store_location(run: str | os.PathLike) -> Location:
     return join(location(run), STORE_DIRNAME)
 
 
-def check_schema(attrs: Mapping[str, Any], where: str | os.PathLike) -> None:
-    """Raise :class:`StoreError` unless ``attrs`` come from a store of this schema version."""
+def check_schema(attrs: Mapping[str, Any], where: str | os.PathLike, *, writing: bool = False) -> None:
+    """Raise :class:`StoreError` unless ``attrs`` come from a store of a schema this release reads
+    (:data:`READABLE_SCHEMAS`), or, ``writing``, of the schema it writes (:data:`SCHEMA_VERSION`)."""
     version = attrs.get("schema_version")
     if version is None:
         raise StoreError(f"{where} is not an actlab run store (no schema_version); check the path")
-    if version != SCHEMA_VERSION:
+    if writing and version in READABLE_SCHEMAS and version != SCHEMA_VERSION:
+        raise StoreError(f"{where} has store schema version {version}, which this actlab reads but does not write "
+                         f"(it writes version {SCHEMA_VERSION}); continue the run with the actlab release that "
+                         "recorded it, or record it again")
+    if version not in READABLE_SCHEMAS:
         raise StoreError(
-            f"{where} has store schema version {version}, this actlab reads version {SCHEMA_VERSION}; "
-            "use a matching actlab version or record the run again"
+            f"{where} has store schema version {version}, this actlab reads versions "
+            f"{', '.join(map(str, READABLE_SCHEMAS))}; use a newer actlab or record the run again"
         )
 
 
@@ -155,13 +165,17 @@ ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "evaluation/label": (("test_sample",), ("int16",)),
     "layers/epoch": (("epoch",), ("int32",)),
     "layers/shard_sha256": (("epoch", "shard", "sha256_byte"), ("uint8",)),
+    "parameters/epoch": (("epoch",), ("int32",)),
 }
-"""Every array outside the layer groups: path -> (dimension_names, allowed dtypes)."""
+"""Every array outside the layer groups and the state_dict entries: path -> (dimension_names, allowed dtypes)."""
 
 ACTIVATION_DTYPES: tuple[str, ...] = ("float32", "float16")
 """Allowed dtypes of ``layers/<layer>/preact``; its dims are :func:`layer_dims` of the layer."""
 
-COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch")
+COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch", "parameters/epoch")
+"""The epoch arrays: slot i holds its epoch once written, -1 until then. ``metrics/epoch`` commits the metrics and
+``layers/epoch`` the recorded epoch (layers and parameters); ``parameters/epoch``, written just before ``layers/epoch``,
+labels the slots of ``parameters/`` where xarray finds it."""
 
 SHARD_DIGESTS = "layers/shard_sha256"
 """Array (epoch, shard, sha256_byte) of uint8: row ``[slot, k]`` is the SHA-256 of the shard file of slot ``slot``
@@ -391,8 +405,9 @@ def parameter_spec_problem(spec: Any) -> str | None:
             or not isinstance(spec.get("shape"), (list, tuple))):
         return f"root attr parameters holds {spec!r}, not a spec with name, shape, dtype"
     name = spec["name"]
-    if not name or "/" in name or name.startswith("__") or name in (".", ".."):
-        return f"parameter name {name!r} is not a valid zarr node name (non-empty, no '/', not starting with '__')"
+    if not name or "/" in name or name.startswith("__") or name in (".", "..", "epoch"):
+        return (f"parameter name {name!r} is not a valid zarr node name (non-empty, no '/', not starting with '__') "
+                "or is 'epoch'")
     if spec["dtype"] not in PARAMETER_DTYPES:
         return f"parameter {name} has dtype {spec['dtype']!r}, not one of {PARAMETER_DTYPES}"
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec["shape"]):

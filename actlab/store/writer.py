@@ -134,7 +134,7 @@ class RunWriter:
         self._store = _tracked(zarr_store(store_location(self.run_dir), read_only=False))
         self._root = zarr.open_group(self._store, mode="r+", zarr_format=3)
         self.attrs = dict(self._root.attrs)
-        check_schema(self.attrs, self.run_dir)
+        check_schema(self.attrs, self.run_dir, writing=True)
         self.record_epochs: list[int] = list(self.attrs["record_epochs"])
         self.layer_names: list[str] = [layer["name"] for layer in self.attrs["layers"]]
         self.parameter_names: list[str] = [parameter["name"] for parameter in self.attrs["parameters"]]
@@ -147,6 +147,7 @@ class RunWriter:
         self._record_epoch = self._layers["epoch"][...]
         self._digests = self._root[SHARD_DIGESTS]
         self._digested = digested_arrays(self.layer_names, self.parameter_names)
+        self._parameter_epoch = self._parameters["epoch"][...]
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -349,6 +350,8 @@ class RunWriter:
             _writable(self._layers[name]["preact"])[slot] = preacts[name]
         for name in self.parameter_names:
             _writable(self._parameters[name])[slot] = params[name]
+        self._parameter_epoch[slot] = epoch
+        _writable(self._parameters["epoch"])[...] = self._parameter_epoch
         written = self._store.written
         digests = []
         for path in self._digested:
@@ -521,6 +524,7 @@ def _allocate(
                 attributes={"long_name": f"{what} of {layer.module} ({layer.name})", "units": "1",
                             "activation": layer.activation})
     root.create_group("parameters", attributes=with_digest({"description": "recorded epochs; the model's state_dict by name"}))
+    _create(root, "parameters/epoch", (n_slots,), attributes={**commit, "commit": "-1 = not written; layers/epoch commits"})
     for parameter in parameters:
         whole = (1, *(max(side, 1) for side in parameter.shape))
         _create(root, f"parameters/{parameter.name}", (n_slots, *parameter.shape), dtype=parameter.dtype,
