@@ -36,10 +36,12 @@ from actlab.store.schema import (
     CHECKPOINT_FILENAME,
     CHUNK_VALUES,
     COMMIT_ARRAYS,
+    DYNAMICS,
     GROUPS,
     LAYER_KINDS,
     METRICS,
     PARAMETER_DTYPES,
+    READABLE_SCHEMA_VERSIONS,
     REDUCTIONS,
     SAMPLE_CHUNK,
     SCHEMA_VERSION,
@@ -66,7 +68,7 @@ from actlab.store.writer import RunWriter
 
 __all__ = [
     "ACTIVATIONS", "ACTIVATION_DTYPES", "ANALYSIS_DIRNAME", "ARRAYS", "CHECKPOINT_FILENAME", "CHUNK_VALUES",
-    "COMMIT_ARRAYS", "GROUPS", "LAYER_KINDS", "METRICS", "PARAMETER_DTYPES", "REDUCTIONS", "SAMPLE_CHUNK",
+    "COMMIT_ARRAYS", "DYNAMICS", "GROUPS", "LAYER_KINDS", "METRICS", "PARAMETER_DTYPES", "READABLE_SCHEMA_VERSIONS", "REDUCTIONS", "SAMPLE_CHUNK",
     "SCHEMA_VERSION", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
     "WRITE_CONFIG", "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets", "breach_error",
     "check_schema", "creating_error", "damage_error", "damaged_chunks", "default_compressors", "exception_line",

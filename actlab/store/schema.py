@@ -28,6 +28,10 @@ Layout of a run directory::
           preact                     (epoch, sample, unit), or (epoch, sample, channel, y, x) for an unreduced conv layer
       parameters/                    dim epoch (recorded epochs only)
         <state_dict name>            (epoch, *shape): every parameter and buffer of the model
+      dynamics/                      dims (epoch, train_sample): every epoch 0..n_epochs; only with root attr dynamics
+        epoch                        int32, -1 until that epoch's trajectories are committed
+        loss, margin                 float16 (epoch, train_sample)
+        correct, correct_original    bool (epoch, train_sample)
 """
 
 from __future__ import annotations
@@ -46,11 +50,14 @@ from actlab.location import Location, join, location
 
 # -- format ----------------------------------------------------------------------------
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bumped on any change that older readers cannot read (2: CRC32C on every array, sharded parameters,
 ``training/`` and ``evaluation/`` groups; 3: layer ``kind``, ``reduce`` and ``shape``, conv layers with dims
 (epoch, sample, channel, y, x), the model's parameters in ``parameters/`` under their state_dict names instead of
-``weight`` and ``bias`` in each layer group)."""
+``weight`` and ``bias`` in each layer group; 4: the per-sample ``dynamics/`` group and root attr ``dynamics``)."""
+
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (3, SCHEMA_VERSION)
+"""Schema versions this actlab opens: a version-3 store is a version-4 store without ``dynamics/``."""
 
 STORE_DIRNAME = "store.zarr"
 CHECKPOINT_FILENAME = "checkpoint.pt"
@@ -72,9 +79,10 @@ def check_schema(attrs: Mapping[str, Any], where: str | os.PathLike) -> None:
     version = attrs.get("schema_version")
     if version is None:
         raise StoreError(f"{where} is not an actlab run store (no schema_version); check the path")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
         raise StoreError(
-            f"{where} has store schema version {version}, this actlab reads version {SCHEMA_VERSION}; "
+            f"{where} has store schema version {version}, this actlab reads versions "
+            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}; "
             "use a matching actlab version or record the run again"
         )
 
@@ -155,7 +163,19 @@ ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 ACTIVATION_DTYPES: tuple[str, ...] = ("float32", "float16")
 """Allowed dtypes of ``layers/<layer>/preact``; its dims are :func:`layer_dims` of the layer."""
 
-COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch")
+DYNAMICS: dict[str, tuple[str, str, str]] = {
+    "loss": ("cross-entropy against the assigned label", "nats", "float16"),
+    "margin": ("logit of the assigned label minus the largest other logit", "1", "float16"),
+    "correct": ("predicted class equals the assigned label", "1", "bool"),
+    "correct_original": ("predicted class equals the original label", "1", "bool"),
+}
+"""Per-sample trajectory of every training sample at every epoch: name -> (long_name, units, dtype); each array
+``dynamics/<name>`` has dims (epoch, train_sample), epoch 0..n_epochs, one shard per epoch, and is present only when
+root attr ``dynamics`` is true."""
+
+ARRAYS["dynamics/epoch"] = (("epoch",), ("int32",))
+
+COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch", "dynamics/epoch")
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from actlab.store.schema import (
     ARRAYS,
     CHUNK_VALUES,
     COMMIT_ARRAYS,
+    DYNAMICS,
     GROUPS,
     METRICS,
     SAMPLE_CHUNK,
@@ -100,6 +101,10 @@ class RunWriter:
         self._metric_epoch = self._metrics["epoch"][...]
         self._metric_values = {name: self._metrics[name][...] for name in METRICS}
         self._record_epoch = self._layers["epoch"][...]
+        self.dynamics = self.attrs.get("dynamics") is True
+        if self.dynamics:
+            self._dynamics = self._root["dynamics"]
+            self._dynamics_epoch = self._dynamics["epoch"][...]
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -116,6 +121,7 @@ class RunWriter:
         n_epochs: int,
         parameters: Sequence[ParameterSpec] = (),
         activation_dtype: str = "float32",
+        dynamics: bool = False,
         replace: bool = False,
     ) -> RunWriter:
         """Allocate an empty, full-size store inside the run folder ``run_dir``.
@@ -152,6 +158,8 @@ class RunWriter:
         parameters : sequence of ParameterSpec
             The model's state_dict entries, stored at every recorded epoch.
         activation_dtype : {"float32", "float16"}
+        dynamics : bool
+            Allocate ``dynamics/``: every training sample's trajectory at every epoch (:meth:`write_dynamics`).
         replace : bool
             Replace the store already in ``run_dir`` (``--overwrite``); otherwise one there is an error.
         """
@@ -170,7 +178,8 @@ class RunWriter:
         if len(set(parameter_names)) != len(parameter_names):
             raise ValueError(f"parameter names must be distinct; got {parameter_names}")
         allocation = dict(config=config, dataset=dataset, layers=layers, parameters=parameters, probes=probes,
-                          subsets=subsets, record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype)
+                          subsets=subsets, record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype,
+                          dynamics=dynamics)
         if is_remote(run_dir):
             return cls._create_remote(run_dir, replace=replace, **allocation)
         target = store_path(run_dir)
@@ -244,6 +253,29 @@ class RunWriter:
             self._metric_epoch[epoch] = epoch
         _writable(self._metrics["epoch"])[...] = self._metric_epoch  # commit
 
+    def write_dynamics(self, rows: Mapping[int, Mapping[str, np.ndarray]]) -> None:
+        """Write and commit the per-sample trajectories of one or more epochs (a store without ``dynamics/``: nothing).
+
+        Parameters
+        ----------
+        rows : mapping of epoch -> mapping of name -> ndarray (train_sample,)
+            Every name in :data:`DYNAMICS` for each epoch, cast to its dtype. Each epoch is one shard per array;
+            ``dynamics/epoch`` is written last, once per call.
+        """
+        if not self.dynamics:
+            return
+        for epoch, values in rows.items():
+            missing = set(DYNAMICS) - set(values)
+            if missing:
+                raise ValueError(f"trajectories for epoch {epoch} lack {sorted(missing)}")
+            if not 0 <= epoch < len(self._dynamics_epoch):
+                raise ValueError(f"epoch {epoch} is outside 0..{len(self._dynamics_epoch) - 1}")
+            for name, (_, _, dtype) in DYNAMICS.items():
+                _writable(self._dynamics[name])[epoch] = np.asarray(values[name]).astype(dtype, copy=False)
+        for epoch in rows:
+            self._dynamics_epoch[epoch] = epoch
+        _writable(self._dynamics["epoch"])[...] = self._dynamics_epoch  # commit
+
     def write_epoch(
         self,
         epoch: int,
@@ -298,7 +330,8 @@ def _create(root: zarr.Group, path: str, shape: tuple[int, ...], *, dtype: str |
     """Create one array of the schema: dims and dtype from :data:`ARRAYS`, else (per-epoch arrays) as given.
 
     An unsharded array is written whole at once (``values``, else its fill value); a sharded one (the per-epoch
-    layer and parameter arrays) is left empty for :meth:`RunWriter.write_epoch`.
+    layer, parameter and dynamics arrays) is left empty for :meth:`RunWriter.write_epoch` and
+    :meth:`RunWriter.write_dynamics`.
     """
     group, name = path.rsplit("/", 1)
     dims, dtypes = ARRAYS[path] if path in ARRAYS else (dims, (dtype,))
@@ -325,6 +358,7 @@ def _allocate(
     record_epochs: list[int],
     n_epochs: int,
     activation_dtype: str,
+    dynamics: bool,
 ) -> None:
     from actlab import __version__
 
@@ -341,6 +375,7 @@ def _allocate(
         "n_epochs": n_epochs,
         "activation_dtype": activation_dtype,
         "groups": list(GROUPS),
+        "dynamics": dynamics,
     })
     root = zarr.open_group(store, mode="w-", zarr_format=3, attributes=attributes)  # status "creating" comes first
     commit = {"long_name": "training epoch", "units": "epoch", "commit": "-1 = not committed"}
@@ -401,4 +436,12 @@ def _allocate(
         _create(root, f"parameters/{parameter.name}", (n_slots, *parameter.shape), dtype=parameter.dtype,
                 dims=parameter.dims, chunks=whole, shards=whole,
                 attributes={"long_name": f"state_dict entry {parameter.name}", "units": "1"})
+    if dynamics:
+        root.create_group("dynamics", attributes={"description": "every training sample's trajectory at every epoch, "
+                                                                 "epoch 0 = initialisation"})
+        _create(root, "dynamics/epoch", (n_metric,), attributes=commit)
+        per_epoch = (1, max(n_train, 1))
+        for name, (long_name, units, dtype) in DYNAMICS.items():
+            _create(root, f"dynamics/{name}", (n_metric, n_train), dtype=dtype, dims=("epoch", "train_sample"),
+                    chunks=per_epoch, shards=per_epoch, attributes={"long_name": long_name, "units": units})
     root.attrs.update({"status": STATUS_RECORDING})  # every array allocated: readers may open it now
