@@ -196,5 +196,5 @@ def test_probe_labels_must_agree_with_the_training_set(run_dir):
 
 def test_older_schema_is_refused(run_dir):
     _root(run_dir).attrs["schema_version"] = 2
-    with pytest.raises(StoreError, match="schema version 2, this actlab reads version 3"):
+    with pytest.raises(StoreError, match="schema version 2, this actlab reads versions 3, 4"):
         actlab.open_run(run_dir)

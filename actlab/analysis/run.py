@@ -124,6 +124,9 @@ class Run:
         training sample used, in training order.
     evaluation : xr.Dataset
         Dims (test_sample,): index into the full test set and label of every evaluated test sample.
+    dynamics : xr.Dataset or None
+        Dims (epoch, train_sample), lazy: every training sample's ``loss``, ``margin``, ``correct``,
+        ``correct_original`` at every committed epoch, with the ``training`` coords; None when the store has none.
     layer_names : list of str
         Layers in forward order.
     layer_specs : dict of str -> dict
@@ -152,6 +155,7 @@ class Run:
         self.probes = view.probes
         self.training = view.training
         self.evaluation = view.evaluation
+        self.dynamics = view.dynamics
         self.layer_names: list[str] = view.layer_names
         self.layer_specs: dict[str, dict[str, Any]] = {spec["name"]: dict(spec) for spec in self.attrs["layers"]}
         self.epochs = np.asarray(view.epochs, dtype=int)
