@@ -265,7 +265,8 @@ def cached_results(tmp_path_factory, **params):
 
 def assert_same_recording(view, full) -> None:
     """Two store views (:func:`actlab.store.open_store`) hold the same recording, bit for bit: every metric but
-    ``wall_time``, the recorded epochs, every layer's activations and every parameter."""
+    ``wall_time``, the recorded epochs, every layer's activations, every parameter and every training sample's
+    trajectory."""
     for name in METRICS:
         if name != "wall_time":
             np.testing.assert_array_equal(view.metrics[name].values, full.metrics[name].values, err_msg=name)
@@ -275,6 +276,9 @@ def assert_same_recording(view, full) -> None:
                                       err_msg=f"{layer}/preact")
     for name in full.parameters.data_vars:
         np.testing.assert_array_equal(view.parameters[name].values, full.parameters[name].values, err_msg=name)
+    assert (view.dynamics is None) == (full.dynamics is None)
+    for name in full.dynamics.data_vars if full.dynamics is not None else ():
+        np.testing.assert_array_equal(view.dynamics[name].values, full.dynamics[name].values, err_msg=f"dynamics/{name}")
 
 
 def _committed_metric_epochs(run_dir: Path) -> int:
