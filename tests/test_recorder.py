@@ -63,7 +63,7 @@ def _train(out=None, *, stop_after=None, resume=False, model=None, start=1):
             opt.step()
         sched.step()
         if rec is not None:
-            rec.end_epoch(epoch)
+            rec.end_epoch(epoch, metrics={"lr": sched.get_last_lr()[0], **({"odd": epoch} if epoch % 2 else {})})
         if stop_after == epoch:
             return model, rec
     if rec is not None:
@@ -95,6 +95,10 @@ def test_recorded_training_equals_training_without_recorder_bit_for_bit(tmp_path
     noisy = (y != original).numpy()
     assert float(view.metrics["train_noisy_acc"].sel(epoch=EPOCHS)) == pytest.approx(correct[noisy].mean())
     assert list(view.probes["group"].values).count("noisy") == int(noisy[::3].sum())
+    # the loop's own metrics: the scheduler's rate after each epoch, NaN where a name was not reported
+    np.testing.assert_allclose(view.metrics["lr"].values[1:], [0.1, 0.05, 0.05, 0.025, 0.025])
+    assert np.isnan(view.metrics["lr"].values[0]) and list(view.metrics["odd"].values[1::2]) == [1.0, 3.0, 5.0]
+    assert np.isnan(view.metrics["odd"].values[[0, 2, 4]]).all()
 
 
 def test_a_failed_loop_leaves_committed_epochs_and_resume_continues(tmp_path):

@@ -6,7 +6,7 @@
                           train=(x_train, y_train), test=(x_test, y_test))
     for epoch in range(1, 301):
         ...  # the user's own training step
-        rec.end_epoch(epoch)           # or: with rec.epoch(epoch): ...
+        rec.end_epoch(epoch, metrics={"lr": sched.get_last_lr()[0]})   # or: with rec.epoch(epoch): ...
     rec.close()
 
 The recorder writes the same store as ``actlab record`` through the same machinery: the claim of the run folder
@@ -23,7 +23,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from actlab.record.models import layer_specs, parameter_arrays, parameter_specs
 from actlab.record.setup import environment
 from actlab.record.trainer import sample_outcomes, summarize, trajectory
 from actlab.record.writer import BackgroundWriter
-from actlab.store import GROUPS, METRICS, STATUS_COMPLETE, ProbeSet, RunWriter, Subsets, open_store
+from actlab.store import GROUPS, METRICS, STATUS_COMPLETE, ProbeSet, RunWriter, Subsets, open_store, user_metric_problem
 
 
 @contextlib.contextmanager
@@ -162,6 +162,7 @@ class Recorder:
         try:
             self.writer = self._resume(probe_set) if resume else self._create(probe_set, overwrite)
             self._background = BackgroundWriter(maxsize=4)
+            self._known_metrics = set(self.writer.user_metrics)
             self._stack.callback(self._background.close, raise_errors=False)
             if not resume:
                 self.end_epoch(0)
@@ -276,24 +277,46 @@ class Recorder:
             samples = trajectory(train)
         return metrics, samples
 
-    def end_epoch(self, epoch: int) -> None:
+    def end_epoch(self, epoch: int, metrics: Mapping[str, float] | None = None) -> None:
         """Record the end of ``epoch``: metrics and trajectories at every epoch, activations and parameters at the
-        scheduled ones. Call it with 1, 2, ..., ``epochs`` (0 is recorded when the recorder is made)."""
+        scheduled ones. Call it with 1, 2, ..., ``epochs`` (0 is recorded when the recorder is made).
+
+        ``metrics`` are the loop's own numbers (``{"lr": 0.1}``), stored as ``metrics/<name>`` (NaN at the epochs
+        that do not report a name)."""
         if getattr(self, "closed", False):
             raise ConfigError("the recorder is closed; make a new one with resume=True to continue")
         if not isinstance(epoch, int) or not 0 <= epoch <= self.epochs:
             raise ConfigError(f"epoch must be an integer in 0..{self.epochs}; got {epoch!r}")
+        own = self._user_metrics(metrics or {})
         with untouched(self.model):
             metrics, samples = self._evaluate()
             snapshot = ((self._capture.collect(self._probe_x.to(self.device), self.batch_size, self.dtype, self._reduce),
                          parameter_arrays(self.model)) if epoch in self.schedule else None)
-        self._pending[epoch] = {**metrics, "wall_time": self._elapsed_before + time.perf_counter() - self._t0}
+        self._pending[epoch] = {**metrics, **own, "wall_time": self._elapsed_before + time.perf_counter() - self._t0}
         if samples is not None:
             self._trajectories[epoch] = samples
         if snapshot is not None or epoch == self.epochs or time.perf_counter() - self._last_flush >= METRICS_FLUSH_SECONDS:
             self._flush()
         if snapshot is not None:
             self._background.submit(self.writer.write_epoch, epoch, *snapshot)
+
+    def _user_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The loop's metrics as floats; a name not seen before is allocated in the store (in write order)."""
+        values = {}
+        for name, value in metrics.items():
+            problem = user_metric_problem(name)
+            if problem:
+                raise ConfigError(problem)
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"metric {name} is {value!r}, not a number; pass floats") from None
+        new = [name for name in values if name not in self._known_metrics]
+        if new:
+            self._known_metrics.update(new)
+            self._flush()  # metrics of earlier epochs first: the writer accepts a name only once it is allocated
+            self._background.submit(self.writer.add_user_metrics, new)
+        return values
 
     @contextlib.contextmanager
     def epoch(self, epoch: int) -> Iterator[None]:

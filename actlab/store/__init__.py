@@ -63,6 +63,7 @@ from actlab.store.schema import (
     parameter_spec_problem,
     store_location,
     store_path,
+    user_metric_problem,
 )
 from actlab.store.writer import RunWriter
 
@@ -74,5 +75,5 @@ __all__ = [
     "check_schema", "creating_error", "damage_error", "damaged_chunks", "default_compressors", "exception_line",
     "layer_array_name", "layer_dims", "layer_spec_problem", "open_store", "parameter_array_name", "parameter_dims",
     "parameter_spec_problem", "read_attrs", "replaced_error", "store_folder_id", "store_identity", "store_location",
-    "store_path",
+    "store_path", "user_metric_problem",
 ]

@@ -46,6 +46,7 @@ from actlab.store.schema import (
     parameter_spec_problem,
     store_location,
     store_path,
+    user_metric_problem,
 )
 
 def store_folder_id(run_dir: str | os.PathLike) -> tuple[int, int] | None:
@@ -105,6 +106,13 @@ def _check_root_attrs(attrs: Mapping[str, Any], where: Location) -> None:
     if (not isinstance(record_epochs, list) or not record_epochs or not all(isinstance(e, int) for e in record_epochs)
             or sorted(set(record_epochs)) != record_epochs or record_epochs[0] < 0 or record_epochs[-1] > n_epochs):
         raise breach_error(where, f"root attr record_epochs is {record_epochs!r}, not increasing integers within [0, n_epochs]")
+    user_metrics = attrs.get("user_metrics", [])
+    if not isinstance(user_metrics, list) or len(set(map(str, user_metrics))) != len(user_metrics):
+        raise breach_error(where, f"root attr user_metrics is {user_metrics!r}, not a list of distinct names")
+    for name in user_metrics:
+        problem = user_metric_problem(name)
+        if problem:
+            raise breach_error(where, problem)
     if not isinstance(attrs.get("dynamics", False), bool):
         raise breach_error(where, f"root attr dynamics is {attrs['dynamics']!r}, not true or false")
     groups = attrs.get("groups")
@@ -170,9 +178,11 @@ def _open_array(src: _Source, path: str, dims: tuple[str, ...], dtypes: tuple[st
     return array
 
 
-def _read(src: _Source, path: str, sizes: dict[str, int], where: Location) -> tuple[np.ndarray, dict[str, Any]]:
-    """Values and attrs of one (unsharded) array of :data:`ARRAYS`, every chunk present and checksummed."""
-    array = _open_array(src, path, *ARRAYS[path], sizes, where)
+def _read(src: _Source, path: str, sizes: dict[str, int], where: Location,
+          spec: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Values and attrs of one (unsharded) array of :data:`ARRAYS` (or of dims and dtypes ``spec``), every chunk
+    present and checksummed."""
+    array = _open_array(src, path, *(spec or ARRAYS[path]), sizes, where)
     if array.shards is not None:
         raise breach_error(where, f"array {path} is sharded; only the arrays of layers/<layer> and parameters/ are")
     chunk_shape = array.metadata.chunk_grid.chunk_shape
@@ -206,7 +216,8 @@ class StoreView:
     attrs : dict
         Root attributes (config, dataset, layers, record_epochs, status, ...).
     metrics : xr.Dataset
-        Dims (epoch,): every committed epoch's metrics, in memory.
+        Dims (epoch,): every committed epoch's metrics, in memory, and the user metrics of root attr
+        ``user_metrics`` (reported by the training loop of an :class:`actlab.Recorder`).
     probes : xr.Dataset
         Dims (sample, channel, height, width), in memory: ``image`` with probe coords ``group`` (str, decoded
         with root attr ``groups``), ``label``, ``original_label``, ``is_noisy``, ``dataset_index``.
@@ -320,6 +331,9 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
     metric_epochs, epoch_attrs = _read(path, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
     keep = _committed_slots(metric_epochs, range(n_epochs + 1), "metrics/epoch", run_dir)
     metrics = _dataset(path, "metrics", list(METRICS), {"epoch": n_epochs + 1}, run_dir, keep)
+    for name in attrs.get("user_metrics", []):
+        values, metric_attrs = _read(path, f"metrics/{name}", {"epoch": n_epochs + 1}, run_dir, (("epoch",), ("float64",)))
+        metrics[name] = ("epoch", values[keep], metric_attrs)
     metrics = metrics.assign_coords(epoch=("epoch", metric_epochs[keep], epoch_attrs))
 
     sizes: dict[str, int] = {}

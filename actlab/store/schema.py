@@ -140,6 +140,16 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 """Per-epoch metrics: name -> (long_name, units). Epoch 0 is the initialisation."""
 
+
+def user_metric_problem(name: Any) -> str | None:
+    """What is wrong with one entry of root attr ``user_metrics`` (a metric the user's own loop reports, stored as
+    ``metrics/<name>``, float64, dims (epoch,), NaN where not reported), or None when it is a valid name."""
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("__") or name in (".", ".."):
+        return f"user metric name {name!r} is not a valid zarr node name (non-empty, no '/', not starting with '__')"
+    if name in METRICS or name == "epoch":
+        return f"user metric name {name!r} is taken by a standard metric; choose another name"
+    return None
+
 ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "metrics/epoch": (("epoch",), ("int32",)),
     **{f"metrics/{name}": (("epoch",), ("float64",)) for name in METRICS},

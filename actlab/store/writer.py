@@ -59,6 +59,7 @@ from actlab.store.schema import (
     Subsets,
     check_schema,
     default_compressors,
+    user_metric_problem,
     store_location,
     store_path,
 )
@@ -99,7 +100,8 @@ class RunWriter:
         self._layers = self._root["layers"]
         self._parameters = self._root["parameters"]
         self._metric_epoch = self._metrics["epoch"][...]
-        self._metric_values = {name: self._metrics[name][...] for name in METRICS}
+        self.user_metrics: list[str] = list(self.attrs.get("user_metrics", []))
+        self._metric_values = {name: self._metrics[name][...] for name in (*METRICS, *self.user_metrics)}
         self._record_epoch = self._layers["epoch"][...]
         self.dynamics = self.attrs.get("dynamics") is True
         if self.dynamics:
@@ -228,13 +230,30 @@ class RunWriter:
         """Epochs whose metrics are committed."""
         return [int(e) for e in self._metric_epoch if e != UNCOMMITTED]
 
+    def add_user_metrics(self, names: Sequence[str]) -> None:
+        """Allocate ``metrics/<name>`` (all NaN) for each new name, then list it in root attr ``user_metrics``."""
+        new = [name for name in dict.fromkeys(names) if name not in self.user_metrics]
+        for name in new:
+            problem = user_metric_problem(name)
+            if problem:
+                raise ValueError(problem)
+        for name in new:
+            _create(self._root, f"metrics/{name}", self._metric_epoch.shape, dtype="float64", dims=("epoch",),
+                    attributes={"long_name": f"{name} (reported by the training loop)", "units": "1"})
+            self._metric_values[name] = np.full(self._metric_epoch.shape, np.nan)
+        if new:
+            self.user_metrics += new
+            self._root.attrs.update({"user_metrics": self.user_metrics})
+            self.attrs = dict(self._root.attrs)
+
     def write_metrics(self, rows: Mapping[int, Mapping[str, float]]) -> None:
         """Write and commit the metrics of one or more epochs.
 
         Parameters
         ----------
         rows : mapping of epoch -> mapping of metric name -> value
-            Every name in :data:`METRICS` for each epoch. Each metric array is
+            Every name in :data:`METRICS` for each epoch, and any of root attr ``user_metrics``
+            (:meth:`add_user_metrics`; NaN where absent). Each metric array is
             rewritten whole once per call, so batching epochs (the recorder
             flushes every few seconds) keeps the cost per epoch small.
         """
@@ -242,12 +261,15 @@ class RunWriter:
             missing = set(METRICS) - set(values)
             if missing:
                 raise ValueError(f"metrics for epoch {epoch} lack {sorted(missing)}")
+            unknown = set(values) - set(METRICS) - set(self.user_metrics)
+            if unknown:
+                raise ValueError(f"metrics for epoch {epoch} name {sorted(unknown)}, not allocated; add_user_metrics first")
             if not 0 <= epoch < len(self._metric_epoch):
                 raise ValueError(f"epoch {epoch} is outside 0..{len(self._metric_epoch) - 1}")
-        for name in METRICS:
+        for name in (*METRICS, *self.user_metrics):
             values = self._metric_values[name]
             for epoch, row in rows.items():
-                values[epoch] = float(row[name])
+                values[epoch] = float(row.get(name, np.nan))
             _writable(self._metrics[name])[...] = values
         for epoch in rows:
             self._metric_epoch[epoch] = epoch
