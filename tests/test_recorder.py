@@ -134,3 +134,23 @@ def test_without_noise_information_or_data_the_store_still_records(tmp_path):
     assert np.isnan(view.metrics["train_clean_loss"].values).all() and list(view.epochs) == [0, 1, 2]
     with pytest.raises(OutputError, match="already holds a run"):
         actlab.Recorder(model, out=tmp_path / "run", probes=(x, y), epochs=2)
+
+
+def test_ddp_only_rank_0_writes_and_no_collective_deadlocks(tmp_path):
+    """Two gloo processes train one DDP model; each makes a recorder; one store holds every scheduled epoch."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    result = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "ddp_loop.py"), str(tmp_path / "run"),
+                             port], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    view = open_store(tmp_path / "run")
+    assert view.attrs["status"] == "complete" and list(view.epochs) == [0, 2, 4]
+    assert list(view.dynamics["epoch"].values) == list(range(5))
+    assert (view.metrics["rank"].values[1:] == 0).all()  # rank 0's numbers only

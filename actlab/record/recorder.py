@@ -14,6 +14,11 @@ The recorder writes the same store as ``actlab record`` through the same machine
 :class:`~actlab.record.writer.BackgroundWriter`, :class:`~actlab.record.hooks.ActivationCapture`. Its evaluation
 runs in ``eval()`` under ``no_grad`` and puts back afterwards every module's mode and every random generator state
 it could touch (torch, CUDA, NumPy, Python), so the training it watches is the same bit for bit.
+
+Distributed training (``torch.distributed``, DDP): make the recorder in every process; only global rank 0
+evaluates and writes, the others' recorders do nothing. A ``DistributedDataParallel`` model is evaluated through its
+``module``, so the recorder runs no collective and cannot deadlock one (rank 0 is late to the next one by the
+recorder's time, as with any work done on rank 0 only).
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ from actlab.record.setup import environment
 from actlab.record.trainer import sample_outcomes, summarize, trajectory
 from actlab.record.writer import BackgroundWriter
 from actlab.store import GROUPS, METRICS, STATUS_COMPLETE, ProbeSet, RunWriter, Subsets, open_store, user_metric_problem
+
+
+def global_rank() -> int:
+    """This process's global rank in an initialised ``torch.distributed`` process group; 0 without one."""
+    distributed = torch.distributed
+    return distributed.get_rank() if distributed.is_available() and distributed.is_initialized() else 0
 
 
 @contextlib.contextmanager
@@ -129,6 +140,11 @@ class Recorder:
         Continue the run in ``out`` after its last committed epoch (restore your own checkpoint first); refused
         when its probes or model differ from these.
 
+    Attributes
+    ----------
+    active : bool
+        False in a process of global rank > 0 of a distributed run, whose recorder does nothing.
+
     Examples
     --------
     >>> with Recorder(model, out="runs/mine", probes=(x, y), epochs=30) as rec:
@@ -143,6 +159,12 @@ class Recorder:
                  resume: bool = False) -> None:
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"epochs must be an integer >= 1; got {epochs!r}")
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module  # evaluated alone on rank 0: no collective runs inside the recorder
+        self.active = global_rank() == 0
+        self.closed = False
+        if not self.active:  # another process of a distributed run: it writes nothing and evaluates nothing
+            return
         self.model, self.epochs, self.batch_size, self.dtype = model, epochs, int(batch_size), dtype
         self.run_dir = location(out)
         self.schedule = parse_schedule(record_epochs, epochs)
@@ -169,7 +191,6 @@ class Recorder:
         except BaseException as exc:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        self.closed = False
 
     # -- set-up --------------------------------------------------------------------------------------
     def _probes(self, probes: Any, test_probes: int) -> tuple[ProbeSet, torch.Tensor]:
@@ -283,7 +304,9 @@ class Recorder:
 
         ``metrics`` are the loop's own numbers (``{"lr": 0.1}``), stored as ``metrics/<name>`` (NaN at the epochs
         that do not report a name)."""
-        if getattr(self, "closed", False):
+        if not self.active:
+            return
+        if self.closed:
             raise ConfigError("the recorder is closed; make a new one with resume=True to continue")
         if not isinstance(epoch, int) or not 0 <= epoch <= self.epochs:
             raise ConfigError(f"epoch must be an integer in 0..{self.epochs}; got {epoch!r}")
@@ -335,7 +358,8 @@ class Recorder:
     def close(self) -> None:
         """Write what is pending, wait for the writes and release the run folder; the run is marked complete when
         every epoch up to ``epochs`` is committed."""
-        if getattr(self, "closed", True):
+        if self.closed or not self.active:
+            self.closed = True
             return
         self.closed = True
         try:
@@ -353,7 +377,7 @@ class Recorder:
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
-        if exc is None:
+        if exc is None or not self.active:
             self.close()
             return
         self.closed = True  # a failed loop: what is committed stays; the claim sees the error
