@@ -247,7 +247,7 @@ class Recorder:
                                   dynamics=self.train is not None, replace=overwrite)
         claim.writers.append(writer)
         claim.replaced()
-        self.next_epoch = 0
+        self.next_epoch = 1  # epoch 0 is recorded as soon as the writer exists
         return writer
 
     def _resume(self, probes: ProbeSet) -> RunWriter:
