@@ -15,7 +15,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "open_run", "record"]
+__all__ = ["Recorder", "__version__", "open_run", "record"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +27,8 @@ def __getattr__(name: str) -> Any:
         from actlab.record import record
 
         return record
+    if name == "Recorder":
+        from actlab.record.recorder import Recorder
+
+        return Recorder
     raise AttributeError(f"module 'actlab' has no attribute {name!r}")

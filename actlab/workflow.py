@@ -18,7 +18,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from actlab.files import write_atomic
-from actlab.findings import COMPARE_HEADER, comparison_row, findings_from_summary, markdown_table, topic_tables
+from actlab.findings import COMPARE_HEADER, comparison_row, findings_from_summary, fmt, fmt_p, markdown_table, topic_tables
 from actlab.location import Location, basename, is_remote, join, location
 from actlab.remote import check_any_output, staged_output
 from actlab.report import FIGURE_FORMATS, Report, ReportFigure, figure_png, save_figure, write_report
@@ -77,6 +77,14 @@ FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
      "wrong in percentage points, per layer; bars: 2.5-97.5% of its permutation null (clean and noisy probes of a "
      "class pooled and re-split at random), dash at the null mean, at the epochs where the null was computed. A split "
      "inside its bar is what chance gives."),
+    ("dynamics", "dynamics", "Sample dynamics",
+     "plot_sample_dynamics",
+     "Every training sample's trajectory over all epochs. Left: the training-dynamics map (dataset cartography), "
+     "confidence = mean and variability = standard deviation over the training epochs of the probability the model "
+     "gives the assigned label. Middle: the epoch from which a sample stays predicted as its assigned label (for a "
+     "noisy sample, the epoch its wrong label is memorised). Right: the area under the margin (assigned-label logit "
+     "minus the largest other logit, averaged over training epochs); a low value marks a likely mislabelled sample, "
+     "and the ROC AUC scores that ranking against the known noisy labels, with a permutation p-value."),
 )
 """Figures of a run report: (name, results node needed, title, plots function, caption)."""
 
@@ -159,6 +167,7 @@ RESULTS_DIRNAME = "results.zarr"
 SUMMARY_FILENAME = "summary.json"
 TABLE_FILENAME = "table.md"
 REPORT_FILENAME = "report.html"
+SAMPLES_FILENAME = "samples.csv"
 FIGURES_DIRNAME = "figures"
 
 
@@ -204,8 +213,35 @@ def run_report(results: Any, summary: Mapping[str, Any], figures: Sequence[Repor
         failures=all_failures,
         config={"config": run.config, "dataset": run.attrs.get("dataset", {}), "analysis parameters": dict(results.attrs.get("parameters", {}))},
         provenance=provenance,
-        notes=analysis_warnings(results),
+        notes=analysis_warnings(results) + [f"{name} skipped: {why}" for name, why in dict(results.attrs.get("skipped", {})).items()],
+        tables=sample_dynamics_tables(summary),
     )
+
+
+def sample_dynamics_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report's "Sample dynamics" tables from the summary's ``dynamics`` section (none without it)."""
+    found = summary.get("dynamics")
+    if not found:
+        return []
+    header = ["group", "samples", "learned", "learned epoch (q25 / median / q75)", "forgetting events (mean)",
+              "forgotten at least once", "confidence", "variability", "area under the margin"]
+    rows = []
+    for group, row in found["groups"].items():
+        rows.append([group, str(row["n"]), fmt(row["learned_fraction"]),
+                     " / ".join(fmt(row[f"learned_epoch_{q}"]) for q in ("q25", "median", "q75")),
+                     fmt(row["forgetting_events_mean"]), fmt(row["forgotten_fraction"]), fmt(row["confidence_mean"]),
+                     fmt(row["variability_mean"]), fmt(row["aum_mean"])])
+    ranking = found["mislabel_ranking"]
+    title = f"Sample dynamics (epochs {found['first_epoch']}-{found['last_epoch']}, every training sample)"
+    tables = [(title, header, rows)]
+    if ranking["auc"] is not None:
+        tables.append(("Likely mislabelled samples: ranking by the area under the margin",
+                       ["ROC AUC vs known noisy labels", "null mean (95th pct)", "permutation p", "noise rate",
+                        "precision at the noise rate"],
+                       [[fmt(ranking["auc"]), f"{fmt(ranking['null_mean'])} ({fmt(ranking['null_high'])})",
+                         fmt_p(ranking["p_value"], ranking["n_permutations"]), fmt(ranking["noise_rate"]),
+                         fmt(ranking["precision"])]]))
+    return tables
 
 
 def analysis_warnings(results: Any) -> list[str]:
@@ -269,6 +305,7 @@ def analyze_to_dir(
         The path is not a readable run of this schema version, or it has no recorded epoch yet.
     """
     from actlab.analysis import analyze, open_run, summary as summarize
+    from actlab.analysis.dynamics import samples_csv
     from actlab.analysis.pipeline import write_results
     from actlab.errors import ConfigError
     from actlab.store import ANALYSIS_DIRNAME
@@ -297,6 +334,8 @@ def analyze_to_dir(
         run.check_unchanged()  # under the output's lock (a record replacing the run takes the lock of its analysis/ first)
         write_results(results, built / RESULTS_DIRNAME)
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        if "dynamics" in results.children:
+            write_atomic(built / SAMPLES_FILENAME, samples_csv(results["dynamics"].to_dataset()))
         drawn, failures = draw_figures(results, log_x=log_x)
         figures = _report_figures(drawn, built, formats)
         report = run_report(results, summary, figures, run=run, failures=failures)

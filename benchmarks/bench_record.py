@@ -30,6 +30,14 @@ intra-op threads inherit it), so every loop below computes with the same arithme
     (target P2 <= 5 %); the overhead measured here, relative to this short run, is printed too.
 (c) store write speed: MB/s of activations + parameters through ``RunWriter.write_epoch`` (synchronous,
     every recorded epoch of (b) written again) and store size on disk vs raw float32.
+(d) per-sample trajectories (``dynamics/``: loss, margin, correct, correct_original of every training sample at
+    every epoch): their extra cost in the evaluation the trainer runs anyway (``Trainer.evaluate_samples`` vs the
+    same pass computing the metrics alone, interleaved, best kept), the time of ``RunWriter.write_dynamics`` of one
+    epoch of 50000 samples (the last epoch of (b) tiled; synchronous here, on the background writer in a run), and
+    the bytes on disk per epoch per 10000 samples, from the store of (b):
+
+        P3 = (e x 50000 / n + w) / T   the share of a full CIFAR-10 epoch (T of (b)) that the trajectories add
+    (e = the extra evaluation time per epoch of n training samples, w = the write of one epoch of 50000).
 
 CIFAR-sized synthetic data (3x32x32) by default; ``--cifar`` uses the real CIFAR-10 from $ACTLAB_DATA
 (cut to ``--n-train`` / ``--b-train``).
@@ -225,7 +233,7 @@ def checkpoint_seconds(config, work: Path, repeats: int = 3) -> float:
     return best
 
 
-def bench_recording(args: argparse.Namespace, work: Path) -> Path:
+def bench_recording(args: argparse.Namespace, work: Path) -> tuple[Path, float]:
     from actlab.record import record
     from actlab.record.loop import checkpoint_epochs
     from actlab.store import open_store
@@ -269,7 +277,7 @@ def bench_recording(args: argparse.Namespace, work: Path) -> Path:
           f"+ 60000 x {1e3 * eval_per_sample:.3f} ms evaluated, per-sample times of runs 1 and 3)")
     print(f"    P2 recording overhead of the default CIFAR-10 run (300 epochs, log:40, 31 checkpoints) "
           f"= (40 r + 31 c) / (300 T) = {100 * p2:+.2f} %   (target <= 5 %)")
-    return run_dir
+    return run_dir, cifar_epoch
 
 
 def bench_store(run_dir: Path) -> None:
@@ -292,6 +300,69 @@ def bench_store(run_dir: Path) -> None:
     print(f"    store size on disk {on_disk / 1e6:.1f} MB vs raw float32 {raw / 1e6:.1f} MB  (ratio {on_disk / raw:.2f})")
 
 
+def metrics_only(trainer) -> None:
+    """The trainer's evaluation pass computing the per-epoch metrics alone: loss and hit against both labels of every
+    training sample and the test label of every test sample, as ``Trainer.evaluate`` did before trajectories."""
+    trainer.model.eval()
+    with torch.inference_mode():
+        for x, labels in ((trainer.x_train, (trainer.y_train, trainer.y_train_original)), (trainer.x_test, (trainer.y_test,))):
+            parts = []
+            for start in range(0, len(x), trainer.eval_batch_size):
+                logits = trainer.model(x[start:start + trainer.eval_batch_size])
+                logp = F.log_softmax(logits.float(), dim=1)
+                pred = logits.argmax(dim=1)
+                for y in labels:
+                    target = y[start:start + trainer.eval_batch_size]
+                    parts.append((-logp.gather(1, target[:, None])[:, 0], pred == target))
+            [(loss.double().numpy(), hit.numpy()) for loss, hit in parts]
+
+
+def bench_trajectories(args: argparse.Namespace, run_dir: Path, cifar_epoch: float, work: Path) -> None:
+    from actlab.record import Trainer, make_mlp, prepare_data
+    from actlab.store import DYNAMICS, LayerSpec, ProbeSet, RunWriter, Subsets, open_store, store_path
+
+    config = recording_config(args, run_dir)
+    data = prepare_data(config)
+    torch.manual_seed(0)
+    model = make_mlp(config.model, int(np.prod(data.dataset.image_shape)), data.dataset.n_classes, config.width)
+    trainer = Trainer(model, data, torch.device("cpu"), batch_size=config.batch_size, seed=config.seed)
+    trainer.evaluate_samples()  # warm-up
+    times = interleaved_best(max(args.repeats, 5), {"with": trainer.evaluate_samples, "without": lambda: metrics_only(trainer)})
+    n_train = len(trainer.x_train)
+    extra = times["with"] - times["without"]
+
+    view = open_store(run_dir)
+    last = {name: view.dynamics[name].isel(epoch=-1).values for name in DYNAMICS}
+    n_big, epochs = 50000, 10
+    rows = {name: np.resize(values, n_big) for name, values in last.items()}
+    probes = ProbeSet(images=np.zeros((1, 1, 1, 1), np.uint8), dataset_index=np.zeros(1, int), group=np.zeros(1, np.int8),
+                      label=np.zeros(1, int), original_label=np.zeros(1, int), is_noisy=np.zeros(1, bool))
+    labels = np.zeros(n_big, int)
+    subsets = Subsets(train_index=np.arange(n_big), train_label=labels, train_original_label=labels,
+                      train_is_noisy=np.zeros(n_big, bool), test_index=np.zeros(0, int), test_label=np.zeros(0, int))
+    writer = RunWriter.create(work / "dynamics", config={}, dataset={}, layers=[LayerSpec("x", 1, 0, "identity", "x")],
+                              probes=probes, subsets=subsets, record_epochs=[0], n_epochs=epochs - 1, dynamics=True)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        writer.write_dynamics({epoch: rows})
+    write = (time.perf_counter() - start) / epochs
+    group = store_path(run_dir) / "dynamics"
+    on_disk = sum(p.stat().st_size for p in group.rglob("*") if p.is_file() and p.parent != group / "epoch"
+                  and "c" in p.relative_to(group).parts)
+    n_epochs = view.dynamics.sizes["epoch"]
+    per_10k = on_disk / n_epochs / (view.dynamics.sizes["train_sample"] / 10000)
+    raw_10k = 10000 * sum(np.dtype(dtype).itemsize for _, _, dtype in DYNAMICS.values())
+    p3 = (extra * 50000 / n_train + write) / cifar_epoch
+    print(f"(d) per-sample trajectories (dynamics/), {n_train} training samples, best of {max(args.repeats, 5)} interleaved rounds")
+    print(f"    evaluation with trajectories / metrics alone  {times['with']:7.3f} s / {times['without']:.3f} s   "
+          f"(e = {1e3 * extra:+.1f} ms per epoch, ratio {times['with'] / times['without']:.3f})")
+    print(f"    w  write_dynamics of one epoch of 50000 samples {1e3 * write:7.1f} ms   (synchronous, mean of {epochs})")
+    print(f"    store size per epoch per 10000 samples        {per_10k / 1e3:7.1f} kB on disk   (raw {raw_10k / 1e3:.0f} kB; "
+          f"from the {n_epochs} epochs of (b))")
+    print(f"    P3 trajectory overhead of a full CIFAR-10 epoch = (e x 50000 / {n_train} + w) / T = {100 * p3:+.2f} %   "
+          "(within the P2 budget of 5 %)")
+
+
 def main() -> None:
     from actlab.record.setup import flushed_denormals
 
@@ -307,7 +378,8 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.2f} at start")
         with flushed_denormals(True):  # before the first torch operation, as in ``actlab record``
             bench_training_loops(args, config)
-        run_dir = bench_recording(args, work)
+        run_dir, cifar_epoch = bench_recording(args, work)
+        bench_trajectories(args, run_dir, cifar_epoch, work)
         bench_store(run_dir)
         print(f"load average {os.getloadavg()[0]:.2f} at end (this benchmark alone accounts for up to about {args.threads + 1}; more means other processes shared the cores)")
     finally:

@@ -56,6 +56,7 @@ class Planted:
     preacts: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     wrong_test: np.ndarray | None = None
+    dynamics: PlantedDynamics | None = None
 
 
 def dd_curve(epochs: np.ndarray, rng: np.random.Generator, noise: float = 0.01) -> np.ndarray:
@@ -160,12 +161,47 @@ def planted_preacts(probes: ProbeSet, amplitude: np.ndarray, scale: float, rng: 
     return {"hidden1": hidden1, "hidden2": hidden2, "hidden3": hidden3, "output": output}
 
 
+@dataclass
+class PlantedDynamics:
+    """Trajectories planted for every training sample (rows of ``correct``/``margin``: epochs 0..n_epochs).
+
+    A clean sample is learned at ``learned[i]`` (NaN: never) and stays correct after, except for one forgetting
+    event (wrong at ``learned[i] + 2`` only) where ``forgets[i]``; a noisy sample is memorised late. The margin is
+    +/- a positive magnitude matching ``correct``; noisy samples' magnitude is 3 while wrong, so their area under
+    the margin is the lowest.
+    """
+
+    learned: np.ndarray
+    forgets: np.ndarray
+    correct: np.ndarray
+    margin: np.ndarray
+    loss: np.ndarray
+
+
+def planted_dynamics(is_noisy: np.ndarray, n_epochs: int, rng: np.random.Generator) -> PlantedDynamics:
+    """Planted trajectories (see :class:`PlantedDynamics`) for training samples with noise flags ``is_noisy``."""
+    n = len(is_noisy)
+    learned = np.where(is_noisy, rng.integers(n_epochs // 2, n_epochs - 3, n), rng.integers(1, n_epochs // 3, n)).astype(float)
+    never = ~is_noisy & (rng.uniform(size=n) < 0.05)
+    learned[never] = np.nan
+    forgets = ~is_noisy & ~never & (rng.uniform(size=n) < 0.3)
+    epochs = np.arange(n_epochs + 1)[:, None]
+    correct = epochs >= np.where(np.isnan(learned), n_epochs + 1, learned)
+    correct &= ~(forgets & (epochs == learned + 2))
+    magnitude = np.where(is_noisy & ~correct, 3.0, 1.0) * rng.uniform(0.5, 1.5, (n_epochs + 1, n))
+    margin = np.where(correct, magnitude, -magnitude)
+    loss = np.where(correct, rng.uniform(0.01, 0.6, margin.shape), rng.uniform(0.8, 4.0, margin.shape))
+    return PlantedDynamics(learned=learned, forgets=forgets, correct=correct, margin=margin, loss=loss)
+
+
 def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double_descent: bool = True,
                 empty_noisy_class: int | None = None, seed: int = 0, record_epochs: tuple[int, ...] | None = None,
-                instability_epoch: int | None = None) -> Planted:
+                instability_epoch: int | None = None, dynamics: bool = False) -> Planted:
     """Write the planted run; only ``commit_epochs`` (default all recorded epochs) are committed.
 
     ``record_epochs`` (default :data:`RECORD_EPOCHS`) get the large-unit scales of :data:`SCALES`, interpolated.
+    With ``dynamics``, every training sample's trajectory of :func:`planted_dynamics` is stored too
+    (``Planted.dynamics``).
     """
     record_epochs = list(record_epochs or RECORD_EPOCHS)
     scales = np.interp(record_epochs, RECORD_EPOCHS, SCALES)
@@ -176,10 +212,17 @@ def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double
         run_dir, config={"model": "planted", "seed": seed},
         dataset={"name": "planted", "class_names": [f"c{i}" for i in range(N_CLASSES)]},
         layers=LAYERS, parameters=PARAMETERS, probes=probes, subsets=planted_subsets(probes), record_epochs=record_epochs, n_epochs=N_EPOCHS,
+        dynamics=dynamics,
     )
     planted = Planted(run_dir=Path(run_dir), probes=probes, amplitude=amplitude, wrong_test=wrong_test[probes.group == 2])
     planted.metrics = planted_metrics(double_descent=double_descent, seed=seed, instability_epoch=instability_epoch)
     writer.write_metrics(planted.metrics)
+    if dynamics:
+        planted.dynamics = planted_dynamics(planted_subsets(probes).train_is_noisy, N_EPOCHS, np.random.default_rng(seed + 1))
+        writer.write_dynamics({epoch: {"loss": planted.dynamics.loss[epoch], "margin": planted.dynamics.margin[epoch],
+                                       "correct": planted.dynamics.correct[epoch],
+                                       "correct_original": planted.dynamics.correct[epoch]}
+                               for epoch in range(N_EPOCHS + 1)})
     for epoch, scale in zip(record_epochs, scales):
         if commit_epochs is not None and epoch not in commit_epochs:
             continue
@@ -222,7 +265,8 @@ def cached_results(tmp_path_factory, **params):
 
 def assert_same_recording(view, full) -> None:
     """Two store views (:func:`actlab.store.open_store`) hold the same recording, bit for bit: every metric but
-    ``wall_time``, the recorded epochs, every layer's activations and every parameter."""
+    ``wall_time``, the recorded epochs, every layer's activations, every parameter and every training sample's
+    trajectory."""
     for name in METRICS:
         if name != "wall_time":
             np.testing.assert_array_equal(view.metrics[name].values, full.metrics[name].values, err_msg=name)
@@ -232,6 +276,9 @@ def assert_same_recording(view, full) -> None:
                                       err_msg=f"{layer}/preact")
     for name in full.parameters.data_vars:
         np.testing.assert_array_equal(view.parameters[name].values, full.parameters[name].values, err_msg=name)
+    assert (view.dynamics is None) == (full.dynamics is None)
+    for name in full.dynamics.data_vars if full.dynamics is not None else ():
+        np.testing.assert_array_equal(view.dynamics[name].values, full.dynamics[name].values, err_msg=f"dynamics/{name}")
 
 
 def _committed_metric_epochs(run_dir: Path) -> int:

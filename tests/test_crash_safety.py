@@ -88,6 +88,9 @@ def assert_committed_prefix(run: Path, ref: Path) -> None:
                                       full.layers[layer]["preact"].sel(epoch=view.epochs).values)
     for name in full.parameters.data_vars:
         np.testing.assert_array_equal(view.parameters[name].values, full.parameters[name].sel(epoch=view.epochs).values)
+    for name in full.dynamics.data_vars:  # every committed epoch of the trajectories, as the full run wrote it
+        np.testing.assert_array_equal(view.dynamics[name].values,
+                                      full.dynamics[name].sel(epoch=view.dynamics["epoch"].values).values)
 
 
 def assert_same_run(run: Path, ref: Path) -> None:

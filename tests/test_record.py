@@ -161,6 +161,7 @@ def _arrays(run_dir):
     metrics = {name: view.metrics[name].values for name in METRICS if name != "wall_time"}
     layers = {name: {"preact": ds["preact"].values} for name, ds in view.layers.items()}
     layers["parameters"] = {name: array.values for name, array in view.parameters.data_vars.items()}
+    layers["dynamics"] = {name: array.values for name, array in view.dynamics.data_vars.items()}
     return view, metrics, layers
 
 
@@ -230,6 +231,23 @@ def test_stored_preacts_equal_numpy_recomputation(tiny_record_config):
         assert float(metrics["train_noisy_true_loss"]) == pytest.approx(true_loss[group == "noisy"].mean(), rel=1e-4)
         assert float(metrics["test_loss"]) == pytest.approx(loss[group == "test"].mean(), rel=1e-4)
         assert float(metrics["test_acc"]) == pytest.approx((h.argmax(1) == label)[group == "test"].mean())
+        # every training sample's trajectory, matched to the probes by dataset index
+        train = group != "test"
+        at = view.dynamics.sel(epoch=epoch)
+        order = np.argsort(view.probes["dataset_index"].values[train])
+        stored_order = np.argsort(at["dataset_index"].values)
+        assert len(stored_order) == len(order)
+        logits, y, y0 = h[train][order], label[train][order], original[train][order]
+        others = np.where(np.arange(logits.shape[1]) == y[:, None], -np.inf, logits).max(1)
+        expected = {"loss": loss[train][order], "margin": logits[np.arange(len(y)), y] - others,
+                    "correct": logits.argmax(1) == y, "correct_original": logits.argmax(1) == y0}
+        for name, values in expected.items():
+            found = at[name].values[stored_order]
+            if found.dtype == bool:
+                np.testing.assert_array_equal(found, values, err_msg=f"{name} epoch {epoch}")
+            else:
+                assert found.dtype == np.float16
+                np.testing.assert_allclose(found, values, rtol=2e-3, atol=2e-3, err_msg=f"{name} epoch {epoch}")
 
 
 def test_same_seed_same_run(tiny_record_config, tmp_path):
@@ -245,6 +263,13 @@ def test_float16_storage(tiny_record_config):
     view = open_store(run_dir)
     assert view.layers["output"]["preact"].dtype == np.float16 and list(view.epochs) == [0, 6]
     assert view.parameters["output.weight"].dtype == np.float32
+    # the trajectories cover every epoch, recorded or not, and every training sample
+    assert list(view.dynamics["epoch"].values) == list(range(7)) and view.dynamics.sizes["train_sample"] == 200
+    assert view.dynamics["loss"].dtype == np.float16 and view.dynamics["correct"].dtype == bool
+    np.testing.assert_allclose(view.dynamics["loss"].values[:, view.dynamics["is_noisy"].values].astype(float).mean(axis=1),
+                               view.metrics["train_noisy_loss"].values, rtol=2e-3)
+    np.testing.assert_allclose(view.dynamics["correct_original"].values[:, view.dynamics["is_noisy"].values].mean(axis=1),
+                               view.metrics["train_noisy_true_acc"].values)
 
 
 def test_resume_from_checkpoint_in_process(tiny_record_config, tmp_path):

@@ -14,9 +14,10 @@ See ``docs/analysis.md`` for the API and the results schema.
 from __future__ import annotations
 
 from actlab.analysis import accessor as _accessor  # noqa: F401  (registers the .actlab accessor)
-from actlab.analysis import blocks, curves, large_activation, paths, pca, separation
+from actlab.analysis import blocks, curves, dynamics, large_activation, paths, pca, separation
 from actlab.analysis.blocks import GROUPINGS
 from actlab.analysis.curves import double_descent, learning_curves, learning_phases
+from actlab.analysis.dynamics import sample_dynamics
 from actlab.analysis.large_activation import dominant_unit, explain_unit, unit_magnitudes
 from actlab.analysis.paths import path_attribution, predictions
 from actlab.analysis.pca import PCA, pca_trajectories
@@ -26,7 +27,7 @@ from actlab.analysis.separation import class_means, signal_separation
 
 __all__ = [
     "ANALYSES", "GROUPINGS", "PCA", "Run", "analyze", "blocks", "class_means", "curves", "dominant_unit",
-    "double_descent", "explain_unit", "large_activation", "learning_curves", "learning_phases", "load_results",
-    "open_run", "path_attribution", "paths", "pca", "pca_trajectories", "predictions", "save_results",
+    "double_descent", "dynamics", "explain_unit", "large_activation", "learning_curves", "learning_phases", "load_results",
+    "open_run", "path_attribution", "paths", "pca", "pca_trajectories", "predictions", "sample_dynamics", "save_results",
     "separation", "signal_separation", "summary", "unit_magnitudes",
 ]

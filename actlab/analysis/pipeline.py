@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from zarr.codecs import Crc32cCodec
 
 from actlab import __version__
-from actlab.analysis import blocks, curves, inference, large_activation, paths, probes, separation, similarity
+from actlab.analysis import blocks, curves, dynamics, inference, large_activation, paths, probes, separation, similarity
 from actlab.analysis.assembly import (
     Assembly,
     LargeActivationAssembly,
@@ -45,7 +45,11 @@ from actlab.location import files, location, zarr_store
 from actlab.progress import Progress
 from actlab.store import default_compressors
 
-ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths")
+ANALYSES: tuple[str, ...] = ("curves", "separation", "pca", "large_activation", "paths", "dynamics")
+
+NO_DYNAMICS = ("the store holds no per-sample trajectories (recorded before schema 4, or without per-sample evaluation); "
+               "record the run again with this actlab to get learned epochs, forgetting and the mislabel ranking")
+"""The one line of a run whose sample-dynamics analyses are skipped."""
 """Result nodes, in report order."""
 
 EXTRAS: dict[str, str] = {"probes": "probes", "cka": "similarity"}
@@ -53,14 +57,14 @@ EXTRAS: dict[str, str] = {"probes": "probes", "cka": "similarity"}
 every block again after the fused pass: linear probes per layer x epoch (:mod:`~actlab.analysis.probes`) and
 debiased linear CKA along training (:mod:`~actlab.analysis.similarity`)."""
 
-ANALYSIS_REVISION = 5
+ANALYSIS_REVISION = 6
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
 saved results from before are recomputed instead of reused (2: double-descent criterion 5 looks from
 ``smooth_window`` epochs before the peak; 3: null baselines (separation noise floor, path-attribution
 permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap; 4: the
 separation's noise floor as a within-class permutation test, 199 path permutations, exact image PCA; 5: clean
 samples learned only at a high plateau, the test-loss minimum also without an interior peak, best and final test
-values)."""
+values; 6: the ``dynamics`` node and root attr ``skipped``)."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +293,11 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
             nodes[f"/{name}/{child}" if child else f"/{name}"] = ds
 
     attempt("curves", lambda: curves.learning_curves(run.metrics))  # before the pass: its phases place the path null
+    if run.dynamics is not None:
+        attempt("dynamics", lambda: dynamics.sample_dynamics(run.dynamics, seed=parameters["seed"]))
+        skipped = {}
+    else:
+        skipped = {"dynamics": NO_DYNAMICS}
     null_indices = null_epoch_indices(run, nodes.get("/curves"))
     stats = Statistics(run, plan)
     # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside
@@ -338,7 +347,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     root = xr.Dataset(attrs={
         "run": str(run.path), "run_id": run.run_id or "", "store_digest": run.state_digest, "kind": kind, "epochs": [int(e) for e in run.epochs], "layers": list(run.layer_names),
         "n_classes": int(plan.n_classes), "actlab_version": __version__, "analysis_revision": ANALYSIS_REVISION,
-        "errors": errors, "parameters": parameters,
+        "errors": errors, "parameters": parameters, "skipped": skipped,
         "status": str(run.attrs.get("status")),
     })
     return xr.DataTree.from_dict({"/": root, **nodes})
@@ -599,6 +608,9 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
         section("probes", "probes", decodability)
     if "similarity" in children:
         section("similarity", "similarity", settling)
+    section("dynamics", "dynamics", lambda: sample_dynamics_summary(results["dynamics"].to_dataset()))
+    if attrs.get("skipped"):
+        out["skipped"] = dict(attrs["skipped"])
     return json.loads(json.dumps(out, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
@@ -688,6 +700,28 @@ def explained_verdict(large: dict[str, Any]) -> str:
     if rejects.get(best) and (best_r2 or 0) > 0 and high is not None and high < 0:
         return "output"
     return "undecided"
+
+
+def sample_dynamics_summary(node: xr.Dataset) -> dict[str, Any]:
+    """The ``dynamics`` section of :func:`summary`: epochs, per-group learned epochs and forgetting, the mislabel
+    ranking's scores and its top-ranked samples (keys in ``docs/analysis.md``)."""
+    n_permutations = int(node.attrs["n_permutations"])
+    top = [{"train_sample": int(node["top_train_sample"].values[i]), "dataset_index": int(node["top_dataset_index"].values[i]),
+            "label": int(node["top_label"].values[i]), "original_label": int(node["top_original_label"].values[i]),
+            "is_noisy": bool(node["top_is_noisy"].values[i]), "aum": _number(float(node["top_aum"].values[i]))}
+           for i in range(node.sizes.get("rank", 0))]
+    return {
+        "first_epoch": int(node.attrs["first_epoch"]), "last_epoch": int(node.attrs["last_epoch"]),
+        "n_epochs": len(node.attrs["epochs"]), "skipped": str(node.attrs.get("skipped", "")) or None,
+        "groups": dynamics.group_summary(node),
+        "mislabel_ranking": {
+            "score": "area under the margin, lowest first",
+            **{name: _number(float(node[f"aum_{name}"])) for name in
+               ("auc", "precision", "noise_rate", "null_mean", "null_high", "p_value")},
+            "p_floor": 1.0 / (1 + n_permutations), "n_permutations": n_permutations,
+        },
+        "top_ranked": top,
+    }
 
 
 # -- persistence ---------------------------------------------------------------------------------------

@@ -166,6 +166,9 @@ class Run:
     parameters : xr.Dataset
         Every state_dict entry by name (``linear1.weight``), dims (epoch, ...), dask-backed with one chunk per
         committed recorded epoch, coord ``epoch``; see :func:`readable_parameter_dims` for the other dims' names.
+    dynamics : xr.Dataset or None
+        Dims (epoch, train_sample), lazy: every training sample's ``loss``, ``margin``, ``correct``,
+        ``correct_original`` at every committed epoch, with the ``training`` coords; None when the store has none.
     layer_names : list of str
         Layers in forward order.
     layer_specs : dict of str -> dict
@@ -200,6 +203,7 @@ class Run:
         self.training = view.training
         self.evaluation = view.evaluation
         self.parameters = readable_parameter_dims(view.parameters)
+        self.dynamics = view.dynamics
         self.layer_names: list[str] = view.layer_names
         self.layer_specs: dict[str, dict[str, Any]] = {spec["name"]: dict(spec) for spec in self.attrs["layers"]}
         self.epochs = np.asarray(view.epochs, dtype=int)

@@ -165,6 +165,8 @@ def _close(output: Any, args: argparse.Namespace) -> int:
     """Warn about failed analyses, name the report, open it when asked; the exit code."""
     for name, reason in output.report.failures.items():
         print(f"warning: {name} failed: {reason}", file=sys.stderr)
+    for name, reason in dict(output.summary.get("skipped") or {}).items():
+        print(f"note: {name} skipped: {reason}", file=sys.stderr)
     print(f"\nreport: {output.report_path}")
     if args.open:
         webbrowser.open(output.report_path.resolve().as_uri())

@@ -6,7 +6,7 @@ Every function takes data or results objects and returns a new
 colour-blind-safe palette, line styles that also separate curves in grey
 print, labelled axes with units and titles saying what is shown. One module per figure family, as
 :mod:`actlab.analysis` has one per analysis: ``curves``, ``separation``, ``pca``, ``large_activation``,
-``paths``, and ``probes``, ``similarity``, ``interventions`` for the analyses beyond the study; ``seeds`` draws several seeds as a median and band, ``compare`` several runs.
+``paths``, ``dynamics``, and ``probes``, ``similarity``, ``interventions`` for the analyses beyond the study; ``seeds`` draws several seeds as a median and band, ``compare`` several runs.
 """
 
 from actlab.plots.compare import (
@@ -20,6 +20,9 @@ from actlab.plots.curves import (
     plot_curves,
     plot_metrics,
     unstable_in_any,
+)
+from actlab.plots.dynamics import (
+    plot_sample_dynamics,
 )
 from actlab.plots.large_activation import (
     EXPLAINED_COLORS,
@@ -94,5 +97,5 @@ __all__ = [
     "plot_curves", "plot_decodability", "plot_explanation", "plot_interventions", "plot_large_activation", "plot_metrics", "plot_path_attribution",
     "plot_pca_trajectories", "plot_separation_heatmap", "plot_separation_lines", "plot_similarity", "replica_stack", "replicas",
     "results_node", "robust_top", "seeds_title", "series_style", "set_epoch_axis", "stack_replicas", "styled",
-    "unstable_in_any",
+    "unstable_in_any", "plot_sample_dynamics",
 ]

@@ -8,7 +8,7 @@ subpackage was imported before. Settings and data (:mod:`.config`,
 Public API: :func:`record`, :func:`resume`, :class:`RecordConfig`,
 :func:`load_dataset`, :func:`inject_label_noise`, :func:`prepare_data`,
 :func:`make_mlp`, :class:`ActivationCapture`, :class:`Trainer`,
-:class:`BackgroundWriter`.
+:class:`BackgroundWriter`, :class:`Recorder` (record from your own training loop).
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ _LAZY = {
     "Trainer": "actlab.record.trainer",
     "BackgroundWriter": "actlab.record.writer",
     "intervene": "actlab.record.intervene",
+    "Recorder": "actlab.record.recorder",
 }
 
 __all__ = [
-    "ActivationCapture", "BackgroundWriter", "ImageDataset", "NoisyLabels", "PreparedData", "RecordConfig", "Trainer",
+    "ActivationCapture", "BackgroundWriter", "ImageDataset", "NoisyLabels", "PreparedData", "RecordConfig", "Recorder", "Trainer",
     "inject_label_noise", "intervene", "load_dataset", "make_mlp", "parse_schedule", "prepare_data", "record", "resume",
     "stratified_subset",
 ]

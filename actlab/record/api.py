@@ -102,7 +102,7 @@ def record(config: RecordConfig | None = None, *, train: Any = None, test: Any =
                 writer = RunWriter.create(
                     run_dir, config=stored_config, dataset=data.describe(), layers=specs, parameters=parameter_specs(model),
                     probes=probe_set(data), subsets=data_subsets(data), record_epochs=config.schedule,
-                    n_epochs=config.epochs, activation_dtype=config.dtype, replace=config.overwrite,
+                    n_epochs=config.epochs, activation_dtype=config.dtype, dynamics=True, replace=config.overwrite,
                 )
             except OSError as exc:
                 raise write_failed(exc, f"the new run {run_dir}") from exc
@@ -286,9 +286,9 @@ class ModelEpochs:
         """One pass over the training set (:meth:`Trainer.train_epoch <actlab.record.trainer.Trainer.train_epoch>`)."""
         return self.trainer.train_epoch()
 
-    def evaluate(self) -> list[dict[str, float]]:
-        """The model's metrics, as a list of one."""
-        return [self.trainer.evaluate()]
+    def evaluate(self) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
+        """The model's metrics and training samples' trajectory, as a list of one."""
+        return [self.trainer.evaluate_samples()]
 
     def snapshots(self, batch_size: int, dtype: str) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
         """The recorded layers' values on the probes and copies of the parameters, as a list of one."""

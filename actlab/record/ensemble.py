@@ -68,7 +68,9 @@ from actlab.record.trainer import (
     load_checkpoint,
     resolve_device,
     restore_random_state,
+    sample_outcomes,
     summarize,
+    trajectory,
     to_device_normalized,
     training_state,
 )
@@ -243,29 +245,29 @@ class EnsembleTrainer:
             return x[0, start:stop].expand(self.n_replicas, -1, -1)
         return x[group, start:stop]
 
-    def _per_sample(self, x: torch.Tensor, group: torch.Tensor, *labels: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per-sample (loss, correct) of every replica against each label array (replica, sample), float64 / bool NumPy."""
+    def _per_sample(self, x: torch.Tensor, group: torch.Tensor, label: torch.Tensor,
+                    original: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+        """:func:`~actlab.record.trainer.sample_outcomes` of every replica against its labels (replica, sample), in NumPy."""
         self.model.eval()
-        losses: list[list[torch.Tensor]] = [[] for _ in labels]
-        correct: list[list[torch.Tensor]] = [[] for _ in labels]
+        parts: list[dict[str, torch.Tensor]] = []
         with torch.inference_mode():
             for start in range(0, x.shape[1], self.eval_batch_size):
                 stop = start + self.eval_batch_size
-                logits = self.model(self._inputs(x, group, start, stop))
-                logp = F.log_softmax(logits.float(), dim=2)
-                pred = logits.argmax(dim=2)
-                for i, y in enumerate(labels):
-                    target = y[:, start:stop]
-                    losses[i].append(-logp.gather(2, target[..., None])[..., 0])
-                    correct[i].append(pred == target)
-        return [(torch.cat(l, dim=1).cpu().double().numpy(), torch.cat(c, dim=1).cpu().numpy()) for l, c in zip(losses, correct)]
+                parts.append(sample_outcomes(self.model(self._inputs(x, group, start, stop)), label[:, start:stop],
+                                             None if original is None else original[:, start:stop]))
+        return {name: torch.cat([part[name] for part in parts], dim=1).cpu().numpy() for name in parts[0]}
 
-    def evaluate(self) -> list[dict[str, float]]:
-        """Every replica's metrics, as :meth:`Trainer.evaluate <actlab.record.trainer.Trainer.evaluate>` computes them."""
-        (loss, hit), (true_loss, true_hit) = self._per_sample(self.x_train, self.train_group, self.y_train, self.y_train_original)
-        ((test_loss, test_hit),) = self._per_sample(self.x_test, self.test_group, self.y_test)
-        return [summarize((loss[k], hit[k]), (true_loss[k], true_hit[k]), (test_loss[k], test_hit[k]), d.noisy.is_noisy)
-                for k, d in enumerate(self.data)]
+    def evaluate(self) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
+        """Every replica's metrics and trajectory, as :meth:`Trainer.evaluate_samples
+        <actlab.record.trainer.Trainer.evaluate_samples>` computes them."""
+        train = self._per_sample(self.x_train, self.train_group, self.y_train, self.y_train_original)
+        test = self._per_sample(self.x_test, self.test_group, self.y_test)
+        out = []
+        for k, d in enumerate(self.data):
+            replica = {name: values[k] for name, values in train.items()}
+            out.append((summarize(replica, {name: values[k] for name, values in test.items()}, d.noisy.is_noisy),
+                        trajectory(replica)))
+        return out
 
     def probe_inputs(self) -> torch.Tensor:
         """Every replica's probe inputs (replica, sample, in_features): its clean, noisy, then test probes."""
@@ -353,7 +355,7 @@ def record_ensemble(config: RecordConfig) -> Path:
                         dataset=d.describe(), layers=specs, parameters=parameter_specs(model), probes=probe_set(d),
                         subsets=data_subsets(d),
                         record_epochs=config.schedule,
-                        n_epochs=config.epochs, activation_dtype=config.dtype, replace=config.overwrite,
+                        n_epochs=config.epochs, activation_dtype=config.dtype, dynamics=True, replace=config.overwrite,
                     )
                 except OSError as exc:
                     raise write_failed(exc, f"the new run {replica.run_dir}") from exc

@@ -4,8 +4,8 @@ What the loop trains is an :class:`EpochSource`: one model written to one run st
 (:class:`actlab.record.api.ModelEpochs`), or the replicas of an ensemble, each written to its own
 (:class:`actlab.record.ensemble.EnsembleTrainer`). Store writes and checkpoints go to one background
 thread in the order they are made, so the store's commit protocol sees the same sequence either way:
-an epoch's metrics (every few seconds, and at every recorded or checkpointed epoch), then its
-activations and parameters, then the checkpoint.
+an epoch's training-sample trajectories and metrics (every few seconds, and at every recorded or
+checkpointed epoch), then its activations and parameters, then the checkpoint.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ class EpochSource(Protocol):
     def train_epoch(self) -> Any:
         """One pass of every model over its training set."""
 
-    def evaluate(self) -> list[dict[str, float]]:
-        """Every model's metrics (:data:`actlab.store.METRICS` but ``wall_time``)."""
+    def evaluate(self) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
+        """Every model's metrics (:data:`actlab.store.METRICS` but ``wall_time``) and the trajectory of its training
+        samples (:data:`actlab.store.DYNAMICS`), from one pass."""
 
     def snapshots(self, batch_size: int, dtype: str) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
         """Every model's (activations of its probes per store layer, copies of its parameters)."""
@@ -92,23 +93,28 @@ def run_epochs(writers: Sequence[RunWriter], source: EpochSource, config: Record
         start, elapsed_before = checkpoint["epoch"] + 1, checkpoint["elapsed"]
     schedule = set(config.schedule)
     checkpoints = set(checkpoint_epochs(config))
-    background = BackgroundWriter(maxsize=2 * len(writers) + 1)  # an epoch's writes: metrics and activations per store, a checkpoint
+    background = BackgroundWriter(maxsize=3 * len(writers) + 1)  # an epoch's writes: trajectories, metrics and activations per store, a checkpoint
     bar = Progress(config.epochs, desc=desc, unit="epoch", initial=max(start - 1, 0), enabled=config.progress)
     t0 = last_flush = time.perf_counter()
     pending: list[dict[int, dict[str, float]]] = [{} for _ in writers]
+    trajectories: list[dict[int, dict[str, np.ndarray]]] = [{} for _ in writers]
     try:
         for epoch in range(start, config.epochs + 1):
             if epoch > 0:
                 source.train_epoch()
-            metrics = source.evaluate()
+            evaluations = source.evaluate()
+            metrics = [row for row, _ in evaluations]
             elapsed = elapsed_before + time.perf_counter() - t0
-            for rows, row in zip(pending, metrics, strict=True):
+            for rows, samples, (row, values) in zip(pending, trajectories, evaluations, strict=True):
                 rows[epoch] = {**row, "wall_time": elapsed}
+                samples[epoch] = values
             checkpoint_now = epoch in checkpoints
             if checkpoint_now or epoch in schedule or time.perf_counter() - last_flush >= METRICS_FLUSH_SECONDS:
-                for writer, rows in zip(writers, pending):
+                for writer, rows, samples in zip(writers, pending, trajectories):
+                    background.submit(writer.write_dynamics, samples)
                     background.submit(writer.write_metrics, rows)
-                pending, last_flush = [{} for _ in writers], time.perf_counter()
+                pending, trajectories = [{} for _ in writers], [{} for _ in writers]
+                last_flush = time.perf_counter()
             if epoch in schedule:
                 for writer, (preacts, params) in zip(writers, source.snapshots(config.eval_batch_size, config.dtype), strict=True):
                     background.submit(writer.write_epoch, epoch, preacts, params)

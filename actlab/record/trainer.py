@@ -19,6 +19,7 @@ from actlab.errors import ConfigError, StoreError
 from actlab.files import write_atomic, write_failed
 from actlab.location import Location, basename, files, is_remote, location
 from actlab.record.data import PreparedData
+from actlab.store import DYNAMICS
 
 CHECKPOINT_FORMAT = 1
 
@@ -220,21 +221,16 @@ class Trainer:
         torch.cuda.synchronize()
         self._graph = graph
 
-    def _per_sample(self, x: torch.Tensor, *labels: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per-sample (loss, correct) against each label vector, in float64 NumPy."""
+    def _per_sample(self, x: torch.Tensor, label: torch.Tensor, original: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+        """:func:`sample_outcomes` of every sample of ``x``, concatenated, in NumPy."""
         self.model.eval()
-        losses: list[list[torch.Tensor]] = [[] for _ in labels]
-        correct: list[list[torch.Tensor]] = [[] for _ in labels]
+        parts: list[dict[str, torch.Tensor]] = []
         with torch.inference_mode():
             for start in range(0, len(x), self.eval_batch_size):
-                logits = self.model(x[start:start + self.eval_batch_size])
-                logp = F.log_softmax(logits.float(), dim=1)
-                pred = logits.argmax(dim=1)
-                for k, y in enumerate(labels):
-                    target = y[start:start + self.eval_batch_size]
-                    losses[k].append(-logp.gather(1, target[:, None])[:, 0])
-                    correct[k].append(pred == target)
-        return [(torch.cat(l).cpu().double().numpy(), torch.cat(c).cpu().numpy()) for l, c in zip(losses, correct)]
+                stop = start + self.eval_batch_size
+                parts.append(sample_outcomes(self.model(x[start:stop]), label[start:stop],
+                                             None if original is None else original[start:stop]))
+        return {name: torch.cat([part[name] for part in parts]).cpu().numpy() for name in parts[0]}
 
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy on the whole training set (clean / noisy, assigned / original labels) and the test set.
@@ -242,9 +238,13 @@ class Trainer:
         Returns every name of :data:`actlab.store.METRICS` but ``wall_time``; a
         group without samples gets NaN.
         """
-        train, train_true = self._per_sample(self.x_train, self.y_train, self.y_train_original)
-        (test,) = self._per_sample(self.x_test, self.y_test)
-        return summarize(train, train_true, test, self.is_noisy)
+        return self.evaluate_samples()[0]
+
+    def evaluate_samples(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """:meth:`evaluate` and, from the same forward pass, every training sample's trajectory (:func:`trajectory`)."""
+        train = self._per_sample(self.x_train, self.y_train, self.y_train_original)
+        test = self._per_sample(self.x_test, self.y_test)
+        return summarize(train, test, self.is_noisy), trajectory(train)
 
     # -- checkpoint state ------------------------------------------------------------
     def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
@@ -284,30 +284,64 @@ def restore_random_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def summarize(train: tuple[np.ndarray, np.ndarray], train_true: tuple[np.ndarray, np.ndarray],
-              test: tuple[np.ndarray, np.ndarray], is_noisy: np.ndarray) -> dict[str, float]:
-    """The metrics of :meth:`Trainer.evaluate` from per-sample (loss, correct) pairs.
+def sample_outcomes(logits: torch.Tensor, label: torch.Tensor, original: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-sample outcomes of a forward pass.
 
     Parameters
     ----------
-    train, train_true : (ndarray, ndarray)
-        Training set against the assigned and the original labels, each shape (train_sample,).
-    test : (ndarray, ndarray)
-        Test set, each shape (test_sample,).
+    logits : Tensor, shape (..., class)
+    label : Tensor of int, shape (...)
+        The assigned labels.
+    original : Tensor of int, shape (...), optional
+        The original labels.
+
+    Returns
+    -------
+    dict of str -> Tensor, each shape (...)
+        ``loss`` (cross-entropy against ``label``, float32), ``correct`` (argmax equals ``label``), ``margin``
+        (logit of ``label`` minus the largest other logit, float32); with ``original``, also ``loss_original``
+        and ``correct_original``.
+    """
+    logp = F.log_softmax(logits.float(), dim=-1)
+    pred = logits.argmax(dim=-1)
+    assigned = logits.float().gather(-1, label[..., None])
+    others = logits.float().scatter(-1, label[..., None], float("-inf")).amax(dim=-1)
+    out = {"loss": -logp.gather(-1, label[..., None])[..., 0], "correct": pred == label, "margin": assigned[..., 0] - others}
+    if original is not None:
+        out["loss_original"] = -logp.gather(-1, original[..., None])[..., 0]
+        out["correct_original"] = pred == original
+    return out
+
+
+def trajectory(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One epoch of ``dynamics/`` from the training set's :func:`sample_outcomes`: every name of
+    :data:`actlab.store.DYNAMICS` in its stored dtype, shape (train_sample,)."""
+    return {name: np.asarray(train[name]).astype(dtype) for name, (_, _, dtype) in DYNAMICS.items()}
+
+
+def summarize(train: dict[str, np.ndarray], test: dict[str, np.ndarray], is_noisy: np.ndarray) -> dict[str, float]:
+    """The metrics of :meth:`Trainer.evaluate` from per-sample outcomes (:func:`sample_outcomes`).
+
+    Parameters
+    ----------
+    train : dict of str -> ndarray, each shape (train_sample,)
+        ``loss``, ``correct``, ``loss_original``, ``correct_original`` of the training set.
+    test : dict of str -> ndarray, each shape (test_sample,)
+        ``loss`` and ``correct`` of the test set.
     is_noisy : ndarray of bool, shape (train_sample,)
     """
-    (loss, hit), (true_loss, true_hit), (test_loss, test_hit) = train, train_true, test
     clean, noisy = ~is_noisy, is_noisy
 
     def mean(values: np.ndarray, mask: np.ndarray | None = None) -> float:
-        values = values if mask is None else values[mask]
+        values = np.asarray(values, dtype=np.float64) if mask is None else np.asarray(values, dtype=np.float64)[mask]
         return float(values.mean()) if len(values) else float("nan")
 
     return {
-        "train_clean_loss": mean(loss, clean), "train_clean_acc": mean(hit, clean),
-        "train_noisy_loss": mean(loss, noisy), "train_noisy_acc": mean(hit, noisy),
-        "train_noisy_true_loss": mean(true_loss, noisy), "train_noisy_true_acc": mean(true_hit, noisy),
-        "test_loss": mean(test_loss), "test_acc": mean(test_hit),
+        "train_clean_loss": mean(train["loss"], clean), "train_clean_acc": mean(train["correct"], clean),
+        "train_noisy_loss": mean(train["loss"], noisy), "train_noisy_acc": mean(train["correct"], noisy),
+        "train_noisy_true_loss": mean(train["loss_original"], noisy),
+        "train_noisy_true_acc": mean(train["correct_original"], noisy),
+        "test_loss": mean(test["loss"]), "test_acc": mean(test["correct"]),
     }
 
 

@@ -42,6 +42,7 @@ from actlab.store.schema import (
     CHECKPOINT_FILENAME,
     CHUNK_VALUES,
     COMMIT_ARRAYS,
+    DYNAMICS,
     GROUPS,
     LAYER_KINDS,
     METRICS,
@@ -70,12 +71,13 @@ from actlab.store.schema import (
     parameter_spec_problem,
     store_location,
     store_path,
+    user_metric_problem,
 )
 from actlab.store.writer import RunWriter
 
 __all__ = [
     "ACTIVATIONS", "ACTIVATION_DTYPES", "ANALYSIS_DIRNAME", "ARRAYS", "CHECKPOINT_DIGEST_FILENAME",
-    "CHECKPOINT_FILENAME", "CHUNK_VALUES", "COMMIT_ARRAYS", "GROUPS", "LAYER_KINDS", "METRICS",
+    "CHECKPOINT_FILENAME", "CHUNK_VALUES", "COMMIT_ARRAYS", "DYNAMICS", "GROUPS", "LAYER_KINDS", "METRICS",
     "MUTABLE_ROOT_ATTRS", "PARAMETER_DTYPES", "READABLE_SCHEMAS", "REDUCTIONS", "SAMPLE_CHUNK", "SCHEMA_VERSION",
     "SHARD_DIGESTS", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
     "WRITE_CONFIG", "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets",
@@ -83,6 +85,5 @@ __all__ = [
     "default_compressors", "digested_arrays", "exception_line", "layer_array_name", "layer_dims",
     "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
     "parameter_spec_problem", "read_attrs", "recorded_run_id", "replaced_error", "store_folder_id",
-    "store_identity", "store_location",
-    "store_path",
+    "store_identity", "store_location", "store_path", "user_metric_problem",
 ]

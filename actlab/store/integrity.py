@@ -9,8 +9,8 @@ chunks, which zarr would otherwise read as NaN (:func:`actlab.store.reader.damag
 runs it on every committed epoch).
 
 Each error is one line: :func:`damage_error` for a damaged store, :func:`breach_error` for one that breaks the
-contract of ``docs/store-format.md``; :func:`layer_array_name` and :func:`parameter_array_name` name an array at an
-epoch.
+contract of ``docs/store-format.md``; :func:`layer_array_name`, :func:`parameter_array_name` and
+:func:`dynamics_array_name` name an array at an epoch.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ def layer_array_name(layer: str, array: str, epoch: int) -> str:
 def parameter_array_name(name: str, epoch: int) -> str:
     """How errors name one epoch of a parameter array: ``array parameters/<name> (epoch <epoch>)``."""
     return f"array parameters/{name} (epoch {epoch})"
+
+
+def dynamics_array_name(name: str, epoch: int) -> str:
+    """How errors name one epoch of a trajectory array: ``array dynamics/<name> (epoch <epoch>)``."""
+    return f"array dynamics/{name} (epoch {epoch})"
 
 
 def _check_sharded(array: zarr.Array, where: Location) -> None:

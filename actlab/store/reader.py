@@ -28,6 +28,7 @@ from actlab.store.integrity import (
     breach_error,
     creating_error,
     damage_error,
+    dynamics_array_name,
     exception_line,
     layer_array_name,
     parameter_array_name,
@@ -36,6 +37,7 @@ from actlab.store.schema import (
     ACTIVATION_DTYPES,
     ARRAYS,
     COMMIT_ARRAYS,
+    DYNAMICS,
     GROUPS,
     METRICS,
     SHARD_DIGESTS,
@@ -52,6 +54,7 @@ from actlab.store.schema import (
     parameter_spec_problem,
     store_location,
     store_path,
+    user_metric_problem,
 )
 from actlab.store.versions import (
     current_attrs,
@@ -160,6 +163,15 @@ def _check_root_attrs(attrs: Mapping[str, Any], where: Location) -> None:
     if (not isinstance(record_epochs, list) or not record_epochs or not all(isinstance(e, int) for e in record_epochs)
             or sorted(set(record_epochs)) != record_epochs or record_epochs[0] < 0 or record_epochs[-1] > n_epochs):
         raise breach_error(where, f"root attr record_epochs is {record_epochs!r}, not increasing integers within [0, n_epochs]")
+    user_metrics = attrs.get("user_metrics", [])
+    if not isinstance(user_metrics, list) or len(set(map(str, user_metrics))) != len(user_metrics):
+        raise breach_error(where, f"root attr user_metrics is {user_metrics!r}, not a list of distinct names")
+    for name in user_metrics:
+        problem = user_metric_problem(name)
+        if problem:
+            raise breach_error(where, problem)
+    if not isinstance(attrs.get("dynamics", False), bool):
+        raise breach_error(where, f"root attr dynamics is {attrs['dynamics']!r}, not true or false")
     groups = attrs.get("groups")
     if not isinstance(groups, list) or sorted(map(str, groups)) != sorted(GROUPS) or len(groups) != len(GROUPS):
         raise breach_error(where, f"root attr groups is {groups!r}, not the names {list(GROUPS)} in some order")
@@ -239,9 +251,11 @@ def _missing_chunks(array: zarr.Array, files: Files, path: str, slot: int | None
     return missing
 
 
-def _read(src: _Source, path: str, sizes: dict[str, int], where: Location) -> tuple[np.ndarray, dict[str, Any]]:
-    """Values and attrs of one (unsharded) array of :data:`ARRAYS`, every chunk present and checksummed."""
-    array = _open_array(src, path, *ARRAYS[path], sizes, where)
+def _read(src: _Source, path: str, sizes: dict[str, int], where: Location,
+          spec: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Values and attrs of one (unsharded) array of :data:`ARRAYS` (or of dims and dtypes ``spec``), every chunk
+    present and checksummed."""
+    array = _open_array(src, path, *(spec or ARRAYS[path]), sizes, where)
     if array.shards is not None:
         raise breach_error(where, f"array {path} is sharded; only the arrays of layers/<layer> and parameters/ are")
     missing = _missing_chunks(array, src.files, path)
@@ -273,7 +287,8 @@ class StoreView:
     attrs : dict
         Root attributes (config, dataset, layers, record_epochs, status, ...).
     metrics : xr.Dataset
-        Dims (epoch,): every committed epoch's metrics, in memory.
+        Dims (epoch,): every committed epoch's metrics, in memory, and the user metrics of root attr
+        ``user_metrics`` (reported by the training loop of an :class:`actlab.Recorder`).
     probes : xr.Dataset
         Dims (sample, channel, height, width), in memory: ``image`` with probe coords ``group`` (str, decoded
         with root attr ``groups``), ``label``, ``original_label``, ``is_noisy``, ``dataset_index``.
@@ -288,6 +303,10 @@ class StoreView:
     parameters : xr.Dataset
         Every state_dict entry by name, dims (epoch, ``<name>[0]``, ...), dask-backed with one chunk per recorded
         epoch; coord ``epoch``.
+    dynamics : xr.Dataset or None
+        Every training sample's trajectory (:data:`~actlab.store.schema.DYNAMICS`), dims (epoch, train_sample),
+        every committed epoch, dask-backed with one chunk per epoch; coords ``epoch`` and those of ``training``.
+        None for a store without ``dynamics/`` (schema 3, or recorded without per-sample evaluation).
     """
 
     path: Location
@@ -298,6 +317,7 @@ class StoreView:
     evaluation: xr.Dataset
     layers: dict[str, xr.Dataset]
     parameters: xr.Dataset
+    dynamics: xr.Dataset | None = None
 
     @property
     def layer_names(self) -> list[str]:
@@ -382,6 +402,9 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
     metric_epochs, epoch_attrs = _read(path, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
     keep = _committed_slots(metric_epochs, range(n_epochs + 1), "metrics/epoch", run_dir)
     metrics = _dataset(path, "metrics", list(METRICS), {"epoch": n_epochs + 1}, run_dir, keep)
+    for name in attrs.get("user_metrics", []):
+        values, metric_attrs = _read(path, f"metrics/{name}", {"epoch": n_epochs + 1}, run_dir, (("epoch",), ("float64",)))
+        metrics[name] = ("epoch", values[keep], metric_attrs)
     metrics = metrics.assign_coords(epoch=("epoch", metric_epochs[keep], epoch_attrs))
 
     sizes: dict[str, int] = {}
@@ -446,7 +469,38 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
             raise damage_error(run_dir, "array parameters/epoch lacks an epoch that layers/epoch commits")
     parameters = xr.Dataset(variables, coords={"epoch": ("epoch", layer_epochs, layer_epoch_attrs)}).isel(epoch=committed)
     return StoreView(path=run_dir, attrs=attrs, metrics=metrics, probes=probes, training=training,
-                     evaluation=evaluation, layers=layers, parameters=parameters)
+                     evaluation=evaluation, layers=layers, parameters=parameters,
+                     dynamics=_dynamics(path, attrs, training, run_dir))
+
+
+def _dynamics_arrays(src: _Source, attrs: Mapping[str, Any], n_train: int,
+                     where: Location) -> tuple[np.ndarray, dict[str, Any], dict[str, zarr.Array]] | None:
+    """Commit array values and attrs, and every array of ``dynamics/`` checked against the contract; None without it."""
+    if attrs.get("dynamics") is not True:
+        return None
+    n_epochs = attrs["n_epochs"]
+    values, epoch_attrs = _read(src, "dynamics/epoch", {"epoch": n_epochs + 1}, where)
+    arrays = {}
+    for name, (_, _, dtype) in DYNAMICS.items():
+        array = _open_array(src, f"dynamics/{name}", ("epoch", "train_sample"), (dtype,),
+                            {"epoch": n_epochs + 1, "train_sample": n_train}, where)
+        _check_sharded(array, where)
+        arrays[name] = array
+    return values, epoch_attrs, arrays
+
+
+def _dynamics(src: _Source, attrs: Mapping[str, Any], training: xr.Dataset, where: Location) -> xr.Dataset | None:
+    """The committed epochs of ``dynamics/`` as a lazy Dataset (:attr:`StoreView.dynamics`); None without it."""
+    found = _dynamics_arrays(src, attrs, training.sizes["train_sample"], where)
+    if found is None:
+        return None
+    values, epoch_attrs, arrays = found
+    committed = _committed_slots(values, range(attrs["n_epochs"] + 1), "dynamics/epoch", where)
+    variables = {name: (("epoch", "train_sample"), da.from_zarr(array, chunks=(1, array.shape[1])), dict(array.attrs))
+                 for name, array in arrays.items()}
+    coords = {"epoch": ("epoch", values, epoch_attrs),
+              **{name: ("train_sample", training[name].values, training[name].attrs) for name in training.data_vars}}
+    return xr.Dataset(variables, coords=coords).isel(epoch=committed)
 
 
 def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
@@ -525,4 +579,13 @@ def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
                     found = [f"has a shard {STORE_DIRNAME}/{key} whose SHA-256 is not the one committed with this "
                              "epoch (layers/shard_sha256): moved from another epoch, copied from another run, or damaged"]
             problems += [f"{describe(record_epochs[slot])} {problem}" for problem in found]
+    if attrs.get("dynamics") is not True:
+        return problems
+    n_train = zarr.open_array(path.store, path="training/dataset_index", mode="r", zarr_format=3).shape[0]
+    found = _dynamics_arrays(path, attrs, n_train, run_dir)
+    if found is not None:
+        values, _, dynamics = found
+        epochs = _committed_slots(values, range(attrs["n_epochs"] + 1), "dynamics/epoch", run_dir)
+        problems += [f"{dynamics_array_name(name, int(epoch))} {problem}" for name, array in dynamics.items()
+                     for epoch in epochs for problem in _shard_problems(array, path.files, f"dynamics/{name}", int(epoch))]
     return problems

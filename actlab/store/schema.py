@@ -30,6 +30,10 @@ Layout of a run directory::
       parameters/                    dim epoch (recorded epochs only)
         epoch                        int32, -1 until that recorded epoch is written
         <state_dict name>            (epoch, *shape): every parameter and buffer of the model
+      dynamics/                      dims (epoch, train_sample): every epoch 0..n_epochs; only with root attr dynamics
+        epoch                        int32, -1 until that epoch's trajectories are committed
+        loss, margin                 float16 (epoch, train_sample)
+        correct, correct_original    bool (epoch, train_sample)
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ sharded parameters, ``training/`` and ``evaluation/`` groups; 3: layer ``kind``,
 layers with dims (epoch, sample, channel, y, x), the model's parameters in ``parameters/`` under their state_dict
 names instead of ``weight`` and ``bias`` in each layer group; 4: ``parameters/epoch``, the epoch of each slot of
 ``parameters/``; root and group attributes carry ``actlab_digest``; ``layers/shard_sha256`` keeps the SHA-256 of
-every shard of a recorded epoch with its commit). docs/store-format.md, section "Versions", says what each adds."""
+every shard of a recorded epoch with its commit; the per-sample ``dynamics/`` group and root attr
+``dynamics``; root attr ``user_metrics``). docs/store-format.md, section "Versions", says what each adds."""
 READABLE_SCHEMAS: tuple[int, ...] = (1, 2, 3, 4)
 """Schema versions this release opens and analyses (:func:`actlab.store.open_store` reads the older ones as the
 current one); it writes and resumes :data:`SCHEMA_VERSION` only."""
@@ -147,6 +152,16 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 """Per-epoch metrics: name -> (long_name, units). Epoch 0 is the initialisation."""
 
+
+def user_metric_problem(name: Any) -> str | None:
+    """What is wrong with one entry of root attr ``user_metrics`` (a metric the user's own loop reports, stored as
+    ``metrics/<name>``, float64, dims (epoch,), NaN where not reported), or None when it is a valid name."""
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("__") or name in (".", ".."):
+        return f"user metric name {name!r} is not a valid zarr node name (non-empty, no '/', not starting with '__')"
+    if name in METRICS or name == "epoch":
+        return f"user metric name {name!r} is taken by a standard metric; choose another name"
+    return None
+
 ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "metrics/epoch": (("epoch",), ("int32",)),
     **{f"metrics/{name}": (("epoch",), ("float64",)) for name in METRICS},
@@ -172,10 +187,23 @@ ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 ACTIVATION_DTYPES: tuple[str, ...] = ("float32", "float16")
 """Allowed dtypes of ``layers/<layer>/preact``; its dims are :func:`layer_dims` of the layer."""
 
-COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch", "parameters/epoch")
+DYNAMICS: dict[str, tuple[str, str, str]] = {
+    "loss": ("cross-entropy against the assigned label", "nats", "float16"),
+    "margin": ("logit of the assigned label minus the largest other logit", "1", "float16"),
+    "correct": ("predicted class equals the assigned label", "1", "bool"),
+    "correct_original": ("predicted class equals the original label", "1", "bool"),
+}
+"""Per-sample trajectory of every training sample at every epoch: name -> (long_name, units, dtype); each array
+``dynamics/<name>`` has dims (epoch, train_sample), epoch 0..n_epochs, one shard per epoch, and is present only when
+root attr ``dynamics`` is true."""
+
+ARRAYS["dynamics/epoch"] = (("epoch",), ("int32",))
+
+COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch", "parameters/epoch", "dynamics/epoch")
 """The epoch arrays: slot i holds its epoch once written, -1 until then. ``metrics/epoch`` commits the metrics and
 ``layers/epoch`` the recorded epoch (layers and parameters); ``parameters/epoch``, written just before ``layers/epoch``,
-labels the slots of ``parameters/`` where xarray finds it."""
+labels the slots of ``parameters/`` where xarray finds it; ``dynamics/epoch`` commits an epoch's per-sample
+trajectories (written with the metrics, before ``metrics/epoch``)."""
 
 SHARD_DIGESTS = "layers/shard_sha256"
 """Array (epoch, shard, sha256_byte) of uint8: row ``[slot, k]`` is the SHA-256 of the shard file of slot ``slot``

@@ -53,6 +53,7 @@ from actlab.store.schema import (
     ARRAYS,
     CHUNK_VALUES,
     COMMIT_ARRAYS,
+    DYNAMICS,
     GROUPS,
     METRICS,
     SAMPLE_CHUNK,
@@ -71,6 +72,7 @@ from actlab.store.schema import (
     check_schema,
     default_compressors,
     digested_arrays,
+    user_metric_problem,
     store_location,
     store_path,
 )
@@ -143,11 +145,16 @@ class RunWriter:
         self._layers = self._root["layers"]
         self._parameters = self._root["parameters"]
         self._metric_epoch = self._metrics["epoch"][...]
-        self._metric_values = {name: self._metrics[name][...] for name in METRICS}
+        self.user_metrics: list[str] = list(self.attrs.get("user_metrics", []))
+        self._metric_values = {name: self._metrics[name][...] for name in (*METRICS, *self.user_metrics)}
         self._record_epoch = self._layers["epoch"][...]
         self._digests = self._root[SHARD_DIGESTS]
         self._digested = digested_arrays(self.layer_names, self.parameter_names)
         self._parameter_epoch = self._parameters["epoch"][...]
+        self.dynamics = self.attrs.get("dynamics") is True
+        if self.dynamics:
+            self._dynamics = self._root["dynamics"]
+            self._dynamics_epoch = self._dynamics["epoch"][...]
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -164,6 +171,7 @@ class RunWriter:
         n_epochs: int,
         parameters: Sequence[ParameterSpec] = (),
         activation_dtype: str = "float32",
+        dynamics: bool = False,
         replace: bool = False,
     ) -> RunWriter:
         """Allocate an empty, full-size store inside the run folder ``run_dir``.
@@ -202,6 +210,8 @@ class RunWriter:
         parameters : sequence of ParameterSpec
             The model's state_dict entries, stored at every recorded epoch.
         activation_dtype : {"float32", "float16"}
+        dynamics : bool
+            Allocate ``dynamics/``: every training sample's trajectory at every epoch (:meth:`write_dynamics`).
         replace : bool
             Replace the store already in ``run_dir`` (``--overwrite``); otherwise one there is an error.
         """
@@ -220,7 +230,8 @@ class RunWriter:
         if len(set(parameter_names)) != len(parameter_names):
             raise ValueError(f"parameter names must be distinct; got {parameter_names}")
         allocation = dict(config=config, dataset=dataset, layers=layers, parameters=parameters, probes=probes,
-                          subsets=subsets, record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype)
+                          subsets=subsets, record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype,
+                          dynamics=dynamics)
         if is_remote(run_dir):
             return cls._create_remote(run_dir, replace=replace, **allocation)
         target = store_path(run_dir)
@@ -294,13 +305,30 @@ class RunWriter:
         """Epochs whose metrics are committed."""
         return [int(e) for e in self._metric_epoch if e != UNCOMMITTED]
 
+    def add_user_metrics(self, names: Sequence[str]) -> None:
+        """Allocate ``metrics/<name>`` (all NaN) for each new name, then list it in root attr ``user_metrics``."""
+        new = [name for name in dict.fromkeys(names) if name not in self.user_metrics]
+        for name in new:
+            problem = user_metric_problem(name)
+            if problem:
+                raise ValueError(problem)
+        for name in new:
+            _create(self._root, f"metrics/{name}", self._metric_epoch.shape, dtype="float64", dims=("epoch",),
+                    attributes={"long_name": f"{name} (reported by the training loop)", "units": "1"})
+            self._metric_values[name] = np.full(self._metric_epoch.shape, np.nan)
+        if new:
+            self.user_metrics += new
+            self._root.attrs.update({"user_metrics": self.user_metrics})
+            self.attrs = dict(self._root.attrs)
+
     def write_metrics(self, rows: Mapping[int, Mapping[str, float]]) -> None:
         """Write and commit the metrics of one or more epochs.
 
         Parameters
         ----------
         rows : mapping of epoch -> mapping of metric name -> value
-            Every name in :data:`METRICS` for each epoch. Each metric array is
+            Every name in :data:`METRICS` for each epoch, and any of root attr ``user_metrics``
+            (:meth:`add_user_metrics`; NaN where absent). Each metric array is
             rewritten whole once per call, so batching epochs (the recorder
             flushes every few seconds) keeps the cost per epoch small.
         """
@@ -308,17 +336,45 @@ class RunWriter:
             missing = set(METRICS) - set(values)
             if missing:
                 raise ValueError(f"metrics for epoch {epoch} lack {sorted(missing)}")
+            unknown = set(values) - set(METRICS) - set(self.user_metrics)
+            if unknown:
+                raise ValueError(f"metrics for epoch {epoch} name {sorted(unknown)}, not allocated; add_user_metrics first")
             if not 0 <= epoch < len(self._metric_epoch):
                 raise ValueError(f"epoch {epoch} is outside 0..{len(self._metric_epoch) - 1}")
-        for name in METRICS:
+        for name in (*METRICS, *self.user_metrics):
             values = self._metric_values[name]
             for epoch, row in rows.items():
-                values[epoch] = float(row[name])
+                values[epoch] = float(row.get(name, np.nan))
             _writable(self._metrics[name])[...] = values
         for epoch in rows:
             self._metric_epoch[epoch] = epoch
         self._flush()
         _writable(self._metrics["epoch"])[...] = self._metric_epoch  # commit
+        self._flush()
+
+    def write_dynamics(self, rows: Mapping[int, Mapping[str, np.ndarray]]) -> None:
+        """Write and commit the per-sample trajectories of one or more epochs (a store without ``dynamics/``: nothing).
+
+        Parameters
+        ----------
+        rows : mapping of epoch -> mapping of name -> ndarray (train_sample,)
+            Every name in :data:`DYNAMICS` for each epoch, cast to its dtype. Each epoch is one shard per array;
+            ``dynamics/epoch`` is written last, once per call.
+        """
+        if not self.dynamics:
+            return
+        for epoch, values in rows.items():
+            missing = set(DYNAMICS) - set(values)
+            if missing:
+                raise ValueError(f"trajectories for epoch {epoch} lack {sorted(missing)}")
+            if not 0 <= epoch < len(self._dynamics_epoch):
+                raise ValueError(f"epoch {epoch} is outside 0..{len(self._dynamics_epoch) - 1}")
+            for name, (_, _, dtype) in DYNAMICS.items():
+                _writable(self._dynamics[name])[epoch] = np.asarray(values[name]).astype(dtype, copy=False)
+        for epoch in rows:
+            self._dynamics_epoch[epoch] = epoch
+        self._flush()  # the trajectories on disk before the commit that makes them visible
+        _writable(self._dynamics["epoch"])[...] = self._dynamics_epoch  # commit
         self._flush()
 
     def write_epoch(
@@ -422,7 +478,8 @@ def _create(root: zarr.Group, path: str, shape: tuple[int, ...], *, dtype: str |
     """Create one array of the schema: dims and dtype from :data:`ARRAYS`, else (per-epoch arrays) as given.
 
     An unsharded array is written whole at once (``values``, else its fill value); a sharded one (the per-epoch
-    layer and parameter arrays) is left empty for :meth:`RunWriter.write_epoch`.
+    layer, parameter and dynamics arrays) is left empty for :meth:`RunWriter.write_epoch` and
+    :meth:`RunWriter.write_dynamics`.
     """
     group, name = path.rsplit("/", 1)
     dims, dtypes = ARRAYS[path] if path in ARRAYS else (dims, (dtype,))
@@ -449,6 +506,7 @@ def _allocate(
     record_epochs: list[int],
     n_epochs: int,
     activation_dtype: str,
+    dynamics: bool,
 ) -> None:
     from actlab import __version__
 
@@ -465,6 +523,7 @@ def _allocate(
         "n_epochs": n_epochs,
         "activation_dtype": activation_dtype,
         "groups": list(GROUPS),
+        "dynamics": dynamics,
     })
     root = zarr.open_group(store, mode="w-", zarr_format=3, attributes=with_digest(attributes))  # "creating" first
     commit = {"long_name": "training epoch", "units": "epoch", "commit": "-1 = not committed"}
@@ -530,4 +589,12 @@ def _allocate(
         _create(root, f"parameters/{parameter.name}", (n_slots, *parameter.shape), dtype=parameter.dtype,
                 dims=parameter.dims, chunks=whole, shards=whole,
                 attributes={"long_name": f"state_dict entry {parameter.name}", "units": "1"})
+    if dynamics:
+        root.create_group("dynamics", attributes=with_digest({"description": "every training sample's trajectory at every epoch, "
+                                                                 "epoch 0 = initialisation"}))
+        _create(root, "dynamics/epoch", (n_metric,), attributes=commit)
+        per_epoch = (1, max(n_train, 1))
+        for name, (long_name, units, dtype) in DYNAMICS.items():
+            _create(root, f"dynamics/{name}", (n_metric, n_train), dtype=dtype, dims=("epoch", "train_sample"),
+                    chunks=per_epoch, shards=per_epoch, attributes={"long_name": long_name, "units": units})
     root.attrs.put(with_digest({**attributes, "status": STATUS_RECORDING}))  # every array allocated: readers may open it now

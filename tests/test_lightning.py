@@ -1,0 +1,52 @@
+"""actlab.lightning: the Lightning callback records a run (skipped where Lightning is not installed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+lightning = pytest.importorskip("lightning")
+
+from actlab.lightning import ActlabCallback, logged_metrics  # noqa: E402
+from actlab.store import open_store  # noqa: E402
+
+
+class Tiny(lightning.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, index):
+        loss = nn.functional.cross_entropy(self(batch[0]), batch[1])
+        self.log("train/loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_callback_records_every_scheduled_epoch_and_the_logged_metrics(tmp_path):
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((48, 1, 4, 4)).astype(np.float32))
+    original = torch.from_numpy(rng.integers(0, 3, 48))
+    y = original.clone()
+    y[::4] = (y[::4] + 1) % 3
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    callback = ActlabCallback(tmp_path / "run", probes=np.arange(0, 48, 2), train=(x, y, original), record_epochs="0,1,3")
+    torch.manual_seed(0)
+    trainer = lightning.Trainer(max_epochs=3, callbacks=[callback], accelerator="cpu", logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    module = Tiny()
+    trainer.fit(module, loader)
+    view = open_store(tmp_path / "run")
+    assert view.attrs["status"] == "complete" and list(view.epochs) == [0, 1, 3]
+    assert list(view.dynamics["epoch"].values) == [0, 1, 2, 3] and view.dynamics.sizes["train_sample"] == 48
+    assert np.isfinite(view.metrics["train.loss"].values[1:]).all()
+    for name, value in module.state_dict().items():
+        np.testing.assert_array_equal(view.parameters[name].sel(epoch=3).values, value.numpy())
+    assert logged_metrics({"a/b": torch.tensor(1.5), "vec": torch.ones(2), "flag": True}) == {"a.b": 1.5}

@@ -1,0 +1,156 @@
+"""actlab.Recorder: recording a user's own training loop without changing it."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import actlab
+from actlab.errors import ConfigError, OutputError
+from actlab.store import open_store
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+EPOCHS = 5
+
+
+def _data(n: int, seed: int, noisy_every: int = 5):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 1, 4, 4)).astype(np.float32)
+    original = (x[:, 0, 0, 0] > 0).astype(np.int64) + 2 * (x[:, 0, 1, 1] > 0)
+    y = original.copy()
+    y[::noisy_every] = (y[::noisy_every] + 1) % 4
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(original)
+
+
+class Net(nn.Module):
+    """Dropout (draws from the torch generator in training) and BatchNorm (whose statistics move in training mode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.3))
+        self.head = nn.Linear(12, 4)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _train(out=None, *, stop_after=None, resume=False, model=None, start=1):
+    """The user's loop: seeded model, SGD with momentum, a scheduler, shuffling with NumPy and Python generators."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    x, y, original = _data(96, 0)
+    model = model or Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 2, 0.5)
+    rec = None
+    if out is not None:
+        rec = actlab.Recorder(model, out=out, probes=np.arange(0, 96, 3), layers="auto", record_epochs="0,1,3,5",
+                              epochs=EPOCHS, train=(x, y, original), test=_data(40, 1)[:2], test_probes=20, resume=resume)
+    for epoch in range(start, EPOCHS + 1):
+        model.train()
+        order = np.random.permutation(96)
+        random.shuffle(order_list := list(order))
+        for batch in np.array_split(np.asarray(order_list), 6):
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        if rec is not None:
+            rec.end_epoch(epoch, metrics={"lr": sched.get_last_lr()[0], **({"odd": epoch} if epoch % 2 else {})})
+        if stop_after == epoch:
+            return model, rec
+    if rec is not None:
+        rec.close()
+    return model, rec
+
+
+def test_recorded_training_equals_training_without_recorder_bit_for_bit(tmp_path):
+    plain, _ = _train()
+    recorded, _ = _train(tmp_path / "run")
+    for (name, a), (_, b) in zip(plain.state_dict().items(), recorded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert recorded.training  # the mode the loop left is kept
+    view = open_store(tmp_path / "run")
+    assert view.attrs["status"] == "complete" and list(view.epochs) == [0, 1, 3, 5]
+    assert list(view.metrics["epoch"].values) == list(range(EPOCHS + 1))
+    assert list(view.dynamics["epoch"].values) == list(range(EPOCHS + 1)) and view.dynamics.sizes["train_sample"] == 96
+    # the stored parameters of the last epoch are the trained model's, and the logits follow from them
+    for name, value in recorded.state_dict().items():
+        np.testing.assert_array_equal(view.parameters[name].sel(epoch=EPOCHS).values, value.numpy())
+    recorded.eval()
+    x, y, original = _data(96, 0)
+    with torch.no_grad():
+        logits = recorded(x).numpy()
+    np.testing.assert_allclose(view.layers["head"]["preact"].sel(epoch=EPOCHS).values[:32],
+                               logits[view.probes["dataset_index"].values[:32]], rtol=1e-5, atol=1e-6)
+    correct = logits.argmax(1) == y.numpy()
+    np.testing.assert_array_equal(view.dynamics["correct"].sel(epoch=EPOCHS).values, correct)
+    noisy = (y != original).numpy()
+    assert float(view.metrics["train_noisy_acc"].sel(epoch=EPOCHS)) == pytest.approx(correct[noisy].mean())
+    assert list(view.probes["group"].values).count("noisy") == int(noisy[::3].sum())
+    # the loop's own metrics: the scheduler's rate after each epoch, NaN where a name was not reported
+    np.testing.assert_allclose(view.metrics["lr"].values[1:], [0.1, 0.05, 0.05, 0.025, 0.025])
+    assert np.isnan(view.metrics["lr"].values[0]) and list(view.metrics["odd"].values[1::2]) == [1.0, 3.0, 5.0]
+    assert np.isnan(view.metrics["odd"].values[[0, 2, 4]]).all()
+
+
+def test_a_failed_loop_leaves_committed_epochs_and_resume_continues(tmp_path):
+    run = tmp_path / "run"
+    model, rec = _train(run, stop_after=3)  # as if killed after epoch 3: close() never called
+    rec._background.flush()
+    view = open_store(run)
+    assert view.attrs["status"] == "recording" and list(view.epochs) == [0, 1, 3]
+    rec.__exit__(RuntimeError, RuntimeError("killed"), None)  # releases the lock like a dying process
+    with pytest.raises(ConfigError, match="other probes"):
+        actlab.Recorder(model, out=run, probes=np.arange(0, 96, 2), epochs=EPOCHS, record_epochs="0,1,3,5",
+                        train=_data(96, 0), test=_data(40, 1)[:2], test_probes=20, resume=True)
+    resumed = actlab.Recorder(model, out=run, probes=np.arange(0, 96, 3), epochs=EPOCHS, record_epochs="0,1,3,5",
+                              train=_data(96, 0), test=_data(40, 1)[:2], test_probes=20, resume=True)
+    assert resumed.next_epoch == 4
+    for epoch in (4, 5):
+        resumed.end_epoch(epoch)
+    resumed.close()
+    view = open_store(run)
+    assert view.attrs["status"] == "complete" and list(view.epochs) == [0, 1, 3, 5]
+
+
+def test_without_noise_information_or_data_the_store_still_records(tmp_path):
+    torch.manual_seed(0)
+    model = Net()
+    x, y, _ = _data(30, 2)
+    with actlab.Recorder(model, out=tmp_path / "run", probes=(x, y), epochs=2, record_epochs="every:1") as rec:
+        for epoch in (1, 2):
+            with rec.epoch(epoch):
+                pass
+    view = open_store(tmp_path / "run")
+    assert view.dynamics is None and not view.probes["is_noisy"].values.any()
+    assert np.isnan(view.metrics["train_clean_loss"].values).all() and list(view.epochs) == [0, 1, 2]
+    with pytest.raises(OutputError, match="already holds a run"):
+        actlab.Recorder(model, out=tmp_path / "run", probes=(x, y), epochs=2)
+
+
+def test_ddp_only_rank_0_writes_and_no_collective_deadlocks(tmp_path):
+    """Two gloo processes train one DDP model; each makes a recorder; one store holds every scheduled epoch."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    result = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "ddp_loop.py"), str(tmp_path / "run"),
+                             port], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    view = open_store(tmp_path / "run")
+    assert view.attrs["status"] == "complete" and list(view.epochs) == [0, 2, 4]
+    assert list(view.dynamics["epoch"].values) == list(range(5))
+    assert (view.metrics["rank"].values[1:] == 0).all()  # rank 0's numbers only
