@@ -210,7 +210,8 @@ def claim2_direction(summary: Mapping[str, Any]) -> int:
 
 def claim3_direction(summary: Mapping[str, Any]) -> int:
     """+1: when the noisy labels are fitted the seed's depth-trend test finds the clean-noisy cosine falling with depth
-    (more separation deeper), -1: rising, 0: neither (``trend_decision`` in render.py)."""
+    (more separation deeper; relative to the first recorded epoch where the summary tests that change, else the slope's
+    bootstrap interval), -1: rising, 0: neither (``trend_decision`` in render.py)."""
     return trend_decision(summary, "noisy_memorised")
 
 
