@@ -94,8 +94,28 @@ def test_each_claim_direction_follows_its_rule(render):
     split = {"excess": 0.2, "excess_low": 0.05, "excess_high": 0.3, "null_low": -0.1, "null_high": 0.1}
     assert render.claim5_direction({**split, "split_gain": 0.2}) == 1
     assert render.claim5_direction({**split, "split_gain": 0.02}) == 0  # beyond its null, but no larger than at init
-    assert render.claim5_direction({**split, "excess": -0.2, "excess_low": -0.3, "excess_high": -0.05,
-                                    "split_gain": 0.0}) == -1
+    assert render.claim5_direction({**split, "split_gain": -0.2}) == -1  # shrunk since initialisation
+    # summaries with the calibrated tests (part A of issue 17): their decisions are read, not recomputed
+    for beyond, gain, direction in ((True, "increase", 1), (True, "none", 0), (False, "increase", 0),
+                                    (False, "decrease", -1)):
+        assert render.claim5_direction({**split, "beyond_null": beyond, "gain_direction": gain}) == direction
+
+    def trend(**values):
+        return {"separation": {"at_phases": {"noisy_memorised": {"depth_trend": {"noisy_by_original": values}}}}}
+
+    assert render.claim3_direction(trend(slope=-0.02, low=-0.03, high=-0.01)) == 1
+    assert render.claim3_direction(trend(slope=0.004, low=-0.001, high=0.009)) == 0
+    assert render.claim3_direction(trend(slope=0.03, low=0.02, high=0.04)) == -1
+    for changed, direction in (("decrease", 1), ("none", 0), ("increase", -1)):  # the change since initialisation
+        assert render.claim3_direction(trend(slope=-0.02, low=-0.03, high=-0.01, direction=changed)) == direction
+    assert render.claim3_direction({"separation": {"at_phases": {}}}) == 0  # phase not reached
+    rows = {"hidden1": {"noisy_by_original": 0.92, "noise_floor": 0.86, "noisy_by_original_epoch0": 0.93},
+            "hidden2": {"noisy_by_original": 0.81, "noise_floor": 0.99, "noisy_by_original_epoch0": 0.99},
+            "hidden3": {"noisy_by_original": 0.81, "noisy_by_original_floor": 0.99, "noisy_by_original_below_floor": False,
+                        "noisy_by_original_epoch0": 0.99}}
+    summary = {"separation": {"at_phases": {"last": {"by_layer": rows}}}}
+    assert {layer: v["below"] for layer, v in render.layer_cosines(summary, "last").items()} == {
+        "hidden1": False, "hidden2": True, "hidden3": False}  # hidden3: the floor test's decision wins
     assert render.combined({"mlp7": "reproduced", "mlp5": "reproduced"}) == "reproduced"
     assert render.combined({"mlp7": "reproduced", "mlp5": "inconclusive", "mlp3": "inconclusive"}) == \
         "reproduced in MLP7; inconclusive in MLP5, MLP3"

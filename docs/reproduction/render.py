@@ -35,7 +35,7 @@ import xarray as xr
 from actlab.analysis import curves, large_activation
 from actlab.analysis.curves import best_and_final_test
 from actlab.analysis.seeds import interval
-from actlab.findings import excess_words, floor_words, fmt, fmt_epoch, fmt_percent, gain_words, trend_words
+from actlab.findings import fmt, fmt_epoch, fmt_percent
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -101,23 +101,39 @@ def noisy_fitted(summary: Mapping[str, Any]) -> int | None:
     return summary["phases"]["noisy_fitted_epoch"]
 
 
-def depth_trend(summary: Mapping[str, Any], phase: str, grouping: str = "noisy_by_original") -> tuple[Any, Any, Any]:
-    """Slope of the clean-noisy cosine with depth at ``phase``, with its interval (one seed or over seeds)."""
+def depth_slope(summary: Mapping[str, Any], phase: str, grouping: str = "noisy_by_original") -> Any:
+    """Slope of the clean-noisy cosine with depth at ``phase`` (one seed, or an interval over seeds)."""
     trend = summary["separation"]["at_phases"].get(phase, {}).get("depth_trend", {}).get(grouping)
-    return (None, None, None) if trend is None else (trend["slope"], trend["low"], trend["high"])
+    return None if trend is None else trend["slope"]
 
 
-def trend_interval(summary: Mapping[str, Any], phase: str) -> tuple[float | None, float | None]:
-    """The interval of one seed's depth trend that :func:`actlab.findings.trend_words` reads."""
-    _, low, high = depth_trend(summary, phase)
-    return low, high
+def trend_decision(summary: Mapping[str, Any], phase: str, grouping: str = "noisy_by_original") -> int:
+    """One seed's depth trend at ``phase``: +1 when the cosine falls with depth (more separation deeper), -1 when it
+    rises, 0 when the test decides neither. Summaries with the calibrated tests: the test of the slope's change since
+    the first recorded epoch (``direction``, Benjamini-Hochberg in family depth_trend); earlier ones: the seed's
+    bootstrap interval of the slope over classes below / above 0."""
+    trend = summary["separation"]["at_phases"].get(phase, {}).get("depth_trend", {}).get(grouping)
+    if trend is None:
+        return 0
+    if "direction" in trend:
+        return {"decrease": 1, "increase": -1}.get(trend["direction"], 0)
+    low, high = trend["low"], trend["high"]
+    return 0 if low is None or high is None else 1 if high < 0 else -1 if low > 0 else 0
 
 
-def layer_cosines(summary: Mapping[str, Any], phase: str) -> dict[str, dict[str, Any]]:
-    """Layer -> cosine by original label, noise floor and cosine at initialisation at ``phase`` (over seeds)."""
+def layer_cosines(summary: Mapping[str, Any], phase: str, grouping: str = "noisy_by_original") -> dict[str, dict[str, Any]]:
+    """Layer -> cosine, noise floor, cosine at the first recorded epoch, and (one seed) whether it is below its floor:
+    the floor test's decision (``<grouping>_below_floor``) in summaries with the calibrated tests, else the cosine
+    lying below the clean-halves floor (``noise_floor``)."""
     by_layer = summary["separation"]["at_phases"].get(phase, {}).get("by_layer", {})
-    return {layer: {"cosine": v["noisy_by_original"], "floor": v["noise_floor"], "epoch0": v["noisy_by_original_epoch0"]}
-            for layer, v in by_layer.items()}
+    out = {}
+    for layer, v in by_layer.items():
+        floor = v.get(f"{grouping}_floor", v.get("noise_floor"))
+        below = v.get(f"{grouping}_below_floor")
+        if below is None and f"{grouping}_below_floor" not in v and isinstance(floor, float):
+            below = v[grouping] is not None and v[grouping] < floor
+        out[layer] = {"cosine": v[grouping], "floor": floor, "epoch0": v[f"{grouping}_epoch0"], "below": below}
+    return out
 
 
 def phase_epoch(summary: Mapping[str, Any], phase: str, key: str = "phase_epoch") -> Any:
@@ -135,10 +151,17 @@ def path_layers(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return summary["paths"]["by_layer"]
 
 
-def path_reading(at: Mapping[str, Any]) -> tuple[str, str]:
-    """The words of one layer's path split: beyond its null or not, and its change since initialisation."""
-    return (excess_words(at["excess"], at["excess_low"], at["excess_high"]),
-            gain_words(at["split_gain"], at["null_low"], at["null_high"]))
+def path_decisions(at: Mapping[str, Any]) -> tuple[bool, int]:
+    """One seed's path split in one layer: beyond its null, and its change since initialisation (+1 grown, -1 shrunk,
+    0 neither). Summaries with the calibrated tests: the permutation test (``beyond_null``) and the test of the change
+    (``gain_direction``), each after Benjamini-Hochberg in its family; earlier ones: the bootstrap interval of the
+    excess over the null above 0, and a change beyond half the null's 95 % range."""
+    if "beyond_null" in at:
+        return bool(at["beyond_null"]), {"increase": 1, "decrease": -1}.get(at.get("gain_direction"), 0)
+    if at["excess_low"] is None or at["split_gain"] is None:
+        return False, 0
+    spread = (at["null_high"] - at["null_low"]) / 2
+    return at["excess_low"] > 0, 1 if at["split_gain"] > spread else -1 if at["split_gain"] < -spread else 0
 
 
 # -- the verdict rule --------------------------------------------------------------------------------------------
@@ -186,10 +209,10 @@ def claim2_direction(summary: Mapping[str, Any]) -> int:
 
 
 def claim3_direction(summary: Mapping[str, Any]) -> int:
-    """+1: the cosine falls with depth when the noisy labels are fitted (by ``trend_words``: the seed's bootstrap interval of
-    the slope lies below 0), -1: it rises (the interval lies above 0), 0: no clear trend."""
-    words = trend_words(*trend_interval(summary, "noisy_memorised"))
-    return 1 if words == "falling with depth" else -1 if words == "rising with depth" else 0
+    """+1: when the noisy labels are fitted the seed's depth-trend test finds the clean-noisy cosine falling with depth
+    (more separation deeper; relative to the first recorded epoch where the summary tests that change, else the slope's
+    bootstrap interval), -1: rising, 0: neither (``trend_decision`` in render.py)."""
+    return trend_decision(summary, "noisy_memorised")
 
 
 def claim4_direction(summary: Mapping[str, Any]) -> int:
@@ -201,13 +224,10 @@ def claim4_direction(summary: Mapping[str, Any]) -> int:
 
 
 def claim5_direction(at: Mapping[str, Any]) -> int:
-    """One layer of one seed at the last epoch: +1 when the split is beyond its null (``excess_words``: the seed's
-    bootstrap interval of the excess over the permutation null lies above 0) and has grown since initialisation
-    (``gain_words``: by more than half the null's 95 % range), -1 when it is below its null, else 0."""
-    excess, gain = path_reading(at)
-    if excess == "beyond its null" and gain == "grown since initialisation":
-        return 1
-    return -1 if excess == "below its null" else 0
+    """One layer of one seed at the last epoch: +1 when the split is beyond its permutation null and has grown since
+    initialisation, -1 when it has shrunk since initialisation, else 0 (``path_decisions`` in render.py)."""
+    beyond, change = path_decisions(at)
+    return 1 if beyond and change > 0 else -1 if change < 0 else 0
 
 
 def tally(directions: Sequence[int]) -> dict[str, Any]:
@@ -230,6 +250,13 @@ def best_and_final_values(model: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return {name: over_seeds([float(ds[name]) for ds in found]) for name in found[0].data_vars}
 
 
+def path_counts(rows: Sequence[Mapping[str, Any]]) -> str:
+    """How many seeds find one layer's split beyond its null, grown and shrunk since initialisation."""
+    decisions = [path_decisions(at) for at in rows]
+    return (f"beyond its null in {sum(beyond for beyond, _ in decisions)} of {len(rows)} seeds, grown since "
+            f"initialisation in {sum(c > 0 for _, c in decisions)}, shrunk in {sum(c < 0 for _, c in decisions)}")
+
+
 def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
     """Everything the page says of one model, formatted, with the per-claim tallies."""
     ens, seeds, name = model["ensemble"], model["seeds"], model["name"]
@@ -241,8 +268,11 @@ def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
                    for layer, at in path_layers(s).items() if layer != "output" and at["excess_low"] is not None]
     half = float(np.median(half_widths))
     phases = ("test_loss_min", "noisy_memorised", "last")
-    below = {phase: [layer for layer, v in layer_cosines(ens, phase).items()
-                     if floor_words(v["cosine"], v["floor"]) == "below its noise floor"] for phase in phases}
+    k = needed(len(seeds))
+    below = {phase: [f"{layer} ({count}/{len(seeds)})" for layer in layer_cosines(ens, phase)
+                     if (count := sum(bool(layer_cosines(s, phase).get(layer, {}).get("below")) for s in seeds.values())) >= k]
+             for phase in phases}
+    trends = {phase: [trend_decision(s, phase) for s in seeds.values()] for phase in phases}
     large = large_unit(ens)
     explained = [large_unit(s)["explained_by"] for s in seeds.values()]
     return {
@@ -259,12 +289,12 @@ def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
         "noisy_true_acc_final": fmt_percent(over_seeds([m["train_noisy_true_acc"].iloc[-1] for m in metrics])),
         "clean_learned_epoch": fmt_epoch(ens["phases"]["clean_learned_epoch"]),
         "noisy_fitted_epoch": fmt_epoch(ens["phases"]["noisy_fitted_epoch"]),
-        "slope": {phase: fmt(depth_trend(ens, phase)[0], ".2g") for phase in phases},
-        "trend_words": {phase: {w: words.count(w) for w in dict.fromkeys(words)} for phase, words in
-                        ((phase, [trend_words(*trend_interval(s, phase)) for s in seeds.values()]) for phase in phases)},
+        "slope": {phase: fmt(depth_slope(ens, phase), ".2g") for phase in phases},
+        "trend_seeds": {phase: {"falling": d.count(1), "rising": d.count(-1), "neither": d.count(0)}
+                        for phase, d in trends.items()},
         "below_floor": below,
-        "cosines": {phase: {layer: {k: fmt(v) for k, v in values.items()} for layer, values in layer_cosines(ens, phase).items()}
-                    for phase in phases},
+        "cosines": {phase: {layer: {key: fmt(values[key]) for key in ("cosine", "floor", "epoch0")}
+                            for layer, values in layer_cosines(ens, phase).items()} for phase in phases},
         "phase_epoch": {phase: fmt_epoch(phase_epoch(ens, phase)) for phase in phases},
         "recorded_epoch": {phase: fmt_epoch(phase_epoch(ens, phase, "recorded_epoch")) for phase in phases},
         "large": {"dominant": large["dominant"], "ratio_to_median": fmt(large["ratio_to_median"]),
@@ -272,8 +302,8 @@ def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
                   "explained": {w: explained.count(w) for w in ("input", "output", "undecided") if explained.count(w)}},
         "paths": {layer: {"split": fmt(at["split"]), "epoch0": fmt(at["split_epoch0"]), "null_low": fmt(at["null_low"]),
                           "null_high": fmt(at["null_high"]), "excess": fmt(at["excess"]),
-                          "gain": fmt(at["split_gain"], ".2g"), "reading": ", ".join(path_reading(at)),
-                          "tally": per_layer.get(layer)}
+                          "gain": fmt(at["split_gain"], ".2g"), "tally": per_layer.get(layer),
+                          "seeds": path_counts([path_layers(s)[layer] for s in seeds.values()])}
                   for layer, at in path_layers(ens).items()},
         "half_width": fmt(half, ".2g"),
         "probes_needed": f"{math.ceil(n_test_probes * (half / HALF_WIDTH_WANTED) ** 2):,}",
