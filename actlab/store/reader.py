@@ -491,6 +491,8 @@ def _dynamics_arrays(src: _Source, attrs: Mapping[str, Any], n_train: int,
 
 def _dynamics(src: _Source, attrs: Mapping[str, Any], training: xr.Dataset, where: Location) -> xr.Dataset | None:
     """The committed epochs of ``dynamics/`` as a lazy Dataset (:attr:`StoreView.dynamics`); None without it."""
+    if attrs.get("dynamics") is not True:
+        return None
     found = _dynamics_arrays(src, attrs, training.sizes["train_sample"], where)
     if found is None:
         return None

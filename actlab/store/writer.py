@@ -318,8 +318,7 @@ class RunWriter:
             self._metric_values[name] = np.full(self._metric_epoch.shape, np.nan)
         if new:
             self.user_metrics += new
-            self._root.attrs.update({"user_metrics": self.user_metrics})
-            self.attrs = dict(self._root.attrs)
+            self._set_attrs({"user_metrics": self.user_metrics})
 
     def write_metrics(self, rows: Mapping[int, Mapping[str, float]]) -> None:
         """Write and commit the metrics of one or more epochs.
