@@ -9,9 +9,12 @@ For every seed of each ensemble recorded by examples/reproduce_seeds.sh, on a pr
   the recorded epoch nearest the epoch of the lowest test loss, and the large unit of each hidden layer ablated against
   20 draws of matched random units.
 
-Writes ``OUT/<model>_seed<S>.json`` per seed (the raw numbers docs/beyond.md reads).
+Writes ``OUT/<model>_seed<S>.json`` per seed (the raw numbers docs/beyond.md reads). With ``--between``,
+instead: debiased linear CKA between the first seed and each other seed, layer by layer at the last epoch
+(actlab.analysis.similarity.similarity_between_runs; the seeds share their probes), in ``OUT/<model>_between.json``.
 
     python examples/beyond_seeds.py --runs runs/seeds --out docs/beyond --work /tmp/beyond mlp3 mlp5 mlp7
+    python examples/beyond_seeds.py --between --runs runs/seeds --out docs/beyond --work /tmp/beyond2 mlp3 mlp5 mlp7
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from actlab.analysis import open_run
 from actlab.analysis.curves import learning_curves
 from actlab.analysis.pipeline import phase_epochs
 from actlab.analysis.probes import linear_probes
-from actlab.analysis.similarity import similarity_along_training
+from actlab.analysis.similarity import similarity_along_training, similarity_between_runs
 from actlab.record.intervene import Rewind, intervene
 
 
@@ -95,6 +98,27 @@ def seed_numbers(run_dir: Path) -> dict:
     }
 
 
+def between_seeds(runs: Path, work: Path, model: str, seeds: list[str]) -> dict:
+    """CKA of each layer of the first seed with the same layer of every other seed, at the last epoch."""
+    first = work / f"{model}_seed{seeds[0]}"
+    shutil.copytree(runs / model / f"seed{seeds[0]}", first)
+    out = {}
+    try:
+        for seed in seeds[1:]:
+            other = work / f"{model}_seed{seed}"
+            shutil.copytree(runs / model / f"seed{seed}", other)
+            try:
+                ds = similarity_between_runs(open_run(first), open_run(other))
+            finally:
+                shutil.rmtree(other)
+            out[f"{seeds[0]}-{seed}"] = {"epoch": int(ds["epoch"].values[-1]), "n_samples": int(ds.attrs["n_samples"]),
+                                         "cka_same": {str(layer): float(ds["cka_same"].isel(epoch=-1).sel(layer=layer))
+                                                      for layer in ds["layer"].values}}
+    finally:
+        shutil.rmtree(first)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+")
@@ -102,11 +126,17 @@ def main() -> None:
     parser.add_argument("--out", default="docs/beyond")
     parser.add_argument("--work", required=True, help="a new folder for the private copies (each removed after use)")
     parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--between", action="store_true", help="CKA between the first seed and each other seed only")
     args = parser.parse_args()
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=False)
     for model in args.models:
+        if args.between:
+            pairs = between_seeds(Path(args.runs), work, model, args.seeds.split(","))
+            (out / f"{model}_between.json").write_text(json.dumps(pairs, indent=1) + "\n")
+            print(f"{model}: {pairs}", flush=True)
+            continue
         for seed in args.seeds.split(","):
             copy = work / f"{model}_seed{seed}"
             shutil.copytree(Path(args.runs) / model / f"seed{seed}", copy)

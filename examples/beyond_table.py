@@ -69,6 +69,12 @@ def tables(folder: Path, model: str) -> str:
         f"{layer} {cell([s['interventions']['ablate'][layer]['mean_abs'] for s in seeds])} / "
         f"{cell([s['interventions']['ablate'][layer]['null_n_units_median'] for s in seeds], '.0f')}"
         for layer in seeds[0]["interventions"]["ablate"]) + ".", ""]
+    between = folder / f"{model}_between.json"
+    if between.exists():
+        pairs = json.loads(between.read_text())
+        out += [f"Debiased linear CKA of each layer between seed {next(iter(pairs)).split('-')[0]} and each other seed at "
+                "the last epoch (same probes):", "", "| " + " | ".join(layers) + " |", "|" + "---|" * len(layers),
+                "| " + " | ".join(cell([p["cka_same"][layer] for p in pairs.values()]) for layer in layers) + " |", ""]
     return "\n".join(out)
 
 
