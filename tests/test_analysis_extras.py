@@ -51,6 +51,22 @@ def test_extras_reach_results_summary_and_findings(analysed_with_extras):
         assert png[:4] == b"\x89PNG" and base64.b64encode(png).decode() in html
 
 
+def test_ensemble_figures_and_findings_of_extras(analysed_with_extras):
+    """Replicas of an ensemble: the figures draw medians over seeds, the findings count the seeds."""
+    from actlab.analysis.seeds import aggregate_summaries
+    from actlab.findings import findings_from_summary
+    from actlab.workflow import draw_figures
+
+    planted, *_ = analysed_with_extras
+    results = load_results(planted.run_dir / ANALYSIS_DIRNAME / "results.zarr")
+    figures, failures = draw_figures([results, results])
+    assert not failures and {"decodability", "similarity"} <= {name for name, *_ in figures}
+    one = summary(results)
+    rows = {f.name: f.value for f in findings_from_summary(aggregate_summaries({"seed0": one, "seed1": one}))}
+    assert rows["original label of noisy probes, the last epoch"].startswith(
+        "hidden1: decodable in 2 of 2 seeds; hidden2: decodable in 0 of 2 seeds")
+
+
 def test_unknown_extra_is_a_one_line_error(tmp_path):
     planted = planted_run(tmp_path / "run", commit_epochs=[0])
     code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--extra", "probes,svcca")
