@@ -9,9 +9,17 @@ For every seed of each ensemble recorded by examples/reproduce_seeds.sh, on a pr
   the recorded epoch nearest the epoch of the lowest test loss, and the large unit of each hidden layer ablated against
   20 draws of matched random units.
 
-Writes ``OUT/<model>_seed<S>.json`` per seed (the raw numbers docs/beyond.md reads).
+Writes ``OUT/<model>_seed<S>.json`` per seed (the raw numbers docs/beyond.md reads). With ``--between``,
+instead: debiased linear CKA between the first seed and each other seed, layer by layer at the last epoch
+(actlab.analysis.similarity.similarity_between_runs; the seeds share their probes), in ``OUT/<model>_between.json``.
 
     python examples/beyond_seeds.py --runs runs/seeds --out docs/beyond --work /tmp/beyond mlp3 mlp5 mlp7
+    python examples/beyond_seeds.py --between --runs runs/seeds --out docs/beyond --work /tmp/beyond2 mlp3 mlp5 mlp7
+
+With ``--test-set``, instead: the rewinds of each seed's JSON again, scored on every evaluated test image of the run
+(the data loaded again from $ACTLAB_DATA), added to the JSON as ``interventions_test_set``.
+
+    ACTLAB_DATA=/data python examples/beyond_seeds.py --test-set --runs runs/seeds --out docs/beyond --work /tmp/b3 mlp3
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from actlab.analysis import open_run
 from actlab.analysis.curves import learning_curves
 from actlab.analysis.pipeline import phase_epochs
 from actlab.analysis.probes import linear_probes
-from actlab.analysis.similarity import similarity_along_training
+from actlab.analysis.similarity import similarity_along_training, similarity_between_runs
 from actlab.record.intervene import Rewind, intervene
 
 
@@ -95,6 +103,36 @@ def seed_numbers(run_dir: Path) -> dict:
     }
 
 
+def rewinds_on_test_set(run_dir: Path, numbers: dict) -> dict:
+    """Baseline and rewind accuracies of ``numbers``' rewinds on every evaluated test image of the run."""
+    rewinds = [Rewind.parse(text) for text in numbers["interventions"]["rewind"]]
+    ds = intervene(run_dir, rewind=rewinds, ablate=False, test_set=True)
+    at = ds.sel(measure="test_set")
+    return {"n_test": int(len(open_run(run_dir).evaluation["label"])), "baseline": float(at["baseline_accuracy"]),
+            "rewind": {str(r): float(at["rewind_accuracy"].sel(rewind=r)) for r in ds["rewind"].values}}
+
+
+def between_seeds(runs: Path, work: Path, model: str, seeds: list[str]) -> dict:
+    """CKA of each layer of the first seed with the same layer of every other seed, at the last epoch."""
+    first = work / f"{model}_seed{seeds[0]}"
+    shutil.copytree(runs / model / f"seed{seeds[0]}", first)
+    out = {}
+    try:
+        for seed in seeds[1:]:
+            other = work / f"{model}_seed{seed}"
+            shutil.copytree(runs / model / f"seed{seed}", other)
+            try:
+                ds = similarity_between_runs(open_run(first), open_run(other))
+            finally:
+                shutil.rmtree(other)
+            out[f"{seeds[0]}-{seed}"] = {"epoch": int(ds["epoch"].values[-1]), "n_samples": int(ds.attrs["n_samples"]),
+                                         "cka_same": {str(layer): float(ds["cka_same"].isel(epoch=-1).sel(layer=layer))
+                                                      for layer in ds["layer"].values}}
+    finally:
+        shutil.rmtree(first)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+")
@@ -102,21 +140,32 @@ def main() -> None:
     parser.add_argument("--out", default="docs/beyond")
     parser.add_argument("--work", required=True, help="a new folder for the private copies (each removed after use)")
     parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--between", action="store_true", help="CKA between the first seed and each other seed only")
+    parser.add_argument("--test-set", action="store_true", help="the rewinds again on the test set only")
     args = parser.parse_args()
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=False)
     for model in args.models:
+        if args.between:
+            pairs = between_seeds(Path(args.runs), work, model, args.seeds.split(","))
+            (out / f"{model}_between.json").write_text(json.dumps(pairs, indent=1) + "\n")
+            print(f"{model}: {pairs}", flush=True)
+            continue
         for seed in args.seeds.split(","):
             copy = work / f"{model}_seed{seed}"
             shutil.copytree(Path(args.runs) / model / f"seed{seed}", copy)
             try:
-                numbers = seed_numbers(copy)
+                if args.test_set:
+                    numbers = json.loads((out / f"{model}_seed{seed}.json").read_text())
+                    numbers["interventions_test_set"] = rewinds_on_test_set(copy, numbers)
+                else:
+                    numbers = seed_numbers(copy)
             finally:
                 shutil.rmtree(copy)
             numbers["run"] = f"{args.runs}/{model}/seed{seed}"
             (out / f"{model}_seed{seed}.json").write_text(json.dumps(numbers, indent=1) + "\n")
-            print(f"{model} seed {seed}: {numbers['seconds']}", flush=True)
+            print(f"{model} seed {seed}: {numbers.get('interventions_test_set') or numbers['seconds']}", flush=True)
     work.rmdir()
 
 

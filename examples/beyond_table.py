@@ -65,10 +65,24 @@ def tables(folder: Path, model: str) -> str:
         out.append(f"| ablate {layer}'s large unit | " + " | ".join(
             f"{cell([a['accuracy'][m] for a in ablate])}; null {cell([a['null_mean'][m] for a in ablate])}; "
             f"p <= 0.05 in {count([a['p_value'][m] <= 0.05 for a in ablate])}" for m in range(len(measures))) + " |")
+    if all("interventions_test_set" in s for s in seeds):
+        test = [s["interventions_test_set"] for s in seeds]
+        names = [list(t["rewind"]) for t in test]
+        out += ["", f"The same rewinds on all {cell([t['n_test'] for t in test], '.0f')} evaluated test images "
+                "(accuracy):", "", "| none | " + " | ".join(f"rewind {n.split('@')[0]}" for n in names[0]) + " |",
+                "|---|" + "---|" * len(names[0]),
+                f"| {cell([t['baseline'] for t in test], '.3f')} | " + " | ".join(
+                    cell([t["rewind"][n[k]] for t, n in zip(test, names)], ".3f") for k in range(len(names[0]))) + " |", ""]
     out += ["", "Large unit's mean |activation| / random units matched to it (median count): " + "; ".join(
         f"{layer} {cell([s['interventions']['ablate'][layer]['mean_abs'] for s in seeds])} / "
         f"{cell([s['interventions']['ablate'][layer]['null_n_units_median'] for s in seeds], '.0f')}"
         for layer in seeds[0]["interventions"]["ablate"]) + ".", ""]
+    between = folder / f"{model}_between.json"
+    if between.exists():
+        pairs = json.loads(between.read_text())
+        out += [f"Debiased linear CKA of each layer between seed {next(iter(pairs)).split('-')[0]} and each other seed at "
+                "the last epoch (same probes):", "", "| " + " | ".join(layers) + " |", "|" + "---|" * len(layers),
+                "| " + " | ".join(cell([p["cka_same"][layer] for p in pairs.values()]) for layer in layers) + " |", ""]
     return "\n".join(out)
 
 

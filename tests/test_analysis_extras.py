@@ -31,10 +31,11 @@ def test_extras_reach_results_summary_and_findings(analysed_with_extras):
     results = load_results(analysis / "results.zarr")
     assert {"probes", "similarity"} <= set(results.children)
     assert results.attrs["parameters"]["extras"] == ["probes", "cka"]
+    assert results["probes"].attrs["n_permutations"] == 999
     written = json.loads((analysis / "summary.json").read_text())
     assert written == summary(results)
-    # the node is what linear_probes computes on its own, with the pass's permutations and seed
-    alone = linear_probes(open_run(planted.run_dir), n_permutations=int(results.attrs["parameters"]["n_permutations"]))
+    # the node is what linear_probes computes on its own, with the pass's seed and its own 999 permutations
+    alone = linear_probes(open_run(planted.run_dir))
     np.testing.assert_array_equal(results["probes"]["accuracy"].values, alone["accuracy"].values)
     np.testing.assert_array_equal(results["probes"]["p_value"].values, alone["p_value"].values)
     last = written["probes"]["by_layer"]
@@ -49,6 +50,22 @@ def test_extras_reach_results_summary_and_findings(analysed_with_extras):
     for name in ("decodability", "similarity"):  # the figures, embedded in the report as written beside it
         png = (analysis / "figures" / f"{name}.png").read_bytes()
         assert png[:4] == b"\x89PNG" and base64.b64encode(png).decode() in html
+
+
+def test_ensemble_figures_and_findings_of_extras(analysed_with_extras):
+    """Replicas of an ensemble: the figures draw medians over seeds, the findings count the seeds."""
+    from actlab.analysis.seeds import aggregate_summaries
+    from actlab.findings import findings_from_summary
+    from actlab.workflow import draw_figures
+
+    planted, *_ = analysed_with_extras
+    results = load_results(planted.run_dir / ANALYSIS_DIRNAME / "results.zarr")
+    figures, failures = draw_figures([results, results])
+    assert not failures and {"decodability", "similarity"} <= {name for name, *_ in figures}
+    one = summary(results)
+    rows = {f.name: f.value for f in findings_from_summary(aggregate_summaries({"seed0": one, "seed1": one}))}
+    assert rows["original label of noisy probes, the last epoch"].startswith(
+        "hidden1: decodable in 2 of 2 seeds; hidden2: decodable in 0 of 2 seeds")
 
 
 def test_unknown_extra_is_a_one_line_error(tmp_path):

@@ -74,6 +74,35 @@ def test_intervened_mlp_equals_numpy_forward(mlp_run):
     np.testing.assert_allclose(ds["ablate_p_value"].values, p)
 
 
+def test_test_set_measure_from_the_data_prepared_again(mlp_run):
+    from actlab.record import RecordConfig, prepare_data
+
+    view = open_store(mlp_run)
+    ds = intervene(mlp_run, rewind=["hidden1@0"], n_null=2, test_set=True)
+    assert list(ds["measure"].values)[-1] == "test_set"
+    data = prepare_data(RecordConfig.from_dict(view.attrs["config"], strict=False))
+    np.testing.assert_array_equal(data.dataset.test_labels, view.evaluation["label"].values)
+    x = ((data.dataset.test_images / 255.0 - data.mean[:, None, None]) / data.std[:, None, None]).reshape(
+        len(data.dataset.test_images), -1)
+
+    def accuracy(rewound=(), rewind_epoch=None):
+        h = x
+        for name in view.layer_names:
+            module = view.layers[name].attrs["module"]
+            at = rewind_epoch if module in rewound else 3
+            h = h @ view.parameters[f"{module}.weight"].sel(epoch=at).values.T.astype(np.float64) + view.parameters[
+                f"{module}.bias"].sel(epoch=at).values
+            h = np.maximum(h, 0) if view.layers[name].attrs["activation"] == "relu" else h
+        return np.mean(h.argmax(1) == data.dataset.test_labels)
+
+    assert float(ds["baseline_accuracy"].sel(measure="test_set")) == pytest.approx(accuracy())
+    assert float(ds["rewind_accuracy"].sel(rewind="hidden1@0", measure="test_set")) == pytest.approx(accuracy(("linear1",), 0))
+    # the probe measures are those of a run without the test set
+    plain = intervene(mlp_run, rewind=["hidden1@0"], ablate=False)
+    np.testing.assert_array_equal(ds["rewind_accuracy"].sel(measure=list(plain["measure"].values)).values,
+                                  plain["rewind_accuracy"].values)
+
+
 def test_matched_units_rule():
     rng = np.random.default_rng(0)
     mean_abs = np.array([0.5, 9.0, 1.0, 2.0, 0.2, 3.0, 4.0])

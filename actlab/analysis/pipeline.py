@@ -221,7 +221,9 @@ def analyze(
     max_workers : int, optional
         Blocks processed concurrently (default: CPU count); at most twice as many are in flight.
     extras : sequence of {"probes", "cka"}
-        Optional analyses (:data:`EXTRAS`), computed after the fused pass with ``n_permutations`` and ``seed``.
+        Optional analyses (:data:`EXTRAS`), computed after the fused pass with ``seed`` and their own defaults (the
+        probes' :data:`~actlab.analysis.probes.N_PERMUTATIONS`: a p-value floor low enough for Benjamini-Hochberg
+        over a layer x epoch family).
 
     Returns
     -------
@@ -339,7 +341,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
             attempt(name, functools.partial(_combine, assembly, parts[name], run.layer_names))
     extra = dict(kind=kind, seed=parameters["seed"], max_workers=max_workers, progress=progress)
     if "probes" in parameters["extras"]:
-        attempt("probes", lambda: probes.linear_probes(run, n_permutations=parameters["n_permutations"], **extra))
+        attempt("probes", lambda: probes.linear_probes(run, **extra))  # its own 999 permutations: BH over a family
     if "cka" in parameters["extras"]:
         attempt("similarity", lambda: similarity.similarity_along_training(run, **extra))
     for ds in nodes.values():

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Record activations of training runs into Zarr stores once, analyse them offline as often as you like.\n\n"
             "  actlab record --model mlp7             train MLP7 on CIFAR-10 with 30% label noise, store activations\n"
             "  actlab analyze runs/mlp7               analyses, figures and report.html from the stored run\n"
-            "  actlab compare runs/mlp7 runs/mlp5     several runs side by side in one report"
+            "  actlab compare runs/mlp7 runs/mlp5     several runs side by side in one report\n"
+            "  actlab intervene runs/mlp7 --ablate    rewind layers or zero units of the stored model, on the probes"
         ),
         epilog=(
             "safety: no command deletes, renames or overwrites a file or folder that actlab did not write;\n"

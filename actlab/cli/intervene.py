@@ -19,7 +19,7 @@ examples:
 
 what is measured: accuracy on the stored probes, clean, noisy against their assigned and
 their original label, and test, with the weights of --epoch (default: the last recorded)
-and each intervention applied.
+and each intervention applied; with --test-set also on every test sample the run evaluated.
 
 what is written: the folder RUN/{ANALYSIS_DIRNAME}/interventions (run 'actlab analyze RUN' first: it
 replaces RUN/{ANALYSIS_DIRNAME} as a whole), or --out DIR, holding interventions.zarr (read it with
@@ -48,6 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--null-draws", type=int, default=20, metavar="N", help="draws of matched random units (default 20)")
     parser.add_argument("--model", metavar="PKG.MODULE:CALLABLE", default=None,
                         help="the factory of a factory run, named again (a name read from the store is never imported)")
+    parser.add_argument("--test-set", action="store_true",
+                        help="also measure every evaluated test sample of the run (loads the run's data again and checks "
+                             "it is the same)")
+    parser.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="where the run's data are now, with --test-set (default: as the run was recorded)")
     parser.add_argument("--device", default="cpu", help="torch device of the forward passes (default cpu)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help=f"output folder (default RUN/{ANALYSIS_DIRNAME}/interventions)")
@@ -68,7 +73,7 @@ def run_intervene(args: argparse.Namespace) -> int:
     rewinds = [Rewind.parse(text) for text in args.rewind]
     factory = load_factory(args.model) if args.model else None
     ds = intervene(args.run, epoch=args.epoch, rewind=rewinds, ablate=args.ablate, n_null=args.null_draws,
-                   factory=factory, device=args.device)
+                   factory=factory, device=args.device, test_set=args.test_set, data_dir=args.data_dir)
     path = save_interventions(ds, args.run, args.out, figure_png=figure_png(plot_interventions(ds)))
     measures = [str(m) for m in ds["measure"].values]
     rows = [["none", *(f"{v:.3f}" for v in ds["baseline_accuracy"].values)]]

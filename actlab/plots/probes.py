@@ -9,7 +9,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from actlab.plots.seeds import replica_stack, replicas
-from actlab.plots.separation import _epoch_ticks
+from actlab.plots.separation import label_layer_epoch_axes
 from actlab.plots.style import new_figure, styled
 
 TARGETS_SHOWN: dict[str, str] = {
@@ -56,10 +56,7 @@ def plot_decodability(results: Any) -> Figure:
                     ax.text(col, row, f"{value:.2f}{'*' if stars[row, col] else ''}", ha="center", va="center",
                             fontsize=6.5, color="black" if value > 0.6 else "white")
         ax.set_title(title)
-        ax.set_yticks(np.arange(len(layers)), layers)
-        _epoch_ticks(ax, epochs)
-        ax.set_xlabel("recorded epoch (evenly spaced columns)")
-        ax.grid(False)
+        label_layer_epoch_axes(ax, layers, epochs)
     axes[0, 0].set_ylabel("layer (input side at top)")
     bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
     bar.set_label(f"linear-probe accuracy (chance about {chance:.2f})")

@@ -34,6 +34,14 @@ def _epoch_ticks(ax: Axes, epochs: np.ndarray, axis: str = "x", max_ticks: int =
         ax.set_yticks(positions, labels)
 
 
+def label_layer_epoch_axes(ax: Axes, layers: list[str], epochs: np.ndarray) -> None:
+    """Layer names down the y axis and (a subset of) the recorded epochs along the x axis of a layer x epoch map."""
+    ax.set_yticks(np.arange(len(layers)), layers)
+    _epoch_ticks(ax, epochs)
+    ax.set_xlabel("recorded epoch (evenly spaced columns)")
+    ax.grid(False)
+
+
 def _separation_limits(separation: xr.Dataset) -> tuple[float, float]:
     values = np.concatenate([separation[f"cos_clean_{g}_mean"].values.ravel() for g in GROUPINGS_SHOWN])
     values = values[np.isfinite(values)]
@@ -82,10 +90,7 @@ def plot_separation_heatmap(results: Any) -> Figure:
                     shade = (value - vmin) / (vmax - vmin)
                     ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="black" if shade > 0.55 else "white")
         ax.set_title(f"Clean vs {label}".replace(" grouped", "\ngrouped"))
-        ax.set_yticks(np.arange(len(layers)), layers)
-        _epoch_ticks(ax, epochs)
-        ax.set_xlabel("recorded epoch (evenly spaced columns)")
-        ax.grid(False)
+        label_layer_epoch_axes(ax, layers, epochs)
     axes[0, 0].set_ylabel("layer (input side at top)")
     bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
     bar.set_label("cosine of clean and noisy class means\n(mean over classes; lower = stronger separation)")

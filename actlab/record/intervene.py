@@ -28,10 +28,12 @@ import torch
 import xarray as xr
 from torch import nn
 
-from actlab.errors import ConfigError
+from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
 from actlab.record.config import INSTANCE_MODEL, RecordConfig
+from actlab.record.data import prepare_data
 from actlab.record.models import build_model
+from actlab.record.setup import check_same_data
 from actlab.record.trainer import to_device_normalized
 from actlab.store import ANALYSIS_DIRNAME, StoreView, open_store
 
@@ -42,6 +44,9 @@ MEASURES: dict[str, str] = {
     "test": "test probes against their label",
 }
 """The accuracies every intervention is scored by."""
+
+TEST_SET = "test_set"
+"""The extra measure with ``test_set=True``: every evaluated test sample of the run against its label."""
 
 INTERVENTIONS_NAME = "interventions"
 """The output folder inside the run's analysis folder."""
@@ -101,6 +106,7 @@ class Rebuilt:
         self.view: StoreView = open_store(run_dir)
         attrs = self.view.attrs
         config = RecordConfig.from_dict(attrs["config"], strict=False, where=str(run_dir))
+        self.config, self.run_dir = config, run_dir
         self.device = torch.device(device)
         model_args = dict(config.model_args or {})
         if config.model == INSTANCE_MODEL:
@@ -148,16 +154,38 @@ class Rebuilt:
                     state[name] = earlier[name]
         self.model.load_state_dict(state)
 
-    def logits(self, zero: Mapping[str, Sequence[int]] | None = None, batch_size: int = 4096) -> np.ndarray:
-        """Logits of the probes, with the units ``zero[layer]`` of each recorded layer set to 0.
+    def logits(self, zero: Mapping[str, Sequence[int]] | None = None, inputs: torch.Tensor | None = None,
+               batch_size: int = 4096) -> np.ndarray:
+        """Logits of the probes (or of ``inputs``), with the units ``zero[layer]`` of each recorded layer set to 0.
 
         Returns
         -------
         ndarray of float32, shape (sample, class)
         """
+        inputs = self.inputs if inputs is None else inputs
         with self._zeroed(zero or {}), torch.inference_mode():
-            return torch.cat([self.model(self.inputs[i:i + batch_size]).float().cpu()
-                              for i in range(0, len(self.inputs), batch_size)]).numpy()
+            return torch.cat([self.model(inputs[i:i + batch_size]).float().cpu()
+                              for i in range(0, len(inputs), batch_size)]).numpy()
+
+    def test_set(self, data_dir: str | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Every evaluated test sample of the run, normalised, and its label, from the run's data prepared again.
+
+        The data are loaded as the run's settings say (``data_dir`` overrides the stored data folder) and
+        checked against the store: the probes' indices, the dataset's checksums and the evaluated test labels.
+
+        Raises
+        ------
+        StoreError
+            The data found now differ from those the run was recorded with.
+        """
+        config = self.config if data_dir is None else self.config.replace(data_dir=data_dir)
+        data = prepare_data(config)
+        check_same_data(self.view.path, self.view.attrs, data)
+        labels = np.asarray(data.dataset.test_labels, dtype=np.int64)
+        if not np.array_equal(labels, self.view.evaluation["label"].values):
+            raise StoreError(f"the test labels found now differ from those {self.run_dir} evaluated; point --data-dir at "
+                             "the original data")
+        return to_device_normalized(data.dataset.test_images, data.mean, data.std, self.device), labels
 
     def mean_abs(self, layer: str) -> np.ndarray:
         """Mean |activation| of each unit (a conv layer's channel, over samples and positions) of a recorded layer,
@@ -240,7 +268,8 @@ def matched_units(mean_abs: np.ndarray, unit: int, rng: np.random.Generator) -> 
 
 def intervene(run_dir: str | os.PathLike, *, epoch: int | None = None, rewind: Sequence[Rewind | str] = (),
               ablate: bool = True, layers: Sequence[str] | None = None, n_null: int = N_NULL, seed: int = 0,
-              factory: Callable[..., Any] | None = None, device: str = "cpu") -> xr.Dataset:
+              factory: Callable[..., Any] | None = None, device: str = "cpu", test_set: bool = False,
+              data_dir: str | None = None) -> xr.Dataset:
     """Rewind layers and ablate units of a run's model at a recorded epoch; score each on the stored probes.
 
     Parameters
@@ -261,6 +290,9 @@ def intervene(run_dir: str | os.PathLike, *, epoch: int | None = None, rewind: S
         Seed of the draws.
     factory, device
         See :class:`Rebuilt`.
+    test_set : bool
+        Also score every evaluated test sample of the run (measure ``test_set``), from the run's data loaded
+        again (:meth:`Rebuilt.test_set`; ``data_dir`` overrides the stored data folder).
 
     Returns
     -------
@@ -281,28 +313,39 @@ def intervene(run_dir: str | os.PathLike, *, epoch: int | None = None, rewind: S
             rebuilt.parameter_names(layer)
     if not isinstance(n_null, (int, np.integer)) or n_null < 1:
         raise ConfigError(f"n_null must be a positive integer; got {n_null!r}")
+    test = rebuilt.test_set(data_dir) if test_set else None
+
+    def score(zero: Mapping[str, Sequence[int]] | None = None) -> np.ndarray:
+        probes = accuracies(rebuilt.logits(zero), view)
+        if test is None:
+            return probes
+        return np.append(probes, np.mean(np.argmax(rebuilt.logits(zero, test[0]), axis=1) == test[1]))
+
     rebuilt.load(epoch)
     measure_attrs = {"units": "1"}
-    ds = xr.Dataset(coords={"measure": list(MEASURES)})
-    ds["baseline_accuracy"] = ("measure", accuracies(rebuilt.logits(), view),
+    ds = xr.Dataset(coords={"measure": [*MEASURES, *([TEST_SET] if test_set else [])]})
+    ds["baseline_accuracy"] = ("measure", score(),
                                {"long_name": f"accuracy with the weights of epoch {epoch}", **measure_attrs})
     if rewinds:
         scores = []
         for change in rewinds:
             rebuilt.load(epoch, [change])
-            scores.append(accuracies(rebuilt.logits(), view))
+            scores.append(score())
         rebuilt.load(epoch)
         ds = ds.assign_coords(rewind=[str(r) for r in rewinds])
         ds["rewind_accuracy"] = (("rewind", "measure"), np.array(scores),
                                  {"long_name": "accuracy with the named layers rewound", **measure_attrs})
         ds["rewind_epoch"] = ("rewind", [r.epoch for r in rewinds], {"long_name": "epoch the layers were rewound to"})
     if ablate:
-        ds = ds.merge(_ablations(rebuilt, list(layers) if layers is not None else view.layer_names[:-1], n_null, seed))
+        ds = ds.merge(_ablations(rebuilt, score, list(layers) if layers is not None else view.layer_names[:-1],
+                                 ds["measure"].values.tolist(), n_null, seed))
+    described = {**MEASURES, TEST_SET: "every evaluated test sample against its label"}
     return ds.assign_attrs(run=str(view.path), epoch=epoch, n_null=n_null, seed=seed,
-                           measures=[f"{k}: {v}" for k, v in MEASURES.items()])
+                           measures=[f"{k}: {described[k]}" for k in ds["measure"].values.tolist()])
 
 
-def _ablations(rebuilt: Rebuilt, layers: list[str], n_null: int, seed: int) -> xr.Dataset:
+def _ablations(rebuilt: Rebuilt, score: Callable[[Mapping[str, Sequence[int]]], np.ndarray], layers: list[str],
+               measures: list[str], n_null: int, seed: int) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     unit, top_mean, ablated, null, sizes = [], [], [], [], []
     for layer in layers:
@@ -310,10 +353,10 @@ def _ablations(rebuilt: Rebuilt, layers: list[str], n_null: int, seed: int) -> x
         top = int(np.argmax(mean_abs))
         unit.append(top)
         top_mean.append(float(mean_abs[top]))
-        ablated.append(accuracies(rebuilt.logits({layer: [top]}), rebuilt.view))
+        ablated.append(score({layer: [top]}))
         draws = [matched_units(mean_abs, top, rng) for _ in range(n_null)]
         sizes.append([len(d) for d in draws])
-        null.append([accuracies(rebuilt.logits({layer: d}), rebuilt.view) for d in draws])
+        null.append([score({layer: d}) for d in draws])
     ablated_acc, null_acc = np.array(ablated), np.array(null)
     p_value = (1 + np.sum(null_acc <= ablated_acc[:, None, :] + 1e-12, axis=1)) / (1 + n_null)
     return xr.Dataset(
@@ -327,7 +370,7 @@ def _ablations(rebuilt: Rebuilt, layers: list[str], n_null: int, seed: int) -> x
             "ablate_p_value": (("layer", "measure"), p_value,
                                {"long_name": "rank of the large unit's accuracy among the matched-unit null", "units": "1"}),
         },
-        coords={"layer": layers, "draw": np.arange(n_null), "measure": list(MEASURES)},
+        coords={"layer": layers, "draw": np.arange(n_null), "measure": measures},
     )
 
 
