@@ -155,3 +155,14 @@ def test_a_store_without_trajectories_skips_them_in_one_line(tmp_path):
     assert "dynamics" not in results.children and results.attrs["skipped"] == {"dynamics": NO_DYNAMICS}
     found = summary(results)
     assert found["dynamics"] is None and found["skipped"] == {"dynamics": NO_DYNAMICS}
+
+
+def test_seed_aggregate_gives_intervals_and_leaves_the_per_seed_lists_out():
+    from actlab.analysis.seeds import aggregate_summaries
+
+    def one(auc):
+        return {"dynamics": {"mislabel_ranking": {"auc": auc}, "top_ranked": [{"train_sample": 3, "aum": -2.0}]}}
+
+    found = aggregate_summaries({"seed0": one(0.8), "seed1": one(0.9), "seed2": one(0.85)})["dynamics"]
+    assert found["top_ranked"] is None
+    assert found["mislabel_ranking"]["auc"]["median"] == pytest.approx(0.85) and found["mislabel_ranking"]["auc"]["n"] == 3
