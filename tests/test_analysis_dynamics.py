@@ -3,8 +3,6 @@ and against independent implementations written here (loops, NumPy, scikit-learn
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import xarray as xr
@@ -14,8 +12,8 @@ from sklearn.metrics import roc_auc_score
 
 import actlab
 from actlab.analysis import dynamics
-from actlab.analysis.pipeline import NO_DYNAMICS, load_results, summary
-from actlab.workflow import analyze_to_dir
+from actlab.analysis.pipeline import NO_DYNAMICS, load_results, save_results, summary
+from actlab.workflow import sample_dynamics_tables
 from actlab.store import RunWriter, damaged_chunks, open_store, store_path
 
 
@@ -128,21 +126,26 @@ def test_only_committed_epochs_are_read(tmp_path):
     assert list(ds["epoch"].values) == list(range(30))
 
 
-def test_analyze_summary_and_report_carry_the_dynamics(planted, tmp_path):
-    out = analyze_to_dir(planted.run_dir, tmp_path / "analysis", progress=False, formats=("png",), **FAST)
-    found = json.loads((tmp_path / "analysis" / "summary.json").read_text())["dynamics"]
-    noisy = planted.dynamics.learned[open_store(planted.run_dir).training["is_noisy"].values]  # never forgotten
+def test_summary_csv_and_report_tables_carry_the_dynamics(planted, tmp_path):
+    results = xr.DataTree.from_dict({"/": xr.Dataset(attrs={"errors": {}, "skipped": {}}),
+                                     "/dynamics": dynamics.sample_dynamics(open_store(planted.run_dir).dynamics,
+                                                                           n_permutations=99)})
+    path = save_results(results, tmp_path / "results.zarr")
+    xr.testing.assert_allclose(load_results(path)["dynamics"].to_dataset(), results["dynamics"].to_dataset())
+    found = summary(results)["dynamics"]
+    is_noisy = open_store(planted.run_dir).training["is_noisy"].values
+    noisy = planted.dynamics.learned[is_noisy]  # never forgotten
     assert found["groups"]["noisy"]["learned_epoch_median"] == pytest.approx(np.median(noisy))
     assert found["groups"]["noisy"]["n"] == len(noisy) and found["mislabel_ranking"]["auc"] > 0.95
+    assert found["mislabel_ranking"]["p_floor"] == pytest.approx(0.01)
     assert all(row["is_noisy"] for row in found["top_ranked"][:10])
-    assert (tmp_path / "analysis" / "figures" / "dynamics.png").is_file()
-    saved = load_results(tmp_path / "analysis" / "results.zarr")["dynamics"].to_dataset()
-    xr.testing.assert_allclose(saved, out.results["dynamics"].to_dataset())
-    html = out.report_path.read_text()
-    assert "Sample dynamics" in html and "area under the margin" in html
-    rows = (tmp_path / "analysis" / "samples.csv").read_text().splitlines()
+    rows = dynamics.samples_csv(results["dynamics"].to_dataset()).splitlines()
     assert rows[0] == ",".join(dynamics.SAMPLE_COLUMNS) and len(rows) == 1 + len(planted.dynamics.learned)
     assert rows[1].split(",")[0] == str(found["top_ranked"][0]["train_sample"])
+    tables = sample_dynamics_tables(summary(results))
+    assert [title.split(" (")[0] for title, _, _ in tables] == [
+        "Sample dynamics", "Likely mislabelled samples: ranking by the area under the margin"]
+    assert tables[1][2][0][2] == "p ≤ 1/(99+1) = 0.01"  # at the permutation floor
 
 
 def test_a_store_without_trajectories_skips_them_in_one_line(tmp_path):
@@ -155,3 +158,14 @@ def test_a_store_without_trajectories_skips_them_in_one_line(tmp_path):
     assert "dynamics" not in results.children and results.attrs["skipped"] == {"dynamics": NO_DYNAMICS}
     found = summary(results)
     assert found["dynamics"] is None and found["skipped"] == {"dynamics": NO_DYNAMICS}
+
+
+def test_seed_aggregate_gives_intervals_and_leaves_the_per_seed_lists_out():
+    from actlab.analysis.seeds import aggregate_summaries
+
+    def one(auc):
+        return {"dynamics": {"mislabel_ranking": {"auc": auc}, "top_ranked": [{"train_sample": 3, "aum": -2.0}]}}
+
+    found = aggregate_summaries({"seed0": one(0.8), "seed1": one(0.9), "seed2": one(0.85)})["dynamics"]
+    assert found["top_ranked"] is None
+    assert found["mislabel_ranking"]["auc"]["median"] == pytest.approx(0.85) and found["mislabel_ranking"]["auc"]["n"] == 3

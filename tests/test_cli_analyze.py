@@ -24,8 +24,9 @@ from actlab.store import ANALYSIS_DIRNAME, STORE_DIRNAME, store_path
 
 @pytest.fixture(scope="module")
 def analysed_run(tmp_path_factory):
-    """A planted run after ``actlab analyze RUN --no-progress``: (planted, exit code, stdout, stderr)."""
-    planted = planted_run(tmp_path_factory.mktemp("cli") / "planted")
+    """A planted run (with trajectories) after ``actlab analyze RUN --no-progress``: (planted, exit code, stdout,
+    stderr)."""
+    planted = planted_run(tmp_path_factory.mktemp("cli") / "planted", dynamics=True)
     code, out, err = run_cli("analyze", planted.run_dir, "--no-progress")
     return planted, code, out, err
 
@@ -42,6 +43,9 @@ def test_analyze_writes_every_promised_artefact(analysed_run):
     for name in names:  # the embedded image is exactly the PNG written beside it
         assert base64.b64encode((analysis / "figures" / f"{name}.png").read_bytes()).decode() in html
     assert 'id="findings"' in html and "How to read this report" in html and "Analyses that could not run" not in html
+    assert "Sample dynamics" in html and "area under the margin" in html and "skipped" not in err
+    rows = (analysis / "samples.csv").read_text().splitlines()  # every training sample, lowest area under the margin first
+    assert rows[0].startswith("train_sample,dataset_index") and len(rows) == 1 + len(planted.dynamics.learned)
     leftovers = [p.name for p in planted.run_dir.iterdir() if p.name.endswith((".partial", ".replaced", ".swap"))]
     assert not leftovers  # no staging folders or temporary files left
     assert f"report: {analysis / 'report.html'}" in out
@@ -55,7 +59,7 @@ def test_summary_json_matches_results_and_hand_computation(analysed_run):
     written = json.loads((analysis / "summary.json").read_text())
     results = load_results(analysis / "results.zarr")
     assert written == summary(results)
-    assert set(results.children) == {"curves", "separation", "pca", "large_activation", "paths"}
+    assert set(results.children) == {"curves", "separation", "pca", "large_activation", "paths", "dynamics"}
 
     # by hand: the double-descent epochs on the stored test loss smoothed by a centred 5-epoch rolling mean
     epochs = sorted(planted.metrics)
@@ -135,7 +139,9 @@ def test_failed_analysis_is_reported_and_the_rest_still_runs(tmp_path, monkeypat
     assert "Analyses that could not run" in html and "planted failure" in html
     assert "Notes" in html and "class 2" in html  # no noisy probe has original label 2
     figures = sorted(p.name for p in (analysis / "figures").iterdir())  # --format svg: SVG only
-    assert figures == sorted(f"{name}.svg" for name, node, *_ in workflow.FIGURES if node != "pca")
+    # the planted run stores no trajectories: the sample dynamics are skipped, in one line
+    assert figures == sorted(f"{name}.svg" for name, node, *_ in workflow.FIGURES if node not in ("pca", "dynamics"))
+    assert err.count("note: dynamics skipped: the store holds no per-sample trajectories") == 1
     assert html.count("data:image/png;base64,") == len(figures)  # the report still embeds PNGs
     summary = json.loads((analysis / "summary.json").read_text())
     assert summary["errors"] == {"pca": "RuntimeError: planted failure"}

@@ -90,7 +90,7 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
 
     root = zarr.open_group(run_dir / "store.zarr", mode="w", zarr_format=3)
     root.attrs.update(digested({
-        "schema_version": 4, "status": "complete", "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
+        "schema_version": 4, "status": "complete", "dynamics": True, "user_metrics": ["lr"], "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
         "groups": ["clean", "noisy", "test"], "created": "2025-01-01T00:00:00+00:00", "config": {"writer": "contract test"},
         "layers": [{"name": CONV[0], "width": CONV[1], "fan_in": CONV[2], "activation": "relu", "module": "stem",
                     "kind": "conv", "reduce": "none", "shape": list(CONV[1:2] + CONV[3:])}]
@@ -112,7 +112,17 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
               "test_loss": loss, "test_acc": np.clip(1.3 - loss / 2, 0, 1), "wall_time": epochs.astype(float)}
     for name, curve in values.items():
         _array(metrics, name, curve, dims=("epoch",), dtype="float64", fill_value=np.nan)
+    _array(metrics, "lr", 0.1 * 0.5 ** (epochs // 20), dims=("epoch",), dtype="float64", fill_value=np.nan)
     _array(metrics, "epoch", epochs, dims=("epoch",), dtype="int32", fill_value=-1)  # commit: written last
+
+    # every training sample's trajectory: noisy samples are fitted (margin > 0) from epoch 30 on, clean from epoch 5
+    dynamics = root.create_group("dynamics", attributes=digested({}))
+    fitted = epochs[:, None] >= np.where(noisy, 30, 5)
+    margin = np.where(fitted, 1.0, -1.0) * rng.uniform(0.5, 1.5, (N_EPOCHS + 1, 800))
+    for name, values_, dtype in (("loss", np.log1p(np.exp(-margin)), "float16"), ("margin", margin, "float16"),
+                                 ("correct", fitted, "bool"), ("correct_original", fitted & ~noisy, "bool")):
+        _array(dynamics, name, values_, dims=("epoch", "train_sample"), dtype=dtype, chunks=(1, 800), shards=(1, 800))
+    _array(dynamics, "epoch", epochs, dims=("epoch",), dtype="int32", fill_value=-1)  # commit: written last
 
     group = root.create_group("probes", attributes=digested({}))
     for name, dtype in (("sample", "int64"), ("group", "int8"), ("dataset_index", "int64"), ("label", "int16"),
@@ -204,6 +214,9 @@ def test_the_reader_reads_what_was_written(contract_run):
     np.testing.assert_allclose(hidden1[:, LARGE_UNIT], 50 * probes["amplitude"], rtol=1e-6)
     assert run.layer("output").attrs["activation"] == "identity"
     assert np.all(run.layer("hidden2").values >= 0)  # relu applied by the reader
+    np.testing.assert_allclose(run.metrics["lr"].values[[0, 19, 20, 60]], [0.1, 0.1, 0.05, 0.0125])
+    assert run.dynamics.sizes == {"epoch": N_EPOCHS + 1, "train_sample": 800}
+    np.testing.assert_array_equal(run.dynamics["is_noisy"].values, run.training["is_noisy"].values)
 
 
 def test_analysis_finds_the_planted_signals(contract_run):
@@ -215,6 +228,9 @@ def test_analysis_finds_the_planted_signals(contract_run):
     large = found["large_activation"]
     assert (large["layer"], large["unit"], large["dominant"], large["explained_by"]) == ("hidden1", LARGE_UNIT, True, "input")
     assert large["input_r2"] > 0.8
+    groups = found["dynamics"]["groups"]
+    assert (groups["clean"]["learned_epoch_median"], groups["noisy"]["learned_epoch_median"]) == (5, 30)
+    assert found["dynamics"]["mislabel_ranking"]["auc"] == 1.0
     separation = found["separation"]
     assert separation["layer"] == "hidden2" and separation["cosine"] < 0.2
     assert separation["last_epoch"]["hidden1"]["noisy_by_original"] > 0.9

@@ -40,6 +40,9 @@ its bounds: over seeds these get a :func:`hierarchical_interval`."""
 N_HIERARCHICAL = 9999
 """Resamples of :func:`hierarchical_interval`."""
 
+PER_SEED = frozenset({"top_ranked"})
+"""Summary keys that list one seed's samples (the likely mislabelled ones): left to each seed's summary, None over seeds."""
+
 INTERVAL_KEYS = frozenset({"median", "low", "high", "n", "coverage"})
 SHARE_KEYS = frozenset({"share", "count", "n", "low", "high"})
 COUNTS_KEYS = frozenset({"value", "counts", "n"})
@@ -173,7 +176,7 @@ def _keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _combine(values: list[Any], key: str) -> Any:
     present = [v for v in values if v is not None]
-    if not present:
+    if not present or key in PER_SEED:
         return None
     if all(isinstance(v, Mapping) for v in present):
         out = {name: _combine([v.get(name) for v in present], name) for name in _keys(present)}
