@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 import pytest
 from fixtures_store import cached_results
 from matplotlib.backends.backend_agg import FigureCanvasAgg
