@@ -80,16 +80,21 @@ def abstract_sentences(rows: Sequence[FindingRow]) -> list[str]:
     list of str
         ``"Training — double descent (test loss): no; noisy labels memorised: epoch 76."``, and so on.
     """
+    return list(topic_sentences(rows).values())
+
+
+def topic_sentences(rows: Sequence[FindingRow]) -> dict[str, str]:
+    """Topic of :data:`TOPICS` (or ``Also``) -> its sentence of :func:`abstract_sentences`, for topics with rows."""
     topics = [topic for topic, _ in TOPICS] + ["Also"]
     by_topic: dict[str, list[FindingRow]] = {topic: [] for topic in topics}
     for row in rows:
         topic = next((topic for topic, starts in TOPICS if row.name.startswith(starts)), "Also")
         by_topic[topic].append(row)
-    sentences = []
+    sentences = {}
     for topic in topics:
         clauses = _clauses(topic, by_topic[topic])
         if clauses:
-            sentences.append(f"{topic} — " + "; ".join(clauses) + ".")
+            sentences[topic] = f"{topic} — " + "; ".join(clauses) + "."
     return sentences
 
 

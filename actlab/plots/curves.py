@@ -55,7 +55,7 @@ def plot_metrics(
             raise ValueError(f"metrics lack {missing}; pass open_store(run).metrics")
         if "epoch" not in dataset.dims:
             raise ValueError(f"metrics must have dim 'epoch'; got dims {tuple(dataset.dims)}")
-    fig, axes = new_figure(1, 3, width=11.0, height=3.9)
+    fig, axes = new_figure(1, 3, width=11.0, height=3.9, sharex=True)
     ax_test, ax_train, ax_acc = axes[0]
     for prefix, style in CURVES.items():
         loss = stack_replicas([dataset[f"{prefix}_loss"] for dataset in datasets])

@@ -148,7 +148,8 @@ def set_epoch_axis(ax: Axes, *, log_x: bool, label: bool = True) -> None:
         if low < 0:  # the linear autoscale margin (5% of all epochs) would take a third of a symlog axis
             low = -0.25
             ax.set_xlim(low, high)
-        nice = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if low <= t <= high]
+        steps = (1, 2, 5) if high <= 300 else (1, 3)  # over more decades, fewer ticks: "500" and "1000" run together
+        nice = [t for t in [0, *(k * 10**d for d in range(6) for k in steps)] if low <= t <= high]
         ax.xaxis.set_major_locator(FixedLocator(nice))
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.xaxis.set_minor_locator(NullLocator())
