@@ -56,13 +56,19 @@ class FindingRow:
 
 
 def finding_rows(findings: Sequence[Finding]) -> list[FindingRow]:
-    """The findings (reading notes left out) as table rows: rule texts out of the details, verdicts out of the values."""
+    """The findings (reading notes left out) as table rows: rule texts out of the details, verdicts out of the values.
+
+    A finding whose rule is said but whose value holds none of the rule's starred phrases (``input``, ``present in
+    3 of 5 seeds``) is all verdict.
+    """
     rows = []
     for finding in findings:
         if is_reading_note(finding):
             continue
         detail, names = said_rules(finding.detail)
         value, verdict = split_verdict(finding.value, names)
+        if names and not verdict:  # the rule speaks but names none of its phrases ("input"): its words are the value
+            value, verdict = "", value
         rows.append(FindingRow(finding.name, value, verdict, names, detail))
     return rows
 

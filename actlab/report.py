@@ -153,7 +153,8 @@ h1 { font-size: 1.6em; margin: 0.2em 0 0.3em; }
 h2 { font-size: 1.2em; margin: 1.6em 0 0.5em; border-bottom: 1px solid #e4e4e0; padding-bottom: 0.2em; }
 h3 { font-size: 1.0em; margin: 0 0 0.4em; }
 .meta { color: #555; font-size: 0.88em; }
-table { border-collapse: collapse; width: 100%; font-size: 0.92em; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
+table.findings td { padding: 3px 8px; }
 th, td { text-align: left; vertical-align: top; padding: 5px 9px; border-bottom: 1px solid #e8e8e4; }
 th { background: #f1f1ee; font-weight: 600; }
 td.value { font-variant-numeric: tabular-nums; }
@@ -165,7 +166,8 @@ p.takeaway { font-weight: 600; margin: 0.2em 0 0.5em; }
 dl.rules dt, dl.details dt { font-weight: 600; margin-top: 0.6em; }
 dl.rules dd, dl.details dd { margin: 0.1em 0 0 1.4em; color: #333; }
 :target { background: #fff8d6; }
-table.grid td { white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.grid td { font-variant-numeric: tabular-nums; }
+table.grid td:first-child { white-space: nowrap; }
 .scroll { overflow-x: auto; }
 .failures { background: #fff5e6; border-left: 4px solid #E69F00; padding: 2px 14px 8px; margin-top: 1em; }
 .failures h2 { border: none; }

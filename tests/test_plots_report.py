@@ -254,3 +254,71 @@ def test_phases_and_instabilities_are_marked_on_every_curve_figure_and_named_in_
             assert {phases["first_minimum"], phases["clean_learned"], phases["memorisation"]} <= marked
             assert not [t for t in ax.texts if t.get_rotation() == 90]  # no labels piled above the axes
     assert "training instability (train accuracy drop): epoch 20" in [t.get_text() for t in figures[0].legends[0].get_texts()]
+
+
+def test_report_says_each_rule_once_and_links_every_row_to_it(analysed):
+    from html.parser import HTMLParser
+
+    from actlab.abstract import abstract_sentences, finding_rows
+
+    _, _, summary = analysed
+    found = findings.findings_from_summary(summary)
+    html = report.Report(title="planted", findings=found).to_html()
+    for name, rule in findings.rules().items():
+        rendered = report.markdown(rule)
+        assert html.count(str(rendered)) == 1, name  # said once, in "How to read this report"
+        assert f'id="rule-{name}"' in html
+    # every finding that repeated a rule now links to it instead; nothing shows raw Markdown
+    repeated = [f for f in found if any(rule in f.detail for rule in findings.rules().values())]
+    assert repeated
+    for finding in repeated:
+        detail, names = findings.said_rules(finding.detail)
+        assert names and not any(findings.rules()[n] in detail for n in names)
+    links = set(re.findall(r'href="#(rule-\w+|detail-\d+)"', html))
+    targets = set(re.findall(r'id="(rule-\w+|detail-\d+)"', html))
+    assert links and links <= targets
+
+    class Text(HTMLParser):
+        chunks: list = []
+
+        def handle_data(self, data):
+            self.chunks.append(data)
+
+    parser = Text()
+    parser.feed(html.split("<body>")[1])
+    assert not re.search(r"\*[a-z][^*]*\*", " ".join(parser.chunks))
+    assert str(report.markdown("*a* <b>x</b>")) == "<em>a</em> &lt;b&gt;x&lt;/b&gt;"
+    # the summary: one sentence per topic, in the order of the table, every verdict said
+    rows = finding_rows(found)
+    sentences = abstract_sentences(rows)
+    assert 4 <= len(sentences) <= 8 and sentences[0].startswith("Training — double descent (test loss): ")
+    for row in rows:
+        for verdict in filter(None, row.verdict.split("; ")):
+            assert f"*{verdict}*" in " ".join(sentences)
+    explained = {row.name: row for row in rows}["large activation explained by"]
+    assert explained.verdict == summary["large_activation"]["explained_by"] and explained.rules == ["explanation_words"]
+
+
+def test_split_verdict_takes_the_rule_words_out_of_a_value():
+    split = findings.split_verdict
+    assert split("yes: 13 -> 25 -> 40", ["descent_words"]) == ("13 -> 25 -> 40", "yes")
+    assert split("hidden3, epoch 40: cos 0.1 (noisy by original), not below its noise floor", ["floor_words"]) == (
+        "hidden3, epoch 40: cos 0.1 (noisy by original)", "not below its noise floor")
+    assert split("clean path: 90% of correct vs 10% of wrong; beyond its null, shrunk since initialisation",
+                 ["excess_words", "gain_words"]) == ("clean path: 90% of correct vs 10% of wrong",
+                                                     "beyond its null; shrunk since initialisation")
+    assert split("epoch 12", []) == ("epoch 12", "")
+
+
+def test_terminal_tables_fit_100_columns_and_wide_tables_split_by_topic():
+    header = findings.COMPARE_HEADER
+    rows = [[f"run{i}", "5", *(f"cell {j} " * 6 for j in range(len(header) - 2))] for i in range(3)]
+    parts = findings.topic_tables(header, rows)
+    assert [title for title, _, _ in parts] == ["Test curves", "Phases and separation", "Large activation", "Path attribution"]
+    assert sorted(c for _, h, _ in parts for c in h[2:]) == sorted(header[2:])  # every column once
+    assert all(h[:2] == ["run", "seeds"] and r[0][:2] == ["run0", "5"] for _, h, r in parts)
+    for _, h, r in parts:
+        text = findings.text_table(h, r)
+        assert max(map(len, text.splitlines())) <= 100
+        # wrapped cells keep every word, in order
+        assert " ".join(text.split()).count("cell") == sum(" ".join(row).count("cell") for row in [h, *r])
