@@ -96,12 +96,12 @@ def topic_sentences(rows: Sequence[FindingRow]) -> dict[str, str]:
     for row in rows:
         topic = next((topic for topic, starts in TOPICS if row.name.startswith(starts)), "Also")
         by_topic[topic].append(row)
-    sentences = {}
-    for topic in topics:
-        clauses = _clauses(topic, by_topic[topic])
-        if clauses:
-            sentences[topic] = f"{topic} — " + "; ".join(clauses) + "."
-    return sentences
+    return {topic: sentence(topic, by_topic[topic]) for topic in topics if by_topic[topic]}
+
+
+def sentence(topic: str, rows: Sequence[FindingRow]) -> str:
+    """``"<topic> — <clause>; <clause>."``: one clause per row, rows of one stem said once per verdict."""
+    return f"{topic} — " + "; ".join(_clauses(topic, rows)) + "."
 
 
 def _clauses(topic: str, rows: Sequence[FindingRow]) -> list[str]:

@@ -162,7 +162,7 @@ td.verdict { font-weight: 600; }
 td.rule { font-size: 0.9em; white-space: nowrap; }
 td a, dd a { color: #0072B2; text-decoration: none; }
 p.abstract { font-size: 1.02em; line-height: 1.6; margin: 0.3em 0; }
-p.takeaway { font-weight: 600; margin: 0.2em 0 0.5em; }
+p.takeaway { margin: 0.2em 0 0.6em; padding-left: 9px; border-left: 3px solid #0072B2; }
 dl.rules dt, dl.details dt { font-weight: 600; margin-top: 0.6em; }
 dl.rules dd, dl.details dd { margin: 0.1em 0 0 1.4em; color: #333; }
 :target { background: #fff8d6; }

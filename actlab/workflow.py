@@ -85,19 +85,30 @@ FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
 """Figures of a run report: (name, results node needed, title, plots function, caption)."""
 
 
-FIGURE_TOPICS: dict[str, str] = {
-    "curves": "Training", "separation_heatmap": "Signal separation", "separation_lines": "Signal separation",
-    "large_activation": "Large activation", "explanation": "Large activation", "path_attribution": "Path attribution",
+FIGURE_FINDINGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "curves": ("Training", ("double descent (test loss)", "best test loss", "best test accuracy",
+                            "clean training samples learned", "noisy labels memorised")),
+    "separation_heatmap": ("Signal separation", ("strongest clean-noisy separation",)),
+    "separation_lines": ("Signal separation", ("strongest clean-noisy separation", "separation at the last epoch")),
+    "large_activation": ("Large activation", ("large activation", "large activation over training")),
+    "explanation": ("Large activation", ("large activation explained by",)),
+    "path_attribution": ("Path attribution", ("path attribution",)),
 }
-"""Figure -> the topic of the summary (:data:`actlab.abstract.TOPICS`) whose sentence is its takeaway."""
+"""Figure -> (topic, the findings it shows: a name, or the stem of ``<stem>, <part>`` names): its takeaway is their
+summary sentence."""
 
 
 def figure_takeaways(findings: Sequence[Any]) -> dict[str, str]:
-    """Figure name -> its takeaway: the summary sentence of its topic (:func:`actlab.abstract.topic_sentences`)."""
-    from actlab.abstract import finding_rows, topic_sentences
+    """Figure name -> its takeaway, one sentence of the findings it shows (:func:`actlab.abstract.sentence`)."""
+    from actlab.abstract import finding_rows, sentence
 
-    sentences = topic_sentences(finding_rows(findings))
-    return {name: sentences[topic] for name, topic in FIGURE_TOPICS.items() if topic in sentences}
+    rows = finding_rows(findings)
+    takeaways = {}
+    for name, (topic, names) in FIGURE_FINDINGS.items():
+        shown = [row for row in rows if row.name in names or row.name.rsplit(", ", 1)[0] in names]
+        if shown:
+            takeaways[name] = sentence(topic, shown)
+    return takeaways
 
 
 def draw_figures(results: Any, *, log_x: bool = False) -> tuple[list[tuple[str, str, str, Figure]], dict[str, str]]:

@@ -295,6 +295,9 @@ def test_report_says_each_rule_once_and_links_every_row_to_it(analysed):
     for row in rows:
         for verdict in filter(None, row.verdict.split("; ")):
             assert f"*{verdict}*" in " ".join(sentences)
+    takeaways = workflow.figure_takeaways(found)  # each figure's one sentence, from the findings it shows
+    assert takeaways["curves"].startswith("Training — double descent (test loss): ") and "*yes*" in takeaways["curves"]
+    assert "*input*" in takeaways["explanation"] and set(takeaways) <= {name for name, *_ in workflow.FIGURES}
     explained = {row.name: row for row in rows}["large activation explained by"]
     assert explained.verdict == summary["large_activation"]["explained_by"] and explained.rules == ["explanation_words"]
 
