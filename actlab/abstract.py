@@ -73,6 +73,14 @@ def finding_rows(findings: Sequence[Finding]) -> list[FindingRow]:
     return rows
 
 
+def summary_sentences(findings: Sequence[Finding]) -> list[str]:
+    """The summary paragraph of the headline findings: over seeds a first sentence saying so, then
+    :func:`abstract_sentences` of their rows."""
+    seeds = [f"Values are medians over {f.value} seeds with their intervals (how to read them: below)."
+             for f in findings if f.name == "seeds"]
+    return seeds + abstract_sentences(finding_rows(findings))
+
+
 def abstract_sentences(rows: Sequence[FindingRow]) -> list[str]:
     """One sentence per topic of :data:`TOPICS` that has rows, then one for the rest (at most six).
 

@@ -30,7 +30,7 @@ from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 
 from actlab import __version__
-from actlab.abstract import abstract_sentences, finding_rows, is_reading_note
+from actlab.abstract import finding_rows, is_reading_note, summary_sentences
 from actlab.files import write_atomic
 from actlab.findings import Finding, rules
 
@@ -117,10 +117,9 @@ class Report:
         """The report as one self-contained HTML document (Jinja2 template, every value escaped)."""
         figures = [(fig, base64.b64encode(fig.png).decode("ascii")) for fig in self.figures]
         config = json.dumps(self.config, indent=2, sort_keys=True, default=str) if self.config else ""
-        rows = finding_rows(self.findings)
         return _template().render(
             report=self, figures=figures, config=config, css=_CSS, version=__version__, now=_now(),
-            summary=abstract_sentences(rows), rows=rows,
+            summary=summary_sentences(self.findings), rows=finding_rows(self.findings),
             reading_notes=[f for f in self.findings if is_reading_note(f)],
             rules=[(name, rule_title(name), text) for name, text in rules().items()],
         )

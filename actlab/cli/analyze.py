@@ -115,7 +115,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Run ``actlab analyze``."""
-    from actlab.abstract import abstract_sentences, finding_rows
+    from actlab.abstract import finding_rows, summary_sentences
     from actlab.findings import TERMINAL_WIDTH, text_table
     from actlab.workflow import analyze_to_dir, parse_formats
 
@@ -123,7 +123,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     _check_open(args, args.out or args.run)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
     rows = finding_rows(output.report.findings)
-    for sentence in abstract_sentences(rows):
+    for sentence in summary_sentences(output.report.findings):
         print(textwrap.fill(sentence.replace("*", ""), TERMINAL_WIDTH, subsequent_indent="  "))
     print()
     print(text_table(["finding", "value", "verdict"], [[row.name, row.value, row.verdict] for row in rows]))
