@@ -90,7 +90,8 @@ class Report:
     ----------
     title : str
     findings : list of Finding
-        Headline findings, shown first as a table.
+        Headline findings: said first as a summary paragraph and a compact table (:mod:`actlab.abstract`), their
+        rules once under "How to read this report", their details last.
     figures : list of ReportFigure
     failures : dict of str -> str
         Analyses that could not run -> why; shown as a warning box.

@@ -27,7 +27,8 @@ examples:
                                                  the same, written to a local folder
 
 what is written (into RUN/{ANALYSIS_DIRNAME}/ unless --out DIR):
-  report.html          self-contained report: headline findings, figures, configuration;
+  report.html          self-contained report: a summary, the findings table, figures with
+                       their takeaways, how to read it (each rule once), details, configuration;
                        figures are embedded, so the file opens offline in any browser
   summary.json         the headline numbers (double descent epochs, strongest separation,
                        large activation, input-vs-output explanation, path attribution)
@@ -43,7 +44,7 @@ and credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 with report.html last (removed first when replacing an earlier one): there is no
 writer lock for URLs. If one analysis cannot
 run (e.g. a class without noisy probes), the others still do and the report
-says what failed and why. The headline findings are also printed as a table.
+says what failed and why. The summary and the findings table are also printed (100 columns).
 """
 
 COMPARE_EPILOG = f"""\
