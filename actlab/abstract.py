@@ -56,15 +56,29 @@ class FindingRow:
 
 
 def finding_rows(findings: Sequence[Finding]) -> list[FindingRow]:
-    """The findings (reading notes left out) as table rows: rule texts out of the details, verdicts out of the values."""
+    """The findings (reading notes left out) as table rows: rule texts out of the details, verdicts out of the values.
+
+    A finding whose rule is said but whose value holds none of the rule's starred phrases (``input``, ``present in
+    3 of 5 seeds``) is all verdict.
+    """
     rows = []
     for finding in findings:
         if is_reading_note(finding):
             continue
         detail, names = said_rules(finding.detail)
         value, verdict = split_verdict(finding.value, names)
+        if names and not verdict:  # the rule speaks but names none of its phrases ("input"): its words are the value
+            value, verdict = "", value
         rows.append(FindingRow(finding.name, value, verdict, names, detail))
     return rows
+
+
+def summary_sentences(findings: Sequence[Finding]) -> list[str]:
+    """The summary paragraph of the headline findings: over seeds a first sentence saying so, then
+    :func:`abstract_sentences` of their rows."""
+    seeds = [f"Values are medians over {f.value} seeds with their intervals (how to read them: below)."
+             for f in findings if f.name == "seeds"]
+    return seeds + abstract_sentences(finding_rows(findings))
 
 
 def abstract_sentences(rows: Sequence[FindingRow]) -> list[str]:
@@ -80,17 +94,22 @@ def abstract_sentences(rows: Sequence[FindingRow]) -> list[str]:
     list of str
         ``"Training — double descent (test loss): no; noisy labels memorised: epoch 76."``, and so on.
     """
+    return list(topic_sentences(rows).values())
+
+
+def topic_sentences(rows: Sequence[FindingRow]) -> dict[str, str]:
+    """Topic of :data:`TOPICS` (or ``Also``) -> its sentence of :func:`abstract_sentences`, for topics with rows."""
     topics = [topic for topic, _ in TOPICS] + ["Also"]
     by_topic: dict[str, list[FindingRow]] = {topic: [] for topic in topics}
     for row in rows:
         topic = next((topic for topic, starts in TOPICS if row.name.startswith(starts)), "Also")
         by_topic[topic].append(row)
-    sentences = []
-    for topic in topics:
-        clauses = _clauses(topic, by_topic[topic])
-        if clauses:
-            sentences.append(f"{topic} — " + "; ".join(clauses) + ".")
-    return sentences
+    return {topic: sentence(topic, by_topic[topic]) for topic in topics if by_topic[topic]}
+
+
+def sentence(topic: str, rows: Sequence[FindingRow]) -> str:
+    """``"<topic> — <clause>; <clause>."``: one clause per row, rows of one stem said once per verdict."""
+    return f"{topic} — " + "; ".join(_clauses(topic, rows)) + "."
 
 
 def _clauses(topic: str, rows: Sequence[FindingRow]) -> list[str]:

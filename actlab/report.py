@@ -30,7 +30,7 @@ from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 
 from actlab import __version__
-from actlab.abstract import abstract_sentences, finding_rows, is_reading_note
+from actlab.abstract import finding_rows, is_reading_note, summary_sentences
 from actlab.files import write_atomic
 from actlab.findings import Finding, rules
 
@@ -90,7 +90,8 @@ class Report:
     ----------
     title : str
     findings : list of Finding
-        Headline findings, shown first as a table.
+        Headline findings: said first as a summary paragraph and a compact table (:mod:`actlab.abstract`), their
+        rules once under "How to read this report", their details last.
     figures : list of ReportFigure
     failures : dict of str -> str
         Analyses that could not run -> why; shown as a warning box.
@@ -117,10 +118,9 @@ class Report:
         """The report as one self-contained HTML document (Jinja2 template, every value escaped)."""
         figures = [(fig, base64.b64encode(fig.png).decode("ascii")) for fig in self.figures]
         config = json.dumps(self.config, indent=2, sort_keys=True, default=str) if self.config else ""
-        rows = finding_rows(self.findings)
         return _template().render(
             report=self, figures=figures, config=config, css=_CSS, version=__version__, now=_now(),
-            summary=abstract_sentences(rows), rows=rows,
+            summary=summary_sentences(self.findings), rows=finding_rows(self.findings),
             reading_notes=[f for f in self.findings if is_reading_note(f)],
             rules=[(name, rule_title(name), text) for name, text in rules().items()],
         )
@@ -153,7 +153,8 @@ h1 { font-size: 1.6em; margin: 0.2em 0 0.3em; }
 h2 { font-size: 1.2em; margin: 1.6em 0 0.5em; border-bottom: 1px solid #e4e4e0; padding-bottom: 0.2em; }
 h3 { font-size: 1.0em; margin: 0 0 0.4em; }
 .meta { color: #555; font-size: 0.88em; }
-table { border-collapse: collapse; width: 100%; font-size: 0.92em; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
+table.findings td { padding: 3px 8px; }
 th, td { text-align: left; vertical-align: top; padding: 5px 9px; border-bottom: 1px solid #e8e8e4; }
 th { background: #f1f1ee; font-weight: 600; }
 td.value { font-variant-numeric: tabular-nums; }
@@ -161,11 +162,12 @@ td.verdict { font-weight: 600; }
 td.rule { font-size: 0.9em; white-space: nowrap; }
 td a, dd a { color: #0072B2; text-decoration: none; }
 p.abstract { font-size: 1.02em; line-height: 1.6; margin: 0.3em 0; }
-p.takeaway { font-weight: 600; margin: 0.2em 0 0.5em; }
+p.takeaway { margin: 0.2em 0 0.6em; padding-left: 9px; border-left: 3px solid #0072B2; }
 dl.rules dt, dl.details dt { font-weight: 600; margin-top: 0.6em; }
 dl.rules dd, dl.details dd { margin: 0.1em 0 0 1.4em; color: #333; }
 :target { background: #fff8d6; }
-table.grid td { white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.grid td { font-variant-numeric: tabular-nums; }
+table.grid td:first-child { white-space: nowrap; }
 .scroll { overflow-x: auto; }
 .failures { background: #fff5e6; border-left: 4px solid #E69F00; padding: 2px 14px 8px; margin-top: 1em; }
 .failures h2 { border: none; }

@@ -41,35 +41,39 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
 FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
     ("curves", "curves", "Training curves",
      "plot_curves",
-     "Cross-entropy and accuracy of clean training samples, noisy training samples against their assigned "
-     "(noisy) and original labels, and test samples. Grey lines, labelled above the panels: double-descent first "
-     "minimum, peak and second minimum of the test loss (when present) and the epoch the noisy labels are memorised; "
-     "red shading, labelled above: training instabilities (a training accuracy more than 0.1 below its best)."),
+     "Left: the test loss on its own axis. Middle: the training loss of clean samples and of noisy samples against "
+     "their assigned (noisy) and original labels. Right: the accuracies. Grey vertical lines, named in the legend with "
+     "their epochs: the test-loss minimum, the epoch clean samples are learned, the double-descent peak and second "
+     "minimum (when present) and the epoch the noisy labels are memorised; red: training instabilities (a training "
+     "accuracy more than 0.1 below its best)."),
     ("separation_heatmap", "separation", "Signal separation: layer x epoch",
      "plot_separation_heatmap",
-     "Cosine between the class means of clean probes and of noisy probes, averaged over classes. Left: noisy probes "
-     "grouped by their original (true) label; right: by their assigned (noisy) label. Lower = stronger separation."),
+     "Cosine between the class means of clean probes and of noisy probes, averaged over classes, minus the layer's "
+     "noise floor (the cosine between the class means of two random halves of the clean probes). White: on the floor; "
+     "blue: below it, a separation. Left: noisy probes grouped by their original (true) label; right: by their "
+     "assigned (noisy) label; each panel has its own colour bar."),
     ("separation_lines", "separation", "Signal separation over epochs",
      "plot_separation_lines",
-     "The same cosines as lines, one per layer (a layer keeps its colour in every figure), on the true epoch axis. "
-     "Thin dashed line of the same colour: the layer's noise floor, the cosine between the class means of two random "
-     "halves of the clean probes; a cosine at or above it is no separation."),
+     "The same distances as lines, one per layer (a layer keeps its colour in every figure), on the true epoch axis; "
+     "the dashed line at 0 is the noise floor, and a layer below it is separated. The output layer has a row of its "
+     "own, so that its wider range does not squash the hidden layers."),
     ("pca_trajectories", "pca", "Class-mean trajectories (PCA)",
      "plot_pca_trajectories",
-     "Class means of clean, noisy (grouped by assigned label) and test probes projected on each layer's first two "
-     "principal components (fitted on all epochs and probes), from the first (dot) to the last recorded epoch (marker)."),
+     "Class means of clean (solid blue), noisy (grouped by assigned label; dashed red) and test (dotted black) probes "
+     "projected on each layer's first two principal components (fitted on all epochs and probes), from the first "
+     "recorded epoch (hollow dot) to the last (arrowhead and filled marker)."),
     ("large_activation", "large_activation", "Large activation over training",
      "plot_large_activation",
      "Mean |activation| of each layer's largest unit at the last epoch, followed over training, and its ratio to the "
-     "layer's median unit (dashed: the dominance threshold), beside the test loss with the phases marked above it. "
-     "Dotted vertical lines: the epoch from which the unit stays dominant."),
+     "layer's median unit (dashed: the dominance threshold), above the test loss. A diamond on a layer's line marks "
+     "the epoch from which its unit stays dominant; grey lines are the phases, named in the legend."),
     ("explanation", "large_activation", "Input versus output explanation",
      "plot_explanation",
      "Cross-validated R^2 of ridge regressions predicting the large unit's per-sample |activation| from the input image "
-     "(principal components) and from one-hot class targets, with permutation p-values (\"p<=\" at the permutation "
-     "floor). Bottom left: R^2 of the input minus R^2 of the best output target, with its 95% paired-bootstrap interval, "
-     "coloured by the verdict explained_by: input when the interval lies above 0 and the input p < 0.05, output when "
-     "below 0 and the target's p < 0.05, otherwise undecided. Bottom right: correlation ratios (eta^2)."),
+     "(principal components) and from one-hot class targets; hatched bars have a permutation p >= 0.05 (the p-values "
+     "are in the details of the findings). Bottom left: R^2 of the input minus R^2 of the best output target, with its "
+     "95% paired-bootstrap interval, coloured by the verdict explained_by (blue input, black output, grey undecided). "
+     "Bottom right: correlation ratios (eta^2)."),
     ("path_attribution", "paths", "Path attribution",
      "plot_path_attribution",
      "Percentage of test probes whose activation is closer (cosine) to the clean class mean than to the noisy class mean "
@@ -102,6 +106,32 @@ EXTRA_FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
      "the last recorded epoch."),
 )
 """Figures of the optional analyses (``analyze --extra``), drawn when their node is in the results."""
+
+
+FIGURE_FINDINGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "curves": ("Training", ("double descent (test loss)", "best test loss", "best test accuracy",
+                            "clean training samples learned", "noisy labels memorised")),
+    "separation_heatmap": ("Signal separation", ("strongest clean-noisy separation",)),
+    "separation_lines": ("Signal separation", ("strongest clean-noisy separation", "separation at the last epoch")),
+    "large_activation": ("Large activation", ("large activation", "large activation over training")),
+    "explanation": ("Large activation", ("large activation explained by",)),
+    "path_attribution": ("Path attribution", ("path attribution",)),
+}
+"""Figure -> (topic, the findings it shows: a name, or the stem of ``<stem>, <part>`` names): its takeaway is their
+summary sentence."""
+
+
+def figure_takeaways(findings: Sequence[Any]) -> dict[str, str]:
+    """Figure name -> its takeaway, one sentence of the findings it shows (:func:`actlab.abstract.sentence`)."""
+    from actlab.abstract import finding_rows, sentence
+
+    rows = finding_rows(findings)
+    takeaways = {}
+    for name, (topic, names) in FIGURE_FINDINGS.items():
+        shown = [row for row in rows if row.name in names or row.name.rsplit(", ", 1)[0] in names]
+        if shown:
+            takeaways[name] = sentence(topic, shown)
+    return takeaways
 
 
 def draw_figures(results: Any, *, log_x: bool = False) -> tuple[list[tuple[str, str, str, Figure]], dict[str, str]]:
@@ -139,8 +169,10 @@ def draw_figures(results: Any, *, log_x: bool = False) -> tuple[list[tuple[str, 
     return figures, failures
 
 
-def _report_figures(figures: Sequence[tuple[str, str, str, Figure]], out_dir: Path, formats: Sequence[str]) -> list[ReportFigure]:
+def _report_figures(figures: Sequence[tuple[str, str, str, Figure]], out_dir: Path, formats: Sequence[str],
+                    takeaways: Mapping[str, str] | None = None) -> list[ReportFigure]:
     """Save each figure in ``formats`` under ``out_dir/figures`` and render it once as PNG for the report."""
+    takeaways = takeaways or {}
     placed = []
     (out_dir / FIGURES_DIRNAME).mkdir(parents=True, exist_ok=True)
     for name, title, caption, fig in figures:
@@ -148,7 +180,7 @@ def _report_figures(figures: Sequence[tuple[str, str, str, Figure]], out_dir: Pa
         if "png" in formats:
             (out_dir / FIGURES_DIRNAME / f"{name}.png").write_bytes(png)
         save_figure(fig, out_dir / FIGURES_DIRNAME, name, [f for f in formats if f != "png"])
-        placed.append(ReportFigure(name=name, title=title, caption=caption, png=png))
+        placed.append(ReportFigure(name=name, title=title, caption=caption, png=png, takeaway=takeaways.get(name, "")))
     return placed
 
 
@@ -337,7 +369,7 @@ def analyze_to_dir(
         if "dynamics" in results.children:
             write_atomic(built / SAMPLES_FILENAME, samples_csv(results["dynamics"].to_dataset()))
         drawn, failures = draw_figures(results, log_x=log_x)
-        figures = _report_figures(drawn, built, formats)
+        figures = _report_figures(drawn, built, formats, figure_takeaways(findings_from_summary(summary)))
         report = run_report(results, summary, figures, run=run, failures=failures)
         write_report(built / REPORT_FILENAME, report)
     return AnalysisOutput(out_dir=target, report_path=join(target, REPORT_FILENAME), summary=summary, report=report, results=results)
@@ -377,7 +409,7 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
     with staged_output(target, "analysis", **guard) as built:
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2) + "\n")
         drawn, failures = draw_figures(results, log_x=log_x)
-        figures = _report_figures(drawn, built, formats)
+        figures = _report_figures(drawn, built, formats, figure_takeaways(findings_from_summary(summary)))
         errors = {f"{name}: analysis {key}": str(value) for name, output in zip(names, outputs)
                   for key, value in {**dict(output.results.attrs.get("errors", {})),
                                      **dict(output.summary.get("errors") or {})}.items()}
@@ -518,13 +550,15 @@ def compare_to_dir(
     for fig_name, title, caption, function, needed in (
         ("compare_test_loss", "Test curves",
          f"Test loss and test error of every run, overlaid for up to {plots.MAX_OVERLAID} runs, else one small panel "
-         "per run (shared axes, the other runs in grey); triangles mark double-descent peaks. A rare extreme value "
-         "(a loss spike) cuts the y axis; the title says where and which run, triangles at the top edge mark it.",
+         "per run (shared axes, the other runs in grey); downward triangles mark double-descent peaks where found. A rare "
+         "extreme value (a loss spike) cuts the y axis; the title says where and which run, upward triangles at the top "
+         "edge mark it.",
          plots.plot_compare_test_loss, "curves"),
         ("compare_separation", "Signal separation per run",
-         "Cosine of clean and noisy class means per layer over epochs (mean over classes). Top row: noisy probes grouped "
-         "by original label; bottom row: by assigned label. Lower = stronger separation. A layer has the same colour in "
-         "every run; thin dashed: its noise floor (two random halves of the clean probes).", plots.plot_compare_separation,
+         "Cosine of clean and noisy class means per layer over epochs (mean over classes) minus the layer's noise floor "
+         "(two random halves of the clean probes; the dashed line at 0). Upper rows: noisy probes grouped by original "
+         "label; lower rows: by assigned label; the output layer in rows of its own. Below 0 = separated. A layer has "
+         "the same colour in every run.", plots.plot_compare_separation,
          "separation"),
     ):
         usable = {name: results_by_run[name] for name, rs in every_results.items() if all(needed in r.children for r in rs)}

@@ -130,6 +130,18 @@ def test_no_figure_has_overlapping_or_cut_text(drawn_cases):
     assert not problems, problems
 
 
+def test_a_thousand_epochs_on_a_log_axis_keep_their_tick_labels_apart():
+    import xarray as xr
+
+    from actlab.store import METRICS
+
+    epochs = np.arange(1001)
+    metrics = xr.Dataset({name: ("epoch", np.linspace(0.1, 1.0, len(epochs))) for name in METRICS}, coords={"epoch": epochs})
+    fig = plots.plot_metrics(metrics, phases={"first_minimum": 6, "clean_learned": 55, "memorisation": 133}, log_x=True)
+    assert text_problems(fig) == ([], [])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-2:] == ["300", "1000"]
+
+
 def test_the_check_finds_planted_overlaps():
     fig = Figure(figsize=(3, 2))
     ax = fig.subplots()

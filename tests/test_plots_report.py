@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 from fixtures_store import LAYERS, RECORD_EPOCHS, cached_results, post
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from actlab import findings, plots, report, workflow
@@ -36,20 +35,23 @@ def test_plot_metrics_draws_the_stored_curves_with_phases(analysed):
     phases = {"first_minimum": 13, "peak": 25, "second_minimum": None, "memorisation": 40}
     fig = plots.plot_metrics(metrics, phases=phases, log_x=True)
     assert isinstance(fig, Figure)
-    ax_loss, ax_acc = fig.axes[:2]
+    ax_test, ax_train, ax_acc = fig.axes[:3]
     epochs = sorted(planted.metrics)
-    by_label = {line.get_label(): line for line in _lines(ax_loss)}
-    assert set(by_label) == {style["label"] for style in plots.CURVES.values()}
-    test = by_label[plots.CURVES["test"]["label"]]
+    # the test loss alone on its own axis; the training losses (noisy vs original label can grow tenfold) beside it
+    (test,) = _lines(ax_test)
+    assert test.get_label() == plots.CURVES["test"]["label"]
+    assert {line.get_label() for line in _lines(ax_train)} == {s["label"] for k, s in plots.CURVES.items() if k != "test"}
     np.testing.assert_allclose(test.get_xdata(), epochs)
     np.testing.assert_allclose(test.get_ydata(), [planted.metrics[e]["test_loss"] for e in epochs])
     acc = {line.get_label(): line for line in _lines(ax_acc)}[plots.CURVES["train_noisy"]["label"]]
     np.testing.assert_allclose(acc.get_ydata(), [100 * planted.metrics[e]["train_noisy_acc"] for e in epochs])
-    markers = sorted(line.get_xdata()[0] for line in ax_loss.get_lines() if len(line.get_xdata()) == 2)
-    assert markers == [13, 25, 40]  # None phases are skipped
-    assert ax_loss.get_xscale() == "symlog" and "log" in ax_loss.get_xlabel()
-    assert -0.5 < ax_loss.get_xlim()[0] <= 0  # epoch 0 at the left edge, no empty decade before it
-    assert "nats" in ax_loss.get_ylabel() and "%" in ax_acc.get_ylabel()
+    for ax in (ax_test, ax_train, ax_acc):  # every panel marks the phases; None phases are skipped
+        assert sorted(line.get_xdata()[0] for line in ax.get_lines() if len(line.get_xdata()) == 2) == [13, 25, 40]
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert "test-loss minimum (epoch 13)" in legend and "noisy labels memorised (epoch 40)" in legend
+    assert ax_test.get_xscale() == "symlog" and "log" in ax_test.get_xlabel()
+    assert -0.5 < ax_test.get_xlim()[0] <= 0  # epoch 0 at the left edge, no empty decade before it
+    assert "nats" in ax_test.get_ylabel() and "nats" in ax_train.get_ylabel() and "%" in ax_acc.get_ylabel()
 
 
 def test_plot_metrics_rejects_what_is_not_metrics(analysed):
@@ -75,13 +77,16 @@ def test_separation_figures_show_both_groupings_with_the_stored_numbers(analysed
     heat = plots.plot_separation_heatmap(results)
     titles = [ax.get_title() for ax in heat.axes[:2]]
     assert "ORIGINAL" in titles[0] and "ASSIGNED" in titles[1]
+    # the heatmap shows the cosine minus the layer's noise floor (cosine of two random halves of the clean probes)
+    floor = results["separation"]["cos_clean_halves_mean"].transpose("layer", "epoch").values
+    images = [np.ma.filled(ax.get_images()[0].get_array(), np.nan) for ax in heat.axes if ax.get_images()]
     # independent: hidden3 clean and noisy means are orthogonal by construction, hidden1 noisy-by-original = clean
-    for ax, grouping in zip(heat.axes[:2], ("noisy_by_original", "noisy_by_assigned")):
-        image = np.ma.filled(ax.get_images()[0].get_array(), np.nan)
+    for image in images:
         assert image.shape == (len(LAYERS), len(RECORD_EPOCHS))
-        assert np.allclose(image[2], 0.0, atol=0.02)
-    by_original = np.ma.filled(heat.axes[0].get_images()[0].get_array(), np.nan)
+        assert np.allclose(image[2] + floor[2], 0.0, atol=0.02)
+    by_original = images[0] + floor
     assert np.all(by_original[0] > 0.99)
+    assert heat.axes[0].get_images()[0].norm.vcenter == 0.0  # white = on the floor
     # hand-computed cosine of hidden2 at the last epoch, noisy grouped by original label
     x = post(planted, RECORD_EPOCHS[-1], "hidden2")
     group, original = planted.probes.group, planted.probes.original_label
@@ -96,7 +101,7 @@ def test_separation_figures_show_both_groupings_with_the_stored_numbers(analysed
     assert "ORIGINAL" in lines.axes[0].get_title() and "ASSIGNED" in lines.axes[1].get_title()
     hidden2 = {line.get_label(): line for line in lines.axes[0].get_lines()}["hidden2"]
     np.testing.assert_allclose(hidden2.get_xdata(), RECORD_EPOCHS)
-    assert hidden2.get_ydata()[-1] == pytest.approx(np.mean(cosines), abs=1e-5)
+    assert hidden2.get_ydata()[-1] == pytest.approx(np.mean(cosines) - floor[1, -1], abs=1e-5)
 
 
 def test_pca_axis_labels_state_the_explained_variance(analysed):
@@ -195,12 +200,11 @@ def test_plot_metrics_shades_each_run_of_unstable_epochs(analysed):
     flags[[3, 4, 9]] = True  # two runs: epochs[3..4] and epochs[9]
     unstable = metrics["test_loss"].copy(data=flags)
     fig = plots.plot_metrics(metrics, unstable=unstable)
-    for ax in fig.axes[:2]:
+    for ax in fig.axes[:3]:
         extents = sorted((p.get_x(), p.get_x() + p.get_width()) for p in ax.patches)
         assert extents == [(epochs[2], epochs[4]), (epochs[8], epochs[9])]
-        assert [t.get_text() for t in ax.texts if t.get_text().startswith("unstable")] == [
-            f"unstable {epochs[3]}", f"unstable {epochs[9]}"]
-    assert plots.INSTABILITY_LABEL in [text.get_text() for text in fig.legends[0].get_texts()]
+        assert not ax.texts  # named in the legend, never written over the data
+    assert f"{plots.INSTABILITY_LABEL}: epochs {epochs[3]}, {epochs[9]}" in [text.get_text() for text in fig.legends[0].get_texts()]
     clean = plots.plot_metrics(metrics, unstable=unstable.copy(data=np.zeros(len(epochs), bool)))
     assert not clean.axes[0].patches
 
@@ -220,35 +224,36 @@ def _keep_layers(results, layers):
 def test_compare_separation_styles_each_layer_by_its_name(analysed):
     _, results, _ = analysed
     fig = plots.plot_compare_separation({"deep": results, "shallow": _keep_layers(results, ["hidden1", "output"])})
-    deep, shallow = ({line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")} for ax in fig.axes[:2])
+    # columns are runs; rows: by original label (hidden layers, output), by assigned label (hidden layers, output)
+    deep, shallow = ({line.get_label(): line for ax in fig.axes[column::2] for line in ax.get_lines()
+                      if not line.get_label().startswith("_")} for column in (0, 1))
     assert list(shallow) == ["hidden1", "output"]  # the true names, not positions
     for name in ("hidden1", "output"):
         assert deep[name].get_color() == shallow[name].get_color()
         assert deep[name].get_linestyle() == shallow[name].get_linestyle()
     assert shallow["output"].get_color() == plots.OUTPUT_STYLE["color"] != deep["hidden2"].get_color()
     assert plots.layer_style("hidden5", 0) == plots.series_style(4)
+    assert {l.get_label() for l in fig.axes[0].get_lines()} >= {"hidden1", "hidden2", "hidden3"} and \
+        "output" not in {l.get_label() for l in fig.axes[0].get_lines()}  # the output layer does not squash the others
 
 
-def test_phase_and_instability_labels_sit_above_the_axes(analysed):
+def test_phases_and_instabilities_are_marked_on_every_curve_figure_and_named_in_its_legend(analysed):
     planted, results, _ = analysed
     metrics = open_store(planted.run_dir).metrics
     unstable = metrics["test_loss"].copy(data=np.isin(metrics["epoch"].values, [20, 21]))
-    figures = [plots.plot_metrics(metrics, phases=plots.phases_from_results(results), unstable=unstable, log_x=True),
+    phases = plots.phases_from_results(results)
+    assert phases["clean_learned"] == float(results["curves"]["clean_learned_epoch"]) and 10 <= phases["clean_learned"] <= 12
+    figures = [plots.plot_metrics(metrics, phases=phases, unstable=unstable, log_x=True),
                plots.plot_curves(results), plots.plot_large_activation(results)]
     for fig in figures:
-        renderer = FigureCanvasAgg(fig).get_renderer()
-        fig.draw(renderer)
-        labelled = [ax for ax in fig.axes if ax.texts and any(t.get_rotation() == 90 for t in ax.texts)]
-        assert labelled
-        for ax in labelled:
-            box = ax.get_window_extent(renderer)
-            title = ax.title.get_window_extent(renderer)
-            for text in (t for t in ax.texts if t.get_rotation() == 90):
-                extent = text.get_window_extent(renderer)
-                assert extent.y0 >= box.y1  # outside the data area, so never over a curve
-                assert not ax.get_title() or extent.y1 <= title.y0  # and under the title
-    texts = [t.get_text() for t in figures[0].axes[0].texts]
-    assert "unstable 20" in texts and "peak 25" in texts
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert f"test-loss minimum (epoch {phases['first_minimum']:g})" in legend
+        assert f"clean samples learned (epoch {phases['clean_learned']:g})" in legend
+        for ax in fig.axes:  # every axes of these figures is over epochs
+            marked = {line.get_xdata()[0] for line in ax.get_lines() if len(line.get_xdata()) == 2}
+            assert {phases["first_minimum"], phases["clean_learned"], phases["memorisation"]} <= marked
+            assert not [t for t in ax.texts if t.get_rotation() == 90]  # no labels piled above the axes
+    assert "training instability (train accuracy drop): epoch 20" in [t.get_text() for t in figures[0].legends[0].get_texts()]
 
 
 def test_report_says_each_rule_once_and_links_every_row_to_it(analysed):
@@ -290,6 +295,11 @@ def test_report_says_each_rule_once_and_links_every_row_to_it(analysed):
     for row in rows:
         for verdict in filter(None, row.verdict.split("; ")):
             assert f"*{verdict}*" in " ".join(sentences)
+    takeaways = workflow.figure_takeaways(found)  # each figure's one sentence, from the findings it shows
+    assert takeaways["curves"].startswith("Training — double descent (test loss): ") and "*yes*" in takeaways["curves"]
+    assert "*input*" in takeaways["explanation"] and set(takeaways) <= {name for name, *_ in workflow.FIGURES}
+    explained = {row.name: row for row in rows}["large activation explained by"]
+    assert explained.verdict == summary["large_activation"]["explained_by"] and explained.rules == ["explanation_words"]
 
 
 def test_split_verdict_takes_the_rule_words_out_of_a_value():

@@ -35,22 +35,25 @@ def test_replica_stack_adds_a_seed_dim_and_refuses_other_epochs(ensemble):
         plots.replica_stack([ensemble[0], shorter], "separation", "cos_clean_halves_mean")
 
 
-def test_separation_lines_of_an_ensemble_draw_the_median_and_the_min_max_band(ensemble):
+def test_separation_lines_of_an_ensemble_draw_the_distance_to_the_floor_with_its_min_max_band(ensemble):
     fig = plots.plot_separation_lines(ensemble)
     ax = fig.axes[0]
-    values = np.stack([r["separation"]["cos_clean_noisy_by_original_mean"].sel(layer="hidden2").values for r in ensemble])
+    # independent: each seed's cosine minus its own floor (two random halves of the clean probes), then over seeds
+    values = np.stack([(r["separation"]["cos_clean_noisy_by_original_mean"] - r["separation"]["cos_clean_halves_mean"])
+                       .sel(layer="hidden2").values for r in ensemble])
     line = {l.get_label(): l for l in ax.get_lines()}["hidden2"]
     np.testing.assert_allclose(line.get_ydata(), np.median(values, axis=0))
     bands = [c for c in ax.collections if isinstance(c, PolyCollection) and np.allclose(c.get_facecolor()[0][:3], _rgb(line.get_color()))]
     low, high = _band_limits(bands[0], values.shape[1])
     np.testing.assert_allclose(low, values.min(0))
     np.testing.assert_allclose(high, values.max(0))
+    assert max(band.get_zorder() for band in bands) < min(l.get_zorder() for l in ax.get_lines() if not l.get_label().startswith("_"))
     assert f"{plots.band_note(len(SEEDS))}" in fig.get_suptitle()
-    # the noise floor: thin dashed, the layer's colour, the median of cos_clean_halves_mean
-    floor = np.median(np.stack([r["separation"]["cos_clean_halves_mean"].sel(layer="hidden2").values for r in ensemble]), 0)
-    floors = [l for l in ax.get_lines() if l.get_label().startswith("_") and l.get_color() == line.get_color() and len(l.get_xdata()) > 2]
-    np.testing.assert_allclose(floors[0].get_ydata(), floor)
-    assert floors[0].get_linewidth() < line.get_linewidth()
+    # the floor is the dashed line at 0; the output layer has a row of its own, so the hidden layers set their own range
+    assert [l.get_ydata()[0] for l in ax.get_lines() if l.get_linestyle() == "--" and l.get_label().startswith("_")] == [0.0]
+    hidden_rows = {l.get_label() for l in ax.get_lines() if not l.get_label().startswith("_")}
+    output_rows = {l.get_label() for l in fig.axes[2].get_lines() if not l.get_label().startswith("_")}
+    assert hidden_rows == {"hidden1", "hidden2", "hidden3"} and output_rows == {"output"}
 
 
 def _rgb(color: str) -> tuple[float, ...]:
@@ -99,9 +102,15 @@ def test_explanation_shows_the_r2_difference_interval_and_the_verdict(ensemble):
         bar = ax.containers[x]
         (low, high), = [segment[:, 1] for segment in bar.lines[2][0].get_segments()]
         assert (low, high) == pytest.approx((float(large["r2_difference_low"].sel(layer=layer)), float(large["r2_difference_high"].sel(layer=layer))))
-        assert str(large["explained_by"].sel(layer=layer).values) in ax.texts[x].get_text()
+        assert ax.texts[x].get_text() == str(large["explained_by"].sel(layer=layer).values)
     assert "rule" in ax.get_xlabel()
-    assert any("p$\\leq$0.01" in t.get_text() for t in fig.axes[0].texts)  # at the permutation floor: p <= 1/(1 + 99)
+    # bars whose permutation p >= 0.05 are hatched, the others are not
+    hatched = {round(p.get_x() + p.get_width() / 2, 6): bool(p.get_hatch()) for p in fig.axes[0].patches}
+    assert True in hatched.values() and False in hatched.values()
+    input_bars = sorted((p for p in fig.axes[0].patches if p.get_facecolor()[:3] == pytest.approx(_rgb(plots.OKABE_ITO["blue"]))),
+                        key=lambda p: p.get_x())
+    for bar, layer in zip(input_bars, large["layer"].values):
+        assert bool(bar.get_hatch()) == (float(large["input_p_value"].sel(layer=layer)) >= 0.05)
 
 
 def _with_test_loss(results, scale: float, spike_epoch: int | None = None):

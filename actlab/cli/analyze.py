@@ -30,7 +30,8 @@ examples:
                                                  linear CKA along training (when does a layer settle?)
 
 what is written (into RUN/{ANALYSIS_DIRNAME}/ unless --out DIR):
-  report.html          self-contained report: headline findings, figures, configuration;
+  report.html          self-contained report: a summary, the findings table, figures with
+                       their takeaways, how to read it (each rule once), details, configuration;
                        figures are embedded, so the file opens offline in any browser
   summary.json         the headline numbers (double descent epochs, strongest separation,
                        large activation, input-vs-output explanation, path attribution)
@@ -46,7 +47,7 @@ and credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 with report.html last (removed first when replacing an earlier one): there is no
 writer lock for URLs. If one analysis cannot
 run (e.g. a class without noisy probes), the others still do and the report
-says what failed and why. The headline findings are also printed as a table.
+says what failed and why. The summary and the findings table are also printed (100 columns).
 """
 
 COMPARE_EPILOG = f"""\
@@ -123,7 +124,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Run ``actlab analyze``."""
-    from actlab.abstract import abstract_sentences, finding_rows
+    from actlab.abstract import finding_rows, summary_sentences
     from actlab.findings import TERMINAL_WIDTH, text_table
     from actlab.workflow import analyze_to_dir, parse_formats
 
@@ -133,7 +134,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
                             extras=extras)
     rows = finding_rows(output.report.findings)
-    for sentence in abstract_sentences(rows):
+    for sentence in summary_sentences(output.report.findings):
         print(textwrap.fill(sentence.replace("*", ""), TERMINAL_WIDTH, subsequent_indent="  "))
     print()
     print(text_table(["finding", "value", "verdict"], [[row.name, row.value, row.verdict] for row in rows]))

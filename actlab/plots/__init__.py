@@ -56,9 +56,12 @@ from actlab.plots.separation import (
     FLOOR_STYLE,
     GROUPINGS_SHOWN,
     draw_separation,
+    fits_annotation,
+    floor_distance,
     floor_handle,
     plot_separation_heatmap,
     plot_separation_lines,
+    split_output,
 )
 from actlab.plots.similarity import (
     plot_similarity,
@@ -67,7 +70,6 @@ from actlab.plots.style import (
     CURVES,
     CYCLE,
     EPOCH_LABEL,
-    EPOCH_LABEL_SIZE,
     GROUP_STYLE,
     INSTABILITY_COLOR,
     INSTABILITY_LABEL,
@@ -77,8 +79,6 @@ from actlab.plots.style import (
     PHASES,
     PHASE_COLOR,
     RC,
-    EpochLabel,
-    label_epochs,
     layer_style,
     mark_instabilities,
     mark_phases,
@@ -89,13 +89,14 @@ from actlab.plots.style import (
 )
 
 __all__ = [
-    "BAND_ALPHA", "CURVES", "CYCLE", "EPOCH_LABEL", "EPOCH_LABEL_SIZE", "EXPLAINED_COLORS", "EXPLAINED_RULE",
-    "EpochLabel", "FLOOR_STYLE", "GROUPINGS_SHOWN", "GROUP_STYLE", "INSTABILITY_COLOR", "INSTABILITY_LABEL",
+    "BAND_ALPHA", "CURVES", "CYCLE", "EPOCH_LABEL", "EXPLAINED_COLORS", "EXPLAINED_RULE",
+    "FLOOR_STYLE", "GROUPINGS_SHOWN", "GROUP_STYLE", "INSTABILITY_COLOR", "INSTABILITY_LABEL",
     "LINESTYLES", "MAX_OVERLAID", "OKABE_ITO", "OUTPUT_STYLE", "PHASES", "PHASE_COLOR", "RC", "band_note",
-    "draw_band", "draw_separation", "floor_handle", "label_epochs", "layer_style", "mark_instabilities",
+    "draw_band", "draw_separation", "fits_annotation", "floor_distance", "floor_handle", "layer_style", "mark_instabilities",
     "mark_phases", "new_figure", "phases_from_results", "plot_compare_separation", "plot_compare_test_loss",
-    "plot_curves", "plot_decodability", "plot_explanation", "plot_interventions", "plot_large_activation", "plot_metrics", "plot_path_attribution",
-    "plot_pca_trajectories", "plot_separation_heatmap", "plot_separation_lines", "plot_similarity", "replica_stack", "replicas",
-    "results_node", "robust_top", "seeds_title", "series_style", "set_epoch_axis", "stack_replicas", "styled",
-    "unstable_in_any", "plot_sample_dynamics",
+    "plot_curves", "plot_decodability", "plot_explanation", "plot_interventions", "plot_large_activation",
+    "plot_metrics", "plot_path_attribution", "plot_pca_trajectories", "plot_sample_dynamics",
+    "plot_separation_heatmap", "plot_separation_lines", "plot_similarity", "replica_stack", "replicas",
+    "results_node", "robust_top", "seeds_title", "series_style", "set_epoch_axis", "split_output",
+    "stack_replicas", "styled", "unstable_in_any",
 ]

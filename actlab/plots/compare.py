@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from actlab.plots.seeds import draw_band, replica_stack, replicas, results_node, seeds_title
-from actlab.plots.separation import GROUPINGS_SHOWN, draw_separation, floor_handle
+from actlab.plots.separation import GROUPINGS_SHOWN, draw_separation, floor_handle, split_output
 from actlab.plots.style import RC, new_figure, series_style, set_epoch_axis, styled
 
 
@@ -60,13 +60,16 @@ def _cut_note(stacks: Mapping[str, xr.DataArray], top: float | None, unit: str) 
     return f"y axis cut at {top:.3g} {unit} (triangles: values above it): " + ", ".join(cut)
 
 
-def _dd_peaks(ax: Axes, trees: Sequence[Any], curve: str, scale: float, color: str) -> None:
-    """A triangle at the double-descent peak of ``curve`` of each replica where one was found."""
+def _dd_peaks(ax: Axes, trees: Sequence[Any], curve: str, scale: float, color: str) -> int:
+    """A triangle at the double-descent peak of ``curve`` of each replica where one was found; how many were drawn."""
+    drawn = 0
     for tree in trees:
         curves = results_node(tree, "curves")
         if bool(curves["dd_present"].sel(curve=curve).values):
             ax.plot(float(curves["dd_peak_epoch"].sel(curve=curve).values), scale * float(curves["dd_peak"].sel(curve=curve).values),
                     "v", color=color, markersize=7, markeredgecolor="white")
+            drawn += 1
+    return drawn
 
 
 def _run_label(name: str, trees: Sequence[Any]) -> str:
@@ -112,6 +115,7 @@ def plot_compare_test_loss(results_by_run: Mapping[str, Any], *, log_x: bool = F
         for k in range(len(runs), nrows * ncols):
             axes[2 * (k // ncols), k % ncols].set_axis_off()
             axes[2 * (k // ncols) + 1, k % ncols].set_axis_off()
+    peaks = 0
     for i, (name, trees) in enumerate(runs.items()):
         style = series_style(i)
         for (curve, stacks, scale, _, _), ax, top in zip(panels, cells[i], tops):
@@ -122,7 +126,7 @@ def plot_compare_test_loss(results_by_run: Mapping[str, Any], *, log_x: bool = F
                 if curve == "test_loss":
                     ax.set_title(_run_label(name, trees), fontsize=RC["axes.titlesize"] - 1)
             _draw_run_curve(ax, stacks[name], style, top, label=_run_label(name, trees))
-            _dd_peaks(ax, trees, curve, scale, style["color"])
+            peaks += _dd_peaks(ax, trees, curve, scale, style["color"])
     for (_, stacks, _, ylabel, _), top, row in zip(panels, tops, (0, 1)):
         for ax in (axes[row::2].flat if len(runs) > MAX_OVERLAID else [axes[0, row]]):
             if top is not None:
@@ -132,23 +136,25 @@ def plot_compare_test_loss(results_by_run: Mapping[str, Any], *, log_x: bool = F
         for ax in (axes[row::2, 0] if len(runs) > MAX_OVERLAID else [axes[0, row]]):
             ax.set_ylabel(ylabel)
     notes = [n for n in (_cut_note(stacks, top, unit) for (_, stacks, _, _, unit), top in zip(panels, tops)) if n]
+    marked = " (▼: double-descent peak)" if peaks else ""
     if len(runs) <= MAX_OVERLAID:
-        axes[0, 0].set_title("Test loss (triangle: double-descent peak)")
-        axes[0, 1].set_title("Test error (triangle: double-descent peak)")
+        axes[0, 0].set_title(f"Test loss{marked}")
+        axes[0, 1].set_title(f"Test error{marked}")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
         title = "Test curves of the compared runs"
     else:
-        title = "Test loss (upper panel of each run) and test error (lower) of the compared runs; grey: the other runs; ▼: double-descent peak"
+        title = f"Test loss (upper panel of each run) and test error (lower) of the compared runs; grey: the other runs{marked}"
     n_seeds = max(len(trees) for trees in runs.values())
-    band = "" if n_seeds == 1 else "\nlines: median over the seeds of a run; bands: min-max over them"
-    fig.suptitle(title + band + "".join(f"\n{textwrap.fill(note, 120)}" for note in notes))
+    band = "" if n_seeds == 1 else "; lines: median over the seeds of a run, bands: min-max over them"
+    width = int(10 * fig.get_figwidth())  # characters of a title line that fit the figure
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in [title + band, *notes]))
     return fig
 
 
 @styled
 def plot_compare_separation(results_by_run: Mapping[str, Any], *, log_x: bool = False) -> Figure:
-    """Clean-noisy separation per run: rows = grouping of noisy probes, columns = runs, one line per layer.
+    """Clean-noisy separation per run: rows = grouping of noisy probes (hidden layers, then output), columns = runs.
 
     Parameters
     ----------
@@ -160,20 +166,26 @@ def plot_compare_separation(results_by_run: Mapping[str, Any], *, log_x: bool = 
     Returns
     -------
     Figure
-        Cosine of clean and noisy class means (mean over classes) over epochs, each layer styled by its
-        name (:func:`layer_style`) with its noise floor thin and dashed (:func:`draw_separation`); median
-        lines and min-max bands for ensembles; the y axis is shared.
+        Cosine of clean and noisy class means (mean over classes) minus the layer's noise floor over epochs,
+        each layer styled by its name (:func:`layer_style`), 0 = the floor dashed (:func:`draw_separation`);
+        the output layer in rows of its own; median lines and min-max bands for ensembles; y shared per row.
     """
     runs = {name: replicas(results) for name, results in results_by_run.items()}
-    fig, axes = new_figure(2, len(runs), width=3.6 * len(runs) + 1.8, height=6.4, sharey=True)
+    layers = list(dict.fromkeys(str(v) for trees in runs.values()
+                                for v in replica_stack(trees, "separation", "cos_clean_halves_mean")["layer"].values))
+    parts = split_output(layers)
+    panel_rows = [(grouping, label, part) for grouping, label in GROUPINGS_SHOWN.items() for part in parts]
+    fig, axes = new_figure(len(panel_rows), len(runs), width=3.6 * len(runs) + 2.0, height=1.0 + 1.9 * len(panel_rows),
+                           sharex=True, sharey="row", height_ratios=[2.0 if part is parts[0] else 1.0 for *_, part in panel_rows])
     for j, (name, trees) in enumerate(runs.items()):
-        for row, (grouping, label) in enumerate(GROUPINGS_SHOWN.items()):
+        for row, (grouping, label, part) in enumerate(panel_rows):
             ax = axes[row, j]
-            draw_separation(ax, trees, grouping, markersize=2)
-            ax.set_title(f"{_run_label(name, trees)}\nclean vs noisy by {label.split('by ')[1]}", fontsize=RC["axes.titlesize"] - 1)
-            set_epoch_axis(ax, log_x=log_x, label=row == 1)
-    for row in range(2):
-        axes[row, 0].set_ylabel("cosine clean vs noisy\n(lower = more separated)")
+            draw_separation(ax, trees, grouping, layers=part, markersize=2)
+            if part is parts[0]:
+                ax.set_title(f"{_run_label(name, trees)}\nclean vs noisy by {label.split('by ')[1]}", fontsize=RC["axes.titlesize"] - 1)
+            set_epoch_axis(ax, log_x=log_x, label=row == len(panel_rows) - 1)
+    for row, (_, _, part) in enumerate(panel_rows):
+        axes[row, 0].set_ylabel("cosine minus floor" + ("\n(output layer)" if part == ["output"] else "\n(< 0: separated)"))
     handles, labels = [], []
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -183,5 +195,5 @@ def plot_compare_separation(results_by_run: Mapping[str, Any], *, log_x: bool = 
     fig.legend([*handles, floor_handle()], [*labels, floor_handle().get_label()], loc="outside right center",
                frameon=False, title="layer")
     n_seeds = max(len(trees) for trees in runs.values())
-    fig.suptitle(seeds_title("Clean-noisy signal separation of the compared runs (mean over classes)", n_seeds))
+    fig.suptitle(seeds_title("Clean-noisy separation of the compared runs: cosine of the class means minus the noise floor", n_seeds))
     return fig

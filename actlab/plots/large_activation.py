@@ -14,7 +14,7 @@ from matplotlib.patches import Patch
 
 from actlab.plots.curves import phases_from_results, unstable_in_any
 from actlab.plots.seeds import draw_band, replica_stack, replicas, results_node, seeds_title
-from actlab.plots.style import OKABE_ITO, PHASE_COLOR, label_epochs, layer_style, mark_instabilities, mark_phases, new_figure, set_epoch_axis, styled
+from actlab.plots.style import OKABE_ITO, PHASE_COLOR, layer_style, mark_instabilities, mark_phases, new_figure, set_epoch_axis, styled
 
 
 def _floor_log_axis(ax: Axes, values: np.ndarray, decades: float = 4.0) -> None:
@@ -51,7 +51,8 @@ def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
     -------
     Figure
         Top: mean |activation| of the unit that is largest at the last epoch, per layer (log scale);
-        middle: the same as a multiple of the layer's median unit; bottom: test loss.
+        middle: the same as a multiple of the layer's median unit, with the dominance threshold; bottom: test
+        loss. A diamond on a layer's line marks the epoch its unit becomes dominant; phases as grey lines.
     """
     trees = replicas(results)
     magnitude = replica_stack(trees, "large_activation", "unit_mean_abs")
@@ -59,58 +60,60 @@ def plot_large_activation(results: Any, *, log_x: bool = False) -> Figure:
     emergence = replica_stack(trees, "large_activation", "emergence_epoch").median("seed")
     layers = [str(v) for v in magnitude["layer"].values]
     epochs = magnitude["epoch"].values
-    fig, axes = new_figure(3, 1, width=8.0, height=7.4, sharex=True, height_ratios=[1.2, 1.0, 0.9])
+    fig, axes = new_figure(3, 1, width=8.6, height=7.6, sharex=True, height_ratios=[1.2, 1.0, 0.9])
     ax_mag, ax_ratio, ax_loss = axes[:, 0]
+    emerged = False
     for i, layer in enumerate(layers):
         style = {**layer_style(layer, i), "marker": "o", "markersize": 2.5}
         draw_band(ax_mag, epochs, magnitude.sel(layer=layer), label=_unit_label(trees, layer), **style)
         draw_band(ax_ratio, epochs, ratio.sel(layer=layer), **style)
         epoch = float(emergence.sel(layer=layer).values)
-        if np.isfinite(epoch):
-            for ax in (ax_mag, ax_ratio, ax_loss):
-                ax.axvline(epoch, color=style["color"], linestyle=":", linewidth=1.0, alpha=0.8)
+        if np.isfinite(epoch):  # a diamond on the layer's own line, at the epoch nearest to the emergence
+            at = int(np.argmin(np.abs(epochs - epoch)))
+            for ax, values in ((ax_mag, magnitude), (ax_ratio, ratio)):
+                ax.plot(epochs[at], float(values.sel(layer=layer).median("seed").values[at]), "D", color=style["color"],
+                        markersize=7, markeredgecolor="black", markeredgewidth=0.8, zorder=4)
+            emerged = True
     ax_mag.set_yscale("log")
     _floor_log_axis(ax_mag, magnitude.values)
     ax_mag.set_ylabel("mean |activation|\nof the unit (log)")
     ax_mag.set_title("Largest unit of each layer at the last epoch, followed over training\n"
-                     "(dotted: dominance emerges; a line leaving the bottom: the unit falls silent)")
-    ax_mag.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7)
+                     "(a line leaving the bottom: the unit falls silent)")
     ax_ratio.set_yscale("log")
-    _floor_log_axis(ax_ratio, ratio.values)
     threshold = float(trees[0].attrs.get("parameters", {}).get("min_ratio_to_median", 10.0))
-    ax_ratio.axhline(threshold, color=PHASE_COLOR, linestyle="--", linewidth=0.9)
-    ax_ratio.text(1.0, threshold, f"dominance threshold x{threshold:g} ", transform=ax_ratio.get_yaxis_transform(), ha="right", va="bottom", fontsize=7, color=PHASE_COLOR)
+    _floor_log_axis(ax_ratio, ratio.values)
+    ax_ratio.set_ylim(top=max(ax_ratio.get_ylim()[1], 2 * threshold))  # the threshold line always inside the axis
+    ax_ratio.axhline(threshold, color=PHASE_COLOR, linestyle="--", linewidth=1.0)
     ax_ratio.set_ylabel("ratio to the layer's\nmedian unit (log)")
+    marks = [Line2D([], [], color=PHASE_COLOR, linestyle="--", linewidth=1.0, label=f"dominance threshold: {threshold:g}x the median")]
+    if emerged:
+        marks.append(Line2D([], [], color="white", marker="D", markersize=7, markeredgecolor="black", linestyle="none",
+                            label="dominance emerges (diamond on the layer's line)"))
     if all("curves" in tree.children for tree in trees):
         loss = replica_stack(trees, "curves", "test_loss")
         draw_band(ax_loss, loss["epoch"].values, loss, color=OKABE_ITO["black"], label="test loss")
         unstable = unstable_in_any(trees)
-        label_epochs(ax_loss, mark_phases(ax_loss, phases_from_results(trees)) + mark_instabilities(ax_loss, unstable, label=None))
-        for ax in (ax_mag, ax_ratio):
-            mark_instabilities(ax, unstable, label=None)
+        for ax in (ax_mag, ax_ratio, ax_loss):
+            phase_marks = mark_phases(ax, phases_from_results(trees)) + mark_instabilities(ax, unstable)
+        marks += phase_marks
     ax_loss.set_ylabel("test cross-entropy\n(nats)")
     for ax in (ax_mag, ax_ratio):
         set_epoch_axis(ax, log_x=log_x, label=False)
     set_epoch_axis(ax_loss, log_x=log_x)
+    handles, labels = ax_mag.get_legend_handles_labels()
+    fig.legend([*handles, *marks], [*labels, *(m.get_label() for m in marks)], loc="outside right center", frameon=False,
+               fontsize=7)
     fig.suptitle(seeds_title("Large activations over training, beside the test loss", len(trees)))
     return fig
 
 
-EXPLAINED_COLORS: dict[str, str] = {"input": OKABE_ITO["blue"], "output": OKABE_ITO["vermillion"], "undecided": "#7f7f7f"}
-"""Colour of each ``explained_by`` verdict."""
+EXPLAINED_COLORS: dict[str, str] = {"input": OKABE_ITO["blue"], "output": OKABE_ITO["black"], "undecided": "#7f7f7f"}
+"""Colour of each ``explained_by`` verdict: blue means the input here as in the bars, no output target's colour is reused."""
 
 
 EXPLAINED_RULE = ("rule: input if the interval lies above 0 and input p < 0.05;\n"
                   "output if it lies below 0 and the best target's p < 0.05; otherwise undecided")
 """The rule of ``/large_activation`` ``explained_by`` (:func:`actlab.analysis.large_activation.explained_by`)."""
-
-
-def _p_text(p_values: np.ndarray, p_floor: float, alpha: float) -> str:
-    """A bar's p-value: "p=0.03", "p<=0.005" at the permutation floor; with seeds, in how many p < alpha."""
-    if len(p_values) > 1:
-        return f"p<{alpha:g}: {int(np.sum(p_values < alpha))}/{len(p_values)}"
-    p = float(p_values[0])
-    return f"p$\\leq${p_floor:.2g}" if p <= p_floor * (1 + 1e-9) else f"p={p:.2g}"
 
 
 def _draw_bars(ax: Axes, positions: np.ndarray, stack: xr.DataArray, width: float, **style: Any) -> None:
@@ -128,7 +131,6 @@ def _draw_r2_difference(ax: Axes, trees: Sequence[Any], layers: Sequence[str]) -
     low = replica_stack(trees, "large_activation", "r2_difference_low")
     high = replica_stack(trees, "large_activation", "r2_difference_high")
     verdicts = replica_stack(trees, "large_activation", "explained_by")
-    targets = replica_stack(trees, "large_activation", "best_output_target")
     n = len(trees)
     offsets = (np.arange(n) - (n - 1) / 2) * min(0.12, 0.6 / n)
     for x, layer in enumerate(layers):
@@ -139,14 +141,11 @@ def _draw_r2_difference(ax: Axes, trees: Sequence[Any], layers: Sequence[str]) -
                                                  [float(high.sel(layer=layer).values[seed]) - value]],
                         fmt="o", color=EXPLAINED_COLORS.get(verdict, "black"), markersize=4, capsize=2, elinewidth=1.0)
         seeds = [str(v) for v in verdicts.sel(layer=layer).values]
-        if n == 1:
-            text = f"{seeds[0]}\nvs {str(targets.sel(layer=layer).values[0]).replace('_', ' ')}"
-        else:
-            text = "\n".join(f"{v} {seeds.count(v)}/{n}" for v in dict.fromkeys(seeds))
+        text = seeds[0] if n == 1 else "\n".join(f"{v} {seeds.count(v)}/{n}" for v in dict.fromkeys(seeds))
         ax.annotate(text, (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, -2), textcoords="offset points",
                     ha="center", va="top", fontsize=7)
     ax.axhline(0.0, color="black", linewidth=0.6)
-    ax.set_xticks(np.arange(len(layers)), layers)
+    ax.set_xticks(np.arange(len(layers)), layers, rotation=30 if len(layers) > 5 else 0)
     ax.set_xlim(-0.6, len(layers) - 0.4)
     top = float(np.nanmax(np.abs(np.r_[low.values.ravel(), high.values.ravel(), 0.1])))
     ax.set_ylim(-1.15 * top, 1.6 * top)
@@ -165,8 +164,8 @@ def plot_explanation(results: Any, *, alpha: float = 0.05) -> Figure:
         Uses ``/large_activation``: ``input_r2``, ``input_p_value``, ``r2_difference``,
         ``r2_difference_low``/``_high``, ``explained_by``, ``best_output_target`` (layer) and
         ``output_r2``, ``output_eta2``, ``output_p_value`` (layer, target). Replicas of an ensemble:
-        bars at the median with min-max whiskers, p-values as the number of seeds with p < ``alpha``,
-        one difference interval per seed.
+        bars at the median with min-max whiskers, hatched when the median seed's p >= ``alpha``, one
+        difference interval per seed.
     alpha : float
         Significance level; bars with (median) p >= alpha are drawn hatched and light.
 
@@ -175,14 +174,14 @@ def plot_explanation(results: Any, *, alpha: float = 0.05) -> Figure:
     Figure
         Top: grouped bars per layer of the cross-validated R^2 predicting the unit's per-sample
         |activation| from the input image, the assigned label, the original label and the
-        predicted class, p-values above the bars (at the permutation floor: "p <= floor").
+        predicted class; a bar whose permutation p >= ``alpha`` is hatched and light (the p-values are in the
+        report's details).
         Bottom left: R^2 input minus R^2 of the best output target with its 95 % paired-bootstrap
         interval, coloured and labelled by the verdict ``explained_by``, and the rule that chose it.
         Bottom right: eta^2 of the three class targets.
     """
     trees = replicas(results)
     large = results_node(trees[0], "large_activation")
-    p_floor = float(large.attrs.get("p_floor", 0.0))
     layers = [str(v) for v in large["layer"].values]
     targets = [str(t) for t in large["target"].values]
     target_names = {"label": "assigned label", "original_label": "original label", "predicted": "predicted class"}
@@ -209,10 +208,6 @@ def plot_explanation(results: Any, *, alpha: float = 0.05) -> Figure:
             _draw_bars(ax_r2, np.array([pos]), values.expand_dims("layer", 1), width, color=color,
                        alpha=1.0 if significant else 0.35, hatch=None if significant else "//",
                        edgecolor="white" if significant else color, linewidth=0.5)
-            ax_r2.annotate(
-                _p_text(p_values, p_floor, alpha), (pos, max(float(values.max("seed").values), 0.0)), xytext=(0, 2),
-                textcoords="offset points", ha="center", va="bottom", fontsize=6, rotation=90,
-            )
     ax_r2.axhline(0.0, color="black", linewidth=0.6)
     if len(trees) == 1:
         ax_r2.set_xticks(x, [f"{layer}\nunit {int(large['dominant_unit'].sel(layer=layer).values)}" for layer in layers])
@@ -221,7 +216,8 @@ def plot_explanation(results: Any, *, alpha: float = 0.05) -> Figure:
     ax_r2.set_ylabel("cross-validated R$^2$ (1 = fully predicted)")
     top = max(float(np.nanmax(np.r_[s[1].values.ravel(), 0.0])) for s in series)
     ax_r2.set_ylim(top=max(0.1, top) * 1.3 + 0.05)
-    ax_r2.set_title(f"Predicting the unit's |activation| at the last epoch (hatched: p $\\geq$ {alpha:g})")
+    significance = "hatched: permutation p $\\geq$ " + (f"{alpha:g}" if len(trees) == 1 else f"{alpha:g} in the median seed")
+    ax_r2.set_title(f"Predicting the unit's |activation| at the last epoch ({significance})")
     _draw_r2_difference(axes["difference"], trees, layers)
     eta = replica_stack(trees, "large_activation", "output_eta2")
     width_eta = 0.8 / len(targets)

@@ -31,11 +31,15 @@ def _draw_split(ax: Axes, trees: Sequence[Any]) -> None:
         low, centre, high = (null[end].sel(layer=layer).values for end in ("low", "mean", "high"))
         has_null = np.isfinite(low) & np.isfinite(high) & np.isfinite(centre)
         shift = ScaledTranslation((i - (len(layers) - 1) / 2) * 3 / 72, 0, ax.figure.dpi_scale_trans)
-        ax.errorbar(epochs[has_null], centre[has_null], yerr=[centre[has_null] - low[has_null], high[has_null] - centre[has_null]],
-                    fmt="_", color=style["color"], markersize=6, capsize=2.5, elinewidth=1.2,
-                    transform=ax.transData + shift, label=f"_null {layer}")
+        bars = ax.errorbar(epochs[has_null], centre[has_null], yerr=[centre[has_null] - low[has_null], high[has_null] - centre[has_null]],
+                           fmt="_", color=style["color"], markersize=6, capsize=2.5, elinewidth=1.2,
+                           transform=ax.transData + shift, label=f"_null {layer}")
+        for artist in bars.get_children():  # the last epoch's bars sit at the right edge: never cut them
+            artist.set_clip_on(False)
     ax.axhline(0, color=PHASE_COLOR, linestyle=":", linewidth=0.8)
-    ax.set_ylim(-105, 105)
+    shown = np.r_[split.values.ravel(), *(null[end].values.ravel() for end in ("low", "high")), 0.0]
+    reach = float(np.nanmax(np.abs(shown)))
+    ax.set_ylim(-1.1 * reach - 2, 1.1 * reach + 2)  # the data's range, not +-100
     ax.set_ylabel("split: % clean path, correct $-$ wrong\n(percentage points)")
     ax.set_title("Split between correct and wrong predictions, with its permutation null\n"
                  "(bars: 2.5-97.5 % of the null, dash at its mean, at the epochs where it was computed; "
@@ -80,8 +84,9 @@ def plot_path_attribution(results: Any, *, log_x: bool = False) -> Figure:
         ax.axhline(50, color=PHASE_COLOR, linestyle=":", linewidth=0.8)
         n = replica_stack(trees, "paths", count).isel(epoch=-1).values
         counted = f"n = {int(n[0])}" if len(n) == 1 else f"n = {int(n.min())}-{int(n.max())}"
-        ax.set_title(f"{title} ({counted} at epoch {int(epochs[-1])})")
-        set_epoch_axis(ax, log_x=log_x, label=False)
+        ax.set_title(f"{title}\n({counted} at epoch {int(epochs[-1])})")
+        set_epoch_axis(ax, log_x=log_x)
+        ax.tick_params(labelbottom=True)
     axes["correct"].set_ylim(-3, 103)
     axes["correct"].set_ylabel("closer to clean than to noisy signal (%)")
     _draw_split(axes["split"], trees)

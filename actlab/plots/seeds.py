@@ -63,8 +63,9 @@ def replica_stack(results: Any, node: str, var: str) -> xr.DataArray:
     return stack_replicas([results_node(tree, node)[var] for tree in replicas(results)])
 
 
-BAND_ALPHA = 0.2
-"""Opacity of the min-max band over seeds."""
+BAND_ALPHA = 0.12
+"""Opacity of the min-max band over seeds (light, and drawn under every line, so that overlapping bands leave the
+median lines visible)."""
 
 
 def band_note(n_seeds: int) -> str:
@@ -83,8 +84,8 @@ def draw_band(ax: Axes, x: np.ndarray, stack: xr.DataArray, **style: Any) -> Lin
     With one seed the line is the values themselves and nothing is shaded. With 5 seeds the min-max
     range is a distribution-free ~94 % interval of the median.
     """
-    (line,) = ax.plot(x, stack.median("seed").values, **style)
+    (line,) = ax.plot(x, stack.median("seed").values, **{"zorder": 2.5, **style})
     if stack.sizes["seed"] > 1:
         ax.fill_between(x, stack.min("seed").values, stack.max("seed").values, color=line.get_color(), alpha=BAND_ALPHA,
-                        linewidth=0, zorder=line.get_zorder() - 0.1)
+                        linewidth=0, zorder=1)
     return line

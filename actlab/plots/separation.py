@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from actlab.plots.seeds import draw_band, replica_stack, replicas, seeds_title
-from actlab.plots.style import PHASE_COLOR, layer_style, new_figure, set_epoch_axis, styled
+from actlab.plots.style import layer_style, new_figure, set_epoch_axis, styled
 
 
 GROUPINGS_SHOWN: dict[str, str] = {
@@ -42,92 +44,110 @@ def label_layer_epoch_axes(ax: Axes, layers: list[str], epochs: np.ndarray) -> N
     ax.grid(False)
 
 
-def _separation_limits(separation: xr.Dataset) -> tuple[float, float]:
-    values = np.concatenate([separation[f"cos_clean_{g}_mean"].values.ravel() for g in GROUPINGS_SHOWN])
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return 0.0, 1.0
-    low, high = float(values.min()), float(values.max())
-    if high - low < 1e-6:
-        low, high = low - 0.05, high + 0.05
-    return low, high
-
-
-@styled
-def plot_separation_heatmap(results: Any) -> Figure:
-    """Clean-noisy signal separation as a layer x epoch heatmap, one panel per grouping of noisy probes.
+def floor_distance(results: Any, grouping: str) -> xr.DataArray:
+    """Clean-noisy cosine minus the layer's noise floor, per seed: below 0 is a cosine lower than chance gives.
 
     Parameters
     ----------
     results : xr.DataTree or sequence of xr.DataTree
-        Uses node ``/separation``, variables ``cos_clean_noisy_by_original_mean`` and
-        ``cos_clean_noisy_by_assigned_mean`` (layer, epoch); replicas of an ensemble show the
-        median over seeds (their spread: :func:`plot_separation_lines`).
+        Node ``/separation``: ``cos_clean_<grouping>_mean`` and the floor ``cos_clean_halves_mean`` (the cosine
+        between the class means of two random halves of the clean probes), dims (layer, epoch).
+
+    Returns
+    -------
+    xr.DataArray
+        Dims (seed, layer, epoch).
+    """
+    trees = replicas(results)
+    return (replica_stack(trees, "separation", f"cos_clean_{grouping}_mean")
+            - replica_stack(trees, "separation", "cos_clean_halves_mean"))
+
+
+def fits_annotation(fig: Figure, ax: Axes, n_columns: int, n_rows: int, chars: int = 5, fontsize: float = 7.0) -> bool:
+    """Whether a ``chars``-character number of ``fontsize`` points fits in each cell of an image of ``ax``."""
+    box = ax.get_position()
+    width, height = fig.get_size_inches() * np.array([box.width, box.height])
+    return width / n_columns * 72 >= 0.62 * fontsize * chars + 4 and height / n_rows * 72 >= fontsize + 4
+
+
+@styled
+def plot_separation_heatmap(results: Any) -> Figure:
+    """Clean-noisy signal separation as a layer x epoch heatmap of the distance to the noise floor.
+
+    Parameters
+    ----------
+    results : xr.DataTree or sequence of xr.DataTree
+        Uses node ``/separation``, variables ``cos_clean_noisy_by_original_mean``,
+        ``cos_clean_noisy_by_assigned_mean`` and ``cos_clean_halves_mean`` (layer, epoch); replicas of an
+        ensemble show the median over seeds (their spread: :func:`plot_separation_lines`).
 
     Returns
     -------
     Figure
-        Two heatmaps with a shared colour scale: cosine between clean and noisy class means,
-        averaged over classes; darker = lower cosine = stronger separation.
+        Two heatmaps, one per grouping of noisy probes, each with its own colour bar centred on 0 = the noise
+        floor: cosine between clean and noisy class means (averaged over classes) minus the floor; blue =
+        below the floor = separated. Cells are annotated only where their numbers fit.
     """
     trees = replicas(results)
-    separation = xr.Dataset({f"cos_clean_{g}_mean": replica_stack(trees, "separation", f"cos_clean_{g}_mean").median("seed")
-                             for g in GROUPINGS_SHOWN})
-    layers = [str(v) for v in separation["layer"].values]
-    epochs = separation["epoch"].values
-    vmin, vmax = _separation_limits(separation)
-    fig, axes = new_figure(1, 2, width=10.0, height=0.6 * len(layers) + 2.2, sharey=True)
-    image = None
+    layers = [str(v) for v in replica_stack(trees, "separation", "cos_clean_halves_mean")["layer"].values]
+    fig, axes = new_figure(1, 2, width=11.0, height=0.42 * len(layers) + 2.3, sharey=True)
     for ax, (grouping, label) in zip(axes[0], GROUPINGS_SHOWN.items()):
-        values = separation[f"cos_clean_{grouping}_mean"].transpose("layer", "epoch").values
-        image = ax.imshow(
-            np.ma.masked_invalid(values), aspect="auto", interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax,
-            origin="upper",
-        )
-        if values.size <= 120:
+        distance = floor_distance(trees, grouping).median("seed").transpose("layer", "epoch")
+        epochs = distance["epoch"].values
+        values = distance.values
+        finite = values[np.isfinite(values)]
+        reach = float(np.max(np.abs(finite))) if finite.size and np.max(np.abs(finite)) > 0 else 1.0
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", interpolation="nearest", cmap="RdBu_r",
+                          norm=TwoSlopeNorm(0.0, -reach, reach), origin="upper")
+        if fits_annotation(fig, ax, len(epochs), len(layers)):
             for (row, col), value in np.ndenumerate(values):
                 if np.isfinite(value):
-                    shade = (value - vmin) / (vmax - vmin)
-                    ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="black" if shade > 0.55 else "white")
+                    ax.text(col, row, f"{value:+.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(value) > 0.6 * reach else "black")
         ax.set_title(f"Clean vs {label}".replace(" grouped", "\ngrouped"))
         label_layer_epoch_axes(ax, layers, epochs)
+        bar = fig.colorbar(image, ax=ax, shrink=0.9, pad=0.02)
+        bar.set_label("cosine minus noise floor\n(< 0: separated)")
     axes[0, 0].set_ylabel("layer (input side at top)")
-    bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
-    bar.set_label("cosine of clean and noisy class means\n(mean over classes; lower = stronger separation)")
-    median = "" if len(trees) == 1 else f", median over {len(trees)} seeds (spread: see the separation lines)"
-    fig.suptitle(f"Clean-noisy signal separation by layer and epoch{median}")
+    median = "" if len(trees) == 1 else f"\nmedian over {len(trees)} seeds (spread: see the separation lines)"
+    fig.suptitle(f"Clean-noisy separation by layer and epoch: distance of the cosine to its noise floor{median}")
     return fig
 
 
-FLOOR_STYLE: dict[str, Any] = {"linestyle": (0, (3, 2)), "linewidth": 0.8, "alpha": 0.9}
-"""Noise floor of a layer's separation: thin and dashed, in the layer's colour."""
+FLOOR_STYLE: dict[str, Any] = {"color": "black", "linestyle": (0, (4, 2)), "linewidth": 1.0}
+"""The noise floor, 0 on a distance-to-floor axis: one black dashed line."""
 
 
-def draw_separation(ax: Axes, results: Any, grouping: str, *, markersize: float = 2.5) -> None:
-    """One line per layer (median over seeds, min-max band) of the clean-noisy cosine, with the layer's noise floor.
+def draw_separation(ax: Axes, results: Any, grouping: str, *, layers: Sequence[str] | None = None,
+                    markersize: float = 2.5) -> None:
+    """One line per layer (median over seeds, min-max band) of the clean-noisy cosine minus the noise floor.
 
     The noise floor (``cos_clean_halves_mean``: cosine between the means of two random halves of the clean
-    probes) is drawn thin and dashed in the layer's colour (median over seeds); a cosine at or above it is
-    no separation.
+    probes) is the line at 0; a layer below it is separated. ``layers`` restricts the layers drawn.
     """
-    trees = replicas(results)
-    cosine = replica_stack(trees, "separation", f"cos_clean_{grouping}_mean")
-    floor = replica_stack(trees, "separation", "cos_clean_halves_mean").median("seed")
-    epochs = cosine["epoch"].values
-    for i, layer in enumerate(str(v) for v in cosine["layer"].values):
-        style = layer_style(layer, i)
-        draw_band(ax, epochs, cosine.sel(layer=layer), **style, marker="o", markersize=markersize, label=layer)
-        ax.plot(epochs, floor.sel(layer=layer).values, color=style["color"], **FLOOR_STYLE)
+    distance = floor_distance(results, grouping)
+    epochs = distance["epoch"].values
+    for i, layer in enumerate(str(v) for v in distance["layer"].values):
+        if layers is None or layer in layers:
+            draw_band(ax, epochs, distance.sel(layer=layer), **layer_style(layer, i), marker="o", markersize=markersize,
+                      label=layer)
+    ax.axhline(0.0, **FLOOR_STYLE, zorder=3)
 
 
 def floor_handle() -> Line2D:
-    """Legend entry of the noise-floor lines."""
-    return Line2D([], [], color=PHASE_COLOR, **FLOOR_STYLE, label="noise floor of the layer\n(clean half vs clean half)")
+    """Legend entry of the noise-floor line."""
+    return Line2D([], [], **FLOOR_STYLE, label="noise floor (0): clean half\nvs clean half of a class")
+
+
+def split_output(layers: Sequence[str]) -> list[list[str]]:
+    """Layers in panels: the hidden layers, then the output layer on its own (its cosines span a wider range)."""
+    hidden = [layer for layer in layers if layer != "output"]
+    return [part for part in (hidden, [layer for layer in layers if layer == "output"]) if part]
 
 
 @styled
 def plot_separation_lines(results: Any, *, log_x: bool = False) -> Figure:
-    """Clean-noisy signal separation over epochs, one line per layer, one panel per grouping of noisy probes.
+    """Clean-noisy signal separation over epochs as the distance to the noise floor, one line per layer.
 
     Parameters
     ----------
@@ -140,18 +160,29 @@ def plot_separation_lines(results: Any, *, log_x: bool = False) -> Figure:
     Returns
     -------
     Figure
-        Two panels with a shared y axis: cosine of clean and noisy class means (mean over classes), and
-        each layer's noise floor as a thin dashed line of its colour.
+        Columns: the two groupings of noisy probes (shared y axis per row). Rows: the hidden layers, and the
+        output layer on its own so that its wider range does not squash them. y: cosine of clean and noisy
+        class means (mean over classes) minus the layer's noise floor; 0 (dashed) is the floor.
     """
     trees = replicas(results)
-    fig, axes = new_figure(1, 2, width=10.0, height=3.8, sharey=True)
-    for ax, (grouping, label) in zip(axes[0], GROUPINGS_SHOWN.items()):
-        draw_separation(ax, trees, grouping)
-        ax.set_title(f"Clean vs {label}".replace(" grouped", "\ngrouped"))
-        set_epoch_axis(ax, log_x=log_x)
-    axes[0, 0].set_ylabel("cosine of clean and noisy class means\n(lower = stronger separation)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    layers = [str(v) for v in replica_stack(trees, "separation", "cos_clean_halves_mean")["layer"].values]
+    rows = split_output(layers)
+    fig, axes = new_figure(len(rows), 2, width=10.5, height=3.2 + 1.6 * (len(rows) - 1), sharex=True, sharey="row",
+                           height_ratios=[2.0, 1.0][:len(rows)])
+    for r, row_layers in enumerate(rows):
+        for ax, (grouping, label) in zip(axes[r], GROUPINGS_SHOWN.items()):
+            draw_separation(ax, trees, grouping, layers=row_layers)
+            if r == 0:
+                ax.set_title(f"Clean vs {label}".replace(" grouped", "\ngrouped"))
+            set_epoch_axis(ax, log_x=log_x, label=r == len(rows) - 1)
+        axes[r, 0].set_ylabel("cosine minus floor\n(< 0: separated)" + ("\n(output layer)" if row_layers == ["output"] else ""))
+    handles, labels = [], []
+    for ax in axes[:, 0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.append(handle)
+            labels.append(label)
     fig.legend([*handles, floor_handle()], [*labels, floor_handle().get_label()], loc="outside right center",
                frameon=False, title="layer")
-    fig.suptitle(seeds_title("Clean-noisy signal separation over training, per layer (mean over classes)", len(trees)))
+    fig.suptitle(seeds_title("Clean-noisy separation over training: cosine of the class means minus the layer's noise floor",
+                             len(trees)))
     return fig

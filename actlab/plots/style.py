@@ -1,11 +1,11 @@
 """The shared look of every actlab figure: the Okabe-Ito palette, series and layer styles, curve, group and phase
-styles, the rc settings (:func:`styled`), and the epoch-axis helpers (phases, labels, instabilities)."""
+styles, the rc settings (:func:`styled`), and the epoch-axis helpers (phases and instabilities, named in legends)."""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 import matplotlib
@@ -13,6 +13,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
 
@@ -69,18 +71,19 @@ CURVES: dict[str, dict[str, Any]] = {
 GROUP_STYLE: dict[str, dict[str, Any]] = {
     "clean": {"color": OKABE_ITO["blue"], "marker": "o", "label": "clean train"},
     "noisy": {"color": OKABE_ITO["vermillion"], "marker": "^", "label": "noisy train"},
-    "test": {"color": OKABE_ITO["green"], "marker": "s", "label": "test"},
+    "test": {"color": OKABE_ITO["black"], "marker": "s", "label": "test"},
 }
 """Probe group -> colour, marker and legend label."""
 
 
 PHASES: dict[str, dict[str, Any]] = {
-    "first_minimum": {"label": "1st min", "linestyle": (0, (4, 2))},
-    "peak": {"label": "peak", "linestyle": "-."},
-    "second_minimum": {"label": "2nd min", "linestyle": (0, (4, 2))},
-    "memorisation": {"label": "memorised", "linestyle": ":"},
+    "first_minimum": {"label": "test-loss minimum", "linestyle": (0, (5, 2))},
+    "clean_learned": {"label": "clean samples learned", "linestyle": (0, (1, 1.5))},
+    "peak": {"label": "double-descent peak", "linestyle": "-."},
+    "second_minimum": {"label": "second minimum", "linestyle": (0, (8, 2, 1, 2, 1, 2))},
+    "memorisation": {"label": "noisy labels memorised", "linestyle": (0, (2, 2.5))},
 }
-"""Training phases marked on epoch axes: phase name -> short label and line style (grey, behind the data)."""
+"""Training phases marked on epoch axes: phase name -> legend label and line style (grey, behind the data)."""
 
 
 PHASE_COLOR = "#555555"
@@ -145,54 +148,32 @@ def set_epoch_axis(ax: Axes, *, log_x: bool, label: bool = True) -> None:
         if low < 0:  # the linear autoscale margin (5% of all epochs) would take a third of a symlog axis
             low = -0.25
             ax.set_xlim(low, high)
-        nice = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if low <= t <= high]
+        steps = (1, 2, 5) if high <= 300 else (1, 3)  # over more decades, fewer ticks: "500" and "1000" run together
+        nice = [t for t in [0, *(k * 10**d for d in range(6) for k in steps)] if low <= t <= high]
         ax.xaxis.set_major_locator(FixedLocator(nice))
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.xaxis.set_minor_locator(NullLocator())
     if label:
-        ax.set_xlabel(f"{EPOCH_LABEL}{' (log scale)' if log_x else ''}")
+        ax.set_xlabel(f"{EPOCH_LABEL}{' (log scale above 1)' if log_x else ''}")
 
 
-EpochLabel = tuple[float, str, str]
-"""A label of one epoch written above an axes: (epoch, text, colour)."""
-
-
-EPOCH_LABEL_SIZE = 7
-"""Font size (points) of the phase and instability labels above the axes."""
-
-
-def mark_phases(ax: Axes, phases: Mapping[str, float | None] | None) -> list[EpochLabel]:
-    """Draw a grey vertical line at each known phase epoch (``None`` entries are skipped).
+def mark_phases(ax: Axes, phases: Mapping[str, float | None] | None) -> list[Line2D]:
+    """Draw a grey vertical line, styled by phase (:data:`PHASES`), at each known phase epoch (``None`` is skipped).
 
     Returns
     -------
-    list of EpochLabel
-        The labels of the lines, for :func:`label_epochs` (which writes them outside the data area).
+    list of Line2D
+        Legend entries, ``test-loss minimum (epoch 13)``: the lines are named in the legend, not over the data.
     """
-    labels = []
+    handles = []
     for name, epoch in (phases or {}).items():
         if name not in PHASES or epoch is None or not np.isfinite(epoch):
             continue
         style = PHASES[name]
-        ax.axvline(float(epoch), color=PHASE_COLOR, linestyle=style["linestyle"], linewidth=0.9, alpha=0.7, zorder=0)
-        labels.append((float(epoch), f"{style['label']} {epoch:g}", PHASE_COLOR))
-    return labels
-
-
-def label_epochs(ax: Axes, labels: Sequence[EpochLabel]) -> None:
-    """Write epoch labels above the axes, rotated, one per epoch (texts of one epoch joined), never over the data.
-
-    Call it after the title is set: the title is lifted over the labels.
-    """
-    merged: dict[float, tuple[list[str], str]] = {}
-    for epoch, text, color in labels:
-        merged.setdefault(epoch, ([], color))[0].append(text)
-    for epoch, (texts, color) in merged.items():
-        ax.text(epoch, 1.02, ", ".join(texts), transform=ax.get_xaxis_transform(), rotation=90, ha="center",
-                va="bottom", fontsize=EPOCH_LABEL_SIZE, color=color, clip_on=False)
-    if merged:
-        longest = max(len(", ".join(texts)) for texts, _ in merged.values())
-        ax.set_title(ax.get_title(), pad=0.6 * EPOCH_LABEL_SIZE * longest + 10)
+        ax.axvline(float(epoch), color=PHASE_COLOR, linestyle=style["linestyle"], linewidth=1.1, alpha=0.85, zorder=0.5)
+        handles.append(Line2D([], [], color=PHASE_COLOR, linestyle=style["linestyle"], linewidth=1.1,
+                              label=f"{style['label']} (epoch {epoch:g})"))
+    return handles
 
 
 INSTABILITY_LABEL = "training instability (train accuracy drop)"
@@ -201,17 +182,17 @@ INSTABILITY_LABEL = "training instability (train accuracy drop)"
 INSTABILITY_COLOR = "#d62728"
 
 
-def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str | None = INSTABILITY_LABEL,
-                       max_labels: int = 4) -> list[EpochLabel]:
+def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str = INSTABILITY_LABEL,
+                       max_epochs: int = 4) -> list[Patch]:
     """Shade each run of consecutive unstable epochs (``unstable``: bool over ``epoch``) from one epoch before it.
 
-    Short runs are invisible as spans on a long (or log) epoch axis, so each run also gets a thin red
-    line at its first epoch.
+    A short run would be a hairline on a long (or log) epoch axis, so each also gets a broad red line at its
+    first epoch.
 
     Returns
     -------
-    list of EpochLabel
-        Labels of the first ``max_labels`` runs, for :func:`label_epochs`.
+    list of Patch
+        One legend entry naming the first ``max_epochs`` runs (``label: epochs 20, 89``); empty when none.
     """
     if unstable is None or not bool(unstable.any()):
         return []
@@ -219,8 +200,8 @@ def mark_instabilities(ax: Axes, unstable: xr.DataArray | None, *, label: str | 
     flags = unstable.values.astype(bool)
     starts = np.flatnonzero(flags & ~np.r_[False, flags[:-1]])
     ends = np.flatnonzero(flags & ~np.r_[flags[1:], False])
-    for number, (start, end) in enumerate(zip(starts, ends)):
-        ax.axvspan(float(epochs[max(start - 1, 0)]), float(epochs[end]), color=INSTABILITY_COLOR, alpha=0.15, linewidth=0,
-                   zorder=0, label=label if number == 0 else None)
-        ax.axvline(float(epochs[start]), color=INSTABILITY_COLOR, linewidth=0.8, alpha=0.6, zorder=0)
-    return [(float(epochs[start]), f"unstable {int(epochs[start])}", INSTABILITY_COLOR) for start in starts[:max_labels]]
+    for start, end in zip(starts, ends):
+        ax.axvspan(float(epochs[max(start - 1, 0)]), float(epochs[end]), color=INSTABILITY_COLOR, alpha=0.15, linewidth=0, zorder=0)
+        ax.axvline(float(epochs[start]), color=INSTABILITY_COLOR, linewidth=2.5, alpha=0.45, zorder=0)
+    named = ", ".join(str(int(epochs[start])) for start in starts[:max_epochs]) + (", ..." if len(starts) > max_epochs else "")
+    return [Patch(color=INSTABILITY_COLOR, alpha=0.4, label=f"{label}: epoch{'s' if len(starts) > 1 else ''} {named}")]
