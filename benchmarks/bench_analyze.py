@@ -99,7 +99,11 @@ def _cpu_seconds() -> float:
 
 
 def kernels(run_dir: str, n_blocks: int = 8) -> dict:
-    """Median single-threaded time of the read and of each block statistic, over ``n_blocks`` hidden blocks."""
+    """Median single-threaded CPU time of the read and of each block statistic, over ``n_blocks`` hidden blocks.
+
+    CPU time of the calling thread (BLAS limited to that thread), so other processes on a loaded machine
+    lengthen it less than they lengthen wall time.
+    """
     from threadpoolctl import threadpool_limits
 
     from actlab.analysis import blocks, open_run
@@ -116,6 +120,8 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
         "path cosines": lambda name, i, x: blocks.path_cosines(x, found["sums"], plan.counts, plan.test_rows),
         "PCA moments": lambda name, i, x: blocks.Moments.from_block(x),
         "path null": lambda name, i, x: blocks.null_clean_paths(x, plan),
+        "floor null": lambda name, i, x: [blocks.permuted_cosines(x, members, plan.n_classes)
+                                          for members in plan.floor_members],
     }
     times: dict[str, list[float]] = {step: [] for step in steps}
     picks = [(run.layer_names[k % (len(run.layer_names) - 1)], (k * 7) % len(run.epochs)) for k in range(n_blocks)]
@@ -123,10 +129,18 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
         for name, i in picks:
             x = run.read_block(name, i)
             for step, call in steps.items():
-                start = time.perf_counter()
+                start = time.thread_time()
                 call(name, i, x)
-                times[step].append(time.perf_counter() - start)
+                times[step].append(time.thread_time() - start)
     return {step: 1000 * float(np.median(seconds)) for step, seconds in times.items()}
+
+
+def print_kernels(run_dir: Path, pca_epochs: int) -> None:
+    """Print :func:`kernels` with the load average."""
+    steps = kernels(str(run_dir))
+    print("one block, single-threaded CPU time, median of 8 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
+          + f" (the PCA moments at {pca_epochs} epochs of each layer, the path and floor nulls at <= 4); load average "
+          f"{os.getloadavg()[0]:.2f}")
 
 
 def measure(mode: str, run_dir: Path, workers: int, settings: dict) -> dict:
@@ -152,6 +166,8 @@ def main() -> None:
     parser.add_argument("--path-permutations", type=int, help="analyze's path_permutations (default: analyze's own, 99)")
     parser.add_argument("--extra", default="", help="also time analyze with these extras (e.g. probes,cka) in each round, "
                                                     "side by side with the analysis without them")
+    parser.add_argument("--kernels-only", action="store_true",
+                        help="only build the store (unless --reuse finds it) and time the block statistics")
     parser.add_argument("--child", choices=["read", "analyze"], help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -170,6 +186,11 @@ def main() -> None:
             build_store(run_dir, layers=args.layers, units=args.units, probes=args.probes, epochs=args.epochs,
                         classes=args.classes)
             print(f"build: {time.perf_counter() - start:.1f} s")
+        if args.kernels_only:
+            from actlab.analysis.pipeline import PCA_EPOCHS
+
+            print_kernels(run_dir, args.pca_epochs or PCA_EPOCHS)
+            return
         # interleaved: read, analyse, read, analyse, ..., read; each analysis is compared with the reads either side
         settings = {name: value for name, value in (("pca_epochs", args.pca_epochs),
                                                      ("path_permutations", args.path_permutations)) if value is not None}
@@ -201,9 +222,7 @@ def main() -> None:
                   f"{with_extras['wall_s'] / plain_analysis['wall_s']:.2f} (target <= 1.5); errors {with_extras['errors']}")
         from actlab.analysis.pipeline import PCA_EPOCHS
 
-        steps = kernels(str(run_dir))
-        print("one block, single-threaded, median of 8 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
-              + f" (the PCA moments at {settings.get('pca_epochs', PCA_EPOCHS)} epochs of each layer, the path null at <= 4)")
+        print_kernels(run_dir, settings.get("pca_epochs", PCA_EPOCHS))
         print(f"CPU floor of the ratio: the analysis's CPU time / ({cores} cores x plain read), median "
               f"{float(np.median(floors)):.2f}; no schedule of this work brings the ratio below it on this machine")
         print(f"median ratio analysis / plain read: {float(np.median(ratios)):.2f} over {len(ratios)} rounds (target <= 1.5); "
