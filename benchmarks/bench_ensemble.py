@@ -61,6 +61,32 @@ def make_config(args: argparse.Namespace):
                         **common)
 
 
+def matmul_flops_per_epoch(model: torch.nn.Module, n_train: int, n_evaluated: int) -> float:
+    """Floating-point operations of the linear layers' products in one epoch of one replica.
+
+    Training: forward, gradient of the input and of the weight, 3 x 2 x in x out per sample; evaluation: the
+    forward product, 2 x in x out per sample. Everything else (activations, loss, Adam) is left out, so the
+    count is a lower bound of the work.
+    """
+    macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return 6.0 * macs * n_train + 2.0 * macs * n_evaluated
+
+
+def sgemm_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """Best float32 matrix-product rate of the machine (FLOP/s) over ``repeats`` square products of ``size``."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
 def timed(func) -> tuple[float, object]:
     start = time.perf_counter()
     result = func()
@@ -100,7 +126,7 @@ def main() -> None:
               f"{torch.get_num_threads()} threads, torch {torch.__version__}")
         print(f"{'epoch':>5} {'sequential train':>17} {'ensemble train':>15} {'ratio':>6} {'sequential eval':>16} "
               f"{'ensemble eval':>14} {'ratio':>6} {'ratio train+eval':>17}")
-        ratios = []
+        ratios, sequential_seconds = [], []
         for epoch in range(1, args.epochs + 1):
             seq_train = sum(timed(single.train_epoch)[0] for single in singles)
             seq_eval, seq_metrics = 0.0, []
@@ -112,9 +138,18 @@ def main() -> None:
             ens_eval, ens_metrics = timed(ensemble.evaluate)
             ratio = (seq_train + seq_eval) / (ens_train + ens_eval)
             ratios.append(ratio)
+            sequential_seconds.append(seq_train + seq_eval)
             print(f"{epoch:>5} {seq_train:>16.2f}s {ens_train:>14.2f}s {seq_train / ens_train:>5.2f}x {seq_eval:>15.2f}s "
                   f"{ens_eval:>13.2f}s {seq_eval / ens_eval:>5.2f}x {ratio:>16.2f}x")
-    gap = max(abs(s["test_loss"] - e["test_loss"]) / abs(s["test_loss"]) for s, e in zip(seq_metrics, ens_metrics))
+        n_train, n_evaluated = len(data[0].noisy.labels), len(data[0].noisy.labels) + len(data[0].dataset.test_labels)
+        work = args.replicas * matmul_flops_per_epoch(models[0], n_train, n_evaluated)
+        sequential_rate = work / float(np.median(sequential_seconds))
+        peak = sgemm_rate(device)
+    print(f"compute-bound limit: the machine's sgemm rate {peak / 1e9:.0f} GFLOP/s (best of 5 2048 x 2048 products) / "
+          f"the sequential runs' rate {sequential_rate / 1e9:.0f} GFLOP/s (their linear layers' products, a lower bound, "
+          f"over the median epoch) = {peak / sequential_rate:.2f}x: no ensemble of the same products beats it")
+    # EnsembleTrainer.evaluate gives (metrics, trajectories) per replica
+    gap = max(abs(s["test_loss"] - e["test_loss"]) / abs(s["test_loss"]) for s, (e, _) in zip(seq_metrics, ens_metrics))
     print(f"median ratio sequential / ensemble (train + eval): {np.median(ratios):.2f}x; "
           f"largest relative test-loss difference replica vs single run after {args.epochs} epochs: {gap:.1e}")
 

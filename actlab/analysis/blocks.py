@@ -135,8 +135,12 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
 
     The noise floor of the clean-noisy cosine: the same statistic as observed (the cosine of a class's clean
     mean with its noisy mean), with clean and noisy membership shuffled within the class, so both groups keep
-    the sizes of the comparison (n clean against m noisy probes). Only the permuted noisy sums are products
-    (an indicator over the class's pool); the clean sum is the pool's sum minus them.
+    the sizes of the comparison (n clean against m noisy probes). A cosine of means is that of sums, and every
+    product it needs is a quadratic form of the pool's Gram matrix G (pool x pool): with n the noisy indicator
+    of a permutation and s the pool's sum, |noisy|^2 = n G n, s . noisy = n G 1 and |s|^2 = 1 G 1, so
+    clean . noisy = s . noisy - |noisy|^2 and |clean|^2 = |s|^2 - 2 s . noisy + |noisy|^2. One product n G for
+    all permutations replaces the permuted sums over units (fewer operations when the pool is smaller than the
+    units plus the pool's Gram).
 
     Parameters
     ----------
@@ -158,9 +162,16 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
         if len(pool) == 0 or not (members[0, 1, pool] == c).any() or not (members[0, 0, pool] == c).any():
             continue
         block = x[pool].astype(dtype, copy=False)
-        noisy = ((members[:, 1, pool] == c).astype(dtype) @ block).astype(np.float64)
-        clean = block.astype(np.float64).sum(axis=0) - noisy
-        out[:, c] = cosine(clean, noisy)
+        gram = block @ block.T  # (pool, pool)
+        noisy = (members[:, 1, pool] == c).astype(dtype)  # (permutation, pool)
+        weighted = (noisy @ gram).astype(np.float64)  # row p: noisy sum . each pool sample
+        noisy_noisy = np.einsum("pj,pj->p", weighted, noisy)
+        sum_noisy = weighted.sum(axis=1)
+        clean_noisy = sum_noisy - noisy_noisy
+        clean_clean = gram.sum(dtype=np.float64) - sum_noisy - clean_noisy
+        norm = np.sqrt(np.clip(clean_clean, 0.0, None) * noisy_noisy)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, c] = np.where(norm > 0, clean_noisy / np.where(norm > 0, norm, 1.0), np.nan)
     return out
 
 
@@ -515,12 +526,12 @@ def clean_paths(cosines: np.ndarray) -> np.ndarray:
 def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
     """Clean path of every test sample to every class under each permutation of :func:`null_memberships`.
 
-    The permuted clean and noisy class sums are indicator products over each class's pool of training probes
-    (in the block's precision; the other classes' probes, zeros of a full one-hot product, are left out). A
-    test sample x takes the clean path of class c when cos(x, m_clean) >= cos(x, m_noisy), as in the observed
-    attribution (:func:`clean_paths`); for x != 0 that is x . (m_clean / |m_clean| - m_noisy / |m_noisy|) >= 0,
-    one product per permutation instead of two sets of cosines. The two forms agree up to float32 rounding
-    of near ties.
+    The permuted clean class sums are indicator products over each class's pool of training probes (in the
+    block's precision; the other classes' probes, zeros of a full one-hot product, are left out); the noisy sum
+    is the pool's sum (float64) minus the clean one. A test sample x takes the clean path of class c when
+    cos(x, m_clean) >= cos(x, m_noisy), as in the observed attribution (:func:`clean_paths`); for x != 0 that
+    is x . (m_clean / |m_clean| - m_noisy / |m_noisy|) >= 0, one product per permutation instead of two sets
+    of cosines. The two forms agree up to float32 rounding of near ties.
 
     Parameters
     ----------
@@ -534,32 +545,39 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
     or either permuted mean is zero, empty or not finite
     """
     members = plan.null_members
-    n_permutations, n_sources, _ = members.shape
+    n_permutations = members.shape[0]
     x = np.asarray(x)
     dtype = np.float32 if x.dtype == np.float32 else np.float64
     directions = np.zeros((n_permutations, plan.n_classes, x.shape[1]), dtype=dtype)
     defined = np.zeros((n_permutations, plan.n_classes), dtype=bool)
-    clean, noisy = PATH_SOURCES.index("clean"), PATH_SOURCES.index("noisy_by_assigned")
+    clean = PATH_SOURCES.index("clean")
     for c in range(plan.n_classes):
         pool = np.flatnonzero((members[0] == c).any(axis=0))
         if len(pool) == 0:
             continue
-        indicator = (members[:, :, pool] == c).astype(dtype).reshape(-1, len(pool))  # (permutation * source, pool)
-        sums = (indicator @ x[pool].astype(dtype, copy=False)).reshape(n_permutations, n_sources, -1)
-        norms = np.sqrt(np.einsum("psu,psu->ps", sums, sums))
-        ok = np.isfinite(norms) & (norms > 0)
-        unit = sums / np.where(ok, norms, 1)[..., None]  # a mean's direction is its sum's
-        directions[:, c] = unit[:, clean] - unit[:, noisy]
-        defined[:, c] = ok[:, clean] & ok[:, noisy]
+        block = x[pool].astype(dtype, copy=False)
+        clean_sums = ((members[:, clean, pool] == c).astype(dtype) @ block).astype(np.float64)
+        noisy_sums = block.sum(axis=0, dtype=np.float64) - clean_sums
+        unit = []
+        ok = np.ones(n_permutations, dtype=bool)
+        for sums in (clean_sums, noisy_sums):
+            norms = np.sqrt(np.einsum("pu,pu->p", sums, sums))
+            found = np.isfinite(norms) & (norms > 0)
+            unit.append(sums / np.where(found, norms, 1)[:, None])  # a mean's direction is its sum's
+            ok &= found
+        directions[:, c] = unit[0] - unit[1]
+        defined[:, c] = ok
     test = x[plan.test_rows].astype(dtype, copy=False)
     squared = np.einsum("ij,ij->i", test, test)
-    margin = (test @ directions.reshape(-1, x.shape[1]).T).reshape(len(test), n_permutations, plan.n_classes)
-    paths = (margin >= 0).astype(np.int8)
-    paths[~(np.isfinite(squared) & (squared > 0))] = -1
-    paths[~np.isfinite(margin)] = -1
-    paths = paths.transpose(1, 0, 2)
-    paths[~np.broadcast_to(defined[:, None, :], paths.shape)] = -1
-    return np.ascontiguousarray(paths)
+    # defined directions have norm <= 2 and test rows with a finite squared norm are finite, so every margin
+    # that is kept is finite
+    margin = test @ directions.reshape(-1, x.shape[1]).T  # (test_sample, permutation * class)
+    paths = np.ascontiguousarray((margin >= 0).astype(np.int8).reshape(len(test), n_permutations, plan.n_classes)
+                                 .transpose(1, 0, 2))
+    paths[:, ~(np.isfinite(squared) & (squared > 0))] = -1
+    undefined_permutation, undefined_class = np.nonzero(~defined)
+    paths[undefined_permutation, :, undefined_class] = -1
+    return paths
 
 
 def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, predictions: bool,

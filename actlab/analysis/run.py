@@ -23,6 +23,7 @@ from actlab.store import (
     damage_error,
     damaged_chunks,
     exception_line,
+    for_reading,
     layer_array_name,
     open_store,
     recorded_run_id,
@@ -38,7 +39,7 @@ PROBE_COORDS = ("group", "label", "original_label", "is_noisy", "dataset_index")
 
 def _open_preact(run_dir: str, layer: str) -> zarr.Array:
     store = zarr_store(store_location(run_dir), read_only=True)
-    return zarr.open_array(store, path=f"layers/{layer}/preact", mode="r", zarr_format=3)
+    return for_reading(zarr.open_array(store, path=f"layers/{layer}/preact", mode="r", zarr_format=3))
 
 
 @functools.lru_cache(maxsize=256)

@@ -8,6 +8,7 @@ above it:
 - :mod:`actlab.store.schema`: the contract (every name, dim, dtype and spec, the schema check);
 - :mod:`actlab.store.versions`: reading the older schemas as the current one;
 - :mod:`actlab.store.integrity`: shard-index and checksum checks, and the errors of a damaged store;
+- :mod:`actlab.store.pipeline`: the codec pipeline reads decode through (zarrs where installed);
 - :mod:`actlab.store.reader`: root attributes, identity, :func:`open_store` and :func:`damaged_chunks`;
 - :mod:`actlab.store.writer`: :class:`RunWriter` and the allocation of a new store.
 """
@@ -20,6 +21,7 @@ from actlab.store.integrity import (
     layer_array_name,
     parameter_array_name,
 )
+from actlab.store.pipeline import READ_PIPELINE_VARIABLE, for_reading, read_pipeline
 from actlab.store.reader import (
     MUTABLE_ROOT_ATTRS,
     StoreView,
@@ -78,12 +80,12 @@ from actlab.store.writer import RunWriter
 __all__ = [
     "ACTIVATIONS", "ACTIVATION_DTYPES", "ANALYSIS_DIRNAME", "ARRAYS", "CHECKPOINT_DIGEST_FILENAME",
     "CHECKPOINT_FILENAME", "CHUNK_VALUES", "COMMIT_ARRAYS", "DYNAMICS", "GROUPS", "LAYER_KINDS", "METRICS",
-    "MUTABLE_ROOT_ATTRS", "PARAMETER_DTYPES", "READABLE_SCHEMAS", "REDUCTIONS", "SAMPLE_CHUNK", "SCHEMA_VERSION",
+    "MUTABLE_ROOT_ATTRS", "PARAMETER_DTYPES", "READABLE_SCHEMAS", "READ_PIPELINE_VARIABLE", "REDUCTIONS", "SAMPLE_CHUNK", "SCHEMA_VERSION",
     "SHARD_DIGESTS", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
     "WRITE_CONFIG", "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets",
     "breach_error", "check_schema", "committed_state_digest", "creating_error", "damage_error", "damaged_chunks",
-    "default_compressors", "digested_arrays", "exception_line", "layer_array_name", "layer_dims",
+    "default_compressors", "digested_arrays", "exception_line", "for_reading", "layer_array_name", "layer_dims",
     "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
-    "parameter_spec_problem", "read_attrs", "recorded_run_id", "replaced_error", "store_folder_id",
+    "parameter_spec_problem", "read_attrs", "read_pipeline", "recorded_run_id", "replaced_error", "store_folder_id",
     "store_identity", "store_location", "store_path", "user_metric_problem",
 ]

@@ -33,6 +33,7 @@ from actlab.store.integrity import (
     layer_array_name,
     parameter_array_name,
 )
+from actlab.store.pipeline import for_reading
 from actlab.store.schema import (
     ACTIVATION_DTYPES,
     ARRAYS,
@@ -262,7 +263,7 @@ def _read(src: _Source, path: str, sizes: dict[str, int], where: Location,
     if missing:
         raise damage_error(where, f"array {path} {missing[0]}")
     try:
-        return np.asarray(array[...]), dict(array.attrs)
+        return np.asarray(for_reading(array)[...]), dict(array.attrs)
     except Exception as exc:
         raise damage_error(where, f"array {path} cannot be read ({exception_line(exc)})") from exc
 

@@ -1,0 +1,67 @@
+"""The permutation kernels of a block (path null, noise floor) against float64 computations by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from actlab.analysis import blocks
+
+
+def random_block(seed=3, n_classes=4, per_group=(24, 10, 12), units=16):
+    """Post-ReLU activations with class structure, a zero and a NaN test sample, and codes for them."""
+    rng = np.random.default_rng(seed)
+    group = np.repeat(np.array(["clean", "noisy", "test"]), per_group)
+    original = rng.integers(0, n_classes, len(group))
+    label = original.copy()
+    noisy = group == "noisy"
+    label[noisy] = (original[noisy] + rng.integers(1, n_classes, noisy.sum())) % n_classes
+    centres = rng.standard_normal((n_classes, units))
+    x = np.maximum(rng.standard_normal((len(group), units)) + centres[label], 0).astype(np.float32)
+    test = np.flatnonzero(group == "test")
+    x[test[0]] = 0.0
+    x[test[1], 3] = np.nan
+    return x, blocks.grouping_codes(group, label, original), test, n_classes
+
+
+def hand_cosine(a, b):
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    return a @ b / norm if norm > 0 else np.nan
+
+
+def test_permuted_cosines_equal_the_cosine_of_permuted_means_by_hand():
+    x, codes, _, n_classes = random_block()
+    x64 = x.astype(np.float64)
+    for noisy in blocks.FLOOR_GROUPINGS:
+        members = blocks.null_memberships(codes, n_classes, 30, seed=2, noisy=noisy)
+        found = blocks.permuted_cosines(x, members, n_classes)
+        expected = np.array([[hand_cosine(x64[clean == c].mean(axis=0), x64[other == c].mean(axis=0))
+                              for c in range(n_classes)] for clean, other in members])
+        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+        assert np.isfinite(found).all()
+
+
+def test_permuted_cosines_are_nan_for_a_zero_class_and_a_class_without_noisy_probes():
+    x, codes, _, n_classes = random_block()
+    clean = codes[blocks.GROUPINGS.index("clean")]
+    other = codes[blocks.GROUPINGS.index("noisy_by_original")]
+    x[(clean == 1) | (other == 1)] = 0.0  # class 1: every pooled activation is zero
+    codes[blocks.GROUPINGS.index("noisy_by_original"), other == 2] = -1  # class 2: no noisy probe
+    found = blocks.permuted_cosines(x, blocks.null_memberships(codes, n_classes, 5, noisy="noisy_by_original"), n_classes)
+    assert np.isnan(found[:, [1, 2]]).all() and np.isfinite(found[:, [0, 3]]).all()
+
+
+def test_null_clean_paths_equal_the_cosine_comparison_by_hand():
+    x, codes, test, n_classes = random_block()
+    plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test, n_top=1, seed=4, null_permutations=25)
+    found = blocks.null_clean_paths(x, plan)
+    x64 = x.astype(np.float64)
+    expected = np.full(found.shape, -1, dtype=np.int8)
+    for p, (clean, noisy) in enumerate(plan.null_members):
+        for c in range(n_classes):
+            clean_mean, noisy_mean = x64[clean == c].mean(axis=0), x64[noisy == c].mean(axis=0)
+            for k, sample in enumerate(x64[test]):
+                to_clean, to_noisy = hand_cosine(sample, clean_mean), hand_cosine(sample, noisy_mean)
+                if np.isfinite(to_clean) and np.isfinite(to_noisy):
+                    expected[p, k, c] = to_clean >= to_noisy
+    np.testing.assert_array_equal(found, expected)
+    assert (found[:, :2] == -1).all() and set(np.unique(found[:, 2:])) == {0, 1}

@@ -1,0 +1,78 @@
+"""The read pipeline: zarrs for local reads where installed, zarr-python elsewhere; both verify every CRC32C.
+
+The corruption and crash-safety modules run under each pipeline with ``ACTLAB_READ_PIPELINE=zarrs`` and
+``ACTLAB_READ_PIPELINE=zarr-python``; here the pipeline choice itself and zarrs' own checks.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+from fixtures_store import cached_planted
+
+from actlab.store import READ_PIPELINE_VARIABLE, for_reading, read_pipeline, store_path
+
+SHARD = "layers/hidden2/preact"
+SLOT = 3
+
+
+@pytest.fixture
+def preact(tmp_path_factory, tmp_path):
+    """A private copy of the planted run's sharded hidden2 array: (path of the array, path of slot 3's shard)."""
+    shutil.copytree(cached_planted(tmp_path_factory).run_dir, tmp_path / "run")
+    array = store_path(tmp_path / "run") / SHARD
+    return array, array / "c" / str(SLOT) / "0" / "0"
+
+
+def test_the_variable_picks_the_pipeline(monkeypatch):
+    monkeypatch.setenv(READ_PIPELINE_VARIABLE, "zarr-python")
+    assert read_pipeline() == "zarr-python"
+    monkeypatch.setenv(READ_PIPELINE_VARIABLE, "rust")
+    with pytest.raises(ValueError, match="ACTLAB_READ_PIPELINE is 'rust', not one of"):
+        read_pipeline()
+    monkeypatch.delenv(READ_PIPELINE_VARIABLE)
+    try:
+        import zarrs  # noqa: F401
+        assert read_pipeline() == "zarrs"
+    except ImportError:
+        assert read_pipeline() == "zarr-python"
+
+
+def test_zarrs_reads_what_zarr_python_reads_and_other_stores_stay_on_zarr_python(preact, monkeypatch):
+    zarrs = pytest.importorskip("zarrs")
+    monkeypatch.setenv(READ_PIPELINE_VARIABLE, "zarrs")
+    path, _ = preact
+    plain = zarr.open_array(path, mode="r")
+    fast = for_reading(plain)
+    assert isinstance(fast.async_array.codec_pipeline, zarrs.ZarrsCodecPipeline)
+    assert not isinstance(plain.async_array.codec_pipeline, zarrs.ZarrsCodecPipeline)  # the array given is untouched
+    for slot in range(plain.shape[0]):
+        np.testing.assert_array_equal(fast[slot], plain[slot])
+    memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(4,), dtype="f4")
+    assert for_reading(memory) is memory
+    monkeypatch.setenv(READ_PIPELINE_VARIABLE, "zarr-python")
+    assert for_reading(plain) is plain
+
+
+def _flip(path, position):
+    raw = bytearray(path.read_bytes())
+    raw[position] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", ["inner chunk bit", "shard index bit", "empty shard"])
+def test_zarrs_verifies_the_crc32c_of_chunks_and_shard_index(preact, monkeypatch, damage):
+    """zarrs fails on each damage on its own (actlab's shard-tail and digest checks aside); a read of another
+    epoch still succeeds."""
+    pytest.importorskip("zarrs")
+    monkeypatch.setenv(READ_PIPELINE_VARIABLE, "zarrs")
+    path, shard = preact
+    {"inner chunk bit": lambda: _flip(shard, 200), "shard index bit": lambda: _flip(shard, shard.stat().st_size - 9),
+     "empty shard": lambda: shard.write_bytes(b"")}[damage]()
+    array = for_reading(zarr.open_array(path, mode="r"))
+    with pytest.raises(RuntimeError):
+        array[SLOT]
+    assert np.isfinite(array[SLOT - 1]).all()
