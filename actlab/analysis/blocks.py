@@ -135,12 +135,10 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
 
     The noise floor of the clean-noisy cosine: the same statistic as observed (the cosine of a class's clean
     mean with its noisy mean), with clean and noisy membership shuffled within the class, so both groups keep
-    the sizes of the comparison (n clean against m noisy probes). A cosine of means is that of sums, and every
-    product it needs is a quadratic form of the pool's Gram matrix G (pool x pool): with n the noisy indicator
-    of a permutation and s the pool's sum, |noisy|^2 = n G n, s . noisy = n G 1 and |s|^2 = 1 G 1, so
-    clean . noisy = s . noisy - |noisy|^2 and |clean|^2 = |s|^2 - 2 s . noisy + |noisy|^2. One product n G for
-    all permutations replaces the permuted sums over units (fewer operations when the pool is smaller than the
-    units plus the pool's Gram).
+    the sizes of the comparison (n clean against m noisy probes). A cosine of means is the cosine of sums; with
+    the pool's sum S, a permutation's noisy sum N = i X (i its indicator over the pool's rows X) and clean sum
+    S - N, it needs S.N = i (X S), |N|^2 = i (X X^T) i^T and |S|^2 only: one Gram matrix of the pool per class
+    (float64), then products of the indicators with pool-sized vectors and matrices, whatever the layer's width.
 
     Parameters
     ----------
@@ -155,23 +153,20 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
     permuted mean is zero
     """
     x = np.asarray(x)
-    dtype = np.float32 if x.dtype == np.float32 else np.float64
     out = np.full((members.shape[0], n_classes), np.nan)
     for c in range(n_classes):
         pool = np.flatnonzero((members[0] == c).any(axis=0))
         if len(pool) == 0 or not (members[0, 1, pool] == c).any() or not (members[0, 0, pool] == c).any():
             continue
-        block = x[pool].astype(dtype, copy=False)
-        gram = block @ block.T  # (pool, pool)
-        noisy = (members[:, 1, pool] == c).astype(dtype)  # (permutation, pool)
-        weighted = (noisy @ gram).astype(np.float64)  # row p: noisy sum . each pool sample
-        noisy_noisy = np.einsum("pj,pj->p", weighted, noisy)
-        sum_noisy = weighted.sum(axis=1)
-        clean_noisy = sum_noisy - noisy_noisy
-        clean_clean = gram.sum(dtype=np.float64) - sum_noisy - clean_noisy
-        norm = np.sqrt(np.clip(clean_clean, 0.0, None) * noisy_noisy)
+        block = x[pool].astype(np.float64)
+        total = block.sum(axis=0)
+        indicator = (members[:, 1, pool] == c).astype(np.float64)  # (permutation, pool)
+        total_noisy = indicator @ (block @ total)
+        noisy_noisy = np.einsum("pi,pi->p", indicator @ (block @ block.T), indicator)
+        clean_clean = total @ total - 2 * total_noisy + noisy_noisy
+        norm = np.sqrt(np.maximum(clean_clean, 0) * np.maximum(noisy_noisy, 0))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, c] = np.where(norm > 0, clean_noisy / np.where(norm > 0, norm, 1.0), np.nan)
+            out[:, c] = np.where(norm > 0, (total_noisy - noisy_noisy) / np.where(norm > 0, norm, 1.0), np.nan)
     return out
 
 
