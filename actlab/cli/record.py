@@ -157,6 +157,9 @@ def config_from_args(args: argparse.Namespace) -> RecordConfig:
 
 def run_record(args: argparse.Namespace) -> int:
     """Run ``actlab record`` from parsed arguments; returns the exit code."""
+    from actlab.record import require_torch
+
+    require_torch()
     from actlab.record import api
 
     if getattr(args, "resume", None):
