@@ -368,7 +368,7 @@ def open_run(path: str | os.PathLike) -> Run:
     Raises
     ------
     StoreError
-        Not a run, another schema version, an array not as ``docs/store-format.md`` says, no committed recorded
+        Not a run, a newer schema version, an array not as ``docs/store-format.md`` says, no committed recorded
         epoch, or a damaged array (missing, empty or truncated shard, checksum mismatch); the message names the
         array and, for a per-epoch array, the epoch.
     """

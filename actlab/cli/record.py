@@ -75,9 +75,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     model.add_argument("--width", metavar="N[,N...]", help=f"MLP hidden width, one value or one per hidden layer; k of cnn5 and resnet18k "
                        f"(channels k, 2k, 4k, 8k) (default: {D['width']}; a CIFAR-10 pilot of MLP7 memorised the noisy labels "
                        "within ~50 epochs at this width, the paper leaves it unstated)")
-    model.add_argument("--layers", metavar="NAMES", help="modules to record: 'auto' (the output of every activation module, ReLU, "
-                       "GELU, ..., and the last module, each under its qualified name) or a comma list of qualified module names "
-                       "(default: an MLP's hidden and output Linears, auto for other models)")
+    model.add_argument("--layers", metavar="NAMES", help="modules to record: 'auto' (every activation module, ReLU, GELU, ...; "
+                       "every residual or transformer block without such modules; every Linear and Conv where the model has "
+                       "neither; and the last module; it prints what it chose and why) or a comma list of qualified module "
+                       "names; a layer is named after its module, with the class appended to a Sequential child's name "
+                       "(2.relu) (default: an MLP's hidden and output Linears, auto for other models)")
     model.add_argument("--conv-reduce", choices=list(CONV_REDUCTIONS), help="a recorded output with dims (channel, y, x) is reduced "
                        "over (y, x) per channel at capture time (mean, max), or stored whole with dims (epoch, sample, channel, "
                        f"y, x) (none); the analyses take a channel as the unit either way (default: {D['conv_reduce']})")
@@ -161,6 +163,9 @@ def config_from_args(args: argparse.Namespace) -> RecordConfig:
 
 def run_record(args: argparse.Namespace) -> int:
     """Run ``actlab record`` from parsed arguments; returns the exit code."""
+    from actlab.record import require_torch
+
+    require_torch()
     from actlab.record import api
 
     if getattr(args, "resume", None):

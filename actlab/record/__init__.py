@@ -3,7 +3,8 @@
 ``from actlab.record import record`` gives the entry point; the module itself
 is callable too, so ``actlab.record(...)`` works whether or not this
 subpackage was imported before. Settings and data (:mod:`.config`,
-:mod:`.data`) import without torch; the torch pieces load on first use.
+:mod:`.data`) import without torch; the torch pieces load on first use, and where torch is missing
+(an install without the extra ``record``) they raise a :class:`~actlab.errors.ConfigError` saying how to get it.
 
 Public API: :func:`record`, :func:`resume`, :class:`RecordConfig`,
 :func:`load_dataset`, :func:`inject_label_noise`, :func:`prepare_data`,
@@ -18,6 +19,7 @@ import sys
 import types
 from typing import Any
 
+from actlab.errors import ConfigError
 from actlab.record.config import RecordConfig, parse_schedule
 from actlab.record.data import (
     ImageDataset,
@@ -47,8 +49,22 @@ __all__ = [
 ]
 
 
+TORCH_MISSING = ("recording needs torch, which is not installed here (the analysis half runs without it); "
+                 "install it with pip install 'actlab[record]', or on a machine without a GPU the CPU-only build first: "
+                 "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu")
+
+
+def require_torch() -> None:
+    """Raise :class:`~actlab.errors.ConfigError` saying how to install torch when it is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError(TORCH_MISSING) from None
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        require_torch()
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value

@@ -46,7 +46,8 @@ def record(config: RecordConfig | None = None, *, train: Any = None, test: Any =
         Settings; the defaults of :class:`RecordConfig` when omitted.
     train, test : (x, y) or dataset of (x, y) items, optional
         Your own data instead of ``dataset`` (:func:`actlab.record.data.custom_dataset`): images (sample,
-        channel, height, width), uint8 pixels or floats, and integer labels. Give both or neither.
+        channel, height, width), uint8 pixels or floats, or float vectors (sample, feature) for a model that takes
+        vectors, and integer labels. Give both or neither.
     **overrides
         Settings to change, by field name (``model="mlp3", epochs=50``). ``model`` may also be a factory
         (a function or class importable as ``package.module:callable``, called with ``model_args``), which

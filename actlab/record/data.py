@@ -387,8 +387,9 @@ def custom_dataset(train: Any, test: Any) -> ImageDataset:
     ----------
     train, test : (x, y) or dataset of (x, y) items
         ``x`` images (sample, channel, height, width): uint8 pixels 0-255 (normalised like the built-in
-        datasets) or floats (taken as they are, then normalised per ``normalize``); or float vectors (sample, feature), stored as images (sample, feature, 1, 1) (``normalize="channel"`` standardises
-        each feature) and handed to the model as (batch, feature); ``y`` integer labels.
+        datasets) or floats (taken as they are, then normalised per ``normalize``); or float vectors (sample,
+        feature), stored as images (sample, feature, 1, 1) (``normalize="channel"`` standardises each feature) and
+        handed to the model as (batch, feature); ``y`` integer labels.
         Tensors, arrays, or a ``torch.utils.data.Dataset`` (any object with ``len`` and indexing).
 
     Returns

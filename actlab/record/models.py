@@ -304,8 +304,9 @@ def layer_specs(model: nn.Module, sample: torch.Tensor, layers: str | Sequence[s
 
     One forward pass of ``sample`` (eval mode, no gradients) finds the order and output shape of each module.
     Each layer is stored under :func:`store_name` (the qualified module name; a ``Sequential`` child's with its class
-    appended) with activation ``"identity"``: its output is used as it is. A 4-dim output (sample, channel, y, x) makes a conv layer, reduced over (y, x) by
-    ``conv_reduce``; any other output is flattened per sample into a dense layer.
+    appended) with activation ``"identity"``: its output is used as it is. A 4-dim output (sample, channel, y, x)
+    makes a conv layer, reduced over (y, x) by ``conv_reduce``; any other output is flattened per sample into a
+    dense layer.
 
     Parameters
     ----------
@@ -356,11 +357,11 @@ def layer_specs(model: nn.Module, sample: torch.Tensor, layers: str | Sequence[s
         fan_in = int(getattr(module, "in_features", 0) or getattr(module, "in_channels", 0) or 0)
         if output.dim() == 4:
             channels, y, x = (int(s) for s in output.shape[1:])
-            specs.append(LayerSpec(name=store_name(name, module), width=channels, fan_in=fan_in, activation="identity", module=name,
-                                   kind="conv", reduce=conv_reduce, shape=(channels, y, x) if conv_reduce == "none" else ()))
+            specs.append(LayerSpec(name=store_name(name, module), width=channels, fan_in=fan_in, activation="identity",
+                                   module=name, kind="conv", reduce=conv_reduce, shape=(channels, y, x) if conv_reduce == "none" else ()))
         else:
-            specs.append(LayerSpec(name=store_name(name, module), width=int(np.prod(output.shape[1:])), fan_in=fan_in, activation="identity",
-                                   module=name))
+            specs.append(LayerSpec(name=store_name(name, module), width=int(np.prod(output.shape[1:])), fan_in=fan_in,
+                                   activation="identity", module=name))
     return specs
 
 
@@ -379,10 +380,12 @@ def _auto_layers(order: list[str], modules: Mapping[str, nn.Module], counts: Map
         return name.startswith(f"{parent}.")
 
     activations = [name for name in once if isinstance(modules[name], ACTIVATION_MODULES)]
-    candidates = [name for name in once if (isinstance(modules[name], BLOCK_MODULES) or BLOCK_NAME.search(type(modules[name]).__name__))
+    candidates = [name for name in once
+                  if (isinstance(modules[name], BLOCK_MODULES) or BLOCK_NAME.search(type(modules[name]).__name__))
                   and not any(inside(activation, name) for activation in activations)]
     blocks = [name for name in candidates if not any(inside(name, other) for other in candidates)]
-    reasons = {name: f"{type(modules[name]).__name__} block, its activations are not modules called once" for name in blocks}
+    reasons = {name: f"{type(modules[name]).__name__} block, its activations are not modules called once"
+               for name in blocks}
     reasons.update({name: f"{type(modules[name]).__name__} activation" for name in activations})
     if not reasons:
         reasons = {name: f"{type(modules[name]).__name__}, the model has no activation module"

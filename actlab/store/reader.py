@@ -119,7 +119,8 @@ def replaced_error(run_dir: str | os.PathLike) -> StoreError:
 
 
 def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Root attributes of a run store (local path or URL), after checking that it is one of this schema version."""
+    """Root attributes of a run store (local path or URL) as stored, after checking that this release reads its
+    schema version (:data:`~actlab.store.schema.READABLE_SCHEMAS`)."""
     path = store_location(run_dir)
     try:
         found = files(path).size("zarr.json") is not None
@@ -127,7 +128,8 @@ def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise StoreError(f"{run_dir} cannot be reached ({exception_line(exc)}); check the URL and the storage "
                          "settings in the environment") from exc
     if not found:
-        raise StoreError(f"{run_dir if is_remote(run_dir) else os.path.abspath(run_dir)} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
+        shown = run_dir if is_remote(run_dir) else os.path.abspath(run_dir)
+        raise StoreError(f"{shown} is not an actlab run (no {STORE_DIRNAME} inside); check the path")
     try:
         attrs = dict(zarr.open_group(zarr_store(path, read_only=True), mode="r", zarr_format=3).attrs)
     except Exception as exc:  # unreadable metadata
@@ -375,6 +377,9 @@ def _check_probes(probes: xr.Dataset, training: xr.Dataset, evaluation: xr.Datas
 def open_store(run_dir: str | os.PathLike) -> StoreView:
     """Open a run store, showing committed epochs only, after checking it against the contract.
 
+    A store of an older schema (:data:`~actlab.store.schema.READABLE_SCHEMAS`) is shown as the current one
+    (:mod:`actlab.store.versions`); ``attrs["schema_version"]`` keeps its version.
+
     Every array outside the layer groups is read (and its CRC32C checked) here; the layer arrays stay lazy.
     Check their chunks with :func:`damaged_chunks`.
 
@@ -391,7 +396,7 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
     Raises
     ------
     StoreError
-        Not a run, another schema version, an array missing, damaged or not as ``docs/store-format.md`` says;
+        Not a run, a newer schema version, an array missing, damaged or not as ``docs/store-format.md`` says;
         the message names the array.
     """
     run_dir = location(run_dir)
@@ -421,7 +426,8 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
         training = _dataset(path, "training", ["dataset_index", "label", "original_label", "is_noisy"], sizes, run_dir)
         evaluation = _dataset(path, "evaluation", ["dataset_index", "label"], sizes, run_dir)
     else:
-        training, evaluation = (xr.Dataset(attrs={"description": f"not stored in schema {path.version}"}) for _ in "te")
+        missing = {"description": f"not stored in schema {path.version}"}
+        training, evaluation = xr.Dataset(attrs=missing), xr.Dataset(attrs=missing)
     class_names = attrs.get("dataset", {}).get("class_names")
     for name, ds in (("probes", probes), ("training", training), ("evaluation", evaluation)):
         _check_labels(ds, name, len(class_names) if class_names else None, run_dir)
