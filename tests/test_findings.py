@@ -119,10 +119,10 @@ def test_descent_words_give_the_share_of_seeds_with_its_clopper_pearson_interval
 @pytest.mark.parametrize(("phases", "words"), [
     ({"clean_learned": True, "clean_learned_epoch": 34}, "epoch 34"),
     ({"clean_learned": False, "clean_learned_epoch": None}, "not learned by the last epoch"),
-    ({"clean_learned": share([True] * 5), "clean_learned_epoch": seeds([30, 34, 37, 33, 35])}, "epoch 34 [30, 37]"),
+    ({"clean_learned": share([True] * 5), "clean_learned_epoch": seeds([30, 34, 37, 33, 35])}, "epoch 34 [30, 37] (n=5, 93.8%)"),
     ({"clean_learned": share([False] * 3), "clean_learned_epoch": seeds([])}, "not learned by the last epoch (0 of 3 seeds)"),
     ({"clean_learned": share([True, False, True]), "clean_learned_epoch": seeds([8, 12])},
-     "learned in 2 of 3 seeds, at epoch 10 [8, 12]"),
+     "learned in 2 of 3 seeds, at epoch 10 [8, 12] (n=2, 50%)"),
     ({"clean_learned_epoch": 11}, "epoch 11"),  # a summary written before the criterion
 ])
 def test_learned_words_need_a_high_plateau(phases, words):
@@ -147,7 +147,7 @@ def test_a_cnn5_like_run_is_not_learned_and_its_best_and_final_test_values_are_s
     over_seeds = aggregate_summaries({"a": summary, "b": {**summary, "test": {**summary["test"], "best_acc": 0.3}}})
     rows = {f.name: f for f in findings.findings_from_summary(over_seeds)}
     assert rows["clean training samples learned"].value == "not learned by the last epoch (0 of 2 seeds)"
-    assert rows["best test accuracy"].value == "30.6% [30.0%, 31.2%] at epoch 12; final 27.0%"
+    assert rows["best test accuracy"].value == "30.6% [30.0%, 31.2%] at epoch 12 (n=2); final 27.0%"
 
 
 def test_p_values_at_the_permutation_floor_say_so():
