@@ -283,3 +283,60 @@ def test_outputs_follow_the_umask(analyzed, mask):
         if mode != expected:
             wrong.append(f"{path.relative_to(run.parent)} {mode:o} != {expected:o}")
     assert wrong == []
+
+
+# -- durability: data reaches the disk before the commit that makes it visible ---------------------------------------
+
+_WRITE_ONE_EPOCH = """
+import sys
+import numpy as np
+import zarr
+from actlab.store import RunWriter, store_path
+writer = RunWriter.open(sys.argv[1])
+n = zarr.open_array(store_path(sys.argv[1]) / "probes" / "sample", mode="r").shape[0]
+rng = np.random.default_rng(0)
+preacts = {spec["name"]: rng.standard_normal((n, *spec["shape"])).astype(np.float32) for spec in writer.attrs["layers"]}
+params = {spec["name"]: rng.standard_normal(spec["shape"]).astype(spec["dtype"]) for spec in writer.attrs["parameters"]}
+writer.write_epoch(10, preacts, params)
+"""
+
+
+def test_shards_and_their_digests_are_fsynced_before_the_commit(tmp_path):
+    """strace one recorded epoch: every shard file, the digest row and their folders are fsynced after their rename and
+    before the rename that lands the commit (layers/epoch), which is fsynced after it."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from fixtures_store import LAYERS, PARAMETERS, planted_run
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    run = planted_run(tmp_path / "run", commit_epochs=[0]).run_dir
+    log = tmp_path / "strace.log"
+    done = subprocess.run(["strace", "-f", "-y", "-qq", "-e", "trace=fsync,rename,renameat,renameat2", "-o", str(log),
+                           sys.executable, "-c", _WRITE_ONE_EPOCH, str(run)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.skip(f"strace cannot trace here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    store = str(store_path(run).resolve())
+    events = []  # (call, path) in the order the calls started
+    for line in log.read_text().splitlines():
+        if match := re.search(r"fsync\(\d+<([^>]*)>", line):
+            events.append(("fsync", match.group(1)))
+        elif match := re.search(r"rename(?:at2?)?\((?:[^,]*, )?\"[^\"]*\", (?:[^,]*, )?\"([^\"]*)\"", line):
+            events.append(("rename", os.path.abspath(match.group(1))))
+    commit = f"{store}/layers/epoch/c/0"
+    landed = events.index(("rename", commit))
+    slot = 1  # epoch 10
+    written = ([f"{store}/layers/{layer.name}/preact/c/{slot}/0/0" for layer in LAYERS]
+               + [f"{store}/parameters/{p.name}/c/{slot}/0" + ("/0" if len(p.shape) == 2 else "") for p in PARAMETERS]
+               + [f"{store}/layers/shard_sha256/c/{slot}/0/0"])
+    for path in written:
+        renamed = events.index(("rename", path))
+        assert renamed < events.index(("fsync", path)) < landed, path
+        for folder in (os.path.dirname(path), f"{store}/layers"):
+            assert ("fsync", folder) in events[renamed:landed], folder
+    assert ("fsync", commit) in events[landed:]
