@@ -251,7 +251,7 @@ class RunWriter:
         except BaseException:
             _delete_keys(target, store.keys)
             raise
-        writer.written_keys |= store.keys
+        writer.written_keys.update(store.keys)
         return writer
 
     @property
