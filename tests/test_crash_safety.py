@@ -27,24 +27,24 @@ ARGS = ["--dataset", "synthetic", "--synthetic", "train=200,test=100,classes=4,s
         "--probe-clean", "20", "--probe-noisy", "20", "--probe-test", "20", "--no-progress", "--device", "cpu"]
 
 # Call numbers of this configuration (ACTLAB_TEST_CRASH_LOG shows them): replace 1 holder file, 2 run marker;
-# put 1-124 allocate the staged store, replace 56 renames it into place; put 134 commits epoch 0's metrics;
-# put 165-174 write and commit recorded epoch 3; checkpoint 1-7 at epochs 0, 2, ..., 12; complete 1 the end,
-# whose two root-metadata writes are replace 204 and 205.
+# put 1-157 allocate the staged store, replace 77 renames it into place; put 167 commits epoch 0's metrics;
+# put 199-209 write recorded epoch 3 (208 its shard digests, 209 its commit); checkpoint 1-7 at epochs 0, 2, ..., 12,
+# each after its digest file; complete 1 the end, whose one root-metadata write is replace 237.
 KILLS = [
     "replace:1",    # the writer lock's holder file: before anything else
     "replace:2",    # the run marker
     "put:1",        # the first write of the staged store
     "put:70",       # mid-allocation
-    "replace:56",   # the staged store, complete, about to be renamed into place
-    "put:134",      # the first commit of metrics
-    "put:170",      # mid-epoch: recorded epoch 3 half written
-    "replace:108",  # recorded epoch 3 written, its commit about to land
-    "checkpoint:1",  # the first checkpoint, half written
+    "replace:77",   # the staged store, complete, about to be renamed into place
+    "put:167",      # the first commit of metrics
+    "put:203",      # mid-epoch: recorded epoch 3 half written
+    "replace:133",  # recorded epoch 3 written with its digests, its commit about to land
+    "checkpoint:1",  # the first checkpoint, half written (its digest file already in place)
     "checkpoint:4",  # a later checkpoint, half written
     "complete:1",   # the final commit
-    "replace:205",  # inside the final commit: status already complete, its last temporary file not renamed
+    "replace:237",  # inside the final commit: the root metadata saying complete written, its temporary file not renamed
 ]
-ENOSPC = ["replace:1", "put:1", "put:170", "replace:100", "checkpoint:3", "complete:1"]
+ENOSPC = ["replace:1", "put:1", "put:203", "replace:125", "checkpoint:3", "complete:1"]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_kill_at_write_then_resume_matches_uninterrupted_run(crash, server, refe
 
 def test_kill_twice_then_resume(server, reference, tmp_path, capsys):
     run = tmp_path / "run"
-    assert server.run(["record", *ARGS, "--out", str(run)], "put:170:kill").returncode == -signal.SIGKILL
+    assert server.run(["record", *ARGS, "--out", str(run)], "put:203:kill").returncode == -signal.SIGKILL
     resumed = server.run(["record", "--resume", str(run), "--no-progress"], "checkpoint:2:kill")
     assert resumed.returncode == -signal.SIGKILL, resumed.stderr
     assert_committed_prefix(run, reference())
