@@ -150,14 +150,7 @@ class Stress:
             result = self.server.run(["record", "--resume", str(run), "--no-progress"])
         else:
             result = self.server.run(["record", *ARGS, "--out", str(run)])
-        tally["resume finished"] += result.returncode == 0
-        tally["resume bit-identical"] += result.returncode == 0 and same_run(run, self.reference)
-        if leftovers(run):
-            self.problems.append(f"{self.what}: leftovers {found_leftovers(run)}")
-        else:
-            tally["no leftovers after"] += 1
-        if result.returncode != 0:
-            self.problems.append(f"{self.what}: finishing exited {result.returncode}: {result.stderr.strip()[-300:]}")
+        self.tally_finish(run, self.reference, result, tally, "resume ")
 
     def random_kill(self, tally: Counter, duration: float) -> None:
         run = self.new_run()
@@ -227,9 +220,11 @@ class Stress:
             finished = self.server.run(argv)
         self.tally_finish(run, self.references[config], finished, tally)
 
-    def tally_finish(self, run: Path, reference: Path, result: crashing_actlab.Result, tally: Counter) -> None:
-        tally["finished"] += result.returncode == 0
-        tally["finished bit-identical"] += result.returncode == 0 and same_recording(run, reference)
+    def tally_finish(self, run: Path, reference: Path, result: crashing_actlab.Result, tally: Counter,
+                     label: str = "") -> None:
+        """Count whether finishing ``run`` worked, equals ``reference`` and left nothing behind."""
+        tally[f"{label}finished"] += result.returncode == 0
+        tally[f"{label}bit-identical"] += result.returncode == 0 and same_recording(run, reference)
         if leftovers(run):
             self.problems.append(f"{self.what}: leftovers {found_leftovers(run)}")
         else:
