@@ -301,7 +301,7 @@ def bench_store(run_dir: Path, repeats: int) -> None:
             writer.write_epoch(epoch, preacts, params)
 
     def write_all_unchecked() -> None:
-        with mock.patch.object(store_writer, "fsync_paths", lambda paths, root: None), \
+        with mock.patch.object(store_writer, "fsync_paths", lambda paths, folders=(): None), \
                 mock.patch.object(store_writer, "bytes_sha256", lambda data: bytes(32)):
             write_all()
 

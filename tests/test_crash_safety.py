@@ -302,8 +302,8 @@ writer.write_epoch(10, preacts, params)
 
 
 def test_shards_and_their_digests_are_fsynced_before_the_commit(tmp_path):
-    """strace one recorded epoch: every shard file, the digest row and their folders are fsynced after their rename and
-    before the rename that lands the commit (layers/epoch), which is fsynced after it."""
+    """strace one recorded epoch: every shard file, the digest row, their folders and the folders that gained new ones
+    are fsynced after their rename and before the rename that lands the commit (layers/epoch), fsynced after it."""
     import re
     import shutil
     import subprocess
@@ -337,6 +337,8 @@ def test_shards_and_their_digests_are_fsynced_before_the_commit(tmp_path):
     for path in written:
         renamed = events.index(("rename", path))
         assert renamed < events.index(("fsync", path)) < landed, path
-        for folder in (os.path.dirname(path), f"{store}/layers"):
+        # its folder, and for a shard the chunk folder that gained the slot's new folder (the digest row existed)
+        new_slot = "shard_sha256" not in path
+        for folder in (os.path.dirname(path), *([path[: path.index(f"/c/{slot}/")] + "/c"] if new_slot else [])):
             assert ("fsync", folder) in events[renamed:landed], folder
     assert ("fsync", commit) in events[landed:]
