@@ -63,8 +63,9 @@ def count_calls(server: crashing_actlab.Server, argv: list[str], root: Path, bef
 
 def replicas(run: Path) -> list[Path]:
     """The run folders of a recording: the run itself, or an ensemble's replicas."""
-    return [run / f"seed{seed}" for seed in SEEDS] if (run / "seed0").exists() or (run / ".actlab.json").exists() and \
-        json.loads((run / ".actlab.json").read_text()).get("kind") == "ensemble" else [run]
+    marker = run / ".actlab.json"
+    ensemble = (run / "seed0").exists() or (marker.is_file() and json.loads(marker.read_text()).get("kind") == "ensemble")
+    return [run / f"seed{seed}" for seed in SEEDS] if ensemble else [run]
 
 
 def same_recording(run: Path, ref: Path) -> bool:
