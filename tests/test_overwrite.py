@@ -21,6 +21,7 @@ from actlab.files import (
 from actlab.record import api, record
 from actlab.store import (
     ANALYSIS_DIRNAME,
+    CHECKPOINT_DIGEST_FILENAME,
     CHECKPOINT_FILENAME,
     STORE_DIRNAME,
     open_store,
@@ -124,7 +125,8 @@ def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_change
     monkeypatch.undo()
     record(config, seeds=[0, 1], overwrite=True)
     # the old findings over seeds 0, 1, 2 went with the old ensemble
-    assert sorted(p.name for p in ensemble.iterdir() if not p.name.startswith(".")) == [CHECKPOINT_FILENAME, "seed0", "seed1"]
+    assert sorted(p.name for p in ensemble.iterdir() if not p.name.startswith(".")) == [
+        CHECKPOINT_FILENAME, CHECKPOINT_DIGEST_FILENAME, "seed0", "seed1"]
 
 
 def test_analysis_of_a_run_replaced_while_it_is_read_is_refused(recorded):
