@@ -440,22 +440,17 @@ def remove_leftovers(folder: str | os.PathLike, name: str) -> list[Path]:
 # -- atomic writes ----------------------------------------------------------------------------------------
 
 
-def fsync_paths(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> None:
-    """Flush the files ``paths`` and every folder from theirs up to ``root`` to disk (``fsync``), each once.
+def fsync_paths(paths: Iterable[str | os.PathLike], folders: Iterable[str | os.PathLike] = ()) -> None:
+    """Flush the files ``paths``, then the ``folders`` and the folder of each file, to disk (``fsync``), each once.
 
     Called before the write that makes them visible (a commit), so that a power loss cannot leave a commit that
     points at data the disk never received: file contents first, then the folder entries that their renames and
-    any new folders (zarr makes one per chunk coordinate) created.
+    any new folders created (give those folders, and the one that gained each, in ``folders``).
     """
-    root = Path(root)
-    folders: dict[Path, None] = {}
-    for path in dict.fromkeys(Path(p) for p in paths):
+    files = list(dict.fromkeys(Path(p) for p in paths))
+    for path in files:
         _fsync(path, os.O_RDONLY)
-        for folder in path.parents:
-            folders.setdefault(folder)
-            if folder == root or root not in folder.parents:
-                break
-    for folder in folders:
+    for folder in dict.fromkeys([*(path.parent for path in files), *map(Path, folders)]):
         _fsync(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
 
 

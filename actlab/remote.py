@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from actlab.digest import digest_problem
 from actlab.errors import OutputError
 from actlab.files import KINDS, MARKER_FILENAME, check_output, staged_dir
 from actlab.location import Location, files, is_remote, location
@@ -57,9 +58,13 @@ def check_remote_output(target: str, kind: str, *, inputs: Iterable[Location] = 
     if not keys:
         return
     try:
-        found = json.loads(out.read(MARKER_FILENAME)).get("kind") if MARKER_FILENAME in keys else None
+        marker = json.loads(out.read(MARKER_FILENAME)) if MARKER_FILENAME in keys else {}
+        found = marker.get("kind")
     except (OSError, ValueError, AttributeError):
-        found = None
+        marker, found = {}, None
+    if found is not None and digest_problem(marker):
+        raise OutputError(f"{flag} {target}: its marker {MARKER_FILENAME} {digest_problem(marker)}; actlab does not act "
+                          "on it: choose a new or empty prefix")
     if found != kind:
         what = f"an actlab {found} folder" if found in KINDS else "objects actlab did not write"
         raise OutputError(f"{flag} {target} holds {what}; choose a new or empty prefix")

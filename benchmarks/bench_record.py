@@ -31,7 +31,10 @@ intra-op threads inherit it), so every loop below computes with the same arithme
     (target P2 <= 5 %). P2 as measured is the overhead relative to this short run; the default run's figure is
     an extrapolation from r, c and T and is printed as one.
 (c) store write speed: MB/s of activations + parameters through ``RunWriter.write_epoch`` (synchronous,
-    every recorded epoch of (b) written again) and store size on disk vs raw float32.
+    every recorded epoch of (b) written again) and store size on disk vs raw float32; then the cost of durability
+    and digests, side by side: the same writes as shipped (each shard's SHA-256 taken from the bytes written, every
+    file and folder of an epoch fsynced before its commit) and with ``fsync_paths`` and ``bytes_sha256`` patched out
+    of the writer, in interleaved rounds, best kept.
 (d) per-sample trajectories (``dynamics/``: loss, margin, correct, correct_original of every training sample at
     every epoch): their extra cost in the evaluation the trainer runs anyway (``Trainer.evaluate_samples`` vs the
     same pass computing the metrics alone, interleaved, best kept), the time of ``RunWriter.write_dynamics`` of one
@@ -56,6 +59,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -291,8 +295,9 @@ def bench_recording(args: argparse.Namespace, work: Path) -> tuple[Path, float]:
     return run_dir, cifar_epoch
 
 
-def bench_store(run_dir: Path) -> None:
+def bench_store(run_dir: Path, repeats: int) -> None:
     from actlab.store import RunWriter, open_store, store_path
+    from actlab.store import writer as store_writer
 
     view = open_store(run_dir)
     preacts = {name: ds["preact"].isel(epoch=-1).values for name, ds in view.layers.items()}
@@ -309,6 +314,21 @@ def bench_store(run_dir: Path) -> None:
     print(f"(c) store, {len(epochs)} recorded epochs x {nbytes / 1e6:.1f} MB (preact float32 + weights + biases)")
     print(f"    store write speed (RunWriter.write_epoch, synchronous)  {raw / 1e6 / elapsed:7.1f} MB/s")
     print(f"    store size on disk {on_disk / 1e6:.1f} MB vs raw float32 {raw / 1e6:.1f} MB  (ratio {on_disk / raw:.2f})")
+
+    def write_all() -> None:
+        for epoch in epochs:
+            writer.write_epoch(epoch, preacts, params)
+
+    def write_all_unchecked() -> None:
+        with mock.patch.object(store_writer, "fsync_paths", lambda paths, folders=(): None), \
+                mock.patch.object(store_writer, "bytes_sha256", lambda data: bytes(32)):
+            write_all()
+
+    best = interleaved_best(repeats, {"shipped": write_all, "unchecked": write_all_unchecked})
+    extra = (best["shipped"] - best["unchecked"]) / len(epochs)
+    print(f"    write_epoch with fsyncs + shard SHA-256 {raw / 1e6 / best['shipped']:7.1f} MB/s, without them "
+          f"{raw / 1e6 / best['unchecked']:7.1f} MB/s: time ratio {best['shipped'] / best['unchecked']:.2f}x, "
+          f"{1000 * extra:+.0f} ms per recorded epoch (best of {repeats} interleaved rounds)")
 
 
 def metrics_only(trainer) -> None:
@@ -391,7 +411,7 @@ def main() -> None:
             bench_training_loops(args, config)
         run_dir, cifar_epoch = bench_recording(args, work)
         bench_trajectories(args, run_dir, cifar_epoch, work)
-        bench_store(run_dir)
+        bench_store(run_dir, max(args.repeats, 3))
         print(f"load average {os.getloadavg()[0]:.2f} at end (this benchmark alone accounts for up to about {args.threads + 1}; more means other processes shared the cores)")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,7 +11,6 @@ followed), and that every flag a refusal suggests (``--resume RUN``, ``--overwri
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,8 +24,8 @@ from actlab.errors import OutputError, StoreError
 from actlab.files import (
     FOLDER_LOCK_FILENAME,
     HOLDER_SUFFIX,
-    MARKER_FILENAME,
     marker_kind,
+    write_marker,
 )
 from actlab.record.claim import check_run_output
 from actlab.store import read_attrs
@@ -257,7 +256,7 @@ def build_case_folder(folder: Path, run: Path) -> None:
     shutil.copytree(run, folder / "other", symlinks=True)
     shutil.copytree(run / "store.zarr", folder / "oldrun" / "store.zarr", symlinks=True)
     (folder / "cmp").mkdir()
-    (folder / "cmp" / MARKER_FILENAME).write_text(json.dumps({"kind": "comparison"}) + "\n")
+    write_marker(folder / "cmp", "comparison")
     (folder / "cmp" / "report.html").write_text("<html>an earlier comparison</html>\n")
     (folder / "user").mkdir()
     (folder / "user" / "notes.txt").write_text("the user's notes\n")

@@ -27,24 +27,24 @@ ARGS = ["--dataset", "synthetic", "--synthetic", "train=200,test=100,classes=4,s
         "--probe-clean", "20", "--probe-noisy", "20", "--probe-test", "20", "--no-progress", "--device", "cpu"]
 
 # Call numbers of this configuration (ACTLAB_TEST_CRASH_LOG shows them): replace 1 holder file, 2 run marker;
-# put 1-124 allocate the staged store, replace 56 renames it into place; put 134 commits epoch 0's metrics;
-# put 165-174 write and commit recorded epoch 3; checkpoint 1-7 at epochs 0, 2, ..., 12; complete 1 the end,
-# whose two root-metadata writes are replace 204 and 205.
+# put 1-157 allocate the staged store, replace 77 renames it into place; put 167 commits epoch 0's metrics;
+# put 199-209 write recorded epoch 3 (208 its shard digests, 209 its commit); checkpoint 1-7 at epochs 0, 2, ..., 12,
+# each after its digest file; complete 1 the end, whose one root-metadata write is replace 237.
 KILLS = [
     "replace:1",    # the writer lock's holder file: before anything else
     "replace:2",    # the run marker
     "put:1",        # the first write of the staged store
     "put:70",       # mid-allocation
-    "replace:56",   # the staged store, complete, about to be renamed into place
-    "put:134",      # the first commit of metrics
-    "put:170",      # mid-epoch: recorded epoch 3 half written
-    "replace:108",  # recorded epoch 3 written, its commit about to land
-    "checkpoint:1",  # the first checkpoint, half written
+    "replace:77",   # the staged store, complete, about to be renamed into place
+    "put:167",      # the first commit of metrics
+    "put:203",      # mid-epoch: recorded epoch 3 half written
+    "replace:133",  # recorded epoch 3 written with its digests, its commit about to land
+    "checkpoint:1",  # the first checkpoint, half written (its digest file already in place)
     "checkpoint:4",  # a later checkpoint, half written
     "complete:1",   # the final commit
-    "replace:205",  # inside the final commit: status already complete, its last temporary file not renamed
+    "replace:237",  # inside the final commit: the root metadata saying complete written, its temporary file not renamed
 ]
-ENOSPC = ["replace:1", "put:1", "put:170", "replace:100", "checkpoint:3", "complete:1"]
+ENOSPC = ["replace:1", "put:1", "put:203", "replace:125", "checkpoint:3", "complete:1"]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_kill_at_write_then_resume_matches_uninterrupted_run(crash, server, refe
 
 def test_kill_twice_then_resume(server, reference, tmp_path, capsys):
     run = tmp_path / "run"
-    assert server.run(["record", *ARGS, "--out", str(run)], "put:170:kill").returncode == -signal.SIGKILL
+    assert server.run(["record", *ARGS, "--out", str(run)], "put:203:kill").returncode == -signal.SIGKILL
     resumed = server.run(["record", "--resume", str(run), "--no-progress"], "checkpoint:2:kill")
     assert resumed.returncode == -signal.SIGKILL, resumed.stderr
     assert_committed_prefix(run, reference())
@@ -286,3 +286,62 @@ def test_outputs_follow_the_umask(analyzed, mask):
         if mode != expected:
             wrong.append(f"{path.relative_to(run.parent)} {mode:o} != {expected:o}")
     assert wrong == []
+
+
+# -- durability: data reaches the disk before the commit that makes it visible ---------------------------------------
+
+_WRITE_ONE_EPOCH = """
+import sys
+import numpy as np
+import zarr
+from actlab.store import RunWriter, store_path
+writer = RunWriter.open(sys.argv[1])
+n = zarr.open_array(store_path(sys.argv[1]) / "probes" / "sample", mode="r").shape[0]
+rng = np.random.default_rng(0)
+preacts = {spec["name"]: rng.standard_normal((n, *spec["shape"])).astype(np.float32) for spec in writer.attrs["layers"]}
+params = {spec["name"]: rng.standard_normal(spec["shape"]).astype(spec["dtype"]) for spec in writer.attrs["parameters"]}
+writer.write_epoch(10, preacts, params)
+"""
+
+
+def test_shards_and_their_digests_are_fsynced_before_the_commit(tmp_path):
+    """strace one recorded epoch: every shard file, the digest row, their folders and the folders that gained new ones
+    are fsynced after their rename and before the rename that lands the commit (layers/epoch), fsynced after it."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from fixtures_store import LAYERS, PARAMETERS, planted_run
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    run = planted_run(tmp_path / "run", commit_epochs=[0]).run_dir
+    log = tmp_path / "strace.log"
+    done = subprocess.run(["strace", "-f", "-y", "-qq", "-e", "trace=fsync,rename,renameat,renameat2", "-o", str(log),
+                           sys.executable, "-c", _WRITE_ONE_EPOCH, str(run)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.skip(f"strace cannot trace here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    store = str(store_path(run).resolve())
+    events = []  # (call, path) in the order the calls started
+    for line in log.read_text().splitlines():
+        if match := re.search(r"fsync\(\d+<([^>]*)>", line):
+            events.append(("fsync", match.group(1)))
+        elif match := re.search(r"rename(?:at2?)?\((?:[^,]*, )?\"[^\"]*\", (?:[^,]*, )?\"([^\"]*)\"", line):
+            events.append(("rename", os.path.abspath(match.group(1))))
+    commit = f"{store}/layers/epoch/c/0"
+    landed = events.index(("rename", commit))
+    slot = 1  # epoch 10
+    written = ([f"{store}/layers/{layer.name}/preact/c/{slot}/0/0" for layer in LAYERS]
+               + [f"{store}/parameters/{p.name}/c/{slot}/0" + ("/0" if len(p.shape) == 2 else "") for p in PARAMETERS]
+               + [f"{store}/layers/shard_sha256/c/{slot}/0/0"])
+    for path in written:
+        renamed = events.index(("rename", path))
+        assert renamed < events.index(("fsync", path)) < landed, path
+        # its folder, and for a shard the chunk folder that gained the slot's new folder (the digest row existed)
+        new_slot = "shard_sha256" not in path
+        for folder in (os.path.dirname(path), *([path[: path.index(f"/c/{slot}/")] + "/c"] if new_slot else [])):
+            assert ("fsync", folder) in events[renamed:landed], folder
+    assert ("fsync", commit) in events[landed:]

@@ -14,7 +14,7 @@ from actlab.errors import ConfigError, OutputError
 from actlab.files import FOLDER_LOCK_FILENAME, marker_kind, replica_dirs, writer_lock
 from actlab.record import RecordConfig, record, resume
 from actlab.record.config import parse_seeds
-from actlab.store import CHECKPOINT_FILENAME, METRICS, open_store
+from actlab.store import CHECKPOINT_DIGEST_FILENAME, CHECKPOINT_FILENAME, METRICS, open_store
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -105,7 +105,7 @@ def test_one_writer_and_output_refusals(tiny, tmp_path):
     with pytest.raises(OutputError, match="files actlab did not write"):
         record(tiny, seeds=[0, 1], out=str(tmp_path / "foreign"))
     replaced = record(tiny, seeds=[2], overwrite=True, record_epochs="0")  # old replicas go, the new one comes
-    assert sorted(p.name for p in replaced.iterdir() if not p.name.startswith(".")) == [CHECKPOINT_FILENAME, "seed2"]
+    assert sorted(p.name for p in replaced.iterdir() if not p.name.startswith(".")) == [CHECKPOINT_FILENAME, CHECKPOINT_DIGEST_FILENAME, "seed2"]
 
 
 def test_kill_9_then_resume_matches_uninterrupted_ensemble(tmp_path):

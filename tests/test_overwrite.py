@@ -21,6 +21,7 @@ from actlab.files import (
 from actlab.record import api, record
 from actlab.store import (
     ANALYSIS_DIRNAME,
+    CHECKPOINT_DIGEST_FILENAME,
     CHECKPOINT_FILENAME,
     STORE_DIRNAME,
     open_store,
@@ -125,7 +126,8 @@ def test_ensemble_overwrite_refused_or_failing_before_its_replicas_are_in_change
     monkeypatch.undo()
     record(config, seeds=[0, 1], overwrite=True)
     # the old findings over seeds 0, 1, 2 went with the old ensemble
-    assert sorted(p.name for p in ensemble.iterdir() if not p.name.startswith(".")) == [CHECKPOINT_FILENAME, "seed0", "seed1"]
+    assert sorted(p.name for p in ensemble.iterdir() if not p.name.startswith(".")) == [
+        CHECKPOINT_FILENAME, CHECKPOINT_DIGEST_FILENAME, "seed0", "seed1"]
 
 
 def test_analysis_of_a_run_replaced_while_it_is_read_is_refused(recorded):
@@ -183,3 +185,31 @@ def test_a_failed_new_run_removes_the_parents_it_made_only_while_they_hold_nothi
     with pytest.raises(WriteError):
         record(config, out=str(tmp_path / "alone" / "run"))
     assert not (tmp_path / "alone").exists()  # nothing else came in: every folder the claim made is gone
+
+
+def test_an_edited_or_damaged_marker_is_refused_in_one_line_and_never_acted_on(tmp_path, capsys):
+    """Issue 16: the markers steer deletes and resumes; one whose content no longer matches its digest (the ensemble
+    marker's epochs edited, a flipped bit) is reported, never read."""
+    import json
+
+    from actlab.cli import main
+    from actlab.files import MARKER_FILENAME, check_output, marker_kind, read_marker, write_marker
+
+    ensemble = tmp_path / "ensemble"
+    ensemble.mkdir()
+    write_marker(ensemble, "ensemble", seeds=[0, 1], replicas=["seed0", "seed1"], config={"epochs": 6})
+    marker = json.loads((ensemble / MARKER_FILENAME).read_text())
+    assert marker["actlab_digest"].startswith("sha256:") and read_marker(ensemble) == marker
+    marker["config"]["epochs"] = 3  # edited by hand, digest left as it was
+    (ensemble / MARKER_FILENAME).write_text(json.dumps(marker))
+    before = sorted(p.name for p in ensemble.iterdir())
+    for read in (lambda: read_marker(ensemble), lambda: marker_kind(ensemble),
+                 lambda: check_output(ensemble, "ensemble")):
+        with pytest.raises(StoreError, match=f"marker {ensemble / MARKER_FILENAME} fails its actlab_digest check"):
+            read()
+    capsys.readouterr()
+    for argv in (["record", "--resume", str(ensemble)], ["analyze", str(ensemble)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("actlab: error: marker ") and "actlab_digest" in err[0]
+    assert sorted(p.name for p in ensemble.iterdir()) == before

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+import zarr
 from fixtures_store import interrupted_in_epoch
 from torch import nn
 
 from actlab.digest import with_digest
-from actlab.errors import ConfigError, WriteError
+from actlab.errors import ConfigError, StoreError, WriteError
 from actlab.record import ActivationCapture, BackgroundWriter, make_mlp, record, resume
 from actlab.record.models import count_parameters, mlp_layer_specs
 from actlab.record.trainer import Trainer
@@ -334,3 +335,95 @@ def test_denormals_are_flushed_while_training_on_cpu_only_when_asked(tiny_record
     assert seen == [not flush] * tiny_record_config.epochs
     assert _denormal_survives()  # the process is left as it was
     assert open_store(tiny_record_config.run_dir).attrs["config"]["flush_denormal"] is flush
+
+
+# -- trust nothing read back (issue 16): the checkpoint's digest, "complete" means complete ------------------------
+
+
+def _interrupted(run_dir) -> None:
+    """Set the root status back to recording, as a run killed before its end leaves it (with a matching digest)."""
+    root = zarr.open_group(store_path(run_dir), mode="r+")
+    root.attrs.put(with_digest({**root.attrs, "status": "recording"}))
+
+
+def _roll_back(run_dir, slot: int) -> None:
+    """Uncommit one recorded epoch in the commit array (its CRC32C stays valid): as a lost commit would leave it."""
+    commit = zarr.open_array(store_path(run_dir) / "layers" / "epoch", mode="r+").with_config({"write_empty_chunks": True})
+    values = commit[...]
+    values[slot] = -1
+    commit[...] = values
+
+
+def test_a_damaged_checkpoint_is_one_line_and_is_not_loaded(tiny_record_config, capsys, monkeypatch):
+    from actlab.cli import main
+
+    run_dir = record(tiny_record_config, epochs=2, record_epochs="0,2")
+    _interrupted(run_dir)
+    checkpoint = run_dir / CHECKPOINT_FILENAME
+    raw = bytearray(checkpoint.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    checkpoint.write_bytes(bytes(raw))
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("a damaged checkpoint was loaded"))
+    capsys.readouterr()
+    assert main(["record", "--resume", str(run_dir)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"actlab: error: checkpoint {checkpoint} fails its SHA-256 check")
+    assert "restart from epoch 0 with --resume" in lines[0] and "--overwrite" in lines[0]
+
+
+def test_the_checkpoint_digest_accepts_the_checkpoint_it_replaces_and_nothing_else(tiny_record_config):
+    """The digest file is written before the checkpoint's rename: a kill between the two leaves the previous
+    checkpoint, which its ``previous_sha256`` still accepts."""
+    import hashlib
+
+    from actlab.record.trainer import checkpoint_digest_path, load_checkpoint
+
+    run_dir = record(tiny_record_config, epochs=2, record_epochs="0,2")
+    checkpoint = run_dir / CHECKPOINT_FILENAME
+    digest_file = checkpoint_digest_path(checkpoint)
+    digests = json.loads(digest_file.read_text())
+    assert digests["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest() != digests["previous_sha256"]
+    assert load_checkpoint(checkpoint)["epoch"] == 2
+    digest_file.write_text(json.dumps({"sha256": "0" * 64, "previous_sha256": digests["sha256"]}))  # the kill's window
+    assert load_checkpoint(checkpoint)["epoch"] == 2
+    digest_file.write_text(json.dumps({"sha256": "0" * 64, "previous_sha256": "1" * 64}))
+    with pytest.raises(StoreError, match="fails its SHA-256 check"):
+        load_checkpoint(checkpoint)
+    digest_file.unlink()
+    with pytest.raises(StoreError, match="has no readable digest file"):
+        load_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize("status", ["recording", "complete"])
+def test_resume_falls_back_to_epoch_0_when_the_checkpoint_is_ahead_of_the_store(tiny_record_config, capsys, status):
+    """Issue 16: with a commit rolled back behind the checkpoint, --resume went on from the checkpoint and marked the
+    run complete with the epoch missing for good; a "complete" run with a missing epoch said nothing to resume."""
+    reference = record(tiny_record_config, epochs=3, record_epochs="every:1", out=str(tiny_record_config.run_dir) + "-ref")
+    run_dir = record(tiny_record_config, epochs=3, record_epochs="every:1")
+    _roll_back(run_dir, 1)
+    if status == "recording":
+        _interrupted(run_dir)
+    else:
+        with pytest.raises(StoreError, match="root attr status is 'complete' but the commit arrays hold 4 of 4 metric "
+                                             "epochs and 3 of 4 recorded epochs"):
+            open_store(run_dir)
+    capsys.readouterr()
+    resume(run_dir)
+    err = capsys.readouterr().err
+    assert (f"checkpoint {run_dir / CHECKPOINT_FILENAME} (after epoch 3) is ahead of {run_dir}, which lacks committed "
+            "epochs 1; restarting from epoch 0") in err
+    assert open_store(run_dir).attrs["status"] == "complete"
+    _assert_same_run(run_dir, reference)
+
+
+def test_a_run_is_marked_complete_only_when_every_scheduled_epoch_reads_back_committed(tmp_path):
+    from fixtures_store import planted_run
+
+    from actlab.store import RunWriter
+
+    run_dir = planted_run(tmp_path / "run", commit_epochs=[0, 10, 30]).run_dir
+    writer = RunWriter.open(run_dir)
+    with pytest.raises(StoreError, match=r"lacks committed epochs after training \(metrics \[\], recorded \[20, 40, 50\]\), "
+                                         "so it is not marked complete"):
+        writer.mark_complete()
+    assert open_store(run_dir).attrs["status"] == "recording"

@@ -184,6 +184,7 @@ def test_a_store_left_creating_is_refused(s3, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(store.writer, "_create", dying)
+    monkeypatch.setattr(store.writer, "_delete_keys", lambda *args: None)  # killed, it deletes nothing
     url = f"s3://{BUCKET}/runs/crashed"
     with pytest.raises(KeyboardInterrupt):
         RunWriter.create(url, config={}, dataset={"class_names": [str(i) for i in range(N_CLASSES)]}, layers=LAYERS,
@@ -196,6 +197,34 @@ def test_a_store_left_creating_is_refused(s3, monkeypatch):
         assert "\n" not in str(info.value)
     with pytest.raises(OutputError, match="already holds a run"):
         check_run_output(url, overwrite=False)
+
+
+def test_a_failed_allocation_deletes_only_the_objects_it_wrote(s3, monkeypatch):
+    """Issue 16: a recorder that failed before its first commit removed the whole prefix, and with it the objects of
+    a second recorder that passed the same empty-prefix check at the same moment."""
+    from fixtures_store import LAYERS, N_CLASSES, RECORD_EPOCHS, planted_probes, planted_subsets
+
+    from actlab import store
+
+    probes, _ = planted_probes(np.random.default_rng(0), n_clean=8, n_noisy=4, n_test=8)
+    prefix = f"{BUCKET}/runs/racing"
+    created = []
+    real = store.writer._create
+
+    def racing(*args, **kwargs):
+        if len(created) == 5:  # meanwhile another recorder wrote under the same prefix
+            s3.pipe_file(f"{prefix}/store.zarr/probes/other-recorder", b"theirs")
+            raise OSError("the endpoint went away")
+        created.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.writer, "_create", racing)
+    with pytest.raises(OSError, match="went away"):
+        RunWriter.create(f"s3://{prefix}", config={}, dataset={"class_names": [str(i) for i in range(N_CLASSES)]},
+                         layers=LAYERS, probes=probes, subsets=planted_subsets(probes), record_epochs=RECORD_EPOCHS,
+                         n_epochs=60)
+    s3.invalidate_cache()
+    assert s3.find(prefix) == [f"{prefix}/store.zarr/probes/other-recorder"]
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate"])

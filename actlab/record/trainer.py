@@ -378,21 +378,22 @@ def _current_sha256(path: Location) -> str | None:
     """SHA-256 of the checkpoint now at ``path``; None when there is none."""
     try:
         return hashlib.sha256(_read_bytes(path)).hexdigest()
-    except (OSError, FileNotFoundError):
+    except OSError:
         return None
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically with its digest: the SHA-256 of the serialised checkpoint (and that of the
-    checkpoint now in place, still the valid one until the rename) goes to ``<path>.sha256`` first, then the checkpoint to a
-    temporary sibling (``.NAME.XXXX.partial``), fsync, and a rename over ``path``; at a URL, the digest object and
-    then the checkpoint object, one upload each (an object store replaces an object whole).
+    """Write ``state`` atomically with its digest.
+
+    The SHA-256 of the serialised checkpoint, and that of the checkpoint now in place (still the valid one until the
+    rename), go to ``<path>.sha256`` first; then the checkpoint goes to a temporary sibling (``.NAME.XXXX.partial``),
+    fsync, and a rename over ``path``. At a URL: the digest object, then the checkpoint object, one upload each (an
+    object store replaces an object whole).
 
     Raises
     ------
     WriteError
-        When the write fails (disk full: ``torch.save`` raises ``RuntimeError``); the temporary file is
-        removed and the previous checkpoint stays in place.
+        When a write fails (disk full); its temporary file is removed and the previous checkpoint stays in place.
     """
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -407,7 +408,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         else:
             write_atomic(digest_path, digests)
             write_atomic(loc, data)
-    except (OSError, RuntimeError) as exc:
+    except OSError as exc:
         raise write_failed(exc, f"checkpoint {path}") from exc
 
 

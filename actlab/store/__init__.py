@@ -1,7 +1,8 @@
 """The run store: the one place where actlab's on-disk schema is defined.
 
 Recording (torch) writes through :class:`RunWriter`; analysis (xarray/dask) reads through :func:`open_store` and
-checks the chunks of committed epochs with :func:`damaged_chunks`. The package imports neither half, only NumPy,
+checks the chunks of committed epochs with :func:`damaged_chunks`, each shard against the SHA-256 committed with its
+epoch; root and group attributes are checked against their digest (:mod:`actlab.digest`) before they are used. The package imports neither half, only NumPy,
 zarr and xarray; ``docs/store-format.md`` is the contract for people. Its modules, each importing only those
 above it:
 

@@ -279,6 +279,15 @@ def _committed_slots(values: np.ndarray, expected: Sequence[int], path: str, whe
     return np.flatnonzero(values != UNCOMMITTED)
 
 
+def _commits(src: _Source, attrs: Mapping[str, Any], where: Location) -> tuple[tuple[np.ndarray, dict[str, Any], np.ndarray], ...]:
+    """The two commit arrays: for ``metrics/epoch`` and ``layers/epoch``, (values, attrs, indices of committed slots)."""
+    found = []
+    for path, expected in (("metrics/epoch", range(attrs["n_epochs"] + 1)), ("layers/epoch", attrs["record_epochs"])):
+        values, array_attrs = _read(src, path, {"epoch": len(expected)}, where)
+        found.append((values, array_attrs, _committed_slots(values, expected, path, where)))
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class StoreView:
     """Lazy, committed-only view of a run store.
@@ -405,8 +414,7 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
     path = _Source.of(run_dir, attrs["schema_version"])
     n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
 
-    metric_epochs, epoch_attrs = _read(path, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
-    keep = _committed_slots(metric_epochs, range(n_epochs + 1), "metrics/epoch", run_dir)
+    (metric_epochs, epoch_attrs, keep), (layer_epochs, layer_epoch_attrs, committed) = _commits(path, attrs, run_dir)
     metrics = _dataset(path, "metrics", list(METRICS), {"epoch": n_epochs + 1}, run_dir, keep)
     for name in attrs.get("user_metrics", []):
         values, metric_attrs = _read(path, f"metrics/{name}", {"epoch": n_epochs + 1}, run_dir, (("epoch",), ("float64",)))
@@ -434,8 +442,6 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
     if has_subsets(path.version):
         _check_probes(probes, training, evaluation, run_dir)
 
-    layer_epochs, layer_epoch_attrs = _read(path, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
-    committed = _committed_slots(layer_epochs, record_epochs, "layers/epoch", run_dir)
     if attrs["status"] == STATUS_COMPLETE and (len(keep) < n_epochs + 1 or len(committed) < len(record_epochs)):
         raise damage_error(run_dir, f"root attr status is {STATUS_COMPLETE!r} but the commit arrays hold "
                            f"{len(keep)} of {n_epochs + 1} metric epochs and {len(committed)} of {len(record_epochs)} "
@@ -523,13 +529,9 @@ def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
     run_dir = location(run_dir)
     attrs = read_attrs(run_dir)
     _check_root_attrs(attrs, run_dir)
-    src = _Source.of(run_dir, attrs["schema_version"])
-    n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
-    metric_epochs, _ = _read(src, "metrics/epoch", {"epoch": n_epochs + 1}, run_dir)
-    metric_slots = _committed_slots(metric_epochs, range(n_epochs + 1), "metrics/epoch", run_dir)
-    layer_epochs, _ = _read(src, "layers/epoch", {"epoch": len(record_epochs)}, run_dir)
-    record_slots = _committed_slots(layer_epochs, record_epochs, "layers/epoch", run_dir)
-    return (sorted(set(range(n_epochs + 1)) - {int(e) for e in metric_slots}),
+    (_, _, metric_slots), (_, _, record_slots) = _commits(_Source.of(run_dir, attrs["schema_version"]), attrs, run_dir)
+    record_epochs = attrs["record_epochs"]
+    return (sorted(set(range(attrs["n_epochs"] + 1)) - {int(e) for e in metric_slots}),
             sorted(set(record_epochs) - {int(record_epochs[i]) for i in record_slots}))
 
 

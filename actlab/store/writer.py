@@ -78,28 +78,35 @@ from actlab.store.schema import (
 )
 
 class _TrackedStore(WrapperStore):
-    """A store that remembers every chunk written through it since :meth:`drain`, with the SHA-256 of its bytes.
+    """A store that remembers every chunk written through it since :meth:`drain`, with the SHA-256 of its bytes, and
+    (in a local folder) the folders those writes created, with the folder that gained each.
 
     The writer takes the digests of the shards it has just written from here (no second read), and flushes
-    exactly those files before the commit that makes them visible.
+    exactly those files and folders before the commit that makes them visible.
     """
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self.written: dict[str, bytes] = {}
+        self.folders: set[Path] = set()
         self.keys: set[str] = set()
         """Every key written through this store, metadata included (what a failed new run at a URL deletes)."""
 
     async def set(self, key: str, value: Buffer) -> None:
         self.keys.add(key)
+        if isinstance(self._store, LocalStore):
+            folder = self._store.root / key
+            while not (folder := folder.parent).is_dir():  # created by this write: its entry is in the folder above
+                self.folders.add(folder)
+            self.folders.add(folder)
         await self._store.set(key, value)
         if not key.endswith("zarr.json"):
             self.written[key] = bytes_sha256(value.as_buffer_like())
 
-    def drain(self) -> dict[str, bytes]:
-        """What was written since the last call: store key -> SHA-256, and forget it."""
-        written, self.written = self.written, {}
-        return written
+    def drain(self) -> tuple[dict[str, bytes], set[Path]]:
+        """What was written since the last call: (store key -> SHA-256, folders made or changed), and forget it."""
+        written, folders, self.written, self.folders = self.written, self.folders, {}, set()
+        return written, folders
 
 
 def _tracked(location_: Any) -> _TrackedStore:
@@ -273,7 +280,7 @@ class RunWriter:
         except BaseException:
             _delete_keys(target, store.keys)
             raise
-        writer.written_keys |= store.keys
+        writer.written_keys.update(store.keys)
         return writer
 
     @property
@@ -422,11 +429,11 @@ class RunWriter:
         self._flush()
 
     def _flush(self) -> None:
-        """Flush every file written since the last flush to disk (a local store; an object's PUT is durable)."""
-        written = self._store.drain()
+        """Flush every file written since the last flush, and the folders that changed, to disk (a local store; an
+        object's PUT is durable)."""
+        written, folders = self._store.drain()
         if written and not is_remote(self.run_dir):
-            root = store_path(self.run_dir)
-            fsync_paths((root / key for key in written), root)
+            fsync_paths((store_path(self.run_dir) / key for key in written), folders)
 
 
     def mark_complete(self) -> None:
@@ -453,7 +460,7 @@ class RunWriter:
         self._root.attrs.put(with_digest({**self.attrs, **changes}))
         self.attrs = dict(self._root.attrs)
         if not is_remote(self.run_dir):
-            fsync_paths([store_path(self.run_dir) / "zarr.json"], store_path(self.run_dir))
+            fsync_paths([store_path(self.run_dir) / "zarr.json"])
 
 
 def _delete_keys(store: Any, keys: set[str]) -> None:
