@@ -494,7 +494,8 @@ def staged_dir(target: str | os.PathLike, kind: str, *, inputs: Iterable[str | o
     an interrupted writer's leftovers, build in ``.NAME.XXXX.partial`` (marked as ``kind``), then put
     it in place with one atomic rename (an exchange when ``target`` holds an earlier output of the
     same kind, which is then deleted). Readers see the old folder or the new one, never none and
-    never a mix. On any error the staging folder is removed and ``target`` is left as it was.
+    never a mix. On any error the staging folder is removed and ``target`` is left as it was; a failed
+    write (``OSError``: disk full, permissions) is raised as :class:`~actlab.errors.WriteError`.
 
     Parameters
     ----------
@@ -530,6 +531,9 @@ def staged_dir(target: str | os.PathLike, kind: str, *, inputs: Iterable[str | o
             except BaseException:
                 shutil.rmtree(built, ignore_errors=True)
                 raise
+    except OSError as exc:  # disk full, permissions, an I/O error: one line and exit code 3, the old output kept
+        remove_created(created, keep=(LOCK_SUFFIX, HOLDER_SUFFIX))
+        raise write_failed(exc, f"the {kind} folder {target}") from exc
     except BaseException:
         remove_created(created, keep=(LOCK_SUFFIX, HOLDER_SUFFIX))
         raise
@@ -547,6 +551,8 @@ def remove_created(folders: list[Path], keep: tuple[str, ...] = ()) -> None:
 
 
 def write_failed(error: BaseException, what: str) -> WriteError:
-    """The user-facing error for a failed write of ``what`` (disk full, permissions, an I/O error)."""
-    return WriteError(f"writing {what} failed ({error}); free disk space or fix permissions, "
+    """The user-facing error for a failed write of ``what`` (disk full, permissions, an I/O error, a storage endpoint
+    gone), on one line."""
+    cause = " ".join(str(error).split()) or type(error).__name__
+    return WriteError(f"writing {what} failed ({cause[:300]}); free disk space, or fix permissions or the connection, "
                       "then run the command again (a run: 'actlab record --resume RUN')")

@@ -31,7 +31,7 @@ from actlab.record.setup import (
     seeded_model,
 )
 from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, to_device_normalized
-from actlab.store import CHECKPOINT_FILENAME, STATUS_COMPLETE, LayerSpec, RunWriter, read_attrs
+from actlab.store import CHECKPOINT_FILENAME, STATUS_COMPLETE, STATUS_CREATING, LayerSpec, RunWriter, creating_error, read_attrs
 
 
 def record(config: RecordConfig | None = None, *, train: Any = None, test: Any = None, **overrides: Any) -> Path:
@@ -147,6 +147,8 @@ def resume(run_dir: str | os.PathLike, *, model: Any = None, device: str | None 
             return resume_ensemble(run_dir, model=given, device=device, progress=progress)
         refuse_if_busy(run_dir)
     attrs = read_attrs(run_dir)
+    if attrs.get("status") == STATUS_CREATING:  # its arrays may not all exist yet: nothing to resume from
+        raise creating_error(run_dir)
     if attrs["config"].get("resolved", {}).get("ensemble"):
         raise ConfigError(f"{run_dir} is a replica of the ensemble {run_dir.parent}; resume the ensemble: "
                           f"'actlab record --resume {run_dir.parent}'")

@@ -179,12 +179,21 @@ def remove_writer_leftovers(folder: Path, outputs: Sequence[str] = RUN_OUTPUTS) 
         remove_leftovers(folder, name)
 
 
+STORAGE_CLIENTS: tuple[str, ...] = ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "aiohttp", "fsspec")
+"""Packages whose exceptions say that the storage of a run URL failed (an endpoint gone, a timeout, a refused request)."""
+
+
 @contextlib.contextmanager
-def write_errors(run_dir: Path) -> Iterator[None]:
-    """Turn a failed write (``OSError``: disk full, permissions) into :class:`WriteError` (one line, exit code 3)."""
+def write_errors(run_dir: Location) -> Iterator[None]:
+    """Turn a failed write into :class:`WriteError` (one line, exit code 3): an ``OSError`` (disk full, permissions),
+    and for a run URL an error of its storage client (:data:`STORAGE_CLIENTS`: the endpoint gone mid-record)."""
     try:
         yield
     except OSError as exc:
+        raise write_failed(exc, f"the run {run_dir}") from exc
+    except Exception as exc:
+        if not is_remote(run_dir) or type(exc).__module__.split(".")[0] not in STORAGE_CLIENTS:
+            raise
         raise write_failed(exc, f"the run {run_dir}") from exc
 
 
@@ -196,7 +205,8 @@ def locked_run(run_dir: Location) -> Iterator[None]:
     leave no temporary files (each object is written in one PUT).
     """
     if is_remote(run_dir):
-        yield
+        with write_errors(run_dir):
+            yield
         return
     with write_errors(run_dir), writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
         remove_writer_leftovers(run_dir)
