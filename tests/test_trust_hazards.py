@@ -349,3 +349,68 @@ def test_storage_client_errors_of_a_run_url_are_write_errors(tmp_path):
             raise gone('Could not connect to the endpoint URL: "http://localhost:5555/bucket"')
     with pytest.raises(gone), write_errors(tmp_path):
         raise gone("a local run")
+
+
+# -- an ensemble is replaced as one unit ---------------------------------------------------------------------------
+
+
+def replica_state(ensemble: Path) -> list[tuple[float, str, str]]:
+    """(lr, ensemble id, status) in the root attributes of each replica."""
+    found = []
+    for replica in sorted(ensemble.glob("seed*")):
+        attrs = json.loads((replica / "store.zarr" / "zarr.json").read_text())["attributes"]
+        found.append((attrs["config"]["lr"], attrs["config"]["resolved"]["ensemble"]["id"], attrs["status"]))
+    return found
+
+
+def test_overwrite_killed_between_replicas_is_finished_by_resume(sources, tmp_path, capsys):
+    """kill -9 of an ensemble --overwrite after its first replica was replaced leaves a mix (seed0 new, seed1 old);
+    --resume finishes the replacement the marker names: every replica of the new settings, bit for bit the
+    uninterrupted recording (issue 16, case 6: before, --resume exited 0 with the mix)."""
+    import subprocess
+    import sys
+
+    from fixtures_store import ONE_THREAD, assert_same_recording
+
+    from actlab.store import open_store
+
+    ensemble = tmp_path / "ens"
+    shutil.copytree(sources / "ens", ensemble, symlinks=True)
+    old_id = json.loads((ensemble / MARKER_FILENAME).read_text())["ensemble_id"]
+    crash = Path(__file__).parent / "crashing_actlab.py"
+    killed = subprocess.run([sys.executable, str(crash), "record", *TINY, "--seeds", "0-1", "--lr", "0.001", "--out",
+                             str(ensemble), "--overwrite"], env={**os.environ, **ONE_THREAD, "ACTLAB_TEST_CRASH": "replace:100"},
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert killed.returncode == -9, killed.stderr
+    new_id = json.loads((ensemble / MARKER_FILENAME).read_text())["ensemble_id"]
+    assert replica_state(ensemble) == [(0.001, new_id, "recording"), (1e-4, old_id, "complete")]  # the mix
+    assert main(["record", "--resume", str(ensemble), "--no-progress"]) == 0
+    assert "recording all of them anew" in capsys.readouterr().err
+    assert replica_state(ensemble) == [(0.001, new_id, "complete")] * 2
+    reference = tmp_path / "reference"
+    assert main(["record", *TINY, "--seeds", "0-1", "--lr", "0.001", "--out", str(reference)]) == 0
+    for seed in (0, 1):
+        assert_same_recording(open_store(ensemble / f"seed{seed}"), open_store(reference / f"seed{seed}"))
+
+
+@pytest.mark.parametrize("command", ["resume", "overwrite"])
+def test_ensemble_killed_while_marking_is_recovered(command, sources, tmp_path, capsys):
+    """An ensemble killed while it wrote its marker (only the lock and the marker's temporary file left) or before its
+    replicas had stores (each holding only its marker and lock) is recovered by --overwrite, and by --resume where the
+    marker is there to say what to record (before, every command refused it)."""
+    ensemble = tmp_path / "ens"
+    ensemble.mkdir()
+    (ensemble / ".actlab.lock").touch()
+    if command == "overwrite":
+        (ensemble / "..actlab.json.k3j9a_0q.partial").write_text('{"kind": "ens')
+        argv = ["record", *TINY, "--seeds", "0-1", "--out", str(ensemble), "--overwrite"]
+    else:
+        shutil.copy2(sources / "ens" / MARKER_FILENAME, ensemble / MARKER_FILENAME)
+        for seed in (0, 1):
+            (ensemble / f"seed{seed}").mkdir()
+            (ensemble / f"seed{seed}" / ".actlab.lock").touch()
+            (ensemble / f"seed{seed}" / MARKER_FILENAME).write_text(json.dumps({"kind": "run", "run_id": "0" * 32}))
+        argv = ["record", "--resume", str(ensemble), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert [status for _, _, status in replica_state(ensemble)] == ["complete", "complete"]
+    assert not list(ensemble.glob("*.partial"))
