@@ -48,3 +48,13 @@ class WriteError(StoreError):
 
 OUT_OF_MEMORY = 4
 """Exit code of a command that ran out of memory."""
+
+
+def clipped_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a one-line message (a value too deeply nested to show is
+    named so)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "(nested too deeply to show)"
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -32,7 +32,7 @@ from typing import Any
 
 import filelock
 
-from actlab.errors import OutputError, StoreError, WriteError
+from actlab.errors import OutputError, StoreError, WriteError, clipped_repr
 
 MARKER_FILENAME = ".actlab.json"
 """Marker file of every folder actlab writes: ``{"kind": KIND}``."""
@@ -157,11 +157,11 @@ def replica_dirs(path: str | os.PathLike) -> list[Path]:
     seeds = marker.get("seeds")
     if (not isinstance(seeds, list) or not seeds or not all(type(seed) is int and seed >= 0 for seed in seeds)
             or len(set(seeds)) != len(seeds)):
-        raise StoreError(f"{where} lists the seeds {_clipped(seeds)}, not distinct integers >= 0; the ensemble marker is "
+        raise StoreError(f"{where} lists the seeds {clipped_repr(seeds)}, not distinct integers >= 0; the ensemble marker is "
                          "damaged or not actlab's: restore it, or record the ensemble again into a new folder")
     names = [replica_name(seed) for seed in seeds]
     if marker.get("replicas", names) != names:
-        raise StoreError(f"{where} lists the replicas {_clipped(marker.get('replicas'))}, not {names} of its seeds; the "
+        raise StoreError(f"{where} lists the replicas {clipped_repr(marker.get('replicas'))}, not {names} of its seeds; the "
                          "ensemble marker is damaged or not actlab's: restore it, or record the ensemble again into a new folder")
     folders = [Path(path) / name for name in names]
     linked = next((folder for folder in folders if folder.is_symlink()), None)
@@ -169,12 +169,6 @@ def replica_dirs(path: str | os.PathLike) -> list[Path]:
         raise StoreError(f"the replica {linked} is a symbolic link, not a run folder of the ensemble {path}; "
                          "put the run itself there, or record the ensemble again into a new folder")
     return folders
-
-
-def _clipped(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters for a one-line message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _resolved(path: str | os.PathLike) -> Path:

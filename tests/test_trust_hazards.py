@@ -14,11 +14,12 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
-import stat
 from pathlib import Path
 
 import pytest
+from fixtures_store import changes, snapshot
 
 from actlab.cli import main
 from actlab.errors import OUT_OF_MEMORY, WriteError
@@ -232,25 +233,6 @@ def build(folder: Path, sources: Path) -> None:
     (folder / "user" / "notes.txt").write_text("the user's notes\n")
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int, int, int]]:
-    """Every path under ``root`` (itself included) -> (file type, size, mtime_ns, inode); symbolic links not followed."""
-    def entry(path: str) -> tuple[int, int, int, int]:
-        st = os.lstat(path)
-        return stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ino
-
-    tree = {".": entry(str(root))}
-    for folder, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            path = os.path.join(folder, name)
-            tree[os.path.relpath(path, root)] = entry(path)
-    return tree
-
-
-def changes(before: dict, after: dict) -> list[str]:
-    return sorted([f"+ {p}" for p in after.keys() - before.keys()] + [f"- {p}" for p in before.keys() - after.keys()]
-                  + [f"~ {p}" for p in before.keys() & after.keys() if before[p] != after[p]])
-
-
 # -- the table --------------------------------------------------------------------------------------------------
 
 
@@ -264,7 +246,7 @@ def test_refused_in_one_line_and_nothing_changed(argv, code, message, setup, pat
     if patch is not None:
         patch(monkeypatch, folder)
     monkeypatch.chdir(folder)
-    before = snapshot(folder)
+    before = snapshot(folder, inodes=True)
     capsys.readouterr()
     found = main([arg.replace("{PWD}", str(folder)) for arg in argv])
     captured = capsys.readouterr()
@@ -272,9 +254,9 @@ def test_refused_in_one_line_and_nothing_changed(argv, code, message, setup, pat
     assert found == code, f"exit code {found}; output: {lines}"
     errors = [line for line in lines if line.startswith("actlab: error: ")]
     assert len(errors) == 1 and len(lines) <= 2, f"not one 'actlab: error:' line: {lines}"
-    assert __import__("re").search(message, errors[0]), errors[0]
+    assert re.search(message, errors[0]), errors[0]
     assert "--overwrite" not in errors[0] or "--overwrite" in argv, f"suggests a flag that would delete: {errors[0]}"
-    changed = changes(before, snapshot(folder))
+    changed = changes(before, snapshot(folder, inodes=True))
     if code == 3:  # a failed write keeps its lock file (a lock file is never deleted), in a folder of its own output
         locks = [c[2:] for c in changed if c.startswith("+ ") and c.endswith(".lock")]
         changed = [c for c in changed if c[2:] not in locks and c[2:] not in {os.path.dirname(p) or "." for p in locks}]
@@ -316,11 +298,11 @@ def test_overwrite_holds_the_analysis_lock_before_an_analysis_exists(sources, tm
     run = tmp_path / "other"
     shutil.copytree(sources / "other", run, symlinks=True)
     assert not (run / "analysis").exists()
-    before = snapshot(run)
+    before = snapshot(run, inodes=True)
     with writer_lock(lock_path(run / "analysis"), "an analyze"):
         assert main(["record", *TINY, "--seed", "8", "--out", str(run), "--overwrite"]) == 2
     assert "analysis folder" in capsys.readouterr().err
-    assert [c for c in changes(before, snapshot(run)) if ".lock" not in c and c != "~ ."] == []  # the lock is the test's
+    assert [c for c in changes(before, snapshot(run, inodes=True)) if ".lock" not in c and c != "~ ."] == []  # the lock is the test's
 
 
 def test_leftovers_are_exactly_their_writers():
@@ -335,9 +317,9 @@ def test_remove_leftovers_spares_a_sibling_writer(tmp_path):
     (tmp_path / ".rep.v2.k3j9a_0q.partial").mkdir()
     (tmp_path / ".rep.v2.k3j9a_0q.partial" / "results").write_text("a sibling's output being written\n")
     (tmp_path / ".rep.x1y2z3w4.partial").mkdir()
-    before = snapshot(tmp_path / ".rep.v2.k3j9a_0q.partial")
+    before = snapshot(tmp_path / ".rep.v2.k3j9a_0q.partial", inodes=True)
     assert remove_leftovers(tmp_path, "rep") == [tmp_path / ".rep.x1y2z3w4.partial"]
-    assert snapshot(tmp_path / ".rep.v2.k3j9a_0q.partial") == before
+    assert snapshot(tmp_path / ".rep.v2.k3j9a_0q.partial", inodes=True) == before
 
 
 def test_storage_client_errors_of_a_run_url_are_write_errors(tmp_path):
