@@ -4,7 +4,7 @@ Each subcommand lives in its own module (``record``, ``analyze``) and exposes
 ``add_parser(subparsers)``; the parser's ``func`` receives the parsed
 arguments. User errors (:class:`actlab.errors.ActlabError`) become one line,
 ``actlab: error: ...``, and the error's exit code (2: bad input or a refused
-output; 3: a failed write); ``--debug`` shows the traceback.
+output; 3: a failed write; 4: out of memory); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
