@@ -10,6 +10,8 @@ Exit codes of the ``actlab`` command:
 - 2: bad input or a refused output (nothing was written or lost);
 - 3: a write failed (disk full, permissions, I/O error); what was committed stays
   readable, and ``actlab record --resume RUN`` finishes a run once the cause is fixed;
+- 4: out of memory (sizes a damaged or crafted store declares, or settings beyond the machine); what was
+  committed stays readable;
 - 130: interrupted.
 """
 
@@ -42,3 +44,17 @@ class WriteError(StoreError):
     """Writing failed part-way (disk full, permissions); committed data stay readable."""
 
     exit_code = 3
+
+
+OUT_OF_MEMORY = 4
+"""Exit code of a command that ran out of memory."""
+
+
+def clipped_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a one-line message (a value too deeply nested to show is
+    named so)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "(nested too deeply to show)"
+    return text if len(text) <= limit else text[:limit - 3] + "..."

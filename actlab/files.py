@@ -36,7 +36,7 @@ from typing import Any
 import filelock
 
 from actlab.digest import DIGEST_KEY, digest_problem, with_digest
-from actlab.errors import OutputError, StoreError, WriteError
+from actlab.errors import OutputError, StoreError, WriteError, clipped_repr
 
 MARKER_FILENAME = ".actlab.json"
 """Marker file of every folder actlab writes: ``{"kind": KIND}``."""
@@ -174,11 +174,11 @@ def replica_dirs(path: str | os.PathLike) -> list[Path]:
     seeds = marker.get("seeds")
     if (not isinstance(seeds, list) or not seeds or not all(type(seed) is int and seed >= 0 for seed in seeds)
             or len(set(seeds)) != len(seeds)):
-        raise StoreError(f"{where} lists the seeds {_clipped(seeds)}, not distinct integers >= 0; the ensemble marker is "
+        raise StoreError(f"{where} lists the seeds {clipped_repr(seeds)}, not distinct integers >= 0; the ensemble marker is "
                          "damaged or not actlab's: restore it, or record the ensemble again into a new folder")
     names = [replica_name(seed) for seed in seeds]
     if marker.get("replicas", names) != names:
-        raise StoreError(f"{where} lists the replicas {_clipped(marker.get('replicas'))}, not {names} of its seeds; the "
+        raise StoreError(f"{where} lists the replicas {clipped_repr(marker.get('replicas'))}, not {names} of its seeds; the "
                          "ensemble marker is damaged or not actlab's: restore it, or record the ensemble again into a new folder")
     folders = [Path(path) / name for name in names]
     linked = next((folder for folder in folders if folder.is_symlink()), None)
@@ -186,12 +186,6 @@ def replica_dirs(path: str | os.PathLike) -> list[Path]:
         raise StoreError(f"the replica {linked} is a symbolic link, not a run folder of the ensemble {path}; "
                          "put the run itself there, or record the ensemble again into a new folder")
     return folders
-
-
-def _clipped(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters for a one-line message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _resolved(path: str | os.PathLike) -> Path:
@@ -534,7 +528,8 @@ def staged_dir(target: str | os.PathLike, kind: str, *, inputs: Iterable[str | o
     an interrupted writer's leftovers, build in ``.NAME.XXXX.partial`` (marked as ``kind``), then put
     it in place with one atomic rename (an exchange when ``target`` holds an earlier output of the
     same kind, which is then deleted). Readers see the old folder or the new one, never none and
-    never a mix. On any error the staging folder is removed and ``target`` is left as it was.
+    never a mix. On any error the staging folder is removed and ``target`` is left as it was; a failed
+    write (``OSError``: disk full, permissions) is raised as :class:`~actlab.errors.WriteError`.
 
     Parameters
     ----------
@@ -570,6 +565,9 @@ def staged_dir(target: str | os.PathLike, kind: str, *, inputs: Iterable[str | o
             except BaseException:
                 shutil.rmtree(built, ignore_errors=True)
                 raise
+    except OSError as exc:  # disk full, permissions, an I/O error: one line and exit code 3, the old output kept
+        remove_created(created, keep=(LOCK_SUFFIX, HOLDER_SUFFIX))
+        raise write_failed(exc, f"the {kind} folder {target}") from exc
     except BaseException:
         remove_created(created, keep=(LOCK_SUFFIX, HOLDER_SUFFIX))
         raise
@@ -587,6 +585,8 @@ def remove_created(folders: list[Path], keep: tuple[str, ...] = ()) -> None:
 
 
 def write_failed(error: BaseException, what: str) -> WriteError:
-    """The user-facing error for a failed write of ``what`` (disk full, permissions, an I/O error)."""
-    return WriteError(f"writing {what} failed ({error}); free disk space or fix permissions, "
+    """The user-facing error for a failed write of ``what`` (disk full, permissions, an I/O error, a storage endpoint
+    gone), on one line."""
+    cause = " ".join(str(error).split()) or type(error).__name__
+    return WriteError(f"writing {what} failed ({cause[:300]}); free disk space, or fix permissions or the connection, "
                       "then run the command again (a run: 'actlab record --resume RUN')")

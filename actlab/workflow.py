@@ -436,7 +436,7 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
 def describes(attrs: Mapping[str, Any], run: Any) -> bool:
     """Whether results with the root ``attrs`` were computed from ``run`` as it is now: the run id and the digest of
     the committed state they record (:func:`actlab.store.committed_state_digest`) are the run's."""
-    return bool(run.run_id) and attrs.get("run_id") == run.run_id and attrs.get("store_digest") == run.state_digest
+    return attrs.get("run_id") == (run.run_id or "") and attrs.get("store_digest") == run.state_digest
 
 
 def saved_results(run: Any) -> Any | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -335,3 +336,23 @@ def interrupted_in_epoch(n: int) -> Iterator[None]:
         yield
     finally:
         Trainer.train_epoch = original
+
+
+def snapshot(root: Path, *, inodes: bool = False) -> dict[str, tuple[int, ...]]:
+    """Every path under ``root`` (itself included) -> (file type, size, mtime_ns[, inode]); symbolic links not followed."""
+    def entry(path: str) -> tuple[int, ...]:
+        st = os.lstat(path)
+        return (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns) + ((st.st_ino,) if inodes else ())
+
+    tree = {".": entry(str(root))}
+    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            path = os.path.join(folder, name)
+            tree[os.path.relpath(path, root)] = entry(path)
+    return tree
+
+
+def changes(before: dict, after: dict) -> list[str]:
+    """What differs between two snapshots (``+`` new, ``-`` gone, ``~`` changed), for an assertion message."""
+    return sorted([f"+ {p}" for p in after.keys() - before.keys()] + [f"- {p}" for p in before.keys() - after.keys()]
+                  + [f"~ {p}" for p in before.keys() & after.keys() if before[p] != after[p]])

@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from fixtures_store import changes, snapshot
 
 from actlab.cli import main
 from actlab.errors import OutputError, StoreError
@@ -305,26 +306,6 @@ def case_folder(shared_folder, monkeypatch, capsys) -> Path:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Every path under ``root`` (itself included) -> (file type, size, mtime_ns); symbolic links not followed."""
-    def entry(path: str) -> tuple[int, int, int]:
-        st = os.lstat(path)
-        return stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns
-
-    tree = {".": entry(str(root))}
-    for folder, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            path = os.path.join(folder, name)
-            tree[os.path.relpath(path, root)] = entry(path)
-    return tree
-
-
-def changes(before: dict, after: dict) -> list[str]:
-    """What differs between two snapshots, for the assertion message."""
-    return sorted([f"+ {p}" for p in after.keys() - before.keys()] + [f"- {p}" for p in before.keys() - after.keys()]
-                  + [f"~ {p}" for p in before.keys() & after.keys() if before[p] != after[p]])
 
 
 def run_cli(argv: list[str]) -> int | str:

@@ -235,17 +235,17 @@ def test_resume_removes_what_killed_writers_left(server, reference, tmp_path, ca
     planted = [
         store_path(run) / "layers" / "hidden1" / "preact" / "c" / "1" / "0" / f"0.{'ab' * 16}.partial",
         store_path(run) / "metrics" / "test_acc" / "c" / f"0.{'cd' * 16}.partial",
-        run / ".store.zarr.x1y2z3.partial" / "zarr.json",
-        run / ".checkpoint.pt.q1w2e3.partial",
-        run / "..actlab.json.r4t5y6.partial",
-        run / "..actlab.lock.holder.u7i8o9.partial",
+        run / ".store.zarr.x1y2z3w4.partial" / "zarr.json",
+        run / ".checkpoint.pt.q1w2e3r4.partial",
+        run / "..actlab.json.r4t5y6u7.partial",
+        run / "..actlab.lock.holder.u7i8o9p0.partial",
     ]
     for path in planted:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
     finish(run, capsys)
     assert not any(path.exists() for path in planted)
-    assert not (run / ".store.zarr.x1y2z3.partial").exists()
+    assert not (run / ".store.zarr.x1y2z3w4.partial").exists()
     assert leftovers(run) == []
     assert_same_run(run, reference())
 
@@ -257,7 +257,7 @@ def analyzed(server, reference, tmp_path_factory):
     runs = {mask: root / f"run{mask:03o}" for mask in (0o022, 0o077)}
     started = server.start(*({"argv": ["record", *ARGS, "--out", str(run)], "umask": mask} for mask, run in runs.items()))
     assert [r.returncode for r in started.wait()] == [0, 0]
-    orphan = runs[0o022] / ".analysis.k3j4h5.partial"
+    orphan = runs[0o022] / ".analysis.k3j4h5l6.partial"
     orphan.mkdir()
     (orphan / "marker.txt").write_text("left by a killed analyze\n")
     started = server.start(*({"argv": ["analyze", str(run), "--no-progress", "--format", "png"], "umask": mask}

@@ -191,7 +191,9 @@ def test_a_store_left_creating_is_refused(s3, monkeypatch):
                          probes=probes, subsets=planted_subsets(probes), record_epochs=RECORD_EPOCHS, n_epochs=60)
     root = json.loads(s3.cat_file(f"{BUCKET}/runs/crashed/store.zarr/zarr.json"))
     assert root["attributes"]["status"] == STATUS_CREATING
-    for attempt in (lambda: open_run(url), lambda: RunWriter.open(url)):
+    from actlab.record import resume
+
+    for attempt in (lambda: open_run(url), lambda: RunWriter.open(url), lambda: resume(url)):
         with pytest.raises(StoreError, match="status is 'creating'") as info:
             attempt()
         assert "\n" not in str(info.value)

@@ -4,7 +4,7 @@ Each subcommand lives in its own module (``record``, ``analyze``) and exposes
 ``add_parser(subparsers)``; the parser's ``func`` receives the parsed
 arguments. User errors (:class:`actlab.errors.ActlabError`) become one line,
 ``actlab: error: ...``, and the error's exit code (2: bad input or a refused
-output; 3: a failed write); ``--debug`` shows the traceback.
+output; 3: a failed write; 4: out of memory); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from actlab import __version__
-from actlab.errors import ActlabError
+from actlab.errors import OUT_OF_MEMORY, ActlabError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
             "one process writes a run or output folder at a time (others are refused with the holder's pid).\n\n"
             "exit codes: 0 done; 2 bad input or refused output (nothing written, nothing lost);\n"
             "3 a write failed (disk full, permissions): committed data stay readable, and\n"
-            "'actlab record --resume RUN' finishes a run once space is freed; 130 interrupted."
+            "'actlab record --resume RUN' finishes a run once space is freed; 4 out of memory\n"
+            "(committed data stay readable); 130 interrupted."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,6 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"actlab: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except MemoryError as exc:  # sizes a store declares (a damaged or crafted one) or settings beyond this machine
+        if args.debug:
+            raise
+        from actlab.store import exception_line
+
+        print(f"actlab: error: out of memory ({exception_line(exc)}); check the sizes the input declares (a damaged or "
+              "crafted store?) or the settings, or free memory, then run the command again", file=sys.stderr)
+        return OUT_OF_MEMORY
     except KeyboardInterrupt:
         print("actlab: interrupted", file=sys.stderr)
         return 130

@@ -31,7 +31,17 @@ from actlab.record.setup import (
     seeded_model,
 )
 from actlab.record.trainer import Trainer, load_checkpoint, resolve_device, to_device_normalized
-from actlab.store import CHECKPOINT_FILENAME, STATUS_COMPLETE, LayerSpec, RunWriter, check_schema, missing_epochs, read_attrs
+from actlab.store import (
+    CHECKPOINT_FILENAME,
+    STATUS_COMPLETE,
+    STATUS_CREATING,
+    LayerSpec,
+    RunWriter,
+    check_schema,
+    creating_error,
+    missing_epochs,
+    read_attrs,
+)
 
 
 def record(config: RecordConfig | None = None, *, train: Any = None, test: Any = None, **overrides: Any) -> Path:
@@ -148,6 +158,8 @@ def resume(run_dir: str | os.PathLike, *, model: Any = None, device: str | None 
             return resume_ensemble(run_dir, model=given, device=device, progress=progress)
         refuse_if_busy(run_dir)
     attrs = read_attrs(run_dir)
+    if attrs.get("status") == STATUS_CREATING:  # its arrays may not all exist yet: nothing to resume from
+        raise creating_error(run_dir)
     check_schema(attrs, run_dir, writing=True)  # an older schema is read, never continued
     if attrs["config"].get("resolved", {}).get("ensemble"):
         raise ConfigError(f"{run_dir} is a replica of the ensemble {run_dir.parent}; resume the ensemble: "

@@ -71,7 +71,7 @@ def check_run_output(run_dir: Location, *, overwrite: bool) -> None:
     if store_path(run_dir).exists() and marker_kind(run_dir) != "run":
         raise OutputError(f"--out {run_dir} holds a run store that this actlab did not mark as its own; "
                           "choose a new --out (or continue it with 'actlab record --resume')")
-    if _abandoned_claim(run_dir):
+    if abandoned_claim(run_dir):
         return
     check_record_output(run_dir, "run", overwrite=overwrite)
 
@@ -114,7 +114,7 @@ def check_replaceable(folder: Path, kind: str) -> None:
         A marker copied into a folder of other files, or beside another run's store: replacing would delete what
         actlab did not write there.
     """
-    if not folder.is_dir() or _abandoned_claim(folder):
+    if not folder.is_dir() or abandoned_claim(folder, kind):
         return
     if kind == "run":
         check_own_run(folder)
@@ -125,7 +125,7 @@ def check_replaceable(folder: Path, kind: str) -> None:
         except StoreError as exc:
             raise OutputError(str(exc)) from None
         for replica in replicas:
-            if replica.exists() and not _abandoned_claim(replica):
+            if replica.exists() and not abandoned_claim(replica):
                 check_own_run(replica)
 
 
@@ -150,11 +150,11 @@ def check_own_run(run_dir: Path) -> None:
                           "wrote: choose a new --out")
 
 
-def _abandoned_claim(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds only what a ``record`` killed (or undone) before its store existed left: the marker,
-    the lock files (the run's, its analysis folder's) and temporary files or staging folders of those (removed under
-    the lock)."""
-    if not run_dir.is_dir() or run_dir.is_symlink() or store_path(run_dir).exists() or marker_kind(run_dir) not in (None, "run"):
+def abandoned_claim(run_dir: Path, kind: str = "run") -> bool:
+    """Whether ``run_dir`` holds only what a ``record`` of a ``kind`` folder killed (or undone) before its store (an
+    ensemble: its first replica folder) existed left: the marker, the lock files (the folder's, its analysis folder's)
+    and temporary files or staging folders of those (removed under the lock), a marker killed mid-write included."""
+    if not run_dir.is_dir() or run_dir.is_symlink() or store_path(run_dir).exists() or marker_kind(run_dir) not in (None, kind):
         return False
     analysis_lock = lock_path(run_dir / ANALYSIS_DIRNAME).name
     own = {MARKER_FILENAME, FOLDER_LOCK_FILENAME, FOLDER_LOCK_FILENAME + HOLDER_SUFFIX, analysis_lock, analysis_lock + HOLDER_SUFFIX}
@@ -188,12 +188,21 @@ def remove_writer_leftovers(folder: Path, outputs: Sequence[str] = RUN_OUTPUTS) 
         remove_leftovers(folder, name)
 
 
+STORAGE_CLIENTS: tuple[str, ...] = ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "aiohttp", "fsspec")
+"""Packages whose exceptions say that the storage of a run URL failed (an endpoint gone, a timeout, a refused request)."""
+
+
 @contextlib.contextmanager
-def write_errors(run_dir: Path) -> Iterator[None]:
-    """Turn a failed write (``OSError``: disk full, permissions) into :class:`WriteError` (one line, exit code 3)."""
+def write_errors(run_dir: Location) -> Iterator[None]:
+    """Turn a failed write into :class:`WriteError` (one line, exit code 3): an ``OSError`` (disk full, permissions),
+    and for a run URL an error of its storage client (:data:`STORAGE_CLIENTS`: the endpoint gone mid-record)."""
     try:
         yield
     except OSError as exc:
+        raise write_failed(exc, f"the run {run_dir}") from exc
+    except Exception as exc:
+        if not is_remote(run_dir) or type(exc).__module__.split(".")[0] not in STORAGE_CLIENTS:
+            raise
         raise write_failed(exc, f"the run {run_dir}") from exc
 
 
@@ -205,7 +214,8 @@ def locked_run(run_dir: Location) -> Iterator[None]:
     leave no temporary files (each object is written in one PUT).
     """
     if is_remote(run_dir):
-        yield
+        with write_errors(run_dir):
+            yield
         return
     with write_errors(run_dir), writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"run {run_dir}"):
         remove_writer_leftovers(run_dir)

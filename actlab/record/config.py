@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from actlab.errors import ConfigError
+from actlab.errors import ConfigError, clipped_repr
 from actlab.location import location
 
 if sys.version_info >= (3, 11):
@@ -350,22 +350,13 @@ def _check_model(value: Any) -> str:
                       "'package.module:callable'")
 
 
-def _clipped(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for a one-line message (a repr too deep to build is named so)."""
-    try:
-        text = repr(value)
-    except RecursionError:
-        return "(nested too deeply to show)"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def _too_big(exc: Exception) -> str:
     return "nested too deeply" if isinstance(exc, RecursionError) else "an integer with too many digits"
 
 
 def _check_model_args(value: Any, model: str) -> dict[str, Any]:
     """The factory's keyword arguments from a JSON object (text) or a mapping with string keys."""
-    shown = _clipped(value)
+    shown = clipped_repr(value, 60)
     if isinstance(value, str):
         try:
             value = json.loads(value)

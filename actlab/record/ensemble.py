@@ -45,6 +45,7 @@ from actlab.files import (
 from actlab.location import is_remote
 from actlab.record.claim import (
     Claim,
+    abandoned_claim,
     check_record_output,
     claimed_folder,
     claimed_run_dir,
@@ -338,30 +339,13 @@ def record_ensemble(config: RecordConfig) -> Path:
     with flushed_denormals(config.flush_denormal and device.type == "cpu"):
         models = [seeded_model(replica, d, device) for replica, d in zip(replicas, data)]
         specs = mlp_layer_specs(models[0])
-        described = {"dir": str(run_dir), "id": ensemble_id, "seeds": list(config.seeds),
-                     "noise_per_seed": config.noise_per_seed}
-        env = environment()
         with claimed_ensemble_dir(run_dir, config, ensemble_id) as ensemble, contextlib.ExitStack() as stack:
             # every replica folder is claimed (refused at once if busy) before any store replaces an old one
             run_ids = [uuid.uuid4().hex for _ in replicas]
             claims = [stack.enter_context(claimed_run_dir(replica.run_dir, overwrite=config.overwrite, run_id=run_id))
                       for replica, run_id in zip(replicas, run_ids)]
-            for replica, d, model, claim, run_id in zip(replicas, data, models, claims, run_ids):
-                resolved = {**resolved_settings(replica, d, device, model), "run_id": run_id,
-                            "ensemble": {**described, "replica": replica.run_dir.name}}
-                try:
-                    writer = RunWriter.create(
-                        replica.run_dir, config={**replica.to_dict(), "resolved": resolved, "environment": env},
-                        dataset=d.describe(), layers=specs, parameters=parameter_specs(model), probes=probe_set(d),
-                        subsets=data_subsets(d),
-                        record_epochs=config.schedule,
-                        n_epochs=config.epochs, activation_dtype=config.dtype, dynamics=True, replace=config.overwrite,
-                    )
-                except OSError as exc:
-                    raise write_failed(exc, f"the new run {replica.run_dir}") from exc
-                claim.writers.append(writer)
-                ensemble.writers.append(writer)
-                claim.replaced()
+            _create_replicas(config, replicas, data, models, specs, device, ensemble_id, claims, run_ids,
+                             ensemble.writers, replace=config.overwrite)
             ensemble.replaced()
             writers = ensemble.writers
             model = EnsembleMLP(models, specs).to(device)
@@ -393,35 +377,92 @@ def resume_ensemble(run_dir: Path, *, model: str | None = None, device: str | No
         raise StoreError(f"{run_dir / MARKER_FILENAME} names the seeds {[f.name for f in folders]} but its settings "
                          f"the seeds {list(config.seeds or [])}; the ensemble marker is damaged: record the ensemble again "
                          f"with --out {run_dir} --overwrite")
-    attrs = []
-    for replica in replicas:
-        if not (replica.run_dir / STORE_DIRNAME).is_dir():
-            raise StoreError(f"{replica.run_dir} has no run store (the ensemble was stopped while it was created); "
-                             f"record it again with --out {run_dir} --overwrite")
-        attrs.append(read_attrs(replica.run_dir))
-    if all(a.get("status") == STATUS_COMPLETE and not any(missing_epochs(replica.run_dir))
-           for a, replica in zip(attrs, replicas)):
+    ensemble_id = marker.get("ensemble_id")
+    if not isinstance(ensemble_id, str) or not ensemble_id:
+        raise StoreError(f"{run_dir / MARKER_FILENAME} names no ensemble_id; the ensemble marker is damaged: record the "
+                         f"ensemble again with --out {run_dir} --overwrite")
+    attrs = [_replica_attrs(replica.run_dir) for replica in replicas]
+    # every replica not of the marker's recording (stopped before its store existed, or left by a replacement that
+    # was stopped between replicas): the marker names the ensemble to finish, so all its replicas are made anew
+    replace = any(a is None or _ensemble_id(a) != ensemble_id for a in attrs)
+    if not replace and all(a.get("status") == STATUS_COMPLETE and not any(missing_epochs(replica.run_dir))
+                           for a, replica in zip(attrs, replicas)):
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
         return run_dir
     data = _prepare(replicas)
-    for replica, a, d in zip(replicas, attrs, data):
-        check_same_data(replica.run_dir, a, d)
+    if not replace:
+        for replica, a, d in zip(replicas, attrs, data):
+            check_same_data(replica.run_dir, a, d)
     resolved_device = resolve_device(config.device)
     with flushed_denormals(config.flush_denormal and resolved_device.type == "cpu"), contextlib.ExitStack() as locks:
         locks.enter_context(writer_lock(run_dir / FOLDER_LOCK_FILENAME, f"ensemble {run_dir}"))
         remove_writer_leftovers(run_dir, ENSEMBLE_OUTPUTS)
-        for replica in replicas:
-            locks.enter_context(writer_lock(replica.run_dir / FOLDER_LOCK_FILENAME, f"run {replica.run_dir}"))
-            remove_writer_leftovers(replica.run_dir)
         models = [seeded_model(replica, d, resolved_device) for replica, d in zip(replicas, data)]
-        model = EnsembleMLP(models, [LayerSpec(**layer) for layer in attrs[0]["layers"]]).to(resolved_device)
-        checkpoint = _own_checkpoint(run_dir, marker)
-        writers = [RunWriter.open(replica.run_dir) for replica in replicas]
-        for writer in writers:
-            writer.mark_recording()
+        if replace:
+            specs = mlp_layer_specs(models[0])
+            drop_previous = previous_outputs(run_dir, locks)
+            run_ids = [uuid.uuid4().hex for _ in replicas]
+            claims = [locks.enter_context(claimed_run_dir(replica.run_dir, overwrite=True, run_id=run_id))
+                      for replica, run_id in zip(replicas, run_ids)]
+            writers: list[RunWriter] = []
+            _create_replicas(config, replicas, data, models, specs, resolved_device, ensemble_id, claims, run_ids,
+                             writers, replace=True)
+            drop_previous()
+            checkpoint = None
+            print(f"actlab record: {run_dir} was stopped while its replicas were made or replaced; recording all of "
+                  "them anew from epoch 0, as its marker says", file=sys.stderr)
+        else:
+            for replica in replicas:
+                locks.enter_context(writer_lock(replica.run_dir / FOLDER_LOCK_FILENAME, f"run {replica.run_dir}"))
+                remove_writer_leftovers(replica.run_dir)
+            specs = [LayerSpec(**layer) for layer in attrs[0]["layers"]]
+            checkpoint = _own_checkpoint(run_dir, marker)
+            writers = [RunWriter.open(replica.run_dir) for replica in replicas]
+            for writer in writers:
+                writer.mark_recording()
+        model = EnsembleMLP(models, specs).to(resolved_device)
         _announce(config, models[0], resolved_device, run_dir, resumed_from=checkpoint["epoch"] if checkpoint else -1)
-        _train(writers, config, data, model, resolved_device, run_dir, marker["ensemble_id"], checkpoint=checkpoint)
+        _train(writers, config, data, model, resolved_device, run_dir, ensemble_id, checkpoint=checkpoint)
     return run_dir
+
+
+def _replica_attrs(run_dir: Path) -> dict[str, Any] | None:
+    """The root attributes of a replica's store; None when it has no store yet."""
+    if not (run_dir / STORE_DIRNAME).is_dir():
+        return None
+    return read_attrs(run_dir)
+
+
+def _ensemble_id(attrs: dict[str, Any]) -> str | None:
+    """The id of the ensemble recording a replica's store belongs to (``config.resolved.ensemble.id``)."""
+    resolved = attrs.get("config", {}).get("resolved")
+    ensemble = resolved.get("ensemble") if isinstance(resolved, dict) else None
+    return ensemble.get("id") if isinstance(ensemble, dict) else None
+
+
+def _create_replicas(config: RecordConfig, replicas: Sequence[RecordConfig], data: Sequence[PreparedData],
+                     models: Sequence[nn.Module], specs: Sequence[LayerSpec], device: torch.device, ensemble_id: str,
+                     claims: Sequence[Claim], run_ids: Sequence[str], writers: list[RunWriter], *, replace: bool) -> None:
+    """Create each replica's store in its claimed folder (replacing the store there with ``replace``), appending each
+    writer to its claim and to ``writers``, and drop what the replaced replica left (:meth:`Claim.replaced`)."""
+    described = {"dir": str(config.run_dir), "id": ensemble_id, "seeds": list(config.seeds),
+                 "noise_per_seed": config.noise_per_seed}
+    env = environment()
+    for replica, d, model, claim, run_id in zip(replicas, data, models, claims, run_ids, strict=True):
+        resolved = {**resolved_settings(replica, d, device, model), "run_id": run_id,
+                    "ensemble": {**described, "replica": replica.run_dir.name}}
+        try:
+            writer = RunWriter.create(
+                replica.run_dir, config={**replica.to_dict(), "resolved": resolved, "environment": env},
+                dataset=d.describe(), layers=list(specs), parameters=parameter_specs(model), probes=probe_set(d),
+                subsets=data_subsets(d), record_epochs=config.schedule, n_epochs=config.epochs,
+                activation_dtype=config.dtype, dynamics=True, replace=replace,
+            )
+        except OSError as exc:
+            raise write_failed(exc, f"the new run {replica.run_dir}") from exc
+        claim.writers.append(writer)
+        writers.append(writer)
+        claim.replaced()
 
 
 def _prepare(replicas: Sequence[RecordConfig]) -> list[PreparedData]:
@@ -461,6 +502,8 @@ def check_ensemble_output(run_dir: Path, *, overwrite: bool) -> None:
     if is_remote(run_dir):
         raise OutputError(f"--out {run_dir} is a URL; record an ensemble to a local folder (its replicas can be "
                           "copied to an object store afterwards)")
+    if abandoned_claim(run_dir, "ensemble"):  # a recording killed before its first replica (its marker half-written)
+        return
     check_record_output(run_dir, "ensemble", overwrite=overwrite)
 
 

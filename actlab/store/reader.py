@@ -458,8 +458,11 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
         layer_sizes = {"epoch": len(record_epochs), "sample": probes.sizes["sample"],
                        **dict(zip(dims[2:], spec["shape"]))}
         _check_sharded(_open_array(path, f"layers/{name}/preact", dims, ACTIVATION_DTYPES, layer_sizes, run_dir), run_dir)
-        node = xr.open_zarr(path.store, group=f"layers/{name}", consolidated=False, zarr_format=3,
-                            chunks={dim: 1 if dim == "epoch" else -1 for dim in dims})
+        try:
+            node = xr.open_zarr(path.store, group=f"layers/{name}", consolidated=False, zarr_format=3,
+                                chunks={dim: 1 if dim == "epoch" else -1 for dim in dims})
+        except Exception as exc:  # the group's zarr.json missing, truncated or not a group's
+            raise damage_error(run_dir, f"group layers/{name} cannot be opened ({exception_line(exc)})") from exc
         node = node.assign_coords(epoch=("epoch", layer_epochs, layer_epoch_attrs)).isel(epoch=committed)
         node = node.assign_coords(sample=probes["sample"].values, **probe_coords)
         node.attrs.pop(DIGEST_KEY, None)
