@@ -6,6 +6,11 @@ reads or writes bytes of a store takes a location and goes through :func:`files`
 used for local paths as well, so that one code path serves both) or :func:`zarr_store` (what zarr opens:
 the path itself for a local folder, a :class:`zarr.storage.FsspecStore` for a URL).
 
+A path is resolved into a location once, where it enters: the CLI, or a public function that takes
+``str | os.PathLike`` (:func:`actlab.analysis.open_run`, :func:`actlab.workflow.analyze_to_dir`,
+:func:`actlab.store.open_store`, ...). Below that boundary functions take the :data:`Location` (typed so) and
+pass it on; they never resolve it again.
+
 Storage options (endpoint, credentials, region) come from the environment, as fsspec and the cloud SDKs
 read them: e.g. ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` for S3, or fsspec's
 ``FSSPEC_<PROTOCOL>_<OPTION>`` variables (``FSSPEC_S3_ENDPOINT_URL``), or ``fsspec.config.conf`` in Python.

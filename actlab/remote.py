@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 from actlab.digest import digest_problem
 from actlab.errors import OutputError
 from actlab.files import KINDS, MARKER_FILENAME, check_output, staged_dir
-from actlab.location import Location, files, is_remote, location
+from actlab.location import Location, files, is_remote
 
 LAST: tuple[str, ...] = ("summary.json", "report.html")
 """Files published last, in this order (and removed first): their presence means the output is complete."""
@@ -70,13 +69,14 @@ def check_remote_output(target: str, kind: str, *, inputs: Iterable[Location] = 
         raise OutputError(f"{flag} {target} holds {what}; choose a new or empty prefix")
 
 
-def check_any_output(target: Location, kind: str, *, inputs: Iterable[str | os.PathLike] = (),
-                     allowed_inside: Iterable[str | os.PathLike] = ()) -> None:
+def check_any_output(target: Location, kind: str, *, inputs: Iterable[Location] = (),
+                     allowed_inside: Iterable[Location] = ()) -> None:
     """:func:`actlab.files.check_output` for a local ``target``, :func:`check_remote_output` for a URL.
 
-    Inputs of the other kind (URL inputs of a local output and vice versa) cannot overlap it and are skipped.
+    ``target``, ``inputs`` and ``allowed_inside`` are locations (:func:`actlab.location.location`). Inputs of the
+    other kind (URL inputs of a local output and vice versa) cannot overlap it and are skipped.
     """
-    inputs, allowed_inside = [location(p) for p in inputs], [location(p) for p in allowed_inside]
+    inputs, allowed_inside = list(inputs), list(allowed_inside)
     if is_remote(target):
         check_remote_output(target, kind, inputs=inputs, allowed_inside=allowed_inside)
     else:
@@ -107,20 +107,20 @@ def publish(built: Path, target: str, kind: str, **guard: Iterable[Location]) ->
 
 
 @contextlib.contextmanager
-def staged_output(target: Location, kind: str, *, inputs: Iterable[str | os.PathLike] = (),
-                  allowed_inside: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+def staged_output(target: Location, kind: str, *, inputs: Iterable[Location] = (),
+                  allowed_inside: Iterable[Location] = ()) -> Iterator[Path]:
     """Yield a local folder to build the output ``target`` in; put it in place when the block succeeds.
 
     A local ``target`` goes through :func:`actlab.files.staged_dir` (atomic swap under the writer lock);
     a URL is built in a local temporary folder and then published with :func:`publish`.
     """
+    inputs, allowed_inside = list(inputs), list(allowed_inside)
     if not is_remote(target):
-        local = [location(p) for p in inputs]
-        with staged_dir(target, kind, inputs=[p for p in local if not is_remote(p)],
-                        allowed_inside=[p for p in map(location, allowed_inside) if not is_remote(p)]) as built:
+        with staged_dir(target, kind, inputs=[p for p in inputs if not is_remote(p)],
+                        allowed_inside=[p for p in allowed_inside if not is_remote(p)]) as built:
             yield built
         return
-    guard = {"inputs": [location(p) for p in inputs], "allowed_inside": [location(p) for p in allowed_inside]}
+    guard = {"inputs": inputs, "allowed_inside": allowed_inside}
     check_remote_output(target, kind, **guard)
     with tempfile.TemporaryDirectory(prefix="actlab-publish-") as tmp:
         with staged_dir(Path(tmp) / "out", kind) as built:

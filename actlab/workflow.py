@@ -344,11 +344,12 @@ def analyze_to_dir(
 
     formats = parse_formats(formats)
     check_scheduler(scheduler)
-    replicas = ensemble_replicas(run_path)
+    where = location(run_path)  # resolved once here, then passed down
+    replicas = ensemble_replicas(where)
     if replicas:
-        return _analyze_ensemble_to_dir(Path(run_path), replicas, out_dir, formats=formats, progress=progress,
+        return _analyze_ensemble_to_dir(where, replicas, out_dir, formats=formats, progress=progress,
                                         scheduler=scheduler, log_x=log_x, **analyze_kwargs)
-    run = open_run(run_path)
+    run = open_run(where)
     default_target = join(run.path, ANALYSIS_DIRNAME)
     target = location(out_dir) if out_dir is not None else default_target
     guard = {"inputs": [run.path], "allowed_inside": [default_target]}
@@ -375,11 +376,11 @@ def analyze_to_dir(
     return AnalysisOutput(out_dir=target, report_path=join(target, REPORT_FILENAME), summary=summary, report=report, results=results)
 
 
-def ensemble_replicas(path: str | os.PathLike) -> list[Path]:
-    """The replica run folders of the ensemble folder ``path``; empty for a single run or a URL."""
+def ensemble_replicas(where: Location) -> list[Path]:
+    """The replica run folders of the ensemble folder at ``where`` (:func:`actlab.location.location`); empty for a
+    single run or a URL."""
     from actlab.files import replica_dirs
 
-    where = location(path)
     return [] if is_remote(where) else replica_dirs(where)
 
 
@@ -505,9 +506,9 @@ def compare_to_dir(
     check_scheduler(scheduler)
     if not run_paths:
         raise ConfigError("compare needs at least one run; pass run directories")
-    groups = {index: ensemble_replicas(path) for index, path in enumerate(run_paths)}
-    runs_of = [[open_run(replica) for replica in groups[i]] or [open_run(path)] for i, path in enumerate(run_paths)]
-    paths = [Path(path) if groups[i] else runs[0].path for i, (path, runs) in enumerate(zip(run_paths, runs_of))]
+    paths = [location(path) for path in run_paths]  # resolved once here, then passed down
+    groups = {index: ensemble_replicas(path) for index, path in enumerate(paths)}
+    runs_of = [[open_run(replica) for replica in groups[i]] or [open_run(path)] for i, path in enumerate(paths)]
     target = location(out_dir)
     check_any_output(target, "comparison", inputs=paths)
     seen: dict[Any, Any] = {}

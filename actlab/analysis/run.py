@@ -26,6 +26,7 @@ from actlab.store import (
     for_reading,
     layer_array_name,
     open_store,
+    read_attrs,
     recorded_run_id,
     replaced_error,
     store_folder_id,
@@ -37,26 +38,26 @@ KINDS = ("post", "pre")
 PROBE_COORDS = ("group", "label", "original_label", "is_noisy", "dataset_index")
 
 
-def _open_preact(run_dir: str, layer: str) -> zarr.Array:
+def _open_preact(run_dir: Location, layer: str) -> zarr.Array:
     store = zarr_store(store_location(run_dir), read_only=True)
     return for_reading(zarr.open_array(store, path=f"layers/{layer}/preact", mode="r", zarr_format=3))
 
 
 @functools.lru_cache(maxsize=256)
-def _opened_preact(run_dir: str, layer: str, opened: str) -> zarr.Array:
+def _opened_preact(run_dir: Location, layer: str, opened: str) -> zarr.Array:
     """The layer's pre-activation array, opened once per process for each opening of the run (``opened``), so a
     run replaced on disk since is never read through metadata of the old one."""
     return _open_preact(run_dir, layer)
 
 
-def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None,
+def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None,
                store_folder: tuple[int, int] | None = None) -> np.ndarray:
     """Read one (sample, unit) block of a layer at one recorded epoch slot.
 
     Parameters
     ----------
-    run_dir : str
-        Run directory or run URL.
+    run_dir : Path or str
+        The run's location (:func:`actlab.location.location`): a Path for a run directory, a str for a run URL.
     layer : str
         Layer name.
     slot : int
@@ -99,12 +100,12 @@ def read_block(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, open
     return block
 
 
-def _check_same_folder(run_dir: str, store_folder: tuple[int, int] | None) -> None:
+def _check_same_folder(run_dir: Location, store_folder: tuple[int, int] | None) -> None:
     if store_folder is not None and store_folder_id(run_dir) != tuple(store_folder):
         raise replaced_error(run_dir)
 
 
-def _read_block_3d(run_dir: str, layer: str, slot: int, epoch: int, relu: bool, opened: str,
+def _read_block_3d(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool, opened: str,
                    store_folder: tuple[int, int] | None) -> np.ndarray:
     return read_block(run_dir, layer, slot, epoch, relu, opened, store_folder)[np.newaxis]
 
@@ -195,7 +196,7 @@ class Run:
     """
 
     def __init__(self, view: StoreView, identity: tuple[Any, ...]) -> None:
-        self.path: Location = location(view.path)
+        self.path: Location = view.path
         self._identity = identity
         self.attrs: dict[str, Any] = dict(view.attrs)
         self.config: dict[str, Any] = dict(self.attrs.get("config", {}))
@@ -275,11 +276,10 @@ class Run:
             raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
         relu = kind == "post" and self.is_relu(name)
         width = int(self.layer_specs[name]["width"])
-        run_dir = str(self.path)
-        token = tokenize(run_dir, name, relu, self.slots.tolist(), self.attrs.get("created"))
+        token = tokenize(str(self.path), name, relu, self.slots.tolist(), self.attrs.get("created"))
         key = f"actlab-{name}-{kind}-{token}"
         graph = {
-            (key, i, 0, 0): (_read_block_3d, run_dir, name, int(slot), int(epoch), relu, self.opened, self.store_folder)
+            (key, i, 0, 0): (_read_block_3d, self.path, name, int(slot), int(epoch), relu, self.opened, self.store_folder)
             for i, (slot, epoch) in enumerate(zip(self.slots, self.epochs))
         }
         chunks = ((1,) * len(self.epochs), (self.n_samples,), (width,))
@@ -311,7 +311,7 @@ class Run:
     def read_block(self, name: str, index: int, kind: str = "post") -> np.ndarray:
         """Read one (sample, unit) block: layer ``name`` at the ``index``-th committed epoch."""
         relu = kind == "post" and self.is_relu(name)
-        return read_block(str(self.path), name, int(self.slots[index]), int(self.epochs[index]), relu, self.opened,
+        return read_block(self.path, name, int(self.slots[index]), int(self.epochs[index]), relu, self.opened,
                           self.store_folder)
 
 
@@ -375,11 +375,12 @@ def open_run(path: str | os.PathLike) -> Run:
     path = location(path)
     if not is_remote(path) and not path.exists():
         raise StoreError(f"{path.absolute()} does not exist; check the run directory")
-    identity = store_identity(path)  # before the store is read: a replacement meanwhile shows as a change
-    view = open_store(path)
+    attrs = read_attrs(path)  # once, for the identity, the view and the damage check
+    identity = store_identity(path, attrs)  # before the store is read: a replacement meanwhile shows as a change
+    view = open_store(path, attrs=attrs)
     if len(view.epochs) == 0:
         raise StoreError(f"{path} has no committed recorded epoch yet; wait for the first recorded epoch of the run")
-    damaged = damaged_chunks(path)
+    damaged = damaged_chunks(path, attrs=attrs)
     if damaged:
         more = f" (and {len(damaged) - 1} more problems)" if len(damaged) > 1 else ""
         raise damage_error(path, f"{damaged[0]}{more}")

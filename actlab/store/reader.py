@@ -67,24 +67,26 @@ from actlab.store.versions import (
     shards_parameters,
 )
 
-def store_folder_id(run_dir: str | os.PathLike) -> tuple[int, int] | None:
+def store_folder_id(run: Location) -> tuple[int, int] | None:
     """Device and inode of a local run's store folder; None for a URL, or when the store folder cannot be found."""
-    run_dir = location(run_dir)  # a local path given as a str is a Path here, a URL stays a str
-    if is_remote(run_dir):
+    if is_remote(run):
         return None
     try:
-        stat = os.stat(store_path(run_dir))
+        stat = os.stat(store_path(run))
     except OSError:  # none there, or the run path is a file
         return None
     return stat.st_dev, stat.st_ino
 
 
-def store_identity(run_dir: str | os.PathLike) -> tuple[Any, ...]:
+def store_identity(run: Location, attrs: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
     """What tells the store of one recording from that of another at the same place (a run replaced by
     ``actlab record --overwrite``, or deleted and recorded again): :func:`store_folder_id`, and the root attrs
-    ``created`` and ``config.resolved.run_id`` where present."""
-    folder = store_folder_id(run_dir)
-    attrs = read_attrs(run_dir)
+    ``created`` and ``config.resolved.run_id`` where present.
+
+    ``attrs`` are the root attributes just read from ``run`` (:func:`read_attrs`), when the caller has them; by
+    default they are read here."""
+    folder = store_folder_id(run)
+    attrs = _root_attrs(run) if attrs is None else attrs
     return folder, attrs.get("created"), recorded_run_id(attrs)
 
 
@@ -121,6 +123,11 @@ def replaced_error(run_dir: str | os.PathLike) -> StoreError:
 def read_attrs(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Root attributes of a run store (local path or URL) as stored, after checking that this release reads its
     schema version (:data:`~actlab.store.schema.READABLE_SCHEMAS`)."""
+    return _root_attrs(location(run_dir))
+
+
+def _root_attrs(run_dir: Location) -> dict[str, Any]:
+    """:func:`read_attrs` of a location already resolved (:func:`actlab.location.location`)."""
     path = store_location(run_dir)
     try:
         found = files(path).size("zarr.json") is not None
@@ -383,7 +390,7 @@ def _check_probes(probes: xr.Dataset, training: xr.Dataset, evaluation: xr.Datas
                 raise damage_error(where, f"array probes/{name} disagrees with {subset_name}/{name}")
 
 
-def open_store(run_dir: str | os.PathLike) -> StoreView:
+def open_store(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> StoreView:
     """Open a run store, showing committed epochs only, after checking it against the contract.
 
     A store of an older schema (:data:`~actlab.store.schema.READABLE_SCHEMAS`) is shown as the current one
@@ -397,6 +404,9 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
     run_dir : path or URL
         A run directory (``runs/<name>``) or run URL (``s3://bucket/runs/<name>``, see :mod:`actlab.location`),
         recorded or still recording.
+    attrs : dict, optional
+        The root attributes just read from ``run_dir`` by :func:`read_attrs`, when the caller has them (it then
+        passes the same object to :func:`store_identity` and :func:`damaged_chunks`); default: read them here.
 
     Returns
     -------
@@ -409,7 +419,7 @@ def open_store(run_dir: str | os.PathLike) -> StoreView:
         the message names the array.
     """
     run_dir = location(run_dir)
-    attrs = current_attrs(read_attrs(run_dir))
+    attrs = current_attrs(_root_attrs(run_dir) if attrs is None else attrs)
     _check_root_attrs(attrs, run_dir)
     path = _Source.of(run_dir, attrs["schema_version"])
     n_epochs, record_epochs = attrs["n_epochs"], attrs["record_epochs"]
@@ -530,7 +540,7 @@ def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
         Epochs of 0..n_epochs whose metrics are not committed, and record epochs whose activations are not.
     """
     run_dir = location(run_dir)
-    attrs = read_attrs(run_dir)
+    attrs = _root_attrs(run_dir)
     _check_root_attrs(attrs, run_dir)
     (_, _, metric_slots), (_, _, record_slots) = _commits(_Source.of(run_dir, attrs["schema_version"]), attrs, run_dir)
     record_epochs = attrs["record_epochs"]
@@ -538,7 +548,7 @@ def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
             sorted(set(record_epochs) - {int(record_epochs[i]) for i in record_slots}))
 
 
-def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
+def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> list[str]:
     """Every problem with the shards of the committed epochs, one line each, naming the array and epoch.
 
     Zarr reads a missing or empty shard, or a missing inner chunk, as its fill value (NaN); this check
@@ -548,6 +558,12 @@ def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
     (``layers/shard_sha256``), so that a valid shard moved from another epoch or copied from another run is
     found too.
 
+    Parameters
+    ----------
+    run_dir : path or URL
+    attrs : dict, optional
+        As for :func:`open_store`.
+
     Returns
     -------
     list of str
@@ -555,7 +571,7 @@ def damaged_chunks(run_dir: str | os.PathLike) -> list[str]:
         empty when the store is intact.
     """
     run_dir = location(run_dir)
-    attrs = current_attrs(read_attrs(run_dir))
+    attrs = current_attrs(_root_attrs(run_dir) if attrs is None else attrs)
     _check_root_attrs(attrs, run_dir)
     path = _Source.of(run_dir, attrs["schema_version"])
     record_epochs = attrs["record_epochs"]

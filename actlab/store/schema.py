@@ -48,7 +48,7 @@ import numpy as np
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from actlab.errors import StoreError
-from actlab.location import Location, join, location
+from actlab.location import Location, join
 
 # -- format ----------------------------------------------------------------------------
 
@@ -77,9 +77,10 @@ def store_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / STORE_DIRNAME
 
 
-def store_location(run: str | os.PathLike) -> Location:
-    """Location of the Zarr store inside a run: a Path for a local run, a URL for a remote one."""
-    return join(location(run), STORE_DIRNAME)
+def store_location(run: Location) -> Location:
+    """Location of the Zarr store inside the run at ``run`` (:func:`actlab.location.location`): a Path for a local
+    run, a URL for a remote one."""
+    return join(run, STORE_DIRNAME)
 
 
 def check_schema(attrs: Mapping[str, Any], where: str | os.PathLike, *, writing: bool = False) -> None:
