@@ -94,11 +94,13 @@ def test_missing_chunk(tmp_path, planted):
 
 def test_corrupted_chunk_names_layer_and_epoch(tmp_path, planted):
     shutil.copytree(planted.run_dir, tmp_path / "run")
+    run = actlab.open_run(tmp_path / "run")  # opened intact; the shard is damaged afterwards, while it is read
     shard = store_path(tmp_path / "run") / "layers" / "hidden3" / "preact" / "c" / "4" / "0" / "0"
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 3] ^= 0xFF
     shard.write_bytes(bytes(raw))
-    run = actlab.open_run(tmp_path / "run")
+    with pytest.raises(StoreError, match="layer hidden3 epoch 40"):  # opening it now finds the damage at once
+        actlab.open_run(tmp_path / "run")
     run.layer("hidden3").sel(epoch=30).values  # other epochs still read
     with pytest.raises(StoreError, match="layer hidden3 epoch 40"):
         run.layer("hidden3").sel(epoch=40).values
