@@ -257,6 +257,23 @@ def path_counts(rows: Sequence[Mapping[str, Any]]) -> str:
             f"initialisation in {sum(c > 0 for _, c in decisions)}, shrunk in {sum(c < 0 for _, c in decisions)}")
 
 
+def dynamics_numbers(ens: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The per-sample dynamics over seeds (the ensemble summary's ``dynamics`` section), formatted; None for runs
+    recorded before the store kept every training sample's trajectory."""
+    found = ens.get("dynamics")
+    if not found:
+        return None
+    ranking, groups = found["mislabel_ranking"], found["groups"]
+    return {
+        "auc": fmt(ranking["auc"]), "precision": fmt(ranking["precision"]),
+        "noise_rate": fmt_percent(ranking["noise_rate"]["median"]), "null_high": fmt(ranking["null_high"]),
+        "p_value": fmt(ranking["p_value"], ".2g"), "p_floor": fmt(ranking["p_floor"]["median"], ".2g"),
+        **{f"{group}_{key}": fmt(groups[group][key]) for group in ("clean", "noisy")
+           for key in ("learned_epoch_q25", "learned_epoch_median", "learned_epoch_q75", "learned_fraction",
+                       "forgetting_events_mean", "confidence_mean", "variability_mean")},
+    }
+
+
 def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
     """Everything the page says of one model, formatted, with the per-claim tallies."""
     ens, seeds, name = model["ensemble"], model["seeds"], model["name"]
@@ -305,6 +322,7 @@ def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
                           "gain": fmt(at["split_gain"], ".2g"), "tally": per_layer.get(layer),
                           "seeds": path_counts([path_layers(s)[layer] for s in seeds.values()])}
                   for layer, at in path_layers(ens).items()},
+        "dynamics": dynamics_numbers(ens),
         "half_width": fmt(half, ".2g"),
         "probes_needed": f"{math.ceil(n_test_probes * (half / HALF_WIDTH_WANTED) ** 2):,}",
         "claims": {
