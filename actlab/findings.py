@@ -182,10 +182,10 @@ GAIN_WORDS = {"increase": "grown since initialisation", "decrease": "shrunk sinc
 
 
 def gain_words(direction: Any) -> str:
-    """Rule: a split has *grown* (*shrunk*) *since initialisation* when the change since the first recorded epoch,
-    tested against the same permutations at both epochs (two-sided), rejects after Benjamini-Hochberg in family
-    split_change and is positive (negative); else *no change since initialisation detected*. Seeds: the commonest
-    of the seeds' words, with its count."""
+    """Rule: a split has *grown since initialisation* (*shrunk since initialisation*) when the change since the first
+    recorded epoch, tested against the same permutations at both epochs (two-sided), rejects after Benjamini-Hochberg
+    in family split_change and is positive (negative); else *no change since initialisation detected*. Seeds: the
+    commonest of the seeds' words, with its count."""
     return _directed(direction, GAIN_WORDS)
 
 

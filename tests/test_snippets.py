@@ -26,7 +26,7 @@ def _commands() -> list[tuple[str, str]]:
     found = []
     for path in DOCS:
         for block in _blocks(path, "bash"):
-            for line in block.splitlines():
+            for line in block.replace("\\\n", " ").splitlines():  # a line continuation joins its lines
                 words: list[str] = []
                 for word in [*shlex.split(line, comments=True), "&&"]:
                     if word != "&&":
