@@ -18,6 +18,8 @@ from fixtures_store import planted_run
 
 from actlab import workflow
 from actlab.cli import main
+from actlab.digest import with_digest
+from actlab.errors import StoreError
 from actlab.files import MARKER_FILENAME
 from actlab.store import ANALYSIS_DIRNAME, STORE_DIRNAME, store_path
 
@@ -196,6 +198,10 @@ def test_compare_recomputes_stale_saved_analyses(analysed_run, tmp_path):
     values = slots[...]
     values[-1] = -1  # the run now shows one recorded epoch fewer than the saved analysis
     slots[...] = values
+    with pytest.raises(StoreError, match="root attr status is 'complete' but"):  # as a complete run it is damaged
+        open_run(copy)
+    root = zarr.open_group(store_path(copy), mode="r+")
+    root.attrs.put(with_digest({**root.attrs, "status": "recording"}))  # as a run still recording, it is not
     assert workflow.saved_results(open_run(copy)) is None
 
 

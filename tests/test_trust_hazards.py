@@ -23,6 +23,7 @@ import pytest
 from fixtures_store import changes, snapshot
 
 from actlab.cli import main
+from actlab.digest import DIGEST_KEY, with_digest
 from actlab.errors import OUT_OF_MEMORY, WriteError
 from actlab.files import MARKER_FILENAME, is_leftover, remove_leftovers
 from actlab.record.claim import write_errors
@@ -39,8 +40,14 @@ TINY = ["--dataset", "synthetic", "--synthetic", "train=100,test=40,classes=4,sh
 
 
 def edit_json(path: Path, change) -> None:
+    """``change`` the JSON document at ``path``; a digest it carries (a marker's, or a group's attributes') is
+    recomputed, so that the changed content, not its digest, is what actlab must refuse."""
     data = json.loads(path.read_text())
     change(data)
+    if DIGEST_KEY in data:
+        data = with_digest(data)
+    if isinstance(data.get("attributes"), dict) and DIGEST_KEY in data["attributes"]:
+        data["attributes"] = with_digest(data["attributes"])
     path.write_text(json.dumps(data))
 
 

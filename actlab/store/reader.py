@@ -153,7 +153,7 @@ def _group_attrs(src: _Source, group: str, where: Location) -> dict[str, Any]:
     try:
         attrs = dict(zarr.open_group(src.store, path=group, mode="r", zarr_format=3).attrs)
     except Exception as exc:
-        raise damage_error(where, f"group {group} is missing or its metadata cannot be read ({exception_line(exc)})") from exc
+        raise damage_error(where, f"group {group} cannot be opened ({exception_line(exc)})") from exc
     problem = digest_problem(attrs) if has_shard_digests(src.version) else None
     if problem:
         raise damage_error(where, f"attributes of group {group} ({STORE_DIRNAME}/{group}/zarr.json) {problem}")
