@@ -90,8 +90,9 @@ def store_identity(run: Location, attrs: Mapping[str, Any] | None = None) -> tup
     return folder, attrs.get("created"), recorded_run_id(attrs)
 
 
-MUTABLE_ROOT_ATTRS: tuple[str, ...] = ("status", "completed")
-"""Root attributes a recording changes after its store is created; every other root attribute is fixed at creation."""
+MUTABLE_ROOT_ATTRS: tuple[str, ...] = ("status", "completed", "actlab_digest")
+"""Root attributes a recording changes after its store is created (the digest follows the status); every other root
+attribute is fixed at creation."""
 
 
 def committed_state_digest(view: StoreView) -> str:
