@@ -59,7 +59,8 @@ def finding_rows(findings: Sequence[Finding]) -> list[FindingRow]:
     """The findings (reading notes left out) as table rows: rule texts out of the details, verdicts out of the values.
 
     A finding whose rule is said but whose value holds none of the rule's starred phrases (``input``, ``present in
-    3 of 5 seeds``) is all verdict.
+    3 of 5 seeds``) is all verdict, and so is one whose value gives a verdict per part (``hidden1: decodable;
+    hidden2: not shown decodable``): split, the parts would lose their verdicts.
     """
     rows = []
     for finding in findings:
@@ -69,6 +70,9 @@ def finding_rows(findings: Sequence[Finding]) -> list[FindingRow]:
         value, verdict = split_verdict(finding.value, names)
         if names and not verdict:  # the rule speaks but names none of its phrases ("input"): its words are the value
             value, verdict = "", value
+        elif verdict and all(": " in part and part.split(": ", 1)[1] in verdict.split("; ")
+                             for part in finding.value.split("; ")):  # a verdict per part ("hidden1: decodable; ..."): kept paired
+            value, verdict = "", finding.value
         rows.append(FindingRow(finding.name, value, verdict, names, detail))
     return rows
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -24,6 +26,15 @@ def analysed_with_extras(tmp_path_factory):
     return planted, code, out, err
 
 
+def findings_column(out: str, index: int) -> str:
+    """Column ``index`` of the terminal's findings table, its cells' wrapped lines joined again by spaces."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["finding"]) + 1
+    spans = [m.span() for m in re.finditer(r"-+", lines[start])]
+    body = itertools.takewhile(str.strip, lines[start + 1:])
+    return " ".join(part for part in (line[slice(*spans[index])].strip() for line in body) if part)
+
+
 def test_extras_reach_results_summary_and_findings(analysed_with_extras):
     planted, code, out, err = analysed_with_extras
     assert code == 0, err
@@ -42,8 +53,8 @@ def test_extras_reach_results_summary_and_findings(analysed_with_extras):
     assert last["hidden1"]["noisy_original"]["decodable"] is True
     assert last["hidden2"]["noisy_original"]["decodable"] is False
     assert written["similarity"]["settled_epoch"]["hidden2"] == 50
-    assert "original label of noisy probes, the last epoch" in out
-    assert "hidden1: decodable; hidden2: not shown decodable" in out
+    assert "original label of noisy probes, the last epoch" in findings_column(out, 0)  # the table wraps to 100 columns
+    assert "hidden1: decodable; hidden2: not shown decodable" in findings_column(out, 2)  # a verdict per layer
     assert "layers settle" in out and "hidden2 @50" in out
     html = (analysis / "report.html").read_text()
     assert "original label of noisy probes" in html

@@ -123,7 +123,10 @@ def test_cli_writes_results_and_refuses_bad_input(mlp_run, tmp_path):
     assert code == 0, err
     saved = load_results(out / "interventions.zarr").to_dataset()
     assert (out / "interventions.png").read_bytes()[:4] == b"\x89PNG"
-    assert "rewind hidden2@1" in stdout and "ablate hidden1 unit" in stdout
+    lines = stdout.splitlines()  # the table wraps to 100 columns (findings.text_table): a row label may take two lines
+    label_width = len(next(line for line in lines if line.startswith("---")).split()[0])
+    labels = " ".join(line[:label_width].strip() for line in lines[1:] if not line.startswith("---"))
+    assert "rewind hidden2@1" in labels and "ablate hidden1 unit" in labels
     np.testing.assert_array_equal(saved["rewind_accuracy"].values,
                                   intervene(mlp_run, rewind=["hidden2@1"], ablate=False)["rewind_accuracy"].values)
     for args, words in ((["--rewind", "hidden9@1"], "names no stored parameters"), (["--rewind", "hidden2@7"], "not a recorded epoch"),
@@ -151,7 +154,7 @@ def test_factory_run_needs_its_factory_and_instances_are_refused(tiny_record_con
     with torch.no_grad():
         logits = net(rebuilt.inputs).numpy()
     np.testing.assert_allclose(ds["baseline_accuracy"], numpy_accuracies(view, logits))
-    assert "features.1" in ds["layer"].values  # the conv layer's channel is its unit
+    assert "features.1.gelu" in ds["layer"].values  # the conv layer's channel is its unit (layer names carry the class)
 
     instance_run = record(config.replace(out=str(run_dir) + "-instance"), model=anymodel_nets.make_net(width=3))
     with pytest.raises(ConfigError, match="model instance"):

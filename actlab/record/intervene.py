@@ -35,7 +35,7 @@ from actlab.record.data import prepare_data
 from actlab.record.models import build_model
 from actlab.record.setup import check_same_data
 from actlab.record.trainer import to_device_normalized
-from actlab.store import ANALYSIS_DIRNAME, StoreView, open_store
+from actlab.store import ANALYSIS_DIRNAME, StoreView, default_compressors, open_store
 
 MEASURES: dict[str, str] = {
     "clean": "clean training probes against their label",
@@ -397,7 +397,8 @@ def save_interventions(ds: xr.Dataset, run_dir: str | os.PathLike, out: str | os
         {k: v for k, v in strings.items() if k not in ds.coords})  # Zarr v3 specifies variable-length strings only
     portable.attrs[ZARR_KIND_ATTR] = "results"
     with staged_dir(target, "results", inputs=[run_dir], allowed_inside=[target]) as built:
-        portable.to_zarr(built / RESULTS_NAME, mode="w-", zarr_format=3, consolidated=False)
+        portable.to_zarr(built / RESULTS_NAME, mode="w-", zarr_format=3, consolidated=False,  # CRC32C, as load_results asks
+                         encoding={name: {"compressors": default_compressors()} for name in portable.variables})
         if figure_png is not None:
             (built / FIGURE_NAME).write_bytes(figure_png)
     return target
