@@ -257,6 +257,15 @@ def path_counts(rows: Sequence[Mapping[str, Any]]) -> str:
             f"initialisation in {sum(c > 0 for _, c in decisions)}, shrunk in {sum(c < 0 for _, c in decisions)}")
 
 
+def permutation_p_words(p: Mapping[str, Any], floor: Mapping[str, Any], permutations: Mapping[str, Any]) -> str:
+    """A permutation p-value over seeds: "p <= 1/(n+1) in every seed" when its largest seed is at the floor, else
+    its largest value."""
+    n = int(permutations["median"])
+    if p["high"] <= floor["median"]:
+        return f"p ≤ 1/({n:,}+1) in every seed"
+    return f"p ≤ {fmt(p['high'], '.2g')} in every seed ({n:,} permutations)"
+
+
 def dynamics_numbers(ens: Mapping[str, Any]) -> dict[str, Any] | None:
     """The per-sample dynamics over seeds (the ensemble summary's ``dynamics`` section), formatted; None for runs
     recorded before the store kept every training sample's trajectory."""
@@ -267,7 +276,7 @@ def dynamics_numbers(ens: Mapping[str, Any]) -> dict[str, Any] | None:
     return {
         "auc": fmt(ranking["auc"]), "precision": fmt(ranking["precision"]),
         "noise_rate": fmt_percent(ranking["noise_rate"]["median"]), "null_high": fmt(ranking["null_high"]),
-        "p_value": fmt(ranking["p_value"], ".2g"), "p_floor": fmt(ranking["p_floor"]["median"], ".2g"),
+        "p_words": permutation_p_words(ranking["p_value"], ranking["p_floor"], ranking["n_permutations"]),
         **{f"{group}_{key}": fmt(groups[group][key]) for group in ("clean", "noisy")
            for key in ("learned_epoch_q25", "learned_epoch_median", "learned_epoch_q75", "learned_fraction",
                        "forgetting_events_mean", "confidence_mean", "variability_mean")},
