@@ -186,26 +186,18 @@ def _check_root_attrs(attrs: Mapping[str, Any], where: Location) -> None:
     groups = attrs.get("groups")
     if not isinstance(groups, list) or sorted(map(str, groups)) != sorted(GROUPS) or len(groups) != len(GROUPS):
         raise breach_error(where, f"root attr groups is {groups!r}, not the names {list(GROUPS)} in some order")
-    layers = attrs.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise breach_error(where, f"root attr layers is {layers!r}, not a non-empty list of layer specs")
-    for spec in layers:
-        problem = layer_spec_problem(spec)
-        if problem:
-            raise breach_error(where, problem)
-    names = [spec["name"] for spec in layers]
-    if len(set(names)) != len(names):
-        raise breach_error(where, f"root attr layers repeats a name: {names}")
-    parameters = attrs.get("parameters")
-    if not isinstance(parameters, list):
-        raise breach_error(where, f"root attr parameters is {parameters!r}, not a list of parameter specs")
-    for spec in parameters:
-        problem = parameter_spec_problem(spec)
-        if problem:
-            raise breach_error(where, problem)
-    names = [spec["name"] for spec in parameters]
-    if len(set(names)) != len(names):
-        raise breach_error(where, f"root attr parameters repeats a name: {names}")
+    for key, expected, fewest, spec_problem in (("layers", "a non-empty list of layer specs", 1, layer_spec_problem),
+                                                 ("parameters", "a list of parameter specs", 0, parameter_spec_problem)):
+        specs = attrs.get(key)
+        if not isinstance(specs, list) or len(specs) < fewest:
+            raise breach_error(where, f"root attr {key} is {specs!r}, not {expected}")
+        for spec in specs:
+            problem = spec_problem(spec)
+            if problem:
+                raise breach_error(where, problem)
+        names = [spec["name"] for spec in specs]
+        if len(set(names)) != len(names):
+            raise breach_error(where, f"root attr {key} repeats a name: {names}")
 
 
 @dataclass(frozen=True)
