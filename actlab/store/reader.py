@@ -59,7 +59,7 @@ from actlab.store.schema import (
 )
 from actlab.store.versions import (
     current_attrs,
-    has_shard_digests,
+    has_digests,
     has_subsets,
     is_checksummed,
     labels_parameters,
@@ -143,7 +143,7 @@ def _root_attrs(run_dir: Location) -> dict[str, Any]:
     except Exception as exc:  # unreadable metadata
         raise StoreError(f"{path} cannot be opened ({exception_line(exc)}); the store is damaged") from exc
     check_schema(attrs, run_dir)
-    problem = digest_problem(attrs) if has_shard_digests(attrs["schema_version"]) else None
+    problem = digest_problem(attrs) if has_digests(attrs["schema_version"]) else None
     if problem:
         raise damage_error(run_dir, f"root attributes ({STORE_DIRNAME}/zarr.json) {problem}")
     return attrs
@@ -155,7 +155,7 @@ def _group_attrs(src: _Source, group: str, where: Location) -> dict[str, Any]:
         attrs = dict(zarr.open_group(src.store, path=group, mode="r", zarr_format=3).attrs)
     except Exception as exc:
         raise damage_error(where, f"group {group} cannot be opened ({exception_line(exc)})") from exc
-    problem = digest_problem(attrs) if has_shard_digests(src.version) else None
+    problem = digest_problem(attrs) if has_digests(src.version) else None
     if problem:
         raise damage_error(where, f"attributes of group {group} ({STORE_DIRNAME}/{group}/zarr.json) {problem}")
     attrs.pop(DIGEST_KEY, None)
@@ -449,7 +449,7 @@ def open_store(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = 
         raise damage_error(run_dir, f"root attr status is {STATUS_COMPLETE!r} but the commit arrays hold "
                            f"{len(keep)} of {n_epochs + 1} metric epochs and {len(committed)} of {len(record_epochs)} "
                            "recorded epochs")
-    if has_shard_digests(path.version):
+    if has_digests(path.version):
         for group in ("metrics", "probes", "training", "evaluation", "layers", "parameters",
                       *(f"layers/{spec['name']}" for spec in attrs["layers"])):
             _group_attrs(path, group, run_dir)
@@ -493,10 +493,9 @@ def open_store(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = 
 
 
 def _dynamics_arrays(src: _Source, attrs: Mapping[str, Any], n_train: int,
-                     where: Location) -> tuple[np.ndarray, dict[str, Any], dict[str, zarr.Array]] | None:
-    """Commit array values and attrs, and every array of ``dynamics/`` checked against the contract; None without it."""
-    if attrs.get("dynamics") is not True:
-        return None
+                     where: Location) -> tuple[np.ndarray, dict[str, Any], dict[str, zarr.Array]]:
+    """Commit array values and attrs, and every array of ``dynamics/`` checked against the contract, of a store whose
+    root attr ``dynamics`` is true (the callers check it first)."""
     n_epochs = attrs["n_epochs"]
     values, epoch_attrs = _read(src, "dynamics/epoch", {"epoch": n_epochs + 1}, where)
     arrays = {}
@@ -512,10 +511,7 @@ def _dynamics(src: _Source, attrs: Mapping[str, Any], training: xr.Dataset, wher
     """The committed epochs of ``dynamics/`` as a lazy Dataset (:attr:`StoreView.dynamics`); None without it."""
     if attrs.get("dynamics") is not True:
         return None
-    found = _dynamics_arrays(src, attrs, training.sizes["train_sample"], where)
-    if found is None:
-        return None
-    values, epoch_attrs, arrays = found
+    values, epoch_attrs, arrays = _dynamics_arrays(src, attrs, training.sizes["train_sample"], where)
     committed = _committed_slots(values, range(attrs["n_epochs"] + 1), "dynamics/epoch", where)
     variables = {name: (("epoch", "train_sample"), da.from_zarr(array, chunks=(1, array.shape[1])), dict(array.attrs))
                  for name, array in arrays.items()}
@@ -578,7 +574,7 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
     arrays += [(array_path, lambda epoch, name=name: parameter_array_name(name, epoch))
                for name, (array_path, _) in parameter_arrays(attrs).items()]
     digest_row: dict[str, int] = {}
-    if has_shard_digests(path.version):
+    if has_digests(path.version):
         digested = digested_arrays(layer_names, parameter_names)
         digests, _ = _read(path, SHARD_DIGESTS, {"epoch": len(record_epochs), "shard": len(digested), "sha256_byte": 32},
                            run_dir)
@@ -605,10 +601,8 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
     if attrs.get("dynamics") is not True:
         return problems
     n_train = zarr.open_array(path.store, path="training/dataset_index", mode="r", zarr_format=3).shape[0]
-    found = _dynamics_arrays(path, attrs, n_train, run_dir)
-    if found is not None:
-        values, _, dynamics = found
-        epochs = _committed_slots(values, range(attrs["n_epochs"] + 1), "dynamics/epoch", run_dir)
-        problems += [f"{dynamics_array_name(name, int(epoch))} {problem}" for name, array in dynamics.items()
-                     for epoch in epochs for problem in _shard_problems(array, path.files, f"dynamics/{name}", int(epoch))]
+    values, _, dynamics = _dynamics_arrays(path, attrs, n_train, run_dir)
+    epochs = _committed_slots(values, range(attrs["n_epochs"] + 1), "dynamics/epoch", run_dir)
+    problems += [f"{dynamics_array_name(name, int(epoch))} {problem}" for name, array in dynamics.items()
+                 for epoch in epochs for problem in _shard_problems(array, path.files, f"dynamics/{name}", int(epoch))]
     return problems

@@ -72,7 +72,7 @@ def labels_parameters(version: int) -> bool:
     return version >= 4
 
 
-def has_shard_digests(version: int) -> bool:
+def has_digests(version: int) -> bool:
     """Whether stores of ``version`` keep the SHA-256 of every shard with its commit (``layers/shard_sha256``) and
     an ``actlab_digest`` in their root and group attributes."""
     return version >= 4
