@@ -18,9 +18,10 @@ from fixtures_store import cached_planted, planted_run
 
 import actlab
 from actlab.analysis import analyze
+from actlab.analysis.run import read_block
 from actlab.cli import main
 from actlab.errors import StoreError
-from actlab.store import STORE_DIRNAME, store_path
+from actlab.store import STORE_DIRNAME, damaged_chunks, store_path
 
 SLOT = {0: 0, 10: 1, 20: 2, 30: 3, 40: 4, 50: 5}
 """Store slot of each planted record epoch."""
@@ -102,6 +103,21 @@ def assert_refused_as_damaged(run_dir: Path, message: str) -> None:
     assert text.endswith("; the store is damaged, record the run again")
 
 
+def assert_refused_on_read(run_dir: Path, layer: str, epoch: int, message: str) -> None:
+    """The run opens, and every read of the block of ``layer`` at ``epoch`` (eager, lazy, the fused analysis) fails
+    with one line that holds ``message`` and says the store is damaged; the other blocks read."""
+    run = actlab.open_run(run_dir)
+    index = int(np.flatnonzero(run.epochs == epoch)[0])
+    assert np.isfinite(run.read_block(layer, (index + 1) % len(run.epochs))).all()
+    for read in (lambda: run.read_block(layer, index), lambda: run.layer(layer).sel(epoch=epoch).values,
+                 lambda: run.layer(layer, "pre").values, lambda: analyze(run, progress=False, n_permutations=9)):
+        with pytest.raises(StoreError) as info:
+            read()
+        text = str(info.value)
+        assert message in text and text.startswith(f"{run_dir}: ") and "\n" not in text
+        assert text.endswith("; the store is damaged, record the run again")
+
+
 def test_zero_byte_shard_reads_as_nan_in_zarr_itself(run_dir):
     """Why the shard check exists: zarr returns fill values for an empty shard, without an error."""
     _file(run_dir, SHARD, SHARD_KEY).write_bytes(b"")
@@ -110,22 +126,22 @@ def test_zero_byte_shard_reads_as_nan_in_zarr_itself(run_dir):
 
 
 def test_flipped_bit_in_a_compressed_chunk_names_array_and_epoch(run_dir):
+    """A flipped bit in a chunk keeps the shard index intact, so the run opens; the shard's SHA-256 committed with
+    epoch 40 refuses the block at every read, before it is decoded. Read without the digest (a store of a schema
+    without digests), the chunk's CRC32C refuses it."""
     shard = _file(run_dir, "layers/hidden3/preact", "4/0/0")
+    _flip(shard, 200)
+    assert_refused_on_read(run_dir, "hidden3", 40, f"array layers/hidden3/preact (layer hidden3 epoch 40) has a shard "
+                           f"{STORE_DIRNAME}/layers/hidden3/preact/c/4/0/0 whose SHA-256 is not the one committed with "
+                           "this epoch (layers/shard_sha256)")
     run = actlab.open_run(run_dir)
-    _flip(shard, 200)  # damaged after the run was opened: its shard index is intact, the chunk's CRC32C fails on read
-    np.testing.assert_array_equal(run.layer("hidden3").sel(epoch=30).shape, (260, 16))
     # each read pipeline says it its own way: zarr-python "ValueError: Stored and computed checksum ...", zarrs
     # "RuntimeError: the checksum is invalid" (actlab.store.pipeline)
-    expected = "array layers/hidden3/preact (layer hidden3 epoch 40) cannot be read ("
-    for read in (lambda: run.layer("hidden3").sel(epoch=40).values, lambda: run.read_block("hidden3", 4),
-                 lambda: analyze(run, progress=False, n_permutations=9)):
-        with pytest.raises(StoreError) as info:
-            read()
-        assert expected in str(info.value) and "checksum" in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(StoreError) as info:  # opened again, the shard's SHA-256 committed with epoch 40 fails first
-        actlab.open_run(run_dir)
-    assert (f"array layers/hidden3/preact (layer hidden3 epoch 40) has a shard {STORE_DIRNAME}/layers/hidden3/preact/c/4/0/0 "
-            "whose SHA-256 is not the one committed with this epoch") in str(info.value)
+    with pytest.raises(StoreError) as info:
+        read_block(*run.read_args("hidden3", 4)[:-1], sha256=None)
+    text = str(info.value)
+    assert "array layers/hidden3/preact (layer hidden3 epoch 40) cannot be read (" in text and "checksum" in text
+    assert "\n" not in text and text.endswith("; the store is damaged, record the run again")
 
 
 def test_every_damage_is_listed_with_a_count(run_dir):
@@ -260,13 +276,31 @@ DIGEST_DAMAGE = {
 }
 
 
+LAYER_SHARD_DAMAGE = ("shard moved to another epoch", "shard from another run with the same shapes")
+"""The cases of :data:`DIGEST_DAMAGE` in a layer's ``preact`` shard."""
+
+
 @pytest.mark.parametrize("kind", list(DIGEST_DAMAGE))
 def test_digests_catch_valid_data_in_the_wrong_place_and_changed_attributes(run_dir, tmp_path, kind):
-    """Each case passes every check but the digests (shard index and CRC32C intact, valid JSON), and is one line."""
+    """Each case passes every check but the digests (shard index and CRC32C intact, valid JSON), and is one line:
+    when the run is opened, or for a layer shard (whose bytes are hashed as its block is read, so they are read
+    once) at every read of its block."""
     other = planted_run(tmp_path / "other", seed=1).run_dir if "another run" in kind else None
     damage, message = DIGEST_DAMAGE[kind]
     damage(run_dir, other)
-    assert_refused_as_damaged(run_dir, message)
+    if kind in LAYER_SHARD_DAMAGE:
+        assert_refused_on_read(run_dir, "hidden2", 30, message)
+    else:
+        assert_refused_as_damaged(run_dir, message)
+
+
+def test_damaged_chunks_hashes_the_layer_shards_unless_told_not_to(run_dir):
+    """A full check (``damaged_chunks``, as ``actlab`` tools outside the analysis call it) still compares every layer
+    shard's SHA-256; the open of a run leaves that to the reads."""
+    DIGEST_DAMAGE["shard moved to another epoch"][0](run_dir, None)
+    assert damaged_chunks(run_dir) == [f"{DIGEST_DAMAGE['shard moved to another epoch'][1]}: moved from another epoch, "
+                                       "copied from another run, or damaged"]
+    assert damaged_chunks(run_dir, layer_digests=False) == []
 
 
 def test_a_complete_store_must_hold_every_scheduled_epoch(run_dir):

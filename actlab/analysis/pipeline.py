@@ -41,7 +41,7 @@ from actlab.analysis.pca import N_COMPONENTS, PCA_EPOCHS, pca_epoch_indices
 from actlab.analysis.run import KINDS, Run, open_run, read_block
 from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
-from actlab.location import Location, files, location, zarr_store
+from actlab.location import files, location, zarr_store
 from actlab.progress import Progress
 from actlab.store import default_compressors
 
@@ -73,8 +73,8 @@ class _BlockTask:
 
     layer: str
     index: int
-    read: tuple[Location, str, int, int, bool, str, tuple[int, int] | None]
-    """Arguments of :func:`~actlab.analysis.run.read_block`."""
+    read: tuple[Any, ...]
+    """Arguments of :func:`~actlab.analysis.run.read_block` (:meth:`~actlab.analysis.run.Run.read_args`)."""
     keep_top_values: bool
     predictions: bool
     moments: bool
@@ -148,9 +148,7 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
     tasks = [
-        _BlockTask(name, i, (run.path, name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
-                             run.opened, run.store_folder),
-                   keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
+        _BlockTask(name, i, run.read_args(name, i, kind), keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
         for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]
     with (_executor(scheduler, max_workers) as (executor, share),

@@ -16,15 +16,18 @@ import zarr
 from dask.base import tokenize
 
 from actlab.errors import StoreError
-from actlab.location import Location, is_remote, location, zarr_store
+from actlab.digest import bytes_sha256
+from actlab.location import Location, files, is_remote, location, zarr_store
 from actlab.store import (
     StoreView,
     committed_state_digest,
     damage_error,
     damaged_chunks,
+    digest_mismatch,
     exception_line,
     for_reading,
     layer_array_name,
+    layer_shard_digests,
     open_store,
     read_attrs,
     recorded_run_id,
@@ -51,7 +54,7 @@ def _opened_preact(run_dir: Location, layer: str, opened: str) -> zarr.Array:
 
 
 def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None,
-               store_folder: tuple[int, int] | None = None) -> np.ndarray:
+               store_folder: tuple[int, int] | None = None, sha256: bytes | None = None) -> np.ndarray:
     """Read one (sample, unit) block of a layer at one recorded epoch slot.
 
     Parameters
@@ -73,6 +76,10 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
         :func:`actlab.store.store_folder_id` of the local store when the run was opened:
         checked after the read, so that a block of a store replaced since (``actlab record --overwrite``) is never
         returned.
+    sha256 : bytes, optional
+        The SHA-256 committed with this epoch's shard (:func:`actlab.store.layer_shard_digests`): the shard file is
+        read whole and hashed before it is decoded, and a mismatch is refused before any value is used (a shard
+        moved from another epoch or copied from another run passes every other check). ``None`` skips it.
 
     Returns
     -------
@@ -83,16 +90,21 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
     Raises
     ------
     StoreError
-        The block fails its CRC32C check or cannot be decoded (the message names the array and epoch), or the
-        store was replaced since the run was opened.
+        The block fails its SHA-256 or CRC32C check or cannot be decoded (the message names the array and epoch), or
+        the store was replaced since the run was opened.
     """
     try:
         array = _open_preact(run_dir, layer) if opened is None else _opened_preact(run_dir, layer, opened)
-        block = np.asarray(array[slot], dtype=np.float32)
+        key = f"layers/{layer}/preact/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
+        # hashlib releases the GIL; a shard that fails is never decoded
+        verified = sha256 is None or bytes_sha256(files(store_location(run_dir)).read(key)) == sha256
+        block = np.asarray(array[slot], dtype=np.float32) if verified else None
     except Exception as exc:
         _check_same_folder(run_dir, store_folder)  # a replaced store explains a failed read better than damage does
         raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} cannot be read ({exception_line(exc)})") from exc
     _check_same_folder(run_dir, store_folder)
+    if block is None:
+        raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} {digest_mismatch(key)}")
     if relu:
         np.maximum(block, 0.0, out=block)
     if block.ndim == 3 + 1:  # (sample, channel, y, x)
@@ -105,9 +117,9 @@ def _check_same_folder(run_dir: Location, store_folder: tuple[int, int] | None) 
         raise replaced_error(run_dir)
 
 
-def _read_block_3d(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool, opened: str,
-                   store_folder: tuple[int, int] | None) -> np.ndarray:
-    return read_block(run_dir, layer, slot, epoch, relu, opened, store_folder)[np.newaxis]
+def _read_block_3d(*read: Any) -> np.ndarray:
+    """:func:`read_block` of the arguments ``read`` with a leading epoch axis of length 1."""
+    return read_block(*read)[np.newaxis]
 
 
 def readable_parameter_dims(parameters: xr.Dataset) -> xr.Dataset:
@@ -193,11 +205,16 @@ class Run:
     identity : tuple
         :func:`actlab.store.store_identity` of the store, taken before ``view`` was read
         (:meth:`check_unchanged` compares it with the store's identity now).
+    shard_digests : dict of str -> ndarray, optional
+        :func:`actlab.store.layer_shard_digests` of the store: every block read checks its shard against them
+        (:func:`read_block`). None reads without that check.
     """
 
-    def __init__(self, view: StoreView, identity: tuple[Any, ...]) -> None:
+    def __init__(self, view: StoreView, identity: tuple[Any, ...],
+                 shard_digests: dict[str, np.ndarray] | None = None) -> None:
         self.path: Location = view.path
         self._identity = identity
+        self._shard_digests = shard_digests
         self.attrs: dict[str, Any] = dict(view.attrs)
         self.config: dict[str, Any] = dict(self.attrs.get("config", {}))
         self.metrics = view.metrics
@@ -278,10 +295,7 @@ class Run:
         width = int(self.layer_specs[name]["width"])
         token = tokenize(str(self.path), name, relu, self.slots.tolist(), self.attrs.get("created"))
         key = f"actlab-{name}-{kind}-{token}"
-        graph = {
-            (key, i, 0, 0): (_read_block_3d, self.path, name, int(slot), int(epoch), relu, self.opened, self.store_folder)
-            for i, (slot, epoch) in enumerate(zip(self.slots, self.epochs))
-        }
+        graph = {(key, i, 0, 0): (_read_block_3d, *self.read_args(name, i, kind)) for i in range(len(self.epochs))}
         chunks = ((1,) * len(self.epochs), (self.n_samples,), (width,))
         data = da.Array(graph, key, chunks, dtype=np.float32, meta=np.empty((0, 0, 0), dtype=np.float32))
         spec = self.layer_specs[name]
@@ -308,11 +322,17 @@ class Run:
         """All layers' lazy activations, in forward order (see :meth:`layer`)."""
         return {name: self.layer(name, kind) for name in self.layer_names}
 
+    def read_args(self, name: str, index: int, kind: str = "post") -> tuple[Any, ...]:
+        """The arguments of :func:`read_block` (picklable) that read layer ``name`` at the ``index``-th committed
+        epoch of this opening, its shard checked against the SHA-256 committed with it where the store has one."""
+        slot = int(self.slots[index])
+        digests = None if self._shard_digests is None else self._shard_digests[name]
+        return (self.path, name, slot, int(self.epochs[index]), kind == "post" and self.is_relu(name), self.opened,
+                self.store_folder, None if digests is None else digests[slot].tobytes())
+
     def read_block(self, name: str, index: int, kind: str = "post") -> np.ndarray:
         """Read one (sample, unit) block: layer ``name`` at the ``index``-th committed epoch."""
-        relu = kind == "post" and self.is_relu(name)
-        return read_block(self.path, name, int(self.slots[index]), int(self.epochs[index]), relu, self.opened,
-                          self.store_folder)
+        return read_block(*self.read_args(name, index, kind))
 
 
 Reduced = TypeVar("Reduced")
@@ -370,7 +390,8 @@ def open_run(path: str | os.PathLike) -> Run:
     StoreError
         Not a run, a newer schema version, an array not as ``docs/store-format.md`` says, no committed recorded
         epoch, or a damaged array (missing, empty or truncated shard, checksum mismatch); the message names the
-        array and, for a per-epoch array, the epoch.
+        array and, for a per-epoch array, the epoch. A layer shard whose SHA-256 is not the one committed with its
+        epoch is refused when its block is first read (:func:`read_block`), before any value of it is used.
     """
     path = location(path)
     if not is_remote(path) and not path.exists():
@@ -380,8 +401,9 @@ def open_run(path: str | os.PathLike) -> Run:
     view = open_store(path, attrs=attrs)
     if len(view.epochs) == 0:
         raise StoreError(f"{path} has no committed recorded epoch yet; wait for the first recorded epoch of the run")
-    damaged = damaged_chunks(path, attrs=attrs)
+    # the layer shards' SHA-256 are compared as each block is read (read_block): their bytes are read once
+    damaged = damaged_chunks(path, attrs=attrs, layer_digests=False)
     if damaged:
         more = f" (and {len(damaged) - 1} more problems)" if len(damaged) > 1 else ""
         raise damage_error(path, f"{damaged[0]}{more}")
-    return Run(view, identity)
+    return Run(view, identity, layer_shard_digests(path, attrs=attrs))

@@ -67,6 +67,13 @@ def dynamics_array_name(name: str, epoch: int) -> str:
     return f"array dynamics/{name} (epoch {epoch})"
 
 
+def digest_mismatch(key: str) -> str:
+    """The problem of a shard ``<store>/<key>`` whose SHA-256 is not the one committed with its epoch (after the array
+    and epoch, as :func:`layer_array_name` names them)."""
+    return (f"has a shard {STORE_DIRNAME}/{key} whose SHA-256 is not the one committed with this epoch "
+            "(layers/shard_sha256): moved from another epoch, copied from another run, or damaged")
+
+
 def _check_sharded(array: zarr.Array, where: Location) -> None:
     """A per-epoch layer array must be sharded one epoch per shard, its index at the end with a CRC32C."""
     codec = array.metadata.codecs[0] if array.metadata.codecs else None

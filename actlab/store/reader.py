@@ -28,6 +28,7 @@ from actlab.store.integrity import (
     breach_error,
     creating_error,
     damage_error,
+    digest_mismatch,
     dynamics_array_name,
     exception_line,
     layer_array_name,
@@ -537,7 +538,34 @@ def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
             sorted(set(record_epochs) - {int(record_epochs[i]) for i in record_slots}))
 
 
-def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> list[str]:
+def layer_shard_digests(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray] | None:
+    """The SHA-256 committed with each epoch slot of each layer's ``preact`` shard (``layers/shard_sha256``).
+
+    Parameters
+    ----------
+    run_dir : path or URL
+    attrs : dict, optional
+        As for :func:`open_store`.
+
+    Returns
+    -------
+    dict of str -> ndarray of uint8, shape (epoch slot, 32), or None
+        By layer name; rows of uncommitted slots are zeros. None for a schema without shard digests.
+    """
+    run_dir = location(run_dir)
+    attrs = current_attrs(_root_attrs(run_dir) if attrs is None else attrs)
+    path = _Source.of(run_dir, attrs["schema_version"])
+    if not has_digests(path.version):
+        return None
+    layer_names = [spec["name"] for spec in attrs["layers"]]
+    digested = digested_arrays(layer_names, [spec["name"] for spec in attrs["parameters"]])
+    digests, _ = _read(path, SHARD_DIGESTS, {"epoch": len(attrs["record_epochs"]), "shard": len(digested),
+                                             "sha256_byte": 32}, run_dir)
+    return {name: digests[:, digested.index(f"layers/{name}/preact")] for name in layer_names}
+
+
+def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None,
+                   layer_digests: bool = True) -> list[str]:
     """Every problem with the shards of the committed epochs, one line each, naming the array and epoch.
 
     Zarr reads a missing or empty shard, or a missing inner chunk, as its fill value (NaN); this check
@@ -552,6 +580,10 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
     run_dir : path or URL
     attrs : dict, optional
         As for :func:`open_store`.
+    layer_digests : bool
+        Compare the SHA-256 of the layers' ``preact`` shards too (every byte of the activations read); False leaves
+        that to a reader that checks each shard as it reads it (:func:`layer_shard_digests`,
+        :func:`actlab.analysis.run.read_block`), so the bytes are read once. Parameter shards are always compared.
 
     Returns
     -------
@@ -590,13 +622,14 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
         if shard is not None and any(inner < side for inner, side in
                                      zip(array.metadata.chunk_grid.chunk_shape[1:], array.shape[1:])):
             raise breach_error(run_dir, f"array {array_path} has more than one shard per epoch")
+        if not layer_digests and array_path.startswith("layers/"):
+            shard = None
         for slot in (int(slot) for slot in committed):
             found = _shard_problems(array, path.files, array_path, slot)
             if not found and shard is not None:
                 key = f"{array_path}/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
                 if bytes_sha256(path.files.read(key)) != digests[slot, shard].tobytes():
-                    found = [f"has a shard {STORE_DIRNAME}/{key} whose SHA-256 is not the one committed with this "
-                             "epoch (layers/shard_sha256): moved from another epoch, copied from another run, or damaged"]
+                    found = [digest_mismatch(key)]
             problems += [f"{describe(record_epochs[slot])} {problem}" for problem in found]
     if attrs.get("dynamics") is not True:
         return problems
