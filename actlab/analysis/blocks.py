@@ -137,8 +137,8 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
     mean with its noisy mean), with clean and noisy membership shuffled within the class, so both groups keep
     the sizes of the comparison (n clean against m noisy probes). A cosine of means is the cosine of sums; with
     the pool's sum S, a permutation's noisy sum N = i X (i its indicator over the pool's rows X) and clean sum
-    S - N, it needs S.N = i (X S), |N|^2 = i (X X^T) i^T and |S|^2 only: one Gram matrix of the pool per class
-    (float64), then products of the indicators with pool-sized vectors and matrices, whatever the layer's width.
+    S - N, it needs S.N = i (X S) = (i G) 1, |N|^2 = (i G) i^T and |S|^2 = 1 G 1 only, with G = X X^T: one Gram
+    matrix of the pool per class (float64), then one product of the indicators with it, whatever the layer's width.
 
     Parameters
     ----------
@@ -159,15 +159,21 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
         if len(pool) == 0 or not (members[0, 1, pool] == c).any() or not (members[0, 0, pool] == c).any():
             continue
         block = x[pool].astype(np.float64)
-        total = block.sum(axis=0)
-        indicator = (members[:, 1, pool] == c).astype(np.float64)  # (permutation, pool)
-        total_noisy = indicator @ (block @ total)
-        noisy_noisy = np.einsum("pi,pi->p", indicator @ (block @ block.T), indicator)
-        clean_clean = total @ total - 2 * total_noisy + noisy_noisy
+        gram = block @ block.T
+        indicator = _indicator(members[:, 1, pool], c, np.float64)  # (permutation, pool)
+        products = indicator @ gram  # one product for both quadratic forms: X S = G 1, so S.N = (i G) 1
+        total_noisy = products.sum(axis=1)
+        noisy_noisy = np.einsum("pi,pi->p", products, indicator)
+        clean_clean = gram.sum() - 2 * total_noisy + noisy_noisy
         norm = np.sqrt(np.maximum(clean_clean, 0) * np.maximum(noisy_noisy, 0))
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, c] = np.where(norm > 0, (total_noisy - noisy_noisy) / np.where(norm > 0, norm, 1.0), np.nan)
     return out
+
+
+def _indicator(values: np.ndarray, value: int, dtype: Any) -> np.ndarray:
+    """``values == value`` as 0/1 of ``dtype``, written straight into the float array (no boolean temporary)."""
+    return np.equal(values, value, out=np.empty(values.shape, dtype=dtype), casting="unsafe")
 
 
 @functools.lru_cache(maxsize=8)
@@ -523,7 +529,7 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
 
     The permuted clean class sums are indicator products over each class's pool of training probes (in the
     block's precision; the other classes' probes, zeros of a full one-hot product, are left out); the noisy sum
-    is the pool's sum (float64) minus the clean one. A test sample x takes the clean path of class c when
+    is the pool's sum (summed in float64) minus the clean one, and both are normalised in the block's precision. A test sample x takes the clean path of class c when
     cos(x, m_clean) >= cos(x, m_noisy), as in the observed attribution (:func:`clean_paths`); for x != 0 that
     is x . (m_clean / |m_clean| - m_noisy / |m_noisy|) >= 0, one product per permutation instead of two sets
     of cosines. The two forms agree up to float32 rounding of near ties.
@@ -551,16 +557,15 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
         if len(pool) == 0:
             continue
         block = x[pool].astype(dtype, copy=False)
-        clean_sums = ((members[:, clean, pool] == c).astype(dtype) @ block).astype(np.float64)
-        noisy_sums = block.sum(axis=0, dtype=np.float64) - clean_sums
-        unit = []
+        clean_sums = _indicator(members[:, clean, pool], c, dtype) @ block
+        noisy_sums = block.sum(axis=0, dtype=np.float64).astype(dtype) - clean_sums
         ok = np.ones(n_permutations, dtype=bool)
-        for sums in (clean_sums, noisy_sums):
+        for sign, sums in ((1, clean_sums), (-1, noisy_sums)):
             norms = np.sqrt(np.einsum("pu,pu->p", sums, sums))
             found = np.isfinite(norms) & (norms > 0)
-            unit.append(sums / np.where(found, norms, 1)[:, None])  # a mean's direction is its sum's
+            sums *= (sign / np.where(found, norms, 1))[:, None]  # a mean's direction is its sum's
             ok &= found
-        directions[:, c] = unit[0] - unit[1]
+        np.add(clean_sums, noisy_sums, out=directions[:, c])
         defined[:, c] = ok
     test = x[plan.test_rows].astype(dtype, copy=False)
     squared = np.einsum("ij,ij->i", test, test)
