@@ -65,3 +65,21 @@ def test_null_clean_paths_equal_the_cosine_comparison_by_hand():
                     expected[p, k, c] = to_clean >= to_noisy
     np.testing.assert_array_equal(found, expected)
     assert (found[:, :2] == -1).all() and set(np.unique(found[:, 2:])) == {0, 1}
+
+
+def test_null_memberships_are_the_documented_draw():
+    """Permutation by permutation, class by class: ``rng.permutation`` of the class's pool, its first n_clean(c)
+    probes clean and the rest noisy, from one ``default_rng(seed)`` (as documented), in int8 for a few classes."""
+    x, codes, _, n_classes = random_block(n_classes=5, per_group=(40, 17, 5))
+    for noisy in blocks.FLOOR_GROUPINGS:
+        clean, other = codes[blocks.GROUPINGS.index("clean")], codes[blocks.GROUPINGS.index(noisy)]
+        rng = np.random.default_rng(7)
+        expected = np.full((12, 2, len(clean)), -1)
+        for p in range(12):
+            for c in range(n_classes):
+                shuffled = rng.permutation(np.flatnonzero((clean == c) | (other == c)))
+                n_clean = np.sum(clean == c)
+                expected[p, 0, shuffled[:n_clean]], expected[p, 1, shuffled[n_clean:]] = c, c
+        found = blocks.null_memberships(codes, n_classes, 12, seed=7, noisy=noisy)
+        assert found.dtype == np.int8
+        np.testing.assert_array_equal(found, expected)

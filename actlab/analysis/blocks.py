@@ -110,16 +110,20 @@ def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, see
 
     Returns
     -------
-    ndarray of int64, shape (permutation, source, sample), sources (clean, ``noisy``); -1 outside
+    ndarray of int8 (int64 beyond 127 classes), shape (permutation, source, sample), sources (clean, ``noisy``); -1
+    outside
     """
     clean, other = np.asarray(codes)[GROUPINGS.index("clean")], np.asarray(codes)[GROUPINGS.index(noisy)]
     pools = [(np.flatnonzero((clean == c) | (other == c)), int(np.sum(clean == c))) for c in range(n_classes)]
+    # the class of each position of the shuffled pools laid end to end, clean then noisy
+    sizes = np.array([[n_clean, len(pool) - n_clean] for pool, n_clean in pools], dtype=np.int64).reshape(-1, 2)
+    classes = [np.repeat(np.arange(n_classes), sizes[:, source]) for source in range(2)]
     rng = np.random.default_rng(seed)
-    out = np.full((n_permutations, 2, len(clean)), -1, dtype=np.int64)
+    out = np.full((n_permutations, 2, len(clean)), -1, dtype=np.int8 if n_classes <= 127 else np.int64)
     for p in range(n_permutations):
-        for c, (pool, n_clean) in enumerate(pools):
-            shuffled = rng.permutation(pool)
-            out[p, 0, shuffled[:n_clean]], out[p, 1, shuffled[n_clean:]] = c, c
+        shuffled = [rng.permutation(pool) for pool, _ in pools]
+        out[p, 0, np.concatenate([s[:n_clean] for s, (_, n_clean) in zip(shuffled, pools)])] = classes[0]
+        out[p, 1, np.concatenate([s[n_clean:] for s, (_, n_clean) in zip(shuffled, pools)])] = classes[1]
     return out
 
 
@@ -435,7 +439,7 @@ class BlockPlan:
     test_rows: slice | np.ndarray = field(init=False, repr=False)
     """``test_index`` as a slice when the test probes are consecutive (:func:`compact_index`)."""
     null_members: np.ndarray = field(init=False, repr=False)
-    """``null_memberships(codes, n_classes, null_permutations, seed)`` as int8, drawn once per run; shape
+    """``null_memberships(codes, n_classes, null_permutations, seed)``, drawn once per run; shape
     (permutation, source, sample)."""
     floor_members: np.ndarray = field(init=False, repr=False)
     """``null_memberships(codes, n_classes, floor_permutations, seed, noisy=g)`` for each g of
@@ -447,11 +451,11 @@ class BlockPlan:
         object.__setattr__(self, "half_counts", group_counts(self.halves, self.n_classes))
         object.__setattr__(self, "segments", segments_of(self.codes, onehot_groupings(self.all_codes, self.n_classes)))
         object.__setattr__(self, "test_rows", compact_index(self.test_index))
-        members = null_memberships(self.codes, self.n_classes, self.null_permutations, self.seed)
-        object.__setattr__(self, "null_members", members.astype(np.int8 if self.n_classes <= 127 else np.int64))
-        floor = np.stack([null_memberships(self.codes, self.n_classes, self.floor_permutations, self.seed, noisy=g)
-                          for g in FLOOR_GROUPINGS])
-        object.__setattr__(self, "floor_members", floor.astype(np.int8 if self.n_classes <= 127 else np.int64))
+        object.__setattr__(self, "null_members",
+                           null_memberships(self.codes, self.n_classes, self.null_permutations, self.seed))
+        object.__setattr__(self, "floor_members", np.stack([
+            null_memberships(self.codes, self.n_classes, self.floor_permutations, self.seed, noisy=g)
+            for g in FLOOR_GROUPINGS]))
 
     @property
     def all_codes(self) -> np.ndarray:
