@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from actlab.analysis import blocks
 
@@ -19,7 +20,7 @@ def random_block(seed=3, n_classes=4, per_group=(24, 10, 12), units=16):
     x = np.maximum(rng.standard_normal((len(group), units)) + centres[label], 0).astype(np.float32)
     test = np.flatnonzero(group == "test")
     x[test[0]] = 0.0
-    x[test[1], 3] = np.nan
+    x[test[1], -1] = np.nan
     return x, blocks.grouping_codes(group, label, original), test, n_classes
 
 
@@ -28,8 +29,9 @@ def hand_cosine(a, b):
     return a @ b / norm if norm > 0 else np.nan
 
 
-def test_permuted_cosines_equal_the_cosine_of_permuted_means_by_hand():
-    x, codes, _, n_classes = random_block()
+@pytest.mark.parametrize("units", [16, 5])  # wider than every class's pool (7 to 10 probes: its Gram) and narrower
+def test_permuted_cosines_equal_the_cosine_of_permuted_means_by_hand(units):
+    x, codes, _, n_classes = random_block(units=units)
     x64 = x.astype(np.float64)
     for noisy in blocks.FLOOR_GROUPINGS:
         members = blocks.null_memberships(codes, n_classes, 30, seed=2, noisy=noisy)

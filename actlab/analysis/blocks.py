@@ -143,6 +143,7 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
     the pool's sum S, a permutation's noisy sum N = i X (i its indicator over the pool's rows X) and clean sum
     S - N, it needs S.N = i (X S) = (i G) 1, |N|^2 = (i G) i^T and |S|^2 = 1 G 1 only, with G = X X^T: one Gram
     matrix of the pool per class (float64), then one product of the indicators with it, whatever the layer's width.
+    A layer narrower than the pool (an output layer) takes the noisy sums i X themselves, the smaller product.
 
     Parameters
     ----------
@@ -163,12 +164,16 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
         if len(pool) == 0 or not (members[0, 1, pool] == c).any() or not (members[0, 0, pool] == c).any():
             continue
         block = x[pool].astype(np.float64)
-        gram = block @ block.T
         indicator = _indicator(members[:, 1, pool], c, np.float64)  # (permutation, pool)
-        products = indicator @ gram  # one product for both quadratic forms: X S = G 1, so S.N = (i G) 1
-        total_noisy = products.sum(axis=1)
-        noisy_noisy = np.einsum("pi,pi->p", products, indicator)
-        clean_clean = gram.sum() - 2 * total_noisy + noisy_noisy
+        if block.shape[1] < len(pool):  # a layer narrower than the pool: the noisy sums are the smaller product
+            total, noisy = block.sum(axis=0), indicator @ block
+            total_total, total_noisy, noisy_noisy = total @ total, noisy @ total, np.einsum("pu,pu->p", noisy, noisy)
+        else:
+            gram = block @ block.T
+            products = indicator @ gram  # one product for both quadratic forms: X S = G 1, so S.N = (i G) 1
+            total_total, total_noisy = gram.sum(), products.sum(axis=1)
+            noisy_noisy = np.einsum("pi,pi->p", products, indicator)
+        clean_clean = total_total - 2 * total_noisy + noisy_noisy
         norm = np.sqrt(np.maximum(clean_clean, 0) * np.maximum(noisy_noisy, 0))
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, c] = np.where(norm > 0, (total_noisy - noisy_noisy) / np.where(norm > 0, norm, 1.0), np.nan)
