@@ -154,7 +154,7 @@ def print_kernels(run_dir: Path, pca_epochs: int) -> None:
     """Print :func:`kernels` with the load average."""
     steps = kernels(str(run_dir))
     print("one block, CPU time (BLAS single-threaded), median of 8 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
-          + " (read: Run.read_block, which hashes the shard (SHA-256) before decoding it)"
+          + " (read: Run.read_block, which since issue 22 compares the shard's SHA-256 before decoding it)"
           + f" (the PCA moments at {pca_epochs} epochs of each layer, the path and floor nulls at <= 4); load average "
           f"{os.getloadavg()[0]:.2f}")
 
