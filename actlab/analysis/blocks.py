@@ -538,10 +538,10 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
 
     The permuted clean class sums are indicator products over each class's pool of training probes (in the
     block's precision; the other classes' probes, zeros of a full one-hot product, are left out); the noisy sum
-    is the pool's sum (summed in float64) minus the clean one, and both are normalised in the block's precision. A test sample x takes the clean path of class c when
-    cos(x, m_clean) >= cos(x, m_noisy), as in the observed attribution (:func:`clean_paths`); for x != 0 that
-    is x . (m_clean / |m_clean| - m_noisy / |m_noisy|) >= 0, one product per permutation instead of two sets
-    of cosines. The two forms agree up to float32 rounding of near ties.
+    is the pool's sum (summed in float64) minus the clean one, and both are normalised in the block's precision.
+    A test sample x takes the clean path of class c when cos(x, m_clean) >= cos(x, m_noisy), as in the observed
+    attribution (:func:`clean_paths`); for x != 0 that is x . (m_clean / |m_clean| - m_noisy / |m_noisy|) >= 0,
+    one product per permutation instead of two sets of cosines. The two forms agree up to float32 rounding of near ties.
 
     Parameters
     ----------

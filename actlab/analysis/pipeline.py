@@ -148,7 +148,8 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
     tasks = [
-        _BlockTask(name, i, run.read_args(name, i, kind), keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
+        _BlockTask(name, i, run.read_args(name, i, kind), keep_top_values=i == last, predictions=name == output,
+                   moments=i in pca_set, null=i in null_set)
         for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]
     with (_executor(scheduler, max_workers) as (executor, share),

@@ -87,8 +87,8 @@ __all__ = [
     "SHARD_DIGESTS", "STATUS_COMPLETE", "STATUS_CREATING", "STATUS_RECORDING", "STORE_DIRNAME", "UNCOMMITTED",
     "WRITE_CONFIG", "LayerSpec", "ParameterSpec", "ProbeSet", "RunWriter", "StoreView", "Subsets",
     "breach_error", "check_schema", "committed_state_digest", "creating_error", "damage_error", "damaged_chunks",
-    "default_compressors", "digest_mismatch", "digested_arrays", "exception_line", "for_reading", "layer_array_name",
-    "layer_dims", "layer_shard_digests", "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
+    "default_compressors", "digested_arrays", "exception_line", "for_reading", "layer_array_name", "layer_dims",
+    "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
     "parameter_spec_problem", "read_attrs", "read_pipeline", "recorded_run_id", "replaced_error", "store_folder_id",
-    "store_identity", "store_location", "store_path", "user_metric_problem",
+    "store_identity", "store_location", "store_path", "user_metric_problem", "digest_mismatch", "layer_shard_digests",
 ]

@@ -538,7 +538,8 @@ def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
             sorted(set(record_epochs) - {int(record_epochs[i]) for i in record_slots}))
 
 
-def layer_shard_digests(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray] | None:
+def layer_shard_digests(run_dir: str | os.PathLike, *,
+                        attrs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray] | None:
     """The SHA-256 committed with each epoch slot of each layer's ``preact`` shard (``layers/shard_sha256``).
 
     Parameters
