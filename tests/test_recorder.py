@@ -161,6 +161,20 @@ def test_ddp_only_rank_0_writes_and_no_collective_deadlocks(tmp_path):
     assert view.attrs["status"] == "complete" and list(view.epochs) == [0, 2, 4]
     assert list(view.dynamics["epoch"].values) == list(range(5))
     assert (view.metrics["rank"].values[1:] == 0).all()  # rank 0's numbers only
+    # observe: both ranks' training logits end in rank 0's store, every sample once per epoch
+    observed = open_store(tmp_path / "run-observed")
+    assert observed.attrs["status"] == "complete" and observed.dynamics.attrs["source"] == "training"
+    y = open_store(tmp_path / "run").training["label"].values
+    batches_per_epoch = 4  # 32 samples of each rank in batches of 8
+    for rank in (0, 1):
+        seen = np.load(tmp_path / f"run-logits-{rank}.npz")
+        for epoch in range(1, 5):
+            part = slice((epoch - 1) * batches_per_epoch, epoch * batches_per_epoch)
+            index, logits = seen["index"][part].ravel(), seen["logits"][part].reshape(-1, 2)
+            expected = _outcomes_by_hand(logits, y[index], y[index])
+            stored = observed.dynamics.sel(epoch=epoch)
+            np.testing.assert_allclose(stored["loss"].values[index], expected["loss"], rtol=2e-3, atol=2e-3)
+            np.testing.assert_array_equal(stored["correct"].values[index], expected["correct"])
 
 
 def _outcomes_by_hand(logits, label, original):
