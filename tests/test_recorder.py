@@ -7,10 +7,12 @@ import random
 import numpy as np
 import pytest
 import torch
+import zarr
 from torch import nn
 
 import actlab
-from actlab.errors import ConfigError, OutputError
+from actlab.digest import with_digest
+from actlab.errors import ConfigError, OutputError, StoreError
 from actlab.store import open_store
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -294,3 +296,9 @@ def test_observe_refuses_wrong_indices_and_accepts_partial_epochs_when_asked(tmp
     np.testing.assert_allclose(stored["loss"].values[0], (first["loss"][0] + second["loss"][0]) / 2, rtol=1e-3)
     np.testing.assert_allclose(stored["margin"].values[0], (first["margin"][0] + second["margin"][0]) / 2, rtol=1e-3)
     assert not stored["correct"].values[0]  # correct in 1 of 2 observations: not in more than half
+    # a source the contract does not name is refused, even under a valid digest
+    group = zarr.open_group(tmp_path / "partial" / "store.zarr", path="dynamics", mode="r+", zarr_format=3)
+    attrs = {key: value for key, value in group.attrs.items() if key != "actlab_digest"}
+    group.attrs.put(with_digest({**attrs, "source": "guessed"}))
+    with pytest.raises(StoreError, match="attribute source of group dynamics is 'guessed'"):
+        open_store(tmp_path / "partial")
