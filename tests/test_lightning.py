@@ -30,6 +30,14 @@ class Tiny(lightning.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+def _fit(module, loader, callback, epochs):
+    """Fit ``module`` on the CPU with only ``callback`` (no logger, checkpoints or progress bar)."""
+    torch.manual_seed(0)
+    trainer = lightning.Trainer(max_epochs=epochs, callbacks=[callback], accelerator="cpu", logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, loader)
+
+
 def test_callback_records_every_scheduled_epoch_and_the_logged_metrics(tmp_path):
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((48, 1, 4, 4)).astype(np.float32))
@@ -38,11 +46,8 @@ def test_callback_records_every_scheduled_epoch_and_the_logged_metrics(tmp_path)
     y[::4] = (y[::4] + 1) % 3
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
     callback = ActlabCallback(tmp_path / "run", probes=np.arange(0, 48, 2), train=(x, y, original), record_epochs="0,1,3")
-    torch.manual_seed(0)
-    trainer = lightning.Trainer(max_epochs=3, callbacks=[callback], accelerator="cpu", logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     module = Tiny()
-    trainer.fit(module, loader)
+    _fit(module, loader, callback, 3)
     view = open_store(tmp_path / "run")
     assert view.attrs["status"] == "complete" and list(view.epochs) == [0, 1, 3]
     assert list(view.dynamics["epoch"].values) == [0, 1, 2, 3] and view.dynamics.sizes["train_sample"] == 48
@@ -72,11 +77,8 @@ def test_callback_with_observe_stores_the_training_step_logits(tmp_path):
     y = torch.from_numpy(rng.integers(0, 3, 40))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(40), x, y), batch_size=16, shuffle=True)
     callback = ActlabCallback(tmp_path / "run", probes=np.arange(8), train=(x, y), record_epochs="0", observe=True)
-    torch.manual_seed(0)
-    trainer = lightning.Trainer(max_epochs=2, callbacks=[callback], accelerator="cpu", logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     module = Observed()
-    trainer.fit(module, loader)
+    _fit(module, loader, callback, 2)
     view = open_store(tmp_path / "run")
     assert view.attrs["status"] == "complete" and view.dynamics.attrs["source"] == "training"
     for epoch in (1, 2):
