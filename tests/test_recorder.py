@@ -120,6 +120,9 @@ def test_a_failed_loop_leaves_committed_epochs_and_resume_continues(tmp_path):
     with pytest.raises(ConfigError, match="other probes"):
         actlab.Recorder(model, out=run, probes=np.arange(0, 96, 2), epochs=EPOCHS, record_epochs="0,1,3,5",
                         train=_data(96, 0), test=_data(40, 1)[:2], test_probes=20, resume=True)
+    with pytest.raises(ConfigError, match="stores trajectories from 'evaluation'.*these settings from 'training'"):
+        actlab.Recorder(model, out=run, probes=np.arange(0, 96, 3), epochs=EPOCHS, record_epochs="0,1,3,5",
+                        train=_data(96, 0), test=_data(40, 1)[:2], test_probes=20, resume=True, observe=True)
     resumed = actlab.Recorder(model, out=run, probes=np.arange(0, 96, 3), epochs=EPOCHS, record_epochs="0,1,3,5",
                               train=_data(96, 0), test=_data(40, 1)[:2], test_probes=20, resume=True)
     assert resumed.next_epoch == 4

@@ -295,6 +295,11 @@ class Recorder:
         if view.attrs["n_epochs"] != self.epochs or view.attrs["record_epochs"] != self.schedule:
             raise ConfigError(f"{self.run_dir} was recorded for {view.attrs['n_epochs']} epochs with record epochs "
                               f"{view.attrs['record_epochs']}; resume with the same epochs and record_epochs")
+        stored_source = view.dynamics.attrs["source"] if view.dynamics is not None else "none"
+        source = ("training" if self._observed else "evaluation") if self.train is not None else "none"
+        if stored_source != source:
+            raise ConfigError(f"{self.run_dir} stores trajectories from {stored_source!r} (dynamics/ attribute source), "
+                              f"these settings from {source!r}; resume with the same train= and observe=")
         if view.attrs.get("status") == STATUS_COMPLETE:
             raise ConfigError(f"{self.run_dir} is already complete; record a new run")
         writer = RunWriter.open(self.run_dir)
