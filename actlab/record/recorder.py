@@ -312,12 +312,13 @@ class Recorder:
 
     # -- recording -----------------------------------------------------------------------------------
     def _outcomes(self, x: torch.Tensor, label: np.ndarray, original: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`sample_outcomes` of evaluating ``x`` in batches; the labels go to the device once, not per batch."""
+        label, original = (torch.as_tensor(y, device=self.device) for y in (label, original))
         parts = []
         for start in range(0, len(x), self.batch_size):
             stop = start + self.batch_size
             logits = self.model(x[start:stop].to(self.device))
-            parts.append(sample_outcomes(logits, torch.as_tensor(label[start:stop], device=logits.device),
-                                         torch.as_tensor(original[start:stop], device=logits.device)))
+            parts.append(sample_outcomes(logits, label[start:stop].to(logits.device), original[start:stop].to(logits.device)))
         return {name: torch.cat([p[name] for p in parts]).cpu().numpy() for name in parts[0]} if parts else {}
 
     def _evaluate(self, observed: tuple[dict[str, np.ndarray], np.ndarray] | None
