@@ -61,7 +61,8 @@ class ObservedEpoch:
             logits = logits.detach().to(device)
             inside = (index >= 0) & (index < self.n_samples)
             index = torch.where(inside, index, torch.zeros_like(index))
-            out = sample_outcomes(logits, self._label[index], self._original[index])
+            assigned = self._label.index_select(0, index)  # index_select: much faster than tensor[index] on a CPU
+            out = sample_outcomes(logits, assigned, self._original.index_select(0, index))
             rows = torch.stack([out[name].float() for name in SUMMED[:-1]] + [torch.ones_like(out["loss"])])
             self._sums.index_add_(1, index, rows * inside)
             self._problems[0] += (~inside).sum()
@@ -69,7 +70,7 @@ class ObservedEpoch:
                 label = torch.as_tensor(label).to(device, non_blocking=True)
                 if label.shape != index.shape:
                     raise ConfigError(f"observe: label must have shape {tuple(index.shape)} like index; got {tuple(label.shape)}")
-                self._problems[1] += ((label != self._label[index]) & inside).sum()
+                self._problems[1] += ((label != assigned) & inside).sum()
 
     def take(self, epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The epoch's outcomes and start a new epoch; the sums of every process first, in a distributed run.
