@@ -242,11 +242,12 @@ LOGITS = np.array([[3.0, 1.0, 0.0], [0.5, 0.2, 2.0], [0.0, -1.0, 4.0], [1.0, 2.5
                   np.float32)
 
 
-def test_planted_logits_give_known_loss_margin_and_correct_in_the_store(tmp_path):
+def test_planted_logits_give_known_loss_margin_and_correct_in_the_store(tmp_path, monkeypatch):
+    monkeypatch.setattr("actlab.record.observed.FOLD_VALUES", 10)  # the first batch (12 logits) is folded alone
     rec, label, original = _planted(tmp_path, "run")
-    order = np.array([4, 1, 5, 0, 3, 2])  # two batches out of order
-    for batch in (order[:4], order[4:]):
-        rec.observe(torch.from_numpy(batch), torch.from_numpy(LOGITS[batch]).requires_grad_(), torch.from_numpy(label[batch]))
+    order = np.array([4, 1, 5, 0, 3, 2])  # two batches out of order, the first with its labels
+    rec.observe(torch.from_numpy(order[:4]), torch.from_numpy(LOGITS[order[:4]]).requires_grad_(), label[order[:4]])
+    rec.observe(order[4:], torch.from_numpy(LOGITS[order[4:]]))
     rec.end_epoch(1)
     with pytest.raises(ConfigError, match="epoch 2: 1 of 6 training samples were not observed and 1 were observed more than once"):
         rec.observe(np.array([0, 1, 2, 3, 4]), torch.from_numpy(LOGITS[:5]))
@@ -274,8 +275,9 @@ def test_planted_logits_give_known_loss_margin_and_correct_in_the_store(tmp_path
 
 def test_observe_refuses_wrong_indices_and_accepts_partial_epochs_when_asked(tmp_path):
     rec, label, _ = _planted(tmp_path, "strict")
-    rec.observe(np.arange(6), torch.from_numpy(LOGITS), label[::-1].copy())  # indices in another order than train's
-    with pytest.raises(ConfigError, match="epoch 1: 4 observed labels differ from train's labels"):
+    rec.observe(np.arange(3), torch.from_numpy(LOGITS[:3]))
+    rec.observe(np.arange(3, 6), torch.from_numpy(LOGITS[3:]), label[3:][::-1].copy())  # indices in another order
+    with pytest.raises(ConfigError, match="epoch 1: 2 observed labels differ from train's labels"):
         rec.end_epoch(1)
     rec.observe(np.arange(1, 7), torch.from_numpy(LOGITS))
     with pytest.raises(ConfigError, match="epoch 1: 1 observed indices lie outside 0..5"):

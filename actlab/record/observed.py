@@ -2,8 +2,8 @@
 
 Forgetting events (Toneva et al. 2019), dataset cartography (Swayamdipta et al. 2020) and the area under the margin
 (Pleiss et al. 2020) all read the logits of the training step itself: no extra forward pass. :class:`ObservedEpoch`
-sums each batch's per-sample outcomes into buffers on the model's device (no host synchronisation per batch) and
-hands the epoch over once, at its end; in a distributed run the buffers of every process are summed first (one
+keeps each batch's logits on the model's device and sums their per-sample outcomes into buffers there, many
+batches at once (no host synchronisation per batch, bounded memory), and hands the epoch over once, at its end; in a distributed run the buffers of every process are summed first (one
 ``all_reduce``), so every process sees the same epoch and raises the same refusal.
 """
 
@@ -19,6 +19,8 @@ from actlab.record.trainer import sample_outcomes
 
 SUMMED: tuple[str, ...] = ("loss", "margin", "loss_original", "correct", "correct_original", "count")
 """The per-sample sums kept on the device, one row each; ``count`` is the number of observations."""
+FOLD_VALUES = 2**22
+"""Logits (batch x class values) kept on the device before they are folded into the sums: 16 MiB of float32."""
 
 
 def _distributed() -> bool:
@@ -46,10 +48,15 @@ class ObservedEpoch:
         self._original = torch.as_tensor(original, device=device)
         self._sums = torch.zeros((len(SUMMED), self.n_samples), dtype=torch.float32, device=device)
         self._problems = torch.zeros(2, dtype=torch.float32, device=device)  # indices out of range, labels that differ
+        self._batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        self._buffered = 0
 
     def add(self, index: Any, logits: torch.Tensor, label: Any = None) -> None:
         """Add one batch: ``index`` (batch,) dataset indices into the training set, ``logits`` (batch, class),
-        ``label`` (batch,) optional, checked against the training set's assigned labels at :meth:`take`."""
+        ``label`` (batch,) optional, checked against the training set's assigned labels at :meth:`take`.
+
+        The batch is copied and kept on the device; batches are folded into the per-sample sums together, every
+        :data:`FOLD_VALUES` logits and at :meth:`take`, so a batch costs a copy, not a dozen small operations."""
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise ConfigError(f"observe: logits must be a tensor (batch, class); got {getattr(logits, 'shape', type(logits).__name__)}")
         device = self._sums.device
@@ -57,8 +64,22 @@ class ObservedEpoch:
         if index.ndim != 1 or len(index) != len(logits) or index.dtype.is_floating_point or index.dtype == torch.bool:
             raise ConfigError(f"observe: index must be integers of shape ({len(logits)},) like the logits' batch; "
                               f"got {index.dtype} {tuple(index.shape)}")
+        if label is not None:
+            label = torch.as_tensor(label).to(device, non_blocking=True)
+            if label.shape != index.shape:
+                raise ConfigError(f"observe: label must have shape {tuple(index.shape)} like index; got {tuple(label.shape)}")
+        self._batches.append((index, logits.detach().to(device, copy=True), label))
+        self._buffered += logits.numel()
+        if self._buffered >= FOLD_VALUES:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Add the buffered batches to the per-sample sums (on the device, without waiting for it)."""
+        if not self._batches:
+            return
         with torch.no_grad():
-            logits = logits.detach().to(device)
+            index = torch.cat([batch[0] for batch in self._batches])
+            logits = torch.cat([batch[1] for batch in self._batches])
             inside = (index >= 0) & (index < self.n_samples)
             index = torch.where(inside, index, torch.zeros_like(index))
             assigned = self._label.index_select(0, index)  # index_select: much faster than tensor[index] on a CPU
@@ -66,11 +87,13 @@ class ObservedEpoch:
             rows = torch.stack([out[name].float() for name in SUMMED[:-1]] + [torch.ones_like(out["loss"])])
             self._sums.index_add_(1, index, rows * inside)
             self._problems[0] += (~inside).sum()
-            if label is not None:
-                label = torch.as_tensor(label).to(device, non_blocking=True)
-                if label.shape != index.shape:
-                    raise ConfigError(f"observe: label must have shape {tuple(index.shape)} like index; got {tuple(label.shape)}")
-                self._problems[1] += ((label != assigned) & inside).sum()
+            checked = [(i, label) for i, (_, _, label) in enumerate(self._batches) if label is not None]
+            if checked:
+                starts = np.cumsum([0] + [len(batch[0]) for batch in self._batches])
+                rows_checked = torch.cat([torch.arange(starts[i], starts[i + 1], device=index.device) for i, _ in checked])
+                label = torch.cat([label for _, label in checked])
+                self._problems[1] += ((label != assigned[rows_checked]) & inside[rows_checked]).sum()
+        self._batches, self._buffered = [], 0
 
     def take(self, epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The epoch's outcomes and start a new epoch; the sums of every process first, in a distributed run.
@@ -82,6 +105,7 @@ class ObservedEpoch:
             observed), ``correct``, ``correct_original`` (true in more than half of its observations).
         observed : ndarray of bool, shape (train_sample,)
         """
+        self._fold()
         both = torch.cat([self._sums.flatten(), self._problems])
         if _distributed():
             torch.distributed.all_reduce(both)

@@ -394,8 +394,8 @@ class Recorder:
         index : Tensor or ndarray of int, shape (batch,)
             The batch's indices into ``train`` (have the dataset return them with each sample).
         logits : Tensor, shape (batch, class)
-            The training step's logits; detached here, the graph is not kept. They stay on their device until
-            the epoch ends (no host synchronisation per batch).
+            The training step's logits; copied here (detached: the graph is not kept), and kept on their device
+            until many batches are folded into per-sample sums there (no host synchronisation per batch).
         label : Tensor or ndarray of int, shape (batch,), optional
             The batch's labels: checked against ``train``'s labels at ``index`` when the epoch ends, which catches
             indices in another order.
