@@ -3,8 +3,9 @@
 Forgetting events (Toneva et al. 2019), dataset cartography (Swayamdipta et al. 2020) and the area under the margin
 (Pleiss et al. 2020) all read the logits of the training step itself: no extra forward pass. :class:`ObservedEpoch`
 keeps each batch's logits on the model's device and sums their per-sample outcomes into buffers there, many
-batches at once (no host synchronisation per batch, bounded memory), and hands the epoch over once, at its end; in a distributed run the buffers of every process are summed first (one
-``all_reduce``), so every process sees the same epoch and raises the same refusal.
+batches at once (no host synchronisation per batch, bounded memory), and hands the epoch over once, at its end;
+in a distributed run the buffers of every process are summed first (one ``all_reduce``), so every process sees the
+same epoch and raises the same refusal.
 """
 
 from __future__ import annotations
