@@ -12,6 +12,23 @@ Importing this module needs Lightning (``lightning`` or ``pytorch_lightning``); 
 The callback makes the recorder when fitting starts (epoch 0, before training), ends an epoch after each training
 epoch (after its validation, whose logged numbers are stored as user metrics) and closes the recorder when fitting
 ends. With several devices, only global rank 0 writes (:class:`actlab.Recorder`).
+
+The trajectories of ``train`` come from an evaluation pass at every epoch's end, or, cheaper, with
+``observe=True``, from the training step's own logits (:meth:`actlab.Recorder.observe`). Lightning does not know a
+batch's dataset indices, so for ``observe=True`` the dataset returns them and ``training_step`` hands them back
+with the logits::
+
+    dataset = TensorDataset(torch.arange(len(x)), x, y)      # (index, x, y): indices into train's order
+
+    def training_step(self, batch, batch_idx):
+        index, x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        return {"loss": loss, "logits": logits, "index": index, "label": y}   # "label" optional: a check
+
+The callback passes them to the recorder in ``on_train_batch_end``. Every sample must come once per epoch; with
+several devices Lightning's ``DistributedSampler`` repeats a few samples to even the shards, and ``drop_last`` or
+``limit_train_batches`` leave some out: give ``every_sample_once=False`` then (:class:`actlab.Recorder`).
 """
 
 from __future__ import annotations
@@ -47,8 +64,9 @@ class ActlabCallback(pl.Callback):
     ----------
     out : path
         The run folder.
-    probes, train, test, layers, record_epochs, **recorder_args
-        As for :class:`actlab.Recorder`; ``epochs`` is the trainer's ``max_epochs``.
+    probes, train, test, layers, record_epochs, observe, every_sample_once, **recorder_args
+        As for :class:`actlab.Recorder`; ``epochs`` is the trainer's ``max_epochs``. With ``observe=True``,
+        ``training_step`` returns ``{"loss", "logits", "index"}`` (and optionally ``"label"``), as above.
     log_metrics : bool
         Store the numbers the module logs (``self.log``) as user metrics.
     """
@@ -62,6 +80,14 @@ class ActlabCallback(pl.Callback):
             raise ValueError("ActlabCallback needs Trainer(max_epochs=N) to schedule the recorded epochs")
         self.recorder = Recorder(pl_module, out=self.out, probes=self.probes, epochs=trainer.max_epochs,
                                  **self.recorder_args)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.recorder is None or not self.recorder_args.get("observe"):
+            return
+        if not isinstance(outputs, dict) or "logits" not in outputs or "index" not in outputs:
+            raise ValueError("ActlabCallback(observe=True) needs training_step to return {'loss': loss, 'logits': "
+                             "logits, 'index': index} with the batch's dataset indices; see actlab.lightning")
+        self.recorder.observe(outputs["index"], outputs["logits"], outputs.get("label"))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self.recorder is not None and not trainer.sanity_checking:

@@ -17,7 +17,20 @@ With ``train=`` the recorder also evaluates the whole training set at every epoc
 trajectory): e = its time per training sample, and ``P5 = 300 x 50000 e / (300 T) = e / (train time per sample)``
 is the extra share of that per-epoch evaluation, which the user's loop does not run otherwise.
 
-    python benchmarks/bench_recorder.py                     # about a minute on 2 idle cores
+With ``train=, observe=True`` the trajectories come from the loop's own logits instead (``rec.observe`` after each
+forward pass): o = time inside ``observe`` per training sample, timed around each call, and q_o = mean time of
+``end_epoch`` at an epoch that is not recorded (the epoch's outcomes copied once and written);
+
+    P6 = (o + (q_o - q) / n_train) / (train time per sample)   the per-epoch share of ``observe`` (target <= 5 %)
+
+q, e, o and q_o are means over the epochs after the first (the steady state of a long run): during the first, the
+background thread still writes epoch 0, recorded when the recorder is made, and takes the Python interpreter lock
+from the many small calls of the recorder.
+
+side by side with P5 of ``train=`` and with the plain loop (the same loop's total time with ``observe``, also
+printed, is noisier: it is the difference of two whole runs).
+
+    python benchmarks/bench_recorder.py                     # about two minutes on 2 idle cores
 """
 
 from __future__ import annotations
@@ -43,14 +56,16 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def user_loop(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, recorder=None) -> tuple[float, float, dict]:
-    """The user's training loop; returns (total time, time inside the recorder, recorder times by kind)."""
+def user_loop(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, recorder=None, observe: bool = False
+              ) -> tuple[float, float, dict]:
+    """The user's training loop (handing each batch's logits to ``rec.observe`` where ``observe``); returns (total
+    time, time inside the recorder, recorder times by kind)."""
     from actlab.record import make_mlp
 
     torch.manual_seed(0)
     model = make_mlp("mlp7", int(np.prod(x.shape[1:])), 10, args.width)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    inside = {"create": 0.0, "recorded": [], "other": [], "close": 0.0}
+    inside = {"create": 0.0, "recorded": [], "other": [], "close": 0.0, "observe": [0.0] * args.epochs}
     start = time.perf_counter()
     rec = None
     if recorder is not None:
@@ -63,7 +78,12 @@ def user_loop(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, record
         order = torch.randperm(len(x), generator=generator)
         for first in range(0, len(x), 128):
             index = order[first:first + 128]
-            loss = F.cross_entropy(model(x[index]), y[index])
+            logits = model(x[index])
+            if observe:
+                tick = time.perf_counter()
+                rec.observe(index, logits, y[index])
+                inside["observe"][epoch - 1] += time.perf_counter() - tick
+            loss = F.cross_entropy(logits, y[index])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -76,8 +96,13 @@ def user_loop(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, record
         rec.close()
         inside["close"] = time.perf_counter() - tick
     total = time.perf_counter() - start
-    spent = inside["create"] + sum(inside["recorded"]) + sum(inside["other"]) + inside["close"]
+    spent = inside["create"] + sum(inside["recorded"]) + sum(inside["other"]) + inside["close"] + sum(inside["observe"])
     return total, spent, inside
+
+
+def steady(per_epoch: list[float]) -> float:
+    """Mean over the epochs after the first, whose time shares the cores with the background write of epoch 0."""
+    return float(np.mean(per_epoch[1:] if len(per_epoch) > 1 else per_epoch))
 
 
 def main() -> None:
@@ -98,22 +123,28 @@ def main() -> None:
                                               record_epochs="0", overwrite=True)
         with_train = lambda model: actlab.Recorder(model, out=work / "train", probes=probes, epochs=args.epochs,
                                                    record_epochs="0", train=(x, y), overwrite=True)
+        observing = lambda model: actlab.Recorder(model, out=work / "observe", probes=probes, epochs=args.epochs,
+                                                  record_epochs="0", train=(x, y), observe=True, overwrite=True)
         user_loop(args, x[:256], y[:256])  # warm-up
         base_1, _, _ = user_loop(args, x, y)
         t_every, in_every, times_every = user_loop(args, x, y, every)
+        t_observe, _, times_observe = user_loop(args, x, y, observing, observe=True)
         base_2, _, _ = user_loop(args, x, y)
         _, _, times_first = user_loop(args, x, y, first)
         _, _, times_train = user_loop(args, x, y, with_train)
         base = (base_1 + base_2) / 2
         r = float(np.mean(times_every["recorded"]))
-        q = float(np.mean(times_first["other"]))
+        q = steady(times_first["other"])
         per_sample = base / (args.epochs * args.n_train)
         cifar_epoch = 50000 * per_sample
         p4 = (40 * r + 260 * q) / (300 * cifar_epoch)
-        e = (float(np.mean(times_train["other"])) - q) / args.n_train
+        e = (steady(times_train["other"]) - q) / args.n_train
+        o = steady(times_observe["observe"]) / args.n_train
+        q_o = steady(times_observe["other"])
+        p6 = (o + (q_o - q) / args.n_train) / per_sample
         print(f"actlab.Recorder overhead: torch {torch.__version__}, {torch.get_num_threads()} threads, MLP7 width {args.width}, "
               f"Adam, batch 128, {args.n_train} synthetic 3x32x32 samples, {args.epochs} epochs, {len(probes)} probes")
-        print(f"    user loop without recorder (run 1 / run 3)   {base_1:7.2f} s / {base_2:.2f} s   (mean {base:.2f} s)")
+        print(f"    user loop without recorder (run 1 / run 4)   {base_1:7.2f} s / {base_2:.2f} s   (mean {base:.2f} s)")
         print(f"    with recorder, every epoch recorded (run 2)  {t_every:7.2f} s   ({100 * (t_every - base) / base:+.1f} % of "
               f"this short run; {in_every:.2f} s inside the recorder: creation with epoch 0 {times_every['create']:.2f} s, "
               f"close {times_every['close']:.2f} s)")
@@ -123,6 +154,13 @@ def main() -> None:
         print(f"    P4 recorder overhead of the default run = (40 r + 260 q) / (300 T) = {100 * p4:+.2f} %   (target <= 5 %)")
         print(f"    e  per-epoch evaluation of train=, per sample {1e3 * e:7.4f} ms   "
               f"P5 = e / (train time per sample) = {100 * e / per_sample:+.1f} % per epoch (only with train=)")
+        print(f"    o  observe, per training sample              {1e3 * o:7.4f} ms   q_o end_epoch not recorded {q_o:.4f} s")
+        print(f"    P6 trajectories from observe = (o + (q_o - q) / n_train) / (train time per sample) = {100 * p6:+.2f} % "
+              f"per epoch   (target <= 5 %; P5 of train= above)")
+        training = t_observe - times_observe["create"] - times_observe["close"]
+        print(f"    with observe, whole loop (run 3)             {t_observe:7.2f} s   without creation with epoch 0 "
+              f"({times_observe['create']:.2f} s) and close: {training:.2f} s, {100 * (training - base) / base:+.1f} % over "
+              "the plain loop's mean")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -3,7 +3,9 @@
     python examples/lightning_recorder.py runs/lightning-digits      # about a minute on a CPU
 
 The digits data (bundled with scikit-learn) with 20 % of the training labels flipped; the run stores every training
-sample's trajectory, so 'actlab analyze' also ranks the likely mislabelled samples (analysis/samples.csv).
+sample's trajectory, so 'actlab analyze' also ranks the likely mislabelled samples (analysis/samples.csv). The
+trajectories come from the training steps' own logits (``observe=True``, no extra pass over the training set): the
+dataset returns each sample's index and ``training_step`` returns the logits and indices with the loss.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ class DigitsMLP(lightning.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> torch.Tensor:
-        x, y = batch
-        loss = nn.functional.cross_entropy(self(x), y)
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> dict[str, torch.Tensor]:
+        index, x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
         self.log("train/loss", loss, on_epoch=True, on_step=False)
-        return loss
+        return {"loss": loss, "logits": logits, "index": index, "label": y}  # for ActlabCallback(observe=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=1e-3)
@@ -45,9 +48,10 @@ def main(out: str, epochs: int = 40) -> None:
     y, original = torch.from_numpy(noisy.labels.astype(np.int64)), torch.from_numpy(noisy.original_labels.astype(np.int64))
     x_test = torch.from_numpy(data.test_images.astype(np.float32) / 16.0)
     y_test = torch.from_numpy(data.test_labels.astype(np.int64))
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
+    dataset = torch.utils.data.TensorDataset(torch.arange(len(x)), x, y)  # each sample with its index into train
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
     callback = ActlabCallback(out, probes=np.arange(len(x)), train=(x, y, original), test=(x_test, y_test),
-                              record_epochs="log:12", overwrite=True)
+                              record_epochs="log:12", observe=True, overwrite=True)
     torch.manual_seed(0)
     trainer = lightning.Trainer(max_epochs=epochs, callbacks=[callback], accelerator="cpu", logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False)

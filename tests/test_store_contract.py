@@ -217,6 +217,7 @@ def test_the_reader_reads_what_was_written(contract_run):
     np.testing.assert_allclose(run.metrics["lr"].values[[0, 19, 20, 60]], [0.1, 0.1, 0.05, 0.0125])
     assert run.dynamics.sizes == {"epoch": N_EPOCHS + 1, "train_sample": 800}
     np.testing.assert_array_equal(run.dynamics["is_noisy"].values, run.training["is_noisy"].values)
+    assert run.dynamics.attrs["source"] == "evaluation"  # the group attribute source is optional: absent, it means this
 
 
 def test_analysis_finds_the_planted_signals(contract_run):

@@ -15,10 +15,27 @@ The recorder writes the same store as ``actlab record`` through the same machine
 runs in ``eval()`` under ``no_grad`` and puts back afterwards every module's mode and every random generator state
 it could touch (torch, CUDA, NumPy, Python), so the training it watches is the same bit for bit.
 
+Every training sample's trajectory (``dynamics/``) comes from one of two sources, named in the store (attribute
+``source`` of ``dynamics/``):
+
+- ``train=(x, y)`` alone (``source = "evaluation"``, the exact option): the whole training set is evaluated in
+  ``eval()`` mode under ``no_grad`` at the end of every epoch, the weights as they are then; it costs one extra
+  forward pass over the training set per epoch.
+- ``train=(x, y), observe=True`` (``source = "training"``, the cheap option): the trajectories are the logits of
+  the loop's own training forward passes, handed in by ``rec.observe(index, logits)`` with the batch's indices
+  into ``train``; as forgetting events, dataset cartography and the area under the margin do. They are taken in
+  ``train()`` mode (dropout, batch statistics) while the weights move from batch to batch, so they differ from an
+  evaluation at the epoch's end. The training metrics (``train_clean_loss``, ...) come from the same outcomes;
+  epoch 0, before training, is evaluated. Every sample must be observed once per epoch (``drop_last=False``);
+  ``every_sample_once=False`` accepts epochs where some are missed (``drop_last``: NaN loss and margin, false
+  correct) or repeated (``DistributedSampler`` padding: the mean loss and margin, correct in most observations).
+
 Distributed training (``torch.distributed``, DDP): make the recorder in every process; only global rank 0
-evaluates and writes, the others' recorders do nothing. A ``DistributedDataParallel`` model is evaluated through its
-``module``, so the recorder runs no collective and cannot deadlock one (rank 0 is late to the next one by the
-recorder's time, as with any work done on rank 0 only).
+evaluates and writes, the others' recorders do nothing except, with ``observe=True``, sum their observations into
+rank 0's: ``end_epoch`` then runs one ``all_reduce`` in every process (call it in every process, as the training
+step). A ``DistributedDataParallel`` model is evaluated through its ``module``, so the recorder runs no other
+collective and cannot deadlock one (rank 0 is late to the next one by the recorder's time, as with any work done
+on rank 0 only).
 """
 
 from __future__ import annotations
@@ -44,6 +61,7 @@ from actlab.record.config import parse_schedule
 from actlab.record.hooks import ActivationCapture
 from actlab.record.loop import METRICS_FLUSH_SECONDS
 from actlab.record.models import layer_specs, parameter_arrays, parameter_specs
+from actlab.record.observed import ObservedEpoch
 from actlab.record.setup import environment
 from actlab.record.trainer import sample_outcomes, summarize, trajectory
 from actlab.record.writer import BackgroundWriter
@@ -122,7 +140,12 @@ class Recorder:
         Recorded epochs (``"log:40"``, ``"every:5"``, ``"0,1,10"``); epoch 0 is recorded when the recorder is made.
     train : (x, y) or (x, y, original_y), optional
         The training set: evaluated at every epoch for the training metrics and every sample's trajectory
-        (``dynamics/``), one forward pass in eval mode.
+        (``dynamics/``), one forward pass in eval mode; with ``observe``, only its labels are used after epoch 0.
+    observe : bool
+        Take the trajectories and training metrics from the training step's own logits, handed in by
+        :meth:`observe`, instead of evaluating ``train`` at every epoch (needs ``train``).
+    every_sample_once : bool
+        With ``observe``, refuse an epoch in which a training sample was not observed or observed more than once.
     test : (x, y), optional
         The test set: evaluated at every epoch for ``test_loss`` and ``test_acc``; its first ``test_probes``
         samples are the probes of group ``test``.
@@ -143,7 +166,8 @@ class Recorder:
     Attributes
     ----------
     active : bool
-        False in a process of global rank > 0 of a distributed run, whose recorder does nothing.
+        False in a process of global rank > 0 of a distributed run, whose recorder writes nothing (with
+        ``observe``, it only sums its observations into rank 0's at each :meth:`end_epoch`).
 
     Examples
     --------
@@ -156,20 +180,25 @@ class Recorder:
     def __init__(self, model: nn.Module, out: str | Path, probes: Any, *, epochs: int, layers: str | Sequence[str] = "auto",
                  record_epochs: str | Sequence[int] = "log:40", train: Any = None, test: Any = None, test_probes: int = 1000,
                  conv_reduce: str = "mean", dtype: str = "float32", batch_size: int = 1024, overwrite: bool = False,
-                 resume: bool = False) -> None:
+                 resume: bool = False, observe: bool = False, every_sample_once: bool = True) -> None:
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"epochs must be an integer >= 1; got {epochs!r}")
+        if observe and train is None:
+            raise ConfigError("observe=True needs train=(x, y) or (x, y, original_y): the labels of the observed indices")
         if isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module  # evaluated alone on rank 0: no collective runs inside the recorder
         self.active = global_rank() == 0
         self.closed = False
-        if not self.active:  # another process of a distributed run: it writes nothing and evaluates nothing
-            return
-        self.model, self.epochs, self.batch_size, self.dtype = model, epochs, int(batch_size), dtype
-        self.run_dir = location(out)
-        self.schedule = parse_schedule(record_epochs, epochs)
+        self.epochs = epochs
         self.device = next(model.parameters(), torch.zeros(())).device
         self.train = _split(train, "train", original=True) if train is not None else None
+        self._observed = ObservedEpoch(self.train[1], self.train[2], self.device, every_sample_once=every_sample_once) \
+            if observe else None
+        if not self.active:  # another process of a distributed run: it writes and evaluates nothing
+            return
+        self.model, self.batch_size, self.dtype = model, int(batch_size), dtype
+        self.run_dir = location(out)
+        self.schedule = parse_schedule(record_epochs, epochs)
         self.test = _split(test, "test", original=False) if test is not None else None
         probe_set, self._probe_x = self._probes(probes, test_probes)
         with untouched(model):
@@ -244,7 +273,8 @@ class Recorder:
         writer = RunWriter.create(self.run_dir, config=config, dataset=dataset, layers=self.specs,
                                   parameters=parameter_specs(self.model), probes=probes, subsets=self._subsets(probes),
                                   record_epochs=self.schedule, n_epochs=self.epochs, activation_dtype=self.dtype,
-                                  dynamics=self.train is not None, replace=overwrite)
+                                  dynamics=self.train is not None, replace=overwrite,
+                                  dynamics_source="training" if self._observed else "evaluation")
         claim.writers.append(writer)
         claim.replaced()
         self.next_epoch = 1  # epoch 0 is recorded as soon as the writer exists
@@ -265,6 +295,11 @@ class Recorder:
         if view.attrs["n_epochs"] != self.epochs or view.attrs["record_epochs"] != self.schedule:
             raise ConfigError(f"{self.run_dir} was recorded for {view.attrs['n_epochs']} epochs with record epochs "
                               f"{view.attrs['record_epochs']}; resume with the same epochs and record_epochs")
+        stored_source = view.dynamics.attrs["source"] if view.dynamics is not None else "none"
+        source = ("training" if self._observed else "evaluation") if self.train is not None else "none"
+        if stored_source != source:
+            raise ConfigError(f"{self.run_dir} stores trajectories from {stored_source!r} (dynamics/ attribute source), "
+                              f"these settings from {source!r}; resume with the same train= and observe=")
         if view.attrs.get("status") == STATUS_COMPLETE:
             raise ConfigError(f"{self.run_dir} is already complete; record a new run")
         writer = RunWriter.open(self.run_dir)
@@ -277,22 +312,30 @@ class Recorder:
 
     # -- recording -----------------------------------------------------------------------------------
     def _outcomes(self, x: torch.Tensor, label: np.ndarray, original: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`sample_outcomes` of evaluating ``x`` in batches; the labels go to the device once, not per batch."""
+        label, original = (torch.as_tensor(y, device=self.device) for y in (label, original))
         parts = []
         for start in range(0, len(x), self.batch_size):
             stop = start + self.batch_size
             logits = self.model(x[start:stop].to(self.device))
-            parts.append(sample_outcomes(logits, torch.as_tensor(label[start:stop], device=logits.device),
-                                         torch.as_tensor(original[start:stop], device=logits.device)))
+            parts.append(sample_outcomes(logits, label[start:stop].to(logits.device), original[start:stop].to(logits.device)))
         return {name: torch.cat([p[name] for p in parts]).cpu().numpy() for name in parts[0]} if parts else {}
 
-    def _evaluate(self) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
-        """The metrics (NaN where no data gives them) and the training samples' trajectory (None without ``train``)."""
+    def _evaluate(self, observed: tuple[dict[str, np.ndarray], np.ndarray] | None
+                  ) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
+        """The metrics (NaN where no data gives them) and the training samples' trajectory (None without ``train``),
+        the training set's from ``observed`` (outcomes, observed mask) where given, else from evaluating it."""
         metrics = {name: float("nan") for name in METRICS}
         samples = None
         empty = {"loss": np.zeros(0), "correct": np.zeros(0, bool), "loss_original": np.zeros(0), "correct_original": np.zeros(0, bool)}
-        train = self._outcomes(*self.train) if self.train is not None else None
+        if observed is not None:
+            train, seen = observed
+        else:
+            train = self._outcomes(*self.train) if self.train is not None else None
+            seen = slice(None)
         test = self._outcomes(self.test[0], self.test[1], self.test[1]) if self.test is not None else None
-        found = summarize(train or empty, test or empty, (self.train[1] != self.train[2]) if self.train else np.zeros(0, bool))
+        is_noisy = (self.train[1] != self.train[2])[seen] if self.train else np.zeros(0, bool)
+        found = summarize({k: v[seen] for k, v in train.items()} if train else empty, test or empty, is_noisy)
         metrics.update({k: v for k, v in found.items() if (k.startswith("train") and train) or (k.startswith("test") and test)})
         if train is not None:
             samples = trajectory(train)
@@ -303,16 +346,18 @@ class Recorder:
         scheduled ones. Call it with 1, 2, ..., ``epochs`` (0 is recorded when the recorder is made).
 
         ``metrics`` are the loop's own numbers (``{"lr": 0.1}``), stored as ``metrics/<name>`` (NaN at the epochs
-        that do not report a name)."""
-        if not self.active:
-            return
+        that do not report a name). With ``observe``, the epoch's observations end here (in a distributed run,
+        every process must call it: they are summed by one ``all_reduce``)."""
         if self.closed:
             raise ConfigError("the recorder is closed; make a new one with resume=True to continue")
         if not isinstance(epoch, int) or not 0 <= epoch <= self.epochs:
             raise ConfigError(f"epoch must be an integer in 0..{self.epochs}; got {epoch!r}")
+        observed = self._observed.take(epoch) if self._observed is not None and epoch > 0 else None
+        if not self.active:
+            return
         own = self._user_metrics(metrics or {})
         with untouched(self.model):
-            metrics, samples = self._evaluate()
+            metrics, samples = self._evaluate(observed)
             snapshot = ((self._capture.collect(self._probe_x.to(self.device), self.batch_size, self.dtype, self._reduce),
                          parameter_arrays(self.model)) if epoch in self.schedule else None)
         self._pending[epoch] = {**metrics, **own, "wall_time": self._elapsed_before + time.perf_counter() - self._t0}
@@ -340,6 +385,26 @@ class Recorder:
             self._flush()  # metrics of earlier epochs first: the writer accepts a name only once it is allocated
             self._background.submit(self.writer.add_user_metrics, new)
         return values
+
+    def observe(self, index: Any, logits: torch.Tensor, label: Any = None) -> None:
+        """Hand in one training batch's logits (``Recorder(..., observe=True)``); call it in every process.
+
+        Parameters
+        ----------
+        index : Tensor or ndarray of int, shape (batch,)
+            The batch's indices into ``train`` (have the dataset return them with each sample).
+        logits : Tensor, shape (batch, class)
+            The training step's logits; copied here (detached: the graph is not kept), and kept on their device
+            until many batches are folded into per-sample sums there (no host synchronisation per batch).
+        label : Tensor or ndarray of int, shape (batch,), optional
+            The batch's labels: checked against ``train``'s labels at ``index`` when the epoch ends, which catches
+            indices in another order.
+        """
+        if self._observed is None:
+            raise ConfigError("observe needs a recorder made with observe=True and train=(x, y)")
+        if self.closed:
+            raise ConfigError("the recorder is closed; make a new one with resume=True to continue")
+        self._observed.add(index, logits, label)
 
     @contextlib.contextmanager
     def epoch(self, epoch: int) -> Iterator[None]:

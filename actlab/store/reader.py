@@ -39,7 +39,9 @@ from actlab.store.schema import (
     ACTIVATION_DTYPES,
     ARRAYS,
     COMMIT_ARRAYS,
+    DEFAULT_DYNAMICS_SOURCE,
     DYNAMICS,
+    DYNAMICS_SOURCES,
     GROUPS,
     METRICS,
     SHARD_DIGESTS,
@@ -518,7 +520,11 @@ def _dynamics(src: _Source, attrs: Mapping[str, Any], training: xr.Dataset, wher
                  for name, array in arrays.items()}
     coords = {"epoch": ("epoch", values, epoch_attrs),
               **{name: ("train_sample", training[name].values, training[name].attrs) for name in training.data_vars}}
-    return xr.Dataset(variables, coords=coords).isel(epoch=committed)
+    group_attrs = _group_attrs(src, "dynamics", where)
+    source = group_attrs.get("source", DEFAULT_DYNAMICS_SOURCE)
+    if source not in DYNAMICS_SOURCES:
+        raise breach_error(where, f"attribute source of group dynamics is {source!r}, not one of {list(DYNAMICS_SOURCES)}")
+    return xr.Dataset(variables, coords=coords, attrs={**group_attrs, "source": source}).isel(epoch=committed)
 
 
 def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:

@@ -34,6 +34,7 @@ Layout of a run directory::
         epoch                        int32, -1 until that epoch's trajectories are committed
         loss, margin                 float16 (epoch, train_sample)
         correct, correct_original    bool (epoch, train_sample)
+                                     group attr source: "evaluation" or "training" (DYNAMICS_SOURCES)
 """
 
 from __future__ import annotations
@@ -199,6 +200,15 @@ DYNAMICS: dict[str, tuple[str, str, str]] = {
 root attr ``dynamics`` is true."""
 
 ARRAYS["dynamics/epoch"] = (("epoch",), ("int32",))
+
+DYNAMICS_SOURCES: dict[str, str] = {
+    "evaluation": "a forward pass over the whole training set in eval() mode under no_grad at the end of each epoch",
+    "training": "the logits of the training loop's own forward passes during each epoch (train() mode, the weights "
+                "moving between batches); epoch 0, before training, is an evaluation pass",
+}
+"""Where the trajectories of ``dynamics/`` come from: the values of the group attribute ``source`` of ``dynamics/``
+(optional; absent means ``"evaluation"``, as every store written before it existed)."""
+DEFAULT_DYNAMICS_SOURCE = "evaluation"
 
 COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch", "parameters/epoch", "dynamics/epoch")
 """The epoch arrays: slot i holds its epoch once written, -1 until then. ``metrics/epoch`` commits the metrics and

@@ -53,7 +53,9 @@ from actlab.store.schema import (
     ARRAYS,
     CHUNK_VALUES,
     COMMIT_ARRAYS,
+    DEFAULT_DYNAMICS_SOURCE,
     DYNAMICS,
+    DYNAMICS_SOURCES,
     GROUPS,
     METRICS,
     SAMPLE_CHUNK,
@@ -179,6 +181,7 @@ class RunWriter:
         parameters: Sequence[ParameterSpec] = (),
         activation_dtype: str = "float32",
         dynamics: bool = False,
+        dynamics_source: str = DEFAULT_DYNAMICS_SOURCE,
         replace: bool = False,
     ) -> RunWriter:
         """Allocate an empty, full-size store inside the run folder ``run_dir``.
@@ -219,6 +222,8 @@ class RunWriter:
         activation_dtype : {"float32", "float16"}
         dynamics : bool
             Allocate ``dynamics/``: every training sample's trajectory at every epoch (:meth:`write_dynamics`).
+        dynamics_source : {"evaluation", "training"}
+            Where the trajectories come from (:data:`DYNAMICS_SOURCES`), the attribute ``source`` of ``dynamics/``.
         replace : bool
             Replace the store already in ``run_dir`` (``--overwrite``); otherwise one there is an error.
         """
@@ -226,6 +231,8 @@ class RunWriter:
         record_epochs = [int(e) for e in record_epochs]
         if activation_dtype not in ("float32", "float16"):
             raise ValueError(f"activation_dtype must be 'float32' or 'float16'; got {activation_dtype!r}")
+        if dynamics_source not in DYNAMICS_SOURCES:
+            raise ValueError(f"dynamics_source must be one of {list(DYNAMICS_SOURCES)}; got {dynamics_source!r}")
         if sorted(set(record_epochs)) != record_epochs or not record_epochs:
             raise ValueError(f"record_epochs must be strictly increasing and non-empty; got {record_epochs}")
         if record_epochs[0] < 0 or record_epochs[-1] > n_epochs:
@@ -238,7 +245,7 @@ class RunWriter:
             raise ValueError(f"parameter names must be distinct; got {parameter_names}")
         allocation = dict(config=config, dataset=dataset, layers=layers, parameters=parameters, probes=probes,
                           subsets=subsets, record_epochs=record_epochs, n_epochs=n_epochs, activation_dtype=activation_dtype,
-                          dynamics=dynamics)
+                          dynamics=dynamics, dynamics_source=dynamics_source)
         if is_remote(run_dir):
             return cls._create_remote(run_dir, replace=replace, **allocation)
         target = store_path(run_dir)
@@ -513,6 +520,7 @@ def _allocate(
     n_epochs: int,
     activation_dtype: str,
     dynamics: bool,
+    dynamics_source: str,
 ) -> None:
     from actlab import __version__
 
@@ -596,8 +604,8 @@ def _allocate(
                 dims=parameter.dims, chunks=whole, shards=whole,
                 attributes={"long_name": f"state_dict entry {parameter.name}", "units": "1"})
     if dynamics:
-        root.create_group("dynamics", attributes=with_digest({"description": "every training sample's trajectory at every epoch, "
-                                                                 "epoch 0 = initialisation"}))
+        description = "every training sample's trajectory at every epoch, epoch 0 = initialisation"
+        root.create_group("dynamics", attributes=with_digest({"description": description, "source": dynamics_source}))
         _create(root, "dynamics/epoch", (n_metric,), attributes=commit)
         per_epoch = (1, max(n_train, 1))
         for name, (long_name, units, dtype) in DYNAMICS.items():

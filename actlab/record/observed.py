@@ -1,0 +1,133 @@
+"""Every training sample's trajectory from the training loop's own logits (``Recorder(..., observe=True)``).
+
+Forgetting events (Toneva et al. 2019), dataset cartography (Swayamdipta et al. 2020) and the area under the margin
+(Pleiss et al. 2020) all read the logits of the training step itself: no extra forward pass. :class:`ObservedEpoch`
+keeps each batch's logits on the model's device and sums their per-sample outcomes into buffers there, many
+batches at once (no host synchronisation per batch, bounded memory), and hands the epoch over once, at its end;
+in a distributed run the buffers of every process are summed first (one ``all_reduce``), so every process sees the
+same epoch and raises the same refusal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from actlab.errors import ConfigError
+from actlab.record.trainer import sample_outcomes
+
+SUMMED: tuple[str, ...] = ("loss", "margin", "loss_original", "correct", "correct_original", "count")
+"""The per-sample sums kept on the device, one row each; ``count`` is the number of observations."""
+FOLD_VALUES = 2**22
+"""Logits (batch x class values) kept on the device before they are folded into the sums: 16 MiB of float32."""
+
+
+def _distributed() -> bool:
+    distributed = torch.distributed
+    return distributed.is_available() and distributed.is_initialized() and distributed.get_world_size() > 1
+
+
+class ObservedEpoch:
+    """Per-sample outcomes of the current epoch, summed from the training step's logits.
+
+    Parameters
+    ----------
+    label, original : ndarray of int, shape (train_sample,)
+        Assigned and original labels of the training set, in the order of the indices given to :meth:`add`.
+    device : torch.device
+        Where the sums are kept (the model's device).
+    every_sample_once : bool
+        Refuse an epoch in which a training sample was not observed, or observed more than once.
+    """
+
+    def __init__(self, label: np.ndarray, original: np.ndarray, device: torch.device, *, every_sample_once: bool) -> None:
+        self.n_samples = len(label)
+        self.every_sample_once = every_sample_once
+        self._label = torch.as_tensor(label, device=device)
+        self._original = torch.as_tensor(original, device=device)
+        self._sums = torch.zeros((len(SUMMED), self.n_samples), dtype=torch.float32, device=device)
+        self._problems = torch.zeros(2, dtype=torch.float32, device=device)  # indices out of range, labels that differ
+        self._batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        self._buffered = 0
+
+    def add(self, index: Any, logits: torch.Tensor, label: Any = None) -> None:
+        """Add one batch: ``index`` (batch,) dataset indices into the training set, ``logits`` (batch, class),
+        ``label`` (batch,) optional, checked against the training set's assigned labels at :meth:`take`.
+
+        The batch is copied and kept on the device; batches are folded into the per-sample sums together, every
+        :data:`FOLD_VALUES` logits and at :meth:`take`, so a batch costs a copy, not a dozen small operations."""
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            raise ConfigError(f"observe: logits must be a tensor (batch, class); got {getattr(logits, 'shape', type(logits).__name__)}")
+        device = self._sums.device
+        index = torch.as_tensor(index).to(device, non_blocking=True)
+        if index.ndim != 1 or len(index) != len(logits) or index.dtype.is_floating_point or index.dtype == torch.bool:
+            raise ConfigError(f"observe: index must be integers of shape ({len(logits)},) like the logits' batch; "
+                              f"got {index.dtype} {tuple(index.shape)}")
+        if label is not None:
+            label = torch.as_tensor(label).to(device, non_blocking=True)
+            if label.shape != index.shape:
+                raise ConfigError(f"observe: label must have shape {tuple(index.shape)} like index; got {tuple(label.shape)}")
+        self._batches.append((index, logits.detach().to(device, copy=True), label))
+        self._buffered += logits.numel()
+        if self._buffered >= FOLD_VALUES:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Add the buffered batches to the per-sample sums (on the device, without waiting for it)."""
+        if not self._batches:
+            return
+        with torch.no_grad():
+            index = torch.cat([batch[0] for batch in self._batches])
+            logits = torch.cat([batch[1] for batch in self._batches])
+            inside = (index >= 0) & (index < self.n_samples)
+            index = torch.where(inside, index, torch.zeros_like(index))
+            assigned = self._label.index_select(0, index)  # index_select: much faster than tensor[index] on a CPU
+            out = sample_outcomes(logits, assigned, self._original.index_select(0, index))
+            rows = torch.stack([out[name].float() for name in SUMMED[:-1]] + [torch.ones_like(out["loss"])])
+            self._sums.index_add_(1, index, rows * inside)
+            self._problems[0] += (~inside).sum()
+            checked = [(i, label) for i, (_, _, label) in enumerate(self._batches) if label is not None]
+            if checked:
+                starts = np.cumsum([0] + [len(batch[0]) for batch in self._batches])
+                rows_checked = torch.cat([torch.arange(starts[i], starts[i + 1], device=index.device) for i, _ in checked])
+                label = torch.cat([label for _, label in checked])
+                self._problems[1] += ((label != assigned[rows_checked]) & inside[rows_checked]).sum()
+        self._batches, self._buffered = [], 0
+
+    def take(self, epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The epoch's outcomes and start a new epoch; the sums of every process first, in a distributed run.
+
+        Returns
+        -------
+        outcomes : dict of str -> ndarray, each shape (train_sample,)
+            ``loss``, ``margin``, ``loss_original`` (the mean over the sample's observations; NaN where it was not
+            observed), ``correct``, ``correct_original`` (true in more than half of its observations).
+        observed : ndarray of bool, shape (train_sample,)
+        """
+        self._fold()
+        both = torch.cat([self._sums.flatten(), self._problems])
+        if _distributed():
+            torch.distributed.all_reduce(both)
+        both = both.cpu().numpy()
+        self._sums.zero_()
+        self._problems.zero_()
+        sums = dict(zip(SUMMED, both[:-2].reshape(len(SUMMED), self.n_samples)))
+        outside, wrong_labels = (int(v) for v in both[-2:])
+        if outside:
+            raise ConfigError(f"epoch {epoch}: {outside} observed indices lie outside 0..{self.n_samples - 1}; give "
+                              "observe the indices of the batch's samples in the training set given as train=")
+        if wrong_labels:
+            raise ConfigError(f"epoch {epoch}: {wrong_labels} observed labels differ from train's labels at their "
+                              "indices; give observe the indices into train's order (have the dataset return them)")
+        count = sums["count"]
+        missing, repeated = int(np.sum(count == 0)), int(np.sum(count > 1))
+        if self.every_sample_once and (missing or repeated):
+            raise ConfigError(f"epoch {epoch}: {missing} of {self.n_samples} training samples were not observed and "
+                              f"{repeated} were observed more than once; call observe once for every training sample "
+                              "each epoch (DataLoader drop_last=False), or make the Recorder with every_sample_once=False")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            outcomes = {name: (sums[name] / count).astype(np.float32) for name in ("loss", "margin", "loss_original")}
+        outcomes.update({name: sums[name] > count / 2 for name in ("correct", "correct_original")})
+        return outcomes, count > 0
