@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -68,8 +67,9 @@ def _clone_named_actlab(parent: Path, pyproject: str) -> Path:
 def _import_beside(clone: Path, python: Path, code: str) -> subprocess.CompletedProcess:
     """``python -c code`` run in the folder that holds ``clone``, once ``clone`` is installed with ``pip install -e``."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-build-isolation", "-e", clone],
-                   env=env, check=True, capture_output=True, timeout=300)
+    done = subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-build-isolation", "-e",
+                           clone], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
     return subprocess.run([python, "-c", code], cwd=clone.parent, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -84,7 +84,7 @@ def test_a_script_beside_a_clone_named_actlab_imports_the_package(tmp_path):
     venv = tmp_path / "venv"  # a throwaway venv that sees this one's packages and pip
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=300)
     site_packages = next(venv.glob("lib/python*/site-packages"))
-    (site_packages / "this_env.pth").write_text("\n".join({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}))
+    (site_packages / "this_env.pth").write_text("\n".join(path for path in sys.path if path.endswith("site-packages")))
     python = venv / "bin" / "python"
     code = "import actlab; print(actlab.__version__, actlab.__file__)"
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
