@@ -1,23 +1,42 @@
-"""Time and size of the Python snippets of README.md and docs/analysis.md that record or analyse, each run as written.
+"""Time and size of the code of README.md and docs/*.md: the Python snippets that record or analyse, and every bash command.
 
-Every fenced ``python`` block of those pages that calls ``actlab.record(`` or opens ``runs/quickstart`` runs in a fresh
-interpreter (one torch thread, ``OMP_NUM_THREADS=1``) in an empty temporary folder (for the latter, after README
-command 1's ``actlab record``, untimed); the script prints its wall time and the size of what it wrote. The pages
-state these numbers beside each snippet. Nothing is asserted.
+Every fenced ``python`` block of README.md and docs/analysis.md that calls ``actlab.record(`` or opens
+``runs/quickstart`` runs in a fresh interpreter (one torch thread, ``OMP_NUM_THREADS=1``) in an empty temporary folder
+(for the latter, after README command 1's ``actlab record``, untimed); the script prints its wall time and the size of
+what it wrote.
 
-    python benchmarks/bench_snippets.py                     # one line per snippet
-    python benchmarks/bench_snippets.py runs/quickstart     # only the snippets that hold this text
+With ``--bash``, every command line of a fenced ``bash`` block of README.md and docs/*.md (comments, and lines that
+only export a variable, left out) gets one line ``$ COMMAND  =>  FIGURE  (SOURCE)``. FIGURE is what the page states
+beside the command (tests/test_snippets.py checks that it does, that every command has a line, and that each quoted
+file holds its quotes); SOURCE says where it comes from:
+
+- ``run as written``: run in an empty folder that holds ``examples/`` and sees ``../shared/data``, ACTLAB_DATA set;
+- ``extrapolated``: a study-scale ``actlab record``, run as written with ``--epochs 3`` appended; its time and the
+  size of ``runs/`` extrapolated to the command's epochs (:func:`extrapolated`);
+- a committed file and the words of it that give the figure;
+- a test that runs the command's case, or CI (``.ci/run`` runs the command as written);
+- ``not measured``, and why.
+
+The pages state these numbers beside each snippet and command. Nothing is asserted.
+
+    python benchmarks/bench_snippets.py                     # one line per Python snippet
+    python benchmarks/bench_snippets.py runs/quickstart     # only the Python snippets that hold this text
+    python benchmarks/bench_snippets.py --bash              # one line per bash command
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,9 +57,152 @@ def folder_size(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
+COMMAND_1 = ("python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[record]' && OMP_NUM_THREADS=1 actlab record "
+             "--dataset digits --model mlp7 --width 256 --lr 1e-3 --epochs 100 --record-epochs log:16 --probe-clean 400 "
+             "--probe-noisy 400 --probe-test 300 --dtype float16 --out runs/quickstart && actlab analyze runs/quickstart")
+COMMAND_2 = ("python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[record,lightning,test]' && "
+             "ACTLAB_DATA=../shared/data python -m pytest -q -n 2")
+
+RUN = {"actlab record --help"}  # run as written
+STUDY = [  # actlab record at study scale: hours on a CPU, extrapolated from three epochs
+    "actlab record --model mlp7",
+    "actlab record --model mlp5 --data-dir ../shared/data",
+    "actlab record --model mlp7 --train-size 10000 --epochs 300 --record-epochs log:40",
+    "actlab record --config examples/record_config.toml --lr 3e-4",
+    "actlab record --model mlp7 --seeds 0-4",
+]
+CITED = {  # command: (figure, committed file, the words of it that give the figure)
+    COMMAND_1: ("143 s, 90 MB", "docs/benchmarks/quickstart.txt", ["total 143.2 s", "runs/quickstart: 90M"]),
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[record]'":
+        ("569 s, a 6.0 GB venv", "docs/benchmarks/install_sizes.txt", ["pip install -e '.[record]': 569.3 s, venv 6021 MB"]),
+    "actlab analyze runs/mlp7": ("7.5 to 8.1 s for a 3.1 GB store", "docs/benchmarks/bench_analyze.txt",
+                                 ["3.14 GB raw float32", "full analysis 7.5 s", "full analysis 8.1 s"]),
+    "actlab analyze runs/mlp7 --scheduler local:2": ("13 s for a 3.1 GB store", "docs/benchmarks/bench_distributed.txt",
+                                                    ["3.144 GB", "LocalCluster 2 processes x 1 thread: 12.54 s"]),
+    "actlab analyze s3://bucket/runs/mlp7": ("3.5 s for a 62 MB store on a local S3 server", "docs/benchmarks/bench_remote.txt",
+                                             ["62 MB raw float32", "open + analyze           local disk   0.75 s | local S3 server   3.47 s"]),
+    "bash benchmarks/bench_quickstart.sh": ("143 s, 90 MB", "docs/benchmarks/quickstart.txt", ["total 143.2 s", "runs/quickstart: 90M"]),
+    "python benchmarks/bench_record.py": ("49 s, 0.4 GB", "docs/benchmarks/bench_record.txt",
+                                          ["real\t0m48.948s", "store size on disk 405.9 MB"]),
+    "python benchmarks/bench_analyze.py": ("62 s, 3.1 GB", "docs/benchmarks/bench_analyze.txt",
+                                           ["build: 27.6 s", "3.14 GB raw float32", "plain read 3.7 s", "full analysis 7.5 s",
+                                            "plain read 3.6 s", "full analysis 8.1 s", "plain read 3.8 s", "full analysis 8.0 s"]),
+    "ACTLAB_DATA=../shared/data bash examples/reproduce_seeds.sh": (
+        "2.4 h of training", "docs/reproduction.md", ["MLP7 2,975 s, MLP5 2,922 s, MLP3 2,823 s"]),
+    "bash examples/reproduce_seeds.sh": ("2.4 h of training", "docs/reproduction.md", ["MLP7 2,975 s, MLP5 2,922 s, MLP3 2,823 s"]),
+    "ACTLAB_DATA=/data bash examples/reproduce_gpu.sh": ("MLP7 227 s on one H200", "docs/reproduction/gpu/README.md",
+                                                         ["| MLP7 | 1000 (complete) | 227 s |"]),
+}
+TESTED = {  # command: the test that runs its case, or CI
+    COMMAND_2: ".ci/run",
+    "actlab record --resume runs/mlp7": "tests/test_cli_record.py::test_kill_9_then_resume_matches_uninterrupted_run",
+    "actlab record --model mlp7 --out s3://bucket/runs/mlp7": "tests/test_remote.py::test_cli_record_to_url_equals_the_python_api_run",
+    "actlab compare runs/mlp7 runs/mlp5 runs/mlp3": "tests/test_cli_analyze.py::test_compare_reuses_saved_analyses_and_computes_the_others",
+    "actlab analyze runs/mlp7 --scheduler tcp://host:8786": "tests/test_distributed.py::test_analyze_and_compare_on_worker_processes_equal_threads",
+}
+NOT_MEASURED = {  # command: why not
+    "python benchmarks/bench_overlap.py": "its output (docs/benchmarks/bench_overlap.txt) gives its parts' times, not its own",
+    "python benchmarks/bench_ensemble.py": "no committed output",
+    "python benchmarks/bench_distributed.py": "its output (docs/benchmarks/bench_distributed.txt) gives the analyses' times, not its own",
+    "python benchmarks/bench_remote.py": "its output (docs/benchmarks/bench_remote.txt) gives its parts' times, not its own",
+    "python benchmarks/bench_anymodel.py": "no committed output",
+    "python benchmarks/bench_denormal.py runs/dd-search/lr1e-3": "no committed output; needs a run of dd_search.sh",
+    "python benchmarks/stress_crash.py": "its committed output (docs/benchmarks/stress_crash_issue16.txt) is of bounded settings",
+    "python benchmarks/report_screenshots.py OUT quickstart=runs/quickstart/analysis/report.html": "no time in its output",
+    "python benchmarks/figure_text.py runs/quickstart/analysis/results.zarr": "no time in its output",
+    "bash examples/collect_reproduction.sh": "copies the outputs of reproduce_seeds.sh",
+    "ACTLAB_DATA=../shared/data bash examples/reproduce_cpu.sh": "no committed wall time",
+    "ACTLAB_DATA=../shared/data bash examples/dd_search.sh": "no committed wall time",
+}
+
+
+def bash_commands(page: Path) -> list[str]:
+    """The command lines of the fenced bash blocks of ``page``, comments dropped, lines that only export left out."""
+    lines = []
+    for block in re.findall(r"^```bash\n(.*?)^```", page.read_text(), flags=re.S | re.M):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = " ".join(shlex.split(line, comments=True))
+            if command and not command.startswith("export "):
+                lines.append(line.split(" #", 1)[0].strip())
+    return lines
+
+
+def measured(command: str, folder: Path, env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds of ``command`` run in ``folder``, and the bytes it left in ``folder/runs``."""
+    start = time.perf_counter()
+    subprocess.run(["bash", "-c", command], cwd=folder, env=env, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    return seconds, folder_size(folder / "runs") if (folder / "runs").exists() else 0
+
+
+def clone_like(parent: Path, data: str) -> Path:
+    """``parent/clone`` holding ``examples/``, beside ``parent/shared/data`` (a link to the data): a clone's layout."""
+    shutil.copytree(ROOT / "examples", parent / "clone" / "examples")
+    (parent / "shared").mkdir()
+    (parent / "shared" / "data").symlink_to(Path(data).resolve())
+    return parent / "clone"
+
+
+def extrapolated(command: str, env: dict[str, str], actlab: str, short: int = 3) -> str:
+    """Time and size of a study-scale ``actlab record``, from a run of its first ``short`` epochs.
+
+    Time: that run's wall time plus the remaining epochs at the median duration of its epochs (the differences of the
+    stored ``wall_time``, every epoch recorded). Size: what does not grow with the epochs, plus the recorded epochs at
+    the bytes per recorded epoch of ``layers/`` and ``parameters/``, plus every epoch at the bytes per epoch of
+    ``dynamics/``.
+    """
+    from actlab.analysis import open_run
+    from actlab.cli import build_parser
+    from actlab.cli.record import config_from_args
+    from actlab.record.config import parse_schedule
+
+    os.chdir(ROOT)  # --config paths are relative to the clone
+    config = config_from_args(build_parser().parse_args(shlex.split(command)[1:]))
+    with tempfile.TemporaryDirectory(prefix="actlab-snippet-") as parent:
+        folder = clone_like(Path(parent), env["ACTLAB_DATA"])
+        seconds, size = measured(command.replace("actlab", actlab, 1) + f" --epochs {short}", folder, env)
+        stores = sorted((folder / "runs").rglob("store.zarr"))
+        wall = open_run(stores[0].parent).metrics["wall_time"].values
+        per_epoch_seconds = float(np.median(np.diff(wall)))
+        grown = {part: sum(folder_size(store / part) for store in stores) for part in ("layers", "parameters", "dynamics")}
+    recorded, full = len(parse_schedule(config.record_epochs, short)), len(parse_schedule(config.record_epochs, config.epochs))
+    per_recorded = (grown["layers"] + grown["parameters"]) / recorded
+    per_epoch_bytes = grown["dynamics"] / len(wall)
+    total_seconds = seconds + (config.epochs - short) * per_epoch_seconds
+    total_size = size - sum(grown.values()) + full * per_recorded + (config.epochs + 1) * per_epoch_bytes
+    return (f"{total_seconds / 60:.0f} min, {total_size / 1e9:.1f} GB  (extrapolated from {short} epochs in {seconds:.0f} s, "
+            f"{size / 1e6:.0f} MB: {config.epochs - short} more epochs of {per_epoch_seconds:.1f} s (median), {full} recorded "
+            f"epochs of {per_recorded / 1e6:.1f} MB, per-sample dynamics {per_epoch_bytes / 1e6:.2f} MB per epoch)")
+
+
+def bash_lines(env: dict[str, str]) -> None:
+    """One line per bash command of README.md and docs/*.md: its figure and where it comes from."""
+    actlab = f"{sys.executable} -m actlab.cli"
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for command in bash_commands(page):
+            if command in RUN:
+                with tempfile.TemporaryDirectory(prefix="actlab-snippet-") as parent:
+                    seconds, size = measured(command.replace("actlab", actlab, 1), clone_like(Path(parent), env["ACTLAB_DATA"]), env)
+                line = f"{seconds:.1f} s, {size / 1e6:.0f} MB  (run as written)"
+            elif command in STUDY:
+                line = extrapolated(command, env, actlab)
+            elif command in CITED:
+                figure, path, quotes = CITED[command]
+                line = f"{figure}  ({path}: {'; '.join(quotes)})"
+            elif command in TESTED:
+                line = f"run by a test  ({TESTED[command]})"
+            else:
+                line = f"not measured  ({NOT_MEASURED.get(command, 'not in benchmarks/bench_snippets.py')})"
+            print(f"$ {command}  =>  {line}", flush=True)
+
+
 def main() -> None:
     print(f"load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}; {os.cpu_count()} cores")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    if sys.argv[1:] == ["--bash"]:
+        bash_lines({**env, "ACTLAB_DATA": os.environ.get("ACTLAB_DATA", str(ROOT.parent / "shared" / "data"))})
+        print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+        return
     only = sys.argv[1] if len(sys.argv) > 1 else ""
     blocks = snippets(ROOT / "README.md") + snippets(ROOT / "docs" / "analysis.md")
     for block in (block for block in blocks if only in block):

@@ -1,12 +1,19 @@
-"""The analysis half installs and runs without torch; the record side says in one line how to get it."""
+"""The analysis half installs and runs without torch; the record side says in one line how to get it; a script run
+beside a clone named ``actlab/`` imports the package, not the clone folder."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from fixtures_store import planted_run
+
+import actlab
 
 from conftest import REPO_ROOT
 
@@ -46,3 +53,47 @@ def test_analyze_without_torch(tmp_path):
                    tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["{}", "True", "False"]
+
+
+def _clone_named_actlab(parent: Path, pyproject: str) -> Path:
+    """A folder ``parent/actlab`` holding what an install of the repository reads (as ``git clone URL`` names it)."""
+    clone = parent / "actlab"
+    shutil.copytree(REPO_ROOT / "actlab", clone / "actlab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "README.md", clone)
+    (clone / "pyproject.toml").write_text(pyproject)
+    return clone
+
+
+def _import_beside(clone: Path, python: Path, code: str) -> subprocess.CompletedProcess:
+    """``python -c code`` run in the folder that holds ``clone``, once ``clone`` is installed with ``pip install -e``."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-build-isolation", "-e",
+                           clone], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return subprocess.run([python, "-c", code], cwd=clone.parent, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_script_beside_a_clone_named_actlab_imports_the_package(tmp_path):
+    """From the folder that holds a clone named ``actlab/``, ``import actlab`` finds the editable install's package,
+    not the clone folder: pyproject.toml's ``package-dir`` makes setuptools put the clone on sys.path (a .pth file).
+    Without it (the control), setuptools' import hook comes after the current folder, whose ``actlab/`` wins as a
+    namespace package that lacks every name of the package."""
+    setuptools = pytest.importorskip("setuptools")  # builds the editable installs here, offline
+    if int(setuptools.__version__.split(".")[0]) < 68:
+        pytest.skip(f"setuptools {setuptools.__version__} is older than the build's (>= 68)")
+    venv = tmp_path / "venv"  # a throwaway venv that sees this one's packages and pip
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=300)
+    site_packages = next(venv.glob("lib/python*/site-packages"))
+    (site_packages / "this_env.pth").write_text("\n".join(path for path in sys.path if path.endswith("site-packages")))
+    python = venv / "bin" / "python"
+    code = "import actlab; print(actlab.__version__, actlab.__file__)"
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+
+    without, count = re.subn(r"\[tool\.setuptools\]\n(#.*\n)*package-dir = .*\n", "", pyproject)
+    assert count == 1
+    done = _import_beside(_clone_named_actlab(tmp_path / "control", without), python, code)
+    assert done.returncode == 1 and "module 'actlab' has no attribute '__version__'" in done.stderr, done.stderr
+
+    clone = _clone_named_actlab(tmp_path / "work", pyproject)
+    done = _import_beside(clone, python, code)
+    assert done.returncode == 0 and done.stdout.split() == [actlab.__version__, str(clone / "actlab" / "__init__.py")], done

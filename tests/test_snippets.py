@@ -1,6 +1,7 @@
 """Every ``actlab`` command in the fenced blocks of README.md and docs/*.md parses with actlab's own parser, and a
-``record`` command's settings validate, as written; every Python block of README.md compiles. (The record snippets'
-time and size are measured by benchmarks/bench_snippets.py and stated beside them.)"""
+``record`` command's settings validate, as written; every Python block of README.md compiles. Every bash command of
+those pages has its line in docs/benchmarks/snippets.txt (written by ``benchmarks/bench_snippets.py --bash``), and the
+page states that line's time and size beside the command, or the line names the test that runs it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from actlab.cli.record import config_from_args
 from conftest import REPO_ROOT
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+SNIPPETS = REPO_ROOT / "docs" / "benchmarks" / "snippets.txt"
 
 
 def _blocks(path: Path, language: str) -> list[str]:
@@ -66,3 +68,55 @@ def test_readme_python_blocks_compile():
     assert len(blocks) >= 3
     for block in blocks:
         compile(block, "README.md", "exec")
+
+
+def _bash_lines() -> list[tuple[str, str, str]]:
+    """(page, command, what the page says beside it: its comment and the comment lines right above) per command line
+    of a bash block; lines that only export a variable are not commands."""
+    found = []
+    for path in DOCS:
+        for block in _blocks(path, "bash"):
+            above: list[str] = []
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.startswith("#"):
+                    above.append(line)
+                    continue
+                command, _, comment = line.partition(" #")
+                if command.strip() and not command.startswith("export "):
+                    found.append((path.name, command.strip(), " ".join([*above, comment])))
+                above = []
+    return found
+
+
+def _figures() -> dict[str, tuple[str, str]]:
+    """command: (figure, source) of each ``$ COMMAND  =>  FIGURE  (SOURCE)`` line of docs/benchmarks/snippets.txt."""
+    lines = re.findall(r"^\$ (.+?)  =>  (.+?)  \((.*)\)$", SNIPPETS.read_text(), flags=re.M)
+    return {command: (figure, source) for command, figure, source in lines}
+
+
+BASH = _bash_lines()
+
+
+def test_every_bash_command_has_its_time_and_size_beside_it_or_a_test():
+    figures = _figures()
+    assert len(BASH) >= 30 and "actlab record --help" in figures
+    for page, command, beside in BASH:
+        assert command in figures, f"{page}: {command!r} has no line in {SNIPPETS.name} (benchmarks/bench_snippets.py --bash)"
+        figure, source = figures[command]
+        if figure == "run by a test":
+            path, _, name = source.partition("::")
+            text = (REPO_ROOT / path).read_text()
+            assert (f"def {name}(" in text) if name else (command in text), (command, source)
+        elif figure != "not measured":
+            assert figure in beside, f"{page}: {command!r} should say {figure!r} beside it"
+
+
+def test_the_quoted_figures_are_in_their_files():
+    """A figure taken from a committed file names the file and the words of it that give the figure."""
+    quoted = [source for figure, source in _figures().values() if re.match(r"[\w/.-]+\.(txt|md): ", source)]
+    assert len(quoted) >= 8
+    for source in quoted:
+        path, _, quotes = source.partition(": ")
+        text = (REPO_ROOT / path).read_text()
+        for quote in quotes.split("; "):
+            assert quote in text, (path, quote)
