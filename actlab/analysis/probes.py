@@ -71,7 +71,11 @@ class ProbePlan:
         self.classes = np.unique(y_clean)
         folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         self.held_out = [test for _, test in folds.split(np.zeros(len(self.clean)), y_clean)]
-        self.targets = np.where(y_clean[:, None] == self.classes[None, :], 1.0, -1.0)
+        order = np.concatenate(self.held_out)
+        self.clean_by_fold = self.clean[order]
+        self.targets_by_fold = np.where(y_clean[order, None] == self.classes[None, :], 1.0, -1.0)
+        ends = np.cumsum([len(h) for h in self.held_out])
+        self.fold_bounds = list(zip((ends - [len(h) for h in self.held_out]).tolist(), ends.tolist()))
         self.n_classes = int(max(label.max(), original_label.max(), self.classes.max())) + 1
         truths = {"clean": y_clean, "noisy_original": original_label[noisy], "noisy_assigned": label[noisy],
                   "test": label[test]}
@@ -95,24 +99,30 @@ class ProbePlan:
         with an intercept; a unit constant over the training probes keeps scale 1, as StandardScaler does.
         """
         x = np.asarray(x, dtype=np.float64)
-        centre = x[self.clean].mean(axis=0)
-        centred = x[self.clean] - centre
-        parts = [(centred[h].T @ centred[h], centred[h].sum(axis=0), centred[h].T @ self.targets[h],
-                  self.targets[h].sum(axis=0)) for h in self.held_out]
+        centred = x[self.clean_by_fold]  # the clean probes, fold after fold: each fold's a contiguous slice
+        centre = centred.mean(axis=0)
+        centred -= centre
+        parts = [(c.T @ c, c.sum(axis=0), c.T @ t, t.sum(axis=0))
+                 for c, t in ((centred[a:b], self.targets_by_fold[a:b]) for a, b in self.fold_bounds)]
         gram, sums, cross, target_sums = (sum(part[k] for part in parts) for k in range(4))
         weights = np.empty((self.n_folds, x.shape[1], len(self.classes)))
         intercepts = np.empty((self.n_folds, len(self.classes)))
         for f, (held_gram, held_sums, held_cross, held_targets) in enumerate(parts):
             n = len(self.clean) - len(self.held_out[f])
             shift, target_mean = (sums - held_sums) / n, (target_sums - held_targets) / n
-            scatter = gram - held_gram - n * np.outer(shift, shift)  # about the fold's training mean
+            system = gram - held_gram
+            system -= n * np.outer(shift, shift)  # the scatter about the fold's training mean
             mean = centre + shift
-            scale = np.sqrt(np.maximum(np.diag(scatter), 0.0) / n)
+            scale = np.sqrt(np.maximum(np.diag(system), 0.0) / n)
             scale[scale <= 1e-10 * np.maximum(1.0, np.abs(mean))] = 1.0
-            products = (cross - held_cross - n * np.outer(shift, target_mean)) / scale[:, None]
-            system = scatter / np.outer(scale, scale)
+            products = cross - held_cross
+            products -= n * np.outer(shift, target_mean)
+            products /= scale[:, None]
+            system /= scale
+            system /= scale[:, None]
             system[np.diag_indices_from(system)] += self.alpha
-            weights[f] = cho_solve(cho_factor(system), products) / scale[:, None]
+            weights[f] = cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), products,
+                                   overwrite_b=True, check_finite=False) / scale[:, None]
             intercepts[f] = target_mean - mean @ weights[f]
         scores = (x @ weights.transpose(1, 0, 2).reshape(x.shape[1], -1)).reshape(len(x), self.n_folds, -1)
         predicted = self.classes[np.argmax(scores + intercepts[None], axis=2)].T
@@ -133,13 +143,11 @@ class ProbePlan:
         truth, shuffled = self.truth[name], self.shuffled[name]
         truth_freq = np.bincount(truth, minlength=self.n_classes) / len(truth)
         chance = float(np.mean([np.bincount(p, minlength=self.n_classes) / len(p) @ truth_freq for p in predicted]))
-        votes = np.zeros((len(truth), self.n_classes), dtype=np.int64)  # (sample, class): folds predicting it
-        for p in predicted:
-            votes[np.arange(len(truth)), p] += 1
-        observed = int(votes[np.arange(len(truth)), truth].sum())
-        flat, rows = votes.ravel(), np.arange(len(truth)) * self.n_classes
-        above = sum(int(np.count_nonzero(flat[rows + shuffled[start:start + 256]].sum(axis=1) >= observed))
-                    for start in range(0, len(shuffled), 256))
+        observed = int(np.count_nonzero(predicted == truth[None, :]))
+        null = np.zeros(len(shuffled), dtype=np.int64)  # correct predictions of each permutation, over folds
+        for fold in predicted.astype(shuffled.dtype):
+            null += np.count_nonzero(shuffled == fold[None, :], axis=1)
+        above = int(np.count_nonzero(null >= observed))
         return chance, (1 + above) / (1 + self.n_permutations)
 
     def probe(self, x: np.ndarray) -> dict[str, np.ndarray]:
