@@ -180,7 +180,7 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
     ]
     with (_executor(scheduler, max_workers) as (executor, share),
           Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress) as bar):
-        reducers = share(tuple(extra.reduce for extra in extras.values()))
+        reducers = share(tuple(extra.reduce for extra in extras.values())) if extras else ()
         failed: dict[str, Exception] = {}
         for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers):
             if stats.add(task.layer, task.index, block):
