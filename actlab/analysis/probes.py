@@ -77,11 +77,11 @@ class ProbePlan:
         ends = np.cumsum([len(h) for h in self.held_out])
         self.fold_bounds = list(zip((ends - [len(h) for h in self.held_out]).tolist(), ends.tolist()))
         self.n_classes = int(max(label.max(), original_label.max(), self.classes.max())) + 1
-        truths = {"clean": y_clean, "noisy_original": original_label[noisy], "noisy_assigned": label[noisy],
-                  "test": label[test]}
+        self.truth = {"clean": y_clean, "noisy_original": original_label[noisy], "noisy_assigned": label[noisy],
+                      "test": label[test]}  # in the order of TARGETS
         self.samples = {"clean": None, "noisy_original": noisy, "noisy_assigned": noisy, "test": test}
-        self.truth = {name: truths[name] for name in TARGETS}
-        # the same permutations for every block: drawn once, in the order and from the stream the test always used
+        # the same permutations for every block, drawn once: target after target, from one generator seeded with
+        # ``seed``; (n_permutations, samples scored) class codes of one or two bytes
         rng = np.random.default_rng(seed)
         code = np.min_scalar_type(self.n_classes)
         self.shuffled = {name: rng.permuted(np.broadcast_to(truth, (n_permutations, len(truth))), axis=1).astype(code)
