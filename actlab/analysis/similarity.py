@@ -161,6 +161,7 @@ class SimilarityAlongTraining:
         self.reduce = functools.partial(subset_gram_vector, self.subset)
         self.layers, self.epochs, self.last = list(layers), run.epochs, len(run.epochs) - 1
         self.pair_index = pca_epoch_indices(len(run.epochs), pair_epochs)
+        self.pair_set = set(self.pair_index.tolist())
         self.settings = dict(kind=kind, n_samples=len(self.subset), seed=seed, settled_cka=SETTLED_CKA)
         self.kept: dict[tuple[str, int], np.ndarray] = {}
         self.finals: dict[str, np.ndarray] = {}
@@ -169,7 +170,7 @@ class SimilarityAlongTraining:
 
     def add(self, layer: str, index: int, vector: np.ndarray) -> None:
         """Take the :func:`gram_vector` of block (``layer``, epoch ``index``), as :attr:`reduce` returned it."""
-        if index in set(self.pair_index.tolist()):
+        if index in self.pair_set:
             self.kept[(layer, index)] = vector
         if index == self.last:
             self.finals[layer] = vector
