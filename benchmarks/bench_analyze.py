@@ -121,11 +121,13 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
     """
     from threadpoolctl import threadpool_limits
 
-    from actlab.analysis import blocks, open_run
+    from actlab.analysis import blocks, open_run, probes, similarity
     from actlab.analysis.pipeline import block_plan
 
     run = open_run(run_dir)
     plan = block_plan(run)
+    extras = {"probes": probes.ProbesAlongTraining(run, run.layer_names),
+              "cka": similarity.SimilarityAlongTraining(run, run.layer_names)}
     found: dict[str, np.ndarray] = {}
     steps = {
         "read": lambda name, i, x: run.read_block(name, i),
@@ -137,6 +139,7 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
         "path null": lambda name, i, x: blocks.null_clean_paths(x, plan),
         "floor null": lambda name, i, x: [blocks.permuted_cosines(x, members, plan.n_classes)
                                           for members in plan.floor_members],
+        **{f"extra {name}": lambda name, i, x, extra=extra: extra.reduce(x) for name, extra in extras.items()},
     }
     times: dict[str, list[float]] = {step: [] for step in steps}
     picks = [(run.layer_names[k % (len(run.layer_names) - 1)], (k * 7) % len(run.epochs)) for k in range(n_blocks)]
@@ -155,7 +158,8 @@ def print_kernels(run_dir: Path, pca_epochs: int) -> None:
     steps = kernels(str(run_dir))
     print("one block, CPU time (BLAS single-threaded), median of 8 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
           + " (read: Run.read_block, which since issue 22 compares the shard's SHA-256 before decoding it)"
-          + f" (the PCA moments at {pca_epochs} epochs of each layer, the path and floor nulls at <= 4); load average "
+          + f" (the PCA moments at {pca_epochs} epochs of each layer, the path and floor nulls at <= 4, the extras at every "
+          f"epoch when asked for); load average "
           f"{os.getloadavg()[0]:.2f}")
 
 

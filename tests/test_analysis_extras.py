@@ -10,11 +10,14 @@ import re
 import numpy as np
 import pytest
 from cli_runner import run_cli
-from fixtures_store import planted_run
+from fixtures_store import cached_planted, planted_run
 
 from actlab.analysis import load_results, summary
+from actlab.analysis import probes
 from actlab.analysis.probes import linear_probes
+from actlab.analysis.pipeline import analyze
 from actlab.analysis.run import open_run
+from actlab.analysis.similarity import similarity_along_training
 from actlab.findings import decodability_words, settled_words
 from actlab.store import ANALYSIS_DIRNAME
 
@@ -49,6 +52,10 @@ def test_extras_reach_results_summary_and_findings(analysed_with_extras):
     alone = linear_probes(open_run(planted.run_dir))
     np.testing.assert_array_equal(results["probes"]["accuracy"].values, alone["accuracy"].values)
     np.testing.assert_array_equal(results["probes"]["p_value"].values, alone["p_value"].values)
+    # the pass feeds CKA blocks in the order they complete; on its own it reads the final states first
+    alone = similarity_along_training(open_run(planted.run_dir))
+    for name in ("cka_to_final", "cka", "settled_epoch"):
+        np.testing.assert_array_equal(results["similarity"][name].values, alone[name].values, err_msg=name)
     last = written["probes"]["by_layer"]
     assert last["hidden1"]["noisy_original"]["decodable"] is True
     assert last["hidden2"]["noisy_original"]["decodable"] is False
@@ -77,6 +84,17 @@ def test_ensemble_figures_and_findings_of_extras(analysed_with_extras):
     rows = {f.name: f.value for f in findings_from_summary(aggregate_summaries({"seed0": one, "seed1": one}))}
     assert rows["original label of noisy probes, the last epoch"].startswith(
         "hidden1: decodable in 2 of 2 seeds; hidden2: decodable in 0 of 2 seeds")
+
+
+def test_a_failing_extra_stops_only_itself(tmp_path_factory, monkeypatch):
+    def fails(self, x):
+        raise RuntimeError("planted failure")
+
+    monkeypatch.setattr(probes.ProbePlan, "probe", fails)
+    results = analyze(cached_planted(tmp_path_factory).run_dir, progress=False, max_workers=2, extras=["probes", "cka"])
+    assert results.attrs["errors"] == {"probes": "RuntimeError: planted failure"}
+    assert {"curves", "separation", "pca", "large_activation", "paths", "similarity"} <= set(results.children)
+    assert "probes" not in results.children
 
 
 def test_unknown_extra_is_a_one_line_error(tmp_path):

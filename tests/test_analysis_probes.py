@@ -58,8 +58,10 @@ def test_block_matches_sklearn_ridge_classifier(tmp_path_factory):
     folds = StratifiedKFold(4, shuffle=True, random_state=5).split(clean, pr.label[clean])
     expected = {name: [] for name in TARGETS}
     out_of_fold = np.empty(len(clean), int)
+    every_fold = []
     for train, held in folds:
         predicted = sklearn_predictions(x[clean[train]], pr.label[clean[train]], x, 3.0)
+        every_fold.append(predicted)
         out_of_fold[held] = predicted[clean[held]]
         expected["clean"].append(np.mean(predicted[clean[held]] == pr.label[clean[held]]))
         expected["noisy_original"].append(np.mean(predicted[noisy] == pr.original_label[noisy]))
@@ -69,6 +71,36 @@ def test_block_matches_sklearn_ridge_classifier(tmp_path_factory):
         np.testing.assert_allclose(ds["accuracy_fold"].sel(target=name), values, err_msg=name)
     np.testing.assert_allclose(ds["accuracy"].sel(target="clean"), np.mean(out_of_fold == pr.label[clean]))
     np.testing.assert_allclose(ds["accuracy"].sel(target="test"), np.mean(expected["test"]))
+    # the p-values, by brute force from scikit-learn's predictions, for this block and for one without signal
+    # (whose p-values lie between the floor and 1, with ties of the null and the observed accuracy)
+    noise = np.random.default_rng(2).standard_normal(x.shape)
+    for block, predicted in ((x, np.array(every_fold)), (noise, None)):
+        expected = brute_force_p_values(block, pr, predicted, n_folds=4, alpha=3.0, n_permutations=19, seed=5)
+        found = probe_block(block, group, pr.label, pr.original_label, n_folds=4, alpha=3.0, n_permutations=19, seed=5)
+        np.testing.assert_allclose(found["p_value"].values, expected)
+
+
+def brute_force_p_values(x, pr, predicted, *, n_folds, alpha, n_permutations, seed):
+    """Label-permutation p-values of each target from scikit-learn's fold predictions (fold, sample) (computed here
+    when None): each target's truth permuted by numpy's generator seeded with ``seed``, targets in order, the same
+    permutation for every fold; the clean target scores the out-of-fold predictions."""
+    clean, noisy, test = (np.flatnonzero(pr.group == g) for g in range(3))
+    folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(clean, pr.label[clean]))
+    if predicted is None:
+        predicted = np.array([sklearn_predictions(x[clean[train]], pr.label[clean[train]], x, alpha)
+                              for train, _ in folds])
+    out_of_fold = np.empty(len(clean), int)
+    for f, (_, held) in enumerate(folds):
+        out_of_fold[held] = predicted[f, clean[held]]
+    rng = np.random.default_rng(seed)
+    p_values = []
+    for scored, truth in ((out_of_fold[None, :], pr.label[clean]), (predicted[:, noisy], pr.original_label[noisy]),
+                          (predicted[:, noisy], pr.label[noisy]), (predicted[:, test], pr.label[test])):
+        observed = np.mean(scored == truth)
+        null = np.array([np.mean(scored == shuffled)
+                         for shuffled in rng.permuted(np.tile(truth, (n_permutations, 1)), axis=1)])
+        p_values.append((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+    return p_values
 
 
 def test_chance_is_the_null_mean_and_false_positives_at_level():

@@ -84,3 +84,18 @@ def test_invalid_scheduler_is_one_line_naming_it(tmp_path_factory, tmp_path, val
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("actlab: error: ") and repr(value) in err
     assert not (tmp_path / "out").exists()
+
+
+def test_extras_on_worker_processes_equal_their_own_functions(cluster, tmp_path_factory):
+    """The probes' plan and the CKA subset go to the workers once; each block's values come back to the pass."""
+    from actlab.analysis import linear_probes, open_run, similarity_along_training
+
+    planted = cached_planted(tmp_path_factory)
+    results = analyze(planted.run_dir, progress=False, scheduler=cluster.scheduler_address, extras=["probes", "cka"])
+    assert results.attrs["errors"] == {}
+    run = open_run(planted.run_dir)
+    probes, similarity = linear_probes(run), similarity_along_training(run)
+    for name in ("accuracy_fold", "p_value", "q_value"):
+        np.testing.assert_array_equal(results["probes"][name].values, probes[name].values, err_msg=name)
+    for name in ("cka_to_final", "cka"):
+        np.testing.assert_array_equal(results["similarity"][name].values, similarity[name].values, err_msg=name)

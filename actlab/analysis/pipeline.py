@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import xarray as xr
@@ -53,9 +53,21 @@ NO_DYNAMICS = ("the store holds no per-sample trajectories (recorded before sche
 """Result nodes, in report order."""
 
 EXTRAS: dict[str, str] = {"probes": "probes", "cka": "similarity"}
-"""Optional analyses (``analyze(extras=...)``, ``actlab analyze --extra``) -> the result node each adds. They read
-every block again after the fused pass: linear probes per layer x epoch (:mod:`~actlab.analysis.probes`) and
-debiased linear CKA along training (:mod:`~actlab.analysis.similarity`)."""
+"""Optional analyses (``analyze(extras=...)``, ``actlab analyze --extra``) -> the result node each adds. Each block
+of the fused pass feeds them too (a :class:`BlockExtra`): linear probes per layer x epoch
+(:class:`~actlab.analysis.probes.ProbesAlongTraining`) and debiased linear CKA along training
+(:class:`~actlab.analysis.similarity.SimilarityAlongTraining`)."""
+
+
+class BlockExtra(Protocol):
+    """An optional analysis fed by the fused pass: ``reduce`` (picklable, run where the block is read) makes a small
+    value of each (sample, unit) block, ``add`` takes it in the pass's thread, ``result`` assembles the node."""
+
+    reduce: Callable[[np.ndarray], Any]
+
+    def add(self, layer: str, index: int, value: Any) -> None: ...
+
+    def result(self) -> xr.Dataset: ...
 
 ANALYSIS_REVISION = 6
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
@@ -86,22 +98,34 @@ class _BlockTask:
                                        moments=self.moments, null=self.null)
 
 
-def _read_and_reduce(task: _BlockTask, plan: BlockPlan) -> BlockStats:
-    return task.reduce(read_block(*task.read), plan)
+def _read_and_reduce(task: _BlockTask, plan: BlockPlan,
+                     extras: Sequence[Callable[[np.ndarray], Any]]) -> tuple[BlockStats, list[Any]]:
+    """The block's statistics, and what each of ``extras`` makes of it (or the exception it raised: an optional
+    analysis that fails stops only itself)."""
+    x = read_block(*task.read)
+    made = []
+    for reduce in extras:
+        try:
+            made.append(reduce(x))
+        except Exception as exc:
+            made.append(exc)
+    return task.reduce(x, plan), made
 
 
-def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any,
-               in_flight: int) -> Iterator[tuple[_BlockTask, BlockStats]]:
-    """Each task's block statistics as they complete, with at most ``in_flight`` blocks submitted at a time.
+def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, extras: Any,
+               in_flight: int) -> Iterator[tuple[_BlockTask, tuple[BlockStats, list[Any]]]]:
+    """Each task's block statistics and extras' values (:func:`_read_and_reduce`) as they complete, with at most
+    ``in_flight`` blocks submitted at a time.
 
-    ``plan`` is the :class:`BlockPlan`, or its future on a cluster (sent to the workers once, not with every task).
+    ``plan`` is the :class:`BlockPlan` and ``extras`` the reducers of the :class:`BlockExtra`, or their futures on
+    a cluster (sent to the workers once, not with every task).
     """
     pending: dict[cf.Future, _BlockTask] = {}
     queue = iter(tasks)
     try:
         while True:
             while len(pending) < in_flight and (task := next(queue, None)) is not None:
-                pending[executor.submit(_read_and_reduce, task, plan)] = task
+                pending[executor.submit(_read_and_reduce, task, plan, extras)] = task
             if not pending:
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -141,9 +165,10 @@ def _combine(assembly: Assembly, parts: dict[str, cf.Future], layers: Sequence[s
 
 
 def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_indices: np.ndarray,
-                   layer_complete: Callable[[str], None], *, scheduler: str | None, max_workers: int, progress: bool) -> None:
-    """Read and reduce every block into ``stats``, the output layer first; ``layer_complete(name)`` is called as
-    each layer's last block is in."""
+                   layer_complete: Callable[[str], None], *, scheduler: str | None, max_workers: int, progress: bool,
+                   extras: dict[str, BlockExtra]) -> dict[str, Exception]:
+    """Read and reduce every block into ``stats`` and ``extras``, the output layer first; ``layer_complete(name)``
+    is called as each layer's last block is in. Returns the first exception of each extra that failed on a block."""
     run, plan = stats.run, stats.plan
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
@@ -154,10 +179,24 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
     ]
     with (_executor(scheduler, max_workers) as (executor, share),
           Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress) as bar):
-        for task, block in _completed(executor, tasks, share(plan), 2 * max_workers):
+        reducers = share(tuple(extra.reduce for extra in extras.values())) if extras else ()
+        failed: dict[str, Exception] = {}
+        for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers):
             if stats.add(task.layer, task.index, block):
                 layer_complete(task.layer)
+            for (name, extra), value in zip(extras.items(), made):
+                if isinstance(value, Exception):
+                    failed.setdefault(name, value)
+                elif name not in failed:
+                    extra.add(task.layer, task.index, value)
             bar.update(1)
+    return failed
+
+
+def _extra_result(extra: BlockExtra, failure: Exception | None) -> xr.Dataset:
+    if failure is not None:
+        raise failure
+    return extra.result()
 
 
 def null_epoch_indices(run: Run, learning_curves: xr.Dataset | None) -> np.ndarray:
@@ -220,9 +259,9 @@ def analyze(
     max_workers : int, optional
         Blocks processed concurrently (default: CPU count); at most twice as many are in flight.
     extras : sequence of {"probes", "cka"}
-        Optional analyses (:data:`EXTRAS`), computed after the fused pass with ``seed`` and their own defaults (the
+        Optional analyses (:data:`EXTRAS`), fed by the same pass with ``seed`` and their own defaults (the
         probes' :data:`~actlab.analysis.probes.N_PERMUTATIONS`: a p-value floor low enough for Benjamini-Hochberg
-        over a layer x epoch family).
+        over a layer x epoch family); one that fails is named in ``errors`` and the others go on.
 
     Returns
     -------
@@ -301,6 +340,13 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
         skipped = {"dynamics": NO_DYNAMICS}
     null_indices = null_epoch_indices(run, nodes.get("/curves"))
     stats = Statistics(run, plan)
+    extras: dict[str, BlockExtra] = {}
+    for name, extra in (("probes", probes.ProbesAlongTraining), ("cka", similarity.SimilarityAlongTraining)):
+        if name in parameters["extras"]:  # with their own defaults: the probes' 999 permutations, for BH over a family
+            try:
+                extras[EXTRAS[name]] = extra(run, run.layer_names, kind=kind, seed=parameters["seed"])
+            except Exception as exc:
+                errors[EXTRAS[name]] = f"{type(exc).__name__}: {exc}"
     # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside
     # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
     # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
@@ -328,8 +374,8 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
                 waiting.clear()
 
         try:
-            _stream_blocks(stats, kind, pca_indices, null_indices, layer_complete, scheduler=scheduler,
-                           max_workers=max_workers, progress=progress)
+            failed = _stream_blocks(stats, kind, pca_indices, null_indices, layer_complete, scheduler=scheduler,
+                                    max_workers=max_workers, progress=progress, extras=extras)
             run.check_unchanged()  # every block was read from the store the run was opened on
         except BaseException as exc:
             side.shutdown(wait=True, cancel_futures=True)
@@ -338,11 +384,8 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
             raise
         for name, assembly in assemblies.items():
             attempt(name, functools.partial(_combine, assembly, parts[name], run.layer_names))
-    extra = dict(kind=kind, seed=parameters["seed"], max_workers=max_workers, progress=progress)
-    if "probes" in parameters["extras"]:
-        attempt("probes", lambda: probes.linear_probes(run, **extra))  # its own 999 permutations: BH over a family
-    if "cka" in parameters["extras"]:
-        attempt("similarity", lambda: similarity.similarity_along_training(run, **extra))
+    for name, extra in extras.items():
+        attempt(name, functools.partial(_extra_result, extra, failed.get(name)))
     for ds in nodes.values():
         ds.attrs.setdefault("kind", kind)
     root = xr.Dataset(attrs={

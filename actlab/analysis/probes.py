@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
+from scipy.linalg import cho_factor, cho_solve
 from scipy.stats import false_discovery_control
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
@@ -39,58 +40,146 @@ FDR_LEVEL = 0.05
 false-discovery rate of the ``decodable`` flag."""
 
 
-def _fold_predictions(x: np.ndarray, clean: np.ndarray, y_clean: np.ndarray, n_folds: int, alpha: float,
-                      seed: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Out-of-fold predictions of the clean probes, each fold's held-out positions, and every fold's predictions
-    of all samples (fold, sample).
+class ProbePlan:
+    """The per-run constants of the linear probes, the same for every (layer, epoch) block: the stratified folds of
+    the clean probes, their +-1 class targets, and the label permutations of the null.
 
-    Each fold's classifier is scikit-learn's ``make_pipeline(StandardScaler(), RidgeClassifier(alpha))`` fitted on
-    the fold's training probes, solved here in closed form: the unit x unit products of the clean probes are
-    formed once and each fold subtracts its held-out probes' share, so a fold costs one small solve instead of a
-    pass over its samples. Targets are +1 for the class and -1 for the others, with an intercept; a unit constant
-    over the training probes keeps scale 1, as StandardScaler does.
+    A block is then probed by :meth:`probe` from its activations alone, so the probes run inside the fused pass
+    (:func:`~actlab.analysis.pipeline.analyze`) or on their own (:func:`linear_probes`) with the same numbers.
+
+    Parameters
+    ----------
+    group : ndarray of str, shape (sample,)
+        ``"clean"``, ``"noisy"`` or ``"test"``.
+    label, original_label : ndarray of int, shape (sample,)
+        Assigned and original label.
+    n_folds, alpha, n_permutations, seed
+        See :func:`probe_block`.
     """
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    classes = np.unique(y_clean)
-    xc = np.asarray(x[clean], dtype=np.float64)
-    targets = np.where(y_clean[:, None] == classes[None, :], 1.0, -1.0)
-    gram, sums, cross, target_sums = xc.T @ xc, xc.sum(axis=0), xc.T @ targets, targets.sum(axis=0)
-    out_of_fold = np.empty(len(clean), dtype=np.int64)
-    held_out, predicted = [], np.empty((n_folds, len(x)), dtype=np.int64)
-    for f, (train, test) in enumerate(folds.split(np.zeros(len(clean)), y_clean)):
-        held, n = xc[test], len(train)
-        mean = (sums - held.sum(axis=0)) / n
-        target_mean = (target_sums - targets[test].sum(axis=0)) / n
-        scatter = gram - held.T @ held - n * np.outer(mean, mean)  # sum over the fold's training probes
-        scale = xc[train].std(axis=0)
-        scale[scale <= 1e-10 * np.maximum(1.0, np.abs(mean))] = 1.0
-        products = (cross - held.T @ targets[test] - n * np.outer(mean, target_mean)) / scale[:, None]
-        weights = np.linalg.solve(scatter / np.outer(scale, scale) + alpha * np.eye(len(scale)), products)
-        weights /= scale[:, None]
-        scores = x @ weights + (target_mean - mean @ weights)
-        predicted[f] = classes[np.argmax(scores, axis=1)]
-        out_of_fold[test] = predicted[f, clean[test]]
-        held_out.append(test)
-    return out_of_fold, held_out, predicted
+
+    def __init__(self, group: np.ndarray, label: np.ndarray, original_label: np.ndarray, *, n_folds: int = N_FOLDS,
+                 alpha: float = RIDGE_ALPHA, n_permutations: int = N_PERMUTATIONS, seed: int = SEED) -> None:
+        group = np.asarray(group).astype(str)
+        label, original_label = np.asarray(label, dtype=np.int64), np.asarray(original_label, dtype=np.int64)
+        self.clean, noisy, test = (np.flatnonzero(group == g) for g in ("clean", "noisy", "test"))
+        y_clean = label[self.clean]
+        smallest = int(np.bincount(y_clean).min()) if len(y_clean) else 0
+        if len(np.unique(y_clean)) < 2 or smallest < n_folds:
+            raise ValueError(f"linear probes need at least {n_folds} clean probes of each of at least 2 classes "
+                             f"(the stratified folds); got class counts {np.bincount(y_clean).tolist()}")
+        self.n_samples, self.n_folds, self.alpha, self.n_permutations = len(group), n_folds, alpha, n_permutations
+        self.classes = np.unique(y_clean)
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        self.held_out = [test for _, test in folds.split(np.zeros(len(self.clean)), y_clean)]
+        order = np.concatenate(self.held_out)
+        self.clean_by_fold = self.clean[order]
+        self.targets_by_fold = np.where(y_clean[order, None] == self.classes[None, :], 1.0, -1.0)
+        ends = np.cumsum([len(h) for h in self.held_out])
+        self.fold_bounds = list(zip((ends - [len(h) for h in self.held_out]).tolist(), ends.tolist()))
+        self.n_classes = int(max(label.max(), original_label.max(), self.classes.max())) + 1
+        self.truth = {"clean": y_clean, "noisy_original": original_label[noisy], "noisy_assigned": label[noisy],
+                      "test": label[test]}  # in the order of TARGETS
+        self.samples = {"clean": None, "noisy_original": noisy, "noisy_assigned": noisy, "test": test}
+        # the same permutations for every block, drawn once: target after target, from one generator seeded with
+        # ``seed``; (n_permutations, samples scored) class codes of one or two bytes
+        rng = np.random.default_rng(seed)
+        code = np.min_scalar_type(self.n_classes)
+        self.shuffled = {name: rng.permuted(np.broadcast_to(truth, (n_permutations, len(truth))), axis=1).astype(code)
+                         for name, truth in self.truth.items() if len(truth)}
+
+    def fold_predictions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every fold's predicted class of every sample (fold, sample), and the out-of-fold predictions of the
+        clean probes (clean sample,).
+
+        Each fold's classifier is scikit-learn's ``make_pipeline(StandardScaler(), RidgeClassifier(alpha))`` fitted
+        on the fold's training probes, solved here from sufficient statistics: the unit x unit products of each
+        fold's held-out probes (centred on the mean of all clean probes, so a constant unit stays exactly
+        constant) are formed once; a fold's training scatter is their total minus its own share, standardised by
+        its diagonal, and solved by a Cholesky factorisation. Targets are +1 for the class and -1 for the others,
+        with an intercept; a unit constant over the training probes keeps scale 1, as StandardScaler does.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        centred = x[self.clean_by_fold]  # the clean probes, fold after fold: each fold's a contiguous slice
+        centre = centred.mean(axis=0)
+        centred -= centre
+        parts = [(c.T @ c, c.sum(axis=0), c.T @ t, t.sum(axis=0))
+                 for c, t in ((centred[a:b], self.targets_by_fold[a:b]) for a, b in self.fold_bounds)]
+        gram, sums, cross, target_sums = (sum(part[k] for part in parts) for k in range(4))
+        weights = np.empty((self.n_folds, x.shape[1], len(self.classes)))
+        intercepts = np.empty((self.n_folds, len(self.classes)))
+        for f, (held_gram, held_sums, held_cross, held_targets) in enumerate(parts):
+            n = len(self.clean) - len(self.held_out[f])
+            shift, target_mean = (sums - held_sums) / n, (target_sums - held_targets) / n
+            system = gram - held_gram
+            system -= n * np.outer(shift, shift)  # the scatter about the fold's training mean
+            mean = centre + shift
+            scale = np.sqrt(np.maximum(np.diag(system), 0.0) / n)
+            scale[scale <= 1e-10 * np.maximum(1.0, np.abs(mean))] = 1.0
+            products = cross - held_cross
+            products -= n * np.outer(shift, target_mean)
+            products /= scale[:, None]
+            system /= scale
+            system /= scale[:, None]
+            system[np.diag_indices_from(system)] += self.alpha
+            weights[f] = cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), products,
+                                   overwrite_b=True, check_finite=False) / scale[:, None]
+            intercepts[f] = target_mean - mean @ weights[f]
+        scores = (x @ weights.transpose(1, 0, 2).reshape(x.shape[1], -1)).reshape(len(x), self.n_folds, -1)
+        predicted = self.classes[np.argmax(scores + intercepts[None], axis=2)].T
+        out_of_fold = np.empty(len(self.clean), dtype=np.int64)
+        for f, held in enumerate(self.held_out):
+            out_of_fold[held] = predicted[f, self.clean[held]]
+        return predicted, out_of_fold
+
+    def _permutation_test(self, name: str, predicted: np.ndarray) -> tuple[float, float]:
+        """Chance accuracy and permutation p-value of ``predicted`` (fold, sample) against target ``name``.
+
+        The statistic is the accuracy averaged over folds; the null permutes the target's truth over the samples
+        (the same permutation for every fold), which keeps both label frequencies. Chance is the null's exact
+        mean, ``mean over folds of sum_c freq_predicted(c) * freq_truth(c)``; the p-value is
+        ``(1 + #{null >= observed}) / (1 + n_permutations)``, both counted exactly in integers (correct
+        predictions summed over folds and samples).
+        """
+        truth, shuffled = self.truth[name], self.shuffled[name]
+        truth_freq = np.bincount(truth, minlength=self.n_classes) / len(truth)
+        chance = float(np.mean([np.bincount(p, minlength=self.n_classes) / len(p) @ truth_freq for p in predicted]))
+        observed = int(np.count_nonzero(predicted == truth[None, :]))
+        null = np.zeros(len(shuffled), dtype=np.int64)  # correct predictions of each permutation, over folds
+        for fold in predicted.astype(shuffled.dtype):
+            null += np.count_nonzero(shuffled == fold[None, :], axis=1)
+        above = int(np.count_nonzero(null >= observed))
+        return chance, (1 + above) / (1 + self.n_permutations)
+
+    def probe(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The accuracies of one (sample, unit) block: arrays ``accuracy_fold`` (target, fold) and ``accuracy``,
+        ``chance``, ``p_value`` (target,) as :func:`probe_block` returns them."""
+        if x.shape[0] != self.n_samples:
+            raise ValueError(f"the block has {x.shape[0]} samples; the probes have {self.n_samples}")
+        predicted, out_of_fold = self.fold_predictions(x)
+        n_targets = len(TARGETS)
+        per_fold = np.full((n_targets, self.n_folds), np.nan)
+        accuracy, chance, p_value = (np.full(n_targets, np.nan) for _ in range(3))
+        for t, name in enumerate(TARGETS):
+            truth, samples = self.truth[name], self.samples[name]
+            if len(truth) == 0:
+                continue
+            if samples is None:  # clean: each fold scores its own held-out probes; the test pools the out-of-fold ones
+                per_fold[t] = [np.mean(out_of_fold[h] == truth[h]) for h in self.held_out]
+                pred = out_of_fold[None, :]
+            else:
+                pred = predicted[:, samples]
+                per_fold[t] = np.mean(pred == truth[None, :], axis=1)
+            accuracy[t] = np.mean(pred == truth[None, :])
+            chance[t], p_value[t] = self._permutation_test(name, pred)
+        return {"accuracy_fold": per_fold, "accuracy": accuracy, "chance": chance, "p_value": p_value}
 
 
-def _permutation_test(predicted: np.ndarray, truth: np.ndarray, n_permutations: int,
-                      rng: np.random.Generator) -> tuple[float, float]:
-    """Chance accuracy and permutation p-value of ``predicted`` (fold, sample) against ``truth`` (sample,).
-
-    The statistic is the accuracy averaged over folds; the null permutes ``truth`` over the samples (the same
-    permutation for every fold), which keeps both label frequencies. Chance is the null's exact mean,
-    ``mean over folds of sum_c freq_predicted(c) * freq_truth(c)``; the p-value is
-    ``(1 + #{null >= observed}) / (1 + n_permutations)``.
-    """
-    observed = float(np.mean(predicted == truth))
-    n_classes = int(max(predicted.max(), truth.max())) + 1
-    truth_freq = np.bincount(truth, minlength=n_classes) / len(truth)
-    chance = float(np.mean([np.bincount(p, minlength=n_classes) / len(p) @ truth_freq for p in predicted]))
-    shuffled = rng.permuted(np.broadcast_to(truth, (n_permutations, len(truth))), axis=1)
-    share = (predicted[:, :, None] == np.arange(n_classes)).mean(axis=0)  # (sample, class): folds predicting it
-    null = share[np.arange(len(truth)), shuffled].mean(axis=1)
-    return chance, float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+_ATTRS = {
+    "accuracy_fold": {"long_name": "accuracy of each fold's classifier", "units": "1"},
+    "accuracy": {"long_name": "linear-probe accuracy", "units": "1"},
+    "chance": {"long_name": "accuracy expected under the label-permutation null", "units": "1"},
+    "p_value": {"long_name": "label-permutation p-value (one-sided: above chance)", "units": "1"},
+}
 
 
 def probe_block(x: np.ndarray, group: np.ndarray, label: np.ndarray, original_label: np.ndarray, *,
@@ -120,46 +209,11 @@ def probe_block(x: np.ndarray, group: np.ndarray, label: np.ndarray, original_la
         ``accuracy_fold`` (target, fold); ``accuracy`` (target,) (clean: out-of-fold accuracy; others: mean over
         folds); ``chance`` and ``p_value`` (target,); NaN for a target without samples.
     """
-    x = np.asarray(x, dtype=np.float64)
-    group = np.asarray(group).astype(str)
-    label, original_label = np.asarray(label, dtype=np.int64), np.asarray(original_label, dtype=np.int64)
-    clean, noisy, test = (np.flatnonzero(group == g) for g in ("clean", "noisy", "test"))
-    y_clean = label[clean]
-    smallest = int(np.bincount(y_clean).min()) if len(y_clean) else 0
-    if len(np.unique(y_clean)) < 2 or smallest < n_folds:
-        raise ValueError(f"linear probes need at least {n_folds} clean probes of each of at least 2 classes "
-                         f"(the stratified folds); got class counts {np.bincount(y_clean).tolist()}")
-    out_of_fold, held_out, predicted = _fold_predictions(x, clean, y_clean, n_folds, alpha, seed)
-    scored = {
-        "clean": (np.stack([np.isin(np.arange(len(clean)), t) for t in held_out]), out_of_fold, y_clean),
-        "noisy_original": (None, predicted[:, noisy], original_label[noisy]),
-        "noisy_assigned": (None, predicted[:, noisy], label[noisy]),
-        "test": (None, predicted[:, test], label[test]),
-    }
-    rng = np.random.default_rng(seed)
-    n_targets = len(TARGETS)
-    per_fold = np.full((n_targets, n_folds), np.nan)
-    accuracy, chance, p_value = (np.full(n_targets, np.nan) for _ in range(3))
-    for t, (held, pred, truth) in enumerate(scored.values()):
-        if len(truth) == 0:
-            continue
-        if held is not None:  # clean: each fold scores its own held-out probes; the test pools the out-of-fold ones
-            per_fold[t] = [np.mean(pred[h] == truth[h]) for h in held]
-            pred = pred[None, :]
-        else:
-            per_fold[t] = np.mean(pred == truth[None, :], axis=1)
-        accuracy[t] = np.mean(pred == truth[None, :])
-        chance[t], p_value[t] = _permutation_test(pred, truth, n_permutations, rng)
-    coords = {"target": list(TARGETS), "fold": np.arange(n_folds)}
-    return xr.Dataset(
-        {
-            "accuracy_fold": (("target", "fold"), per_fold, {"long_name": "accuracy of each fold's classifier", "units": "1"}),
-            "accuracy": ("target", accuracy, {"long_name": "linear-probe accuracy", "units": "1"}),
-            "chance": ("target", chance, {"long_name": "accuracy expected under the label-permutation null", "units": "1"}),
-            "p_value": ("target", p_value, {"long_name": "label-permutation p-value (one-sided: above chance)", "units": "1"}),
-        },
-        coords=coords,
-    )
+    plan = ProbePlan(group, label, original_label, n_folds=n_folds, alpha=alpha, n_permutations=n_permutations,
+                     seed=seed)
+    found = plan.probe(x)
+    return xr.Dataset({name: (("target", "fold") if name == "accuracy_fold" else "target", found[name], _ATTRS[name])
+                       for name in _ATTRS}, coords={"target": list(TARGETS), "fold": np.arange(n_folds)})
 
 
 def fdr_adjust(p_values: xr.DataArray, dims: Sequence[str] = ("layer", "epoch")) -> xr.DataArray:
@@ -188,10 +242,69 @@ def fdr_adjust(p_values: xr.DataArray, dims: Sequence[str] = ("layer", "epoch"))
         long_name=f"Benjamini-Hochberg q-value within the {' x '.join(dims)} family", units="1")
 
 
+class ProbesAlongTraining:
+    """Linear probes of a run's (layer, epoch) blocks, collected block by block in any order.
+
+    :attr:`reduce` (picklable: it runs where a block is read) turns a block into its accuracies, :meth:`add` keeps
+    them, :meth:`result` assembles the dataset of :func:`linear_probes` once every block is in.
+
+    Parameters
+    ----------
+    run : Run
+    layers : sequence of str
+    kind, n_folds, alpha, n_permutations, fdr_level, seed
+        See :func:`linear_probes`.
+    """
+
+    def __init__(self, run: Run, layers: Sequence[str], *, kind: str = "post", n_folds: int = N_FOLDS,
+                 alpha: float = RIDGE_ALPHA, n_permutations: int = N_PERMUTATIONS, fdr_level: float = FDR_LEVEL,
+                 seed: int = SEED) -> None:
+        if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
+            raise ValueError(f"n_permutations must be a positive integer; got {n_permutations!r}")
+        if not 0 < fdr_level < 1:
+            raise ValueError(f"fdr_level must be in (0, 1); got {fdr_level!r}")
+        probes = run.probes
+        self.plan = ProbePlan(probes["group"].values, probes["label"].values, probes["original_label"].values,
+                              n_folds=n_folds, alpha=alpha, n_permutations=n_permutations, seed=seed)
+        self.reduce = self.plan.probe
+        self.layers, self.epochs = list(layers), run.epochs
+        self.settings = dict(kind=kind, n_folds=n_folds, alpha=alpha, n_permutations=n_permutations,
+                             p_floor=1.0 / (1 + n_permutations), fdr_level=fdr_level, seed=seed)
+        self.found: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+
+    def add(self, layer: str, index: int, found: dict[str, np.ndarray]) -> None:
+        """Keep the accuracies of block (``layer``, epoch ``index``), as :attr:`reduce` returned them."""
+        self.found[(layer, index)] = found
+
+    def result(self) -> xr.Dataset:
+        """The dataset of :func:`linear_probes`."""
+        def stacked(name: str) -> np.ndarray:
+            return np.stack([np.stack([self.found[(layer, i)][name] for i in range(len(self.epochs))])
+                             for layer in self.layers])
+
+        dims = {name: ("layer", "epoch", "target", "fold") if name == "accuracy_fold" else ("layer", "epoch", "target")
+                for name in _ATTRS}
+        ds = xr.Dataset({name: (dims[name], stacked(name), _ATTRS[name]) for name in _ATTRS}, coords={
+            "layer": ("layer", self.layers), "epoch": ("epoch", self.epochs, {"long_name": "training epoch", "units": "epoch"}),
+            "target": list(TARGETS), "fold": np.arange(self.settings["n_folds"])})
+        ds["accuracy_low"] = ds["accuracy_fold"].min("fold").assign_attrs(long_name="lowest fold accuracy", units="1")
+        ds["accuracy_high"] = ds["accuracy_fold"].max("fold").assign_attrs(long_name="highest fold accuracy", units="1")
+        ds["q_value"] = fdr_adjust(ds["p_value"])
+        fdr_level = self.settings["fdr_level"]
+        ds["decodable"] = (ds["q_value"] <= fdr_level).assign_attrs(
+            long_name=f"accuracy above chance at false-discovery rate {fdr_level} (layer x epoch family)")
+        ds["target_description"] = ("target", list(TARGETS.values()))
+        return ds.assign_attrs(**self.settings, classifier="StandardScaler + RidgeClassifier (closed form) trained on "
+                                                           "the clean probes")
+
+
 def linear_probes(run: Run, *, layers: Sequence[str] | None = None, kind: str = "post", n_folds: int = N_FOLDS,
                   alpha: float = RIDGE_ALPHA, n_permutations: int = N_PERMUTATIONS, fdr_level: float = FDR_LEVEL,
                   seed: int = SEED, max_workers: int = 1, progress: bool = False) -> xr.Dataset:
     """Linear probes of every (layer, recorded epoch) block of a run, one block in memory per worker.
+
+    :func:`~actlab.analysis.pipeline.analyze` computes the same inside its single pass over the store
+    (``extras=["probes"]``); this reads the blocks on its own.
 
     Parameters
     ----------
@@ -215,31 +328,13 @@ def linear_probes(run: Run, *, layers: Sequence[str] | None = None, kind: str = 
         The variables of :func:`probe_block` with dims (layer, epoch, ...), ``accuracy_low`` / ``accuracy_high``
         (the range over folds), ``q_value`` and ``decodable`` (layer, epoch, target).
     """
-    if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
-        raise ValueError(f"n_permutations must be a positive integer; got {n_permutations!r}")
-    if not 0 < fdr_level < 1:
-        raise ValueError(f"fdr_level must be in (0, 1); got {fdr_level!r}")
     layers = list(run.layer_names if layers is None else layers)
-    probes = run.probes
-    group, label, original = probes["group"].values, probes["label"].values, probes["original_label"].values
-
-    def probe(x: np.ndarray) -> xr.Dataset:
-        return probe_block(x, group, label, original, n_folds=n_folds, alpha=alpha, n_permutations=n_permutations,
-                           seed=seed)
-
+    probes = ProbesAlongTraining(run, layers, kind=kind, n_folds=n_folds, alpha=alpha, n_permutations=n_permutations,
+                                 fdr_level=fdr_level, seed=seed)
     tasks = [(layer, i) for layer in layers for i in range(len(run.epochs))]
     with (threadpool_limits(limits=1, user_api="blas"),
           Progress(len(tasks), desc="linear probes", unit="block", enabled=progress) as bar):
-        results = reduce_blocks(run, tasks, probe, kind=kind, max_workers=max_workers, advance=bar.update)
-    by_layer = [xr.concat([results[(layer, i)] for i in range(len(run.epochs))], dim="epoch") for layer in layers]
-    ds = xr.concat(by_layer, dim="layer").assign_coords(
-        layer=("layer", layers), epoch=("epoch", run.epochs, {"long_name": "training epoch", "units": "epoch"}))
-    ds["accuracy_low"] = ds["accuracy_fold"].min("fold").assign_attrs(long_name="lowest fold accuracy", units="1")
-    ds["accuracy_high"] = ds["accuracy_fold"].max("fold").assign_attrs(long_name="highest fold accuracy", units="1")
-    ds["q_value"] = fdr_adjust(ds["p_value"])
-    ds["decodable"] = (ds["q_value"] <= fdr_level).assign_attrs(
-        long_name=f"accuracy above chance at false-discovery rate {fdr_level} (layer x epoch family)")
-    ds["target_description"] = ("target", list(TARGETS.values()))
-    return ds.assign_attrs(
-        kind=kind, n_folds=n_folds, alpha=alpha, n_permutations=n_permutations, p_floor=1.0 / (1 + n_permutations),
-        fdr_level=fdr_level, seed=seed, classifier="StandardScaler + RidgeClassifier (closed form) trained on the clean probes")
+        for (layer, i), found in reduce_blocks(run, tasks, probes.reduce, kind=kind, max_workers=max_workers,
+                                               advance=bar.update).items():
+            probes.add(layer, i, found)
+    return probes.result()

@@ -10,6 +10,7 @@ fixed subset of the probes (:func:`gram_vector`), so blocks stream: only those v
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -110,10 +111,15 @@ def sample_subset(n_samples: int, max_samples: int = MAX_SAMPLES, seed: int = SE
     return np.sort(np.random.default_rng(seed).choice(n_samples, max_samples, replace=False))
 
 
+def subset_gram_vector(subset: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """:func:`gram_vector` of the probes ``subset`` of block ``x`` (sample, unit)."""
+    return gram_vector(x[subset])
+
+
 def _gram_vectors(run: Run, blocks: Sequence[tuple[str, int]], subset: np.ndarray, kind: str, max_workers: int,
                   bar: Progress) -> dict[tuple[str, int], np.ndarray]:
     """:func:`gram_vector` of each (layer, epoch index) block on the probes ``subset``."""
-    return reduce_blocks(run, blocks, lambda x: gram_vector(x[subset]), kind=kind, max_workers=max_workers,
+    return reduce_blocks(run, blocks, functools.partial(subset_gram_vector, subset), kind=kind, max_workers=max_workers,
                          advance=bar.update)
 
 
@@ -133,10 +139,83 @@ def settled_epoch(to_final: xr.DataArray, threshold: float = SETTLED_CKA) -> xr.
                                "units": "epoch"})
 
 
+class SimilarityAlongTraining:
+    """Debiased linear CKA of a run's blocks, collected block by block in any order.
+
+    :attr:`reduce` (picklable: it runs where a block is read) turns a block into its :func:`gram_vector`;
+    :meth:`add` keeps the vectors of the pair epochs and each layer's final state, and turns every other vector
+    into its CKA to the final state as soon as that is in (until then it waits: at most one layer's epochs when
+    blocks come layer by layer); :meth:`result` assembles the dataset of :func:`similarity_along_training`.
+
+    Parameters
+    ----------
+    run : Run
+    layers : sequence of str
+    kind, pair_epochs, max_samples, seed
+        See :func:`similarity_along_training`.
+    """
+
+    def __init__(self, run: Run, layers: Sequence[str], *, kind: str = "post", pair_epochs: int | None = PCA_EPOCHS,
+                 max_samples: int = MAX_SAMPLES, seed: int = SEED) -> None:
+        self.subset = sample_subset(run.n_samples, max_samples, seed)
+        self.reduce = functools.partial(subset_gram_vector, self.subset)
+        self.layers, self.epochs, self.last = list(layers), run.epochs, len(run.epochs) - 1
+        self.pair_index = pca_epoch_indices(len(run.epochs), pair_epochs)
+        self.pair_set = set(self.pair_index.tolist())
+        self.settings = dict(kind=kind, n_samples=len(self.subset), seed=seed, settled_cka=SETTLED_CKA)
+        self.kept: dict[tuple[str, int], np.ndarray] = {}
+        self.finals: dict[str, np.ndarray] = {}
+        self.waiting: dict[str, list[tuple[int, np.ndarray]]] = {layer: [] for layer in self.layers}
+        self.to_final = np.full((len(self.layers), len(self.epochs)), np.nan)
+
+    def add(self, layer: str, index: int, vector: np.ndarray) -> None:
+        """Take the :func:`gram_vector` of block (``layer``, epoch ``index``), as :attr:`reduce` returned it."""
+        if index in self.pair_set:
+            self.kept[(layer, index)] = vector
+        if index == self.last:
+            self.finals[layer] = vector
+            for waited in [*self.waiting.pop(layer), (index, vector)]:
+                self._to_final(layer, *waited)
+        elif layer in self.finals:
+            self._to_final(layer, index, vector)
+        else:
+            self.waiting[layer].append((index, vector))
+
+    def _to_final(self, layer: str, index: int, vector: np.ndarray) -> None:
+        self.to_final[self.layers.index(layer), index] = self.finals[layer] @ vector
+
+    def result(self) -> xr.Dataset:
+        """The dataset of :func:`similarity_along_training`."""
+        layers, pair_index = self.layers, self.pair_index
+        stacked = np.stack([self.kept[(layer, int(i))] for layer in layers for i in pair_index])
+        pairs = (stacked @ stacked.T).astype(np.float64).reshape(len(layers), len(pair_index), len(layers),
+                                                                 len(pair_index))
+        epoch_attrs = {"long_name": "training epoch", "units": "epoch"}
+        pair_epochs_values = self.epochs[pair_index]
+        ds = xr.Dataset(
+            {
+                "cka_to_final": (("layer", "epoch"), np.clip(self.to_final, -1, 1),
+                                 {"long_name": "debiased linear CKA with the same layer at the last recorded epoch",
+                                  "units": "1"}),
+                "cka": (("layer", "epoch_pair", "layer_other", "epoch_other"), np.clip(pairs, -1, 1),
+                        {"long_name": "debiased linear CKA between two blocks", "units": "1"}),
+            },
+            coords={"layer": layers, "epoch": ("epoch", self.epochs, epoch_attrs), "layer_other": layers,
+                    "epoch_pair": ("epoch_pair", pair_epochs_values, epoch_attrs),
+                    "epoch_other": ("epoch_other", pair_epochs_values, epoch_attrs)},
+        )
+        ds["settled_epoch"] = settled_epoch(ds["cka_to_final"])
+        return ds.assign_attrs(**self.settings, estimator="debiased linear CKA (Kornblith et al. 2019; unbiased HSIC "
+                                                          "of Song et al. 2012)")
+
+
 def similarity_along_training(run: Run, *, layers: Sequence[str] | None = None, kind: str = "post",
                               pair_epochs: int | None = PCA_EPOCHS, max_samples: int = MAX_SAMPLES,
                               seed: int = SEED, max_workers: int = 1, progress: bool = False) -> xr.Dataset:
     """Debiased linear CKA of one run's blocks: each layer to its final state, and every pair of blocks.
+
+    :func:`~actlab.analysis.pipeline.analyze` computes the same inside its single pass over the store
+    (``extras=["cka"]``); this reads the blocks on its own, each layer's final state first.
 
     Parameters
     ----------
@@ -164,40 +243,18 @@ def similarity_along_training(run: Run, *, layers: Sequence[str] | None = None, 
         ``cka.sel(epoch_pair=e, epoch_other=e)``.
     """
     layers = list(run.layer_names if layers is None else layers)
-    subset = sample_subset(run.n_samples, max_samples, seed)
+    similarity = SimilarityAlongTraining(run, layers, kind=kind, pair_epochs=pair_epochs, max_samples=max_samples,
+                                         seed=seed)
     last = len(run.epochs) - 1
-    pair_index = pca_epoch_indices(len(run.epochs), pair_epochs)
+    tasks = [(layer, i) for i in [last, *range(last)] for layer in layers]  # the final states first: nothing waits
+    batch = max(1, max_workers) * 4  # a few blocks in memory at a time
     with (threadpool_limits(limits=1, user_api="blas"),
-          Progress(len(layers) * len(run.epochs), desc="CKA", unit="block", enabled=progress) as bar):
-        kept = _gram_vectors(run, [(layer, int(i)) for layer in layers for i in pair_index], subset, kind,
-                             max_workers, bar)
-        finals = np.stack([kept[(layer, last)] for layer in layers])
-        to_final = np.full((len(layers), len(run.epochs)), np.nan)
-        for (layer, i), vector in kept.items():
-            to_final[layers.index(layer), i] = finals[layers.index(layer)] @ vector
-        rest = [(layer, i) for layer in layers for i in range(len(run.epochs)) if i not in set(pair_index.tolist())]
-        for start in range(0, len(rest), max(1, max_workers) * 4):  # a few blocks in memory at a time
-            for (layer, i), vector in _gram_vectors(run, rest[start:start + max(1, max_workers) * 4], subset, kind,
-                                                    max_workers, bar).items():
-                to_final[layers.index(layer), i] = finals[layers.index(layer)] @ vector
-    stacked = np.stack([kept[(layer, int(i))] for layer in layers for i in pair_index])
-    pairs = (stacked @ stacked.T).astype(np.float64).reshape(len(layers), len(pair_index), len(layers), len(pair_index))
-    epoch_attrs = {"long_name": "training epoch", "units": "epoch"}
-    pair_epochs_values = run.epochs[pair_index]
-    ds = xr.Dataset(
-        {
-            "cka_to_final": (("layer", "epoch"), np.clip(to_final, -1, 1),
-                             {"long_name": "debiased linear CKA with the same layer at the last recorded epoch", "units": "1"}),
-            "cka": (("layer", "epoch_pair", "layer_other", "epoch_other"), np.clip(pairs, -1, 1),
-                    {"long_name": "debiased linear CKA between two blocks", "units": "1"}),
-        },
-        coords={"layer": layers, "epoch": ("epoch", run.epochs, epoch_attrs), "layer_other": layers,
-                "epoch_pair": ("epoch_pair", pair_epochs_values, epoch_attrs),
-                "epoch_other": ("epoch_other", pair_epochs_values, epoch_attrs)},
-    )
-    ds["settled_epoch"] = settled_epoch(ds["cka_to_final"])
-    return ds.assign_attrs(kind=kind, n_samples=len(subset), seed=seed, settled_cka=SETTLED_CKA,
-                           estimator="debiased linear CKA (Kornblith et al. 2019; unbiased HSIC of Song et al. 2012)")
+          Progress(len(tasks), desc="CKA", unit="block", enabled=progress) as bar):
+        for start in range(0, len(tasks), batch):
+            for (layer, i), vector in reduce_blocks(run, tasks[start:start + batch], similarity.reduce, kind=kind,
+                                                    max_workers=max_workers, advance=bar.update).items():
+                similarity.add(layer, i, vector)
+    return similarity.result()
 
 
 def same_probes(run_a: Run, run_b: Run) -> None:
