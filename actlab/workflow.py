@@ -395,6 +395,7 @@ def seeds_summary(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str | os.PathLike | None, *,
                              formats: Sequence[str], progress: bool, scheduler: str | None, log_x: bool | None,
                              **analyze_kwargs: Any) -> AnalysisOutput:
+    from actlab.analysis import open_run
     from actlab.store import ANALYSIS_DIRNAME
 
     default_target = path / ANALYSIS_DIRNAME
@@ -408,9 +409,18 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
     results = [output.results for output in outputs]
     if log_x is None:
         log_x = _use_log_x(results[0].attrs.get("epochs", []))
+    between, skipped = ({}, [])
+    if "cka" in analyze_kwargs.get("extras", ()):  # the seeds with the first, as compare does with runs
+        between, skipped = cka_between_runs({name: open_run(replica) for name, replica in zip(names, replicas)},
+                                            progress=progress)
     with staged_output(target, "analysis", **guard) as built:
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2) + "\n")
         drawn, failures = draw_figures(results, log_x=log_x)
+        if between:
+            try:
+                drawn.append(cka_between_figure(between, names[0], "seed"))
+            except Exception as exc:  # one figure must not cost the others
+                failures["figure cka_between_seeds"] = f"{type(exc).__name__}: {exc}"
         figures = _report_figures(drawn, built, formats, figure_takeaways(findings_from_summary(summary)))
         errors = {f"{name}: analysis {key}": str(value) for name, output in zip(names, outputs)
                   for key, value in {**dict(output.results.attrs.get("errors", {})),
@@ -424,8 +434,10 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
             provenance={"ensemble": str(path), "seeds": ", ".join(names),
                         "reports of each seed": ", ".join(str(output.report_path) for output in outputs)},
             tables=[(f"Each seed: {topic.lower()}", header, rows) for topic, header, rows in topic_tables(
-                COMPARE_HEADER, [comparison_row(name, output.summary) for name, output in zip(names, outputs)])],
-            notes=[f"{name}: {note}" for name, output in zip(names, outputs) for note in output.report.notes],
+                COMPARE_HEADER, [comparison_row(name, output.summary) for name, output in zip(names, outputs)])]
+            + ([(CKA_BETWEEN_TITLE.replace("runs", "seeds"), CKA_BETWEEN_HEADER, cka_between_rows(between, names[0]))]
+               if between else []),
+            notes=[f"{name}: {note}" for name, output in zip(names, outputs) for note in output.report.notes] + skipped,
         )
         write_report(built / REPORT_FILENAME, report)
     return AnalysisOutput(out_dir=target, report_path=join(target, REPORT_FILENAME), summary=summary, report=report,
@@ -523,6 +535,18 @@ def cka_between_rows(cka: Mapping[str, Any], reference: str) -> list[list[str]]:
             rows.append([name, reference, str(layer), f"{epochs[0]}-{epochs[-1]} ({len(epochs)})", fmt(values[0]),
                          fmt(values[-1]), f"{fmt(values[lowest])} ({epochs[lowest]})", str(ds.attrs["n_samples"])])
     return rows
+
+
+def cka_between_figure(cka: Mapping[str, Any], reference: str, kind: str) -> tuple[str, str, str, Figure]:
+    """The (name, title, caption, figure) of :func:`cka_between_runs`' maps; ``kind`` names what is compared
+    ("run" or "seed")."""
+    from actlab import plots
+
+    return (f"cka_between_{kind}s", f"Representation similarity between {kind}s",
+            f"Debiased linear CKA of each layer of a {kind} with the same layer of {reference} at every recorded epoch "
+            "both hold, on the same probes (1: the same representation up to rotation and scale; about 0: unrelated)."
+            + (" An ensemble is represented by its first seed." if kind == "run" else ""),
+            plots.plot_cka_between_runs(cka, reference=reference))
 
 
 # -- compare runs (the report) -------------------------------------------------------------------------------
@@ -639,13 +663,9 @@ def compare_to_dir(
         if cka else ({}, [])
     if between:
         try:
-            drawn.append(("compare_cka", "Representation similarity between runs",
-                          f"Debiased linear CKA of each layer of a run with the same layer of {names[0]} at every "
-                          "recorded epoch both hold, on the same probes (1: the same representation up to rotation "
-                          "and scale; about 0: unrelated). An ensemble is represented by its first seed.",
-                          plots.plot_cka_between_runs(between, reference=names[0])))
+            drawn.append(cka_between_figure(between, names[0], "run"))
         except Exception as exc:  # one figure must not cost the others
-            failures["figure compare_cka"] = f"{type(exc).__name__}: {exc}"
+            failures["figure cka_between_runs"] = f"{type(exc).__name__}: {exc}"
     with staged_output(target, "comparison", inputs=paths) as built:
         figures = _report_figures(drawn, built, formats)
         rows = [comparison_row(name, summaries[name]) for name in names]

@@ -187,7 +187,7 @@ def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp
     assert by_run["monotone"]["noisy memorised"] == str(summaries["monotone"]["phases"]["noisy_fitted_epoch"])
     # other probes (another seed): no CKA between the runs, one line on the terminal and in the report
     assert err.count("note: monotone: no CKA with planted: CKA between runs needs the same probes") == 1
-    assert "no CKA with planted" in html and "compare_cka" not in html
+    assert "no CKA with planted" in html and "cka_between_runs" not in html
 
 
 def test_compare_gives_the_cka_between_runs_on_the_same_probes(analysed_run, tmp_path):
@@ -200,7 +200,7 @@ def test_compare_gives_the_cka_between_runs_on_the_same_probes(analysed_run, tmp
     code, out, err = run_cli("compare", planted.run_dir, copy, "--out", out_dir, "--no-progress", "--format", "png")
     assert code == 0, err
     html = (out_dir / "report.html").read_text()
-    assert base64.b64encode((out_dir / "figures" / "compare_cka.png").read_bytes()).decode() in html
+    assert base64.b64encode((out_dir / "figures" / "cka_between_runs.png").read_bytes()).decode() in html
     lines = out.splitlines()
     table = lines[lines.index(workflow.CKA_BETWEEN_TITLE) + 1:]
     rows = {line.split()[2]: line.split() for line in table if line.startswith("copy ")}
@@ -214,7 +214,7 @@ def test_compare_gives_the_cka_between_runs_on_the_same_probes(analysed_run, tmp
     code, out, err = run_cli("compare", planted.run_dir, copy, "--out", tmp_path / "no-cka", "--no-progress", "--no-cka",
                              "--format", "png")
     assert code == 0 and workflow.CKA_BETWEEN_TITLE not in out
-    assert not (tmp_path / "no-cka" / "figures" / "compare_cka.png").exists()
+    assert not (tmp_path / "no-cka" / "figures" / "cka_between_runs.png").exists()
 
 
 def test_compare_recomputes_stale_saved_analyses(analysed_run, tmp_path):
