@@ -92,7 +92,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--extra", metavar="NAMES", default="",
         help="optional analyses, comma-separated: probes (linear probes of every layer and epoch: original and "
              "assigned label of the noisy probes), cka (debiased linear CKA of every layer to its final state and "
-             "between layers); each reads every block once more (default: none)")
+             "between layers; for an ensemble also each seed with the first, layer by layer at every epoch); each "
+             "reads every block once more (default: none)")
     analyze.set_defaults(func=run_analyze)
 
     compare = subparsers.add_parser(
