@@ -3,12 +3,13 @@
 Every number and every word of an answer on the page comes from the files next to this script:
 ``<model>_seed<S>.json`` (one seed's probes, CKA along training and interventions), ``<model>_between.json``
 (the CKA between seeds) and ``probes_null.txt`` (the null simulation of the probe test,
-benchmarks/sim_probes_null.py). The prose is the Jinja2 template ``beyond.md.j2``; the numbers are read by the
+benchmarks/sim_probes_null.py) and ``rules_null.txt`` (that of the rewind and ablation rules, :func:`simulate`). The prose is the Jinja2 template ``beyond.md.j2``; the numbers are read by the
 small functions below, and the words of each answer by the rules below, one function per word, each stating its
 test, its null and its family.
 
-    python docs/beyond/render.py            # rewrite docs/beyond.md
-    python docs/beyond/render.py --check    # exit 1 when the committed page differs from its data
+    python docs/beyond/render.py              # rewrite docs/beyond.md
+    python docs/beyond/render.py --check      # exit 1 when the committed page differs from its data
+    python docs/beyond/render.py --simulate   # measure the rules' false-positive rates first (rules_null.txt)
 
 tests/test_beyond_page.py re-renders the page, checks its numbers against an independent reading of the JSON
 files, and measures the false-positive rate of each rule in simulation.
@@ -171,6 +172,59 @@ def ablation_words(q_value: float) -> str:
     return "matters more" if q_value <= LEVEL else "no difference shown"
 
 
+def rewind_null_rate(n_families: int, seed: int = 0, n_seeds: int = 5, n_rewinds: int = 3) -> float:
+    """Share of families of ``n_rewinds`` rewinds where :func:`rewind_words` says its word at least once, under the
+    null: each seed's change is symmetric about 0 (normal, with a scale drawn per rewind), and the rewinds of a
+    seed share a common shift (positively dependent tests, as rewinds of the same seed's model are)."""
+    rng = np.random.default_rng(seed)
+    changes = rng.standard_normal((n_families, n_rewinds, n_seeds)) * rng.uniform(0.001, 0.05, (n_families, n_rewinds, 1))
+    changes += 0.3 * rng.standard_normal((n_families, 1, n_seeds)) * np.abs(changes).mean(axis=(1, 2), keepdims=True)
+    said = sum(any(rewind_words(q, "raises test accuracy") != "not shown"
+                   for q in benjamini_hochberg([sign_test_p(d, "greater") for d in family])) for family in changes)
+    return said / n_families
+
+
+def ablation_null_rate(n_families: int, seed: int = 1, n_cells: int = 48, n_seeds: int = 5,
+                       n_draws: int = N_DRAWS, n_probes: int = 200) -> float:
+    """Share of families of ``n_cells`` layer x measure cells where :func:`ablation_words` says "matters more" at
+    least once, under the null: the large unit's accuracy on ``n_probes`` probes is one more draw of its matched
+    random units (binomial, at rates with the page's ties: 0, 0.005, 0.25, 0.99, 1); each seed's p-value as
+    :func:`actlab.record.intervene.intervene` computes it."""
+    rng = np.random.default_rng(seed)
+    rates = rng.choice([0.0, 0.005, 0.25, 0.99, 1.0], size=(n_families, n_cells, 1, 1))
+    accuracy = rng.binomial(n_probes, rates, size=(n_families, n_cells, n_seeds, n_draws + 1)) / n_probes
+    large, draws = accuracy[..., 0], accuracy[..., 1:]
+    p_values = (1 + np.sum(draws <= large[..., None] + 1e-12, axis=-1)) / (1 + n_draws)
+    said = sum(any(ablation_words(q) == "matters more" for q in benjamini_hochberg([ablation_p(c) for c in family]))
+               for family in p_values)
+    return said / n_families
+
+
+def simulate(path: Path, n_families: int = 20000, n_cells: int = 48) -> None:
+    """Write the false-positive rates of the rewind and ablation rules (:func:`rewind_null_rate`,
+    :func:`ablation_null_rate` with ``n_cells`` cells, the page's family) over ``n_families`` families to ``path``
+    (``rules_null.txt``, read by the page)."""
+    lines = [f"null simulation of the words of docs/beyond.md, {n_families} families each (docs/beyond/render.py "
+             "--simulate)"]
+    for name, tests, rate in (("rewind", 3, rewind_null_rate(n_families)),
+                              ("ablation", n_cells, ablation_null_rate(n_families, n_cells=n_cells))):
+        error = np.sqrt(rate * (1 - rate) / n_families)
+        lines.append(f"{name} ({tests} tests a family): families with a false verdict {rate:.4f} (standard error "
+                     f"{error:.4f}; nominal at most {LEVEL:g})")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def rules_null(data: Path) -> dict[str, str]:
+    """The numbers of ``rules_null.txt`` (:func:`simulate`)."""
+    text = (data / "rules_null.txt").read_text()
+    numbers = {"families": re.search(r"(\d+) families each", text).group(1)}
+    for name in ("rewind", "ablation"):
+        numbers[f"{name}_tests"], numbers[f"{name}_rate"], numbers[f"{name}_error"] = re.search(
+            name + r" \((\d+) tests a family\): families with a false verdict ([\d.]+) \(standard error ([\d.]+)",
+            text).groups()
+    return numbers
+
+
 RULES = {"decodable": decodable_words, "lost_from": lost_from, "settle_order": settle_order_words,
          "sign_test": sign_test_p, "restores": rewind_words, "ablation_test": ablation_p, "matters_more": ablation_words}
 
@@ -322,7 +376,7 @@ def context(data: Path = HERE) -> dict[str, Any]:
     n = n.pop()
     return {
         "models": models, "n": n, "k": needed(n), "share_needed": f"{SHARE_NEEDED:.0%}", "level": f"{LEVEL:g}",
-        "coverage": f"{100 * (1 - 2 / 2 ** n):.4g}%", "null": null_simulation(data),
+        "coverage": f"{100 * (1 - 2 / 2 ** n):.4g}%", "null": null_simulation(data), "rules_null": rules_null(data),
         "rewinds": rewind_numbers(raw), "ablations": ablation_numbers(raw), "n_draws": N_DRAWS,
         "floor": f"{1 / (N_DRAWS + 1):.3f}", "measures": MEASURES,
         "tables": {name: tables(model) for name, model in raw.items()},
@@ -344,7 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with the page instead of writing it")
     parser.add_argument("--data", type=Path, default=HERE, help="the outputs of beyond_seeds.py (default: %(default)s)")
     parser.add_argument("--page", type=Path, default=PAGE, help="the page to write or check (default: %(default)s)")
+    parser.add_argument("--simulate", action="store_true",
+                        help="first measure the false-positive rates of the rewind and ablation words in simulation, "
+                             "into DATA/rules_null.txt (a few minutes)")
     args = parser.parse_args(argv)
+    if args.simulate:
+        simulate(args.data / "rules_null.txt",
+                 n_cells=sum(len(rows) for rows in ablation_numbers({m: read_model(args.data, m) for m in MODELS}).values()))
     page = render(data=args.data)
     if args.check:
         committed = args.page.read_text()
