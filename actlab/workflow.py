@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from actlab.files import write_atomic
@@ -394,6 +395,7 @@ def seeds_summary(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str | os.PathLike | None, *,
                              formats: Sequence[str], progress: bool, scheduler: str | None, log_x: bool | None,
                              **analyze_kwargs: Any) -> AnalysisOutput:
+    from actlab.analysis import open_run
     from actlab.store import ANALYSIS_DIRNAME
 
     default_target = path / ANALYSIS_DIRNAME
@@ -407,9 +409,18 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
     results = [output.results for output in outputs]
     if log_x is None:
         log_x = _use_log_x(results[0].attrs.get("epochs", []))
+    between, skipped = ({}, [])
+    if "cka" in analyze_kwargs.get("extras", ()):  # the seeds with the first, as compare does with runs
+        between, skipped = cka_between_runs({name: open_run(replica) for name, replica in zip(names, replicas)},
+                                            progress=progress)
     with staged_output(target, "analysis", **guard) as built:
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summary, indent=2) + "\n")
         drawn, failures = draw_figures(results, log_x=log_x)
+        if between:
+            try:
+                drawn.append(cka_between_figure(between, names[0], "seed"))
+            except Exception as exc:  # one figure must not cost the others
+                failures["figure cka_between_seeds"] = f"{type(exc).__name__}: {exc}"
         figures = _report_figures(drawn, built, formats, figure_takeaways(findings_from_summary(summary)))
         errors = {f"{name}: analysis {key}": str(value) for name, output in zip(names, outputs)
                   for key, value in {**dict(output.results.attrs.get("errors", {})),
@@ -423,8 +434,10 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
             provenance={"ensemble": str(path), "seeds": ", ".join(names),
                         "reports of each seed": ", ".join(str(output.report_path) for output in outputs)},
             tables=[(f"Each seed: {topic.lower()}", header, rows) for topic, header, rows in topic_tables(
-                COMPARE_HEADER, [comparison_row(name, output.summary) for name, output in zip(names, outputs)])],
-            notes=[f"{name}: {note}" for name, output in zip(names, outputs) for note in output.report.notes],
+                COMPARE_HEADER, [comparison_row(name, output.summary) for name, output in zip(names, outputs)])]
+            + ([(CKA_BETWEEN_TITLE.replace("runs", "seeds"), CKA_BETWEEN_HEADER, cka_between_rows(between, names[0]))]
+               if between else []),
+            notes=[f"{name}: {note}" for name, output in zip(names, outputs) for note in output.report.notes] + skipped,
         )
         write_report(built / REPORT_FILENAME, report)
     return AnalysisOutput(out_dir=target, report_path=join(target, REPORT_FILENAME), summary=summary, report=report,
@@ -468,6 +481,77 @@ def saved_results(run: Any) -> Any | None:
     return results
 
 
+# -- representation similarity between compared runs -------------------------------------------------------
+
+CKA_BETWEEN_TITLE = "Representation similarity between runs (debiased linear CKA)"
+CKA_BETWEEN_HEADER = ["run", "compared with", "layer", "shared epochs", "CKA at the first", "CKA at the last",
+                      "lowest CKA (epoch)", "probes"]
+
+
+def cka_between_runs(runs: Mapping[str, Any], *, progress: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Debiased linear CKA of every run with the first, layer by layer at every recorded epoch both hold.
+
+    Parameters
+    ----------
+    runs : mapping of run name -> Run
+        In the order shown; the first is the reference. For an ensemble, pass its first seed.
+    progress : bool
+
+    Returns
+    -------
+    cka : dict of run name -> xr.Dataset
+        For each run after the first that shares the reference's probes (same dataset indices, groups and labels)
+        and at least one layer name and recorded epoch: :func:`actlab.analysis.similarity.similarity_between_runs`
+        over all the shared epochs, ``cka_same`` (epoch, layer).
+    skipped : list of str
+        One line per run not compared, saying why and what to do.
+    """
+    from actlab.analysis.similarity import similarity_between_runs
+
+    names = list(runs)
+    cka: dict[str, Any] = {}
+    skipped: list[str] = []
+    if len(names) < 2:
+        return cka, skipped
+    reference = runs[names[0]]
+    for name in names[1:]:
+        run = runs[name]
+        shared = sorted(set(int(e) for e in reference.epochs) & set(int(e) for e in run.epochs))
+        try:
+            cka[name] = similarity_between_runs(reference, run, epochs=shared or None, progress=progress)
+        except ValueError as exc:  # other probes, or no shared layer or epoch
+            skipped.append(f"{name}: no CKA with {names[0]}: {exc}")
+    return cka, skipped
+
+
+def cka_between_rows(cka: Mapping[str, Any], reference: str) -> list[list[str]]:
+    """Rows of :data:`CKA_BETWEEN_HEADER`: one per compared run and shared layer, from :func:`cka_between_runs`."""
+    rows = []
+    for name, ds in cka.items():
+        epochs = [int(e) for e in ds["epoch"].values]
+        for layer in ds["layer"].values:
+            values = ds["cka_same"].sel(layer=layer).values
+            lowest = int(np.nanargmin(values)) if np.isfinite(values).any() else 0
+            rows.append([name, reference, str(layer), f"{epochs[0]}-{epochs[-1]} ({len(epochs)})", fmt(values[0]),
+                         fmt(values[-1]), f"{fmt(values[lowest])} ({epochs[lowest]})", str(ds.attrs["n_samples"])])
+    return rows
+
+
+def cka_between_figure(cka: Mapping[str, Any], reference: str, kind: str) -> tuple[str, str, str, Figure]:
+    """The (name, title, caption, figure) of :func:`cka_between_runs`' maps; ``kind`` names what is compared
+    ("run" or "seed")."""
+    from actlab import plots
+
+    return (f"cka_between_{kind}s", f"Representation similarity between {kind}s",
+            f"Debiased linear CKA of each layer of a {kind} with the same layer of {reference} at every recorded epoch "
+            "both hold, on the same probes (1: the same representation up to rotation and scale; about 0: unrelated)."
+            + (" An ensemble is represented by its first seed." if kind == "run" else ""),
+            plots.plot_cka_between_runs(cka, reference=reference))
+
+
+# -- compare runs (the report) -------------------------------------------------------------------------------
+
+
 def compare_to_dir(
     run_paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -476,12 +560,15 @@ def compare_to_dir(
     progress: bool = True,
     scheduler: str | None = None,
     log_x: bool | None = None,
+    cka: bool = True,
 ) -> AnalysisOutput:
-    """Put several runs side by side: comparison table, overlaid test curves, separation per run.
+    """Put several runs side by side: comparison table, overlaid test curves, separation per run, and the
+    debiased linear CKA of each run with the first (:func:`cka_between_runs`).
 
     Saved results under each ``RUN/analysis`` are reused when up to date (:func:`saved_results`),
     otherwise the run is analysed (not saved into the run). An ensemble folder counts as one run whose
-    numbers are medians over its seeds with their intervals, and whose curves are drawn with bands.
+    numbers are medians over its seeds with their intervals, and whose curves are drawn with bands; its first
+    seed stands for it in the CKA between runs.
 
     Parameters
     ----------
@@ -492,6 +579,8 @@ def compare_to_dir(
         Output directory (``report.html``, ``summary.json``, ``figures/``), replaced when complete.
     formats, progress, scheduler, log_x
         As for :func:`analyze_to_dir`.
+    cka : bool
+        Compute the CKA between runs (reads every activation block of each run once more).
 
     Returns
     -------
@@ -570,9 +659,17 @@ def compare_to_dir(
             drawn.append((fig_name, title, caption, function(usable, log_x=log_x)))
         except Exception as exc:  # one figure must not cost the others
             failures[f"figure {fig_name}"] = f"{type(exc).__name__}: {exc}"
+    between, skipped = cka_between_runs(dict(zip(names, (runs[0] for runs in runs_of))), progress=progress) \
+        if cka else ({}, [])
+    if between:
+        try:
+            drawn.append(cka_between_figure(between, names[0], "run"))
+        except Exception as exc:  # one figure must not cost the others
+            failures["figure cka_between_runs"] = f"{type(exc).__name__}: {exc}"
     with staged_output(target, "comparison", inputs=paths) as built:
         figures = _report_figures(drawn, built, formats)
         rows = [comparison_row(name, summaries[name]) for name in names]
+        between_rows = cka_between_rows(between, names[0])
         report = Report(
             title=f"actlab comparison of {len(names)} runs",
             findings=[],
@@ -583,9 +680,10 @@ def compare_to_dir(
                 "runs": ", ".join(str(path) for path in paths),
                 "reused saved analyses": ", ".join(reused) or "none",
             },
-            tables=topic_tables(COMPARE_HEADER, rows),
+            tables=topic_tables(COMPARE_HEADER, rows)
+            + ([(CKA_BETWEEN_TITLE, CKA_BETWEEN_HEADER, between_rows)] if between_rows else []),
             notes=[f"{name}: {note}" for name, rs in every_results.items() for results in rs
-                   for note in analysis_warnings(results)],
+                   for note in analysis_warnings(results)] + skipped,
         )
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
         write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))

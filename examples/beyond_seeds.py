@@ -20,6 +20,8 @@ With ``--test-set``, instead: the rewinds of each seed's JSON again, scored on e
 (the data loaded again from $ACTLAB_DATA), added to the JSON as ``interventions_test_set``.
 
     ACTLAB_DATA=/data python examples/beyond_seeds.py --test-set --runs runs/seeds --out docs/beyond --work /tmp/b3 mlp3
+
+``python docs/beyond/render.py`` then regenerates docs/beyond.md from the JSON files.
 """
 
 from __future__ import annotations

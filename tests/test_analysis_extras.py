@@ -112,3 +112,32 @@ def test_finding_rules():
     assert decodability_words(None) == "n/a"
     assert decodability_words({"count": 3, "n": 5, "share": 0.6, "low": 0.15, "high": 0.95}) == "decodable in 3 of 5 seeds"
     assert settled_words(20, 0.95) == "settled from epoch 20 (CKA to final >= 0.95)"
+
+
+def test_ensemble_with_cka_compares_each_seed_with_the_first(analysed_with_extras, tmp_path, monkeypatch):
+    """``analyze ENSEMBLE --extra cka``: the seeds' CKA with the first seed, as a figure and a table."""
+    import shutil
+
+    from actlab import workflow
+    from actlab.report import Report
+
+    planted, *_ = analysed_with_extras
+    results = load_results(planted.run_dir / ANALYSIS_DIRNAME / "results.zarr")
+    replicas = [tmp_path / "ensemble" / name for name in ("seed0", "seed1")]
+    for replica in replicas:  # the same recording twice: CKA 1 at every layer and epoch
+        shutil.copytree(planted.run_dir / "store.zarr", replica / "store.zarr")
+
+    def saved(replica, **_):  # each seed's own analysis is tested elsewhere; here its results are given
+        return workflow.AnalysisOutput(out_dir=replica, report_path=replica, summary=summary(results),
+                                       report=Report(title=replica.name), results=results)
+
+    monkeypatch.setattr(workflow, "analyze_to_dir", saved)
+    monkeypatch.setattr(workflow, "draw_figures", lambda *_, **__: ([], {}))  # the seeds' figures: tested above
+    output = workflow._analyze_ensemble_to_dir(tmp_path / "ensemble", replicas, tmp_path / "out", formats=["png"],
+                                               progress=False, scheduler=None, log_x=None, extras=["cka"])
+    title, header, rows = output.report.tables[-1]
+    assert title == "Representation similarity between seeds (debiased linear CKA)" and header == workflow.CKA_BETWEEN_HEADER
+    assert [row[:4] for row in rows] == [["seed1", "seed0", layer, "0-50 (6)"] for layer in planted.preacts[0]]
+    assert all(float(row[4]) == pytest.approx(1.0) and float(row[5]) == pytest.approx(1.0) for row in rows)
+    png = (tmp_path / "out" / "figures" / "cka_between_seeds.png").read_bytes()
+    assert base64.b64encode(png).decode() in (tmp_path / "out" / "report.html").read_text()

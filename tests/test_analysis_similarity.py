@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures_store import RECORD_EPOCHS, cached_planted, planted_run, post
+from fixtures_store import (
+    LAYERS,
+    N_EPOCHS,
+    PARAMETERS,
+    RECORD_EPOCHS,
+    cached_planted,
+    planted_metrics,
+    planted_probes,
+    planted_run,
+    planted_subsets,
+    post,
+)
 from scipy.stats import special_ortho_group
 
 import actlab
+from actlab.store import RunWriter
+from actlab.workflow import CKA_BETWEEN_HEADER, cka_between_runs, cka_between_rows
 from actlab.analysis.similarity import (
     gram_vector,
     linear_cka,
@@ -107,3 +120,61 @@ def test_between_runs(tmp_path):
     other = planted_run(tmp_path / "c", seed=1)  # other probe labels
     with pytest.raises(ValueError, match="same probes"):
         similarity_between_runs(run_a, actlab.open_run(other.run_dir))
+
+
+def written_run(run_dir, probes, preacts: dict[int, dict[str, np.ndarray]]):
+    """A complete run holding exactly ``preacts`` (epoch -> layer -> (probe, unit)) on ``probes``; opened."""
+    writer = RunWriter.create(run_dir, config={"model": "written"}, dataset={"name": "planted",
+                              "class_names": [f"c{i}" for i in range(4)]}, layers=LAYERS, parameters=PARAMETERS,
+                              probes=probes, subsets=planted_subsets(probes), record_epochs=list(preacts),
+                              n_epochs=N_EPOCHS)
+    writer.write_metrics(planted_metrics())
+    for epoch, by_layer in preacts.items():
+        writer.write_epoch(epoch, {k: v.astype(np.float32) for k, v in by_layer.items()},
+                           {spec.name: np.zeros(spec.shape, np.float32) for spec in PARAMETERS})
+    writer.mark_complete()
+    return actlab.open_run(run_dir)
+
+
+def test_cka_between_compared_runs(tmp_path):
+    rng = np.random.default_rng(3)
+    probes, _ = planted_probes(np.random.default_rng(0))
+    n, epochs = len(probes.group), [0, 20, 50]
+    first = {e: {spec.name: rng.standard_normal((n, spec.width)) @ rng.standard_normal((spec.width, spec.width))
+                 for spec in LAYERS} for e in epochs}
+
+    def rotated(x: np.ndarray, layer: str) -> np.ndarray:
+        # ReLU layers: a permutation of the units times a positive scale (a rotation that commutes with the ReLU);
+        # the linear output layer: any rotation, scale and shift
+        if layer == "output":
+            return 2.5 * x @ special_ortho_group.rvs(x.shape[1], random_state=4) + 1.0
+        return 0.3 * x[:, rng.permutation(x.shape[1])]
+
+    independent = {e: {spec.name: rng.standard_normal((n, spec.width)) for spec in LAYERS} for e in epochs[1:]}
+    runs = {
+        "a": written_run(tmp_path / "a", probes, first),
+        "rotated": written_run(tmp_path / "rotated", probes,
+                               {e: {k: rotated(v, k) for k, v in by.items()} for e, by in first.items()}),
+        "independent": written_run(tmp_path / "independent", probes, independent),
+        "other probes": written_run(tmp_path / "other", planted_probes(np.random.default_rng(1))[0], first),
+    }
+    cka, skipped = cka_between_runs(runs)
+    assert list(cka) == ["rotated", "independent"]
+    assert skipped == [f"other probes: no CKA with a: CKA between runs needs the same probes; {runs['a'].path} and "
+                       f"{runs['other probes'].path} differ in 'label'; record both with the same data, noise "
+                       "and probe settings"]
+    np.testing.assert_allclose(cka["rotated"]["cka_same"].values, 1.0, atol=1e-5)
+    assert list(cka["independent"]["epoch"].values) == [20, 50]  # the epochs both recorded
+    assert np.abs(cka["independent"]["cka_same"].values).max() < 0.05
+    for epoch in (20, 50):  # against Song et al.'s estimator written out, on the post-activations
+        for spec in LAYERS:
+            post_a, post_b = (np.asarray(v[epoch][spec.name], np.float32).astype(np.float64) for v in (first, independent))
+            if spec.name != "output":
+                post_a, post_b = np.maximum(post_a, 0), np.maximum(post_b, 0)
+            expected = cka_song(post_a, post_b)
+            assert float(cka["independent"]["cka_same"].sel(epoch=epoch, layer=spec.name)) == pytest.approx(
+                expected, abs=1e-5)
+    rows = cka_between_rows(cka, "a")
+    assert [r[:4] for r in rows[:2]] == [["rotated", "a", "hidden1", "0-50 (3)"], ["rotated", "a", "hidden2", "0-50 (3)"]]
+    assert len(rows) == 2 * len(LAYERS) and all(len(r) == len(CKA_BETWEEN_HEADER) for r in rows)
+    assert cka_between_runs({"a": runs["a"]}) == ({}, [])

@@ -185,6 +185,36 @@ def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp
         f"{dd['first_min']:.3g}@{dd['first_min_epoch']} / {dd['peak']:.3g}@{dd['peak_epoch']} / {dd['final']:.3g}")
     assert by_run["monotone"]["double descent (test loss)"] == "no"
     assert by_run["monotone"]["noisy memorised"] == str(summaries["monotone"]["phases"]["noisy_fitted_epoch"])
+    # other probes (another seed): no CKA between the runs, one line on the terminal and in the report
+    assert err.count("note: monotone: no CKA with planted: CKA between runs needs the same probes") == 1
+    assert "no CKA with planted" in html and "cka_between_runs" not in html
+
+
+def test_compare_gives_the_cka_between_runs_on_the_same_probes(analysed_run, tmp_path):
+    from actlab.analysis.similarity import linear_cka
+
+    planted, *_ = analysed_run
+    copy = tmp_path / "copy"
+    shutil.copytree(planted.run_dir, copy)  # the same recording: CKA 1 at every layer and epoch
+    out_dir = tmp_path / "compare"
+    code, out, err = run_cli("compare", planted.run_dir, copy, "--out", out_dir, "--no-progress", "--format", "png")
+    assert code == 0, err
+    html = (out_dir / "report.html").read_text()
+    assert base64.b64encode((out_dir / "figures" / "cka_between_runs.png").read_bytes()).decode() in html
+    lines = out.splitlines()
+    table = lines[lines.index(workflow.CKA_BETWEEN_TITLE) + 1:]
+    rows = {line.split()[2]: line.split() for line in table if line.startswith("copy ")}
+    assert list(rows) == ["hidden1", "hidden2", "hidden3", "output"]
+    n = len(planted.probes.group)
+    for layer, row in rows.items():
+        first = planted.preacts[0][layer].astype(np.float64)
+        first = first if layer == "output" else np.maximum(first, 0)
+        assert row[:2] == ["copy", "planted"] and row[3:5] == ["0-50", "(6)"] and row[-1] == str(n)
+        assert float(row[5]) == pytest.approx(linear_cka(first, first), abs=1e-3) and float(row[6]) == pytest.approx(1.0)
+    code, out, err = run_cli("compare", planted.run_dir, copy, "--out", tmp_path / "no-cka", "--no-progress", "--no-cka",
+                             "--format", "png")
+    assert code == 0 and workflow.CKA_BETWEEN_TITLE not in out
+    assert not (tmp_path / "no-cka" / "figures" / "cka_between_runs.png").exists()
 
 
 def test_compare_recomputes_stale_saved_analyses(analysed_run, tmp_path):

@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 import pytest
+import xarray as xr
 from fixtures_store import cached_results
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -113,7 +114,18 @@ def figures_of_every_case(cases) -> dict[str, Figure]:
     for label, runs in (("compare2", two), ("compare6", six)):
         figures[f"{label}/compare_test_loss"] = plots.plot_compare_test_loss(runs)
         figures[f"{label}/compare_separation"] = plots.plot_compare_separation(runs)
+        names = list(runs)
+        figures[f"{label}/cka_between_runs"] = plots.plot_cka_between_runs(
+            {name: cka_map(runs[name]) for name in names[1:]}, reference=names[0])
     return figures
+
+
+def cka_map(results) -> xr.Dataset:
+    """A CKA-between-runs map (:func:`actlab.workflow.cka_between_runs`) on the layers and epochs of ``results``."""
+    separation = (results[0] if isinstance(results, list) else results)["separation"]
+    layers, epochs = separation["layer"].values, separation["epoch"].values
+    values = np.linspace(0.0, 1.0, len(epochs) * len(layers)).reshape(len(epochs), len(layers))
+    return xr.Dataset({"cka_same": (("epoch", "layer"), values)}, coords={"epoch": epochs, "layer": layers})
 
 
 def text_problem_counts(cases) -> dict[str, tuple[int, int]]:

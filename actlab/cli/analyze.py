@@ -58,7 +58,9 @@ examples:
 
 what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
   report.html          one self-contained report: comparison table of the headline findings,
-                       overlaid test-loss curves, separation per run
+                       overlaid test-loss curves, separation per run, and the debiased linear
+                       CKA of each layer of each run with the same layer of the first run at
+                       every epoch both recorded (runs on other probes are skipped with a note)
   summary.json         the headline numbers of every run, keyed by run
   table.md             the comparison table in Markdown, to paste into a document
   figures/NAME.png     the comparison figures (--format)
@@ -90,8 +92,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--extra", metavar="NAMES", default="",
         help="optional analyses, comma-separated: probes (linear probes of every layer and epoch: original and "
              "assigned label of the noisy probes), cka (debiased linear CKA of every layer to its final state and "
-             "between layers); computed in the same pass over the store; the probes cost more CPU per block than "
-             "the rest of the analysis together (default: none)")
+             "between layers; for an ensemble also each seed with the first, layer by layer at every epoch); "
+             "computed in the same pass over the store; the probes cost more CPU per block than the rest of the "
+             "analysis together (default: none)")
     analyze.set_defaults(func=run_analyze)
 
     compare = subparsers.add_parser(
@@ -105,6 +108,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--out", metavar="DIR", default=str(DEFAULT_COMPARE_DIR), help=f"output directory or URL (default: {DEFAULT_COMPARE_DIR})")
     _add_common(compare)
     compare.add_argument("--open", action="store_true", help="open report.html in the default web browser when done")
+    compare.add_argument("--no-cka", dest="cka", action="store_false",
+                         help="skip the debiased linear CKA of each run with the first (it reads every activation "
+                              "block of each run once more)")
     compare.set_defaults(func=run_compare)
 
 
@@ -182,8 +188,11 @@ def run_compare(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     _check_open(args, args.out)
-    output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler)
+    output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
+                            cka=args.cka)
     for title, header, rows in output.report.tables:
         print(f"{title}\n{text_table(header, rows)}\n")
+    for note in output.report.notes:
+        print(f"note: {note}", file=sys.stderr)
     return _close(output, args)
 

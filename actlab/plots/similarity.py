@@ -1,12 +1,16 @@
-"""Representation similarity along training (:mod:`actlab.analysis.similarity`): settling curves, layer x layer map."""
+"""Representation similarity (:mod:`actlab.analysis.similarity`): settling curves and the layer x layer map of a
+run; the layer x epoch CKA between compared runs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from matplotlib.figure import Figure
 
+from actlab.plots.separation import fits_annotation, label_layer_epoch_axes
 from actlab.plots.seeds import draw_band, replica_stack, replicas, seeds_title
 from actlab.plots.style import PHASE_COLOR, layer_style, new_figure, set_epoch_axis, styled
 
@@ -54,4 +58,42 @@ def plot_similarity(results: Any, *, log_x: bool = False) -> Figure:
     right.grid(False)
     right.set_title(f"CKA between layers at epoch {last}")
     fig.colorbar(image, ax=right, shrink=0.9, pad=0.02).set_label("debiased linear CKA")
+    return fig
+
+
+@styled
+def plot_cka_between_runs(cka: Mapping[str, xr.Dataset], *, reference: str) -> Figure:
+    """Debiased linear CKA of each compared run with the reference run, as layer x epoch maps.
+
+    Parameters
+    ----------
+    cka : mapping of run name -> xr.Dataset
+        ``cka_same`` (epoch, layer) of :func:`actlab.workflow.cka_between_runs`.
+    reference : str
+        The run they are compared with (named in the titles).
+
+    Returns
+    -------
+    Figure
+        One map per run (rows: layers, input side at top; columns: the recorded epochs both runs hold), on one colour
+        scale from 0 (unrelated) to 1 (the same up to rotation and scale); cells are annotated where their numbers fit.
+    """
+    names = list(cka)
+    layers = max((len(ds["layer"]) for ds in cka.values()), default=1)
+    fig, axes = new_figure(len(names), 1, width=11.0, height=(0.42 * layers + 1.6) * len(names) + 0.4)
+    image = None
+    for ax, name in zip(axes[:, 0], names):
+        values = cka[name]["cka_same"].transpose("layer", "epoch")
+        epochs = values["epoch"].values
+        image = ax.imshow(np.ma.masked_invalid(values.values), aspect="auto", interpolation="nearest", cmap="viridis",
+                          vmin=0.0, vmax=1.0, origin="upper")
+        if fits_annotation(fig, ax, len(epochs), len(values["layer"])):
+            for (row, col), value in np.ndenumerate(values.values):
+                if np.isfinite(value):
+                    ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                            color="black" if value > 0.6 else "white")
+        label_layer_epoch_axes(ax, [str(v) for v in values["layer"].values], epochs)
+        ax.set_title(f"{name} with {reference}")
+    fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.9, pad=0.02).set_label("debiased linear CKA, same layer")
+    fig.suptitle("Representation similarity between runs, layer by layer and epoch by epoch")
     return fig
