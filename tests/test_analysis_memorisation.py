@@ -97,7 +97,7 @@ def test_halves_follow_the_stated_rule_and_the_dataset_index():
 
 def test_late_memorised_probes_built_to_separate_more_are_found_and_match_a_loop():
     act, memorised, predicted = planted_activations(np.random.default_rng(0), weight_early=0.9, weight_late=0.2)
-    found = memorisation.memorisation_split(act, memorised, predicted, n_permutations=99)
+    found = act.actlab.memorisation_split(memorised, predicted, n_permutations=99)
     epochs = memorised.values[np.isfinite(memorised.values)]
     assert found.attrs["n_late"] == np.sum(epochs > np.median(epochs)) and found.attrs["n_early"] + found.attrs["n_late"] == 114
     group, label, original = (act[name].values for name in ("group", "label", "original_label"))
