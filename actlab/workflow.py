@@ -276,6 +276,35 @@ def sample_dynamics_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[s
     return tables
 
 
+COMPARE_RANKING_HEADER = ["run", "seeds", "ROC AUC vs known noisy labels", "null mean (95th pct)", "permutation p",
+                          "precision at the noise rate"]
+COMPARE_LEARNED_HEADER = ["run", "seeds", "clean learned epoch (q25 / median / q75)", "clean learned",
+                          "noisy memorised epoch (q25 / median / q75)", "noisy memorised"]
+"""Columns of the two tables of :func:`compare_dynamics_tables`."""
+
+
+def compare_dynamics_tables(summaries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The comparison report's "Sample dynamics" tables: per run (an ensemble: median over its seeds with the
+    interval, n and coverage), the mislabel ranking's ROC AUC with its null and p-value; and the learned-epoch
+    quartiles of clean and noisy samples. None when no run has a ``dynamics`` section."""
+    ranking_rows, learned_rows = [], []
+    for name, summary in summaries.items():
+        found = summary.get("dynamics")
+        if not found:
+            continue
+        ranking, groups = found["mislabel_ranking"], found["groups"]
+        seeds = str(summary.get("n_seeds", 1))
+        ranking_rows.append([name, seeds, fmt(ranking["auc"]), f"{fmt(ranking['null_mean'])} ({fmt(ranking['null_high'])})",
+                             fmt_p(ranking["p_value"], ranking["n_permutations"]), fmt(ranking["precision"])])
+        learned_rows.append([name, seeds, *(cell for group in ("clean", "noisy") for cell in (
+            " / ".join(fmt(groups[group][f"learned_epoch_{q}"]) for q in ("q25", "median", "q75")),
+            fmt(groups[group]["learned_fraction"])))])
+    if not ranking_rows:
+        return []
+    return [("Sample dynamics: mislabel ranking by the area under the margin, per run", COMPARE_RANKING_HEADER, ranking_rows),
+            ("Sample dynamics: learned (clean) and memorised (noisy) epochs, per run", COMPARE_LEARNED_HEADER, learned_rows)]
+
+
 def analysis_warnings(results: Any) -> list[str]:
     """The ``warnings`` attrs of every results node, prefixed with the node name."""
     notes = []
@@ -561,6 +590,13 @@ def compare_to_dir(
          "label; lower rows: by assigned label; the output layer in rows of its own. Below 0 = separated. A layer has "
          "the same colour in every run.", plots.plot_compare_separation,
          "separation"),
+        ("compare_dynamics", "Sample dynamics per run",
+         "Left: fraction of the clean training samples learned (solid: predicted as their label from that epoch on) and "
+         "of the noisy ones memorised (dashed: predicted as their wrong assigned label from that epoch on) by each epoch; "
+         "an ensemble's samples are pooled over its seeds, and samples never learned keep a curve below 1. Right: ROC "
+         "AUC of the area-under-the-margin ranking against the known noisy labels, one dot per seed and the median as a "
+         "bar, with each seed's 95th percentile of the permutation null (grey crosses); 0.5 (dotted) is chance.",
+         plots.plot_compare_dynamics, "dynamics"),
     ):
         usable = {name: results_by_run[name] for name, rs in every_results.items() if all(needed in r.children for r in rs)}
         if not usable:
@@ -583,7 +619,7 @@ def compare_to_dir(
                 "runs": ", ".join(str(path) for path in paths),
                 "reused saved analyses": ", ".join(reused) or "none",
             },
-            tables=topic_tables(COMPARE_HEADER, rows),
+            tables=topic_tables(COMPARE_HEADER, rows) + compare_dynamics_tables(summaries),
             notes=[f"{name}: {note}" for name, rs in every_results.items() for results in rs
                    for note in analysis_warnings(results)],
         )

@@ -191,3 +191,12 @@ def test_the_accessor_reaches_every_dynamics_analysis_with_the_training_coords(p
     by_index = dict(zip(run.training["dataset_index"].values, learned.values))
     for i, (group, index) in enumerate(zip(run.probes["group"].values, run.probes["dataset_index"].values)):
         np.testing.assert_equal(memorised[i], by_index[index] if group == "noisy" else np.nan)
+
+
+def test_learned_fraction_by_epoch_counts_the_never_learned_in_the_denominator():
+    from actlab.plots.dynamics import learned_by_epoch
+
+    learned = np.array([3.0, np.nan, 0.0, 7.0, 3.0])
+    epochs = np.arange(9)
+    expected = [sum(1 for v in learned if np.isfinite(v) and v <= e) / 5 for e in epochs]
+    np.testing.assert_allclose(learned_by_epoch(learned, epochs), expected)
