@@ -294,8 +294,7 @@ def memorised_direction(row: Mapping[str, Any], statistic: str) -> int:
 
 def memorised_answer(directions: Sequence[int]) -> str:
     """Rule: *yes* when the late-memorised half is ahead (+1) in at least 80 % of the seeds, *no, the early half* when
-    the early one is (-1), else *not shown* (0: a seed whose test does not reject); the seeds needed are those of
-    :func:`verdict`."""
+    the early one is (-1), else *not shown* (0: a seed whose test does not reject): the seeds the verdict rule needs."""
     return {"reproduced": "yes", "contradicted": "no, the early half", "inconclusive": "not shown"}[verdict(directions)]
 
 
