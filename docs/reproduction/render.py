@@ -286,8 +286,8 @@ def dynamics_numbers(ens: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def memorised_direction(row: Mapping[str, Any], statistic: str) -> int:
-    """One layer of one seed at the last epoch: +1 when the early/late test of ``statistic`` rejects (its family,
-    Benjamini-Hochberg) with the late-memorised half ahead (separating more, or giving the larger path split), -1 with
+    """One layer of one seed at the last epoch: +1 when the early/late test (of the separation, or of the path split)
+    rejects (Benjamini-Hochberg in its family) with the late-memorised half ahead (separating more, or giving the larger path split), -1 with
     the early half ahead, 0 when it does not reject."""
     return {"late": 1, "early": -1}.get(row[f"{statistic}_direction"], 0)
 
