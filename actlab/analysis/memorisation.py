@@ -212,7 +212,8 @@ def half_statistics(x: np.ndarray, plan: Layout, predicted: np.ndarray) -> np.nd
 
 def permutation_test(observed: float, null: np.ndarray) -> dict[str, float]:
     """Two-sided permutation p-value of a difference: (1 + #{|null| >= |observed|}) / (1 + permutations), with the
-    null's mean and 2.5 and 97.5 % points; NaN when the observed value is undefined (the NaN draws are left out)."""
+    null's mean and 2.5 and 97.5 % points; NaN when the observed value is undefined. Draws with an undefined
+    difference (a half without a member in any class) are left out of the count and of the permutations."""
     null = np.asarray(null, dtype=float)
     finite = null[np.isfinite(null)]
     if not np.isfinite(observed) or not len(finite):
@@ -220,7 +221,7 @@ def permutation_test(observed: float, null: np.ndarray) -> dict[str, float]:
     low, high = np.percentile(finite, [2.5, 97.5])
     extreme = np.abs(finite) >= abs(observed) * (1 - 1e-12)
     return {"null_mean": float(finite.mean()), "null_low": float(low), "null_high": float(high),
-            "p_value": float((1 + extreme.sum()) / (1 + len(null)))}
+            "p_value": float((1 + extreme.sum()) / (1 + len(finite)))}
 
 
 VARIABLES: dict[str, str] = {
