@@ -17,7 +17,7 @@ DEST=${DEST:-docs/reproduction/seeds}
 PYTHON=${PYTHON:-python}
 MODELS=(mlp7 mlp5 mlp3)
 FIGURES=(curves separation_lines large_activation path_attribution)  # MLP7's, as the page shows them
-COMPARE_FIGURES=(compare_test_loss compare_separation)
+COMPARE_FIGURES=(compare_test_loss compare_separation compare_dynamics)
 JOINED=(memorisation.json memorisation.csv)  # optional: the page leaves its section out without them
 
 sources=("$RUNS/compare/table.md")

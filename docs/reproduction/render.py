@@ -34,6 +34,7 @@ import xarray as xr
 
 from actlab.analysis import curves, large_activation
 from actlab.analysis.curves import best_and_final_test
+from actlab.analysis.inference import LEVEL
 from actlab.analysis.seeds import interval
 from actlab.findings import center, fmt, fmt_epoch, fmt_percent
 
@@ -312,9 +313,17 @@ def memorisation_numbers(found: Mapping[str, Any]) -> dict[str, Any]:
                                            "none": directions.count(0), "answer": memorised_answer(directions)}
             cells[f"{statistic}_epochs"] = fmt(row[f"{statistic}_epochs_rejected"], ".0f")
         layers[layer] = cells
-    return {"n_early": fmt(over["n_early"], ".0f"), "n_late": fmt(over["n_late"], ".0f"),
-            "median_epoch": fmt(over["median_epoch"], ".0f"), "n_tests": int(center(over["families"]["memorised_separation"]["size"])),
-            "n_permutations": int(center(over["n_permutations"])), "rule": center(over["rule"]),
+    differences = {layer: row["separation_difference"] for layer, row in over["by_layer"].items()}
+    n_tests, n_permutations = int(center(over["families"]["memorised_separation"]["size"])), int(center(over["n_permutations"]))
+    return {"late_further": [layer for layer, d in differences.items() if d["low"] is not None and d["low"] > 0],
+            "early_further": [layer for layer, d in differences.items() if d["high"] is not None and d["high"] < 0],
+            "rejected": sum(c[f"{statistic}_seeds"][side] for c in layers.values() for statistic in ("separation", "split")
+                            for side in ("late", "early")),
+            "cells": 2 * len(layers) * len(seeds),
+            "floor_needed": math.ceil(n_tests / (n_permutations + 1) / LEVEL - 1e-9),
+            "n_early": fmt(over["n_early"], ".0f"), "n_late": fmt(over["n_late"], ".0f"),
+            "median_epoch": fmt(over["median_epoch"], ".0f"), "n_tests": n_tests,
+            "n_permutations": n_permutations, "rule": center(over["rule"]),
             "epochs_tested": int(center(next(iter(over["by_layer"].values()))["separation_epochs_tested"])),
             "layers": layers}
 
