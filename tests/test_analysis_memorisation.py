@@ -161,6 +161,35 @@ def test_a_run_joins_its_trajectories_to_its_probes(tmp_path):
     assert not any(row["separation_rejects"] for row in summary["by_layer"].values())
 
 
+def test_a_store_whose_late_memorised_probes_separate_gives_the_right_answer(tmp_path):
+    """hidden1 of this store puts the noisy probes memorised after the median at their assigned class (fixtures_store);
+    from epoch 30 on its large unit (10 x scale x a random amplitude) dominates every cosine, so the separation shows
+    at epochs 0-20."""
+    planted = planted_run(tmp_path / "run", dynamics=True, late_apart=True)
+    run = open_run(planted.run_dir)
+    learned = run.dynamics["correct"].actlab.learned_epoch()
+    found = memorisation.memorisation_analysis(run, learned, n_permutations=199).sel(epoch=[0, 10, 20])
+    summary = memorisation.memorisation_summary(found)
+    hidden1 = summary["by_layer"]["hidden1"]
+    assert hidden1["separation_direction"] == "late" and hidden1["separation_epochs_rejected"] == 3
+    assert hidden1["cos_early"] > 0.98 > hidden1["cos_late"]
+    assert not any(row["separation_epochs_rejected"] for layer, row in summary["by_layer"].items() if layer != "hidden1")
+    # a direct NumPy computation of the cosines at epoch 20, from the stored activations and the dynamics
+    x = run.layer("hidden1").sel(epoch=20).values.astype(np.float64)
+    group, label, original = (run.probes[name].values for name in ("group", "label", "original_label"))
+    epochs = dict(zip(run.training["dataset_index"].values, learned.values))
+    memorised = np.array([epochs[i] if g == "noisy" else np.nan for g, i in zip(group, run.probes["dataset_index"].values)])
+    late = memorised > np.nanmedian(memorised)
+    for half, name in ((np.isfinite(memorised) & ~late, "cos_early"), (late, "cos_late")):
+        cosines = []
+        for c in range(run.n_classes):
+            a, b = x[(group == "clean") & (label == c)].mean(axis=0), x[half & (original == c)].mean(axis=0)
+            cosines.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+        assert hidden1[name] == pytest.approx(np.mean(cosines), rel=1e-9)
+    rows = findings_from_summary({"memorisation": summary})
+    assert rows[0].value.startswith("separation: late-memorised probes separate more")
+
+
 def test_words_follow_the_decision():
     assert memorised_words("late", "separation") == "late-memorised probes separate more"
     assert memorised_words("early", "separation") == "early-memorised probes separate more"
