@@ -245,7 +245,8 @@ def run_report(results: Any, summary: Mapping[str, Any], figures: Sequence[Repor
         failures=all_failures,
         config={"config": run.config, "dataset": run.attrs.get("dataset", {}), "analysis parameters": dict(results.attrs.get("parameters", {}))},
         provenance=provenance,
-        notes=analysis_warnings(results) + [f"{name} skipped: {why}" for name, why in dict(results.attrs.get("skipped", {})).items()],
+        notes=analysis_warnings(results) + [f"{name} skipped: {why}" for name, why in
+                                            {**dict(results.attrs.get("skipped", {})), **dict(summary.get("skipped") or {})}.items()],
         tables=sample_dynamics_tables(summary),
     )
 
@@ -314,6 +315,22 @@ def analysis_warnings(results: Any) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
+def with_memorisation(summary: Mapping[str, Any], run: Any, results: Any) -> dict[str, Any]:
+    """``summary`` with the joined analysis of the run: key ``memorisation``
+    (:func:`actlab.analysis.memorisation.memorisation_summary` of the learned epochs in ``results``), or the reason
+    it is missing under ``skipped`` (no ``dynamics`` node) or ``errors`` (it failed)."""
+    from actlab.analysis.memorisation import memorisation_analysis, memorisation_summary
+
+    if "dynamics" not in results.children:
+        why = dict(results.attrs.get("skipped", {})).get("dynamics", "the results have no sample dynamics")
+        return {**summary, "skipped": {**dict(summary.get("skipped") or {}), "memorisation": why}}
+    try:
+        found = memorisation_analysis(run, results["dynamics"]["learned_epoch"])
+    except Exception as exc:  # isolate: the rest of the report stands
+        return {**summary, "errors": {**dict(summary.get("errors") or {}), "memorisation": f"{type(exc).__name__}: {exc}"}}
+    return {**summary, "memorisation": memorisation_summary(found)}
+
+
 def analyze_to_dir(
     run_path: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
@@ -323,6 +340,7 @@ def analyze_to_dir(
     scheduler: str | None = None,
     log_x: bool | None = None,
     results: Any | None = None,
+    memorisation: bool = False,
     **analyze_kwargs: Any,
 ) -> AnalysisOutput:
     """Analyse a run and write results, figures, ``summary.json`` and ``report.html`` to a directory.
@@ -353,6 +371,9 @@ def analyze_to_dir(
     results : xr.DataTree, optional
         Results of :func:`actlab.analysis.analyze` for this run, already computed (e.g. in a notebook);
         default: compute them.
+    memorisation : bool
+        Also the joined analysis of the noisy probes memorised early against late (:func:`with_memorisation`,
+        summary key ``memorisation``, its findings in the report); it reads every block once more.
     **analyze_kwargs
         Passed to :func:`actlab.analysis.analyze` when ``results`` is None.
 
@@ -377,7 +398,7 @@ def analyze_to_dir(
     replicas = ensemble_replicas(where)
     if replicas:
         return _analyze_ensemble_to_dir(where, replicas, out_dir, formats=formats, progress=progress,
-                                        scheduler=scheduler, log_x=log_x, **analyze_kwargs)
+                                        scheduler=scheduler, log_x=log_x, memorisation=memorisation, **analyze_kwargs)
     run = open_run(where)
     default_target = join(run.path, ANALYSIS_DIRNAME)
     target = location(out_dir) if out_dir is not None else default_target
@@ -390,6 +411,8 @@ def analyze_to_dir(
         raise ConfigError(f"the results given were not computed from {run.path} as it is now (another run, or the run "
                           "before it changed); analyse it again, or pass no results")
     summary = summarize(results)
+    if memorisation:
+        summary = with_memorisation(summary, run, results)
     if log_x is None:
         log_x = _use_log_x(results.attrs.get("epochs", []))
     with staged_output(target, "analysis", **guard) as built:
@@ -422,7 +445,7 @@ def seeds_summary(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str | os.PathLike | None, *,
                              formats: Sequence[str], progress: bool, scheduler: str | None, log_x: bool | None,
-                             **analyze_kwargs: Any) -> AnalysisOutput:
+                             memorisation: bool, **analyze_kwargs: Any) -> AnalysisOutput:
     from actlab.store import ANALYSIS_DIRNAME
 
     default_target = path / ANALYSIS_DIRNAME
@@ -430,7 +453,7 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
     guard = {"inputs": [path], "allowed_inside": [default_target]}
     check_any_output(target, "analysis", **guard)
     outputs = [analyze_to_dir(replica, formats=formats, progress=progress, scheduler=scheduler, log_x=log_x,
-                              **analyze_kwargs) for replica in replicas]
+                              memorisation=memorisation, **analyze_kwargs) for replica in replicas]
     names = [replica.name for replica in replicas]
     summary = seeds_summary({name: output.summary for name, output in zip(names, outputs)})
     results = [output.results for output in outputs]

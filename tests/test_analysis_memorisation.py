@@ -4,6 +4,8 @@ false-positive rate of the permutation test measured in simulation)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -200,3 +202,27 @@ def test_words_follow_the_decision():
     assert memorised_words(seeds, "separation") == "late-memorised probes separate more (4/5 seeds)"
     assert memorisation.memorised_direction(True, -0.1) == "early" and memorisation.memorised_direction(False, 0.3) == "none"
     assert "two-sided" in rule_of(memorised_words)
+
+
+def test_analyze_extra_memorisation_reaches_summary_report_and_terminal(tmp_path):
+    from cli_runner import run_cli
+
+    planted = planted_run(tmp_path / "run", dynamics=True, late_apart=True)
+    code, out, err = run_cli("analyze", planted.run_dir, "--no-progress", "--format", "png", "--extra", "memorisation")
+    assert code == 0, err
+    analysis = planted.run_dir / "analysis"
+    found = json.loads((analysis / "summary.json").read_text())["memorisation"]
+    assert list(found["by_layer"]) == ["hidden1", "hidden2", "hidden3", "output"]
+    assert found["families"]["memorised_separation"]["size"] == 4 * 6
+    assert found["by_layer"]["hidden1"]["separation_epochs_rejected"] >= 3  # epochs 0-20 (see the store test)
+    assert "noisy probes memorised early vs late, hidden1" in (analysis / "report.html").read_text()
+    assert "noisy probes memorised early vs" in out  # the terminal table wraps the name
+
+
+def test_a_run_without_trajectories_skips_the_joined_analysis_in_one_line():
+    from actlab.workflow import with_memorisation
+
+    results = xr.DataTree(xr.Dataset(attrs={"skipped": {"dynamics": "no trajectories"}}))
+    summary = with_memorisation({"skipped": {"dynamics": "no trajectories"}, "errors": {}}, None, results)
+    assert summary["skipped"] == {"dynamics": "no trajectories", "memorisation": "no trajectories"}
+    assert "memorisation" not in summary and summary["errors"] == {}
