@@ -200,11 +200,11 @@ MEMORISED_WORDS = {
 def memorised_words(direction: Any, statistic: str) -> str:
     """Rule: the noisy probes memorised early and late (split at the median memorisation epoch) are compared by a
     two-sided permutation test of the early/late labels, Benjamini-Hochberg in family memorised_separation (the
-    clean-noisy class-mean cosine, early minus late) or memorised_split (the path split, late minus early); when it
-    rejects, a positive difference reads *late-memorised probes separate more* (*larger path split with the
-    late-memorised signal*), a negative one *early-memorised probes separate more* (*larger path split with the
-    early-memorised signal*); else *no early/late difference*. Seeds: the commonest of the seeds' words, with its
-    count."""
+    clean-noisy class-mean cosine, early minus late) or memorised_split (the path split, late minus early), about the
+    null's mean; when it rejects, a difference above that mean reads *late-memorised probes separate more* (*larger
+    path split with the late-memorised signal*), one below it *early-memorised probes separate more* (*larger path
+    split with the early-memorised signal*); else *no early/late difference*. Seeds: the commonest of the seeds'
+    words, with its count."""
     return _directed(direction, MEMORISED_WORDS[statistic])
 
 
@@ -474,10 +474,12 @@ def _memorisation_findings(summary: Mapping[str, Any]) -> list[Finding]:
             f"memorised early and {fmt(found.get('n_late'))} late (median memorisation epoch "
             f"{fmt(found.get('median_epoch'))}): clean-noisy cosine {fmt(at.get('cos_early'))} early vs "
             f"{fmt(at.get('cos_late'))} late, difference {fmt(at.get('separation_difference'))} against the null "
+            f"{fmt(at.get('separation_null_mean'))} "
             f"[{fmt(at.get('separation_null_low'))}, {fmt(at.get('separation_null_high'))}] "
             f"({fmt_p(at.get('separation_p_value'), found.get('n_permutations'))}, q = "
             f"{fmt(at.get('separation_q_value'), '.2g')}); path split {fmt(at.get('split_early'))} early vs "
-            f"{fmt(at.get('split_late'))} late, difference {fmt(at.get('split_difference'))} against "
+            f"{fmt(at.get('split_late'))} late, difference {fmt(at.get('split_difference'))} against the null "
+            f"{fmt(at.get('split_null_mean'))} "
             f"[{fmt(at.get('split_null_low'))}, {fmt(at.get('split_null_high'))}] "
             f"({fmt_p(at.get('split_p_value'), found.get('n_permutations'))}, q = {fmt(at.get('split_q_value'), '.2g')}); "
             f"rejected at {fmt(at.get('separation_epochs_rejected'))} and {fmt(at.get('split_epochs_rejected'))} of "

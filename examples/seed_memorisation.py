@@ -27,8 +27,8 @@ from actlab.analysis.seeds import aggregate_summaries
 from actlab.files import replica_dirs
 from actlab.findings import fmt
 
-CSV_COLUMNS = ("cos_early", "cos_late", "separation_difference", "separation_p_value", "split_early", "split_late",
-               "split_difference", "split_p_value")
+CSV_COLUMNS = ("cos_early", "cos_late", "separation_difference", "separation_excess", "separation_p_value",
+               "split_early", "split_late", "split_difference", "split_excess", "split_p_value")
 """Per (layer, epoch) values written to ``--csv``."""
 
 

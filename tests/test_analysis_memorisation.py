@@ -118,7 +118,9 @@ def test_late_memorised_probes_built_to_separate_more_are_found_and_match_a_loop
             np.testing.assert_allclose(float(got["separation_null"][k]), relabelled[0] - relabelled[1], rtol=1e-9)
             np.testing.assert_allclose(float(got["split_null"][k]), relabelled[3] - relabelled[2], rtol=1e-9)
         null = got["separation_null"].values
-        assert float(got["separation_p_value"]) == (1 + np.sum(np.abs(null) >= abs(float(got["separation_difference"])))) / 100
+        excess = float(got["separation_difference"]) - null.mean()
+        assert float(got["separation_excess"]) == pytest.approx(excess, rel=1e-12)
+        assert float(got["separation_p_value"]) == (1 + np.sum(np.abs(null - null.mean()) >= abs(excess))) / 100
     assert (found["separation_difference"] > 0.05).all()  # late further from the clean means
     assert (found["separation_p_value"] == 0.01).all()  # at the floor 1/(99+1)
     results = found.expand_dims(layer=["hidden"])
@@ -201,6 +203,10 @@ def test_words_follow_the_decision():
     seeds = {"value": "late", "counts": {"late": 4, "none": 1}, "n": 5}
     assert memorised_words(seeds, "separation") == "late-memorised probes separate more (4/5 seeds)"
     assert memorisation.memorised_direction(True, -0.1) == "early" and memorisation.memorised_direction(False, 0.3) == "none"
+    # the test is about the null's centre: a difference that its unequal halves explain is no finding
+    found = memorisation.permutation_test(0.3, np.array([0.25, 0.3, 0.35, 0.3]))
+    assert found["excess"] == pytest.approx(0.0) and found["p_value"] == 1.0
+    assert np.isnan(memorisation.permutation_test(np.nan, np.zeros(3))["p_value"])  # undefined: not tested
     assert "two-sided" in rule_of(memorised_words)
 
 

@@ -14,9 +14,10 @@ for each half:
 The tested differences are ``separation_difference`` = cosine(early) - cosine(late) (positive: the late-memorised
 probes sit further from the clean class means, they separate more) and ``split_difference`` = split(late) -
 split(early). Their null permutes the early/late labels among the memorised noisy probes (``n_permutations`` draws of
-``default_rng(seed)``, the same draws at every layer and epoch); the p-value is two-sided,
-(1 + #{|null| >= |observed|}) / (1 + permutations), exact under the hypothesis that the memorisation epoch says
-nothing about a probe's activations.
+``default_rng(seed)``, the same draws at every layer and epoch). Halves of unequal sizes move the null's centre off
+0, so a difference is read as its excess over the null's mean, and the p-value is two-sided about that mean,
+(1 + #{|null - mean| >= |excess|}) / (1 + permutations) (:func:`permutation_test`), valid under the hypothesis that
+the memorisation epoch says nothing about a probe's activations.
 """
 
 from __future__ import annotations
@@ -210,18 +211,33 @@ def half_statistics(x: np.ndarray, plan: Layout, predicted: np.ndarray) -> np.nd
     return out
 
 
+TEST_PARTS = ("null_mean", "null_low", "null_high", "excess", "p_value")
+"""What :func:`permutation_test` gives for each tested difference."""
+
+
 def permutation_test(observed: float, null: np.ndarray) -> dict[str, float]:
-    """Two-sided permutation p-value of a difference: (1 + #{|null| >= |observed|}) / (1 + permutations), with the
-    null's mean and 2.5 and 97.5 % points; NaN when the observed value is undefined. Draws with an undefined
-    difference (a half without a member in any class) are left out of the count and of the permutations."""
+    """Two-sided permutation test of a difference about the centre of its null.
+
+    Halves of unequal sizes shift the null's centre away from 0 (a mean of fewer probes is noisier, so its cosine to
+    a clean mean is lower), so the test measures ``excess`` = observed - the null's mean: p = (1 + #{|null - mean| >=
+    |excess|}) / (1 + permutations), as :func:`actlab.analysis.paths.split_change_p_value` does. Draws with an
+    undefined difference (a half without a member in any class) are left out of the count and of the permutations.
+
+    Returns
+    -------
+    dict
+        ``null_mean``, ``null_low``, ``null_high`` (2.5 and 97.5 % points), ``excess`` and ``p_value``; NaN when the
+        observed value is undefined.
+    """
     null = np.asarray(null, dtype=float)
     finite = null[np.isfinite(null)]
     if not np.isfinite(observed) or not len(finite):
-        return {"null_mean": np.nan, "null_low": np.nan, "null_high": np.nan, "p_value": np.nan}
+        return dict.fromkeys(TEST_PARTS, np.nan)
+    centre = finite.mean()
     low, high = np.percentile(finite, [2.5, 97.5])
-    extreme = np.abs(finite) >= abs(observed) * (1 - 1e-12)
-    return {"null_mean": float(finite.mean()), "null_low": float(low), "null_high": float(high),
-            "p_value": float((1 + extreme.sum()) / (1 + len(finite)))}
+    extreme = np.abs(finite - centre) >= abs(observed - centre) * (1 - 1e-12)
+    return {"null_mean": float(centre), "null_low": float(low), "null_high": float(high),
+            "excess": float(observed - centre), "p_value": float((1 + extreme.sum()) / (1 + len(finite)))}
 
 
 VARIABLES: dict[str, str] = {
@@ -235,8 +251,10 @@ VARIABLES: dict[str, str] = {
     **{f"{statistic}_{part}": f"{words} of the {statistic} difference with early/late labels permuted"
        for statistic in STATISTICS for part, words in (("null_mean", "mean"), ("null_low", "2.5 % point"),
                                                         ("null_high", "97.5 % point"))},
-    **{f"{statistic}_p_value": f"two-sided permutation p-value of the {statistic} difference: (1 + #{{|null| >= "
-                               "|observed|}) / (1 + permutations)" for statistic in STATISTICS},
+    **{f"{statistic}_excess": f"{statistic} difference minus the mean of its null (the sign the words read)"
+       for statistic in STATISTICS},
+    **{f"{statistic}_p_value": f"two-sided permutation p-value of the {statistic} difference about its null's mean: "
+                               "(1 + #{|null - mean| >= |excess|}) / (1 + permutations)" for statistic in STATISTICS},
 }
 """Variables of :func:`memorisation_split`, dims (epoch,)."""
 
@@ -279,7 +297,7 @@ def memorisation_split(act: xr.DataArray, memorised_epoch: xr.DataArray, predict
             "split_early": rows[:, 0, 2], "split_late": rows[:, 0, 3], "split_difference": differences["split"][:, 0]}
     for statistic, values in differences.items():
         tests = [permutation_test(row[0], row[1:]) for row in values]
-        for part in ("null_mean", "null_low", "null_high", "p_value"):
+        for part in TEST_PARTS:
             data[f"{statistic}_{part}"] = np.array([test[part] for test in tests])
     ds = xr.Dataset({name: ("epoch", values, {"long_name": VARIABLES[name], "units": "1"}) for name, values in data.items()},
                     coords={"epoch": epochs, "permutation": np.arange(n_permutations)})
@@ -346,9 +364,9 @@ def memorisation_summary(results: xr.Dataset) -> dict[str, Any]:
         for i, layer in enumerate(layers):
             q_last = None if np.isnan(q[i, -1]) else float(q[i, -1])
             rejects = inference.rejects(q_last)
-            difference = float(results[f"{statistic}_difference"].isel(layer=i, epoch=-1))
+            excess = float(results[f"{statistic}_excess"].isel(layer=i, epoch=-1))
             by_layer[layer].update({f"{statistic}_q_value": q_last, f"{statistic}_rejects": rejects,
-                                    f"{statistic}_direction": memorised_direction(rejects, difference),
+                                    f"{statistic}_direction": memorised_direction(rejects, excess),
                                     f"{statistic}_epochs_rejected": int(np.sum(q[i] <= inference.LEVEL)),
                                     f"{statistic}_epochs_tested": int(np.isfinite(q[i]).sum())})
     for i, layer in enumerate(layers):
@@ -361,9 +379,10 @@ def memorisation_summary(results: xr.Dataset) -> dict[str, Any]:
             "p_floor": float(attrs["p_floor"]), "last_epoch": epochs[-1], "families": families, "by_layer": by_layer}
 
 
-def memorised_direction(rejects: bool | None, difference: float) -> str | None:
-    """``"late"`` (the late-memorised half has the larger difference: it separates more, or its noisy signal gives
-    the larger split) or ``"early"`` when the test rejected, ``"none"`` when not, None when not tested."""
-    if rejects is None or not np.isfinite(difference):
+def memorised_direction(rejects: bool | None, excess: float) -> str | None:
+    """``"late"`` (a positive excess of the difference over its null: the late-memorised half separates more, or its
+    noisy signal gives the larger split) or ``"early"`` when the test rejected, ``"none"`` when not, None when not
+    tested."""
+    if rejects is None or not np.isfinite(excess):
         return None
-    return ("late" if difference > 0 else "early") if rejects else "none"
+    return ("late" if excess > 0 else "early") if rejects else "none"
