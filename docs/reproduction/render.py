@@ -305,15 +305,15 @@ def memorisation_numbers(found: Mapping[str, Any]) -> dict[str, Any]:
     over, seeds = found["over_seeds"]["memorisation"], [s["memorisation"] for s in found["per_seed"].values()]
     layers = {}
     for layer, row in over["by_layer"].items():
-        cells = {key: fmt(row[key]) for key in ("cos_early", "cos_late", "separation_difference", "split_early",
-                                                 "split_late", "split_difference")}
+        cells = {key: fmt(row[key]) for key in ("cos_early", "cos_late", "separation_excess", "split_early",
+                                                 "split_late", "split_excess")}
         for statistic in ("separation", "split"):
             directions = [memorised_direction(s["by_layer"][layer], statistic) for s in seeds]
             cells[f"{statistic}_seeds"] = {"late": directions.count(1), "early": directions.count(-1),
                                            "none": directions.count(0), "answer": memorised_answer(directions)}
             cells[f"{statistic}_epochs"] = fmt(row[f"{statistic}_epochs_rejected"], ".0f")
         layers[layer] = cells
-    differences = {layer: row["separation_difference"] for layer, row in over["by_layer"].items()}
+    differences = {layer: row["separation_excess"] for layer, row in over["by_layer"].items()}
     n_tests, n_permutations = int(center(over["families"]["memorised_separation"]["size"])), int(center(over["n_permutations"]))
     return {"late_further": [layer for layer, d in differences.items() if d["low"] is not None and d["low"] > 0],
             "early_further": [layer for layer, d in differences.items() if d["high"] is not None and d["high"] < 0],
