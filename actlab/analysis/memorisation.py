@@ -42,10 +42,11 @@ SPLIT_RULE = ("a memorised noisy probe is late when its label was memorised afte
 
 FAMILIES: dict[str, str] = {
     "memorised_separation": "difference of the clean-noisy class-mean cosine between noisy probes memorised early and "
-                            "late (two-sided permutation of the early/late labels, about the null's mean): every layer x recorded "
-                            "epoch",
+                            "late (two-sided permutation of the early/late labels, about the null's mean): every "
+                            "layer x recorded epoch",
     "memorised_split": "difference of the path split between the noisy signals of probes memorised late and early "
-                       "(two-sided permutation of the early/late labels, about the null's mean): every layer x recorded epoch",
+                       "(two-sided permutation of the early/late labels, about the null's mean): every layer x "
+                       "recorded epoch",
 }
 """The two families of tests of this analysis; Benjamini-Hochberg within each (:func:`memorisation_summary`)."""
 
