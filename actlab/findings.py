@@ -189,6 +189,25 @@ def gain_words(direction: Any) -> str:
     return _directed(direction, GAIN_WORDS)
 
 
+MEMORISED_WORDS = {
+    "separation": {"late": "late-memorised probes separate more", "early": "early-memorised probes separate more",
+                   "none": "no early/late difference"},
+    "split": {"late": "larger path split with the late-memorised signal",
+              "early": "larger path split with the early-memorised signal", "none": "no early/late difference"},
+}
+
+
+def memorised_words(direction: Any, statistic: str) -> str:
+    """Rule: the noisy probes memorised early and late (split at the median memorisation epoch) are compared by a
+    two-sided permutation test of the early/late labels, Benjamini-Hochberg in family memorised_separation (the
+    clean-noisy class-mean cosine, early minus late) or memorised_split (the path split, late minus early), about the
+    null's mean; when it rejects, a difference above that mean reads *late-memorised probes separate more* (*larger
+    path split with the late-memorised signal*), one below it *early-memorised probes separate more* (*larger path
+    split with the early-memorised signal*); else *no early/late difference*. Seeds: the commonest of the seeds'
+    words, with its count."""
+    return _directed(direction, MEMORISED_WORDS[statistic])
+
+
 def explanation_words(large: Mapping[str, Any]) -> str:
     """Rule: the large unit is *explained by the input* when its input permutation test rejects after
     Benjamini-Hochberg in family explained_by, its CV R² is positive and the paired bootstrap interval of R²(input) −
@@ -441,6 +460,34 @@ def _path_findings(summary: Mapping[str, Any]) -> list[Finding]:
     return rows
 
 
+def _memorisation_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    found = summary.get("memorisation")
+    if not found:
+        return []
+    rows = []
+    for layer, at in (found.get("by_layer") or {}).items():
+        rows.append(Finding(
+            f"noisy probes memorised early vs late, {layer}",
+            f"separation: {memorised_words(at.get('separation_direction'), 'separation')}; path split: "
+            f"{memorised_words(at.get('split_direction'), 'split')}",
+            f"at the last recorded epoch {fmt_epoch(found.get('last_epoch'))}, {fmt(found.get('n_early'))} noisy probes "
+            f"memorised early and {fmt(found.get('n_late'))} late (median memorisation epoch "
+            f"{fmt(found.get('median_epoch'))}): clean-noisy cosine {fmt(at.get('cos_early'))} early vs "
+            f"{fmt(at.get('cos_late'))} late, difference {fmt(at.get('separation_difference'))} against the null "
+            f"{fmt(at.get('separation_null_mean'))} "
+            f"[{fmt(at.get('separation_null_low'))}, {fmt(at.get('separation_null_high'))}] "
+            f"({fmt_p(at.get('separation_p_value'), found.get('n_permutations'))}, q = "
+            f"{fmt(at.get('separation_q_value'), '.2g')}); path split {fmt(at.get('split_early'))} early vs "
+            f"{fmt(at.get('split_late'))} late, difference {fmt(at.get('split_difference'))} against the null "
+            f"{fmt(at.get('split_null_mean'))} "
+            f"[{fmt(at.get('split_null_low'))}, {fmt(at.get('split_null_high'))}] "
+            f"({fmt_p(at.get('split_p_value'), found.get('n_permutations'))}, q = {fmt(at.get('split_q_value'), '.2g')}); "
+            f"rejected at {fmt(at.get('separation_epochs_rejected'))} and {fmt(at.get('split_epochs_rejected'))} of "
+            f"{fmt(at.get('separation_epochs_tested'))} recorded epochs. " + rule_of(memorised_words),
+        ))
+    return rows
+
+
 def _tests_finding(summary: Mapping[str, Any]) -> list[Finding]:
     """One row naming every family of tests, its size and the method (stated once)."""
     tests = summary.get("tests") or {}
@@ -504,7 +551,8 @@ def findings_from_summary(summary: Mapping[str, Any]) -> list[Finding]:
     list of Finding
     """
     rows = [*_double_descent_findings(summary), *_phase_findings(summary), *_separation_findings(summary),
-            *_large_activation_findings(summary), *_path_findings(summary), *_probe_findings(summary),
+            *_large_activation_findings(summary), *_path_findings(summary), *_memorisation_findings(summary),
+            *_probe_findings(summary),
             *_similarity_findings(summary), *_tests_finding(summary)]
     note = _seeds_note(summary)
     if note and rows:

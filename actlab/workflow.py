@@ -246,7 +246,8 @@ def run_report(results: Any, summary: Mapping[str, Any], figures: Sequence[Repor
         failures=all_failures,
         config={"config": run.config, "dataset": run.attrs.get("dataset", {}), "analysis parameters": dict(results.attrs.get("parameters", {}))},
         provenance=provenance,
-        notes=analysis_warnings(results) + [f"{name} skipped: {why}" for name, why in dict(results.attrs.get("skipped", {})).items()],
+        notes=analysis_warnings(results) + [f"{name} skipped: {why}" for name, why in
+                                            {**dict(results.attrs.get("skipped", {})), **dict(summary.get("skipped") or {})}.items()],
         tables=sample_dynamics_tables(summary),
     )
 
@@ -277,6 +278,35 @@ def sample_dynamics_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[s
     return tables
 
 
+COMPARE_RANKING_HEADER = ["run", "seeds", "ROC AUC vs known noisy labels", "null mean (95th pct)", "permutation p",
+                          "precision at the noise rate"]
+COMPARE_LEARNED_HEADER = ["run", "seeds", "clean learned epoch (q25 / median / q75)", "clean learned",
+                          "noisy memorised epoch (q25 / median / q75)", "noisy memorised"]
+"""Columns of the two tables of :func:`compare_dynamics_tables`."""
+
+
+def compare_dynamics_tables(summaries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The comparison report's "Sample dynamics" tables: per run (an ensemble: median over its seeds with the
+    interval, n and coverage), the mislabel ranking's ROC AUC with its null and p-value; and the learned-epoch
+    quartiles of clean and noisy samples. None when no run has a ``dynamics`` section."""
+    ranking_rows, learned_rows = [], []
+    for name, summary in summaries.items():
+        found = summary.get("dynamics")
+        if not found:
+            continue
+        ranking, groups = found["mislabel_ranking"], found["groups"]
+        seeds = str(summary.get("n_seeds", 1))
+        ranking_rows.append([name, seeds, fmt(ranking["auc"]), f"{fmt(ranking['null_mean'])} ({fmt(ranking['null_high'])})",
+                             fmt_p(ranking["p_value"], ranking["n_permutations"]), fmt(ranking["precision"])])
+        learned_rows.append([name, seeds, *(cell for group in ("clean", "noisy") for cell in (
+            " / ".join(fmt(groups[group][f"learned_epoch_{q}"]) for q in ("q25", "median", "q75")),
+            fmt(groups[group]["learned_fraction"])))])
+    if not ranking_rows:
+        return []
+    return [("Sample dynamics: mislabel ranking by the area under the margin, per run", COMPARE_RANKING_HEADER, ranking_rows),
+            ("Sample dynamics: learned (clean) and memorised (noisy) epochs, per run", COMPARE_LEARNED_HEADER, learned_rows)]
+
+
 def analysis_warnings(results: Any) -> list[str]:
     """The ``warnings`` attrs of every results node, prefixed with the node name."""
     notes = []
@@ -284,6 +314,22 @@ def analysis_warnings(results: Any) -> list[str]:
         for warning in node.attrs.get("warnings", []) or []:
             notes.append(f"{node.name or 'results'}: {warning}")
     return list(dict.fromkeys(notes))
+
+
+def with_memorisation(summary: Mapping[str, Any], run: Any, results: Any) -> dict[str, Any]:
+    """``summary`` with the joined analysis of the run: key ``memorisation``
+    (:func:`actlab.analysis.memorisation.memorisation_summary` of the learned epochs in ``results``), or the reason
+    it is missing under ``skipped`` (no ``dynamics`` node) or ``errors`` (it failed)."""
+    from actlab.analysis.memorisation import memorisation_analysis, memorisation_summary
+
+    if "dynamics" not in results.children:
+        why = dict(results.attrs.get("skipped", {})).get("dynamics", "the results have no sample dynamics")
+        return {**summary, "skipped": {**dict(summary.get("skipped") or {}), "memorisation": why}}
+    try:
+        found = memorisation_analysis(run, results["dynamics"]["learned_epoch"])
+    except Exception as exc:  # isolate: the rest of the report stands
+        return {**summary, "errors": {**dict(summary.get("errors") or {}), "memorisation": f"{type(exc).__name__}: {exc}"}}
+    return {**summary, "memorisation": memorisation_summary(found)}
 
 
 def analyze_to_dir(
@@ -295,6 +341,7 @@ def analyze_to_dir(
     scheduler: str | None = None,
     log_x: bool | None = None,
     results: Any | None = None,
+    memorisation: bool = False,
     **analyze_kwargs: Any,
 ) -> AnalysisOutput:
     """Analyse a run and write results, figures, ``summary.json`` and ``report.html`` to a directory.
@@ -325,6 +372,9 @@ def analyze_to_dir(
     results : xr.DataTree, optional
         Results of :func:`actlab.analysis.analyze` for this run, already computed (e.g. in a notebook);
         default: compute them.
+    memorisation : bool
+        Also the joined analysis of the noisy probes memorised early against late (:func:`with_memorisation`,
+        summary key ``memorisation``, its findings in the report); it reads every block once more.
     **analyze_kwargs
         Passed to :func:`actlab.analysis.analyze` when ``results`` is None.
 
@@ -349,7 +399,7 @@ def analyze_to_dir(
     replicas = ensemble_replicas(where)
     if replicas:
         return _analyze_ensemble_to_dir(where, replicas, out_dir, formats=formats, progress=progress,
-                                        scheduler=scheduler, log_x=log_x, **analyze_kwargs)
+                                        scheduler=scheduler, log_x=log_x, memorisation=memorisation, **analyze_kwargs)
     run = open_run(where)
     default_target = join(run.path, ANALYSIS_DIRNAME)
     target = location(out_dir) if out_dir is not None else default_target
@@ -362,6 +412,8 @@ def analyze_to_dir(
         raise ConfigError(f"the results given were not computed from {run.path} as it is now (another run, or the run "
                           "before it changed); analyse it again, or pass no results")
     summary = summarize(results)
+    if memorisation:
+        summary = with_memorisation(summary, run, results)
     if log_x is None:
         log_x = _use_log_x(results.attrs.get("epochs", []))
     with staged_output(target, "analysis", **guard) as built:
@@ -394,7 +446,7 @@ def seeds_summary(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str | os.PathLike | None, *,
                              formats: Sequence[str], progress: bool, scheduler: str | None, log_x: bool | None,
-                             **analyze_kwargs: Any) -> AnalysisOutput:
+                             memorisation: bool, **analyze_kwargs: Any) -> AnalysisOutput:
     from actlab.analysis import open_run
     from actlab.store import ANALYSIS_DIRNAME
 
@@ -403,7 +455,7 @@ def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str 
     guard = {"inputs": [path], "allowed_inside": [default_target]}
     check_any_output(target, "analysis", **guard)
     outputs = [analyze_to_dir(replica, formats=formats, progress=progress, scheduler=scheduler, log_x=log_x,
-                              **analyze_kwargs) for replica in replicas]
+                              memorisation=memorisation, **analyze_kwargs) for replica in replicas]
     names = [replica.name for replica in replicas]
     summary = seeds_summary({name: output.summary for name, output in zip(names, outputs)})
     results = [output.results for output in outputs]
@@ -650,6 +702,13 @@ def compare_to_dir(
          "label; lower rows: by assigned label; the output layer in rows of its own. Below 0 = separated. A layer has "
          "the same colour in every run.", plots.plot_compare_separation,
          "separation"),
+        ("compare_dynamics", "Sample dynamics per run",
+         "Left: fraction of the clean training samples learned (solid: predicted as their label from that epoch on) and "
+         "of the noisy ones memorised (dashed: predicted as their wrong assigned label from that epoch on) by each epoch; "
+         "an ensemble's samples are pooled over its seeds, and samples never learned keep a curve below 1. Right: ROC "
+         "AUC of the area-under-the-margin ranking against the known noisy labels, one dot per seed and the median as a "
+         "bar, with each seed's 95th percentile of the permutation null (grey crosses); 0.5 (dotted) is chance.",
+         plots.plot_compare_dynamics, "dynamics"),
     ):
         usable = {name: results_by_run[name] for name, rs in every_results.items() if all(needed in r.children for r in rs)}
         if not usable:
@@ -680,7 +739,7 @@ def compare_to_dir(
                 "runs": ", ".join(str(path) for path in paths),
                 "reused saved analyses": ", ".join(reused) or "none",
             },
-            tables=topic_tables(COMPARE_HEADER, rows)
+            tables=topic_tables(COMPARE_HEADER, rows) + compare_dynamics_tables(summaries)
             + ([(CKA_BETWEEN_TITLE, CKA_BETWEEN_HEADER, between_rows)] if between_rows else []),
             notes=[f"{name}: {note}" for name, rs in every_results.items() for results in rs
                    for note in analysis_warnings(results)] + skipped,

@@ -6,8 +6,10 @@
 #
 # For each model: the ensemble's summary.json (<model>_summary.json), each seed's summary.json
 # (<model>_seed<S>_summary.json) and metrics (<model>_seed<S>_metrics.csv, from the store); MLP7's figures;
-# the compare table and figures. Every source is checked before anything is copied, so a missing output
-# leaves the committed files as they were. Then `python docs/reproduction/render.py --data $DEST` writes
+# the compare table and figures; the joined early/late memorisation analysis where it was run
+# (`python examples/seed_memorisation.py runs/seeds/mlp7 runs/seeds/mlp5 runs/seeds/mlp3
+#  --out runs/seeds/memorisation.json --csv runs/seeds/memorisation.csv`). Every required source is checked
+# before anything is copied, so a missing output leaves the committed files as they were. Then `python docs/reproduction/render.py --data $DEST` writes
 # docs/reproduction.md; commit the page with the files it was rendered from.
 set -euo pipefail
 RUNS=${RUNS:-runs/seeds}
@@ -15,7 +17,8 @@ DEST=${DEST:-docs/reproduction/seeds}
 PYTHON=${PYTHON:-python}
 MODELS=(mlp7 mlp5 mlp3)
 FIGURES=(curves separation_lines large_activation path_attribution)  # MLP7's, as the page shows them
-COMPARE_FIGURES=(compare_test_loss compare_separation)
+COMPARE_FIGURES=(compare_test_loss compare_separation compare_dynamics)
+JOINED=(memorisation.json memorisation.csv)  # optional: the page leaves its section out without them
 
 sources=("$RUNS/compare/table.md")
 for figure in "${COMPARE_FIGURES[@]}"; do sources+=("$RUNS/compare/figures/$figure.png"); done
@@ -42,5 +45,8 @@ for model in "${MODELS[@]}"; do
     "$PYTHON" -c 'import sys, actlab; actlab.open_run(sys.argv[1]).metrics.to_dataframe().to_csv(sys.argv[2], float_format="%.9g")' \
       "$seed" "$DEST/${model}_${name}_metrics.csv"
   done
+done
+for name in "${JOINED[@]}"; do
+  if [ -f "$RUNS/$name" ]; then cp "$RUNS/$name" "$DEST/$name"; fi
 done
 "$PYTHON" docs/reproduction/render.py --data "$DEST"

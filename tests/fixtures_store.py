@@ -143,12 +143,13 @@ def planted_subsets(probes: ProbeSet, *, n_extra_train: int = 60, n_extra_test: 
 
 
 def planted_preacts(probes: ProbeSet, amplitude: np.ndarray, scale: float, rng: np.random.Generator,
-                    wrong_test: np.ndarray) -> dict[str, np.ndarray]:
-    """Pre-activations of one epoch (see the module docstring)."""
+                    wrong_test: np.ndarray, apart: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Pre-activations of one epoch (see the module docstring); in hidden1 the probes marked ``apart`` sit at the clean
+    mean of their ASSIGNED class instead."""
     n = len(probes)
     group, label, original = probes.group, probes.label, probes.original_label
     centres1 = np.random.default_rng(7).uniform(0.5, 1.5, (N_CLASSES, 16))
-    hidden1 = centres1[original] + 0.05 * rng.standard_normal((n, 16))
+    hidden1 = centres1[original if apart is None else np.where(apart, label, original)] + 0.05 * rng.standard_normal((n, 16))
     hidden1[:, LARGE_UNIT] = 10 * scale * amplitude + 0.01 * rng.standard_normal(n)
     hidden2 = rng.standard_normal((n, 8))
     predicted = np.where(group == 2, np.where(wrong_test, (label + 1) % N_CLASSES, label), label)
@@ -197,12 +198,14 @@ def planted_dynamics(is_noisy: np.ndarray, n_epochs: int, rng: np.random.Generat
 
 def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double_descent: bool = True,
                 empty_noisy_class: int | None = None, seed: int = 0, record_epochs: tuple[int, ...] | None = None,
-                instability_epoch: int | None = None, dynamics: bool = False) -> Planted:
+                instability_epoch: int | None = None, dynamics: bool = False, late_apart: bool = False) -> Planted:
     """Write the planted run; only ``commit_epochs`` (default all recorded epochs) are committed.
 
     ``record_epochs`` (default :data:`RECORD_EPOCHS`) get the large-unit scales of :data:`SCALES`, interpolated.
     With ``dynamics``, every training sample's trajectory of :func:`planted_dynamics` is stored too
-    (``Planted.dynamics``).
+    (``Planted.dynamics``). With ``late_apart`` (needs ``dynamics``) the noisy probes memorised after the median
+    memorisation epoch of the noisy probes sit, in hidden1, at the clean mean of their assigned class: they separate
+    from the clean probes of their original class, those memorised earlier do not.
     """
     record_epochs = list(record_epochs or RECORD_EPOCHS)
     scales = np.interp(record_epochs, RECORD_EPOCHS, SCALES)
@@ -224,10 +227,17 @@ def planted_run(run_dir: Path, *, commit_epochs: list[int] | None = None, double
                                        "correct": planted.dynamics.correct[epoch],
                                        "correct_original": planted.dynamics.correct[epoch]}
                                for epoch in range(N_EPOCHS + 1)})
+    apart = None
+    if late_apart:
+        train = probes.group != 2  # the training probes are the first training samples, in order
+        learned = np.full(len(probes), np.nan)
+        learned[train] = planted.dynamics.learned[:int(train.sum())]
+        apart = probes.is_noisy & (learned > np.median(learned[probes.is_noisy]))
     for epoch, scale in zip(record_epochs, scales):
         if commit_epochs is not None and epoch not in commit_epochs:
             continue
-        preacts = {k: v.astype(np.float32) for k, v in planted_preacts(probes, amplitude, scale, rng, wrong_test).items()}
+        preacts = {k: v.astype(np.float32)
+                   for k, v in planted_preacts(probes, amplitude, scale, rng, wrong_test, apart).items()}
         params = {spec.name: np.zeros(spec.shape, np.float32) for spec in PARAMETERS}
         writer.write_epoch(epoch, preacts, params)
         planted.preacts[epoch] = preacts

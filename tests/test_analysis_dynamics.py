@@ -169,3 +169,34 @@ def test_seed_aggregate_gives_intervals_and_leaves_the_per_seed_lists_out():
     found = aggregate_summaries({"seed0": one(0.8), "seed1": one(0.9), "seed2": one(0.85)})["dynamics"]
     assert found["top_ranked"] is None
     assert found["mislabel_ranking"]["auc"]["median"] == pytest.approx(0.85) and found["mislabel_ranking"]["auc"]["n"] == 3
+
+
+def test_the_accessor_reaches_every_dynamics_analysis_with_the_training_coords(planted):
+    run = actlab.open_run(planted.run_dir)
+    trajectories = run.dynamics
+    learned = trajectories["correct"].actlab.learned_epoch()
+    np.testing.assert_array_equal(learned.values, planted.dynamics.learned + 3 * planted.dynamics.forgets)
+    np.testing.assert_array_equal(learned["dataset_index"].values, run.training["dataset_index"].values)
+    np.testing.assert_array_equal(trajectories["correct"].actlab.forgetting_events().values,
+                                  planted.dynamics.forgets.astype(int))
+    trained = trajectories.actlab.training_epochs()
+    margin = planted.dynamics.margin.astype(np.float16).astype(np.float64)[1:]
+    np.testing.assert_allclose(trained["margin"].actlab.area_under_margin().values, margin.mean(axis=0), rtol=1e-12)
+    p = np.exp(-planted.dynamics.loss.astype(np.float16).astype(np.float64)[1:])
+    np.testing.assert_allclose(trained["loss"].actlab.cartography()["confidence"].values, p.mean(axis=0), rtol=1e-12)
+    found = trajectories.actlab.sample_dynamics(n_permutations=99, n_top=5)
+    assert found["aum_auc"] > 0.95 and found.sizes["rank"] == 5
+    # joined to the probes: each noisy probe gets the learned epoch of the training sample of its dataset_index
+    memorised = run.layer("hidden1").actlab.memorised_epochs(found["learned_epoch"]).values
+    by_index = dict(zip(run.training["dataset_index"].values, learned.values))
+    for i, (group, index) in enumerate(zip(run.probes["group"].values, run.probes["dataset_index"].values)):
+        np.testing.assert_equal(memorised[i], by_index[index] if group == "noisy" else np.nan)
+
+
+def test_learned_fraction_by_epoch_counts_the_never_learned_in_the_denominator():
+    from actlab.plots.dynamics import learned_by_epoch
+
+    learned = np.array([3.0, np.nan, 0.0, 7.0, 3.0])
+    epochs = np.arange(9)
+    expected = [sum(1 for v in learned if np.isfinite(v) and v <= e) / 5 for e in epochs]
+    np.testing.assert_allclose(learned_by_epoch(learned, epochs), expected)

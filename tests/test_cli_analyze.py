@@ -165,8 +165,12 @@ def test_compare_reuses_saved_analyses_and_computes_the_others(analysed_run, tmp
     assert not (other.run_dir / ANALYSIS_DIRNAME).exists()  # compare does not write into runs
     html = (out_dir / "report.html").read_text()
     assert "reused saved analyses</b> planted" in html
-    for name in ("compare_test_loss", "compare_separation"):
+    for name in ("compare_test_loss", "compare_separation", "compare_dynamics"):  # dynamics: the planted run's
         assert base64.b64encode((out_dir / "figures" / f"{name}.png").read_bytes()).decode() in html
+    ranking = summaries["planted"]["dynamics"]["mislabel_ranking"]
+    assert "Sample dynamics: learned (clean) and memorised (noisy) epochs, per run" in out and "monotone" not in out.split(
+        "Sample dynamics: mislabel ranking")[1]  # a run without trajectories has no row
+    assert f"<td>planted</td><td>1</td><td>{ranking['auc']:.3g}</td>" in html.replace("\n", "").replace(" ", "")
     lines = out.splitlines()
     assert max(map(len, lines)) <= 100  # the wide table is split by topic
     lines = lines[lines.index("Test curves") + 1:lines.index("Phases and separation")]

@@ -5,6 +5,9 @@ Importing :mod:`actlab.analysis` registers it::
     act = run.layer("hidden1")
     act.actlab.signal_separation()
     run.metrics.actlab.double_descent()
+    found = run.dynamics.actlab.sample_dynamics()          # every training sample's trajectory
+    memorised = act.actlab.memorised_epochs(found["learned_epoch"])
+    act.actlab.memorisation_split(memorised, run.layer("output").actlab.predictions())
 
 Every default is the one :func:`actlab.analysis.analyze` uses (the constants of the analysis modules), so the
 accessor and the fused pass give the same answers.
@@ -16,7 +19,7 @@ from typing import Any
 
 import xarray as xr
 
-from actlab.analysis import curves, large_activation, paths, separation
+from actlab.analysis import curves, dynamics, large_activation, memorisation, paths, separation
 from actlab.analysis.blocks import SEED, check_activations
 from actlab.analysis.pca import N_COMPONENTS, PCA, PCA_EPOCHS, pca_epoch_indices, pca_trajectories
 
@@ -66,6 +69,34 @@ class ActlabDataArrayAccessor:
         """(epoch, sample, unit) -> clean/noisy path attribution of the test probes."""
         return paths.path_attribution(self._obj, predicted, relevant)
 
+    def memorised_epochs(self, learned: xr.DataArray) -> xr.DataArray:
+        """Probe coords (sample,) + learned epochs (train_sample,) -> the epoch each noisy probe's label is memorised
+        (sample,); see :func:`memorisation.probe_memorised_epochs`."""
+        return memorisation.probe_memorised_epochs(self._obj, learned)
+
+    def memorisation_split(self, memorised_epoch: xr.DataArray, predicted: xr.DataArray,
+                           n_permutations: int = memorisation.N_PERMUTATIONS, seed: int = memorisation.SEED) -> xr.Dataset:
+        """(epoch, sample, unit) -> Dataset (epoch,): separation and path split of the noisy probes memorised early
+        against late, with the permutation null; see :func:`memorisation.memorisation_split`."""
+        return memorisation.memorisation_split(self._obj, memorised_epoch, predicted, n_permutations=n_permutations,
+                                               seed=seed)
+
+    def learned_epoch(self) -> xr.DataArray:
+        """Correct (epoch, train_sample) -> first epoch from which each sample stays correct (train_sample,)."""
+        return dynamics.learned_epoch(self._obj)
+
+    def forgetting_events(self) -> xr.DataArray:
+        """Correct (epoch, train_sample) -> forgetting events of each sample (train_sample,)."""
+        return dynamics.forgetting_events(self._obj)
+
+    def cartography(self) -> xr.Dataset:
+        """Loss (epoch, train_sample) -> confidence and variability (train_sample,); select the training epochs first."""
+        return dynamics.cartography(self._obj)
+
+    def area_under_margin(self) -> xr.DataArray:
+        """Margin (epoch, train_sample) -> area under the margin (train_sample,); select the training epochs first."""
+        return dynamics.area_under_margin(self._obj)
+
     def double_descent(self, **kwargs: Any) -> xr.Dataset:
         """Curve (epoch,) -> double-descent detection; see :func:`curves.double_descent`.
 
@@ -77,7 +108,7 @@ class ActlabDataArrayAccessor:
 
 @xr.register_dataset_accessor("actlab")
 class ActlabDatasetAccessor:
-    """Analyses of a metrics Dataset (epoch,) or a magnitudes Dataset (epoch, unit)."""
+    """Analyses of a metrics Dataset (epoch,), a magnitudes Dataset (epoch, unit) or the trajectories (epoch, train_sample)."""
 
     def __init__(self, obj: xr.Dataset) -> None:
         self._obj = obj
@@ -103,3 +134,13 @@ class ActlabDatasetAccessor:
     def dominant_unit(self, **kwargs: Any) -> xr.Dataset:
         """Magnitudes (epoch, unit) -> dominant-unit detection."""
         return large_activation.dominant_unit(self._obj, **kwargs)
+
+    def sample_dynamics(self, n_permutations: int = dynamics.N_PERMUTATIONS, n_top: int = dynamics.N_TOP,
+                        seed: int = dynamics.SEED) -> xr.Dataset:
+        """Trajectories (epoch, train_sample) (``run.dynamics``) -> learned epochs, forgetting, cartography and the
+        mislabel ranking, as node ``dynamics``; see :func:`dynamics.sample_dynamics`."""
+        return dynamics.sample_dynamics(self._obj, n_permutations=n_permutations, n_top=n_top, seed=seed)
+
+    def training_epochs(self) -> xr.Dataset:
+        """Trajectories (epoch, train_sample) -> the same after the initialisation (what the map and margin average)."""
+        return dynamics.training_epochs(self._obj)

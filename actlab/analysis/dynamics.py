@@ -36,6 +36,11 @@ NO_NOISE = ("no training sample is marked noisy (the store has no noise informat
 """The one line that says why the clean/noisy parts are missing."""
 
 
+def sample_coords(values: xr.DataArray) -> dict[str, xr.Variable]:
+    """The coords of ``values`` on ``train_sample`` alone (``dataset_index``, ``label``, ...), for its per-sample results."""
+    return {name: coord.variable for name, coord in values.coords.items() if coord.dims == ("train_sample",)}
+
+
 def learned_epoch(correct: xr.DataArray) -> xr.DataArray:
     """First epoch from which a sample is correct at every later committed epoch.
 
@@ -46,7 +51,8 @@ def learned_epoch(correct: xr.DataArray) -> xr.DataArray:
     Returns
     -------
     xr.DataArray of float, dims (train_sample,)
-        The epoch (a value of the ``epoch`` coord); NaN for a sample wrong at the last epoch (never learned).
+        The epoch (a value of the ``epoch`` coord); NaN for a sample wrong at the last epoch (never learned). The
+        coords of ``correct`` on ``train_sample`` are kept (``dataset_index`` joins it to the probes).
     """
     values = np.asarray(correct.transpose("epoch", "train_sample").values, dtype=bool)
     epochs = correct["epoch"].values
@@ -54,8 +60,8 @@ def learned_epoch(correct: xr.DataArray) -> xr.DataArray:
     last_wrong = len(epochs) - 1 - np.argmax(wrong[::-1], axis=0)  # the sample is learned from the next epoch on
     first = np.where(wrong.any(axis=0), last_wrong + 1, 0)
     out = np.where(first < len(epochs), epochs[np.minimum(first, len(epochs) - 1)].astype(float), np.nan)
-    return xr.DataArray(out, dims="train_sample", attrs={"long_name": "first epoch after which the sample stays correct",
-                                                         "units": "epoch"})
+    return xr.DataArray(out, dims="train_sample", coords=sample_coords(correct),
+                        attrs={"long_name": "first epoch after which the sample stays correct", "units": "epoch"})
 
 
 def forgetting_events(correct: xr.DataArray) -> xr.DataArray:
@@ -71,7 +77,7 @@ def forgetting_events(correct: xr.DataArray) -> xr.DataArray:
     """
     values = np.asarray(correct.transpose("epoch", "train_sample").values, dtype=bool)
     events = (values[:-1] & ~values[1:]).sum(axis=0)
-    return xr.DataArray(events.astype(np.int64), dims="train_sample",
+    return xr.DataArray(events.astype(np.int64), dims="train_sample", coords=sample_coords(correct),
                         attrs={"long_name": "forgetting events (correct, then wrong at the next epoch)", "units": "1"})
 
 
@@ -98,14 +104,15 @@ def cartography(loss: xr.DataArray) -> xr.Dataset:
     return xr.Dataset({
         "confidence": ("train_sample", p.mean(axis=0), {"long_name": "mean assigned-label probability", "units": "1"}),
         "variability": ("train_sample", p.std(axis=0), {"long_name": "std of the assigned-label probability", "units": "1"}),
-    })
+    }, coords=sample_coords(loss))
 
 
 def area_under_margin(margin: xr.DataArray) -> xr.DataArray:
     """Mean across epochs of the assigned-label logit minus the largest other logit (dims (epoch, train_sample) ->
     (train_sample,))."""
     values = np.asarray(margin.transpose("epoch", "train_sample").values, dtype=np.float64).mean(axis=0)
-    return xr.DataArray(values, dims="train_sample", attrs={"long_name": "area under the margin", "units": "logit"})
+    return xr.DataArray(values, dims="train_sample", coords=sample_coords(margin),
+                        attrs={"long_name": "area under the margin", "units": "logit"})
 
 
 def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:

@@ -28,6 +28,10 @@ examples:
   actlab analyze runs/mlp7 --extra probes,cka    also linear probes per layer x epoch (is the noisy
                                                  probes' original label decodable?) and debiased
                                                  linear CKA along training (when does a layer settle?)
+  actlab analyze runs/mlp7 --extra memorisation
+                                                 also: do the noisy probes memorised late separate
+                                                 more than those memorised early? (every layer and
+                                                 epoch, with a permutation null)
 
 what is written (into RUN/{ANALYSIS_DIRNAME}/ unless --out DIR):
   report.html          self-contained report: a summary, the findings table, figures with
@@ -92,9 +96,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--extra", metavar="NAMES", default="",
         help="optional analyses, comma-separated: probes (linear probes of every layer and epoch: original and "
              "assigned label of the noisy probes), cka (debiased linear CKA of every layer to its final state and "
-             "between layers; for an ensemble also each seed with the first, layer by layer at every epoch); "
-             "computed in the same pass over the store; the probes cost more CPU per block than the rest of the "
-             "analysis together (default: none)")
+             "between layers; for an ensemble also each seed with the first, layer by layer at every epoch), "
+             "memorisation (separation and path split of the noisy probes memorised early against late, from the "
+             "per-sample trajectories); probes and cka are computed in the same pass over the store and the probes "
+             "cost more CPU per block than the rest of the analysis together (default: none)")
     analyze.set_defaults(func=run_analyze)
 
     compare = subparsers.add_parser(
@@ -139,7 +144,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     extras = _extras(args.extra)
     _check_open(args, args.out or args.run)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
-                            extras=extras)
+                            extras=[name for name in extras if name != JOINED], memorisation=JOINED in extras)
     rows = finding_rows(output.report.findings)
     for sentence in summary_sentences(output.report.findings):
         print(textwrap.fill(sentence.replace("*", ""), TERMINAL_WIDTH, subsequent_indent="  "))
@@ -148,15 +153,20 @@ def run_analyze(args: argparse.Namespace) -> int:
     return _close(output, args)
 
 
+JOINED = "memorisation"
+"""The ``--extra`` name of the joined analysis (:func:`actlab.workflow.with_memorisation`), run after the others."""
+
+
 def _extras(names: str) -> list[str]:
-    """The names of ``--extra``, checked against :data:`actlab.analysis.pipeline.EXTRAS`."""
+    """The names of ``--extra``, checked against :data:`actlab.analysis.pipeline.EXTRAS` and :data:`JOINED`."""
     from actlab.analysis.pipeline import EXTRAS
     from actlab.errors import ConfigError
 
+    known = [*EXTRAS, JOINED]
     given = [name.strip() for name in names.split(",") if name.strip()]
-    unknown = [name for name in given if name not in EXTRAS]
+    unknown = [name for name in given if name not in known]
     if unknown:
-        raise ConfigError(f"--extra names unknown analyses {unknown}; choose from {','.join(EXTRAS)}")
+        raise ConfigError(f"--extra names unknown analyses {unknown}; choose from {','.join(known)}")
     return given
 
 

@@ -22,6 +22,7 @@ from actlab.plots.curves import (
     unstable_in_any,
 )
 from actlab.plots.dynamics import (
+    plot_compare_dynamics,
     plot_sample_dynamics,
 )
 from actlab.plots.large_activation import (
@@ -94,8 +95,8 @@ __all__ = [
     "FLOOR_STYLE", "GROUPINGS_SHOWN", "GROUP_STYLE", "INSTABILITY_COLOR", "INSTABILITY_LABEL",
     "LINESTYLES", "MAX_OVERLAID", "OKABE_ITO", "OUTPUT_STYLE", "PHASES", "PHASE_COLOR", "RC", "band_note",
     "draw_band", "draw_separation", "fits_annotation", "floor_distance", "floor_handle", "layer_style", "mark_instabilities",
-    "mark_phases", "new_figure", "phases_from_results", "plot_cka_between_runs", "plot_compare_separation",
-    "plot_compare_test_loss",
+    "mark_phases", "new_figure", "phases_from_results", "plot_cka_between_runs", "plot_compare_dynamics",
+    "plot_compare_separation", "plot_compare_test_loss",
     "plot_curves", "plot_decodability", "plot_explanation", "plot_interventions", "plot_large_activation",
     "plot_metrics", "plot_path_attribution", "plot_pca_trajectories", "plot_sample_dynamics",
     "plot_separation_heatmap", "plot_separation_lines", "plot_similarity", "replica_stack", "replicas",

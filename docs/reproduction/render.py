@@ -34,8 +34,9 @@ import xarray as xr
 
 from actlab.analysis import curves, large_activation
 from actlab.analysis.curves import best_and_final_test
+from actlab.analysis.inference import LEVEL
 from actlab.analysis.seeds import interval
-from actlab.findings import fmt, fmt_epoch, fmt_percent
+from actlab.findings import center, fmt, fmt_epoch, fmt_percent
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -43,6 +44,8 @@ PAGE = ROOT / "docs" / "reproduction.md"
 TEMPLATE = "reproduction.md.j2"
 SCRIPT = ROOT / "examples" / "reproduce_seeds.sh"
 MODELS = ("mlp7", "mlp5", "mlp3")
+MEMORISATION_FILENAME = "memorisation.json"
+"""examples/seed_memorisation.py's output in the data folder (its section is left out where it is missing)."""
 SHARE_NEEDED = 0.8
 """A claim's direction must hold in at least this share of the seeds (4 of 5) to be called reproduced or contradicted."""
 HALF_WIDTH_WANTED = 0.05
@@ -283,6 +286,48 @@ def dynamics_numbers(ens: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def memorised_direction(row: Mapping[str, Any], statistic: str) -> int:
+    """One layer of one seed at the last epoch: +1 when the early/late test (of the separation, or of the path split)
+    rejects (Benjamini-Hochberg in its family) with the late-memorised half ahead (separating more, or giving the larger path split), -1 with
+    the early half ahead, 0 when it does not reject."""
+    return {"late": 1, "early": -1}.get(row[f"{statistic}_direction"], 0)
+
+
+def memorised_answer(directions: Sequence[int]) -> str:
+    """Rule: *yes* when the late-memorised half is ahead (+1) in at least 80 % of the seeds, *no, the early half* when
+    the early one is (-1), else *not shown* (0: a seed whose test does not reject): the seeds the verdict rule needs."""
+    return {"reproduced": "yes", "contradicted": "no, the early half", "inconclusive": "not shown"}[verdict(directions)]
+
+
+def memorisation_numbers(found: Mapping[str, Any]) -> dict[str, Any]:
+    """The early/late memorisation analysis of one model (its entry of ``memorisation.json``), formatted: per layer
+    the cosines and path splits of each half with their differences over seeds, and each seed's decision."""
+    over, seeds = found["over_seeds"]["memorisation"], [s["memorisation"] for s in found["per_seed"].values()]
+    layers = {}
+    for layer, row in over["by_layer"].items():
+        cells = {key: fmt(row[key]) for key in ("cos_early", "cos_late", "separation_excess", "split_early",
+                                                 "split_late", "split_excess")}
+        for statistic in ("separation", "split"):
+            directions = [memorised_direction(s["by_layer"][layer], statistic) for s in seeds]
+            cells[f"{statistic}_seeds"] = {"late": directions.count(1), "early": directions.count(-1),
+                                           "none": directions.count(0), "answer": memorised_answer(directions)}
+            cells[f"{statistic}_epochs"] = fmt(row[f"{statistic}_epochs_rejected"], ".0f")
+        layers[layer] = cells
+    differences = {layer: row["separation_excess"] for layer, row in over["by_layer"].items()}
+    n_tests, n_permutations = int(center(over["families"]["memorised_separation"]["size"])), int(center(over["n_permutations"]))
+    return {"late_further": [layer for layer, d in differences.items() if d["low"] is not None and d["low"] > 0],
+            "early_further": [layer for layer, d in differences.items() if d["high"] is not None and d["high"] < 0],
+            "rejected": sum(c[f"{statistic}_seeds"][side] for c in layers.values() for statistic in ("separation", "split")
+                            for side in ("late", "early")),
+            "cells": 2 * len(layers) * len(seeds),
+            "floor_needed": math.ceil(n_tests / (n_permutations + 1) / LEVEL - 1e-9),
+            "n_early": fmt(over["n_early"], ".0f"), "n_late": fmt(over["n_late"], ".0f"),
+            "median_epoch": fmt(over["median_epoch"], ".0f"), "n_tests": n_tests,
+            "n_permutations": n_permutations, "rule": center(over["rule"]),
+            "epochs_tested": int(center(next(iter(over["by_layer"].values()))["separation_epochs_tested"])),
+            "layers": layers}
+
+
 def model_numbers(model: dict[str, Any], n_test_probes: int) -> dict[str, Any]:
     """Everything the page says of one model, formatted, with the per-claim tallies."""
     ens, seeds, name = model["ensemble"], model["seeds"], model["name"]
@@ -357,7 +402,8 @@ def gpu_numbers(gpu: Path) -> dict[str, str]:
 
 RULES: dict[str, Callable[..., Any]] = {"verdict": verdict, "combined": combined, "claim 1": claim1_direction,
                                         "claim 2": claim2_direction, "claim 3": claim3_direction,
-                                        "claim 4": claim4_direction, "claim 5": claim5_direction}
+                                        "claim 4": claim4_direction, "claim 5": claim5_direction,
+                                        "memorised answer": memorised_answer, "memorised direction": memorised_direction}
 """Each rule's docstring is printed on the page, so the page states the rule that chose each verdict."""
 
 
@@ -365,6 +411,10 @@ def context(data: Path = HERE / "seeds", gpu: Path = HERE / "gpu", script: Path 
     """The numbers, words and verdicts of the page."""
     settings = script_settings(script)
     models = {name: model_numbers(read_model(data, name), int(settings["probe-test"])) for name in MODELS}
+    joined = data / MEMORISATION_FILENAME
+    memorised = json.loads(joined.read_text()) if joined.exists() else {}
+    for name, model in models.items():
+        model["memorisation"] = memorisation_numbers(memorised[name]) if name in memorised else None
     epochs = {m["epochs"] for m in models.values()}
     if epochs != {int(settings["epochs"])}:
         raise SystemExit(f"render: the metrics end at epochs {sorted(epochs)} but {script} records {settings['epochs']} "
