@@ -446,7 +446,7 @@ def seeds_summary(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def _analyze_ensemble_to_dir(path: Path, replicas: Sequence[Path], out_dir: str | os.PathLike | None, *,
                              formats: Sequence[str], progress: bool, scheduler: str | None, log_x: bool | None,
-                             memorisation: bool, **analyze_kwargs: Any) -> AnalysisOutput:
+                             memorisation: bool = False, **analyze_kwargs: Any) -> AnalysisOutput:
     from actlab.analysis import open_run
     from actlab.store import ANALYSIS_DIRNAME
 
