@@ -161,13 +161,22 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
         block = x[pool].astype(np.float64)
         total = block.sum(axis=0)
         indicator = (members[:, 1, pool] == c).astype(np.float64)  # (permutation, pool)
-        total_noisy = indicator @ (block @ total)
-        noisy_noisy = np.einsum("pi,pi->p", indicator @ (block @ block.T), indicator)
-        clean_clean = total @ total - 2 * total_noisy + noisy_noisy
-        norm = np.sqrt(np.maximum(clean_clean, 0) * np.maximum(noisy_noisy, 0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, c] = np.where(norm > 0, (total_noisy - noisy_noisy) / np.where(norm > 0, norm, 1.0), np.nan)
+        out[:, c] = clean_noisy_cosine(total @ total, indicator @ (block @ total),
+                                       np.einsum("pi,pi->p", indicator @ (block @ block.T), indicator))
     return out
+
+
+def clean_noisy_cosine(total_total: np.ndarray | float, total_noisy: np.ndarray, noisy_noisy: np.ndarray) -> np.ndarray:
+    """Cosine of the clean sum S - N with the noisy sum N of a pool, from S.S, S.N and N.N (any matching shapes).
+
+    Returns
+    -------
+    ndarray of float64; NaN where either sum is zero
+    """
+    clean_clean = total_total - 2 * total_noisy + noisy_noisy
+    norm = np.sqrt(np.maximum(clean_clean, 0) * np.maximum(noisy_noisy, 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (total_noisy - noisy_noisy) / np.where(norm > 0, norm, 1.0), np.nan)
 
 
 @functools.lru_cache(maxsize=8)
@@ -552,22 +561,57 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
             continue
         block = x[pool].astype(dtype, copy=False)
         clean_sums = ((members[:, clean, pool] == c).astype(dtype) @ block).astype(np.float64)
-        noisy_sums = block.sum(axis=0, dtype=np.float64) - clean_sums
-        unit = []
-        ok = np.ones(n_permutations, dtype=bool)
-        for sums in (clean_sums, noisy_sums):
-            norms = np.sqrt(np.einsum("pu,pu->p", sums, sums))
-            found = np.isfinite(norms) & (norms > 0)
-            unit.append(sums / np.where(found, norms, 1)[:, None])  # a mean's direction is its sum's
-            ok &= found
-        directions[:, c] = unit[0] - unit[1]
-        defined[:, c] = ok
-    test = x[plan.test_rows].astype(dtype, copy=False)
+        directions[:, c], defined[:, c] = null_direction(clean_sums, block.sum(axis=0, dtype=np.float64))
+    return null_paths(x[plan.test_rows], directions, defined)
+
+
+def null_direction(clean_sums: np.ndarray, pool_sum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Direction m_clean / |m_clean| - m_noisy / |m_noisy| of one class under each permutation of its pool.
+
+    Parameters
+    ----------
+    clean_sums : ndarray of float64, shape (permutation, unit)
+        Sum of the probes given to ``clean`` by each permutation.
+    pool_sum : ndarray of float64, shape (unit,)
+        Sum of the class's pool (the noisy sum is the pool's minus the clean one).
+
+    Returns
+    -------
+    direction : ndarray of float64, shape (permutation, unit)
+    defined : ndarray of bool, shape (permutation,)
+        Both sums are non-zero and finite.
+    """
+    unit = []
+    ok = np.ones(len(clean_sums), dtype=bool)
+    for sums in (clean_sums, pool_sum - clean_sums):
+        norms = np.sqrt(np.einsum("pu,pu->p", sums, sums))
+        found = np.isfinite(norms) & (norms > 0)
+        unit.append(sums / np.where(found, norms, 1)[:, None])  # a mean's direction is its sum's
+        ok &= found
+    return unit[0] - unit[1], ok
+
+
+def null_paths(test: np.ndarray, directions: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """Clean path of test samples under each permutation, from :func:`null_direction` of every class.
+
+    Parameters
+    ----------
+    test : ndarray, shape (test_sample, unit)
+    directions : ndarray, shape (permutation, class, unit)
+        In the block's precision.
+    defined : ndarray of bool, shape (permutation, class)
+
+    Returns
+    -------
+    ndarray of int8, shape (permutation, test_sample, class); as :func:`null_clean_paths`
+    """
+    n_permutations, n_classes, n_units = directions.shape
+    test = test.astype(directions.dtype, copy=False)
     squared = np.einsum("ij,ij->i", test, test)
     # defined directions have norm <= 2 and test rows with a finite squared norm are finite, so every margin
     # that is kept is finite
-    margin = test @ directions.reshape(-1, x.shape[1]).T  # (test_sample, permutation * class)
-    paths = np.ascontiguousarray((margin >= 0).astype(np.int8).reshape(len(test), n_permutations, plan.n_classes)
+    margin = test @ directions.reshape(-1, n_units).T  # (test_sample, permutation * class)
+    paths = np.ascontiguousarray((margin >= 0).astype(np.int8).reshape(len(test), n_permutations, n_classes)
                                  .transpose(1, 0, 2))
     paths[:, ~(np.isfinite(squared) & (squared > 0))] = -1
     undefined_permutation, undefined_class = np.nonzero(~defined)
