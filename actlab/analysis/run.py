@@ -51,8 +51,8 @@ def _opened_preact(run_dir: Location, layer: str, opened: str) -> zarr.Array:
 
 
 def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None,
-               store_folder: tuple[int, int] | None = None) -> np.ndarray:
-    """Read one (sample, unit) block of a layer at one recorded epoch slot.
+               store_folder: tuple[int, int] | None = None, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """Read one (sample, unit) block of a layer at one recorded epoch slot, or the samples ``rows`` of it.
 
     Parameters
     ----------
@@ -73,6 +73,9 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
         :func:`actlab.store.store_folder_id` of the local store when the run was opened:
         checked after the read, so that a block of a store replaced since (``actlab record --overwrite``) is never
         returned.
+    rows : (int, int), optional
+        Read only the samples ``rows[0]:rows[1]`` (a block split along the sample axis,
+        :mod:`~actlab.analysis.chunked`); default every sample.
 
     Returns
     -------
@@ -88,16 +91,31 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
     """
     try:
         array = _open_preact(run_dir, layer) if opened is None else _opened_preact(run_dir, layer, opened)
-        block = np.asarray(array[slot], dtype=np.float32)
+        block = np.asarray(array[slot] if rows is None else array[slot, rows[0]:rows[1]], dtype=np.float32)
     except Exception as exc:
         _check_same_folder(run_dir, store_folder)  # a replaced store explains a failed read better than damage does
-        raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} cannot be read ({exception_line(exc)})") from exc
+        where = "" if rows is None else f" (samples {rows[0]}:{rows[1]})"
+        raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)}{where} cannot be read "
+                                    f"({exception_line(exc)})") from exc
     _check_same_folder(run_dir, store_folder)
     if relu:
         np.maximum(block, 0.0, out=block)
     if block.ndim == 3 + 1:  # (sample, channel, y, x)
         block = block.mean(axis=(2, 3), dtype=np.float64).astype(np.float32)
     return block
+
+
+def sample_layout(run_dir: Location, layer: str, opened: str | None = None) -> tuple[int, int, int]:
+    """How one block of ``layer`` lies in the store along the sample axis.
+
+    Returns
+    -------
+    (int, int, int)
+        Samples of a block, bytes one sample's activations take once read (float32, before any (y, x) mean),
+        and samples per inner chunk of the layer's array (the unit a read decodes).
+    """
+    array = _open_preact(run_dir, layer) if opened is None else _opened_preact(run_dir, layer, opened)
+    return int(array.shape[1]), 4 * int(np.prod(array.shape[2:])), int(array.chunks[1])
 
 
 def _check_same_folder(run_dir: Location, store_folder: tuple[int, int] | None) -> None:
