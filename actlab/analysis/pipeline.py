@@ -26,7 +26,18 @@ from threadpoolctl import threadpool_limits
 from zarr.codecs import Crc32cCodec
 
 from actlab import __version__
-from actlab.analysis import blocks, curves, dynamics, inference, large_activation, paths, probes, separation, similarity
+from actlab.analysis import (
+    blocks,
+    chunked,
+    curves,
+    dynamics,
+    inference,
+    large_activation,
+    paths,
+    probes,
+    separation,
+    similarity,
+)
 from actlab.analysis.assembly import (
     Assembly,
     LargeActivationAssembly,
@@ -38,7 +49,7 @@ from actlab.analysis.assembly import (
 )
 from actlab.analysis.blocks import BlockPlan, BlockStats
 from actlab.analysis.pca import N_COMPONENTS, PCA_EPOCHS, pca_epoch_indices
-from actlab.analysis.run import KINDS, Run, open_run, read_block
+from actlab.analysis.run import KINDS, Run, open_run, read_block, sample_layout
 from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
 from actlab.location import Location, files, location, zarr_store
@@ -79,15 +90,23 @@ class _BlockTask:
     predictions: bool
     moments: bool
     null: bool
+    ranges: chunked.Ranges | None = None
+    """Ranges of samples the block is read in (:func:`~actlab.analysis.chunked.sample_ranges`); None: at once."""
+    budget: int = chunked.BLOCK_BYTES
+    """The block budget (:func:`~actlab.analysis.chunked.block_bytes`)."""
 
-    def reduce(self, x: np.ndarray, plan: BlockPlan) -> BlockStats:
-        """The statistics of this block, read as ``x``."""
-        return blocks.block_statistics(x, plan, keep_top_values=self.keep_top_values, predictions=self.predictions,
-                                       moments=self.moments, null=self.null)
+    def statistics(self, plan: BlockPlan) -> BlockStats:
+        """Read this block (at once, or range by range) and reduce it to its statistics."""
+        flags = dict(keep_top_values=self.keep_top_values, predictions=self.predictions, moments=self.moments,
+                     null=self.null)
+        if self.ranges is None:
+            return blocks.block_statistics(read_block(*self.read), plan, **flags)
+        return chunked.chunked_statistics(lambda start, stop: read_block(*self.read, (start, stop)), self.ranges, plan,
+                                          sums_budget=chunked.null_sums_bytes(self.budget), **flags)
 
 
 def _read_and_reduce(task: _BlockTask, plan: BlockPlan) -> BlockStats:
-    return task.reduce(read_block(*task.read), plan)
+    return task.statistics(plan)
 
 
 def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any,
@@ -141,16 +160,19 @@ def _combine(assembly: Assembly, parts: dict[str, cf.Future], layers: Sequence[s
 
 
 def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_indices: np.ndarray,
-                   layer_complete: Callable[[str], None], *, scheduler: str | None, max_workers: int, progress: bool) -> None:
+                   layer_complete: Callable[[str], None], *, scheduler: str | None, max_workers: int, progress: bool,
+                   budget: int) -> None:
     """Read and reduce every block into ``stats``, the output layer first; ``layer_complete(name)`` is called as
-    each layer's last block is in."""
+    each layer's last block is in. A block larger than ``budget`` bytes is read in ranges of samples."""
     run, plan = stats.run, stats.plan
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
+    ranges = {name: chunked.sample_ranges(*sample_layout(run.path, name, run.opened), budget) for name in run.layer_names}
     tasks = [
         _BlockTask(name, i, (run.path, name, int(run.slots[i]), int(run.epochs[i]), kind == "post" and run.is_relu(name),
                              run.opened, run.store_folder),
-                   keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set)
+                   keep_top_values=i == last, predictions=name == output, moments=i in pca_set, null=i in null_set,
+                   ranges=ranges[name], budget=budget)
         for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]
     with (_executor(scheduler, max_workers) as (executor, share),
@@ -191,6 +213,7 @@ def analyze(
     pca_epochs: int | None = PCA_EPOCHS,
     max_workers: int | None = None,
     extras: Sequence[str] = (),
+    block_bytes: int | None = None,
 ) -> xr.DataTree:
     """Run all analyses in one pass over the store.
 
@@ -224,6 +247,11 @@ def analyze(
         Optional analyses (:data:`EXTRAS`), computed after the fused pass with ``seed`` and their own defaults (the
         probes' :data:`~actlab.analysis.probes.N_PERMUTATIONS`: a p-value floor low enough for Benjamini-Hochberg
         over a layer x epoch family).
+    block_bytes : int, optional
+        The block budget: a (layer, epoch) block larger than this many bytes is read in ranges of samples, two
+        passes, its statistics combined from partial sums (:mod:`~actlab.analysis.chunked`; the same results up
+        to float rounding). Default :envvar:`ACTLAB_BLOCK_BYTES`, else 64 MiB. Peak memory is about
+        ``max_workers`` x 3 x the budget above the run's fixed arrays.
 
     Returns
     -------
@@ -255,6 +283,7 @@ def analyze(
     unknown = sorted(set(extras) - set(EXTRAS)) if not isinstance(extras, str) else [extras]
     if unknown:
         raise ConfigError(f"extras must be a list drawn from {list(EXTRAS)}; got {unknown}")
+    budget = chunked.block_bytes(block_bytes)
     run = run if isinstance(run, Run) else open_run(run)
     max_workers = int(max_workers or os.cpu_count() or 1)
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
@@ -264,7 +293,8 @@ def analyze(
     plan = block_plan(run, n_top=n_top, seed=seed, null_permutations=path_permutations,
                       floor_permutations=floor_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
-        return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress)
+        return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress,
+                        budget=budget)
 
 
 def block_plan(run: Run, *, n_top: int = large_activation.N_TOP, seed: int = blocks.SEED,
@@ -279,7 +309,7 @@ def block_plan(run: Run, *, n_top: int = large_activation.N_TOP, seed: int = blo
 
 
 def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *, scheduler: str | None,
-             max_workers: int, progress: bool) -> xr.DataTree:
+             max_workers: int, progress: bool, budget: int) -> xr.DataTree:
     n_components, n_top, relevant = parameters["n_components"], parameters["n_top"], parameters["relevant"]
     pca_indices = pca_epoch_indices(len(run.epochs), parameters["pca_epochs"])
     errors: dict[str, str] = {}
@@ -330,7 +360,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
 
         try:
             _stream_blocks(stats, kind, pca_indices, null_indices, layer_complete, scheduler=scheduler,
-                           max_workers=max_workers, progress=progress)
+                           max_workers=max_workers, progress=progress, budget=budget)
             run.check_unchanged()  # every block was read from the store the run was opened on
         except BaseException as exc:
             side.shutdown(wait=True, cancel_futures=True)
