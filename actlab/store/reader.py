@@ -19,7 +19,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec
 
-from actlab.digest import DIGEST_KEY, bytes_sha256, digest_problem
+from actlab.digest import DIGEST_KEY, digest_problem
 from actlab.errors import StoreError
 from actlab.location import Files, Location, files, is_remote, location, zarr_store
 from actlab.store.integrity import (
@@ -594,7 +594,7 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
             found = _shard_problems(array, path.files, array_path, slot)
             if not found and shard is not None:
                 key = f"{array_path}/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
-                if bytes_sha256(path.files.read(key)) != digests[slot, shard].tobytes():
+                if path.files.sha256(key) != digests[slot, shard].tobytes():
                     found = [f"has a shard {STORE_DIRNAME}/{key} whose SHA-256 is not the one committed with this "
                              "epoch (layers/shard_sha256): moved from another epoch, copied from another run, or damaged"]
             problems += [f"{describe(record_epochs[slot])} {problem}" for problem in found]
