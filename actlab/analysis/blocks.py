@@ -91,7 +91,7 @@ def half_codes(codes: np.ndarray, seed: int = SEED) -> np.ndarray:
 
 
 def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, seed: int = SEED,
-                     noisy: str = "noisy_by_assigned") -> np.ndarray:
+                     noisy: str = "noisy_by_assigned", out: np.ndarray | None = None) -> np.ndarray:
     """Clean/noisy membership of the training probes permuted within each class (the permutation nulls).
 
     For each class c the clean probes of class c and the noisy probes of class c in grouping ``noisy`` are
@@ -107,15 +107,19 @@ def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, see
         From :func:`grouping_codes`.
     noisy : {"noisy_by_assigned", "noisy_by_original"}
         The grouping pooled with the clean probes.
+    out : ndarray of a signed integer dtype, shape (permutation, source, sample), optional
+        Filled instead of a new int64 array (a smaller dtype keeps a large probe set's permutations small).
 
     Returns
     -------
-    ndarray of int64, shape (permutation, source, sample), sources (clean, ``noisy``); -1 outside
+    ndarray of int64 (or ``out``), shape (permutation, source, sample), sources (clean, ``noisy``); -1 outside
     """
     clean, other = np.asarray(codes)[GROUPINGS.index("clean")], np.asarray(codes)[GROUPINGS.index(noisy)]
     pools = [(np.flatnonzero((clean == c) | (other == c)), int(np.sum(clean == c))) for c in range(n_classes)]
     rng = np.random.default_rng(seed)
-    out = np.full((n_permutations, 2, len(clean)), -1, dtype=np.int64)
+    if out is None:
+        out = np.empty((n_permutations, 2, len(clean)), dtype=np.int64)
+    out.fill(-1)
     for p in range(n_permutations):
         for c, (pool, n_clean) in enumerate(pools):
             shuffled = rng.permutation(pool)
@@ -450,11 +454,14 @@ class BlockPlan:
         object.__setattr__(self, "half_counts", group_counts(self.halves, self.n_classes))
         object.__setattr__(self, "segments", segments_of(self.codes, onehot_groupings(self.all_codes, self.n_classes)))
         object.__setattr__(self, "test_rows", compact_index(self.test_index))
-        members = null_memberships(self.codes, self.n_classes, self.null_permutations, self.seed)
-        object.__setattr__(self, "null_members", members.astype(np.int8 if self.n_classes <= 127 else np.int64))
-        floor = np.stack([null_memberships(self.codes, self.n_classes, self.floor_permutations, self.seed, noisy=g)
-                          for g in FLOOR_GROUPINGS])
-        object.__setattr__(self, "floor_members", floor.astype(np.int8 if self.n_classes <= 127 else np.int64))
+        dtype, n_samples = np.int8 if self.n_classes <= 127 else np.int64, self.codes.shape[1]
+        members = np.empty((self.null_permutations, 2, n_samples), dtype=dtype)
+        object.__setattr__(self, "null_members", null_memberships(self.codes, self.n_classes, self.null_permutations,
+                                                                  self.seed, out=members))
+        floor = np.empty((len(FLOOR_GROUPINGS), self.floor_permutations, 2, n_samples), dtype=dtype)
+        for g, grouping in enumerate(FLOOR_GROUPINGS):  # in place: no int64 copy of a large probe set's draws
+            null_memberships(self.codes, self.n_classes, self.floor_permutations, self.seed, noisy=grouping, out=floor[g])
+        object.__setattr__(self, "floor_members", floor)
 
     @property
     def all_codes(self) -> np.ndarray:
