@@ -402,16 +402,22 @@ class Moments:
         return Moments(self.n, self.mean.copy(), self.scatter.copy()).update(other)
 
     def update(self, other: Moments) -> Moments:
-        """Merge ``other`` into these moments in place (Chan et al.); returns self."""
+        """Merge ``other`` into these moments in place (Chan et al.); returns self.
+
+        ``other.scatter`` may be float32 (added into these float64 moments); the rank-one term is added a band of
+        rows at a time, so a merge holds no second (unit, unit) array.
+        """
         if other.n == 0:
             return self
         if self.n == 0:
-            self.n, self.mean, self.scatter = other.n, other.mean.copy(), other.scatter.copy()
+            self.n, self.mean, self.scatter = other.n, other.mean.copy(), other.scatter.astype(np.float64)
             return self
         n = self.n + other.n
         delta = other.mean - self.mean
         self.scatter += other.scatter
-        self.scatter += np.outer(delta * (self.n * other.n / n), delta)
+        weighted = delta * (self.n * other.n / n)
+        for start in range(0, len(delta), 256):
+            self.scatter[start: start + 256] += np.outer(weighted[start: start + 256], delta)
         self.mean += delta * (other.n / n)
         self.n = n
         return self
