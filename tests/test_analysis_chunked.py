@@ -61,7 +61,7 @@ def test_chunked_floor_null_equals_the_cosine_of_permuted_means_by_hand():
     x, codes, test, n_classes = shuffled_block(seed=8)
     plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test, n_top=2, null_permutations=3,
                             floor_permutations=7)
-    found = chunked.chunked_statistics(lambda start, stop: x[start:stop], ((0, 25), (25, 50), (50, 80)), plan,
+    found = chunked.chunked_statistics(lambda start, stop: x[start:stop].copy(), ((0, 25), (25, 50), (50, 80)), plan,
                                        keep_top_values=False, predictions=False, moments=False, null=True, sums_budget=500)
     x64 = x.astype(np.float64)
     expected = np.array([[[hand_cosine(x64[clean == c].mean(axis=0), x64[noisy == c].mean(axis=0))
@@ -77,7 +77,7 @@ def test_only_ranges_with_test_probes_are_read_twice_without_top_values():
     codes[blocks.GROUPINGS.index("test"), test] = 0
     plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test, n_top=2)
     reads = []
-    chunked.chunked_statistics(lambda start, stop: reads.append(start) or x[start:stop], ((0, 40), (40, 64), (64, 80)),
+    chunked.chunked_statistics(lambda start, stop: reads.append(start) or x[start:stop].copy(), ((0, 40), (40, 64), (64, 80)),
                                plan, keep_top_values=False, predictions=False)
     assert reads == [0, 40, 64, 64]
 

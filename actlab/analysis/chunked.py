@@ -130,6 +130,16 @@ class _FloorSums:
         return out
 
 
+def _merge_moments(merged: Moments, x: np.ndarray) -> None:
+    """Merge the moments of the samples ``x`` into ``merged`` as :meth:`Moments.from_block` computes them
+    (float64 mean, float32 products of the centred samples), centring ``x`` in place and keeping the products in
+    float32 until they are added: no copy of ``x`` and no float64 (unit, unit) array besides ``merged``."""
+    mean = x.mean(axis=0, dtype=np.float64)
+    centred = (np.subtract(x, mean.astype(np.float32), out=x) if x.dtype == np.float32
+               else x.astype(np.float32) - mean.astype(np.float32))
+    merged.update(Moments(len(x), mean, centred.T @ centred))
+
+
 def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[tuple[int, int]], plan: BlockPlan,
                        *, keep_top_values: bool, predictions: bool, moments: bool = True, null: bool = False,
                        sums_budget: int = BLOCK_BYTES) -> BlockStats:
@@ -138,7 +148,8 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
     Parameters
     ----------
     read : callable
-        ``read(start, stop)`` -> ndarray (stop - start, unit), the block's samples ``start:stop``.
+        ``read(start, stop)`` -> ndarray (stop - start, unit), the block's samples ``start:stop``: a new array
+        each call, which the statistics overwrite (the PCA moments centre it in place).
     ranges : sequence of (int, int)
         :func:`sample_ranges`, covering every sample in order.
     plan : BlockPlan
@@ -181,8 +192,6 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
         chunk_mean, chunk_max = blocks.unit_magnitudes(x)
         mean_abs += chunk_mean * (stop - start)
         np.maximum(max_abs, chunk_max, out=max_abs)
-        if merged is not None:
-            merged.update(Moments.from_block(x))
         if predicted is not None:
             predicted[start:stop] = np.argmax(x, axis=1)
         if clean_sums is not None:
@@ -195,6 +204,8 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
                     pool_sums[c] += block.sum(axis=0, dtype=np.float64)
         for sums in first_floor.values():
             sums.add(x, start, stop)
+        if merged is not None:  # last: centres x in place
+            _merge_moments(merged, x)
         del x
     for g, sums in first_floor.items():
         floors[g].append(sums.cosines())
