@@ -6,14 +6,15 @@ the block budget (:func:`block_bytes`) is read in ranges of whole inner chunks o
 as :func:`~actlab.analysis.blocks.block_statistics` of the whole block, up to float rounding:
 
 - a first pass over the ranges adds up what combines by sums: class sums of the groupings and halves, sums and
-  maxima of |x|, PCA moments (Chan's merge), predictions, the permuted clean sums of the path null and the
-  permuted noisy sums of the noise-floor null (float64, in permutation batches that fit
-  :func:`null_sums_bytes`; a batch past the first takes one more pass);
+  maxima of |x|, PCA moments (Chan's merge), predictions, the permuted clean sums of the path null (in the
+  block's precision, as the whole block's) and the permuted noisy sums of the noise-floor null (float64, in
+  permutation batches that fit :func:`null_sums_bytes`; a batch past the first takes one more pass);
 - a second pass over the ranges that hold test probes (every range at the epoch whose top-unit values are kept)
   computes what needs the block's class means first: path cosines, the null paths, the top units' values.
 
-Memory is about the budget for the activations plus :func:`null_sums_bytes` for the null's sums and the path
-null's (permutation, class, unit) sums, whatever the probes.
+Memory does not grow with the probes: a block read in ranges holds one range (the budget), the floor null's sums
+(:func:`null_sums_bytes`), the path null's (permutation, class, unit) sums and directions (float32) and, at the
+PCA epochs, the block's (unit, unit) moments (float64) with one range's float32 products.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
                               for batch in _batches(plan.floor_members.shape[1], n_classes, n_units, sums_budget)]
                 floors = [[] for _ in plan.floor_members]
             if path_members is not None:
-                clean_sums = np.zeros((path_members.shape[0], n_classes, n_units))
+                clean_sums = np.zeros((path_members.shape[0], n_classes, n_units), dtype=x.dtype)  # as the block's
                 pool_sums = np.zeros((n_classes, n_units))
                 path_pools = _pools(path_members, n_classes)
             first_floor = {g: _FloorSums(plan.floor_members[g], batch, n_classes, n_units)
@@ -228,7 +229,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
         defined = np.zeros(clean_sums.shape[:2], dtype=bool)
         for c in range(n_classes):
             if len(path_pools[c]):
-                directions[:, c], defined[:, c] = blocks.null_direction(clean_sums[:, c], pool_sums[c])
+                directions[:, c], defined[:, c] = blocks.null_direction(clean_sums[:, c].astype(np.float64), pool_sums[c])
         null_paths = np.zeros((path_members.shape[0], len(test_index), n_classes), dtype=np.int8)
     top_values = np.zeros((len(top), n_samples), dtype=np.float32) if keep_top_values else None
     done = 0
