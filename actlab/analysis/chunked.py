@@ -66,6 +66,16 @@ def null_sums_bytes(budget: int) -> int:
     return max(budget, BLOCK_BYTES)
 
 
+def range_footprint(n_units: int, budget: int, plan: BlockPlan, *, moments: bool, null: bool) -> int:
+    """Bytes a block read in ranges holds at most, about: one range, and the (unit, unit) moments (float64, with a
+    range's float32 products) and the nulls' sums (:func:`null_sums_bytes`; the path null's float32 sums and
+    directions) where they are computed."""
+    held = budget + (12 * n_units**2 if moments else 0)
+    if null:
+        held += null_sums_bytes(budget) + 8 * plan.null_permutations * plan.n_classes * n_units
+    return held
+
+
 def sample_ranges(n_samples: int, sample_bytes: int, sample_chunk: int, budget: int) -> Ranges | None:
     """Ranges of samples to read a block in, or None when the whole block fits ``budget``.
 

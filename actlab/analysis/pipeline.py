@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,22 +106,26 @@ class _BlockTask:
                                           sums_budget=chunked.null_sums_bytes(self.budget), **flags)
 
 
-def _read_and_reduce(task: _BlockTask, plan: BlockPlan) -> BlockStats:
-    return task.statistics(plan)
+def _read_and_reduce(task: _BlockTask, plan: BlockPlan, gate: threading.Semaphore | None = None) -> BlockStats:
+    if gate is None or task.ranges is None:
+        return task.statistics(plan)
+    with gate:
+        return task.statistics(plan)
 
 
-def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any,
-               in_flight: int) -> Iterator[tuple[_BlockTask, BlockStats]]:
+def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, in_flight: int,
+               gate: threading.Semaphore | None = None) -> Iterator[tuple[_BlockTask, BlockStats]]:
     """Each task's block statistics as they complete, with at most ``in_flight`` blocks submitted at a time.
 
     ``plan`` is the :class:`BlockPlan`, or its future on a cluster (sent to the workers once, not with every task).
+    ``gate`` (local threads only) bounds how many blocks read in ranges are reduced at once.
     """
     pending: dict[cf.Future, _BlockTask] = {}
     queue = iter(tasks)
     try:
         while True:
             while len(pending) < in_flight and (task := next(queue, None)) is not None:
-                pending[executor.submit(_read_and_reduce, task, plan)] = task
+                pending[executor.submit(_read_and_reduce, task, plan, *([gate] if gate is not None else []))] = task
             if not pending:
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -163,7 +168,10 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
                    layer_complete: Callable[[str], None], *, scheduler: str | None, max_workers: int, progress: bool,
                    budget: int) -> None:
     """Read and reduce every block into ``stats``, the output layer first; ``layer_complete(name)`` is called as
-    each layer's last block is in. A block larger than ``budget`` bytes is read in ranges of samples."""
+    each layer's last block is in. A block larger than ``budget`` bytes is read in ranges of samples; on local
+    threads, as many of those at once as the largest one's footprint (:func:`~actlab.analysis.chunked.range_footprint`)
+    fits ``max_workers`` x ``budget`` times, at least one, since their moments and null sums do not shrink with the
+    budget."""
     run, plan = stats.run, stats.plan
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
@@ -175,9 +183,13 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
                    ranges=ranges[name], budget=budget)
         for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]
+    footprints = [chunked.range_footprint(int(run.layer_specs[task.layer]["width"]), budget, plan, moments=task.moments,
+                                          null=task.null) for task in tasks if task.ranges is not None]
+    gate = (threading.BoundedSemaphore(max(1, min(max_workers, max_workers * budget // max(footprints))))
+            if footprints and scheduler is None else None)
     with (_executor(scheduler, max_workers) as (executor, share),
           Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress) as bar):
-        for task, block in _completed(executor, tasks, share(plan), 2 * max_workers):
+        for task, block in _completed(executor, tasks, share(plan), 2 * max_workers, gate):
             if stats.add(task.layer, task.index, block):
                 layer_complete(task.layer)
             bar.update(1)
@@ -250,8 +262,9 @@ def analyze(
     block_bytes : int, optional
         The block budget: a (layer, epoch) block larger than this many bytes is read in ranges of samples, two
         passes, its statistics combined from partial sums (:mod:`~actlab.analysis.chunked`; the same results up
-        to float rounding). Default :envvar:`ACTLAB_BLOCK_BYTES`, else 64 MiB. Peak memory is about
-        ``max_workers`` x 3 x the budget above the run's fixed arrays.
+        to float rounding). Default :envvar:`ACTLAB_BLOCK_BYTES`, else 64 MiB. Blocks read in ranges are reduced
+        as many at once as their footprint (a range, and at PCA and null epochs the moments and the nulls' sums)
+        fits ``max_workers`` x ``block_bytes``, at least one (on local threads).
 
     Returns
     -------
