@@ -21,8 +21,8 @@ never asserts.
 ``--max-gb`` leaves out stores above it), and prints for each the plain read (mean of the reads before and after),
 the full analysis, their ratio and the analysis's peak RSS, side by side in one table. ``--memory-check`` builds
 one hidden layer of 4,096 units and the output layer, 50,000 probes x 2 epochs (1.6 GB, 800 MB a block), and runs
-the analysis once: both epochs are null and PCA epochs, so every block statistic is computed on a block far above
-the block budget (``ACTLAB_BLOCK_BYTES``).
+the pass over the blocks alone, then the analysis, once each: both epochs are null and PCA epochs, so every block
+statistic is computed on a block far above the block budget (``ACTLAB_BLOCK_BYTES``).
 """
 
 from __future__ import annotations
@@ -94,6 +94,18 @@ def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
             jobs = [(name, i) for name in run.layer_names for i in range(len(run.epochs))]
             total = sum(pool.map(lambda job: run.read_block(job[0], job[1]).nbytes, jobs))
         extra = {"bytes": total}
+    elif mode == "pass":  # the fused pass alone: every block read and reduced, PCA and nulls at every epoch
+        from threadpoolctl import threadpool_limits
+
+        from actlab.analysis import pipeline
+        from actlab.analysis.assembly import Statistics
+
+        stats = Statistics(run, pipeline.block_plan(run))
+        every = np.arange(len(run.epochs))
+        with threadpool_limits(limits=1, user_api="blas"):
+            pipeline._stream_blocks(stats, "post", every, every, lambda name: None, scheduler=None, max_workers=workers,
+                                    progress=False, budget=pipeline.chunked.block_bytes())
+        extra = {}
     else:
         results = analyze(run, progress=False, max_workers=workers, **settings)
         found = summary(results)
@@ -213,13 +225,15 @@ def memory_check(args: argparse.Namespace, base: Path, pipeline: str) -> None:
         build_store(run_dir, layers=1, units=4096, probes=50000, epochs=2, classes=args.classes)
     from actlab.analysis.chunked import block_bytes
 
+    blocks = measure("pass", run_dir, args.workers, {}, pipeline)
     analysis = measure("analyze", run_dir, args.workers, {}, pipeline)
     print(f"memory check: 1 hidden layer of 4,096 units + output, 50,000 probes x 2 epochs "
           f"({raw_bytes(1, 4096, 50000, 2, args.classes) / 1e9:.2f} GB, {50000 * 4096 * 4 / 1e6:.0f} MB a block), block "
           f"budget {block_bytes() / 2**20:.0f} MiB, workers={args.workers}: full analysis {analysis['wall_s']:.0f} s "
           f"(CPU {analysis['cpu_s']:.0f} s), peak RSS {analysis['peak_rss_mb']:.0f} MB (after imports "
-          f"{analysis['rss_after_imports_mb']:.0f} MB; target < 1000); errors {analysis['errors']}; load average "
-          f"{os.getloadavg()[0]:.2f}")
+          f"{analysis['rss_after_imports_mb']:.0f} MB; target < 1000); errors {analysis['errors']}; the pass over the "
+          f"blocks alone (every block read and reduced, PCA moments and nulls at both epochs, no assembly) "
+          f"{blocks['wall_s']:.0f} s, peak RSS {blocks['peak_rss_mb']:.0f} MB; load average {os.getloadavg()[0]:.2f}")
     if not args.keep:
         shutil.rmtree(run_dir)
 
@@ -246,7 +260,7 @@ def main() -> None:
                         help="peak RSS at 50,000 probes x 4,096 units instead (see above)")
     parser.add_argument("--kernels-only", action="store_true",
                         help="only build the store (unless --reuse finds it) and time the block statistics")
-    parser.add_argument("--child", choices=["read", "analyze"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["read", "pass", "analyze"], help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
