@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from fixtures_store import cached_planted, cached_results
@@ -155,3 +157,26 @@ def test_analysis_of_a_store_read_in_ranges_equals_the_analysis_read_at_once(tmp
                 np.testing.assert_allclose(got, var, rtol=1e-5, atol=1e-6 * max(scale, 1.0), err_msg=f"{node.path}/{name}")
             else:
                 np.testing.assert_array_equal(got, var, err_msg=f"{node.path}/{name}")
+
+
+def test_blocks_read_in_ranges_are_reduced_one_at_a_time_when_two_footprints_exceed_the_workers_budget(
+        tmp_path_factory, monkeypatch):
+    run = open_run(cached_planted(tmp_path_factory).run_dir)
+    reduce, running, most = chunked.chunked_statistics, [0], [0]
+
+    def counted(*args, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.01)  # long enough for the other worker to start a block if it may
+        try:
+            return reduce(*args, **kwargs)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(chunked, "chunked_statistics", counted)
+    # a range of 800 bytes; each block's footprint holds at least the floor null's 64 MiB, far above 2 x 800 bytes
+    stats = pass_statistics(run, 800)
+    assert most[0] == 1 and all(stats.is_complete(name) for name in run.layer_names)
+    most[0] = 0
+    pass_statistics(run, 10**9)  # no block read in ranges
+    assert most[0] == 0
