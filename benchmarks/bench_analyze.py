@@ -18,7 +18,7 @@ never asserts.
 
 ``--scaling`` builds one store after another (each deleted once measured, unless ``--keep``): 3,000, 12,000 and
 48,000 probes at about 3 GB (85, 21 and 5 epochs), and 3,000 probes at 0.74 GB (20 epochs) and 12 GB (330 epochs;
-``--max-gb`` leaves out stores above it), and prints for each the plain read (mean of the reads before and after),
+``--max-gb`` and ``--min-gb`` leave out stores above and below them), and prints for each the plain read (mean of the reads before and after),
 the full analysis, their ratio and the analysis's peak RSS, side by side in one table. ``--memory-check`` builds
 one hidden layer of 4,096 units and the output layer, 50,000 probes x 2 epochs (1.6 GB, 800 MB a block), and runs
 the pass over the blocks alone, then the analysis, once each: both epochs are null and PCA epochs, so every block
@@ -194,8 +194,8 @@ def scaling(args: argparse.Namespace, base: Path, pipeline: str) -> None:
     rows = []
     for label, n_probes, n_epochs in SCALING:
         size = raw_bytes(args.layers, args.units, n_probes, n_epochs, args.classes)
-        if size / 1e9 > args.max_gb:
-            print(f"{label} ({size / 1e9:.2f} GB): left out, above --max-gb {args.max_gb}")
+        if not args.min_gb <= size / 1e9 <= args.max_gb:
+            print(f"{label} ({size / 1e9:.2f} GB): left out, outside --min-gb {args.min_gb} .. --max-gb {args.max_gb}")
             continue
         run_dir = base / f"run-{n_probes}x{n_epochs}"
         if not (args.reuse and run_dir.exists()):
@@ -256,6 +256,7 @@ def main() -> None:
                                                     "side by side with the analysis without them")
     parser.add_argument("--scaling", action="store_true", help="print the scaling table (see above) instead")
     parser.add_argument("--max-gb", type=float, default=13.0, help="--scaling leaves out stores above this size")
+    parser.add_argument("--min-gb", type=float, default=0.0, help="--scaling leaves out stores below this size")
     parser.add_argument("--memory-check", action="store_true",
                         help="peak RSS at 50,000 probes x 4,096 units instead (see above)")
     parser.add_argument("--kernels-only", action="store_true",
