@@ -257,7 +257,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
         if top_values is not None:
             top_values[:, start:stop] = np.abs(x[:, top]).T
     return BlockStats(
-        sums=sums, half_sums=every[n_groupings:], mean_abs=mean_abs, max_abs=max_abs.astype(np.float64),
+        sums=sums, half_sums=every[n_groupings:], mean_abs=mean_abs, max_abs=max_abs,
         moments=merged, path_cosines=cosines, null_clean_path=null_paths,
         floor_null=np.stack([np.concatenate(parts) for parts in floors]) if null else None,
         top_units=top, top_values=top_values, predicted=predicted)
