@@ -19,6 +19,7 @@ Dask workers in other processes read the same environment, so a run URL alone is
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,15 @@ class Files:
     def read(self, key: str) -> bytes:
         """All bytes of ``key``."""
         return self.fs.cat_file(self.path(key))
+
+    def sha256(self, key: str, piece: int = 16 * 2**20) -> bytes:
+        """SHA-256 of all bytes of ``key`` (32 bytes), read ``piece`` bytes at a time, so that hashing a large
+        shard holds one piece, not the file."""
+        digest = hashlib.sha256()
+        with self.fs.open(self.path(key), "rb") as stream:
+            while data := stream.read(piece):
+                digest.update(data)
+        return digest.digest()
 
     def write(self, key: str, data: bytes) -> None:
         """Write ``key`` whole (one PUT on an object store: readers see the old object or the new one)."""

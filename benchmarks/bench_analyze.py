@@ -15,6 +15,16 @@ never asserts.
     python benchmarks/bench_analyze.py --epochs 40          # 1.5 GB: about 1 minute
     python benchmarks/bench_analyze.py --dir /data/bench --epochs 20 --keep
     python benchmarks/bench_analyze.py --pca-epochs 8        # what fitting the PCA on fewer epochs saves
+    python benchmarks/bench_analyze.py --scaling            # how time and memory grow with probes and with bytes
+    python benchmarks/bench_analyze.py --memory-check       # peak RSS at 50,000 probes x 4,096 units (target < 1 GB)
+
+``--scaling`` builds one store after another (each deleted once measured, unless ``--keep``): 3,000, 12,000 and
+48,000 probes at about 3 GB (85, 21 and 5 epochs), and 3,000 probes at 0.74 GB (20 epochs) and 12 GB (330 epochs;
+``--max-gb`` and ``--min-gb`` leave out stores above and below them), and prints for each the plain read (mean of the reads before and after),
+the full analysis, their ratio and the analysis's peak RSS, side by side in one table. ``--memory-check`` builds
+one hidden layer of 4,096 units and the output layer, 50,000 probes x 2 epochs (1.6 GB, 800 MB a block), and runs
+the pass over the blocks alone, then the analysis, once each: both epochs are null and PCA epochs, so every block
+statistic is computed on a block far above the block budget (``ACTLAB_BLOCK_BYTES``).
 """
 
 from __future__ import annotations
@@ -93,6 +103,19 @@ def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
             jobs = [(array, slot) for array in arrays for slot in range(array.shape[0])]
             total = sum(pool.map(lambda job: np.asarray(job[0][job[1]]).nbytes, jobs))
         extra = {"bytes": total, "open_s": 0.0}
+    elif mode == "pass":  # the fused pass alone: every block read and reduced, PCA and nulls at every epoch
+        from threadpoolctl import threadpool_limits
+
+        from actlab.analysis import pipeline
+        from actlab.analysis.assembly import Statistics
+
+        run = open_run(run_dir)
+        stats = Statistics(run, pipeline.block_plan(run))
+        every = np.arange(len(run.epochs))
+        with threadpool_limits(limits=1, user_api="blas"):
+            pipeline._stream_blocks(stats, "post", every, every, lambda name: None, scheduler=None, max_workers=workers,
+                                    progress=False, extras={}, budget=pipeline.chunked.block_bytes())
+        extra = {"open_s": 0.0}
     else:  # the analysis as a user runs it: the open (its checks) and every block read checked against its SHA-256
         run = open_run(run_dir)
         opened = time.perf_counter() - start
@@ -173,6 +196,66 @@ def measure(mode: str, run_dir: Path, workers: int, settings: dict, pipeline: st
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+SCALING = (("3,000 probes x 85 epochs", 3000, 85), ("12,000 probes x 21 epochs", 12000, 21),
+           ("48,000 probes x 5 epochs", 48000, 5), ("3,000 probes x 20 epochs", 3000, 20),
+           ("3,000 probes x 330 epochs", 3000, 330))
+"""The stores of ``--scaling``: three probe counts at about the same bytes, then 3,000 probes at 0.74 and 12 GB."""
+
+
+def raw_bytes(layers: int, units: int, probes: int, epochs: int, classes: int) -> int:
+    """Bytes of the float32 activations of a store built by :func:`build_store`."""
+    return 4 * probes * (layers * units + classes) * epochs
+
+
+def scaling(args: argparse.Namespace, base: Path, pipeline: str) -> None:
+    """Build each :data:`SCALING` store in turn; read, analyse, read; print one table."""
+    rows = []
+    for label, n_probes, n_epochs in SCALING:
+        size = raw_bytes(args.layers, args.units, n_probes, n_epochs, args.classes)
+        if not args.min_gb <= size / 1e9 <= args.max_gb:
+            print(f"{label} ({size / 1e9:.2f} GB): left out, outside --min-gb {args.min_gb} .. --max-gb {args.max_gb}")
+            continue
+        run_dir = base / f"run-{n_probes}x{n_epochs}"
+        if not (args.reuse and run_dir.exists()):
+            build_store(run_dir, layers=args.layers, units=args.units, probes=n_probes, epochs=n_epochs,
+                        classes=args.classes)
+        before = measure("read", run_dir, args.workers, {}, pipeline)
+        analysis = measure("analyze", run_dir, args.workers, {}, pipeline)
+        after = measure("read", run_dir, args.workers, {}, pipeline)
+        plain = (before["wall_s"] + after["wall_s"]) / 2
+        rows.append((f"{label} ({size / 1e9:.2f} GB)", plain, analysis["wall_s"], analysis["peak_rss_mb"],
+                     os.getloadavg()[0]))
+        print(f"{rows[-1][0]}: plain read {plain:.1f} s, full analysis {analysis['wall_s']:.1f} s, errors "
+              f"{analysis['errors']}, load {rows[-1][-1]:.2f}", flush=True)
+        if not args.keep:
+            shutil.rmtree(run_dir)
+    print(f"\nscaling, one round each, reads through {pipeline}, workers={args.workers}:")
+    print("| store | plain read | full analysis | ratio | analysis peak RSS | load average after |")
+    print("|---|---|---|---|---|---|")
+    for label, plain, analysis, peak, load in rows:
+        print(f"| {label} | {plain:.1f} s | {analysis:.1f} s | {analysis / plain:.2f} | {peak:.0f} MB | {load:.2f} |")
+
+
+def memory_check(args: argparse.Namespace, base: Path, pipeline: str) -> None:
+    """Peak RSS of the analysis of 50,000 probes of a 4,096-unit layer (2 epochs), against the 1 GB target."""
+    run_dir = base / "run-50000x4096"
+    if not (args.reuse and run_dir.exists()):
+        build_store(run_dir, layers=1, units=4096, probes=50000, epochs=2, classes=args.classes)
+    from actlab.analysis.chunked import block_bytes
+
+    blocks = measure("pass", run_dir, args.workers, {}, pipeline)
+    analysis = measure("analyze", run_dir, args.workers, {}, pipeline)
+    print(f"memory check: 1 hidden layer of 4,096 units + output, 50,000 probes x 2 epochs "
+          f"({raw_bytes(1, 4096, 50000, 2, args.classes) / 1e9:.2f} GB, {50000 * 4096 * 4 / 1e6:.0f} MB a block), block "
+          f"budget {block_bytes() / 2**20:.0f} MiB, workers={args.workers}: full analysis {analysis['wall_s']:.0f} s "
+          f"(CPU {analysis['cpu_s']:.0f} s), peak RSS {analysis['peak_rss_mb']:.0f} MB (after imports "
+          f"{analysis['rss_after_imports_mb']:.0f} MB; target < 1000); errors {analysis['errors']}; the pass over the "
+          f"blocks alone (every block read and reduced, PCA moments and nulls at both epochs, no assembly) "
+          f"{blocks['wall_s']:.0f} s, peak RSS {blocks['peak_rss_mb']:.0f} MB; load average {os.getloadavg()[0]:.2f}")
+    if not args.keep:
+        shutil.rmtree(run_dir)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, help="where to build the store (default: a temporary directory)")
@@ -189,9 +272,14 @@ def main() -> None:
     parser.add_argument("--path-permutations", type=int, help="analyze's path_permutations (default: analyze's own, 99)")
     parser.add_argument("--extra", default="", help="also time analyze with these extras (e.g. probes,cka) in each round, "
                                                     "side by side with the analysis without them")
+    parser.add_argument("--scaling", action="store_true", help="print the scaling table (see above) instead")
+    parser.add_argument("--max-gb", type=float, default=13.0, help="--scaling leaves out stores above this size")
+    parser.add_argument("--min-gb", type=float, default=0.0, help="--scaling leaves out stores below this size")
+    parser.add_argument("--memory-check", action="store_true",
+                        help="peak RSS at 50,000 probes x 4,096 units instead (see above)")
     parser.add_argument("--kernels-only", action="store_true",
                         help="only build the store (unless --reuse finds it) and time the block statistics")
-    parser.add_argument("--child", choices=["read", "analyze"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["read", "pass", "analyze"], help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -200,7 +288,12 @@ def main() -> None:
     base = args.dir or Path(tempfile.mkdtemp(prefix="actlab-bench-"))
     run_dir = base / "run"
     try:
-        raw = 4 * args.probes * (args.layers * args.units + args.classes) * args.epochs
+        if args.scaling or args.memory_check:
+            fastest = "zarrs" if importlib.util.find_spec("zarrs") else "zarr-python"
+            print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; reads through {fastest}")
+            (scaling if args.scaling else memory_check)(args, base, fastest)
+            return
+        raw = raw_bytes(args.layers, args.units, args.probes, args.epochs, args.classes)
         print(f"store: {args.layers} hidden layers + output, {args.units} units, {args.probes} probes, {args.epochs} epochs "
               f"= {raw / 1e9:.2f} GB raw float32 at {run_dir}; {os.cpu_count()} cores, load average "
               f"{os.getloadavg()[0]:.2f} at start")

@@ -91,7 +91,7 @@ def half_codes(codes: np.ndarray, seed: int = SEED) -> np.ndarray:
 
 
 def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, seed: int = SEED,
-                     noisy: str = "noisy_by_assigned") -> np.ndarray:
+                     noisy: str = "noisy_by_assigned", out: np.ndarray | None = None) -> np.ndarray:
     """Clean/noisy membership of the training probes permuted within each class (the permutation nulls).
 
     For each class c the clean probes of class c and the noisy probes of class c in grouping ``noisy`` are
@@ -107,11 +107,13 @@ def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, see
         From :func:`grouping_codes`.
     noisy : {"noisy_by_assigned", "noisy_by_original"}
         The grouping pooled with the clean probes.
+    out : ndarray of a signed integer dtype, shape (permutation, source, sample), optional
+        Filled instead of a new int64 array (a smaller dtype keeps a large probe set's permutations small).
 
     Returns
     -------
-    ndarray of int8 (int64 beyond 127 classes), shape (permutation, source, sample), sources (clean, ``noisy``); -1
-    outside
+    ndarray of int8 (int64 beyond 127 classes), or ``out``, shape (permutation, source, sample), sources (clean,
+    ``noisy``); -1 outside
     """
     clean, other = np.asarray(codes)[GROUPINGS.index("clean")], np.asarray(codes)[GROUPINGS.index(noisy)]
     pools = [(np.flatnonzero((clean == c) | (other == c)), int(np.sum(clean == c))) for c in range(n_classes)]
@@ -119,7 +121,9 @@ def null_memberships(codes: np.ndarray, n_classes: int, n_permutations: int, see
     sizes = np.array([[n_clean, len(pool) - n_clean] for pool, n_clean in pools], dtype=np.int64).reshape(-1, 2)
     classes = [np.repeat(np.arange(n_classes), sizes[:, source]) for source in range(2)]
     rng = np.random.default_rng(seed)
-    out = np.full((n_permutations, 2, len(clean)), -1, dtype=np.int8 if n_classes <= 127 else np.int64)
+    if out is None:
+        out = np.empty((n_permutations, 2, len(clean)), dtype=np.int8 if n_classes <= 127 else np.int64)
+    out.fill(-1)
     for p in range(n_permutations):
         shuffled = [rng.permutation(pool) for pool, _ in pools]
         out[p, 0, np.concatenate([s[:n_clean] for s, (_, n_clean) in zip(shuffled, pools)])] = classes[0]
@@ -173,11 +177,21 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
             products = indicator @ gram  # one product for both quadratic forms: X S = G 1, so S.N = (i G) 1
             total_total, total_noisy = gram.sum(), products.sum(axis=1)
             noisy_noisy = np.einsum("pi,pi->p", products, indicator)
-        clean_clean = total_total - 2 * total_noisy + noisy_noisy
-        norm = np.sqrt(np.maximum(clean_clean, 0) * np.maximum(noisy_noisy, 0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, c] = np.where(norm > 0, (total_noisy - noisy_noisy) / np.where(norm > 0, norm, 1.0), np.nan)
+        out[:, c] = clean_noisy_cosine(total_total, total_noisy, noisy_noisy)
     return out
+
+
+def clean_noisy_cosine(total_total: np.ndarray | float, total_noisy: np.ndarray, noisy_noisy: np.ndarray) -> np.ndarray:
+    """Cosine of the clean sum S - N with the noisy sum N of a pool, from S.S, S.N and N.N (any matching shapes).
+
+    Returns
+    -------
+    ndarray of float64; NaN where either sum is zero
+    """
+    clean_clean = total_total - 2 * total_noisy + noisy_noisy
+    norm = np.sqrt(np.maximum(clean_clean, 0) * np.maximum(noisy_noisy, 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (total_noisy - noisy_noisy) / np.where(norm > 0, norm, 1.0), np.nan)
 
 
 def _indicator(values: np.ndarray, value: int, dtype: Any) -> np.ndarray:
@@ -404,16 +418,22 @@ class Moments:
         return Moments(self.n, self.mean.copy(), self.scatter.copy()).update(other)
 
     def update(self, other: Moments) -> Moments:
-        """Merge ``other`` into these moments in place (Chan et al.); returns self."""
+        """Merge ``other`` into these moments in place (Chan et al.); returns self.
+
+        ``other.scatter`` may be float32 (added into these float64 moments); the rank-one term is added a band of
+        rows at a time, so a merge holds no second (unit, unit) array.
+        """
         if other.n == 0:
             return self
         if self.n == 0:
-            self.n, self.mean, self.scatter = other.n, other.mean.copy(), other.scatter.copy()
+            self.n, self.mean, self.scatter = other.n, other.mean.copy(), other.scatter.astype(np.float64)
             return self
         n = self.n + other.n
         delta = other.mean - self.mean
         self.scatter += other.scatter
-        self.scatter += np.outer(delta * (self.n * other.n / n), delta)
+        weighted = delta * (self.n * other.n / n)
+        for start in range(0, len(delta), 256):
+            self.scatter[start: start + 256] += np.outer(weighted[start: start + 256], delta)
         self.mean += delta * (other.n / n)
         self.n = n
         return self
@@ -456,11 +476,14 @@ class BlockPlan:
         object.__setattr__(self, "half_counts", group_counts(self.halves, self.n_classes))
         object.__setattr__(self, "segments", segments_of(self.codes, onehot_groupings(self.all_codes, self.n_classes)))
         object.__setattr__(self, "test_rows", compact_index(self.test_index))
-        object.__setattr__(self, "null_members",
-                           null_memberships(self.codes, self.n_classes, self.null_permutations, self.seed))
-        object.__setattr__(self, "floor_members", np.stack([
-            null_memberships(self.codes, self.n_classes, self.floor_permutations, self.seed, noisy=g)
-            for g in FLOOR_GROUPINGS]))
+        dtype, n_samples = np.int8 if self.n_classes <= 127 else np.int64, self.codes.shape[1]
+        members = np.empty((self.null_permutations, 2, n_samples), dtype=dtype)
+        object.__setattr__(self, "null_members", null_memberships(self.codes, self.n_classes, self.null_permutations,
+                                                                  self.seed, out=members))
+        floor = np.empty((len(FLOOR_GROUPINGS), self.floor_permutations, 2, n_samples), dtype=dtype)
+        for g, grouping in enumerate(FLOOR_GROUPINGS):  # in place: no int64 copy of a large probe set's draws
+            null_memberships(self.codes, self.n_classes, self.floor_permutations, self.seed, noisy=grouping, out=floor[g])
+        object.__setattr__(self, "floor_members", floor)
 
     @property
     def all_codes(self) -> np.ndarray:
@@ -538,7 +561,8 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
 
     The permuted clean class sums are indicator products over each class's pool of training probes (in the
     block's precision; the other classes' probes, zeros of a full one-hot product, are left out); the noisy sum
-    is the pool's sum (summed in float64) minus the clean one, and both are normalised in the block's precision.
+    is the pool's sum (summed in float64) minus the clean one, and both are normalised in float64 (so that a block
+    read in ranges, :mod:`~actlab.analysis.chunked`, gives the same directions up to its sums' rounding).
     A test sample x takes the clean path of class c when cos(x, m_clean) >= cos(x, m_noisy), as in the observed
     attribution (:func:`clean_paths`); for x != 0 that is x . (m_clean / |m_clean| - m_noisy / |m_noisy|) >= 0,
     one product per permutation instead of two sets of cosines. The two forms agree up to float32 rounding of near ties.
@@ -567,21 +591,59 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
             continue
         block = x[pool].astype(dtype, copy=False)
         clean_sums = _indicator(members[:, clean, pool], c, dtype) @ block
-        noisy_sums = block.sum(axis=0, dtype=np.float64).astype(dtype) - clean_sums
-        ok = np.ones(n_permutations, dtype=bool)
-        for sign, sums in ((1, clean_sums), (-1, noisy_sums)):
-            norms = np.sqrt(np.einsum("pu,pu->p", sums, sums))
-            found = np.isfinite(norms) & (norms > 0)
-            sums *= (sign / np.where(found, norms, 1))[:, None]  # a mean's direction is its sum's
-            ok &= found
-        np.add(clean_sums, noisy_sums, out=directions[:, c])
-        defined[:, c] = ok
-    test = x[plan.test_rows].astype(dtype, copy=False)
+        directions[:, c], defined[:, c] = null_direction(clean_sums.astype(np.float64), block.sum(axis=0, dtype=np.float64))
+    return null_paths(x[plan.test_rows], directions, defined)
+
+
+def null_direction(clean_sums: np.ndarray, pool_sum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Direction m_clean / |m_clean| - m_noisy / |m_noisy| of one class under each permutation of its pool, in the
+    precision of ``clean_sums``.
+
+    Parameters
+    ----------
+    clean_sums : ndarray of float32 or float64, shape (permutation, unit)
+        Sum of the probes given to ``clean`` by each permutation.
+    pool_sum : ndarray, shape (unit,)
+        Sum of the class's pool (the noisy sum is the pool's minus the clean one).
+
+    Returns
+    -------
+    direction : ndarray, shape (permutation, unit)
+    defined : ndarray of bool, shape (permutation,)
+        Both sums are non-zero and finite.
+    """
+    noisy_sums = pool_sum.astype(clean_sums.dtype) - clean_sums
+    clean_sums = clean_sums.copy()
+    ok = np.ones(len(clean_sums), dtype=bool)
+    for sign, sums in ((1, clean_sums), (-1, noisy_sums)):
+        norms = np.sqrt(np.einsum("pu,pu->p", sums, sums))
+        found = np.isfinite(norms) & (norms > 0)
+        sums *= (sign / np.where(found, norms, 1))[:, None]  # a mean's direction is its sum's
+        ok &= found
+    return clean_sums + noisy_sums, ok
+
+
+def null_paths(test: np.ndarray, directions: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """Clean path of test samples under each permutation, from :func:`null_direction` of every class.
+
+    Parameters
+    ----------
+    test : ndarray, shape (test_sample, unit)
+    directions : ndarray, shape (permutation, class, unit)
+        In the block's precision.
+    defined : ndarray of bool, shape (permutation, class)
+
+    Returns
+    -------
+    ndarray of int8, shape (permutation, test_sample, class); as :func:`null_clean_paths`
+    """
+    n_permutations, n_classes, n_units = directions.shape
+    test = test.astype(directions.dtype, copy=False)
     squared = np.einsum("ij,ij->i", test, test)
     # defined directions have norm <= 2 and test rows with a finite squared norm are finite, so every margin
     # that is kept is finite
-    margin = test @ directions.reshape(-1, x.shape[1]).T  # (test_sample, permutation * class)
-    paths = np.ascontiguousarray((margin >= 0).astype(np.int8).reshape(len(test), n_permutations, plan.n_classes)
+    margin = test @ directions.reshape(-1, n_units).T  # (test_sample, permutation * class)
+    paths = np.ascontiguousarray((margin >= 0).astype(np.int8).reshape(len(test), n_permutations, n_classes)
                                  .transpose(1, 0, 2))
     paths[:, ~(np.isfinite(squared) & (squared > 0))] = -1
     undefined_permutation, undefined_class = np.nonzero(~defined)

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,18 @@ from threadpoolctl import threadpool_limits
 from zarr.codecs import Crc32cCodec
 
 from actlab import __version__
-from actlab.analysis import blocks, curves, dynamics, inference, large_activation, paths, probes, separation, similarity
+from actlab.analysis import (
+    blocks,
+    chunked,
+    curves,
+    dynamics,
+    inference,
+    large_activation,
+    paths,
+    probes,
+    separation,
+    similarity,
+)
 from actlab.analysis.assembly import (
     Assembly,
     LargeActivationAssembly,
@@ -38,7 +50,7 @@ from actlab.analysis.assembly import (
 )
 from actlab.analysis.blocks import BlockPlan, BlockStats
 from actlab.analysis.pca import N_COMPONENTS, PCA_EPOCHS, pca_epoch_indices
-from actlab.analysis.run import KINDS, Run, open_run, read_block
+from actlab.analysis.run import KINDS, Run, open_run, read_block, sample_layout
 from actlab.errors import ConfigError, StoreError
 from actlab.files import ZARR_KIND_ATTR, staged_dir
 from actlab.location import files, location, zarr_store
@@ -91,17 +103,41 @@ class _BlockTask:
     predictions: bool
     moments: bool
     null: bool
+    ranges: chunked.Ranges | None = None
+    """Ranges of samples the block is read in (:func:`~actlab.analysis.chunked.sample_ranges`); None: at once."""
+    budget: int = chunked.BLOCK_BYTES
+    """The block budget (:func:`~actlab.analysis.chunked.block_bytes`)."""
 
-    def reduce(self, x: np.ndarray, plan: BlockPlan) -> BlockStats:
-        """The statistics of this block, read as ``x``."""
-        return blocks.block_statistics(x, plan, keep_top_values=self.keep_top_values, predictions=self.predictions,
-                                       moments=self.moments, null=self.null)
+    def statistics(self, plan: BlockPlan, x: np.ndarray | None = None) -> BlockStats:
+        """Reduce this block to its statistics: ``x`` if given (read whole), else read at once or range by range
+        (the shard's SHA-256 checked before the first range is used, not again for each range)."""
+        flags = dict(keep_top_values=self.keep_top_values, predictions=self.predictions, moments=self.moments,
+                     null=self.null)
+        if self.ranges is None:
+            return blocks.block_statistics(read_block(*self.read) if x is None else x, plan, **flags)
+        *where, sha256 = self.read
+        checked: list[bool] = []
+
+        def read_range(start: int, stop: int) -> np.ndarray:
+            block = read_block(*where, None if checked else sha256, (start, stop))
+            checked.append(True)
+            return block
+
+        return chunked.chunked_statistics(read_range, self.ranges, plan,
+                                          sums_budget=chunked.null_sums_bytes(self.budget), **flags)
 
 
-def _read_and_reduce(task: _BlockTask, plan: BlockPlan,
-                     extras: Sequence[Callable[[np.ndarray], Any]]) -> tuple[BlockStats, list[Any]]:
+def _read_and_reduce(task: _BlockTask, plan: BlockPlan, extras: Sequence[Callable[[np.ndarray], Any]],
+                     gate: threading.Semaphore | None = None) -> tuple[BlockStats, list[Any]]:
     """The block's statistics, and what each of ``extras`` makes of it (or the exception it raised: an optional
-    analysis that fails stops only itself)."""
+    analysis that fails stops only itself). A block read in ranges gives the extras, which need whole blocks, an
+    error each; ``gate`` (local threads only) bounds how many of those are reduced at once."""
+    if task.ranges is not None:
+        too_large = ConfigError(f"layer {task.layer} is read in ranges of samples (a block is larger than the block "
+                                f"budget of {task.budget} bytes) and this analysis needs whole blocks; raise "
+                                "ACTLAB_BLOCK_BYTES")
+        with gate if gate is not None else contextlib.nullcontext():
+            return task.statistics(plan), [too_large for _ in extras]
     x = read_block(*task.read)
     made = []
     for reduce in extras:
@@ -109,23 +145,24 @@ def _read_and_reduce(task: _BlockTask, plan: BlockPlan,
             made.append(reduce(x))
         except Exception as exc:
             made.append(exc)
-    return task.reduce(x, plan), made
+    return task.statistics(plan, x), made
 
 
-def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, extras: Any,
-               in_flight: int) -> Iterator[tuple[_BlockTask, tuple[BlockStats, list[Any]]]]:
+def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, extras: Any, in_flight: int,
+               gate: threading.Semaphore | None = None) -> Iterator[tuple[_BlockTask, tuple[BlockStats, list[Any]]]]:
     """Each task's block statistics and extras' values (:func:`_read_and_reduce`) as they complete, with at most
     ``in_flight`` blocks submitted at a time.
 
     ``plan`` is the :class:`BlockPlan` and ``extras`` the reducers of the :class:`BlockExtra`, or their futures on
-    a cluster (sent to the workers once, not with every task).
+    a cluster (sent to the workers once, not with every task). ``gate`` (local threads only) bounds how many blocks
+    read in ranges are reduced at once.
     """
     pending: dict[cf.Future, _BlockTask] = {}
     queue = iter(tasks)
     try:
         while True:
             while len(pending) < in_flight and (task := next(queue, None)) is not None:
-                pending[executor.submit(_read_and_reduce, task, plan, extras)] = task
+                pending[executor.submit(_read_and_reduce, task, plan, extras, *([gate] if gate is not None else []))] = task
             if not pending:
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -166,22 +203,30 @@ def _combine(assembly: Assembly, parts: dict[str, cf.Future], layers: Sequence[s
 
 def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_indices: np.ndarray,
                    layer_complete: Callable[[str], None], *, scheduler: str | None, max_workers: int, progress: bool,
-                   extras: dict[str, BlockExtra]) -> dict[str, Exception]:
+                   extras: dict[str, BlockExtra], budget: int) -> dict[str, Exception]:
     """Read and reduce every block into ``stats`` and ``extras``, the output layer first; ``layer_complete(name)``
-    is called as each layer's last block is in. Returns the first exception of each extra that failed on a block."""
+    is called as each layer's last block is in. Returns the first exception of each extra that failed on a block.
+    A block larger than ``budget`` bytes is read in ranges of samples; on local threads, as many of those at once
+    as the largest one's footprint (:func:`~actlab.analysis.chunked.range_footprint`) fits ``max_workers`` x
+    ``budget`` times, at least one, since their moments and null sums do not shrink with the budget."""
     run, plan = stats.run, stats.plan
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
+    ranges = {name: chunked.sample_ranges(*sample_layout(run.path, name, run.opened), budget) for name in run.layer_names}
     tasks = [
         _BlockTask(name, i, run.read_args(name, i, kind), keep_top_values=i == last, predictions=name == output,
-                   moments=i in pca_set, null=i in null_set)
+                   moments=i in pca_set, null=i in null_set, ranges=ranges[name], budget=budget)
         for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]
+    footprints = [chunked.range_footprint(int(run.layer_specs[task.layer]["width"]), budget, plan, moments=task.moments,
+                                          null=task.null) for task in tasks if task.ranges is not None]
+    gate = (threading.BoundedSemaphore(max(1, min(max_workers, max_workers * budget // max(footprints))))
+            if footprints and scheduler is None else None)
     with (_executor(scheduler, max_workers) as (executor, share),
           Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress) as bar):
         reducers = share(tuple(extra.reduce for extra in extras.values())) if extras else ()
         failed: dict[str, Exception] = {}
-        for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers):
+        for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers, gate):
             if stats.add(task.layer, task.index, block):
                 layer_complete(task.layer)
             for (name, extra), value in zip(extras.items(), made):
@@ -229,6 +274,7 @@ def analyze(
     pca_epochs: int | None = PCA_EPOCHS,
     max_workers: int | None = None,
     extras: Sequence[str] = (),
+    block_bytes: int | None = None,
 ) -> xr.DataTree:
     """Run all analyses in one pass over the store.
 
@@ -261,7 +307,14 @@ def analyze(
     extras : sequence of {"probes", "cka"}
         Optional analyses (:data:`EXTRAS`), fed by the same pass with ``seed`` and their own defaults (the
         probes' :data:`~actlab.analysis.probes.N_PERMUTATIONS`: a p-value floor low enough for Benjamini-Hochberg
-        over a layer x epoch family); one that fails is named in ``errors`` and the others go on.
+        over a layer x epoch family); one that fails is named in ``errors`` and the others go on. They need whole
+        blocks: on a layer read in ranges (``block_bytes``) they fail with that reason.
+    block_bytes : int, optional
+        The block budget: a (layer, epoch) block larger than this many bytes is read in ranges of samples, two
+        passes, its statistics combined from partial sums (:mod:`~actlab.analysis.chunked`; the same results up
+        to float rounding). Default :envvar:`ACTLAB_BLOCK_BYTES`, else 64 MiB. Blocks read in ranges are reduced
+        as many at once as their footprint (a range, and at PCA and null epochs the moments and the nulls' sums)
+        fits ``max_workers`` x ``block_bytes``, at least one (on local threads).
 
     Returns
     -------
@@ -293,6 +346,7 @@ def analyze(
     unknown = sorted(set(extras) - set(EXTRAS)) if not isinstance(extras, str) else [extras]
     if unknown:
         raise ConfigError(f"extras must be a list drawn from {list(EXTRAS)}; got {unknown}")
+    budget = chunked.block_bytes(block_bytes)
     run = run if isinstance(run, Run) else open_run(run)
     max_workers = int(max_workers or os.cpu_count() or 1)
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
@@ -302,7 +356,8 @@ def analyze(
     plan = block_plan(run, n_top=n_top, seed=seed, null_permutations=path_permutations,
                       floor_permutations=floor_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
-        return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress)
+        return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress,
+                        budget=budget)
 
 
 def block_plan(run: Run, *, n_top: int = large_activation.N_TOP, seed: int = blocks.SEED,
@@ -317,7 +372,7 @@ def block_plan(run: Run, *, n_top: int = large_activation.N_TOP, seed: int = blo
 
 
 def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *, scheduler: str | None,
-             max_workers: int, progress: bool) -> xr.DataTree:
+             max_workers: int, progress: bool, budget: int) -> xr.DataTree:
     n_components, n_top, relevant = parameters["n_components"], parameters["n_top"], parameters["relevant"]
     pca_indices = pca_epoch_indices(len(run.epochs), parameters["pca_epochs"])
     errors: dict[str, str] = {}
@@ -375,7 +430,7 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
 
         try:
             failed = _stream_blocks(stats, kind, pca_indices, null_indices, layer_complete, scheduler=scheduler,
-                                    max_workers=max_workers, progress=progress, extras=extras)
+                                    max_workers=max_workers, progress=progress, extras=extras, budget=budget)
             run.check_unchanged()  # every block was read from the store the run was opened on
         except BaseException as exc:
             side.shutdown(wait=True, cancel_futures=True)

@@ -16,7 +16,6 @@ import zarr
 from dask.base import tokenize
 
 from actlab.errors import StoreError
-from actlab.digest import bytes_sha256
 from actlab.location import Location, files, is_remote, location, zarr_store
 from actlab.store import (
     StoreView,
@@ -54,8 +53,9 @@ def _opened_preact(run_dir: Location, layer: str, opened: str) -> zarr.Array:
 
 
 def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None,
-               store_folder: tuple[int, int] | None = None, sha256: bytes | None = None) -> np.ndarray:
-    """Read one (sample, unit) block of a layer at one recorded epoch slot.
+               store_folder: tuple[int, int] | None = None, sha256: bytes | None = None,
+               rows: tuple[int, int] | None = None) -> np.ndarray:
+    """Read one (sample, unit) block of a layer at one recorded epoch slot, or the samples ``rows`` of it.
 
     Parameters
     ----------
@@ -78,8 +78,12 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
         returned.
     sha256 : bytes, optional
         The SHA-256 committed with this epoch's shard (:func:`actlab.store.layer_shard_digests`): the shard file is
-        read whole and hashed before it is decoded, and a mismatch is refused before any value is used (a shard
-        moved from another epoch or copied from another run passes every other check). ``None`` skips it.
+        hashed (streamed) before it is decoded, and a mismatch is refused before any value is used (a shard
+        moved from another epoch or copied from another run passes every other check). ``None`` skips it; a block
+        read in ranges passes it with its first range only.
+    rows : (int, int), optional
+        Read only the samples ``rows[0]:rows[1]`` (a block split along the sample axis,
+        :mod:`~actlab.analysis.chunked`); default every sample.
 
     Returns
     -------
@@ -97,11 +101,14 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
         array = _open_preact(run_dir, layer) if opened is None else _opened_preact(run_dir, layer, opened)
         key = f"layers/{layer}/preact/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
         # hashlib releases the GIL; a shard that fails is never decoded
-        verified = sha256 is None or bytes_sha256(files(store_location(run_dir)).read(key)) == sha256
-        block = np.asarray(array[slot], dtype=np.float32) if verified else None
+        verified = sha256 is None or files(store_location(run_dir)).sha256(key) == sha256
+        block = (None if not verified else
+                 np.asarray(array[slot] if rows is None else array[slot, rows[0]:rows[1]], dtype=np.float32))
     except Exception as exc:
         _check_same_folder(run_dir, store_folder)  # a replaced store explains a failed read better than damage does
-        raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} cannot be read ({exception_line(exc)})") from exc
+        where = "" if rows is None else f" (samples {rows[0]}:{rows[1]})"
+        raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)}{where} cannot be read "
+                                    f"({exception_line(exc)})") from exc
     _check_same_folder(run_dir, store_folder)
     if block is None:
         raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} {digest_mismatch(key)}")
@@ -110,6 +117,19 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
     if block.ndim == 3 + 1:  # (sample, channel, y, x)
         block = block.mean(axis=(2, 3), dtype=np.float64).astype(np.float32)
     return block
+
+
+def sample_layout(run_dir: Location, layer: str, opened: str | None = None) -> tuple[int, int, int]:
+    """How one block of ``layer`` lies in the store along the sample axis.
+
+    Returns
+    -------
+    (int, int, int)
+        Samples of a block, bytes one sample's activations take once read (float32, before any (y, x) mean),
+        and samples per inner chunk of the layer's array (the unit a read decodes).
+    """
+    array = _open_preact(run_dir, layer) if opened is None else _opened_preact(run_dir, layer, opened)
+    return int(array.shape[1]), 4 * int(np.prod(array.shape[2:])), int(array.chunks[1])
 
 
 def _check_same_folder(run_dir: Location, store_folder: tuple[int, int] | None) -> None:

@@ -19,7 +19,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec
 
-from actlab.digest import DIGEST_KEY, bytes_sha256, digest_problem
+from actlab.digest import DIGEST_KEY, digest_problem
 from actlab.errors import StoreError
 from actlab.location import Files, Location, files, is_remote, location, zarr_store
 from actlab.store.integrity import (
@@ -635,7 +635,7 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
             found = _shard_problems(array, path.files, array_path, slot)
             if not found and shard is not None:
                 key = f"{array_path}/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
-                if bytes_sha256(path.files.read(key)) != digests[slot, shard].tobytes():
+                if path.files.sha256(key) != digests[slot, shard].tobytes():
                     found = [digest_mismatch(key)]
             problems += [f"{describe(record_epochs[slot])} {problem}" for problem in found]
     if attrs.get("dynamics") is not True:
