@@ -200,3 +200,28 @@ def test_learned_fraction_by_epoch_counts_the_never_learned_in_the_denominator()
     epochs = np.arange(9)
     expected = [sum(1 for v in learned if np.isfinite(v) and v <= e) / 5 for e in epochs]
     np.testing.assert_allclose(learned_by_epoch(learned, epochs), expected)
+
+
+def test_epochs_a_sample_was_not_observed_are_neither_forgetting_nor_averaged():
+    """A trajectory from training steps that missed a sample (NaN loss and margin, correct False) carries the
+    sample's last observed state: no forgetting event, no later learned epoch, no term in the means."""
+    correct = np.array([[0, 0, 1], [1, 1, 1], [0, 1, 1], [1, 1, 0], [1, 1, 1]], dtype=bool)  # (epoch, sample)
+    loss = np.array([[2.0, 2.0, 0.5], [0.1, 0.2, 0.3], [np.nan, 0.4, 0.2], [0.3, 0.3, 1.5], [0.2, 0.1, 0.1]])
+    margin = np.where(np.isnan(loss), np.nan, 1.0 - loss)
+    epochs = np.arange(5)
+    ds = xr.Dataset({"correct": (("epoch", "train_sample"), correct), "loss": (("epoch", "train_sample"), loss),
+                     "margin": (("epoch", "train_sample"), margin)},
+                    coords={"epoch": epochs, "dataset_index": ("train_sample", [10, 11, 12]),
+                            "label": ("train_sample", [0, 1, 2]), "original_label": ("train_sample", [0, 1, 1]),
+                            "is_noisy": ("train_sample", [False, False, True])})
+    found = dynamics.sample_dynamics(ds, n_permutations=9)
+    # sample 0: missed at epoch 2 (stored False); by hand its state is correct from epoch 1 on
+    assert found["forgetting_events"].values.tolist() == [0, 0, 1]
+    assert found["learned_epoch"].values.tolist() == [1.0, 1.0, 4.0]
+    trained = slice(1, None)  # the maps average the epochs after the initialisation
+    kept = [e for e in range(1, 5) if e != 2]
+    p0 = np.exp(-loss[kept, 0])
+    np.testing.assert_allclose(found["confidence"].values[0], p0.mean(), rtol=1e-12)
+    np.testing.assert_allclose(found["variability"].values[0], p0.std(), rtol=1e-12)
+    np.testing.assert_allclose(found["aum"].values[0], margin[kept, 0].mean(), rtol=1e-12)
+    np.testing.assert_allclose(found["aum"].values[1:], margin[trained, 1:].mean(axis=0), rtol=1e-12)

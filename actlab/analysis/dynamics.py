@@ -41,12 +41,27 @@ def sample_coords(values: xr.DataArray) -> dict[str, xr.Variable]:
     return {name: coord.variable for name, coord in values.coords.items() if coord.dims == ("train_sample",)}
 
 
-def learned_epoch(correct: xr.DataArray) -> xr.DataArray:
+def carried_forward(correct: xr.DataArray, observed: xr.DataArray | None) -> np.ndarray:
+    """``correct`` as (epoch, train_sample) bool, each epoch where a sample was not observed (``observed`` False:
+    a trajectory recorded from training steps that missed it, whose loss is NaN) taking the sample's value at its
+    last observed epoch, so that a missed epoch is neither a forgetting event nor a wrong prediction."""
+    values = np.asarray(correct.transpose("epoch", "train_sample").values, dtype=bool)
+    if observed is None:
+        return values
+    seen = np.asarray(observed.transpose("epoch", "train_sample").values, dtype=bool)
+    last_seen = np.where(seen, np.arange(len(values))[:, None], 0)
+    np.maximum.accumulate(last_seen, axis=0, out=last_seen)
+    return np.take_along_axis(values, last_seen, axis=0)
+
+
+def learned_epoch(correct: xr.DataArray, observed: xr.DataArray | None = None) -> xr.DataArray:
     """First epoch from which a sample is correct at every later committed epoch.
 
     Parameters
     ----------
     correct : xr.DataArray of bool, dims (epoch, train_sample)
+    observed : xr.DataArray of bool, dims (epoch, train_sample), optional
+        Where the sample was observed (:func:`carried_forward`); default everywhere.
 
     Returns
     -------
@@ -54,7 +69,7 @@ def learned_epoch(correct: xr.DataArray) -> xr.DataArray:
         The epoch (a value of the ``epoch`` coord); NaN for a sample wrong at the last epoch (never learned). The
         coords of ``correct`` on ``train_sample`` are kept (``dataset_index`` joins it to the probes).
     """
-    values = np.asarray(correct.transpose("epoch", "train_sample").values, dtype=bool)
+    values = carried_forward(correct, observed)
     epochs = correct["epoch"].values
     wrong = ~values
     last_wrong = len(epochs) - 1 - np.argmax(wrong[::-1], axis=0)  # the sample is learned from the next epoch on
@@ -64,18 +79,20 @@ def learned_epoch(correct: xr.DataArray) -> xr.DataArray:
                         attrs={"long_name": "first epoch after which the sample stays correct", "units": "epoch"})
 
 
-def forgetting_events(correct: xr.DataArray) -> xr.DataArray:
-    """Number of consecutive committed epochs (e, e') with the sample correct at e and wrong at e'.
+def forgetting_events(correct: xr.DataArray, observed: xr.DataArray | None = None) -> xr.DataArray:
+    """Number of consecutive observed epochs (e, e') with the sample correct at e and wrong at e'.
 
     Parameters
     ----------
     correct : xr.DataArray of bool, dims (epoch, train_sample)
+    observed : xr.DataArray of bool, dims (epoch, train_sample), optional
+        Where the sample was observed (:func:`carried_forward`); default everywhere.
 
     Returns
     -------
     xr.DataArray of int, dims (train_sample,)
     """
-    values = np.asarray(correct.transpose("epoch", "train_sample").values, dtype=bool)
+    values = carried_forward(correct, observed)
     events = (values[:-1] & ~values[1:]).sum(axis=0)
     return xr.DataArray(events.astype(np.int64), dims="train_sample", coords=sample_coords(correct),
                         attrs={"long_name": "forgetting events (correct, then wrong at the next epoch)", "units": "1"})
@@ -101,16 +118,26 @@ def cartography(loss: xr.DataArray) -> xr.Dataset:
         ``confidence`` (mean of ``exp(-loss)``) and ``variability`` (its population standard deviation).
     """
     p = np.exp(-np.asarray(loss.transpose("epoch", "train_sample").values, dtype=np.float64))
+    confidence = _observed_mean(p)
+    variability = np.sqrt(_observed_mean((p - confidence) ** 2))
     return xr.Dataset({
-        "confidence": ("train_sample", p.mean(axis=0), {"long_name": "mean assigned-label probability", "units": "1"}),
-        "variability": ("train_sample", p.std(axis=0), {"long_name": "std of the assigned-label probability", "units": "1"}),
+        "confidence": ("train_sample", confidence, {"long_name": "mean assigned-label probability", "units": "1"}),
+        "variability": ("train_sample", variability, {"long_name": "std of the assigned-label probability", "units": "1"}),
     }, coords=sample_coords(loss))
 
 
+def _observed_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 of the values that are not NaN (the epochs a sample was observed at); NaN where none is."""
+    finite = ~np.isnan(values)
+    count = finite.sum(axis=0)
+    total = np.where(finite, values, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def area_under_margin(margin: xr.DataArray) -> xr.DataArray:
-    """Mean across epochs of the assigned-label logit minus the largest other logit (dims (epoch, train_sample) ->
-    (train_sample,))."""
-    values = np.asarray(margin.transpose("epoch", "train_sample").values, dtype=np.float64).mean(axis=0)
+    """Mean across the epochs a sample was observed at (margin not NaN) of the assigned-label logit minus the largest
+    other logit (dims (epoch, train_sample) -> (train_sample,))."""
+    values = _observed_mean(np.asarray(margin.transpose("epoch", "train_sample").values, dtype=np.float64))
     return xr.DataArray(values, dims="train_sample", coords=sample_coords(margin),
                         attrs={"long_name": "area under the margin", "units": "logit"})
 
@@ -195,8 +222,9 @@ def sample_dynamics(dynamics: xr.Dataset, *, n_permutations: int = N_PERMUTATION
     is_noisy = np.asarray(dynamics["is_noisy"].values, dtype=bool)
     trained = training_epochs(dynamics)
     aum = area_under_margin(trained["margin"])
-    ds = xr.Dataset({"learned_epoch": learned_epoch(dynamics["correct"]),
-                     "forgetting_events": forgetting_events(dynamics["correct"]),
+    observed = ~np.isnan(dynamics["loss"])  # NaN: a sample that training steps did not reach that epoch
+    ds = xr.Dataset({"learned_epoch": learned_epoch(dynamics["correct"], observed),
+                     "forgetting_events": forgetting_events(dynamics["correct"], observed),
                      **cartography(trained["loss"]).data_vars, "aum": aum})
     ds = ds.assign_coords({name: ("train_sample", dynamics[name].values)
                            for name in ("dataset_index", "label", "original_label", "is_noisy")})
