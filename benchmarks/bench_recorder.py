@@ -1,7 +1,8 @@
 """Overhead of ``actlab.Recorder`` on a user's own training loop, measured side by side in one run (prints, never
 asserts).
 
-The loop is the user's: MLP7, Adam, mini-batches of a shuffled CIFAR-shaped synthetic training set, on the CPU. It
+The loop is the user's: MLP7, Adam, mini-batches of a shuffled CIFAR-shaped synthetic training set, on the CPU (or
+``--device cuda``). It
 runs without the recorder, with it, and without it again (the two baselines averaged). With the recorder, the time
 spent inside the recorder (its creation, which records epoch 0, every ``end_epoch`` and ``close``) is also timed
 directly, and split into:
@@ -31,6 +32,7 @@ side by side with P5 of ``train=`` and with the plain loop (the same loop's tota
 printed, is noisier: it is the difference of two whole runs).
 
     python benchmarks/bench_recorder.py                     # about two minutes on 2 idle cores
+    python benchmarks/bench_recorder.py --device cuda --n-train 20000   # the same loop on a GPU
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run (default: 4)")
     parser.add_argument("--probes", type=int, default=1000, help="probe samples (default: 1000)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the loop trains (default: cpu); on cuda every "
+                                                        "timer waits for the GPU's queued work first")
     return parser.parse_args()
 
 
@@ -63,9 +67,11 @@ def user_loop(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, record
     from actlab.record import make_mlp
 
     torch.manual_seed(0)
-    model = make_mlp("mlp7", int(np.prod(x.shape[1:])), 10, args.width)
+    model = make_mlp("mlp7", int(np.prod(x.shape[1:])), 10, args.width).to(x.device)
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     inside = {"create": 0.0, "recorded": [], "other": [], "close": 0.0, "observe": [0.0] * args.epochs}
+    sync()
     start = time.perf_counter()
     rec = None
     if recorder is not None:
@@ -78,23 +84,28 @@ def user_loop(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, record
         order = torch.randperm(len(x), generator=generator)
         for first in range(0, len(x), 128):
             index = order[first:first + 128]
-            logits = model(x[index])
+            logits = model(x[index.to(x.device)])
             if observe:
+                sync()
                 tick = time.perf_counter()
-                rec.observe(index, logits, y[index])
+                rec.observe(index, logits, y[index.to(y.device)])
+                sync()
                 inside["observe"][epoch - 1] += time.perf_counter() - tick
-            loss = F.cross_entropy(logits, y[index])
+            loss = F.cross_entropy(logits, y[index.to(y.device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         if rec is not None:
+            sync()
             tick = time.perf_counter()
             rec.end_epoch(epoch)
+            sync()
             inside["recorded" if epoch in rec.schedule else "other"].append(time.perf_counter() - tick)
     if rec is not None:
         tick = time.perf_counter()
         rec.close()
         inside["close"] = time.perf_counter() - tick
+    sync()
     total = time.perf_counter() - start
     spent = inside["create"] + sum(inside["recorded"]) + sum(inside["other"]) + inside["close"] + sum(inside["observe"])
     return total, spent, inside
@@ -112,8 +123,8 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.standard_normal((args.n_train, 3, 32, 32)).astype(np.float32))
-    y = torch.from_numpy(rng.integers(0, 10, args.n_train))
+    x = torch.from_numpy(rng.standard_normal((args.n_train, 3, 32, 32)).astype(np.float32)).to(args.device)
+    y = torch.from_numpy(rng.integers(0, 10, args.n_train)).to(args.device)
     probes = np.arange(min(args.probes, args.n_train))
     work = Path(tempfile.mkdtemp(prefix="actlab-bench-recorder-"))
     try:
@@ -142,7 +153,8 @@ def main() -> None:
         o = steady(times_observe["observe"]) / args.n_train
         q_o = steady(times_observe["other"])
         p6 = (o + (q_o - q) / args.n_train) / per_sample
-        print(f"actlab.Recorder overhead: torch {torch.__version__}, {torch.get_num_threads()} threads, MLP7 width {args.width}, "
+        where = torch.cuda.get_device_name() if x.device.type == "cuda" else f"{torch.get_num_threads()} threads"
+        print(f"actlab.Recorder overhead: torch {torch.__version__}, {where}, MLP7 width {args.width}, "
               f"Adam, batch 128, {args.n_train} synthetic 3x32x32 samples, {args.epochs} epochs, {len(probes)} probes")
         print(f"    user loop without recorder (run 1 / run 4)   {base_1:7.2f} s / {base_2:.2f} s   (mean {base:.2f} s)")
         print(f"    with recorder, every epoch recorded (run 2)  {t_every:7.2f} s   ({100 * (t_every - base) / base:+.1f} % of "
