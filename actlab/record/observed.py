@@ -29,6 +29,22 @@ def _distributed() -> bool:
     return distributed.is_available() and distributed.is_initialized() and distributed.get_world_size() > 1
 
 
+def _kept(values: Any) -> torch.Tensor:
+    """A batch's indices or labels as given: on the host they stay there (a copy), so that no per-batch copy to the
+    GPU makes the training loop wait (a copy from pageable host memory synchronises the stream)."""
+    values = torch.as_tensor(values)
+    return values.clone() if values.device.type == "cpu" else values
+
+
+def _joined(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The batches' indices or labels joined on ``device``: the host ones joined there first and moved in one copy
+    (from pinned memory to a GPU, not waiting for it)."""
+    if device.type != "cpu" and all(part.device.type == "cpu" for part in parts):
+        joined = torch.cat(parts)
+        return (joined.pin_memory() if device.type == "cuda" else joined).to(device, non_blocking=True)
+    return torch.cat([part.to(device, non_blocking=True) for part in parts])
+
+
 class ObservedEpoch:
     """Per-sample outcomes of the current epoch, summed from the training step's logits.
 
@@ -60,16 +76,15 @@ class ObservedEpoch:
         :data:`FOLD_VALUES` logits and at :meth:`take`, so a batch costs a copy, not a dozen small operations."""
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise ConfigError(f"observe: logits must be a tensor (batch, class); got {getattr(logits, 'shape', type(logits).__name__)}")
-        device = self._sums.device
-        index = torch.as_tensor(index).to(device, non_blocking=True)
+        index = _kept(index)
         if index.ndim != 1 or len(index) != len(logits) or index.dtype.is_floating_point or index.dtype == torch.bool:
             raise ConfigError(f"observe: index must be integers of shape ({len(logits)},) like the logits' batch; "
                               f"got {index.dtype} {tuple(index.shape)}")
         if label is not None:
-            label = torch.as_tensor(label).to(device, non_blocking=True)
+            label = _kept(label)
             if label.shape != index.shape:
                 raise ConfigError(f"observe: label must have shape {tuple(index.shape)} like index; got {tuple(label.shape)}")
-        self._batches.append((index, logits.detach().to(device, copy=True), label))
+        self._batches.append((index, logits.detach().to(self._sums.device, copy=True), label))
         self._buffered += logits.numel()
         if self._buffered >= FOLD_VALUES:
             self._fold()
@@ -78,8 +93,9 @@ class ObservedEpoch:
         """Add the buffered batches to the per-sample sums (on the device, without waiting for it)."""
         if not self._batches:
             return
+        device = self._sums.device
         with torch.no_grad():
-            index = torch.cat([batch[0] for batch in self._batches])
+            index = _joined([batch[0] for batch in self._batches], device)
             logits = torch.cat([batch[1] for batch in self._batches])
             inside = (index >= 0) & (index < self.n_samples)
             index = torch.where(inside, index, torch.zeros_like(index))
@@ -92,7 +108,7 @@ class ObservedEpoch:
             if checked:
                 starts = np.cumsum([0] + [len(batch[0]) for batch in self._batches])
                 rows_checked = torch.cat([torch.arange(starts[i], starts[i + 1], device=index.device) for i, _ in checked])
-                label = torch.cat([label for _, label in checked])
+                label = _joined([label for _, label in checked], device)
                 self._problems[1] += ((label != assigned[rows_checked]) & inside[rows_checked]).sum()
         self._batches, self._buffered = [], 0
 
