@@ -235,19 +235,20 @@ def separation_from_means(means: xr.DataArray, halves: xr.DataArray | None = Non
         the first epoch (the initialisation when it is 0).
     """
     counts = means["count"]
-    out = xr.Dataset(coords={"epoch": means["epoch"], "class": means["class"]})
+    variables = {}  # one Dataset made from them all: an assignment per variable aligns and copies each time
     for name, (a, b, description) in PAIRS.items():
         cos = xr.apply_ufunc(
             blocks.cosine, means.sel(grouping=a, drop=True), means.sel(grouping=b, drop=True),
             input_core_dims=[["unit"], ["unit"]], dask="parallelized", output_dtypes=[np.float64],
-        )
-        out[name] = cos.drop_vars("count", errors="ignore").assign_attrs(
-            long_name=f"cosine similarity, {description}", units="1")
-        out[f"{name}_mean"] = out[name].mean("class", skipna=True).assign_attrs(
+        ).drop_vars("count", errors="ignore")
+        variables[name] = cos.assign_attrs(long_name=f"cosine similarity, {description}", units="1")
+        variables[f"{name}_mean"] = cos.mean("class", skipna=True).assign_attrs(
             long_name=f"mean over classes of {name}", units="1")
-    out["count"] = counts.drop_vars("count", errors="ignore").assign_attrs(long_name="samples per grouping and class")
+    variables["count"] = counts.drop_vars("count", errors="ignore").assign_attrs(
+        long_name="samples per grouping and class")
     if halves is not None:
-        out = out.merge(noise_floor(halves))
+        variables.update(noise_floor(halves).data_vars)
+    out = xr.Dataset(variables, coords={"epoch": means["epoch"], "class": means["class"]})
     out.attrs["warnings"] = empty_class_warnings(counts.values, means.attrs.get("layer"))
     out.attrs["first_epoch"] = int(means["epoch"].values[0])
     return out
