@@ -184,3 +184,18 @@ def test_overwrite_killed_at_each_rename_never_mixes_two_recordings(old_ensemble
     assert run_cli("record", "--resume", folder, "--no-progress")[0] == 0
     assert set(recordings(folder)[1].values()) == {(marker_id, NEW_LR)}
     assert [open_store(replica).attrs["status"] for replica in ensemble_replicas(location(folder))] == ["complete"] * 2
+
+
+def test_a_marker_without_ensemble_id_is_read_as_before_and_a_damaged_one_is_refused(old_ensemble, tmp_path):
+    """A marker written before ensembles had an id (no ``ensemble_id``, no digest) lists its replicas unchecked, as
+    before; one whose ``ensemble_id`` is not a string is refused in one line, never compared."""
+    folder = tmp_path / "older"
+    shutil.copytree(old_ensemble, folder)
+    marker = json.loads((folder / ".actlab.json").read_text())
+    older = {key: value for key, value in marker.items() if key not in ("ensemble_id", "actlab_digest")}
+    (folder / ".actlab.json").write_text(json.dumps(older))
+    assert ensemble_replicas(location(folder)) == [folder / f"seed{seed}" for seed in SEEDS]
+    (folder / ".actlab.json").write_text(json.dumps({**older, "ensemble_id": 7}))
+    code, _, err = run_cli("analyze", folder, "--no-progress")
+    assert code == 2 and err == (f"actlab: error: {folder / '.actlab.json'} names the ensemble_id 7, not an id; the "
+                                 f"ensemble marker is damaged: record the ensemble again with --out {folder} --overwrite\n")
