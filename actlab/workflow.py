@@ -431,10 +431,69 @@ def analyze_to_dir(
 
 def ensemble_replicas(where: Location) -> list[Path]:
     """The replica run folders of the ensemble folder at ``where`` (:func:`actlab.location.location`); empty for a
-    single run or a URL."""
+    single run or a URL.
+
+    Raises
+    ------
+    StoreError
+        The marker is damaged, or the replicas are not all of the recording the marker names
+        (:func:`check_one_ensemble`).
+    """
     from actlab.files import replica_dirs
 
-    return [] if is_remote(where) else replica_dirs(where)
+    if is_remote(where):
+        return []
+    replicas = replica_dirs(where)
+    if replicas:
+        check_one_ensemble(where, replicas)
+    return replicas
+
+
+def check_one_ensemble(where: Path, replicas: Sequence[Path]) -> None:
+    """Refuse an ensemble folder whose replicas are not all of the recording its marker names.
+
+    ``actlab record --seeds ... --overwrite`` replaces the replicas of an ensemble one after the other, under a
+    new ``ensemble_id`` written into the ensemble's marker first; each replica's store records the id of the
+    recording that wrote it (``config.resolved.ensemble.id``). A replacement killed part-way leaves replicas of
+    both recordings (or the old ones under the new marker), which an analysis would silently mix. Every replica
+    with a store must carry the marker's ``ensemble_id``; a replica without a store is refused as well. A marker
+    without ``ensemble_id`` (written before ensembles had one) is read as before: nothing to compare.
+
+    Parameters
+    ----------
+    where : Path
+        The ensemble folder.
+    replicas : sequence of Path
+        Its replica folders (:func:`actlab.files.replica_dirs`).
+
+    Raises
+    ------
+    StoreError
+        One line naming the replicas that are not of the marker's recording, and the way to finish the ensemble.
+    """
+    from actlab.errors import StoreError, clipped_repr
+    from actlab.files import MARKER_FILENAME, read_marker
+    from actlab.store import read_attrs, recorded_ensemble_id, store_path
+
+    marker = read_marker(where)
+    if "ensemble_id" not in marker:
+        return
+    ensemble_id = marker["ensemble_id"]
+    if not isinstance(ensemble_id, str) or not ensemble_id:
+        raise StoreError(f"{where / MARKER_FILENAME} names the ensemble_id {clipped_repr(ensemble_id)}, not an id; the "
+                         f"ensemble marker is damaged: record the ensemble again with --out {where} --overwrite")
+    absent = [replica.name for replica in replicas if not store_path(replica).is_dir()]
+    others = [replica.name for replica in replicas
+              if replica.name not in absent and recorded_ensemble_id(read_attrs(replica)) != ensemble_id]
+    finish = f"finish with 'actlab record --resume {where}' or record it again with --overwrite"
+    if others:
+        ours = [replica.name for replica in replicas if replica.name not in absent and replica.name not in others]
+        detail = f"{', '.join(others)} of another than its marker names" + (f", {', '.join(ours)} of it" if ours else "")
+        raise StoreError(f"{where} mixes replicas of two recordings ({detail}; a replacement was stopped part-way); "
+                         f"{finish}")
+    if absent:
+        raise StoreError(f"{where} lacks the stores of the replicas {', '.join(absent)} (a recording was stopped before "
+                         f"they were made); {finish}")
 
 
 def seeds_summary(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -7,15 +7,20 @@ compares it bit for bit with an uninterrupted reference run (metrics but wall_ti
 
 The same for ensembles (``--seeds 0-1``, killed at injected calls), and for ``--overwrite`` of a complete run
 and of a complete ensemble recorded with another learning rate, killed at an injected rename (``os.replace``):
-the folder must then hold the old recording intact or the new one (never a mix of replicas of both), which
-``record --overwrite`` again or ``record --resume`` finishes. The number of calls of each kind in one
+the folder must then hold the old recording intact or the new one, which ``record --overwrite`` again or
+``record --resume`` finishes; an ensemble may also hold replicas of both recordings (killed between two replicas),
+or replicas of another recording than its marker names: ``actlab analyze`` must then refuse it in one line (exit
+code 2) instead of analysing it, and ``record --resume``, as that line advises, finishes it.
+``--overwrite-first N`` draws the killed rename among the first N renames of the ``--overwrite`` (those of the
+replacement itself come first: the new stores are built and swapped in before training starts). The number of calls of each kind in one
 uninterrupted recording of each configuration is counted first (``ACTLAB_TEST_CRASH_LOG``), and the injected
 call is drawn from it.
 
 Usage::
 
     PYTHONPATH=. python benchmarks/stress_crash.py [--random 16] [--injected 24] [--twice 8] [--enospc 16]
-                                                   [--ensemble 8] [--overwrite 8] [--ensemble-overwrite 8] [--seed 0]
+                                                   [--ensemble 8] [--overwrite 8] [--ensemble-overwrite 8]
+                                                   [--overwrite-first N] [--seed 0]
 
 The defaults take about ten minutes on two shared cores.
 """
@@ -84,6 +89,22 @@ def learning_rates(run: Path) -> list[float | None]:
     return found
 
 
+def of_its_marker(ensemble: Path) -> bool:
+    """Whether every replica's store records the ensemble id its ensemble's marker names (read here from the JSON
+    files, not by actlab's reader); False for a replica without a readable store."""
+    def read(path: Path) -> dict:
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    marked = read(ensemble / ".actlab.json").get("ensemble_id")
+    ids = [read(store_path(folder) / "zarr.json").get("attributes", {}).get("config", {}).get("resolved", {})
+           .get("ensemble", {}).get("id") for folder in replicas(ensemble)]
+    return ids == [marked] * len(ids)
+
+
 def same_run(run: Path, ref: Path) -> bool:
     try:
         view, full = open_store(run), open_store(ref)
@@ -124,8 +145,9 @@ def opens(run: Path) -> bool:
 
 class Stress:
     def __init__(self, server: crashing_actlab.Server, root: Path, references: dict[str, Path], calls: dict[str, Counter],
-                 rng: random.Random) -> None:
+                 rng: random.Random, overwrite_first: int | None = None) -> None:
         self.server, self.root, self.references, self.calls, self.rng = server, root, references, calls, rng
+        self.overwrite_first = overwrite_first
         self.reference = references["run"]
         self.count = 0
         self.problems: list[str] = []
@@ -136,10 +158,11 @@ class Stress:
         self.what = ""
         return self.root / f"run{self.count}"
 
-    def injected(self, config: str = "run", kinds: tuple[str, ...] | None = None) -> str:
+    def injected(self, config: str = "run", kinds: tuple[str, ...] | None = None, first: int | None = None) -> str:
+        """A crash spec at a random call of one of ``kinds`` in the recording ``config``, among its ``first`` calls."""
         calls = self.calls[config]
         kind = self.rng.choice([k for k in (kinds or crashing_actlab.KINDS) if calls[k]])
-        spec = f"{kind}:{self.rng.randint(1, calls[kind])}"
+        spec = f"{kind}:{self.rng.randint(1, min(calls[kind], first or calls[kind]))}"
         self.what = f"{self.what} then {spec}" if self.what.startswith("+") else f"{config} {spec}"
         return spec
 
@@ -205,16 +228,30 @@ class Stress:
         extra = ENSEMBLE if config == "ensemble" else []
         shutil.copytree(self.references[f"old {config}"], run, symlinks=True)
         argv = ["record", *ARGS, *extra, "--out", str(run), "--overwrite"]
-        result = self.server.run(argv, f"{self.injected(f'overwrite {config}', ('replace',))}:kill")
+        result = self.server.run(argv, f"{self.injected(f'overwrite {config}', ('replace',), self.overwrite_first)}:kill")
         tally["trials"] += 1
         tally["killed"] += result.returncode == -signal.SIGKILL
         rates = learning_rates(run)
         old_lr, new_lr = float(OLD[1]), 1e-4
+        refused = False
+        if config == "ensemble" and not of_its_marker(run):
+            tally["replicas not all of the marker's"] += 1
+            analyzed = self.server.run(["analyze", str(run), "--no-progress", "--format", "png"])
+            lines = [line for line in analyzed.stderr.splitlines() if line.startswith("actlab: error:")]
+            refused = (analyzed.returncode == 2 and len(lines) == 1 and "Traceback" not in analyzed.stderr
+                       and any(reason in lines[0] for reason in ("mixes replicas of two recordings", "lacks the stores")))
+            tally["  analyze refused them in one line"] += refused
+            if not refused:
+                self.problems.append(f"{self.what}: analyze of replicas not of the marker's recording exited "
+                                     f"{analyzed.returncode}: {analyzed.stderr.strip()[-300:]}")
         if rates == [old_lr] * len(rates) and same_recording(run, self.references[f"old {config}"]):
             tally["old recording intact"] += 1
             finished = self.server.run(argv)
         elif rates == [new_lr] * len(rates):
             tally["new recording in place"] += 1
+            finished = self.server.run(["record", "--resume", str(run), "--no-progress"])
+        elif refused:
+            tally["a mix, finished by --resume"] += 1
             finished = self.server.run(["record", "--resume", str(run), "--no-progress"])
         else:
             self.problems.append(f"{self.what}: neither the old nor the new recording whole (lr {rates})")
@@ -259,6 +296,8 @@ def main() -> None:
     parser.add_argument("--overwrite", type=int, default=8, help="--overwrite of a run killed at a random rename (default: 8)")
     parser.add_argument("--ensemble-overwrite", type=int, default=8,
                         help="--overwrite of an ensemble killed at a random rename (default: 8)")
+    parser.add_argument("--overwrite-first", type=int, default=None, metavar="N",
+                        help="draw the killed rename of an --overwrite among its first N renames (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -286,7 +325,7 @@ def main() -> None:
                  "overwrite ensemble": count_calls(
                      server, ["record", *ARGS, *ENSEMBLE, "--out", str(counting / "ensemble"), "--overwrite"], counting,
                      before=["record", *ARGS, *OLD, *ENSEMBLE, "--out", str(counting / "ensemble"), "--overwrite"])}
-        stress = Stress(server, root, references, calls, rng)
+        stress = Stress(server, root, references, calls, rng, overwrite_first=args.overwrite_first)
         tallies: dict[str, Counter] = {}
         for name, count, trial in (("random-time kills", args.random, lambda t: stress.random_kill(t, duration)),
                                    ("kills at injected calls", args.injected, stress.injected_kill),
@@ -301,7 +340,8 @@ def main() -> None:
             for _ in range(count):
                 trial(tally)
         print(f"stress_crash: seed {args.seed}, one uninterrupted run {duration:.1f} s, "
-              f"total {time.perf_counter() - t0:.0f} s")
+              + (f"--overwrite killed among its first {args.overwrite_first} renames, " if args.overwrite_first else "")
+              + f"total {time.perf_counter() - t0:.0f} s")
         for config, counted in calls.items():
             print(f"calls in one uninterrupted recording ({config}): "
                   + ", ".join(f"{kind} {counted[kind]}" for kind in crashing_actlab.KINDS))

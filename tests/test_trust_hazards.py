@@ -383,6 +383,12 @@ def test_overwrite_killed_between_replicas_is_finished_by_resume(sources, tmp_pa
     assert killed.returncode == -9, killed.stderr
     new_id = json.loads((ensemble / MARKER_FILENAME).read_text())["ensemble_id"]
     assert replica_state(ensemble) == [(0.001, new_id, "recording"), (1e-4, old_id, "complete")]  # the mix
+    capsys.readouterr()
+    assert main(["analyze", str(ensemble), "--no-progress"]) == 2  # refused, not findings over two recordings
+    err = capsys.readouterr().err
+    assert err == (f"actlab: error: {ensemble} mixes replicas of two recordings (seed1 of another than its marker "
+                   f"names, seed0 of it; a replacement was stopped part-way); finish with "
+                   f"'actlab record --resume {ensemble}' or record it again with --overwrite\n")
     assert main(["record", "--resume", str(ensemble), "--no-progress"]) == 0
     assert "recording all of them anew" in capsys.readouterr().err
     assert replica_state(ensemble) == [(0.001, new_id, "complete")] * 2

@@ -84,6 +84,7 @@ from actlab.store import (
     RunWriter,
     missing_epochs,
     read_attrs,
+    recorded_ensemble_id,
 )
 
 
@@ -384,7 +385,7 @@ def resume_ensemble(run_dir: Path, *, model: str | None = None, device: str | No
     attrs = [_replica_attrs(replica.run_dir) for replica in replicas]
     # every replica not of the marker's recording (stopped before its store existed, or left by a replacement that
     # was stopped between replicas): the marker names the ensemble to finish, so all its replicas are made anew
-    replace = any(a is None or _ensemble_id(a) != ensemble_id for a in attrs)
+    replace = any(a is None or recorded_ensemble_id(a) != ensemble_id for a in attrs)
     if not replace and all(a.get("status") == STATUS_COMPLETE and not any(missing_epochs(replica.run_dir))
                            for a, replica in zip(attrs, replicas)):
         print(f"actlab record: {run_dir} is already complete; nothing to resume", file=sys.stderr)
@@ -431,13 +432,6 @@ def _replica_attrs(run_dir: Path) -> dict[str, Any] | None:
     if not (run_dir / STORE_DIRNAME).is_dir():
         return None
     return read_attrs(run_dir)
-
-
-def _ensemble_id(attrs: dict[str, Any]) -> str | None:
-    """The id of the ensemble recording a replica's store belongs to (``config.resolved.ensemble.id``)."""
-    resolved = attrs.get("config", {}).get("resolved")
-    ensemble = resolved.get("ensemble") if isinstance(resolved, dict) else None
-    return ensemble.get("id") if isinstance(ensemble, dict) else None
 
 
 def _create_replicas(config: RecordConfig, replicas: Sequence[RecordConfig], data: Sequence[PreparedData],

@@ -34,6 +34,7 @@ from actlab.store.reader import (
     open_store,
     read_attrs,
     replaced_error,
+    recorded_ensemble_id,
     recorded_run_id,
     store_folder_id,
     store_identity,
@@ -92,6 +93,7 @@ __all__ = [
     "breach_error", "check_schema", "committed_state_digest", "creating_error", "damage_error", "damaged_chunks",
     "default_compressors", "digested_arrays", "exception_line", "for_reading", "layer_array_name", "layer_dims",
     "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
-    "parameter_spec_problem", "read_attrs", "read_pipeline", "recorded_run_id", "replaced_error", "store_folder_id",
-    "store_identity", "store_location", "store_path", "user_metric_problem", "digest_mismatch", "layer_shard_digests",
+    "parameter_spec_problem", "read_attrs", "read_pipeline", "recorded_ensemble_id", "recorded_run_id",
+    "replaced_error", "store_folder_id", "store_identity", "store_location", "store_path", "user_metric_problem",
+    "digest_mismatch", "layer_shard_digests",
 ]

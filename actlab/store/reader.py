@@ -119,6 +119,16 @@ def recorded_run_id(attrs: Mapping[str, Any]) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def recorded_ensemble_id(attrs: Mapping[str, Any]) -> str | None:
+    """The id of the ensemble recording a replica's store belongs to (``config.resolved.ensemble.id``, the
+    ``ensemble_id`` of the ensemble's marker when it wrote the store); None for a single run or a store without it."""
+    config = attrs.get("config")
+    resolved = config.get("resolved") if isinstance(config, Mapping) else None
+    ensemble = resolved.get("ensemble") if isinstance(resolved, Mapping) else None
+    found = ensemble.get("id") if isinstance(ensemble, Mapping) else None
+    return found if isinstance(found, str) else None
+
+
 def replaced_error(run_dir: str | os.PathLike) -> StoreError:
     """The error of a read from a run whose store was replaced since the run was opened."""
     return StoreError(f"{run_dir} was replaced by another recording while it was read; analyse it again")
