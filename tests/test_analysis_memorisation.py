@@ -232,3 +232,105 @@ def test_a_run_without_trajectories_skips_the_joined_analysis_in_one_line():
     summary = with_memorisation({"skipped": {"dynamics": "no trajectories"}, "errors": {}}, None, results)
     assert summary["skipped"] == {"dynamics": "no trajectories", "memorisation": "no trajectories"}
     assert "memorisation" not in summary and summary["errors"] == {}
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """Three runs compared with ``--extra memorisation``: ``apart`` (late-memorised probes separate in hidden1) and
+    ``null`` analysed first with ``actlab analyze --extra memorisation`` (the single-run answer; compare reuses their
+    saved analyses), and ``plain`` without per-sample trajectories."""
+    from cli_runner import run_cli
+
+    root = tmp_path_factory.mktemp("compare")
+    planted = {"apart": planted_run(root / "apart", dynamics=True, late_apart=True),
+               "null": planted_run(root / "null", dynamics=True, seed=1),
+               "plain": planted_run(root / "plain", seed=2)}
+    single = {}
+    for name in ("apart", "null"):
+        code, _, err = run_cli("analyze", planted[name].run_dir, "--no-progress", "--format", "png", "--extra",
+                               "memorisation")
+        assert code == 0, err
+        single[name] = json.loads((planted[name].run_dir / "analysis" / "summary.json").read_text())
+    code, out, err = run_cli("compare", *(planted[name].run_dir for name in planted), "--out", root / "out",
+                             "--no-progress", "--no-cka", "--format", "png", "--extra", "memorisation")
+    assert code == 0, err
+    return {"planted": planted, "single": single, "out": root / "out", "stdout": out, "stderr": err}
+
+
+def test_compare_tables_give_each_runs_own_joined_analysis(compared):
+    """Every row of the comparison's two tables is the run's own ``analyze --extra memorisation`` at that layer: the
+    same numbers and the words of its finding; the early/late counts are those of the planted learned epochs."""
+    from actlab.workflow import COMPARE_MEMORISATION_HEADER
+
+    summary = json.loads((compared["out"] / "summary.json").read_text())
+    tables = {title: rows for title, header, rows in
+              [(t, h, r) for t, h, r in _report_tables(compared) if h == COMPARE_MEMORISATION_HEADER]}
+    assert len(tables) == 2 and "memorisation" not in summary["plain"]
+    for (title, rows), statistic in zip(tables.items(), ("separation", "split")):
+        assert {row[0] for row in rows} == {"apart", "null"}, title
+        for row in rows:
+            name, layer = row[0], row[2]
+            own = compared["single"][name]["memorisation"]
+            assert summary[name]["memorisation"] == own  # the same analysis, not a recomputation that differs
+            at = own["by_layer"][layer]
+            words = {f.name: f.value for f in findings_from_summary(compared["single"][name])}
+            separation, split = words[f"noisy probes memorised early vs late, {layer}"].split("; path split: ")
+            assert row[7] == {"separation": separation.removeprefix("separation: "), "split": split}[statistic]
+            assert row[6] == f"{at[f'{statistic}_epochs_rejected']} of {at[f'{statistic}_epochs_tested']}"
+            assert row[4].startswith(f"{at[f'{statistic}_difference']:.3g} (")
+            # the halves by hand: the planted learned epoch of each noisy probe, split at their median
+            planted = compared["planted"][name]
+            noisy = planted.probes.group == 1
+            epochs = planted.dynamics.learned[np.flatnonzero(noisy)]
+            epochs = epochs[np.isfinite(epochs)]
+            late = int((epochs > np.median(epochs)).sum())
+            assert row[3] == f"{len(epochs) - late} / {late}"
+    apart = {row[2]: row for row in tables[next(iter(tables))] if row[0] == "apart"}
+    assert int(apart["hidden1"][6].split()[0]) >= 3  # epochs 0-20 reject (the store test above)
+    assert "plain: memorisation skipped:" in compared["stderr"]
+
+
+def _report_tables(compared) -> list:
+    """The comparison's memorisation tables, built from the summary.json it wrote; each title printed and in the
+    report, with every row's cells in the report."""
+    from actlab.workflow import compare_memorisation_tables
+
+    summary = json.loads((compared["out"] / "summary.json").read_text())
+    tables = compare_memorisation_tables(summary)
+    report = (compared["out"] / "report.html").read_text()
+    for title, _, rows in tables:
+        assert title in compared["stdout"] and title in report
+        for row in rows:
+            assert all(f">{cell}<" in report for cell in row[2:]), row
+    return tables
+
+
+def test_compare_saves_the_joined_results_and_they_read_back(compared):
+    """``results.zarr`` of the comparison holds ``/memorisation/<run>`` for each run with trajectories, equal to
+    :func:`memorisation.with_memorisation` of that run's saved analysis, which it leaves unchanged."""
+    from actlab.analysis import load_results
+
+    saved = load_results(compared["out"] / "results.zarr")["memorisation"]
+    assert saved.attrs["runs"] == ["apart", "null"] and list(saved.children) == ["apart", "null"]
+    for name in ("apart", "null"):
+        run_dir = compared["planted"][name].run_dir
+        results = load_results(run_dir / "analysis" / "results.zarr")
+        before = (list(results.children), dict(results.attrs))
+        tree = memorisation.with_memorisation(results, open_run(run_dir))
+        assert (list(results.children), dict(results.attrs)) == before and "memorisation" in tree.children
+        expected = tree["memorisation"].to_dataset(inherit=False)
+        got = saved[name].to_dataset(inherit=False)
+        assert got.attrs.pop("run") == name
+        xr.testing.assert_allclose(got, expected)
+        assert set(got.data_vars) == set(expected.data_vars) and got.attrs["n_late"] == expected.attrs["n_late"]
+
+
+def test_compare_refuses_an_extra_it_does_not_offer(tmp_path):
+    from cli_runner import run_cli
+
+    for extra in ("probes", "memorisation,cka", "memorization"):
+        code, out, err = run_cli("compare", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "out", "--extra", extra)
+        assert code == 2 and out == ""
+        assert len(err.strip().splitlines()) == 1 and err.startswith("actlab: error: compare --extra names"), err
+        assert extra.split(",")[-1] in err
+    assert not (tmp_path / "out").exists()
