@@ -366,7 +366,8 @@ def memorisation_tree(results_by_run: Mapping[str, Any]) -> Any:
     -------
     xr.DataTree
         A child's name is the run's name with ``/`` read as ``_`` (and ``-2``, ``-3``, ... added where two would
-        clash); its attrs ``run`` give the name itself. ``/memorisation`` attrs ``runs``: the child names in order.
+        clash); its attrs ``run`` give the name itself. ``/memorisation`` attrs ``runs``: the child names in the
+        order of the runs (a zarr group lists its children by name).
         No child when no run has the analysis.
     """
     import xarray as xr
@@ -817,6 +818,13 @@ def compare_to_dir(
          "AUC of the area-under-the-margin ranking against the known noisy labels, one dot per seed and the median as a "
          "bar, with each seed's 95th percentile of the permutation null (grey crosses); 0.5 (dotted) is chance.",
          plots.plot_compare_dynamics, "dynamics"),
+        *([("compare_memorisation", "Noisy probes memorised early vs late per run",
+            "Left: the clean-noisy class-mean cosine of the noisy probes memorised early minus that of those memorised "
+            "late; right: the path split with the late-memorised noisy signal minus that with the early one; per layer "
+            "at each run's last recorded epoch, one line per run (an ensemble: the median over its seeds). The band in "
+            "the run's colour holds 95 % of the difference with the early/late labels permuted: a line outside its band "
+            "is a difference the memorisation epoch explains (the tables give p, q and the verdict).",
+            plots.plot_compare_memorisation, "memorisation")] if memorisation else []),
     ):
         usable = {name: results_by_run[name] for name, rs in every_results.items() if all(needed in r.children for r in rs)}
         if not usable:

@@ -61,7 +61,8 @@ examples:
   actlab compare s3://bucket/runs/mlp7 runs/mlp7-local --scheduler local:2
   actlab compare runs/mlp7 runs/mlp5 --extra memorisation
                        also the noisy probes memorised early vs late in every run (every seed
-                       of an ensemble): a table per run and layer, results.zarr/memorisation
+                       of an ensemble): tables per run and layer, a figure with the null's band,
+                       results.zarr/memorisation
 
 what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
   report.html          one self-contained report: comparison table of the headline findings,
