@@ -307,6 +307,93 @@ def compare_dynamics_tables(summaries: Mapping[str, Mapping[str, Any]]) -> list[
             ("Sample dynamics: learned (clean) and memorised (noisy) epochs, per run", COMPARE_LEARNED_HEADER, learned_rows)]
 
 
+COMPARE_MEMORISATION_HEADER = ["run", "seeds", "layer", "memorised early / late", "difference (null mean)", "p / q",
+                               "epochs rejected", "verdict"]
+"""Columns of the two tables of :func:`compare_memorisation_tables`."""
+
+
+def compare_memorisation_tables(summaries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The comparison report's tables of the joined analysis (noisy probes memorised early against late): one for the
+    separation and one for the path split, a row per run and layer.
+
+    Parameters
+    ----------
+    summaries : mapping of run name -> summary
+        Each with the key ``memorisation`` of :func:`memorisation_section` where the analysis ran (an ensemble: its
+        seeds' sections condensed by :func:`seeds_summary`); runs without it give no row.
+
+    Returns
+    -------
+    list of (title, header, rows)
+        Rows of :data:`COMPARE_MEMORISATION_HEADER`, at each run's last recorded epoch: the numbers of early and late
+        memorised noisy probes, the difference with its null's mean, the permutation p-value and the
+        Benjamini-Hochberg q-value, the epochs where the test rejects of those tested, and the verdict in the words of
+        the single-run finding (:func:`actlab.findings.memorised_words`, from the same decision). Empty when no run
+        has the section.
+    """
+    from actlab.findings import memorised_words
+
+    tables = []
+    for statistic, topic in (("separation", "clean-noisy separation"), ("split", "path split")):
+        rows = []
+        for name, summary in summaries.items():
+            found = summary.get("memorisation")
+            if not found:
+                continue
+            for layer, at in (found.get("by_layer") or {}).items():
+                rows.append([
+                    name, str(summary.get("n_seeds", 1)), layer, f"{fmt(found.get('n_early'))} / {fmt(found.get('n_late'))}",
+                    f"{fmt(at.get(f'{statistic}_difference'))} ({fmt(at.get(f'{statistic}_null_mean'))})",
+                    f"{fmt_p(at.get(f'{statistic}_p_value'), found.get('n_permutations'))} / "
+                    f"q = {fmt(at.get(f'{statistic}_q_value'), '.2g')}",
+                    f"{fmt(at.get(f'{statistic}_epochs_rejected'))} of {fmt(at.get(f'{statistic}_epochs_tested'))}",
+                    memorised_words(at.get(f"{statistic}_direction"), statistic)])
+        if rows:
+            tables.append((f"Noisy probes memorised early vs late: {topic}, per run and layer (last recorded epoch)",
+                           COMPARE_MEMORISATION_HEADER, rows))
+    return tables
+
+
+def memorisation_tree(results_by_run: Mapping[str, Any]) -> Any:
+    """The ``results.zarr`` of a comparison: node ``/memorisation`` with one child per run that has the joined
+    analysis (:func:`actlab.analysis.memorisation.with_memorisation`), an ensemble's child with one child per seed.
+
+    Parameters
+    ----------
+    results_by_run : mapping of run name -> results tree, or list of (seed name, results tree) for an ensemble
+
+    Returns
+    -------
+    xr.DataTree
+        A child's name is the run's name with ``/`` read as ``_`` (and ``-2``, ``-3``, ... added where two would
+        clash); its attrs ``run`` give the name itself. ``/memorisation`` attrs ``runs``: the child names in the
+        order of the runs (a zarr group lists its children by name).
+        No child when no run has the analysis.
+    """
+    import xarray as xr
+
+    from actlab.analysis.memorisation import NODE
+
+    children: dict[str, Any] = {}
+    for name, found in results_by_run.items():
+        seeds = found if isinstance(found, list) else [(None, found)]
+        nodes = {seed: results[NODE].to_dataset(inherit=False) for seed, results in seeds if NODE in results.children}
+        if not nodes:
+            continue
+        key = base = name.replace("/", "_")
+        count = 1
+        while key in children:
+            count += 1
+            key = f"{base}-{count}"
+        if None in nodes:
+            children[key] = xr.DataTree(nodes[None].assign_attrs(run=name))
+        else:
+            children[key] = xr.DataTree(xr.Dataset(attrs={"run": name, "seeds": list(nodes)}),
+                                        children={seed: xr.DataTree(ds.assign_attrs(run=name, seed=seed))
+                                                  for seed, ds in nodes.items()})
+    return xr.DataTree(children={NODE: xr.DataTree(xr.Dataset(attrs={"runs": list(children)}), children=children)})
+
+
 def analysis_warnings(results: Any) -> list[str]:
     """The ``warnings`` attrs of every results node, prefixed with the node name."""
     notes = []
@@ -320,16 +407,25 @@ def with_memorisation(summary: Mapping[str, Any], run: Any, results: Any) -> dic
     """``summary`` with the joined analysis of the run: key ``memorisation``
     (:func:`actlab.analysis.memorisation.memorisation_summary` of the learned epochs in ``results``), or the reason
     it is missing under ``skipped`` (no ``dynamics`` node) or ``errors`` (it failed)."""
-    from actlab.analysis.memorisation import memorisation_analysis, memorisation_summary
+    from actlab.analysis.memorisation import with_memorisation as joined
 
-    if "dynamics" not in results.children:
-        why = dict(results.attrs.get("skipped", {})).get("dynamics", "the results have no sample dynamics")
-        return {**summary, "skipped": {**dict(summary.get("skipped") or {}), "memorisation": why}}
-    try:
-        found = memorisation_analysis(run, results["dynamics"]["learned_epoch"])
-    except Exception as exc:  # isolate: the rest of the report stands
-        return {**summary, "errors": {**dict(summary.get("errors") or {}), "memorisation": f"{type(exc).__name__}: {exc}"}}
-    return {**summary, "memorisation": memorisation_summary(found)}
+    return memorisation_section(summary, joined(results, run))
+
+
+def memorisation_section(summary: Mapping[str, Any], results: Any) -> dict[str, Any]:
+    """``summary`` with key ``memorisation`` read from the ``memorisation`` node of ``results``
+    (:func:`actlab.analysis.memorisation.with_memorisation`), or with the reason it is missing copied from the root
+    attrs ``skipped`` / ``errors`` of ``results``; ``summary`` itself is not changed."""
+    from actlab.analysis.memorisation import NODE, memorisation_summary
+
+    if NODE in results.children:
+        return {**summary, NODE: memorisation_summary(results[NODE].to_dataset(inherit=False))}
+    out = dict(summary)
+    for key in ("skipped", "errors"):
+        why = dict(results.attrs.get(key, {})).get(NODE)
+        if why is not None:
+            out[key] = {**dict(summary.get(key) or {}), NODE: why}
+    return out
 
 
 def analyze_to_dir(
@@ -672,6 +768,7 @@ def compare_to_dir(
     scheduler: str | None = None,
     log_x: bool | None = None,
     cka: bool = True,
+    memorisation: bool = False,
 ) -> AnalysisOutput:
     """Put several runs side by side: comparison table, overlaid test curves, separation per run, and the
     debiased linear CKA of each run with the first (:func:`cka_between_runs`).
@@ -692,14 +789,23 @@ def compare_to_dir(
         As for :func:`analyze_to_dir`.
     cka : bool
         Compute the CKA between runs (reads every activation block of each run once more).
+    memorisation : bool
+        Also the joined analysis of the noisy probes memorised early against late in every run (every seed of an
+        ensemble), :func:`actlab.analysis.memorisation.with_memorisation`: its tables in the report
+        (:func:`compare_memorisation_tables`), each run's ``memorisation`` key in ``summary.json`` (as
+        :func:`analyze_to_dir` gives it), and the results in ``results.zarr`` (:func:`memorisation_tree`); a run
+        without per-sample trajectories gets one note saying so. It reads every activation block once more.
 
     Returns
     -------
     AnalysisOutput
-        ``summary`` maps run name -> per-run summary; ``results`` maps run name -> results.
+        ``summary`` maps run name -> per-run summary; ``results`` maps run name -> results (an ensemble: a list,
+        one per seed), with node ``memorisation`` when asked for.
     """
     from actlab import plots
     from actlab.analysis import analyze, open_run, summary as summarize
+    from actlab.analysis.memorisation import with_memorisation as joined
+    from actlab.analysis.pipeline import write_results
     from actlab.errors import ConfigError
 
     formats = parse_formats(formats)
@@ -732,13 +838,16 @@ def compare_to_dir(
                     results = analyze(run, progress=progress, scheduler=address)
                 else:
                     reused.append(basename(run.path) if groups[i] else name)
+                if memorisation:
+                    results = joined(results, run)
                 replica_results.append(results)
+            replica_summaries = [memorisation_section(summarize(r), r) for r in replica_results]
             if groups[i]:
                 results_by_run[name] = replica_results
-                summaries[name] = seeds_summary({basename(run.path): summarize(r) for run, r in zip(runs, replica_results)})
+                summaries[name] = seeds_summary({basename(run.path): found for run, found in zip(runs, replica_summaries)})
             else:
                 results_by_run[name] = replica_results[0]
-                summaries[name] = summarize(replica_results[0])
+                summaries[name] = replica_summaries[0]
     every_results = {name: [r] if not isinstance(r, list) else r for name, r in results_by_run.items()}
     if log_x is None:
         log_x = any(_use_log_x(r.attrs.get("epochs", [])) for rs in every_results.values() for r in rs)
@@ -768,6 +877,13 @@ def compare_to_dir(
          "AUC of the area-under-the-margin ranking against the known noisy labels, one dot per seed and the median as a "
          "bar, with each seed's 95th percentile of the permutation null (grey crosses); 0.5 (dotted) is chance.",
          plots.plot_compare_dynamics, "dynamics"),
+        *([("compare_memorisation", "Noisy probes memorised early vs late per run",
+            "Left: the clean-noisy class-mean cosine of the noisy probes memorised early minus that of those memorised "
+            "late; right: the path split with the late-memorised noisy signal minus that with the early one; per layer "
+            "at each run's last recorded epoch, one line per run (an ensemble: the median over its seeds). The band in "
+            "the run's colour holds 95 % of the difference with the early/late labels permuted: a line outside its band "
+            "is a difference the memorisation epoch explains (the tables give p, q and the verdict).",
+            plots.plot_compare_memorisation, "memorisation")] if memorisation else []),
     ):
         usable = {name: results_by_run[name] for name, rs in every_results.items() if all(needed in r.children for r in rs)}
         if not usable:
@@ -784,6 +900,9 @@ def compare_to_dir(
             drawn.append(cka_between_figure(between, names[0], "run"))
         except Exception as exc:  # one figure must not cost the others
             failures["figure cka_between_runs"] = f"{type(exc).__name__}: {exc}"
+    memorisation_notes = [f"{name}{': ' + basename(run.path) if groups[i] else ''}: memorisation skipped: {why}"
+                          for i, (name, runs) in enumerate(zip(names, runs_of)) for run, results in
+                          zip(runs, every_results[name]) if (why := dict(results.attrs.get("skipped", {})).get("memorisation"))]
     with staged_output(target, "comparison", inputs=paths) as built:
         figures = _report_figures(drawn, built, formats)
         rows = [comparison_row(name, summaries[name]) for name in names]
@@ -799,10 +918,16 @@ def compare_to_dir(
                 "reused saved analyses": ", ".join(reused) or "none",
             },
             tables=topic_tables(COMPARE_HEADER, rows) + compare_dynamics_tables(summaries)
+            + compare_memorisation_tables(summaries)
             + ([(CKA_BETWEEN_TITLE, CKA_BETWEEN_HEADER, between_rows)] if between_rows else []),
             notes=[f"{name}: {note}" for name, rs in every_results.items() for results in rs
-                   for note in analysis_warnings(results)] + skipped,
+                   for note in analysis_warnings(results)] + skipped + memorisation_notes,
         )
+        if memorisation:
+            write_results(memorisation_tree({name: list(zip([basename(run.path) for run in runs], results_by_run[name]))
+                                             if groups[i] else results_by_run[name]
+                                             for i, (name, runs) in enumerate(zip(names, runs_of))}),
+                          built / RESULTS_DIRNAME)
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
         write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))
         write_report(built / REPORT_FILENAME, report)

@@ -98,6 +98,8 @@ TESTED = {  # command: the test that runs its case, or CI
     "actlab record --resume runs/mlp7": "tests/test_cli_record.py::test_kill_9_then_resume_matches_uninterrupted_run",
     "actlab record --model mlp7 --out s3://bucket/runs/mlp7": "tests/test_remote.py::test_cli_record_to_url_equals_the_python_api_run",
     "actlab compare runs/mlp7 runs/mlp5 runs/mlp3": "tests/test_cli_analyze.py::test_compare_reuses_saved_analyses_and_computes_the_others",
+    "actlab compare runs/mlp7 runs/mlp5 --extra memorisation":
+        "tests/test_analysis_memorisation.py::test_compare_tables_give_each_runs_own_joined_analysis",
     "actlab analyze runs/mlp7 --scheduler tcp://host:8786": "tests/test_distributed.py::test_analyze_and_compare_on_worker_processes_equal_threads",
 }
 NOT_MEASURED = {  # command: why not

@@ -232,3 +232,175 @@ def test_a_run_without_trajectories_skips_the_joined_analysis_in_one_line():
     summary = with_memorisation({"skipped": {"dynamics": "no trajectories"}, "errors": {}}, None, results)
     assert summary["skipped"] == {"dynamics": "no trajectories", "memorisation": "no trajectories"}
     assert "memorisation" not in summary and summary["errors"] == {}
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """Three runs compared with ``--extra memorisation``: ``apart`` (late-memorised probes separate in hidden1) and
+    ``null`` analysed first with ``actlab analyze --extra memorisation`` (the single-run answer; compare reuses their
+    saved analyses), and ``plain`` without per-sample trajectories."""
+    from cli_runner import run_cli
+
+    root = tmp_path_factory.mktemp("compare")
+    planted = {"apart": planted_run(root / "apart", dynamics=True, late_apart=True),
+               "null": planted_run(root / "null", dynamics=True, seed=1),
+               "plain": planted_run(root / "plain", seed=2)}
+    single = {}
+    for name in ("apart", "null"):
+        code, _, err = run_cli("analyze", planted[name].run_dir, "--no-progress", "--format", "png", "--extra",
+                               "memorisation")
+        assert code == 0, err
+        single[name] = json.loads((planted[name].run_dir / "analysis" / "summary.json").read_text())
+    code, out, err = run_cli("compare", *(planted[name].run_dir for name in planted), "--out", root / "out",
+                             "--no-progress", "--no-cka", "--format", "png", "--extra", "memorisation")
+    assert code == 0, err
+    return {"planted": planted, "single": single, "out": root / "out", "stdout": out, "stderr": err}
+
+
+def test_compare_tables_give_each_runs_own_joined_analysis(compared):
+    """Every row of the comparison's two tables is the run's own ``analyze --extra memorisation`` at that layer: the
+    same numbers and the words of its finding; the early/late counts are those of the planted learned epochs."""
+    from actlab.workflow import COMPARE_MEMORISATION_HEADER
+
+    summary = json.loads((compared["out"] / "summary.json").read_text())
+    tables = {title: rows for title, header, rows in
+              [(t, h, r) for t, h, r in _report_tables(compared) if h == COMPARE_MEMORISATION_HEADER]}
+    assert len(tables) == 2 and "memorisation" not in summary["plain"]
+    for (title, rows), statistic in zip(tables.items(), ("separation", "split")):
+        assert {row[0] for row in rows} == {"apart", "null"}, title
+        for row in rows:
+            name, layer = row[0], row[2]
+            own = compared["single"][name]["memorisation"]
+            assert summary[name]["memorisation"] == own  # the same analysis, not a recomputation that differs
+            at = own["by_layer"][layer]
+            words = {f.name: f.value for f in findings_from_summary(compared["single"][name])}
+            separation, split = words[f"noisy probes memorised early vs late, {layer}"].split("; path split: ")
+            assert row[7] == {"separation": separation.removeprefix("separation: "), "split": split}[statistic]
+            assert row[6] == f"{at[f'{statistic}_epochs_rejected']} of {at[f'{statistic}_epochs_tested']}"
+            assert row[4].startswith(f"{at[f'{statistic}_difference']:.3g} (")
+            # the halves by hand: the planted learned epoch of each noisy probe, split at their median
+            planted = compared["planted"][name]
+            noisy = planted.probes.group == 1
+            epochs = planted.dynamics.learned[np.flatnonzero(noisy)]
+            epochs = epochs[np.isfinite(epochs)]
+            late = int((epochs > np.median(epochs)).sum())
+            assert row[3] == f"{len(epochs) - late} / {late}"
+    apart = {row[2]: row for row in tables[next(iter(tables))] if row[0] == "apart"}
+    assert int(apart["hidden1"][6].split()[0]) >= 3  # epochs 0-20 reject (the store test above)
+    assert "plain: memorisation skipped:" in compared["stderr"]
+
+
+def _report_tables(compared) -> list:
+    """The comparison's memorisation tables, built from the summary.json it wrote; each title printed and in the
+    report, with every row's cells in the report."""
+    from actlab.workflow import compare_memorisation_tables
+
+    summary = json.loads((compared["out"] / "summary.json").read_text())
+    tables = compare_memorisation_tables(summary)
+    report = (compared["out"] / "report.html").read_text()
+    for title, _, rows in tables:
+        assert title in compared["stdout"] and title in report
+        for row in rows:
+            assert all(f">{cell}<" in report for cell in row[2:]), row
+    return tables
+
+
+def test_compare_saves_the_joined_results_and_they_read_back(compared):
+    """``results.zarr`` of the comparison holds ``/memorisation/<run>`` for each run with trajectories, equal to
+    :func:`memorisation.with_memorisation` of that run's saved analysis, which it leaves unchanged."""
+    from actlab.analysis import load_results
+
+    saved = load_results(compared["out"] / "results.zarr")["memorisation"]
+    assert saved.attrs["runs"] == ["apart", "null"] and set(saved.children) == {"apart", "null"}  # zarr lists by name
+    for name in ("apart", "null"):
+        run_dir = compared["planted"][name].run_dir
+        results = load_results(run_dir / "analysis" / "results.zarr")
+        before = (list(results.children), dict(results.attrs))
+        tree = memorisation.with_memorisation(results, open_run(run_dir))
+        assert (list(results.children), dict(results.attrs)) == before and "memorisation" in tree.children
+        expected = tree["memorisation"].to_dataset(inherit=False)
+        got = saved[name].to_dataset(inherit=False)
+        assert got.attrs.pop("run") == name
+        xr.testing.assert_allclose(got, expected)
+        assert set(got.data_vars) == set(expected.data_vars) and got.attrs["n_late"] == expected.attrs["n_late"]
+
+
+def test_compare_refuses_an_extra_it_does_not_offer(tmp_path):
+    from cli_runner import run_cli
+
+    for extra in ("probes", "memorisation,cka", "memorization"):
+        code, out, err = run_cli("compare", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "out", "--extra", extra)
+        assert code == 2 and out == ""
+        assert len(err.strip().splitlines()) == 1 and err.startswith("actlab: error: compare --extra names"), err
+        assert extra.split(",")[-1] in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_an_ensemble_gives_its_seeds_joined_analysis_as_intervals(compared, tmp_path):
+    """An ensemble in ``compare --extra memorisation`` is one run: its rows carry the seeds' intervals and the
+    commonest of the seeds' words (each seed's own decision), and results.zarr one child per seed, each equal to
+    :func:`memorisation.with_memorisation` of that seed on its own."""
+    from actlab.analysis import analyze, load_results
+    from actlab.files import write_marker
+    from actlab.workflow import COMPARE_MEMORISATION_HEADER, compare_to_dir, memorisation_section
+
+    ensemble = tmp_path / "ens"
+    ensemble.mkdir()
+    write_marker(ensemble, "ensemble", seeds=[0, 1], replicas=["seed0", "seed1"], config={"model": "planted"})
+    for seed in (0, 1):
+        planted_run(ensemble / f"seed{seed}", dynamics=True, late_apart=True, seed=seed)
+    output = compare_to_dir([ensemble, compared["planted"]["apart"].run_dir], tmp_path / "out", formats=["png"],
+                            progress=False, cka=False, memorisation=True)
+    own = {}
+    for seed in ("seed0", "seed1"):
+        run = open_run(ensemble / seed)
+        own[seed] = memorisation.with_memorisation(analyze(run, progress=False), run)
+    directions = {layer: [memorisation_section({}, tree)["memorisation"]["by_layer"][layer]["separation_direction"]
+                          for tree in own.values()] for layer in ("hidden1", "hidden2", "hidden3", "output")}
+    rows = [row for title, header, table in output.report.tables if header == COMPARE_MEMORISATION_HEADER
+            and "separation" in title for row in table if row[0] == "ens"]
+    assert [row[2] for row in rows] == list(directions) and all(row[1] == "2" for row in rows)
+    for row in rows:
+        found = directions[row[2]]
+        top = max(found, key=found.count)
+        assert row[7] == memorised_words({"value": top, "counts": {d: found.count(d) for d in found}, "n": 2},
+                                         "separation")
+        assert "(n=2" in row[4]  # a median over the seeds, with its interval
+    saved = load_results(tmp_path / "out" / "results.zarr")["memorisation"]
+    assert saved.attrs["runs"] == ["ens", "apart"] and set(saved.children) == {"ens", "apart"}
+    assert saved["ens"].attrs["seeds"] == ["seed0", "seed1"]
+    for seed, tree in own.items():
+        got = saved["ens"][seed].to_dataset(inherit=False)
+        assert got.attrs["seed"] == seed and got.attrs["run"] == "ens"
+        xr.testing.assert_allclose(got.drop_attrs(), tree["memorisation"].to_dataset(inherit=False).drop_attrs())
+
+
+def test_compare_figure_draws_each_runs_difference_inside_or_outside_its_null_band(compared):
+    """figures/compare_memorisation.png is in the comparison's report; each run's line is its difference at the last
+    epoch per layer, its band the null's 2.5-97.5 % points, on the layers of every run in one order."""
+    from actlab.analysis import load_results
+    from actlab.plots.compare import merged_layers, plot_compare_memorisation
+
+    assert (compared["out"] / "figures" / "compare_memorisation.png").is_file()
+    assert "Noisy probes memorised early vs late per run" in (compared["out"] / "report.html").read_text()
+    assert merged_layers([["h1", "h2", "output"], ["h1", "h2", "h3", "output"], ["x", "h1"]]) == \
+        ["x", "h1", "h2", "h3", "output"]
+    saved = load_results(compared["out"] / "results.zarr")["memorisation"]
+    trees = {name: xr.DataTree(children={"memorisation": xr.DataTree(saved[name].to_dataset(inherit=False))})
+             for name in ("apart", "null")}
+    fig = plot_compare_memorisation(trees)
+    for ax, statistic in zip(fig.axes, ("separation", "split")):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["hidden1", "hidden2", "hidden3", "output"]
+        lines = [line for line in ax.get_lines() if line.get_label() in trees]
+        bands = ax.collections
+        for line, band, name in zip(lines, bands, trees):
+            last = saved[name].to_dataset(inherit=False).isel(epoch=-1)
+            np.testing.assert_allclose(line.get_ydata(), last[f"{statistic}_difference"].values)
+            ys = band.get_paths()[0].vertices[:, 1]
+            np.testing.assert_allclose(sorted(set(np.round(ys, 12))), sorted(set(np.round(np.concatenate(
+                [last[f"{statistic}_null_low"].values, last[f"{statistic}_null_high"].values]), 12))))
+    from test_figure_text import text_problems
+
+    six = {f"run-{k}": trees["apart"] if k % 2 else [trees["null"], trees["apart"]] for k in range(6)}
+    for figure in (fig, plot_compare_memorisation(six)):
+        assert text_problems(figure) == ([], [])  # no text overlaps another or leaves the figure

@@ -388,3 +388,47 @@ def memorised_direction(rejects: bool | None, excess: float) -> str | None:
     if rejects is None or not np.isfinite(excess):
         return None
     return ("late" if excess > 0 else "early") if rejects else "none"
+
+
+NODE = "memorisation"
+"""The results node :func:`with_memorisation` adds (and ``actlab compare --extra memorisation`` saves, one child per
+run)."""
+
+
+def with_memorisation(results: xr.DataTree, run: Any, *, n_permutations: int = N_PERMUTATIONS,
+                      seed: int = SEED) -> xr.DataTree:
+    """A new results tree: ``results`` with node :data:`NODE` holding :func:`memorisation_analysis` of the run.
+
+    ``results`` itself is not changed (the new tree shares its arrays, not its nodes or attrs).
+
+    Parameters
+    ----------
+    results : xr.DataTree
+        :func:`actlab.analysis.analyze` of ``run``; its ``dynamics`` node gives the learned epochs.
+    run : actlab.analysis.Run
+        The run the results were computed from (its activations are read once more, layer by layer).
+    n_permutations, seed
+        The null (module docstring).
+
+    Returns
+    -------
+    xr.DataTree
+        With child :data:`NODE`, dims (layer, epoch[, permutation]). Without a ``dynamics`` node, no child, and the
+        root attrs ``skipped`` name why (the reason the dynamics were skipped, when the results give one); when the
+        analysis fails, the root attrs ``errors`` hold ``"<exception type>: <message>"`` under :data:`NODE`.
+    """
+    tree = results.copy(deep=False)
+    if "dynamics" not in results.children:
+        why = dict(results.attrs.get("skipped", {})).get("dynamics", "the results have no sample dynamics")
+        tree.attrs = {**results.attrs, "skipped": {**dict(results.attrs.get("skipped", {})), NODE: why}}
+        return tree
+    try:
+        found = memorisation_analysis(run, results["dynamics"]["learned_epoch"], n_permutations=n_permutations,
+                                      seed=seed)
+    except Exception as exc:  # isolate: the other results stand
+        tree.attrs = {**results.attrs, "errors": {**dict(results.attrs.get("errors", {})),
+                                                  NODE: f"{type(exc).__name__}: {exc}"}}
+        return tree
+    tree.attrs = dict(results.attrs)
+    tree[NODE] = xr.DataTree(found)
+    return tree

@@ -59,6 +59,10 @@ examples:
   actlab compare runs/mlp3 runs/mlp5 runs/mlp7
   actlab compare runs/mlp7-seed0 runs/mlp7-seed1 --out runs/compare-seeds
   actlab compare s3://bucket/runs/mlp7 runs/mlp7-local --scheduler local:2
+  actlab compare runs/mlp7 runs/mlp5 --extra memorisation
+                       also the noisy probes memorised early vs late in every run (every seed
+                       of an ensemble): tables per run and layer, a figure with the null's band,
+                       results.zarr/memorisation
 
 what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
   report.html          one self-contained report: comparison table of the headline findings,
@@ -67,6 +71,8 @@ what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
                        every epoch both recorded (runs on other probes are skipped with a note)
   summary.json         the headline numbers of every run, keyed by run
   table.md             the comparison table in Markdown, to paste into a document
+  results.zarr/        with --extra memorisation: node memorisation, one child per run
+                       (reload with actlab.analysis.load_results)
   figures/NAME.png     the comparison figures (--format)
 
 Analysis results already saved under RUN/{ANALYSIS_DIRNAME}/ are reused when they are
@@ -116,6 +122,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--no-cka", dest="cka", action="store_false",
                          help="skip the debiased linear CKA of each run with the first (it reads every activation "
                               "block of each run once more)")
+    compare.add_argument(
+        "--extra", metavar="NAMES", default="",
+        help="optional analyses of every run: memorisation (separation and path split of the noisy probes memorised "
+             "early against late, from the per-sample trajectories; it reads every activation block of each run "
+             "once more); the other extras of analyze are per run: use 'actlab analyze RUN --extra ...' "
+             "(default: none)")
     compare.set_defaults(func=run_compare)
 
 
@@ -170,6 +182,18 @@ def _extras(names: str) -> list[str]:
     return given
 
 
+def _compare_extras(names: str) -> list[str]:
+    """The names of ``compare --extra``: only :data:`JOINED` (the per-run extras belong to ``actlab analyze``)."""
+    from actlab.errors import ConfigError
+
+    given = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in given if name != JOINED]
+    if unknown:
+        raise ConfigError(f"compare --extra names analyses it does not offer {unknown}; choose from {JOINED} (the "
+                          "others are per run: actlab analyze RUN --extra ...)")
+    return given
+
+
 def _check_open(args: argparse.Namespace, out: str) -> None:
     """Refuse ``--open`` for an output URL (a browser cannot open it)."""
     from actlab.errors import ConfigError
@@ -197,9 +221,10 @@ def run_compare(args: argparse.Namespace) -> int:
     from actlab.workflow import compare_to_dir, parse_formats
 
     formats = parse_formats(args.format)
+    extras = _compare_extras(args.extra)
     _check_open(args, args.out)
     output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
-                            cka=args.cka)
+                            cka=args.cka, memorisation=JOINED in extras)
     for title, header, rows in output.report.tables:
         print(f"{title}\n{text_table(header, rows)}\n")
     for note in output.report.notes:

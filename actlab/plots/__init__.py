@@ -11,6 +11,7 @@ print, labelled axes with units and titles saying what is shown. One module per 
 
 from actlab.plots.compare import (
     MAX_OVERLAID,
+    plot_compare_memorisation,
     plot_compare_separation,
     plot_compare_test_loss,
     robust_top,
@@ -96,7 +97,7 @@ __all__ = [
     "LINESTYLES", "MAX_OVERLAID", "OKABE_ITO", "OUTPUT_STYLE", "PHASES", "PHASE_COLOR", "RC", "band_note",
     "draw_band", "draw_separation", "fits_annotation", "floor_distance", "floor_handle", "layer_style", "mark_instabilities",
     "mark_phases", "new_figure", "phases_from_results", "plot_cka_between_runs", "plot_compare_dynamics",
-    "plot_compare_separation", "plot_compare_test_loss",
+    "plot_compare_memorisation", "plot_compare_separation", "plot_compare_test_loss",
     "plot_curves", "plot_decodability", "plot_explanation", "plot_interventions", "plot_large_activation",
     "plot_metrics", "plot_path_attribution", "plot_pca_trajectories", "plot_sample_dynamics",
     "plot_separation_heatmap", "plot_separation_lines", "plot_similarity", "replica_stack", "replicas",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -196,4 +197,77 @@ def plot_compare_separation(results_by_run: Mapping[str, Any], *, log_x: bool = 
                frameon=False, title="layer")
     n_seeds = max(len(trees) for trees in runs.values())
     fig.suptitle(seeds_title("Clean-noisy separation of the compared runs: cosine of the class means minus the noise floor", n_seeds))
+    return fig
+
+
+def merged_layers(orders: Sequence[Sequence[str]]) -> list[str]:
+    """The layer names of several runs in one order that keeps each run's own: a name first met is put right after
+    the layer that precedes it in its run (``[h1, h2, output]`` then ``[h1, h2, h3, output]`` give ``[h1, h2, h3,
+    output]``)."""
+    merged: list[str] = []
+    for order in orders:
+        for i, name in enumerate(order):
+            if name not in merged:
+                merged.insert(merged.index(order[i - 1]) + 1 if i else 0, name)
+    return merged
+
+
+MEMORISATION_PANELS = {"separation": "separation: cos early - cos late\n(> null: late-memorised separate more)",
+                       "split": "path split: late - early\n(> null: larger with the late signal)"}
+"""The tested differences of :mod:`actlab.analysis.memorisation` drawn by :func:`plot_compare_memorisation`."""
+
+
+@styled
+def plot_compare_memorisation(results_by_run: Mapping[str, Any], *, log_x: bool = False) -> Figure:
+    """Noisy probes memorised early against late, per run: the tested difference per layer at the last recorded epoch,
+    with the 2.5-97.5 % band of its null (early/late labels permuted).
+
+    Parameters
+    ----------
+    results_by_run : mapping of run name -> xr.DataTree or sequence of xr.DataTree
+        Results with node ``/memorisation`` (:func:`actlab.analysis.memorisation.with_memorisation`); a sequence holds
+        the replicas of one ensemble.
+    log_x : bool
+        Unused (the x axis is the layers); accepted as by the other comparison figures.
+
+    Returns
+    -------
+    Figure
+        Two panels (separation difference, path-split difference), x = the layers of every run in one order
+        (:func:`merged_layers`), one line per run (an ensemble: the median over its seeds) and its null band in the
+        run's colour (an ensemble: from the lowest 2.5 % point to the highest 97.5 % point of its seeds).
+    """
+    runs = {name: replicas(results) for name, results in results_by_run.items()}
+    found = {name: [results_node(tree, "memorisation").isel(epoch=-1) for tree in trees] for name, trees in runs.items()}
+    layers = merged_layers([[str(v) for v in ds["layer"].values] for sets in found.values() for ds in sets])
+    fig, axes = new_figure(1, 2, width=10.0, height=3.8, sharex=True)
+    x = np.arange(len(layers))
+    for k, (statistic, label) in enumerate(MEMORISATION_PANELS.items()):
+        ax = axes[0, k]
+        for i, (name, sets) in enumerate(found.items()):
+            style = series_style(i)
+
+            def stacked(variable: str) -> np.ndarray:
+                return np.stack([[float(ds[variable].sel(layer=layer)) if layer in ds["layer"].values else np.nan
+                                  for layer in layers] for ds in sets])
+
+            difference = stacked(f"{statistic}_difference")
+            low, high = stacked(f"{statistic}_null_low"), stacked(f"{statistic}_null_high")
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a layer no seed holds: NaN, not drawn
+                line = np.nanmedian(difference, axis=0)
+                band_low, band_high = np.nanmin(low, axis=0), np.nanmax(high, axis=0)
+            ax.fill_between(x, band_low, band_high, color=style["color"], alpha=0.15, linewidth=0)
+            ax.plot(x, line, marker="o", markersize=4, label=_run_label(name, runs[name]), **style)
+        ax.axhline(0.0, color="black", linewidth=0.6, linestyle=":")
+        ax.set_xticks(x, layers, rotation=30, ha="right")
+        ax.set_ylabel(label)
+        ax.set_xlabel("layer")
+    axes[0, 0].legend(frameon=False)
+    epochs = sorted({int(ds["epoch"]) for sets in found.values() for ds in sets})
+    title = (f"Noisy probes memorised late against early, per run (last recorded epoch: {', '.join(map(str, epochs))})"
+             "\nbands: 95 % of the difference with the early/late labels permuted")
+    if max(len(trees) for trees in runs.values()) > 1:
+        title += "\nan ensemble: median over its seeds, its band from their lowest to their highest point"
+    fig.suptitle(title)
     return fig
