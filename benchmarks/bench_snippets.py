@@ -112,7 +112,6 @@ TESTED = {  # command: the test that runs its case, or CI
 }
 NOT_MEASURED = {  # command: why not (a command with a docs/benchmarks/*_timed.txt takes its line from that file)
     "python benchmarks/bench_denormal.py runs/dd-search/lr1e-3": "no committed output; needs a run of dd_search.sh",
-    "python benchmarks/stress_crash.py": "its committed output (docs/benchmarks/stress_crash_issue16.txt) is of bounded settings",
     "bash examples/collect_reproduction.sh": "copies the outputs of reproduce_seeds.sh",
     "ACTLAB_DATA=../shared/data bash examples/reproduce_cpu.sh": "no committed wall time",
     "ACTLAB_DATA=../shared/data bash examples/dd_search.sh": "no committed wall time",
