@@ -111,6 +111,9 @@ TESTED = {  # command: the test that runs its case, or CI
     "actlab analyze runs/mlp7 --scheduler tcp://host:8786": "tests/test_distributed.py::test_analyze_and_compare_on_worker_processes_equal_threads",
 }
 NOT_MEASURED = {  # command: why not (a command with a docs/benchmarks/*_timed.txt takes its line from that file)
+    "python benchmarks/bench_analyze.py --scaling --max-gb 13": (
+        "run in two parts on a loaded machine, docs/benchmarks/bench_analyze_scaling_loaded.txt, whose rows give the "
+        "analyses' times, not the whole command's with its store builds"),
     "python benchmarks/bench_denormal.py runs/dd-search/lr1e-3": "no committed output; needs a run of dd_search.sh",
     "bash examples/collect_reproduction.sh": "copies the outputs of reproduce_seeds.sh",
     "ACTLAB_DATA=../shared/data bash examples/reproduce_cpu.sh": "no committed wall time",

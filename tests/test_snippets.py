@@ -145,6 +145,14 @@ def test_every_timed_output_has_its_line_in_snippets_txt():
         assert command not in bench.NOT_MEASURED, command
 
 
+def test_the_not_measured_lines_are_what_bench_snippets_writes():
+    """snippets.txt's ``not measured`` lines give the reasons of bench_snippets.py's NOT_MEASURED, so that
+    ``--bash`` writes them again (a hand-written line would drift from the script)."""
+    bench = _bench_snippets()
+    not_measured = {command: source for command, (figure, source) in _figures().items() if figure == "not measured"}
+    assert not_measured and not_measured == bench.NOT_MEASURED
+
+
 def test_time_command_gives_wall_time_and_the_most_held_on_disk(tmp_path):
     """A planted command holds 2,500,000 bytes in TMPDIR for a second, removes them, then leaves 1,000,000 bytes in
     its working folder: the peak is 2,500,000 (sampled every 0.1 s), the wall time at least the second slept and at
