@@ -17,11 +17,19 @@ file holds its quotes); SOURCE says where it comes from:
 - a test that runs the command's case, or CI (``.ci/run`` runs the command as written);
 - ``not measured``, and why.
 
+With ``--time 'COMMAND' FILE``, one command (a benchmark whose output gives only its parts' times) runs as written
+in a working folder of its own that sees the clone's folders (``actlab``, ``benchmarks``, ``examples``, ``runs``,
+``tests``) through links, with ``TMPDIR`` inside it; FILE gets the command line, the command's output, and its wall time
+and the most it held on disk (the peak size of that folder, links not followed, sampled every second). With
+``--timed-lines``, the ``--bash`` line of each such file (``docs/benchmarks/*_timed.txt``); ``--bash`` uses them too.
+
 The pages state these numbers beside each snippet and command. Nothing is asserted.
 
     python benchmarks/bench_snippets.py                     # one line per Python snippet
     python benchmarks/bench_snippets.py runs/quickstart     # only the Python snippets that hold this text
     python benchmarks/bench_snippets.py --bash              # one line per bash command
+    python benchmarks/bench_snippets.py --time 'python benchmarks/bench_remote.py' docs/benchmarks/bench_remote_timed.txt
+    python benchmarks/bench_snippets.py --timed-lines       # the --bash lines of docs/benchmarks/*_timed.txt
 """
 
 from __future__ import annotations
@@ -30,9 +38,11 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -102,20 +112,92 @@ TESTED = {  # command: the test that runs its case, or CI
         "tests/test_analysis_memorisation.py::test_compare_tables_give_each_runs_own_joined_analysis",
     "actlab analyze runs/mlp7 --scheduler tcp://host:8786": "tests/test_distributed.py::test_analyze_and_compare_on_worker_processes_equal_threads",
 }
-NOT_MEASURED = {  # command: why not
-    "python benchmarks/bench_overlap.py": "its output (docs/benchmarks/bench_overlap.txt) gives its parts' times, not its own",
-    "python benchmarks/bench_ensemble.py": "no committed output",
-    "python benchmarks/bench_distributed.py": "its output (docs/benchmarks/bench_distributed.txt) gives the analyses' times, not its own",
-    "python benchmarks/bench_remote.py": "its output (docs/benchmarks/bench_remote.txt) gives its parts' times, not its own",
-    "python benchmarks/bench_anymodel.py": "no committed output",
+NOT_MEASURED = {  # command: why not (a command with a docs/benchmarks/*_timed.txt takes its line from that file)
+    "python benchmarks/bench_analyze.py --scaling --max-gb 13": (
+        "run in two parts on a loaded machine, docs/benchmarks/bench_analyze_scaling_loaded.txt, whose rows give the "
+        "analyses' times, not the whole command's with its store builds"),
     "python benchmarks/bench_denormal.py runs/dd-search/lr1e-3": "no committed output; needs a run of dd_search.sh",
-    "python benchmarks/stress_crash.py": "its committed output (docs/benchmarks/stress_crash_issue16.txt) is of bounded settings",
-    "python benchmarks/report_screenshots.py OUT quickstart=runs/quickstart/analysis/report.html": "no time in its output",
-    "python benchmarks/figure_text.py runs/quickstart/analysis/results.zarr": "no time in its output",
     "bash examples/collect_reproduction.sh": "copies the outputs of reproduce_seeds.sh",
     "ACTLAB_DATA=../shared/data bash examples/reproduce_cpu.sh": "no committed wall time",
     "ACTLAB_DATA=../shared/data bash examples/dd_search.sh": "no committed wall time",
 }
+
+
+LINKED = ("actlab", "benchmarks", "examples", "runs", "tests")  # what a --time command sees of the clone, as links
+TIMED_GLOB = "docs/benchmarks/*_timed.txt"
+TIMED_HEADER = re.compile(r"^# python benchmarks/bench_snippets\.py --time (.+) (\S+_timed\.txt)  \(", re.M)
+TIMED_FOOTER = re.compile(r"^(wall time (\d+\.\d) s); (held at most (\d+\.\d) MB) .*; exit 0$", re.M)
+
+
+def disk_size(folder: Path) -> int:
+    """Bytes of the files under ``folder``, links not followed (``du -sb --apparent-size`` without the folders)."""
+    total = 0
+    for root, _, files in os.walk(folder):  # os.walk does not follow links to folders
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:  # removed between the listing and the stat
+                continue
+            total += 0 if stat.S_ISLNK(info.st_mode) else info.st_size
+    return total
+
+
+def time_command(command: str, out: Path, env: dict[str, str], every: float = 1.0) -> tuple[float, int, int]:
+    """Run ``command`` (bash) in a working folder of its own; write FILE ``out``; return (seconds, peak bytes, exit code).
+
+    The folder links :data:`LINKED` of the clone and holds ``TMPDIR``; the peak is the largest size of the folder
+    (links not followed) among samples taken every ``every`` seconds and one at the end, before the folder is removed.
+    """
+    loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    with tempfile.TemporaryDirectory(prefix="actlab-timed-") as parent:
+        folder = Path(parent)
+        for name in LINKED:
+            if (ROOT / name).exists():
+                (folder / name).symlink_to(ROOT / name)
+        (folder / "tmp").mkdir()
+        peak = [0]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(every):
+                peak[0] = max(peak[0], disk_size(folder))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        start = time.perf_counter()
+        sampler.start()
+        finished = subprocess.run(["bash", "-c", command], cwd=folder, env={**env, "TMPDIR": str(folder / "tmp")},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        peak[0] = max(peak[0], disk_size(folder))
+    out.write_text(
+        f"# python benchmarks/bench_snippets.py --time {shlex.quote(command)} {out.as_posix()}  (run "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, load average at start {loadavg}; {os.cpu_count()} cores)\n"
+        f"{finished.stdout}"
+        f"# load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}\n"
+        f"wall time {seconds:.1f} s; held at most {peak[0] / 1e6:.1f} MB (peak size of its working folder and TMPDIR, "
+        f"sampled every {every:g} s); exit {finished.returncode}\n")
+    return seconds, peak[0], finished.returncode
+
+
+def size_words(megabytes: float) -> str:
+    """``62.1 MB``, or ``3.0 GB`` from 1,000 MB on."""
+    return f"{megabytes:.1f} MB" if megabytes < 1000 else f"{megabytes / 1000:.1f} GB"
+
+
+def timed_lines(root: Path = ROOT) -> dict[str, str]:
+    """command: its ``--bash`` line (``FIGURE  (FILE: QUOTES)``), for each ``*_timed.txt`` whose command exited 0."""
+    lines = {}
+    for path in sorted(root.glob(TIMED_GLOB)):
+        text = path.read_text()
+        header, footer = TIMED_HEADER.search(text), TIMED_FOOTER.search(text)
+        if header is None or footer is None:  # not written by --time, or the command failed: no figure from it
+            continue
+        command = shlex.split(header.group(1))[0]
+        figure = f"{float(footer.group(2)):.1f} s, {size_words(float(footer.group(4)))}"
+        lines[command] = f"{figure}  ({path.relative_to(root).as_posix()}: {footer.group(1)}; {footer.group(3)})"
+    return lines
 
 
 def bash_commands(page: Path) -> list[str]:
@@ -180,6 +262,7 @@ def extrapolated(command: str, env: dict[str, str], actlab: str, short: int = 3)
 def bash_lines(env: dict[str, str]) -> None:
     """One line per bash command of README.md and docs/*.md: its figure and where it comes from."""
     actlab = f"{sys.executable} -m actlab.cli"
+    timed = timed_lines()
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for command in bash_commands(page):
             if command in RUN:
@@ -188,6 +271,8 @@ def bash_lines(env: dict[str, str]) -> None:
                 line = f"{seconds:.1f} s, {size / 1e6:.0f} MB  (run as written)"
             elif command in STUDY:
                 line = extrapolated(command, env, actlab)
+            elif command in timed:
+                line = timed[command]
             elif command in CITED:
                 figure, path, quotes = CITED[command]
                 line = f"{figure}  ({path}: {'; '.join(quotes)})"
@@ -200,7 +285,20 @@ def bash_lines(env: dict[str, str]) -> None:
 
 def main() -> None:
     print(f"load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}; {os.cpu_count()} cores")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])  # the clone first
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, "MPLBACKEND": "Agg"}
+    if sys.argv[1:2] == ["--time"]:
+        if len(sys.argv) != 4 or not sys.argv[3].endswith("_timed.txt"):
+            print("bench_snippets.py: error: --time takes a command and a file named *_timed.txt; see the docstring",
+                  file=sys.stderr)
+            sys.exit(2)
+        seconds, peak, code = time_command(sys.argv[2], Path(sys.argv[3]), env)
+        print(f"{sys.argv[2]}: wall time {seconds:.1f} s; held at most {peak / 1e6:.1f} MB; exit {code} ({sys.argv[3]})")
+        sys.exit(code)
+    if sys.argv[1:] == ["--timed-lines"]:
+        for command, line in timed_lines().items():
+            print(f"$ {command}  =>  {line}")
+        return
     if sys.argv[1:] == ["--bash"]:
         bash_lines({**env, "ACTLAB_DATA": os.environ.get("ACTLAB_DATA", str(ROOT.parent / "shared" / "data"))})
         print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")

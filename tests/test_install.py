@@ -1,5 +1,6 @@
-"""The analysis half installs and runs without torch; the record side says in one line how to get it; a script run
-beside a clone named ``actlab/`` imports the package, not the clone folder."""
+"""The analysis half installs and runs without torch; the record side says in one line how to get it; a clone used
+before its dependencies are installed says which module is missing and the pip command; a script run beside a clone
+named ``actlab/`` imports the package, not the clone folder."""
 
 from __future__ import annotations
 
@@ -26,10 +27,38 @@ sys.meta_path.insert(0, NoTorch())
 """
 
 
-def _python(code: str, cwd) -> subprocess.CompletedProcess:
+def _python(code: str, cwd, hide: str = NO_TORCH) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", NO_TORCH + code], cwd=cwd, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", hide + code], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
+
+
+NO_XARRAY = NO_TORCH.replace("('torch', 'torchvision')", "('xarray',)").replace("torch were", "xarray were")
+PYTHON_M_ACTLAB = "import runpy; sys.argv = ['actlab', {}]; runpy.run_module('actlab', run_name='__main__', alter_sys=True)"
+
+
+def test_a_clone_without_its_dependencies_names_the_module_and_the_pip_command(tmp_path):
+    """``python -m actlab`` and ``import actlab`` in a clone whose dependency (xarray here) is not installed: one line
+    naming the module and ``pip install -e .`` in the clone, exit 2; a missing optional module names its extra."""
+    assert "('xarray',)" in NO_XARRAY
+    planted_run(tmp_path / "run")
+    done = _python(PYTHON_M_ACTLAB.format("'analyze', 'run'"), tmp_path, hide=NO_XARRAY)
+    clone = f"in the clone {REPO_ROOT.resolve()}, run pip install -e ."
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr == f"actlab: error: actlab needs the module 'xarray', which is not installed for {sys.executable}; {clone}\n"
+    assert not (tmp_path / "run" / "analysis").exists()
+    done = _python(PYTHON_M_ACTLAB.format("'--version'"), tmp_path, hide=NO_XARRAY)  # builds the parser first
+    assert done.returncode == 2 and done.stderr.startswith("actlab: error: actlab needs the module 'xarray'"), done.stderr
+
+    done = _python("import actlab; print(actlab.__version__, flush=True); actlab.open_run('run')", tmp_path, hide=NO_XARRAY)
+    assert done.stdout.split() == [actlab.__version__]  # import actlab itself needs nothing
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        f"ModuleNotFoundError: actlab needs the module 'xarray', which is not installed for {sys.executable}; {clone}")
+
+    error = ModuleNotFoundError("No module named 'torch.nn'", name="torch.nn")
+    assert actlab.missing_dependency(error).endswith(f"in the clone {REPO_ROOT.resolve()}, run pip install -e '.[record]'")
+    assert actlab.missing_dependency(ModuleNotFoundError("x", name="actlab.gone")) is None  # a bug, not an install
+    assert actlab.missing_dependency(ImportError("cannot import name 'x'", name="numpy")) is None
 
 
 def test_record_without_torch_says_how_to_get_it(tmp_path):

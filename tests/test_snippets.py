@@ -5,8 +5,10 @@ page states that line's time and size beside the command, or the line names the 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,61 @@ def test_the_quoted_figures_are_in_their_files():
         text = (REPO_ROOT / path).read_text()
         for quote in quotes.split("; "):
             assert quote in text, (path, quote)
+
+
+def _bench_snippets():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_snippets", REPO_ROOT / "benchmarks" / "bench_snippets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_timed_output_has_its_line_in_snippets_txt():
+    """Each docs/benchmarks/*_timed.txt (``bench_snippets.py --time``) gives its command's line of snippets.txt, and
+    that command is not also listed as not measured."""
+    bench = _bench_snippets()
+    timed = bench.timed_lines()
+    assert timed, "no docs/benchmarks/*_timed.txt"
+    text = SNIPPETS.read_text()
+    for command, line in timed.items():
+        assert f"$ {command}  =>  {line}\n" in text, f"snippets.txt lacks the line of {command!r}: {line}"
+        assert command not in bench.NOT_MEASURED, command
+
+
+def test_the_not_measured_lines_are_what_bench_snippets_writes():
+    """snippets.txt's ``not measured`` lines give the reasons of bench_snippets.py's NOT_MEASURED, so that
+    ``--bash`` writes them again (a hand-written line would drift from the script)."""
+    bench = _bench_snippets()
+    not_measured = {command: source for command, (figure, source) in _figures().items() if figure == "not measured"}
+    assert not_measured and not_measured == bench.NOT_MEASURED
+
+
+def test_time_command_gives_wall_time_and_the_most_held_on_disk(tmp_path):
+    """A planted command holds 2,500,000 bytes in TMPDIR for a second, removes them, then leaves 1,000,000 bytes in
+    its working folder: the peak is 2,500,000 (sampled every 0.1 s), the wall time at least the second slept and at
+    most the time around the call, and the file's line carries both; a failed command gives no line."""
+    import time
+
+    bench = _bench_snippets()
+    code = ("import os, tempfile, time; path = os.path.join(tempfile.gettempdir(), 'big'); "
+            "open(path, 'wb').write(bytes(2_500_000)); time.sleep(1.0); os.remove(path); "
+            "open('kept', 'wb').write(bytes(1_000_000)); print('done')")
+    command = f'{sys.executable} -c "{code}" && test -L benchmarks'
+    out = tmp_path / "docs" / "benchmarks" / "planted_timed.txt"
+    out.parent.mkdir(parents=True)
+    start = time.perf_counter()
+    seconds, peak, code_ = bench.time_command(command, out, {**os.environ}, every=0.1)
+    around = time.perf_counter() - start
+    assert code_ == 0 and peak == 2_500_000 and 1.0 <= seconds <= around
+    text = out.read_text()
+    assert text.startswith(f"# python benchmarks/bench_snippets.py --time {shlex.quote(command)} {out.as_posix()}  (run ")
+    assert "\ndone\n" in text and text.endswith(f"wall time {seconds:.1f} s; held at most 2.5 MB (peak size of its "
+                                               "working folder and TMPDIR, sampled every 0.1 s); exit 0\n")
+    assert bench.timed_lines(tmp_path) == {command: f"{seconds:.1f} s, 2.5 MB  (docs/benchmarks/planted_timed.txt: "
+                                                    f"wall time {seconds:.1f} s; held at most 2.5 MB)"}
+    assert bench.size_words(2980.4) == "3.0 GB" and bench.size_words(62.14) == "62.1 MB"
+
+    seconds, peak, code_ = bench.time_command("exit 3", out, {**os.environ}, every=0.1)
+    assert code_ == 3 and peak == 0 and bench.timed_lines(tmp_path) == {}

@@ -4,7 +4,8 @@ Each subcommand lives in its own module (``record``, ``analyze``) and exposes
 ``add_parser(subparsers)``; the parser's ``func`` receives the parsed
 arguments. User errors (:class:`actlab.errors.ActlabError`) become one line,
 ``actlab: error: ...``, and the error's exit code (2: bad input or a refused
-output; 3: a failed write; 4: out of memory); ``--debug`` shows the traceback.
+output; 3: a failed write; 4: out of memory); ``--debug`` shows the traceback. A dependency that is not
+installed (a clone used before ``pip install -e .``) is one line too, naming the module and the pip command, exit 2.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from actlab import __version__
+from actlab import __version__, missing_dependency
 from actlab.errors import OUT_OF_MEMORY, ActlabError
 
 
@@ -57,9 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing(exc: ModuleNotFoundError, debug: bool) -> int:
+    """Print :func:`actlab.missing_dependency`'s line for a dependency that is not installed and return 2; re-raise
+    ``exc`` when it is about no dependency (a missing module of actlab itself is a bug) or with ``--debug``."""
+    message = missing_dependency(exc)
+    if message is None or debug:
+        raise exc
+    print(f"actlab: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actlab`` console script; returns the exit code."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as exc:  # a clone used before pip install -e .
+        return _missing(exc, debug="--debug" in (sys.argv[1:] if argv is None else argv))
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand's help, where its flags are listed
         parser.exit(2, f"actlab: error: unrecognized arguments: {' '.join(unknown)}; see 'actlab {args.command} --help'\n")
@@ -78,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"actlab: error: out of memory ({exception_line(exc)}); check the sizes the input declares (a damaged or "
               "crafted store?) or the settings, or free memory, then run the command again", file=sys.stderr)
         return OUT_OF_MEMORY
+    except ModuleNotFoundError as exc:
+        return _missing(exc, debug=args.debug)
     except KeyboardInterrupt:
         print("actlab: interrupted", file=sys.stderr)
         return 130
