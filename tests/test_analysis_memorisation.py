@@ -260,7 +260,7 @@ def compared(tmp_path_factory):
 def test_compare_tables_give_each_runs_own_joined_analysis(compared):
     """Every row of the comparison's two tables is the run's own ``analyze --extra memorisation`` at that layer: the
     same numbers and the words of its finding; the early/late counts are those of the planted learned epochs."""
-    from actlab.workflow import COMPARE_MEMORISATION_HEADER
+    from actlab.workflow import COMPARE_MEMORISATION_HEADER, compare_memorisation_tables
 
     summary = json.loads((compared["out"] / "summary.json").read_text())
     tables = {title: rows for title, header, rows in
@@ -288,6 +288,14 @@ def test_compare_tables_give_each_runs_own_joined_analysis(compared):
     apart = {row[2]: row for row in tables[next(iter(tables))] if row[0] == "apart"}
     assert int(apart["hidden1"][6].split()[0]) >= 3  # epochs 0-20 reject (the store test above)
     assert "plain: memorisation skipped:" in compared["stderr"]
+    # a row whose test rejects: the apart store at epochs 0-20, where its hidden1 separates (the store test above)
+    run = open_run(compared["planted"]["apart"].run_dir)
+    found = memorisation.memorisation_analysis(run, run.dynamics["correct"].actlab.learned_epoch(), n_permutations=99)
+    early = {"memorisation": memorisation.memorisation_summary(found.sel(epoch=[0, 10, 20]))}
+    words = {f.name: f.value for f in findings_from_summary(early)}["noisy probes memorised early vs late, hidden1"]
+    separation, split = ({row[2]: row[7] for row in rows}["hidden1"] for _, _, rows in compare_memorisation_tables(
+        {"apart": early}))
+    assert separation == "late-memorised probes separate more" and words == f"separation: {separation}; path split: {split}"
 
 
 def _report_tables(compared) -> list:
