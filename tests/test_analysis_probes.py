@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import actlab
-from actlab.analysis.probes import TARGETS, fdr_adjust, linear_probes, probe_block
+from actlab.analysis.probes import TARGETS, ProbePlan, fdr_adjust, linear_probes, probe_block
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,50 @@ def brute_force_p_values(x, pr, predicted, *, n_folds, alpha, n_permutations, se
                          for shuffled in rng.permuted(np.tile(truth, (n_permutations, 1)), axis=1)])
         p_values.append((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
     return p_values
+
+
+def lstsq_ridge(x_train, y_train, classes, alpha):
+    """Standardise, then ridge regression on +-1 targets with an intercept, by least squares on the system
+    augmented with ``sqrt(alpha) I`` rows (NumPy only): weights of the unstandardised units (unit, class) and
+    intercepts (class,)."""
+    mean, scale = x_train.mean(axis=0), x_train.std(axis=0)
+    scale[scale <= 1e-10 * np.maximum(1.0, np.abs(mean))] = 1.0
+    z = (x_train - mean) / scale
+    targets = np.where(y_train[:, None] == classes[None, :], 1.0, -1.0)
+    augmented = np.vstack([z, np.sqrt(alpha) * np.eye(z.shape[1])])
+    padded = np.vstack([targets - targets.mean(axis=0), np.zeros((z.shape[1], len(classes)))])
+    standardised = np.linalg.lstsq(augmented, padded, rcond=None)[0]
+    weights = standardised / scale[:, None]
+    return weights, targets.mean(axis=0) - mean @ weights
+
+
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+def test_fold_weights_match_least_squares_on_a_correlated_block(offset):
+    """The downdated, Cholesky-solved classifiers of each fold equal an independent least-squares ridge fit of the
+    fold's training probes, on a block of strongly correlated units far from the origin, with a constant unit; the
+    clean probes are predicted by the fold that held them out, the others by every fold."""
+    rng = np.random.default_rng(11)
+    n_clean, n_noisy, n_test, units, n_classes = 300, 90, 110, 48, 4
+    n = n_clean + n_noisy + n_test
+    group = np.repeat(["test", "clean", "noisy", "clean"], [n_test, n_clean // 2, n_noisy, n_clean - n_clean // 2])
+    original = rng.integers(0, n_classes, n)
+    label = np.where(group == "noisy", (original + 1) % n_classes, original)
+    latent = rng.standard_normal((n, 6)) + 0.8 * np.eye(n_classes, 6)[original]
+    x = offset + latent @ rng.standard_normal((6, units)) + 0.05 * rng.standard_normal((n, units))
+    x[:, 3] = offset + 1.5  # constant
+    plan = ProbePlan(group, label, original, n_folds=4, alpha=2.0, n_permutations=9, seed=3)
+    weights, intercepts, _, _ = plan.fold_weights(x)
+    clean = np.flatnonzero(group == "clean")
+    predicted, out_of_fold = plan.fold_predictions(x)
+    for f, held in enumerate(plan.held_out):
+        train = np.setdiff1d(clean, clean[held])
+        expected_w, expected_b = lstsq_ridge(x[train], label[train], plan.classes, 2.0)
+        np.testing.assert_allclose(weights[f], expected_w, rtol=1e-7, atol=1e-9 * np.abs(expected_w).max())
+        np.testing.assert_allclose(intercepts[f], expected_b, rtol=1e-7, atol=1e-7 * np.abs(expected_b).max())
+        scores = x @ expected_w + expected_b
+        np.testing.assert_array_equal(out_of_fold[held], plan.classes[np.argmax(scores[clean[held]], axis=1)])
+        np.testing.assert_array_equal(predicted[f], plan.classes[np.argmax(scores[group != "clean"], axis=1)])
+    assert predicted.shape == (4, n_noisy + n_test)
 
 
 def test_chance_is_the_null_mean_and_false_positives_at_level():

@@ -28,6 +28,7 @@ from actlab.analysis.similarity import (
     settled_epoch,
     similarity_along_training,
     similarity_between_runs,
+    u_centred_gram,
 )
 
 
@@ -70,6 +71,23 @@ def test_agrees_with_song_estimator():
     assert np.isnan(linear_cka(x, np.ones((60, 3))))
     with pytest.raises(ValueError, match="same samples"):
         linear_cka(x, y[:10])
+
+
+@pytest.mark.parametrize("offset", [0.0, 40.0])
+def test_gram_vector_is_the_normalised_upper_triangle_of_the_u_centred_gram(offset):
+    """gram_vector (rank-k update, row sums from the samples, centring on the triangle alone) against
+    u_centred_gram's upper triangle, on float32 ReLU-like activations far from the origin; a constant block gives NaN."""
+    rng = np.random.default_rng(4)
+    x = (offset + np.maximum(rng.standard_normal((130, 24)), 0) * np.linspace(0.1, 5, 24)).astype(np.float32)
+    upper = u_centred_gram(x)[np.triu_indices(130, k=1)]
+    expected = upper / np.linalg.norm(upper)
+    found = gram_vector(x)
+    assert found.dtype == np.float32 and found.shape == expected.shape
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
+    assert np.isnan(gram_vector(np.full((9, 3), offset + 1.5, dtype=np.float32))).all()
+    almost = np.full((9, 3), offset + 1.5)
+    almost[[4, 6], 1] += 1e-3  # (one sample apart from the others would be centred away)
+    assert np.isfinite(gram_vector(almost)).all()
 
 
 def test_along_training_matches_direct_cka(tmp_path_factory):

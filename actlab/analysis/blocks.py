@@ -16,6 +16,8 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from scipy.linalg.blas import dsyrk, dtrmm
+from scipy.linalg.lapack import dpotrf
 
 GROUPINGS: tuple[str, ...] = ("clean", "noisy_by_original", "noisy_by_assigned", "test")
 """Sample groupings for class means: probe group and which label defines the class."""
@@ -145,8 +147,9 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
     mean with its noisy mean), with clean and noisy membership shuffled within the class, so both groups keep
     the sizes of the comparison (n clean against m noisy probes). A cosine of means is the cosine of sums; with
     the pool's sum S, a permutation's noisy sum N = i X (i its indicator over the pool's rows X) and clean sum
-    S - N, it needs S.N = i (X S) = (i G) 1, |N|^2 = (i G) i^T and |S|^2 = 1 G 1 only, with G = X X^T: one Gram
-    matrix of the pool per class (float64), then one product of the indicators with it, whatever the layer's width.
+    S - N, it needs S.N = i (X S), |N|^2 = i G i^T and |S|^2 = 1 G 1 only, with G = X X^T: one Gram matrix of the
+    pool per class (float64) and its Cholesky factor, then one triangular product of the indicators with it
+    (:func:`_pool_quadratic_forms`), whatever the layer's width.
     A layer narrower than the pool (an output layer) takes the noisy sums i X themselves, the smaller product.
 
     Parameters
@@ -173,12 +176,42 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
             total, noisy = block.sum(axis=0), indicator @ block
             total_total, total_noisy, noisy_noisy = total @ total, noisy @ total, np.einsum("pu,pu->p", noisy, noisy)
         else:
-            gram = block @ block.T
-            products = indicator @ gram  # one product for both quadratic forms: X S = G 1, so S.N = (i G) 1
-            total_total, total_noisy = gram.sum(), products.sum(axis=1)
-            noisy_noisy = np.einsum("pi,pi->p", products, indicator)
+            total_total, total_noisy, noisy_noisy = _pool_quadratic_forms(block, indicator)
         out[:, c] = clean_noisy_cosine(total_total, total_noisy, noisy_noisy)
     return out
+
+
+def _pool_quadratic_forms(block: np.ndarray, indicator: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """S.S, S.N and N.N of a pool's rows X (pool, unit) in float64, with S = 1 X and each permutation's N = i X.
+
+    S.S = |X^T 1|^2 and S.N = i (X X^T 1) are matrix-vector products. N.N = i G i^T with G = X X^T: G's upper
+    triangle by one rank-k update (BLAS ``dsyrk``), its Cholesky factor G = R^T R (LAPACK ``dpotrf``), then
+    N.N = |R i^T|^2 (column by column) by one triangular product (BLAS ``dtrmm``), half the work of the dense ``i G``. The
+    factorisation is backward stable, so N.N carries the rounding of a direct product; a Gram matrix that is not
+    numerically positive definite (rows that are linearly dependent) takes the dense product instead.
+
+    Parameters
+    ----------
+    block : ndarray of float64, shape (pool, unit)
+    indicator : ndarray of float64, shape (permutation, pool)
+        0/1: the rows each permutation gives to N.
+
+    Returns
+    -------
+    total_total : float
+    total_noisy, noisy_noisy : ndarray of float64, shape (permutation,)
+    """
+    total = block.sum(axis=0)
+    row_products = block @ total  # X X^T 1 = G 1
+    gram = dsyrk(1.0, block.T, trans=1)  # upper triangle, Fortran order
+    factor, info = dpotrf(gram, lower=0)
+    if info == 0:
+        half = dtrmm(1.0, factor, indicator.T)  # R i^T (pool, permutation); i.T is i read in place
+        noisy_noisy = np.einsum("ip,ip->p", half, half)
+    else:
+        products = indicator @ (np.triu(gram) + np.triu(gram, 1).T)
+        noisy_noisy = np.einsum("pi,pi->p", products, indicator)
+    return float(total @ total), indicator @ row_products, noisy_noisy
 
 
 def clean_noisy_cosine(total_total: np.ndarray | float, total_noisy: np.ndarray, noisy_noisy: np.ndarray) -> np.ndarray:

@@ -11,11 +11,13 @@ p-values of each target are adjusted by Benjamini-Hochberg within the layer x ep
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg.blas import dsyr, dsyrk
+from scipy.linalg.lapack import dposv
 from scipy.stats import false_discovery_control
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
@@ -79,6 +81,9 @@ class ProbePlan:
         self.n_classes = int(max(label.max(), original_label.max(), self.classes.max())) + 1
         self.truth = {"clean": y_clean, "noisy_original": original_label[noisy], "noisy_assigned": label[noisy],
                       "test": label[test]}  # in the order of TARGETS
+        # the noisy and test probes, scored by every fold; each target's samples as positions among them
+        self.scored = np.flatnonzero(group != "clean")
+        noisy, test = np.searchsorted(self.scored, noisy), np.searchsorted(self.scored, test)
         self.samples = {"clean": None, "noisy_original": noisy, "noisy_assigned": noisy, "test": test}
         # the same permutations for every block, drawn once: target after target, from one generator seeded with
         # ``seed``; (n_permutations, samples scored) class codes of one or two bytes
@@ -87,48 +92,89 @@ class ProbePlan:
         self.shuffled = {name: rng.permuted(np.broadcast_to(truth, (n_permutations, len(truth))), axis=1).astype(code)
                          for name, truth in self.truth.items() if len(truth)}
 
-    def fold_predictions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every fold's predicted class of every sample (fold, sample), and the out-of-fold predictions of the
-        clean probes (clean sample,).
+    def fold_weights(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each fold's classifier fitted on the fold's training probes of one (sample, unit) block.
 
-        Each fold's classifier is scikit-learn's ``make_pipeline(StandardScaler(), RidgeClassifier(alpha))`` fitted
-        on the fold's training probes, solved here from sufficient statistics: the unit x unit products of each
-        fold's held-out probes (centred on the mean of all clean probes, so a constant unit stays exactly
-        constant) are formed once; a fold's training scatter is their total minus its own share, standardised by
-        its diagonal, and solved by a Cholesky factorisation. Targets are +1 for the class and -1 for the others,
-        with an intercept; a unit constant over the training probes keeps scale 1, as StandardScaler does.
+        Each fold's classifier is scikit-learn's ``make_pipeline(StandardScaler(), RidgeClassifier(alpha))``,
+        solved here in closed form from sufficient statistics. The clean probes are centred on the mean of all of
+        them (so a constant unit stays exactly constant); the unit x unit scatter of each fold's held-out probes
+        is one symmetric rank-k update (BLAS ``dsyrk``, upper triangle), and a fold's training scatter is the sum
+        of them all minus its own (a downdate), recentred on the fold's training mean. Standardising unit ``j`` by
+        ``s_j`` and penalising by ``alpha`` is the same as solving ``(S + alpha diag(s^2)) w = X^T t`` for
+        the weights of the unstandardised units, which one Cholesky factorisation and solve (LAPACK ``dposv``)
+        gives. Targets are +1 for the class and -1 for the others, with an intercept; a unit constant over the
+        training probes keeps scale 1, as StandardScaler does.
+
+        Parameters
+        ----------
+        x : ndarray, shape (sample, unit)
+
+        Returns
+        -------
+        weights : ndarray of float64, shape (fold, unit, class)
+            Of the unstandardised units; the classes are ``self.classes``.
+        intercepts : ndarray of float64, shape (fold, class)
+            A sample's decision score is ``x @ weights[f] + intercepts[f]``.
+        centred : ndarray of float64, shape (clean sample, unit)
+            The clean probes in the order of ``clean_by_fold``, minus ``centre``.
+        centre : ndarray of float64, shape (unit,)
+            The mean of the clean probes.
         """
-        x = np.asarray(x, dtype=np.float64)
-        centred = x[self.clean_by_fold]  # the clean probes, fold after fold: each fold's a contiguous slice
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[0] != self.n_samples:
+            raise ValueError(f"linear probes need a (sample, unit) block of {self.n_samples} samples; "
+                             f"got shape {x.shape}")
+        centred = x[self.clean_by_fold].astype(np.float64)  # the clean probes, fold after fold: contiguous slices
         centre = centred.mean(axis=0)
         centred -= centre
-        parts = [(c.T @ c, c.sum(axis=0), c.T @ t, t.sum(axis=0))
-                 for c, t in ((centred[a:b], self.targets_by_fold[a:b]) for a, b in self.fold_bounds)]
-        gram, sums, cross, target_sums = (sum(part[k] for part in parts) for k in range(4))
-        weights = np.empty((self.n_folds, x.shape[1], len(self.classes)))
+        # X^T X of each fold's held-out probes, upper triangle (the transpose of a C-ordered slice is Fortran-ordered:
+        # dsyrk reads it in place)
+        held_grams = [dsyrk(1.0, centred[a:b].T) for a, b in self.fold_bounds]
+        held_sums = [centred[a:b].sum(axis=0) for a, b in self.fold_bounds]
+        held_cross = [centred[a:b].T @ self.targets_by_fold[a:b] for a, b in self.fold_bounds]
+        held_targets = [self.targets_by_fold[a:b].sum(axis=0) for a, b in self.fold_bounds]
+        gram, sums, cross, target_sums = (functools.reduce(np.add, parts)
+                                          for parts in (held_grams, held_sums, held_cross, held_targets))
+        units = x.shape[1]
+        weights = np.empty((self.n_folds, units, len(self.classes)))
         intercepts = np.empty((self.n_folds, len(self.classes)))
-        for f, (held_gram, held_sums, held_cross, held_targets) in enumerate(parts):
+        diagonal = np.diag_indices(units)
+        for f in range(self.n_folds):
             n = len(self.clean) - len(self.held_out[f])
-            shift, target_mean = (sums - held_sums) / n, (target_sums - held_targets) / n
-            system = gram - held_gram
-            system -= n * np.outer(shift, shift)  # the scatter about the fold's training mean
+            shift, target_mean = (sums - held_sums[f]) / n, (target_sums - held_targets[f]) / n
+            system = np.subtract(gram, held_grams[f], order="F")  # the training probes' X^T X (upper triangle)
+            system = dsyr(-n, shift, a=system, lower=0, overwrite_a=1)  # about the fold's training mean
             mean = centre + shift
-            scale = np.sqrt(np.maximum(np.diag(system), 0.0) / n)
-            scale[scale <= 1e-10 * np.maximum(1.0, np.abs(mean))] = 1.0
-            products = cross - held_cross
+            variance = np.maximum(system[diagonal], 0.0) / n
+            variance[np.sqrt(variance) <= 1e-10 * np.maximum(1.0, np.abs(mean))] = 1.0
+            system[diagonal] += self.alpha * variance
+            products = cross - held_cross[f]
             products -= n * np.outer(shift, target_mean)
-            products /= scale[:, None]
-            system /= scale
-            system /= scale[:, None]
-            system[np.diag_indices_from(system)] += self.alpha
-            weights[f] = cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), products,
-                                   overwrite_b=True, check_finite=False) / scale[:, None]
-            intercepts[f] = target_mean - mean @ weights[f]
-        scores = (x @ weights.transpose(1, 0, 2).reshape(x.shape[1], -1)).reshape(len(x), self.n_folds, -1)
-        predicted = self.classes[np.argmax(scores + intercepts[None], axis=2)].T
+            _, solved, info = dposv(system, products, lower=0, overwrite_a=1, overwrite_b=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"the ridge system of fold {f} is not positive definite (LAPACK dposv "
+                                            f"info {info}); the block holds non-finite activations")
+            weights[f] = solved
+            intercepts[f] = target_mean - mean @ solved
+        return weights, intercepts, centred, centre
+
+    def fold_predictions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every fold's predicted class of the noisy and test probes (fold, ``self.scored`` sample), and the
+        out-of-fold predictions of the clean probes (clean sample,).
+
+        A clean probe is predicted only by the fold that held it out (the other folds trained on it); the noisy
+        and test probes by every fold. The classifiers are :meth:`fold_weights`'.
+        """
+        weights, intercepts, centred, centre = self.fold_weights(x)
         out_of_fold = np.empty(len(self.clean), dtype=np.int64)
-        for f, held in enumerate(self.held_out):
-            out_of_fold[held] = predicted[f, self.clean[held]]
+        for f, ((a, b), held) in enumerate(zip(self.fold_bounds, self.held_out)):
+            # (x - centre) @ w + (centre @ w + intercept): the centred probes are at hand
+            scores = centred[a:b] @ weights[f] + (centre @ weights[f] + intercepts[f])
+            out_of_fold[held] = self.classes[np.argmax(scores, axis=1)]
+        others = np.asarray(x)[self.scored].astype(np.float64)
+        units = others.shape[1]
+        scores = (others @ weights.transpose(1, 0, 2).reshape(units, -1)).reshape(len(others), self.n_folds, -1)
+        predicted = self.classes[np.argmax(scores + intercepts[None], axis=2)].T
         return predicted, out_of_fold
 
     def _permutation_test(self, name: str, predicted: np.ndarray) -> tuple[float, float]:

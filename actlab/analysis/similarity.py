@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
+from scipy.linalg.blas import dsyrk
 from threadpoolctl import threadpool_limits
 
 from actlab.analysis.blocks import SEED
@@ -64,21 +65,57 @@ def gram_vector(x: np.ndarray) -> np.ndarray:
     symmetric with a zero diagonal, so the upper triangles carry the inner product). A block whose U-centred
     Gram matrix is zero (a constant representation) gives NaN.
 
+    Computed as :func:`u_centred_gram` defines it, with half the work: the upper triangle of ``x x^T`` by one
+    symmetric rank-k update (BLAS ``dsyrk``), the row sums off the diagonal from ``x`` (``x_i . sum_j x_j -
+    |x_i|^2``), and the centring applied to the upper triangle alone.
+
+    Parameters
+    ----------
+    x : ndarray, shape (sample, unit); at least 4 samples
+
     Returns
     -------
     ndarray of float32, shape (sample * (sample - 1) / 2,)
+        In the order of ``numpy.triu_indices(sample, k=1)``.
     """
-    gram = u_centred_gram(x)
-    upper = gram[np.triu_indices(len(gram), k=1)]
+    x = np.asarray(x)
+    n = len(x)
+    if x.ndim != 2 or n < 4:
+        raise ValueError(f"debiased CKA needs a (sample, unit) block of at least 4 samples; got shape {x.shape}")
     if _constant(x):
-        return np.full(upper.shape, np.nan, dtype=np.float32)
-    return (upper / np.linalg.norm(upper)).astype(np.float32)
+        return np.full(n * (n - 1) // 2, np.nan, dtype=np.float32)
+    x = x.astype(np.float64)
+    gram = dsyrk(1.0, x.T, trans=1)  # x x^T, upper triangle, Fortran order (x.T is x read in place)
+    rows = x @ x.sum(axis=0) - np.einsum("ij,ij->i", x, x)  # row sums of x x^T without its diagonal
+    # U(K)_ij = K_ij - r_i / (n-2) - r_j / (n-2) + s / ((n-1)(n-2)): half the constant on each index's term
+    half = rows / (n - 2) - rows.sum() / (2 * (n - 1) * (n - 2))
+    first, second, flat = _upper(n)
+    upper = np.take(gram.ravel(order="F"), flat)
+    upper -= half[first]
+    upper -= half[second]
+    upper /= np.sqrt(upper @ upper)
+    return upper.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column of each entry above the diagonal of an (n, n) matrix (``numpy.triu_indices(n, k=1)``),
+    and its position in the matrix's Fortran-ordered memory."""
+    first, second = np.triu_indices(n, k=1)
+    return first, second, first + n * second
 
 
 def _constant(x: np.ndarray) -> bool:
     """Whether every sample of ``x`` is the same (up to float64 rounding): its U-centred Gram matrix is zero."""
-    x = np.asarray(x, dtype=np.float64)
-    return bool(np.all(np.abs(x - x[0]) <= 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0)))))
+    x = np.asarray(x)
+    if len(x) == 0:
+        return True
+    # |x_ij - x_0j| <= tol for every i, j: the column maxima and minima against the first sample, in float64 (the
+    # differences of float32 values are exact in it)
+    high, low = x.max(axis=0).astype(np.float64), x.min(axis=0).astype(np.float64)
+    first = x[0].astype(np.float64)
+    tolerance = 1e-12 * max(1.0, float(max(np.abs(high).max(initial=0.0), np.abs(low).max(initial=0.0))))
+    return bool(np.all(high - first <= tolerance) and np.all(first - low <= tolerance))
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
