@@ -406,7 +406,8 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
     # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
     with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
-        features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"])
+        features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"],
+                               max_bytes=budget)
         assemblies: dict[str, Assembly] = {
             "separation": SeparationAssembly(stats),
             "pca": PCAAssembly(stats, n_components, pca_indices),
