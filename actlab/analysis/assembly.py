@@ -60,12 +60,17 @@ class Statistics:
                                                dtype=np.float32)
 
     def add(self, layer: str, index: int, stats: BlockStats) -> bool:
-        """Store the statistics of block (``layer``, ``index``); True when that completes the layer."""
+        """Store the statistics of block (``layer``, ``index``); True when that completes the layer.
+
+        The first block's float64 moments of a layer become the layer's (a 4,096-unit layer's are 134 MB): the
+        caller passes ``stats`` on and does not use its moments again."""
         self.sums[layer][index] = stats.sums
         self.half_sums[layer][index] = stats.half_sums
         self.mean_abs[layer][index] = stats.mean_abs
         self.max_abs[layer][index] = stats.max_abs
-        if stats.moments is not None:
+        if stats.moments is not None and self.moments[layer].n == 0 and stats.moments.scatter.dtype == np.float64:
+            self.moments[layer] = stats.moments  # the layer's first block: its moments taken over, not copied
+        elif stats.moments is not None:
             self.moments[layer].update(stats.moments)
         self.path_cosines[layer][index] = stats.path_cosines
         if stats.null_clean_path is not None:

@@ -114,10 +114,10 @@ def _batches(n_permutations: int, n_classes: int, n_units: int, budget: int) -> 
 class _FloorSums:
     """Permuted noisy sums N and pool sums S of one noise-floor grouping, for a batch of permutations."""
 
-    def __init__(self, members: np.ndarray, batch: slice, n_classes: int, n_units: int) -> None:
-        self.members, self.batch, self.pools = members, batch, _pools(members, n_classes)
-        n = len(range(*batch.indices(members.shape[0])))
-        self.noisy = np.zeros((n, n_classes, n_units))
+    def __init__(self, members: blocks.PackedMemberships, batch: slice, n_classes: int, n_units: int) -> None:
+        self.members = members.unpack(batch)  # (permutation of the batch, source, sample)
+        self.pools = _pools(self.members, n_classes)
+        self.noisy = np.zeros((len(self.members), n_classes, n_units))
         self.total = np.zeros((n_classes, n_units))
 
     def add(self, x: np.ndarray, start: int, stop: int) -> None:
@@ -126,7 +126,7 @@ class _FloorSums:
             if len(rows):
                 block = x[rows].astype(np.float64)
                 self.total[c] += block.sum(axis=0)
-                self.noisy[:, c] += (self.members[self.batch, 1, rows + start] == c).astype(np.float64) @ block
+                self.noisy[:, c] += (self.members[:, 1, rows + start] == c).astype(np.float64) @ block
 
     def cosines(self) -> np.ndarray:
         """(permutation, class) as :func:`~actlab.analysis.blocks.permuted_cosines`; NaN for a class without
@@ -190,7 +190,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
             mean_abs, max_abs = np.zeros(n_units), np.zeros(n_units)
             if null:
                 floor_work = [(g, batch) for g in range(len(plan.floor_members))
-                              for batch in _batches(plan.floor_members.shape[1], n_classes, n_units, sums_budget)]
+                              for batch in _batches(plan.floor_permutations, n_classes, n_units, sums_budget)]
                 floors = [[] for _ in plan.floor_members]
             if path_members is not None:
                 clean_sums = np.zeros((path_members.shape[0], n_classes, n_units), dtype=x.dtype)  # as the block's

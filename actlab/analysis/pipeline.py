@@ -234,6 +234,7 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
                     failed.setdefault(name, value)
                 elif name not in failed:
                     extra.add(task.layer, task.index, value)
+            del block, made  # not held while the next block is reduced (its moments alone can be 134 MB)
             bar.update(1)
     return failed
 
