@@ -141,19 +141,19 @@ class _FloorSums:
         return out
 
 
-def _merge_moments(merged: Moments, x: np.ndarray) -> None:
-    """Merge the moments of the samples ``x`` into ``merged`` as :meth:`Moments.from_block` computes them
-    (float64 mean, float32 products of the centred samples), centring ``x`` in place and keeping the products in
-    float32 until they are added: no copy of ``x`` and no float64 (unit, unit) array besides ``merged``."""
+def _range_moments(x: np.ndarray) -> Moments:
+    """The moments of the samples ``x`` as :meth:`Moments.from_block` computes them (float64 mean, float32 products
+    of the centred samples), centring ``x`` in place and keeping the products in float32 until they are merged: no
+    copy of ``x`` and no float64 (unit, unit) array."""
     mean = x.mean(axis=0, dtype=np.float64)
     centred = (np.subtract(x, mean.astype(np.float32), out=x) if x.dtype == np.float32
                else x.astype(np.float32) - mean.astype(np.float32))
-    merged.update(Moments(len(x), mean, centred.T @ centred))
+    return Moments(len(x), mean, centred.T @ centred)
 
 
 def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[tuple[int, int]], plan: BlockPlan,
                        *, keep_top_values: bool, predictions: bool, moments: bool = True, null: bool = False,
-                       sums_budget: int = BLOCK_BYTES) -> BlockStats:
+                       sums_budget: int = BLOCK_BYTES, moments_sink: Callable[[Moments], None] | None = None) -> BlockStats:
     """:func:`~actlab.analysis.blocks.block_statistics` of a block read as ``read(start, stop)`` over ``ranges``.
 
     Parameters
@@ -169,6 +169,10 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
     sums_budget : int
         Bytes the float64 sums of the noise-floor null may take (:func:`null_sums_bytes`); more permutations
         take more passes.
+    moments_sink : callable, optional
+        With ``moments``: called with each range's moments (float32 products) to merge them where they are
+        pooled (the layer's moments), instead of merging them into the block's own float64 moments; the
+        statistics' ``moments`` are then None. A 4,096-unit block holds no (unit, unit) float64 array of its own.
 
     Returns
     -------
@@ -179,7 +183,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
     floor_work: list[tuple[int, slice]] = []
     path_members = plan.null_members if null and len(plan.test_index) else None
     every = mean_abs = max_abs = None
-    merged = Moments(0, np.zeros(0), np.zeros((0, 0))) if moments else None
+    merged = Moments(0, np.zeros(0), np.zeros((0, 0))) if moments and moments_sink is None else None
     predicted = np.empty(n_samples, dtype=np.int64) if predictions else None
     clean_sums = pool_sums = floors = None
     for start, stop in ranges:
@@ -215,8 +219,8 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
                     pool_sums[c] += block.sum(axis=0, dtype=np.float64)
         for sums in first_floor.values():
             sums.add(x, start, stop)
-        if merged is not None:  # last: centres x in place
-            _merge_moments(merged, x)
+        if moments:  # last: centres x in place
+            (merged.update if moments_sink is None else moments_sink)(_range_moments(x))
         del x
     for g, sums in first_floor.items():
         floors[g].append(sums.cosines())
