@@ -14,7 +14,8 @@ as :func:`~actlab.analysis.blocks.block_statistics` of the whole block, up to fl
 
 Memory does not grow with the probes: a block read in ranges holds one range (the budget), the floor null's sums
 (:func:`null_sums_bytes`), the path null's (permutation, class, unit) sums and directions (float32) and, at the
-PCA epochs, the block's (unit, unit) moments (float64) with one range's float32 products.
+PCA epochs, one range's float32 (unit, unit) products with the block's float64 moments, or without them when the
+ranges' moments go straight to the layer's (``moments_sink``, what the fused pass does on local threads).
 """
 
 from __future__ import annotations
