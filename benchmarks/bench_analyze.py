@@ -161,7 +161,7 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
         "PCA moments": lambda name, i, x: blocks.Moments.from_block(x),
         "path null": lambda name, i, x: blocks.null_clean_paths(x, plan),
         "floor null": lambda name, i, x: [blocks.permuted_cosines(x, members, plan.n_classes)
-                                          for members in plan.floor_members],
+                                          for members in (m.unpack() for m in plan.floor_members)],
         **{f"extra {name}": lambda name, i, x, extra=extra: extra.reduce(x) for name, extra in extras.items()},
     }
     times: dict[str, list[float]] = {step: [] for step in steps}

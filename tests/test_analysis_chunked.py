@@ -67,7 +67,7 @@ def test_chunked_floor_null_equals_the_cosine_of_permuted_means_by_hand():
                                        keep_top_values=False, predictions=False, moments=False, null=True, sums_budget=500)
     x64 = x.astype(np.float64)
     expected = np.array([[[hand_cosine(x64[clean == c].mean(axis=0), x64[noisy == c].mean(axis=0))
-                           for c in range(n_classes)] for clean, noisy in members] for members in plan.floor_members])
+                           for c in range(n_classes)] for clean, noisy in members.unpack()] for members in plan.floor_members])
     np.testing.assert_allclose(found.floor_null, expected, rtol=1e-6, atol=1e-7)
     assert found.moments is None and found.top_values is None and found.predicted is None
 

@@ -113,3 +113,20 @@ def test_null_memberships_are_the_documented_draw():
         found = blocks.null_memberships(codes, n_classes, 12, seed=7, noisy=noisy)
         assert found.dtype == np.int8
         np.testing.assert_array_equal(found, expected)
+
+
+def test_packed_floor_memberships_unpack_to_the_draws():
+    """The plan keeps the floor memberships a bit per (permutation, probe): unpacked, whole or in batches, they are
+    null_memberships' draws; memberships whose pools change between permutations are refused."""
+    _, codes, test, n_classes = random_block(n_classes=5, per_group=(40, 17, 5))
+    plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test, n_top=2, seed=4, floor_permutations=21)
+    for grouping, packed in zip(blocks.FLOOR_GROUPINGS, plan.floor_members):
+        expected = blocks.null_memberships(codes, n_classes, 21, seed=4, noisy=grouping)
+        assert packed.shape == expected.shape and packed.noisy.shape == (21, 8)  # 62 probes in 8 bytes
+        np.testing.assert_array_equal(packed.unpack(), expected)
+        np.testing.assert_array_equal(packed.unpack(slice(5, 13)), expected[5:13])
+        assert packed.unpack().dtype == expected.dtype
+    moved = blocks.null_memberships(codes, n_classes, 2, seed=4)
+    moved[1, :, np.flatnonzero(moved[1, 0] >= 0)[0]] = -1  # a clean probe that leaves its pool
+    with pytest.raises(ValueError, match="fixed pools"):
+        blocks.PackedMemberships.pack(moved)

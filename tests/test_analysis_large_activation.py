@@ -13,18 +13,22 @@ from fixtures_store import (
     cached_results,
     post,
 )
+from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold, cross_val_predict
 
 import actlab
-from actlab.analysis import dominant_unit, unit_magnitudes
+from actlab.analysis import blocks, dominant_unit, large_activation, unit_magnitudes
 from actlab.analysis.large_activation import (
     correlation_ratio,
     cv_ridge_predict,
     explained_by,
+    image_features,
     paired_r2_difference,
+    permutation_batches,
     permutation_fit,
+    permutation_fits,
 )
 
 
@@ -123,6 +127,72 @@ def test_paired_r2_difference_matches_a_hand_bootstrap():
     assert 0 < low < difference < high
     # identical predictions: the difference and its interval are exactly 0
     assert paired_r2_difference(y, a, a, n_bootstrap=50) == (0.0, 0.0, 0.0)
+
+
+def test_image_features_in_chunks_equal_a_float64_pca(monkeypatch):
+    """Pixels too large for the budget: the covariance summed a chunk of images at a time gives scikit-learn's
+    whitened components of the float64 pixels (signs included); the float32 path agrees to float32 rounding."""
+    rng = np.random.default_rng(3)
+    spread = np.array([60.0, 45, 35, 28, 22, 17, 13, 10, 8, 6, 1])  # distinct variances, then a noise floor
+    latent = rng.standard_normal((700, 11)) * spread
+    pixels = latent @ np.linalg.qr(rng.standard_normal((192, 11)))[0].T + 128 + rng.standard_normal((700, 192))
+    images = np.clip(pixels, 0, 255).astype(np.uint8).reshape(700, 3, 8, 8)
+    expected = PCA(n_components=8, whiten=True, svd_solver="full").fit_transform(images.reshape(700, -1) / 255.0)
+    monkeypatch.setattr(large_activation, "IMAGE_CHUNK", 64)  # 11 chunks, the last one short
+    chunked = image_features(images, n_components=8, max_bytes=1)
+    np.testing.assert_allclose(chunked, expected, rtol=0, atol=1e-9 * np.abs(expected).max())
+    whole = image_features(images, n_components=8, max_bytes=2**30)
+    np.testing.assert_allclose(whole, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("n, n_bootstrap, batch", [(1, 3, 64), (37, 64, 64), (37, 65, 64), (1001, 200, 7), (50, 9, 1)])
+def test_bootstrap_count_batches_are_the_counts_of_one_draw(n, n_bootstrap, batch):
+    """Drawn a batch at a time from one generator: the same resamples as the one (n_bootstrap, n) call."""
+    draws = np.random.default_rng(11).integers(0, n, (n_bootstrap, n))
+    by_hand = np.stack([np.bincount(row, minlength=n) for row in draws])
+    found = list(blocks.bootstrap_count_batches(n, n_bootstrap, 11, np.float32, batch=batch))
+    assert [len(b) for b in found] == [min(batch, n_bootstrap - s) for s in range(0, n_bootstrap, batch)]
+    assert all(b.dtype == np.float32 for b in found)
+    np.testing.assert_array_equal(np.concatenate(found), by_hand)
+    np.testing.assert_array_equal(blocks.bootstrap_counts(n, n_bootstrap, 11), by_hand)
+
+
+def test_paired_r2_difference_equals_the_all_at_once_product():
+    """Batched resamples give the interval of the product over all resamples at once (the computation before)."""
+    rng = np.random.default_rng(6)
+    y = rng.standard_normal(300)
+    a, b = y + 0.4 * rng.standard_normal(300), y + 0.6 * rng.standard_normal(300)
+    draws = np.random.default_rng(8).integers(0, 300, (333, 300))
+    counts = np.stack([np.bincount(row, minlength=300) for row in draws]).astype(np.float64)
+    centred = y - y.mean()
+    sums = counts @ np.column_stack([centred, centred ** 2, (y - a) ** 2, (y - b) ** 2])
+    all_at_once = (sums[:, 3] - sums[:, 2]) / (sums[:, 1] - sums[:, 0] ** 2 / 300)
+    _, low, high = paired_r2_difference(y, a, b, n_bootstrap=333, seed=8)
+    assert (low, high) == pytest.approx(tuple(np.percentile(all_at_once, [2.5, 97.5])), rel=1e-12)
+
+
+def test_permutation_fits_equal_sklearn_on_all_permutations_at_once():
+    """Batched permutations: the same p-values as every permuted column fitted at once by scikit-learn, and each
+    feature set's fit equal to its own permutation_fit."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((90, 4))
+    classes = rng.integers(0, 3, 90)
+    onehot = np.eye(3)[classes]
+    y = x[:, 0] * 0.3 + classes * 0.2 + rng.standard_normal(90)
+    draws = np.random.default_rng(2)
+    columns = np.column_stack([y] + [y[draws.permutation(90)] for _ in range(150)])
+    found = permutation_fits([x, onehot], y, n_permutations=150, seed=2)
+    assert sum(len(b) for b in permutation_batches(90, 150, 2)) == 150
+    for features, (predicted, r2, p) in zip([x, onehot], found):
+        by_hand = cross_val_predict(Ridge(alpha=1.0), features, columns, cv=KFold(5, shuffle=True, random_state=2))
+        scores = r2_score(columns, by_hand, multioutput="raw_values")
+        np.testing.assert_allclose(predicted, by_hand[:, 0], rtol=1e-10)
+        assert r2 == pytest.approx(scores[0], rel=1e-10)
+        assert p == (1 + np.sum(scores[1:] >= scores[0])) / 151
+        single = permutation_fit(features, y, n_permutations=150, seed=2)
+        np.testing.assert_array_equal(single[0], predicted)
+        assert single[1:] == (r2, p)
+    assert found[0][2] != found[1][2]  # the two feature sets do not share one answer
 
 
 @pytest.mark.parametrize("low, high, p_in, p_out, verdict", [

@@ -117,13 +117,14 @@ def test_pipeline_null_matches_numpy(tmp_path_factory, layer, epoch):
     assert float(node["split_excess"]) == pytest.approx(split - null.mean())
 
 
-def test_bootstrap_interval_of_the_excess_by_hand():
+@pytest.mark.parametrize("n_bootstrap", [60, 150])  # one batch of resamples, and three (64, 64, 22)
+def test_bootstrap_interval_of_the_excess_by_hand(n_bootstrap):
     rng = np.random.default_rng(2)
     observed = rng.integers(0, 2, 40).astype(float)
     observed[3] = np.nan
     null = rng.integers(0, 2, (15, 40)).astype(float)
     correct = rng.uniform(size=40) < 0.6
-    found = paths.split_null(observed, null, correct, n_bootstrap=60, seed=4)
+    found = paths.split_null(observed, null, correct, n_bootstrap=n_bootstrap, seed=4)
 
     ok = np.isfinite(observed)
     assert found["split"] == pytest.approx(np.mean(observed[ok & correct]) - np.mean(observed[ok & ~correct]))
@@ -132,7 +133,7 @@ def test_bootstrap_interval_of_the_excess_by_hand():
         ok = np.isfinite(path)
         return np.mean(path[ok & right]) - np.mean(path[ok & ~right])
 
-    for draw in np.random.default_rng(4).integers(0, 40, (60, 40)):
+    for draw in np.random.default_rng(4).integers(0, 40, (n_bootstrap, 40)):
         excess.append(resampled_split(observed[draw], correct[draw])
                       - np.mean([resampled_split(n[draw], correct[draw]) for n in null]))
     assert (found["excess_low"], found["excess_high"]) == pytest.approx(tuple(np.percentile(excess, [2.5, 97.5])))

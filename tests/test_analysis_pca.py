@@ -10,6 +10,7 @@ from sklearn.decomposition import PCA as SklearnPCA
 
 import actlab
 from actlab.analysis import PCA, analyze, class_means, pca_trajectories
+from actlab.analysis.blocks import Moments
 
 
 def pooled(planted, layer):
@@ -75,6 +76,23 @@ def test_trajectories_and_pipeline_node(tmp_path_factory):
     assert int(np.abs(comps.isel(component=0).values).argmax()) == 3
     # layer narrower than n_components: padded with NaN
     assert np.isnan(node["explained_variance_ratio"].sel(layer="output").values[4:]).all()
+
+
+@pytest.mark.parametrize("k", [4, 12])  # leading eigenpairs only, and every unit
+def test_fit_moments_equals_a_full_eigendecomposition(k):
+    """The subset eigensolver on the symmetrised covariance gives the leading pairs of numpy's full eigh (the
+    computation before), with the largest loading of each component positive."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 12)) * np.linspace(4.0, 0.5, 12) @ np.linalg.qr(rng.standard_normal((12, 12)))[0]
+    moments = Moments.from_block(x)
+    values, vectors = np.linalg.eigh(moments.scatter / 299)
+    values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k].T
+    vectors *= np.sign(vectors[np.arange(k), np.abs(vectors).argmax(axis=1)])[:, None]
+    fitted = PCA(k).fit_moments(moments)
+    np.testing.assert_allclose(fitted.explained_variance_.values, values, rtol=1e-12)
+    np.testing.assert_allclose(fitted.components_.values, vectors, atol=1e-10)
+    assert fitted.explained_variance_ratio_.values.sum() == pytest.approx(values.sum() / np.trace(moments.scatter / 299))
+    assert fitted.moments_.scatter is moments.scatter and np.array_equal(moments.scatter, Moments.from_block(x).scatter)
 
 
 def test_validation():

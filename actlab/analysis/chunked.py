@@ -14,7 +14,8 @@ as :func:`~actlab.analysis.blocks.block_statistics` of the whole block, up to fl
 
 Memory does not grow with the probes: a block read in ranges holds one range (the budget), the floor null's sums
 (:func:`null_sums_bytes`), the path null's (permutation, class, unit) sums and directions (float32) and, at the
-PCA epochs, the block's (unit, unit) moments (float64) with one range's float32 products.
+PCA epochs, one range's float32 (unit, unit) products with the block's float64 moments, or without them when the
+ranges' moments go straight to the layer's (``moments_sink``, what the fused pass does on local threads).
 """
 
 from __future__ import annotations
@@ -114,10 +115,10 @@ def _batches(n_permutations: int, n_classes: int, n_units: int, budget: int) -> 
 class _FloorSums:
     """Permuted noisy sums N and pool sums S of one noise-floor grouping, for a batch of permutations."""
 
-    def __init__(self, members: np.ndarray, batch: slice, n_classes: int, n_units: int) -> None:
-        self.members, self.batch, self.pools = members, batch, _pools(members, n_classes)
-        n = len(range(*batch.indices(members.shape[0])))
-        self.noisy = np.zeros((n, n_classes, n_units))
+    def __init__(self, members: blocks.PackedMemberships, batch: slice, n_classes: int, n_units: int) -> None:
+        self.members = members.unpack(batch)  # (permutation of the batch, source, sample)
+        self.pools = _pools(self.members, n_classes)
+        self.noisy = np.zeros((len(self.members), n_classes, n_units))
         self.total = np.zeros((n_classes, n_units))
 
     def add(self, x: np.ndarray, start: int, stop: int) -> None:
@@ -126,7 +127,7 @@ class _FloorSums:
             if len(rows):
                 block = x[rows].astype(np.float64)
                 self.total[c] += block.sum(axis=0)
-                self.noisy[:, c] += (self.members[self.batch, 1, rows + start] == c).astype(np.float64) @ block
+                self.noisy[:, c] += (self.members[:, 1, rows + start] == c).astype(np.float64) @ block
 
     def cosines(self) -> np.ndarray:
         """(permutation, class) as :func:`~actlab.analysis.blocks.permuted_cosines`; NaN for a class without
@@ -141,19 +142,19 @@ class _FloorSums:
         return out
 
 
-def _merge_moments(merged: Moments, x: np.ndarray) -> None:
-    """Merge the moments of the samples ``x`` into ``merged`` as :meth:`Moments.from_block` computes them
-    (float64 mean, float32 products of the centred samples), centring ``x`` in place and keeping the products in
-    float32 until they are added: no copy of ``x`` and no float64 (unit, unit) array besides ``merged``."""
+def _range_moments(x: np.ndarray) -> Moments:
+    """The moments of the samples ``x`` as :meth:`Moments.from_block` computes them (float64 mean, float32 products
+    of the centred samples), centring ``x`` in place and keeping the products in float32 until they are merged: no
+    copy of ``x`` and no float64 (unit, unit) array."""
     mean = x.mean(axis=0, dtype=np.float64)
     centred = (np.subtract(x, mean.astype(np.float32), out=x) if x.dtype == np.float32
                else x.astype(np.float32) - mean.astype(np.float32))
-    merged.update(Moments(len(x), mean, centred.T @ centred))
+    return Moments(len(x), mean, centred.T @ centred)
 
 
 def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[tuple[int, int]], plan: BlockPlan,
                        *, keep_top_values: bool, predictions: bool, moments: bool = True, null: bool = False,
-                       sums_budget: int = BLOCK_BYTES) -> BlockStats:
+                       sums_budget: int = BLOCK_BYTES, moments_sink: Callable[[Moments], None] | None = None) -> BlockStats:
     """:func:`~actlab.analysis.blocks.block_statistics` of a block read as ``read(start, stop)`` over ``ranges``.
 
     Parameters
@@ -169,6 +170,10 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
     sums_budget : int
         Bytes the float64 sums of the noise-floor null may take (:func:`null_sums_bytes`); more permutations
         take more passes.
+    moments_sink : callable, optional
+        With ``moments``: called with each range's moments (float32 products) to merge them where they are
+        pooled (the layer's moments), instead of merging them into the block's own float64 moments; the
+        statistics' ``moments`` are then None. A 4,096-unit block holds no (unit, unit) float64 array of its own.
 
     Returns
     -------
@@ -179,7 +184,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
     floor_work: list[tuple[int, slice]] = []
     path_members = plan.null_members if null and len(plan.test_index) else None
     every = mean_abs = max_abs = None
-    merged = Moments(0, np.zeros(0), np.zeros((0, 0))) if moments else None
+    merged = Moments(0, np.zeros(0), np.zeros((0, 0))) if moments and moments_sink is None else None
     predicted = np.empty(n_samples, dtype=np.int64) if predictions else None
     clean_sums = pool_sums = floors = None
     for start, stop in ranges:
@@ -190,7 +195,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
             mean_abs, max_abs = np.zeros(n_units), np.zeros(n_units)
             if null:
                 floor_work = [(g, batch) for g in range(len(plan.floor_members))
-                              for batch in _batches(plan.floor_members.shape[1], n_classes, n_units, sums_budget)]
+                              for batch in _batches(plan.floor_permutations, n_classes, n_units, sums_budget)]
                 floors = [[] for _ in plan.floor_members]
             if path_members is not None:
                 clean_sums = np.zeros((path_members.shape[0], n_classes, n_units), dtype=x.dtype)  # as the block's
@@ -215,8 +220,8 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
                     pool_sums[c] += block.sum(axis=0, dtype=np.float64)
         for sums in first_floor.values():
             sums.add(x, start, stop)
-        if merged is not None:  # last: centres x in place
-            _merge_moments(merged, x)
+        if moments:  # last: centres x in place
+            (merged.update if moments_sink is None else moments_sink)(_range_moments(x))
         del x
     for g, sums in first_floor.items():
         floors[g].append(sums.cosines())

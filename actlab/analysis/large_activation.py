@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 import xarray as xr
 from sklearn.decomposition import PCA as SklearnPCA
 from sklearn.metrics import r2_score
@@ -13,6 +14,7 @@ from sklearn.model_selection import KFold
 
 from actlab.analysis import blocks
 from actlab.analysis.blocks import N_BOOTSTRAP, SEED
+from actlab.analysis.chunked import block_bytes
 
 OUTPUT_TARGETS: tuple[str, ...] = ("label", "original_label", "predicted")
 """Output patterns against which a unit's per-sample magnitude is explained."""
@@ -145,26 +147,107 @@ def dominant_unit(magnitudes: xr.Dataset, *, n_top: int = N_TOP, min_ratio_to_me
     )
 
 
-def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = SEED) -> np.ndarray:
-    """Whitened principal components of probe images scaled to [0, 1] (exact: ARPACK to machine precision).
+IMAGE_CHUNK = 2048
+"""Images converted to float at a time by :func:`image_features` when the pixels are not held whole."""
 
-    The leading components come from scikit-learn's ``PCA(svd_solver="arpack")`` (Lanczos iterations run to
-    convergence, ``tol=0``, on the float32 pixels: explained variances equal those of a float64 eigendecomposition
-    to about 1e-6 relative), or a full SVD when ``n_components`` is not below the smaller side of the data.
+
+def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = SEED,
+                   max_bytes: int | None = None) -> np.ndarray:
+    """Whitened principal components of probe images scaled to [0, 1] (exact: to machine precision).
+
+    When the float32 pixels fit ``max_bytes``, the leading components come from scikit-learn's
+    ``PCA(svd_solver="arpack")`` (Lanczos iterations run to convergence, ``tol=0``, on the float32 pixels:
+    explained variances equal those of a float64 eigendecomposition to about 1e-6 relative), or a full SVD when
+    ``n_components`` is not below the smaller side of the data. Larger probe sets (50,000 images are 614 MB of
+    float32 pixels) never hold the pixels as floats: the (pixel, pixel) covariance is summed in float64 from
+    :data:`IMAGE_CHUNK` images at a time (centred on the pixel means first), its leading eigenvectors found by
+    ARPACK (``eigsh``, ``tol=0``), and the images projected a chunk at a time; the components' signs follow
+    scikit-learn's (each component's largest entry positive), so both ways give the same features to float32
+    rounding.
 
     Parameters
     ----------
     images : ndarray of uint8, shape (sample, channel, height, width)
+    n_components : int
+    seed : int
+        ``random_state`` of the ARPACK start vector.
+    max_bytes : int, optional
+        Largest float32 pixel array held whole (default: the block budget, :func:`actlab.analysis.chunked.block_bytes`).
 
     Returns
     -------
     ndarray of float64, shape (sample, min(n_components, sample - 1, pixels))
     """
-    flat = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / np.float32(255.0)
-    k = min(n_components, len(flat) - 1, flat.shape[1])
-    solver = "arpack" if k < min(flat.shape) else "full"
-    pca = SklearnPCA(n_components=k, whiten=True, svd_solver=solver, random_state=seed)
-    return pca.fit_transform(flat).astype(np.float64)
+    images = np.asarray(images)
+    n = len(images)
+    pixels = images.reshape(n, -1)
+    k = min(n_components, n - 1, pixels.shape[1])
+    if 4 * pixels.size <= block_bytes(max_bytes) or k >= min(pixels.shape) - 1:
+        flat = np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
+        solver = "arpack" if k < min(flat.shape) else "full"
+        pca = SklearnPCA(n_components=k, whiten=True, svd_solver=solver, random_state=seed)
+        return pca.fit_transform(flat).astype(np.float64)
+    mean = pixels.mean(axis=0, dtype=np.float64) / 255.0
+
+    def centred(start: int) -> np.ndarray:
+        return pixels[start:start + IMAGE_CHUNK] / 255.0 - mean
+
+    covariance = np.zeros((pixels.shape[1], pixels.shape[1]))
+    for start in range(0, n, IMAGE_CHUNK):
+        chunk = centred(start)
+        covariance += chunk.T @ chunk
+    covariance /= n - 1
+    v0 = np.random.default_rng(seed).uniform(-1, 1, len(covariance))
+    variance, components = scipy.sparse.linalg.eigsh(covariance, k=k, which="LA", tol=0, v0=v0)
+    order = np.argsort(variance)[::-1]
+    variance, components = variance[order], components[:, order]
+    components *= np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(k)])
+    del covariance
+    scale = 1.0 / np.sqrt(variance)
+    return np.concatenate([(centred(start) @ components) * scale for start in range(0, n, IMAGE_CHUNK)])
+
+
+class _FoldedRidge:
+    """The per-fold ridge solutions of :func:`cv_ridge_predict` for fixed features, applied to any targets.
+
+    The features' per-fold sums and the Cholesky factor of each fold's regularised Gram matrix are computed
+    once; :meth:`predict` then costs one pass over the targets, so targets can come in batches of columns.
+    """
+
+    def __init__(self, features: np.ndarray, *, alpha: float, n_splits: int, seed: int) -> None:
+        # ridge with an intercept is unchanged by shifting features or targets; centring them on their overall
+        # means keeps the per-fold sums below free of cancellation
+        x = np.asarray(features, dtype=np.float64)
+        x = x - x.mean(axis=0)
+        self.n = len(x)
+        self.folds = [test for _, test in KFold(n_splits, shuffle=True, random_state=seed).split(x)]
+        self.x_folds = [x[test] for test in self.folds]
+        x_sums = [x_fold.sum(axis=0) for x_fold in self.x_folds]
+        grams = [x_fold.T @ x_fold for x_fold in self.x_folds]
+        x_total, gram_total = sum(x_sums), sum(grams)
+        self.x_means, self.factors = [], []
+        for test, x_sum, gram in zip(self.folds, x_sums, grams):
+            n = self.n - len(test)
+            x_mean = (x_total - x_sum) / n
+            train_gram = (gram_total - gram) - n * np.outer(x_mean, x_mean) + alpha * np.eye(x.shape[1])
+            self.x_means.append(x_mean)
+            self.factors.append(scipy.linalg.cho_factor(train_gram))
+
+    def predict(self, targets: np.ndarray) -> np.ndarray:
+        """Out-of-fold predictions of ``targets`` (sample, target), float64 of the same shape."""
+        y = np.asarray(targets, dtype=np.float64)
+        offset = y.mean(axis=0)
+        y = y - offset
+        parts = [(y[test].sum(axis=0), x_fold.T @ y[test]) for test, x_fold in zip(self.folds, self.x_folds)]
+        y_total, cross_total = sum(part[0] for part in parts), sum(part[1] for part in parts)
+        predicted = np.empty_like(y)
+        for test, x_fold, x_mean, factor, (y_sum, cross) in zip(self.folds, self.x_folds, self.x_means, self.factors,
+                                                                 parts):
+            n = self.n - len(test)
+            y_mean = (y_total - y_sum) / n
+            weights = scipy.linalg.cho_solve(factor, (cross_total - cross) - n * np.outer(x_mean, y_mean))
+            predicted[test] = (x_fold - x_mean) @ weights + y_mean
+        return predicted + offset
 
 
 def cv_ridge_predict(features: np.ndarray, targets: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
@@ -188,29 +271,8 @@ def cv_ridge_predict(features: np.ndarray, targets: np.ndarray, *, alpha: float 
     ndarray of float64, shape of ``targets``
     """
     targets = np.asarray(targets, dtype=np.float64)
-    # ridge with an intercept is unchanged by shifting features or targets; centring them on their overall means
-    # keeps the per-fold sums below free of cancellation
-    x = np.asarray(features, dtype=np.float64)
-    x = x - x.mean(axis=0)
-    y = targets.reshape(len(targets), -1)
-    offset = y.mean(axis=0)
-    y = y - offset
-    folds = [test for _, test in KFold(n_splits, shuffle=True, random_state=seed).split(x)]
-    x_folds = [x[test] for test in folds]
-    parts = []
-    for x_fold, test in zip(x_folds, folds):
-        y_fold = y[test]
-        parts.append((x_fold.sum(axis=0), y_fold.sum(axis=0), x_fold.T @ x_fold, x_fold.T @ y_fold))
-    totals = [sum(part[i] for part in parts) for i in range(4)]
-    predicted = np.empty_like(y)
-    for test, x_fold, part in zip(folds, x_folds, parts):
-        n = len(x) - len(test)
-        x_sum, y_sum, gram, cross = (total - own for total, own in zip(totals, part))
-        x_mean, y_mean = x_sum / n, y_sum / n
-        gram = gram - n * np.outer(x_mean, x_mean) + alpha * np.eye(x.shape[1])
-        weights = scipy.linalg.solve(gram, cross - n * np.outer(x_mean, y_mean), assume_a="pos")
-        predicted[test] = (x_fold - x_mean) @ weights + y_mean
-    return (predicted + offset).reshape(targets.shape)
+    ridge = _FoldedRidge(features, alpha=alpha, n_splits=n_splits, seed=seed)
+    return ridge.predict(targets.reshape(len(targets), -1)).reshape(targets.shape)
 
 
 def pooled_r2(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -231,20 +293,68 @@ def pooled_r2(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         return 1.0 - np.sum((targets - predicted) ** 2, axis=0) / total
 
 
-@functools.lru_cache(maxsize=4)
+PERMUTATION_BATCH = 64
+"""Permutations drawn and fitted at a time by :func:`permutation_fits`."""
+
+
+def permutation_batches(n: int, n_permutations: int, seed: int, batch: int = PERMUTATION_BATCH) -> Iterator[np.ndarray]:
+    """``n_permutations`` permutations of ``range(n)``, one after another from ``numpy.random.default_rng(seed)``,
+    ``batch`` at a time (the rows of :func:`permutation_indices`, in order).
+
+    Yields
+    ------
+    ndarray of int64, shape (min(batch, rest), n)
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1; got {batch}")
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_permutations, batch):
+        yield np.stack([rng.permutation(n) for _ in range(min(batch, n_permutations - start))])
+
+
 def permutation_indices(n: int, n_permutations: int, seed: int) -> np.ndarray:
     """``n_permutations`` permutations of ``range(n)``, one after another from ``numpy.random.default_rng(seed)``.
 
-    The same for every call with the same arguments, so they are drawn once (read-only array).
+    The whole (n_permutations, n) array; the analyses take it in batches instead (:func:`permutation_batches`).
 
     Returns
     -------
     ndarray of int64, shape (n_permutations, n)
     """
-    rng = np.random.default_rng(seed)
-    out = np.stack([rng.permutation(n) for _ in range(n_permutations)]) if n_permutations else np.zeros((0, n), np.int64)
-    out.flags.writeable = False
-    return out
+    batches = list(permutation_batches(n, n_permutations, seed))
+    return np.concatenate(batches) if batches else np.zeros((0, n), np.int64)
+
+
+def permutation_fits(feature_sets: Sequence[np.ndarray], values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
+                     n_permutations: int = N_PERMUTATIONS, seed: int = SEED,
+                     batch: int = PERMUTATION_BATCH) -> list[tuple[np.ndarray, float, float]]:
+    """:func:`permutation_fit` of the same ``values`` from each of several feature sets, on the same permutations.
+
+    The permutations are drawn once, ``batch`` at a time (:func:`permutation_batches`), and each batch of
+    permuted values is fitted from every feature set before the next is drawn, so memory holds (sample, batch)
+    targets, not (sample, n_permutations) ones.
+
+    Parameters
+    ----------
+    feature_sets : sequence of ndarray, each shape (sample, feature)
+    values : ndarray, shape (sample,)
+
+    Returns
+    -------
+    list of (predicted (sample,), r2, p_value), one per feature set
+    """
+    values = np.asarray(values)
+    ridges = [_FoldedRidge(features, alpha=alpha, n_splits=n_splits, seed=seed) for features in feature_sets]
+    y = values.reshape(-1, 1)
+    observed = [ridge.predict(y) for ridge in ridges]
+    r2 = [float(pooled_r2(y, predicted)[0]) for predicted in observed]
+    exceed = [0] * len(ridges)
+    for indices in permutation_batches(len(values), n_permutations, seed, batch):
+        permuted = values[indices].T
+        for k, ridge in enumerate(ridges):
+            exceed[k] += int(np.sum(pooled_r2(permuted, ridge.predict(permuted)) >= r2[k]))
+    return [(predicted[:, 0], observed_r2, float((1 + count) / (1 + n_permutations)))
+            for predicted, observed_r2, count in zip(observed, r2, exceed)]
 
 
 def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
@@ -253,7 +363,8 @@ def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 
 
     p = (1 + #{R^2 of permuted values >= observed}) / (1 + n_permutations), so p >= 1 / (1 + n_permutations);
     permutations drawn with ``numpy.random.default_rng(seed)``, folds fixed. The permuted targets are extra
-    columns of one :func:`cv_ridge_predict` call (one ridge solve per fold for all of them); scikit-learn's
+    columns of the same ridge fits (:func:`cv_ridge_predict`'s per-fold solutions, one factorisation per fold),
+    fitted :data:`PERMUTATION_BATCH` at a time (:func:`permutation_fits`); scikit-learn's
     ``permutation_test_score`` would average per-fold R^2 instead of scoring the pooled predictions.
 
     Parameters
@@ -265,11 +376,8 @@ def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 
     -------
     (predicted (sample,), r2, p_value)
     """
-    values = np.asarray(values)
-    y = np.column_stack([values, values[permutation_indices(len(values), n_permutations, seed)].T])
-    predicted = cv_ridge_predict(features, y, alpha=alpha, n_splits=n_splits, seed=seed)
-    r2 = pooled_r2(y, predicted)
-    return predicted[:, 0], float(r2[0]), float((1 + np.sum(r2[1:] >= r2[0])) / (1 + n_permutations))
+    return permutation_fits([features], values, alpha=alpha, n_splits=n_splits, n_permutations=n_permutations,
+                            seed=seed)[0]
 
 
 def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray, *,
@@ -279,7 +387,8 @@ def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_
     The samples are resampled with replacement ``n_bootstrap`` times (``default_rng(seed).integers(0, n, (n_bootstrap,
     n))``), the same resample for both predictions; the interval is the 2.5 and 97.5 percentiles of the
     resampled differences. Predictions are held fixed (out-of-fold predictions are not refitted). Each
-    resample's sums of squares are one product of its multiplicities (:func:`actlab.analysis.blocks.bootstrap_counts`).
+    resample's sums of squares are one product of its multiplicities, drawn and counted 64 resamples at a time
+    (:func:`actlab.analysis.blocks.bootstrap_count_batches`).
 
     Parameters
     ----------
@@ -292,11 +401,12 @@ def paired_r2_difference(values: np.ndarray, predicted_a: np.ndarray, predicted_
     y = np.asarray(values, dtype=np.float64)
     a, b = np.asarray(predicted_a, dtype=np.float64), np.asarray(predicted_b, dtype=np.float64)
     observed = float(r2_score(y, a) - r2_score(y, b))
-    counts = blocks.bootstrap_counts(len(y), n_bootstrap, seed)
     # total sum of squares of each resample about its own mean: sum c y0^2 - (sum c y0)^2 / n, with y0 centred on
-    # the mean of all samples to keep the subtraction small
+    # the mean of all samples to keep the subtraction small; the resamples' counts a batch at a time
     centred = y - y.mean()
-    sums = counts @ np.column_stack([centred, centred ** 2, (y - a) ** 2, (y - b) ** 2])
+    columns = np.column_stack([centred, centred ** 2, (y - a) ** 2, (y - b) ** 2])
+    batches = [counts @ columns for counts in blocks.bootstrap_count_batches(len(y), n_bootstrap, seed)]
+    sums = np.concatenate(batches) if batches else np.zeros((0, 4))
     total = sums[:, 1] - sums[:, 0] ** 2 / len(y)
     with np.errstate(divide="ignore", invalid="ignore"):
         difference = (sums[:, 3] - sums[:, 2]) / total
@@ -358,19 +468,21 @@ def explain_unit(values: xr.DataArray, probes: xr.Dataset, predicted: xr.DataArr
     y = np.asarray(values.values, dtype=np.float64)
     if input_features is None:
         input_features = image_features(probes["image"].values, n_components=n_components, seed=seed)
-    fit = dict(alpha=alpha, n_splits=n_splits, n_permutations=n_permutations, seed=seed)
-    input_predicted, input_r2, input_p = permutation_fit(input_features, y, **fit)
     targets = {"label": probes["label"].values, "original_label": probes["original_label"].values,
                "predicted": None if predicted is None else np.asarray(predicted.values)}
+    given = [name for name in OUTPUT_TARGETS if targets[name] is not None]
+    onehots = [(targets[name][:, None] == np.unique(targets[name])[None, :]).astype(np.float64) for name in given]
+    # the input and every output target fitted on the same permutations, drawn once, a batch at a time
+    fits = permutation_fits([input_features, *onehots], y, alpha=alpha, n_splits=n_splits,
+                            n_permutations=n_permutations, seed=seed)
+    input_predicted, input_r2, input_p = fits[0]
     r2, eta2, p, output_predicted = [], [], [], {}
     for name in OUTPUT_TARGETS:
-        classes = targets[name]
-        if classes is None:
+        if name not in given:
             r2.append(np.nan), eta2.append(np.nan), p.append(np.nan)
             continue
-        onehot = (classes[:, None] == np.unique(classes)[None, :]).astype(np.float64)
-        output_predicted[name], observed, p_value = permutation_fit(onehot, y, **fit)
-        r2.append(observed), eta2.append(correlation_ratio(y, classes)), p.append(p_value)
+        output_predicted[name], observed, p_value = fits[1 + given.index(name)]
+        r2.append(observed), eta2.append(correlation_ratio(y, targets[name])), p.append(p_value)
     best = OUTPUT_TARGETS[int(np.argmax(np.where(np.isnan(r2), -np.inf, r2)))]
     difference, low, high = paired_r2_difference(y, input_predicted, output_predicted[best], n_bootstrap=n_bootstrap,
                                                  seed=seed)

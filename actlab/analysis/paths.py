@@ -10,6 +10,7 @@ epoch and layer as the test activation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -209,11 +210,22 @@ def weighted_splits(weights: np.ndarray, clean_path: np.ndarray, correct: np.nda
     """
     weights = np.asarray(weights)
     dtype = np.float32 if weights.dtype == np.float32 else np.float64
+    return _shares(weights.astype(dtype, copy=False) @ _split_columns(clean_path, correct, dtype))
+
+
+def _split_columns(clean_path: np.ndarray, correct: np.ndarray, dtype: Any) -> np.ndarray:
+    """The (sample, 4 * path) columns of :func:`weighted_splits`: clean and defined, among the correct then the
+    wrong predictions."""
     defined = np.isfinite(clean_path)
     filled = np.where(defined, clean_path, 0.0)
-    n_paths = len(clean_path)
     columns = np.concatenate([filled * correct, defined & correct, filled * ~correct, defined & ~correct])
-    products = (weights.astype(dtype, copy=False) @ columns.T.astype(dtype)).astype(np.float64)
+    return columns.T.astype(dtype)
+
+
+def _shares(products: np.ndarray) -> np.ndarray:
+    """(draw, path) splits from the (draw, 4 * path) products of weights and :func:`_split_columns`."""
+    products = products.astype(np.float64)
+    n_paths = products.shape[1] // 4
     numerator_correct, denominator_correct, numerator_wrong, denominator_wrong = (
         products[:, k * n_paths:(k + 1) * n_paths] for k in range(4))
 
@@ -261,11 +273,14 @@ def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.
     n = len(clean_path)
     observed = float(weighted_splits(np.ones((1, n)), clean_path[None], correct)[0, 0])
     null = weighted_splits(np.ones((1, n)), null_clean_path, correct)[0]
-    counts = blocks.bootstrap_counts(n, n_bootstrap, seed, np.float32)  # integers: exact float32 products
     # all-NaN draws (no wrong prediction) give NaN; computed without NumPy's warnings, whose filters are not
-    # thread-safe (the fused pass assembles layers on threads)
-    excess = weighted_splits(counts, clean_path[None], correct)[:, 0] - _nan_mean(
-        weighted_splits(counts, null_clean_path, correct), axis=1)
+    # thread-safe (the fused pass assembles layers on threads); the resamples' counts a batch at a time, as
+    # integers in float32 (exact products)
+    observed_columns = _split_columns(clean_path[None], correct, np.float32)
+    null_columns = _split_columns(null_clean_path, correct, np.float32)
+    excess = np.concatenate([np.zeros(0)] + [
+        _shares(counts @ observed_columns)[:, 0] - _nan_mean(_shares(counts @ null_columns), axis=1)
+        for counts in blocks.bootstrap_count_batches(n, n_bootstrap, seed, np.float32)])
     null_mean = float(_nan_mean(null))
     null_low, null_high = _nan_percentiles(null, [2.5, 97.5])
     excess_low, excess_high = _nan_percentiles(excess, [2.5, 97.5])

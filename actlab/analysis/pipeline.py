@@ -48,7 +48,7 @@ from actlab.analysis.assembly import (
     SeparationAssembly,
     Statistics,
 )
-from actlab.analysis.blocks import BlockPlan, BlockStats
+from actlab.analysis.blocks import BlockPlan, BlockStats, Moments
 from actlab.analysis.pca import N_COMPONENTS, PCA_EPOCHS, pca_epoch_indices
 from actlab.analysis.run import KINDS, Run, open_run, read_block, sample_layout
 from actlab.errors import ConfigError, StoreError
@@ -108,9 +108,11 @@ class _BlockTask:
     budget: int = chunked.BLOCK_BYTES
     """The block budget (:func:`~actlab.analysis.chunked.block_bytes`)."""
 
-    def statistics(self, plan: BlockPlan, x: np.ndarray | None = None) -> BlockStats:
+    def statistics(self, plan: BlockPlan, x: np.ndarray | None = None,
+                   moments_sink: Callable[[Moments], None] | None = None) -> BlockStats:
         """Reduce this block to its statistics: ``x`` if given (read whole), else read at once or range by range
-        (the shard's SHA-256 checked before the first range is used, not again for each range)."""
+        (the shard's SHA-256 checked before the first range is used, not again for each range; each range's
+        moments handed to ``moments_sink`` when given, :func:`~actlab.analysis.chunked.chunked_statistics`)."""
         flags = dict(keep_top_values=self.keep_top_values, predictions=self.predictions, moments=self.moments,
                      null=self.null)
         if self.ranges is None:
@@ -123,21 +125,24 @@ class _BlockTask:
             checked.append(True)
             return block
 
-        return chunked.chunked_statistics(read_range, self.ranges, plan,
-                                          sums_budget=chunked.null_sums_bytes(self.budget), **flags)
+        return chunked.chunked_statistics(read_range, self.ranges, plan, sums_budget=chunked.null_sums_bytes(self.budget),
+                                          moments_sink=moments_sink, **flags)
 
 
 def _read_and_reduce(task: _BlockTask, plan: BlockPlan, extras: Sequence[Callable[[np.ndarray], Any]],
-                     gate: threading.Semaphore | None = None) -> tuple[BlockStats, list[Any]]:
+                     gate: threading.Semaphore | None = None,
+                     moments_sink: Callable[[str, Moments], None] | None = None) -> tuple[BlockStats, list[Any]]:
     """The block's statistics, and what each of ``extras`` makes of it (or the exception it raised: an optional
     analysis that fails stops only itself). A block read in ranges gives the extras, which need whole blocks, an
-    error each; ``gate`` (local threads only) bounds how many of those are reduced at once."""
+    error each; ``gate`` (local threads only) bounds how many of those are reduced at once, and ``moments_sink``
+    (local threads only) takes their ranges' moments, ``moments_sink(layer, moments)``."""
     if task.ranges is not None:
         too_large = ConfigError(f"layer {task.layer} is read in ranges of samples (a block is larger than the block "
                                 f"budget of {task.budget} bytes) and this analysis needs whole blocks; raise "
                                 "ACTLAB_BLOCK_BYTES")
         with gate if gate is not None else contextlib.nullcontext():
-            return task.statistics(plan), [too_large for _ in extras]
+            sink = None if moments_sink is None else functools.partial(moments_sink, task.layer)
+            return task.statistics(plan, moments_sink=sink), [too_large for _ in extras]
     x = read_block(*task.read)
     made = []
     for reduce in extras:
@@ -149,20 +154,22 @@ def _read_and_reduce(task: _BlockTask, plan: BlockPlan, extras: Sequence[Callabl
 
 
 def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, extras: Any, in_flight: int,
-               gate: threading.Semaphore | None = None) -> Iterator[tuple[_BlockTask, tuple[BlockStats, list[Any]]]]:
+               gate: threading.Semaphore | None = None, moments_sink: Callable[[str, Moments], None] | None = None,
+               ) -> Iterator[tuple[_BlockTask, tuple[BlockStats, list[Any]]]]:
     """Each task's block statistics and extras' values (:func:`_read_and_reduce`) as they complete, with at most
     ``in_flight`` blocks submitted at a time.
 
     ``plan`` is the :class:`BlockPlan` and ``extras`` the reducers of the :class:`BlockExtra`, or their futures on
     a cluster (sent to the workers once, not with every task). ``gate`` (local threads only) bounds how many blocks
-    read in ranges are reduced at once.
+    read in ranges are reduced at once; ``moments_sink`` (local threads only) takes their ranges' moments.
     """
     pending: dict[cf.Future, _BlockTask] = {}
     queue = iter(tasks)
     try:
         while True:
             while len(pending) < in_flight and (task := next(queue, None)) is not None:
-                pending[executor.submit(_read_and_reduce, task, plan, extras, *([gate] if gate is not None else []))] = task
+                local = (gate, moments_sink) if gate is not None or moments_sink is not None else ()
+                pending[executor.submit(_read_and_reduce, task, plan, extras, *local)] = task
             if not pending:
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -226,7 +233,9 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
           Progress(len(tasks), desc=f"analyze {Path(run.path).name}", unit="block", enabled=progress) as bar):
         reducers = share(tuple(extra.reduce for extra in extras.values())) if extras else ()
         failed: dict[str, Exception] = {}
-        for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers, gate):
+        # on local threads the ranges' moments of a block read in ranges go straight into the layer's
+        sink = stats.merge_moments if scheduler is None else None
+        for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers, gate, sink):
             if stats.add(task.layer, task.index, block):
                 layer_complete(task.layer)
             for (name, extra), value in zip(extras.items(), made):
@@ -234,6 +243,7 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
                     failed.setdefault(name, value)
                 elif name not in failed:
                     extra.add(task.layer, task.index, value)
+            del block, made  # not held while the next block is reduced (its moments alone can be 134 MB)
             bar.update(1)
     return failed
 
@@ -406,7 +416,8 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
     # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
     with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
-        features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"])
+        features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"],
+                               max_bytes=budget)
         assemblies: dict[str, Assembly] = {
             "separation": SeparationAssembly(stats),
             "pca": PCAAssembly(stats, n_components, pca_indices),
