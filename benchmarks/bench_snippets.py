@@ -21,7 +21,15 @@ With ``--time 'COMMAND' FILE``, one command (a benchmark whose output gives only
 in a working folder of its own that sees the clone's folders (``actlab``, ``benchmarks``, ``examples``, ``runs``,
 ``tests``) through links, with ``TMPDIR`` inside it; FILE gets the command line, the command's output, and its wall time
 and the most it held on disk (the peak size of that folder, links not followed, sampled every second). With
-``--timed-lines``, the ``--bash`` line of each such file (``docs/benchmarks/*_timed.txt``); ``--bash`` uses them too.
+``--timed-lines``, the ``--bash`` line of each such file (``docs/benchmarks/*_timed.txt``, and the
+``*_extrapolated.txt`` below); ``--bash`` uses them too.
+
+With ``--extrapolate 'COMMAND' FILE``, a shell script of ``actlab`` commands (:data:`SCRIPTS`) runs in a clone-like
+folder with every ``actlab record`` cut to 3 epochs (through ``$ACTLAB``, which the scripts call); each record is
+extrapolated to its epochs as above and the other calls (``analyze``, ``compare``) count as timed on the short runs
+(:func:`script_extrapolated`); or a command that reads such a script's runs (:data:`AFTER`) runs as written on the
+3-epoch runs (:func:`after_short_runs`). FILE (``docs/benchmarks/*_extrapolated.txt``) gets the command line, one line
+per call and a ``total:`` line, which gives the command's ``--bash`` line.
 
 The pages state these numbers beside each snippet and command. Nothing is asserted.
 
@@ -29,11 +37,13 @@ The pages state these numbers beside each snippet and command. Nothing is assert
     python benchmarks/bench_snippets.py runs/quickstart     # only the Python snippets that hold this text
     python benchmarks/bench_snippets.py --bash              # one line per bash command
     python benchmarks/bench_snippets.py --time 'python benchmarks/bench_remote.py' docs/benchmarks/bench_remote_timed.txt
-    python benchmarks/bench_snippets.py --timed-lines       # the --bash lines of docs/benchmarks/*_timed.txt
+    python benchmarks/bench_snippets.py --extrapolate 'ACTLAB_DATA=../shared/data bash examples/dd_search.sh' docs/benchmarks/dd_search_extrapolated.txt
+    python benchmarks/bench_snippets.py --timed-lines       # the --bash lines of docs/benchmarks/*_timed.txt and *_extrapolated.txt
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -116,10 +126,6 @@ NOT_MEASURED = {  # command: why not (a command with a docs/benchmarks/*_timed.t
     "python benchmarks/bench_analyze.py --scaling --max-gb 13": (
         "run in two parts on a loaded machine, docs/benchmarks/bench_analyze_scaling_loaded.txt, whose rows give the "
         "analyses' times, not the whole command's with its store builds"),
-    "python benchmarks/bench_denormal.py runs/dd-search/lr1e-3": "no committed output; needs a run of dd_search.sh",
-    "bash examples/collect_reproduction.sh": "copies the outputs of reproduce_seeds.sh",
-    "ACTLAB_DATA=../shared/data bash examples/reproduce_cpu.sh": "no committed wall time",
-    "ACTLAB_DATA=../shared/data bash examples/dd_search.sh": "no committed wall time",
 }
 
 
@@ -227,6 +233,26 @@ def clone_like(parent: Path, data: str) -> Path:
     return parent / "clone"
 
 
+def _extrapolation(config, seconds: float, size: int, stores: list[Path], short: int) -> tuple[float, float, str]:
+    """(seconds, bytes, words) of a run of ``config`` from its ``short``-epoch run: ``seconds`` and ``size`` (bytes of
+    what it wrote) measured, ``stores`` its ``store.zarr`` folders (one per seed of an ensemble); see :func:`extrapolated`."""
+    from actlab.analysis import open_run
+    from actlab.record.config import parse_schedule
+
+    wall = open_run(stores[0].parent).metrics["wall_time"].values
+    per_epoch_seconds = float(np.median(np.diff(wall)))
+    grown = {part: sum(folder_size(store / part) for store in stores) for part in ("layers", "parameters", "dynamics")}
+    recorded, full = len(parse_schedule(config.record_epochs, short)), len(parse_schedule(config.record_epochs, config.epochs))
+    per_recorded = (grown["layers"] + grown["parameters"]) / recorded
+    per_epoch_bytes = grown["dynamics"] / len(wall)
+    total_seconds = seconds + (config.epochs - short) * per_epoch_seconds
+    total_size = size - sum(grown.values()) + full * per_recorded + (config.epochs + 1) * per_epoch_bytes
+    words = (f"extrapolated from {short} epochs in {seconds:.0f} s, {size / 1e6:.0f} MB: {config.epochs - short} more "
+             f"epochs of {per_epoch_seconds:.1f} s (median), {full} recorded epochs of {per_recorded / 1e6:.1f} MB, "
+             f"per-sample dynamics {per_epoch_bytes / 1e6:.2f} MB per epoch")
+    return total_seconds, total_size, words
+
+
 def extrapolated(command: str, env: dict[str, str], actlab: str, short: int = 3) -> str:
     """Time and size of a study-scale ``actlab record``, from a run of its first ``short`` epochs.
 
@@ -235,34 +261,186 @@ def extrapolated(command: str, env: dict[str, str], actlab: str, short: int = 3)
     the bytes per recorded epoch of ``layers/`` and ``parameters/``, plus every epoch at the bytes per epoch of
     ``dynamics/``.
     """
-    from actlab.analysis import open_run
     from actlab.cli import build_parser
     from actlab.cli.record import config_from_args
-    from actlab.record.config import parse_schedule
 
     os.chdir(ROOT)  # --config paths are relative to the clone
     config = config_from_args(build_parser().parse_args(shlex.split(command)[1:]))
     with tempfile.TemporaryDirectory(prefix="actlab-snippet-") as parent:
         folder = clone_like(Path(parent), env["ACTLAB_DATA"])
         seconds, size = measured(command.replace("actlab", actlab, 1) + f" --epochs {short}", folder, env)
-        stores = sorted((folder / "runs").rglob("store.zarr"))
-        wall = open_run(stores[0].parent).metrics["wall_time"].values
-        per_epoch_seconds = float(np.median(np.diff(wall)))
-        grown = {part: sum(folder_size(store / part) for store in stores) for part in ("layers", "parameters", "dynamics")}
-    recorded, full = len(parse_schedule(config.record_epochs, short)), len(parse_schedule(config.record_epochs, config.epochs))
-    per_recorded = (grown["layers"] + grown["parameters"]) / recorded
-    per_epoch_bytes = grown["dynamics"] / len(wall)
-    total_seconds = seconds + (config.epochs - short) * per_epoch_seconds
-    total_size = size - sum(grown.values()) + full * per_recorded + (config.epochs + 1) * per_epoch_bytes
-    return (f"{total_seconds / 60:.0f} min, {total_size / 1e9:.1f} GB  (extrapolated from {short} epochs in {seconds:.0f} s, "
-            f"{size / 1e6:.0f} MB: {config.epochs - short} more epochs of {per_epoch_seconds:.1f} s (median), {full} recorded "
-            f"epochs of {per_recorded / 1e6:.1f} MB, per-sample dynamics {per_epoch_bytes / 1e6:.2f} MB per epoch)")
+        total_seconds, total_size, words = _extrapolation(
+            config, seconds, size, sorted((folder / "runs").rglob("store.zarr")), short)
+    return f"{total_seconds / 60:.0f} min, {total_size / 1e9:.1f} GB  ({words})"
+
+
+# -- shell scripts of actlab commands ------------------------------------------------------------------------------
+
+SHORT_ACTLAB = """#!{python}
+# actlab for bench_snippets.py --extrapolate: runs the real one ({real}), `record` with --epochs {short} appended (the
+# last --epochs wins), and appends one JSON line per call to $ACTLAB_CALLS: argv, wall seconds, exit code.
+import json, os, shlex, subprocess, sys, time
+argv = sys.argv[1:]
+start = time.perf_counter()
+code = subprocess.run([*shlex.split({real!r}), *argv, *(["--epochs", "{short}"] if argv[:1] == ["record"] else [])]).returncode
+with open(os.environ["ACTLAB_CALLS"], "a") as calls:
+    calls.write(json.dumps({{"argv": argv, "seconds": time.perf_counter() - start, "exit": code}}) + "\\n")
+sys.exit(code)
+"""
+SCRIPTS = {  # a shell script of actlab commands: run through SHORT_ACTLAB, each record extrapolated
+    "ACTLAB_DATA=../shared/data bash examples/reproduce_cpu.sh",
+    "ACTLAB_DATA=../shared/data bash examples/dd_search.sh",
+}
+AFTER = {  # command: the script whose short runs it reads (run first, untimed, through SHORT_ACTLAB); run as written
+    "bash examples/collect_reproduction.sh": "ACTLAB_DATA=../shared/data bash examples/reproduce_seeds.sh",
+    "python benchmarks/bench_denormal.py runs/dd-search/lr1e-3": "ACTLAB_DATA=../shared/data bash examples/dd_search.sh lr1e-3",
+}
+EDITS = {  # command: (file of the clone-like folder, text, its replacement) made before AFTER's script runs
+    # docs/reproduction/render.py refuses metrics that end before the epochs reproduce_seeds.sh states
+    "bash examples/collect_reproduction.sh": ("examples/reproduce_seeds.sh", "EPOCHS=${EPOCHS:-150}", "EPOCHS=${EPOCHS:-{short}}"),
+}
+COPIED = ("docs/reproduction/render.py", "docs/reproduction/reproduction.md.j2", "docs/reproduction/gpu")
+"""Besides ``examples/``: what the commands read of the clone (collect_reproduction.sh renders docs/reproduction.md
+with them; the collected ``docs/reproduction/seeds/`` starts empty)."""
+EXTRAPOLATED_GLOB = "docs/benchmarks/*_extrapolated.txt"
+EXTRAPOLATED_HEADER = re.compile(r"^# python benchmarks/bench_snippets\.py --extrapolate (.+) (\S+_extrapolated\.txt)  \(", re.M)
+EXTRAPOLATED_FOOTER = re.compile(r"^total: (.+?) \((.+)\)$", re.M)
+
+
+def duration_words(seconds: float) -> str:
+    """``48 s``, ``35 min``, or ``9.2 h`` from two hours on."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def short_calls(command: str, folder: Path, env: dict[str, str], real: str, short: int) -> tuple[float, list[dict]]:
+    """Run ``command`` (bash) in ``folder`` with ``$ACTLAB`` a wrapper of ``real`` that cuts ``record`` to ``short``
+    epochs; return its wall seconds and the wrapper's calls (``argv``, ``seconds``, ``exit``) in order."""
+    wrapper, calls = folder / ".short-actlab", folder / ".short-actlab-calls.jsonl"
+    wrapper.write_text(SHORT_ACTLAB.format(python=sys.executable, real=real, short=short))
+    wrapper.chmod(0o755)
+    start = time.perf_counter()
+    done = subprocess.run(["bash", "-c", command], cwd=folder, env={**env, "ACTLAB": str(wrapper), "ACTLAB_CALLS": str(calls)},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{command!r} exited {done.returncode}: {done.stdout.strip()[-2000:]}")
+    return seconds, [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def script_extrapolated(command: str, folder: Path, env: dict[str, str], real: str,
+                        short: int = 3) -> tuple[list[str], float, float]:
+    """Time and size of a shell script of ``actlab`` commands, from a run of it with every ``record`` cut to ``short``
+    epochs (``$ACTLAB``, which the scripts call, replaced by :data:`SHORT_ACTLAB`); the lines of its output, and the
+    total seconds and bytes.
+
+    Each ``record`` is extrapolated to its own epochs (:func:`_extrapolation`, its size the bytes under its ``--out``
+    on the run's disk); each other call (``analyze``, ``compare``) counts as timed on the short runs, and what is
+    under ``runs/`` outside the records' stores (analyses, checkpoints) at its size after the short run. The last line,
+    ``total: TIME, SIZE (...)``, gives the sums; the script's own wall time is the short run's.
+    """
+    from actlab.cli import build_parser
+    from actlab.cli.record import config_from_args
+
+    seconds, calls = short_calls(command, folder, env, real, short)
+    lines, total_seconds, total_size, others, stores_size, n_records = [], 0.0, 0.0, 0.0, 0, 0
+    here = Path.cwd()
+    os.chdir(folder)  # --out paths are relative to the script's folder
+    try:
+        for call in calls:
+            argv = call["argv"]
+            if argv[:1] != ["record"]:
+                others += call["seconds"]
+                lines.append(f"actlab {shlex.join(argv)}: {call['seconds']:.1f} s on the short runs (exit {call['exit']})")
+                continue
+            config = config_from_args(build_parser().parse_args(argv))
+            out = folder / config.out
+            stores = sorted(out.rglob("store.zarr"))
+            size = sum(folder_size(store) for store in stores)
+            run_seconds, run_size, words = _extrapolation(config, call["seconds"], size, stores, short)
+            total_seconds, total_size, stores_size, n_records = (total_seconds + run_seconds, total_size + run_size,
+                                                                 stores_size + size, n_records + 1)
+            lines.append(f"actlab {shlex.join(argv)}: {duration_words(run_seconds)}, {size_words(run_size / 1e6)} "
+                         f"({words}; exit {call['exit']})")
+    finally:
+        os.chdir(here)
+    rest = folder_size(folder / "runs") - stores_size if (folder / "runs").exists() else 0
+    lines.append(f"the script with every record cut to {short} epochs: wall time {seconds:.1f} s, {len(calls)} actlab calls")
+    lines.append(f"total: {duration_words(total_seconds + others)}, {size_words((total_size + rest) / 1e6)} ({n_records} "
+                 f"records extrapolated: {duration_words(total_seconds)}, {size_words(total_size / 1e6)}; the other "
+                 f"{len(calls) - n_records} calls as timed on the short runs: {others:.0f} s; the rest of runs/ "
+                 f"(analyses, checkpoints) at the short runs' size: {size_words(rest / 1e6)})")
+    return lines, total_seconds + others, total_size + rest
+
+
+def after_short_runs(command: str, folder: Path, env: dict[str, str], real: str,
+                     short: int = 3) -> tuple[list[str], float, float]:
+    """Run :data:`AFTER`'s script of ``command`` with every record cut to ``short`` epochs (untimed; after the edit of
+    :data:`EDITS` where it has one), then ``command``
+    as written on what it left; the lines of its output, the last ``total: TIME, SIZE (...)``, and the command's wall
+    seconds and the bytes it added to ``folder`` (its stdout and stderr kept in memory, not counted)."""
+    setup, edited = AFTER[command], []
+    if command in EDITS:
+        path, text, replacement = EDITS[command]
+        replacement = replacement.replace("{short}", str(short))
+        source = (folder / path).read_text()
+        if text not in source:
+            raise RuntimeError(f"{path} does not hold {text!r}; update EDITS in benchmarks/bench_snippets.py")
+        (folder / path).write_text(source.replace(text, replacement))
+        edited = [f"edited first: {path}: {text} -> {replacement}"]
+    setup_seconds, calls = short_calls(setup, folder, env, real, short)
+    before = folder_size(folder)
+    start = time.perf_counter()
+    done = subprocess.run(["bash", "-c", command], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    seconds = time.perf_counter() - start
+    added = folder_size(folder) - before
+    return [*edited, f"first, untimed: {setup} with every record cut to {short} epochs ({len(calls)} actlab calls, "
+            f"{setup_seconds:.1f} s)", f"$ {command}", *done.stdout.splitlines(),
+            f"total: {seconds:.1f} s, {size_words(added / 1e6)} (run as written on the {short}-epoch runs of {setup}; "
+            f"wall time {seconds:.1f} s; wrote {added / 1e6:.1f} MB; exit {done.returncode})"], seconds, added
+
+
+def extrapolate_command(command: str, out: Path, env: dict[str, str], short: int = 3) -> int:
+    """``--extrapolate``: :func:`script_extrapolated` or :func:`after_short_runs` of ``command`` in a clone-like
+    folder; write FILE ``out`` (the command line, the load average, the lines); return 0, or 1 if it failed."""
+    loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    real = f"{sys.executable} -m actlab.cli"
+    with tempfile.TemporaryDirectory(prefix="actlab-snippet-") as parent:
+        folder = clone_like(Path(parent), env["ACTLAB_DATA"])
+        for path in COPIED:
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if (ROOT / path).is_dir() else shutil.copy)(ROOT / path, folder / path)
+        (folder / "benchmarks").symlink_to(ROOT / "benchmarks")
+        try:
+            lines = (script_extrapolated if command in SCRIPTS else after_short_runs)(command, folder, env, real, short)[0]
+            code = 0 if lines[-1].endswith("exit 0)") or command in SCRIPTS else 1
+        except (RuntimeError, subprocess.CalledProcessError) as error:
+            lines, code = [f"failed: {error}"], 1
+    out.write_text(
+        f"# python benchmarks/bench_snippets.py --extrapolate {shlex.quote(command)} {out.as_posix()}  (run "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, load average at start {loadavg}; {os.cpu_count()} cores; "
+        f"OMP_NUM_THREADS=1)\n" + "\n".join(lines) +
+        f"\n# load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}\n")
+    return code
+
+
+def extrapolated_lines(root: Path = ROOT) -> dict[str, str]:
+    """command: its ``--bash`` line (``FIGURE  (FILE: total: ...)``), for each ``*_extrapolated.txt`` with a total."""
+    lines = {}
+    for path in sorted(root.glob(EXTRAPOLATED_GLOB)):
+        text = path.read_text()
+        header, footer = EXTRAPOLATED_HEADER.search(text), EXTRAPOLATED_FOOTER.search(text)
+        command = shlex.split(header.group(1))[0] if header else ""
+        if footer is None or not command or (command not in SCRIPTS and not footer.group(2).endswith("exit 0")):
+            continue  # not written by --extrapolate, or the command failed: no figure from it
+        lines[command] = f"{footer.group(1)}  ({path.relative_to(root).as_posix()}: {footer.group(0)})"
+    return lines
 
 
 def bash_lines(env: dict[str, str]) -> None:
     """One line per bash command of README.md and docs/*.md: its figure and where it comes from."""
     actlab = f"{sys.executable} -m actlab.cli"
-    timed = timed_lines()
+    timed = {**timed_lines(), **extrapolated_lines()}
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for command in bash_commands(page):
             if command in RUN:
@@ -295,8 +473,18 @@ def main() -> None:
         seconds, peak, code = time_command(sys.argv[2], Path(sys.argv[3]), env)
         print(f"{sys.argv[2]}: wall time {seconds:.1f} s; held at most {peak / 1e6:.1f} MB; exit {code} ({sys.argv[3]})")
         sys.exit(code)
+    if sys.argv[1:2] == ["--extrapolate"]:
+        known = SCRIPTS | set(AFTER)
+        if len(sys.argv) != 4 or not sys.argv[3].endswith("_extrapolated.txt") or sys.argv[2] not in known:
+            print(f"bench_snippets.py: error: --extrapolate takes one of {sorted(known)} and a file named "
+                  "*_extrapolated.txt; see the docstring", file=sys.stderr)
+            sys.exit(2)
+        code = extrapolate_command(sys.argv[2], Path(sys.argv[3]),
+                                   {**env, "ACTLAB_DATA": os.environ.get("ACTLAB_DATA", str(ROOT.parent / "shared" / "data"))})
+        print(Path(sys.argv[3]).read_text(), end="")
+        sys.exit(code)
     if sys.argv[1:] == ["--timed-lines"]:
-        for command, line in timed_lines().items():
+        for command, line in {**timed_lines(), **extrapolated_lines()}.items():
             print(f"$ {command}  =>  {line}")
         return
     if sys.argv[1:] == ["--bash"]:

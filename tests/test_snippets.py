@@ -5,12 +5,14 @@ page states that line's time and size beside the command, or the line names the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from actlab.cli import build_parser
@@ -134,11 +136,13 @@ def _bench_snippets():
 
 
 def test_every_timed_output_has_its_line_in_snippets_txt():
-    """Each docs/benchmarks/*_timed.txt (``bench_snippets.py --time``) gives its command's line of snippets.txt, and
-    that command is not also listed as not measured."""
+    """Each docs/benchmarks/*_timed.txt (``bench_snippets.py --time``) and *_extrapolated.txt (``--extrapolate``)
+    gives its command's line of snippets.txt, and that command is not also listed as not measured."""
     bench = _bench_snippets()
-    timed = bench.timed_lines()
+    timed, extrapolated = bench.timed_lines(), bench.extrapolated_lines()
     assert timed, "no docs/benchmarks/*_timed.txt"
+    assert set(extrapolated) == bench.SCRIPTS | set(bench.AFTER), "a command of SCRIPTS or AFTER has no *_extrapolated.txt"
+    timed.update(extrapolated)
     text = SNIPPETS.read_text()
     for command, line in timed.items():
         assert f"$ {command}  =>  {line}\n" in text, f"snippets.txt lacks the line of {command!r}: {line}"
@@ -180,3 +184,80 @@ def test_time_command_gives_wall_time_and_the_most_held_on_disk(tmp_path):
 
     seconds, peak, code_ = bench.time_command("exit 3", out, {**os.environ}, every=0.1)
     assert code_ == 3 and peak == 0 and bench.timed_lines(tmp_path) == {}
+
+
+PLANTED_SCRIPT = """set -euo pipefail
+ACTLAB=${ACTLAB:-actlab}
+$ACTLAB record --dataset synthetic --synthetic train=200,test=60,classes=4,shape=2x4x4,seed=1 --model mlp3 --width 16 \\
+  --epochs 20 --record-epochs every:1 --probe-clean 40 --probe-noisy 20 --probe-test 30 --checkpoint-every 0 \\
+  --device cpu --no-progress --out runs/a
+$ACTLAB analyze runs/a --no-progress
+"""
+# the actlab the wrapper calls: the real one for record, a fake analyze that leaves 1,000 bytes and takes no training
+FAKE_ACTLAB = """#!/usr/bin/env bash
+if [ "$1" = record ]; then exec "{python}" -m actlab.cli "$@"; fi
+mkdir -p "$2/analysis" && head -c 1000 /dev/zero > "$2/analysis/summary.json"
+"""
+
+
+def _one_thread_env() -> dict[str, str]:
+    """The environment bench_snippets.py gives its commands: one torch thread, this clone's actlab first."""
+    path = os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+
+def test_script_extrapolated_cuts_each_record_to_three_epochs_and_extrapolates_it(tmp_path):
+    """A planted script records a 20-epoch synthetic run and analyses it (a fake analyze): through the wrapper the
+    record runs 3 epochs (4 recorded), is extrapolated to 20 (21 recorded epochs, 21 epochs of dynamics), the analyze
+    counts as timed, and the total is the record's extrapolation plus the analyze's seconds and bytes."""
+    bench = _bench_snippets()
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "planted.sh").write_text(PLANTED_SCRIPT)
+    fake = tmp_path / "fake-actlab"
+    fake.write_text(FAKE_ACTLAB.format(python=sys.executable))
+    fake.chmod(0o755)
+    env = _one_thread_env()
+    lines, seconds, size = bench.script_extrapolated("bash examples/planted.sh", tmp_path, env, str(fake))
+
+    calls = [json.loads(line) for line in (tmp_path / ".short-actlab-calls.jsonl").read_text().splitlines()]
+    assert [call["argv"][:1] for call in calls] == [["record"], ["analyze"]] and all(c["exit"] == 0 for c in calls)
+    store = tmp_path / "runs" / "a" / "store.zarr"
+    import actlab
+
+    wall = actlab.open_run(store.parent).metrics["wall_time"].values
+    assert len(wall) == 4  # epochs 0..3: cut to 3
+    grown = {part: bench.folder_size(store / part) for part in ("layers", "parameters", "dynamics")}
+    per_epoch = float(np.median(np.diff(wall)))
+    expected_seconds = calls[0]["seconds"] + 17 * per_epoch + calls[1]["seconds"]
+    expected_size = (bench.folder_size(tmp_path / "runs") - sum(grown.values())  # the analysis's 1,000 bytes in it
+                     + 21 * (grown["layers"] + grown["parameters"]) / 4 + 21 * grown["dynamics"] / 4)
+    assert seconds == pytest.approx(expected_seconds) and size == pytest.approx(expected_size)
+    assert "17 more epochs" in lines[0] and "21 recorded epochs" in lines[0] and lines[1].startswith("actlab analyze runs/a")
+    assert lines[-1].startswith(f"total: {bench.duration_words(seconds)}, {bench.size_words(size / 1e6)} (1 records")
+
+
+def test_after_short_runs_times_the_command_on_the_scripts_short_runs(tmp_path, monkeypatch):
+    """The command of AFTER runs as written after its script's short run (edited first as EDITS says); its time and
+    the bytes it wrote are the figure, and the file's total line gives the --bash line."""
+    bench = _bench_snippets()
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "planted.sh").write_text(PLANTED_SCRIPT)
+    fake = tmp_path / "fake-actlab"
+    fake.write_text(FAKE_ACTLAB.format(python=sys.executable))
+    fake.chmod(0o755)
+    command = "ls runs/a/analysis > listing.txt && sleep 0.5"
+    monkeypatch.setitem(bench.AFTER, command, "bash examples/planted.sh")
+    monkeypatch.setitem(bench.EDITS, command, ("examples/planted.sh", "--width 16", "--width 1{short}"))
+    env = _one_thread_env()
+    lines, seconds, added = bench.after_short_runs(command, tmp_path, env, str(fake))
+    assert (tmp_path / "listing.txt").read_text() == "summary.json\n" and added == len("summary.json\n") and seconds >= 0.5
+    assert lines[0] == "edited first: examples/planted.sh: --width 16 -> --width 13"
+    assert "--width 13 " in (tmp_path / "examples" / "planted.sh").read_text()
+    assert lines[-1] == (f"total: {seconds:.1f} s, 0.0 MB (run as written on the 3-epoch runs of bash examples/planted.sh; "
+                         f"wall time {seconds:.1f} s; wrote 0.0 MB; exit 0)")
+    out = tmp_path / "docs" / "benchmarks" / "planted_extrapolated.txt"
+    out.parent.mkdir(parents=True)
+    out.write_text(f"# python benchmarks/bench_snippets.py --extrapolate {shlex.quote(command)} {out}  (run x)\n"
+                   + "\n".join(lines) + "\n")
+    assert bench.extrapolated_lines(tmp_path) == {command: f"{seconds:.1f} s, 0.0 MB  (docs/benchmarks/planted_extrapolated"
+                                                           f".txt: {lines[-1]})"}
