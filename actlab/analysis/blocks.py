@@ -7,6 +7,7 @@ kernels, so the math lives here only once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from dataclasses import dataclass, field
@@ -174,12 +175,27 @@ class PackedMemberships:
         return self.pool_class.nbytes + self.noisy.nbytes
 
     def unpack(self, batch: slice = slice(None)) -> np.ndarray:
-        """The memberships of the permutations ``batch``, as :func:`null_memberships` gives them.
+        """The memberships of the permutations ``batch``, as :func:`null_memberships` gives them (read-only:
+        every block of a run unpacks the same, kept unpacked where all of them fit :data:`UNPACKED_BYTES`).
 
         Returns
         -------
         ndarray of ``pool_class``'s dtype, shape (permutation, source, sample); -1 outside
         """
+        whole = self._whole
+        return whole[batch] if whole is not None else self._unpacked(batch)
+
+    @functools.cached_property
+    def _whole(self) -> np.ndarray | None:
+        """Every permutation unpacked, where they fit :data:`UNPACKED_BYTES`; else None."""
+        n_permutations, n_sources, n_samples = self.shape
+        if n_permutations * n_sources * n_samples * self.pool_class.itemsize > UNPACKED_BYTES:
+            return None
+        whole = self._unpacked(slice(None))
+        whole.flags.writeable = False
+        return whole
+
+    def _unpacked(self, batch: slice) -> np.ndarray:
         noisy = np.unpackbits(self.noisy[batch], axis=1, count=len(self.pool_class)).astype(bool)
         out = np.empty((len(noisy), 2, len(self.pool_class)), dtype=self.pool_class.dtype)
         out[:, 0] = np.where(noisy, -1, self.pool_class)
@@ -805,7 +821,7 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
         path_cosines=path_cosines(x, sums, plan.counts, plan.test_rows),
         null_clean_path=null_clean_paths(x, plan) if null and len(plan.test_index) else None,
         floor_null=np.stack([np.concatenate([permuted_cosines(x, members.unpack(batch), plan.n_classes)
-                                             for batch in _unpack_batches(members.shape[0])])
+                                             for batch in _unpack_batches(members)])
                              for members in plan.floor_members]) if null else None,
         top_units=top,
         top_values=np.abs(x[:, top]).T.astype(np.float32) if keep_top_values else None,
@@ -813,8 +829,16 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
     )
 
 
-def _unpack_batches(n_permutations: int, size: int = 256) -> list[slice]:
-    """Batches of permutations unpacked at a time from :class:`PackedMemberships` (at least one, maybe empty)."""
+UNPACKED_BYTES = 32 * 2**20
+"""Most bytes of memberships unpacked at a time from :class:`PackedMemberships` (a batch of permutations)."""
+
+
+def _unpack_batches(members: PackedMemberships) -> list[slice]:
+    """Batches of permutations unpacked at a time from ``members`` (at least one, maybe empty): as many as fit
+    :data:`UNPACKED_BYTES`, so that a probe set of usual size takes all of them at once; each batch recomputes the
+    pools' Gram matrices in :func:`permuted_cosines`."""
+    n_permutations, n_sources, n_samples = members.shape
+    size = max(1, UNPACKED_BYTES // (n_sources * n_samples * members.pool_class.itemsize))
     return [slice(p, p + size) for p in range(0, max(n_permutations, 1), size)]
 
 
