@@ -91,7 +91,7 @@ def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
     from actlab.analysis import analyze, open_run, summary
     from actlab.store import for_reading, read_attrs, store_path
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = _peak_rss_mb()
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     if mode == "read":
         # what a user reading the store with zarr pays: every layer's preact at every recorded epoch decoded (CRC32C
@@ -125,9 +125,22 @@ def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
                  "double_descent": found["double_descent"]["present"] if found["double_descent"] else None,
                  "open_s": opened}
     wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mb()
     print(json.dumps({"mode": mode, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak, "rss_after_imports_mb": baseline,
                       **extra}))
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process (MB) since it was started: VmHWM, which starts afresh at exec. getrusage's
+    ru_maxrss keeps the parent's RSS at the fork before the exec, so a child of a parent that built a large store
+    reported that size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _cpu_seconds() -> float:

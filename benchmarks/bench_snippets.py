@@ -122,11 +122,7 @@ TESTED = {  # command: the test that runs its case, or CI
         "tests/test_analysis_memorisation.py::test_compare_tables_give_each_runs_own_joined_analysis",
     "actlab analyze runs/mlp7 --scheduler tcp://host:8786": "tests/test_distributed.py::test_analyze_and_compare_on_worker_processes_equal_threads",
 }
-NOT_MEASURED = {  # command: why not (a command with a docs/benchmarks/*_timed.txt takes its line from that file)
-    "python benchmarks/bench_analyze.py --scaling --max-gb 13": (
-        "run in two parts on a loaded machine, docs/benchmarks/bench_analyze_scaling_loaded.txt, whose rows give the "
-        "analyses' times, not the whole command's with its store builds"),
-}
+NOT_MEASURED: dict[str, str] = {}  # command: why not (one with a docs/benchmarks/*_timed.txt takes its line from that file)
 
 
 LINKED = ("actlab", "benchmarks", "examples", "runs", "tests")  # what a --time command sees of the clone, as links

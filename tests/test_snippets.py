@@ -154,7 +154,7 @@ def test_the_not_measured_lines_are_what_bench_snippets_writes():
     ``--bash`` writes them again (a hand-written line would drift from the script)."""
     bench = _bench_snippets()
     not_measured = {command: source for command, (figure, source) in _figures().items() if figure == "not measured"}
-    assert not_measured and not_measured == bench.NOT_MEASURED
+    assert not_measured == bench.NOT_MEASURED
 
 
 def test_time_command_gives_wall_time_and_the_most_held_on_disk(tmp_path):
