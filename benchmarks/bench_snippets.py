@@ -74,7 +74,17 @@ def quickstart_record(readme: Path) -> str:
 
 
 def folder_size(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    """Bytes of the files under ``folder``, links not followed (``du -sb --apparent-size`` without the folders); a
+    file removed while the folder is walked (a command still running) is left out."""
+    total = 0
+    for root, _, files in os.walk(folder):  # os.walk does not follow links to folders
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:  # removed between the listing and the stat
+                continue
+            total += 0 if stat.S_ISLNK(info.st_mode) else info.st_size
+    return total
 
 
 COMMAND_1 = ("python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[record]' && OMP_NUM_THREADS=1 actlab record "
@@ -131,19 +141,6 @@ TIMED_HEADER = re.compile(r"^# python benchmarks/bench_snippets\.py --time (.+) 
 TIMED_FOOTER = re.compile(r"^(wall time (\d+\.\d) s); (held at most (\d+\.\d) MB) .*; exit 0$", re.M)
 
 
-def disk_size(folder: Path) -> int:
-    """Bytes of the files under ``folder``, links not followed (``du -sb --apparent-size`` without the folders)."""
-    total = 0
-    for root, _, files in os.walk(folder):  # os.walk does not follow links to folders
-        for name in files:
-            try:
-                info = os.lstat(os.path.join(root, name))
-            except FileNotFoundError:  # removed between the listing and the stat
-                continue
-            total += 0 if stat.S_ISLNK(info.st_mode) else info.st_size
-    return total
-
-
 def time_command(command: str, out: Path, env: dict[str, str], every: float = 1.0) -> tuple[float, int, int]:
     """Run ``command`` (bash) in a working folder of its own; write FILE ``out``; return (seconds, peak bytes, exit code).
 
@@ -162,7 +159,7 @@ def time_command(command: str, out: Path, env: dict[str, str], every: float = 1.
 
         def sample() -> None:
             while not done.wait(every):
-                peak[0] = max(peak[0], disk_size(folder))
+                peak[0] = max(peak[0], folder_size(folder))
 
         sampler = threading.Thread(target=sample, daemon=True)
         start = time.perf_counter()
@@ -172,7 +169,7 @@ def time_command(command: str, out: Path, env: dict[str, str], every: float = 1.
         seconds = time.perf_counter() - start
         done.set()
         sampler.join()
-        peak[0] = max(peak[0], disk_size(folder))
+        peak[0] = max(peak[0], folder_size(folder))
     out.write_text(
         f"# python benchmarks/bench_snippets.py --time {shlex.quote(command)} {out.as_posix()}  (run "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}, load average at start {loadavg}; {os.cpu_count()} cores)\n"

@@ -206,16 +206,23 @@ def _one_thread_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
+def _planted_folder(folder: Path) -> Path:
+    """``folder`` with examples/planted.sh (:data:`PLANTED_SCRIPT`); returns the fake actlab (:data:`FAKE_ACTLAB`) made
+    beside it."""
+    (folder / "examples").mkdir()
+    (folder / "examples" / "planted.sh").write_text(PLANTED_SCRIPT)
+    fake = folder / "fake-actlab"
+    fake.write_text(FAKE_ACTLAB.format(python=sys.executable))
+    fake.chmod(0o755)
+    return fake
+
+
 def test_script_extrapolated_cuts_each_record_to_three_epochs_and_extrapolates_it(tmp_path):
     """A planted script records a 20-epoch synthetic run and analyses it (a fake analyze): through the wrapper the
     record runs 3 epochs (4 recorded), is extrapolated to 20 (21 recorded epochs, 21 epochs of dynamics), the analyze
     counts as timed, and the total is the record's extrapolation plus the analyze's seconds and bytes."""
     bench = _bench_snippets()
-    (tmp_path / "examples").mkdir()
-    (tmp_path / "examples" / "planted.sh").write_text(PLANTED_SCRIPT)
-    fake = tmp_path / "fake-actlab"
-    fake.write_text(FAKE_ACTLAB.format(python=sys.executable))
-    fake.chmod(0o755)
+    fake = _planted_folder(tmp_path)
     env = _one_thread_env()
     lines, seconds, size = bench.script_extrapolated("bash examples/planted.sh", tmp_path, env, str(fake))
 
@@ -240,11 +247,7 @@ def test_after_short_runs_times_the_command_on_the_scripts_short_runs(tmp_path, 
     """The command of AFTER runs as written after its script's short run (edited first as EDITS says); its time and
     the bytes it wrote are the figure, and the file's total line gives the --bash line."""
     bench = _bench_snippets()
-    (tmp_path / "examples").mkdir()
-    (tmp_path / "examples" / "planted.sh").write_text(PLANTED_SCRIPT)
-    fake = tmp_path / "fake-actlab"
-    fake.write_text(FAKE_ACTLAB.format(python=sys.executable))
-    fake.chmod(0o755)
+    fake = _planted_folder(tmp_path)
     command = "ls runs/a/analysis > listing.txt && sleep 0.5"
     monkeypatch.setitem(bench.AFTER, command, "bash examples/planted.sh")
     monkeypatch.setitem(bench.EDITS, command, ("examples/planted.sh", "--width 16", "--width 1{short}"))
