@@ -154,7 +154,6 @@ def test_bootstrap_count_batches_are_the_counts_of_one_draw(n, n_bootstrap, batc
     assert [len(b) for b in found] == [min(batch, n_bootstrap - s) for s in range(0, n_bootstrap, batch)]
     assert all(b.dtype == np.float32 for b in found)
     np.testing.assert_array_equal(np.concatenate(found), by_hand)
-    np.testing.assert_array_equal(blocks.bootstrap_counts(n, n_bootstrap, 11), by_hand)
 
 
 def test_paired_r2_difference_equals_the_all_at_once_product():

@@ -308,7 +308,8 @@ BOOTSTRAP_BATCH = 64
 
 def bootstrap_count_batches(n: int, n_bootstrap: int, seed: int = SEED, dtype: Any = np.float64,
                             batch: int = BOOTSTRAP_BATCH) -> Iterator[np.ndarray]:
-    """:func:`bootstrap_counts` ``batch`` resamples at a time: its rows, in order, from the same draws.
+    """Multiplicity of each of ``n`` samples in each of ``n_bootstrap`` resamples with replacement, ``batch``
+    resamples at a time.
 
     The resamples are ``default_rng(seed).integers(0, n, (n_bootstrap, n))`` drawn ``batch`` rows at a time from
     one generator, which gives the same integers as the one call (NumPy fills the array in order from the
@@ -337,20 +338,6 @@ def bootstrap_count_batches(n: int, n_bootstrap: int, seed: int = SEED, dtype: A
         draws = rng.integers(0, n, (size, n))
         draws += n * np.arange(size)[:, None]
         yield np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(dtype)
-
-
-def bootstrap_counts(n: int, n_bootstrap: int, seed: int = SEED, dtype: Any = np.float64) -> np.ndarray:
-    """Multiplicity of each of ``n`` samples in each of ``n_bootstrap`` resamples with replacement.
-
-    The resamples are ``default_rng(seed).integers(0, n, (n_bootstrap, n))``. The whole (n_bootstrap, n) array:
-    the analyses take it in batches instead (:func:`bootstrap_count_batches`, the same rows).
-
-    Returns
-    -------
-    ndarray of ``dtype``, shape (n_bootstrap, n); integers, each row sums to ``n``
-    """
-    batches = list(bootstrap_count_batches(n, n_bootstrap, seed, dtype))
-    return np.concatenate(batches) if batches else np.zeros((0, n), dtype=dtype)
 
 
 def codes_of(act: xr.DataArray) -> np.ndarray:

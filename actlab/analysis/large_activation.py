@@ -299,7 +299,7 @@ PERMUTATION_BATCH = 64
 
 def permutation_batches(n: int, n_permutations: int, seed: int, batch: int = PERMUTATION_BATCH) -> Iterator[np.ndarray]:
     """``n_permutations`` permutations of ``range(n)``, one after another from ``numpy.random.default_rng(seed)``,
-    ``batch`` at a time (the rows of :func:`permutation_indices`, in order).
+    ``batch`` at a time (in order: the same permutations whatever the batch).
 
     Yields
     ------
@@ -310,19 +310,6 @@ def permutation_batches(n: int, n_permutations: int, seed: int, batch: int = PER
     rng = np.random.default_rng(seed)
     for start in range(0, n_permutations, batch):
         yield np.stack([rng.permutation(n) for _ in range(min(batch, n_permutations - start))])
-
-
-def permutation_indices(n: int, n_permutations: int, seed: int) -> np.ndarray:
-    """``n_permutations`` permutations of ``range(n)``, one after another from ``numpy.random.default_rng(seed)``.
-
-    The whole (n_permutations, n) array; the analyses take it in batches instead (:func:`permutation_batches`).
-
-    Returns
-    -------
-    ndarray of int64, shape (n_permutations, n)
-    """
-    batches = list(permutation_batches(n, n_permutations, seed))
-    return np.concatenate(batches) if batches else np.zeros((0, n), np.int64)
 
 
 def permutation_fits(feature_sets: Sequence[np.ndarray], values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
