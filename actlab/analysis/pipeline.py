@@ -168,8 +168,7 @@ def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, ex
     try:
         while True:
             while len(pending) < in_flight and (task := next(queue, None)) is not None:
-                local = (gate, moments_sink) if gate is not None or moments_sink is not None else ()
-                pending[executor.submit(_read_and_reduce, task, plan, extras, *local)] = task
+                pending[executor.submit(_read_and_reduce, task, plan, extras, gate, moments_sink)] = task
             if not pending:
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
