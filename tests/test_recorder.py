@@ -307,3 +307,14 @@ def test_observe_refuses_wrong_indices_and_accepts_partial_epochs_when_asked(tmp
     group.attrs.put(with_digest({**attrs, "source": "guessed"}))
     with pytest.raises(StoreError, match="attribute source of group dynamics is 'guessed'"):
         open_store(tmp_path / "partial")
+
+
+def test_train_inputs_stay_on_a_gpu_only_where_they_take_at_most_a_quarter_of_its_free_memory(monkeypatch):
+    from actlab.record.recorder import _resident
+
+    x = torch.zeros((100, 8))  # 3,200 bytes
+    assert _resident(x, x, torch.device("cpu")) is None  # on the CPU the pass reads x as it is
+    given = torch.zeros((100, 8), device="meta")
+    assert _resident(given, x, torch.device("meta")).device.type == "meta"  # already on the model's device: used as is
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4 * 3200 - 1, 10**12))
+    assert _resident(x, x, torch.device("cuda")) is None  # more than a quarter of the free memory: copied per batch

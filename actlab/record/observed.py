@@ -104,12 +104,15 @@ class ObservedEpoch:
             rows = torch.stack([out[name].float() for name in SUMMED[:-1]] + [torch.ones_like(out["loss"])])
             self._sums.index_add_(1, index, rows * inside)
             self._problems[0] += (~inside).sum()
-            checked = [(i, label) for i, (_, _, label) in enumerate(self._batches) if label is not None]
+            checked = [k for k, batch in enumerate(self._batches) if batch[2] is not None]
             if checked:
-                starts = np.cumsum([0] + [len(batch[0]) for batch in self._batches])
-                rows_checked = torch.cat([torch.arange(starts[i], starts[i + 1], device=index.device) for i, _ in checked])
-                label = _joined([label for _, label in checked], device)
-                self._problems[1] += ((label != assigned[rows_checked]) & inside[rows_checked]).sum()
+                label = _joined([self._batches[k][2] for k in checked], device)
+                if len(checked) < len(self._batches):  # the checked batches' rows, chosen on the host, moved in one copy
+                    starts = np.cumsum([0] + [len(batch[0]) for batch in self._batches])
+                    picked = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in checked])
+                    picked = _joined([torch.from_numpy(picked)], device)
+                    assigned, inside = assigned.index_select(0, picked), inside.index_select(0, picked)
+                self._problems[1] += ((label != assigned) & inside).sum()
         self._batches, self._buffered = [], 0
 
     def take(self, epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -109,6 +109,23 @@ def _split(data: Any, name: str, *, original: bool) -> tuple[torch.Tensor, np.nd
     return x, labels[0], labels[-1]
 
 
+RESIDENT_SHARE = 4
+"""``train=``'s inputs stay on a GPU for the per-epoch evaluation when they take at most 1/RESIDENT_SHARE of its free
+memory when the recorder is made; otherwise each batch is copied there at each epoch."""
+
+
+def _resident(given: Any, x: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """``train=``'s inputs on ``device`` for the per-epoch evaluation, or None (each batch copied at each epoch): the
+    given tensor where it is already there, a copy made once where it fits :data:`RESIDENT_SHARE`; None on the CPU."""
+    if device.type == "cpu":
+        return None
+    if isinstance(given, torch.Tensor) and given.device == device:
+        return given.detach()
+    if device.type == "cuda" and x.numel() * x.element_size() * RESIDENT_SHARE <= torch.cuda.mem_get_info(device)[0]:
+        return x.to(device)
+    return None
+
+
 def _stored_images(x: torch.Tensor) -> np.ndarray:
     """Probe inputs as the store keeps them: uint8 kept, anything else float32, as (sample, channel, height, width)."""
     images = x.numpy()
@@ -141,6 +158,8 @@ class Recorder:
     train : (x, y) or (x, y, original_y), optional
         The training set: evaluated at every epoch for the training metrics and every sample's trajectory
         (``dynamics/``), one forward pass in eval mode; with ``observe``, only its labels are used after epoch 0.
+        On a GPU its inputs are kept there for that pass when they take at most a quarter of its free memory (those
+        given on the model's device are used as they are); otherwise each batch is copied there at each epoch.
     observe : bool
         Take the trajectories and training metrics from the training step's own logits, handed in by
         :meth:`observe`, instead of evaluating ``train`` at every epoch (needs ``train``).
@@ -197,6 +216,7 @@ class Recorder:
         if not self.active:  # another process of a distributed run: it writes and evaluates nothing
             return
         self.model, self.batch_size, self.dtype = model, int(batch_size), dtype
+        self._train_x = _resident(train[0], self.train[0], self.device) if train is not None and not observe else None
         self.run_dir = location(out)
         self.schedule = parse_schedule(record_epochs, epochs)
         self.test = _split(test, "test", original=False) if test is not None else None
@@ -331,7 +351,8 @@ class Recorder:
         if observed is not None:
             train, seen = observed
         else:
-            train = self._outcomes(*self.train) if self.train is not None else None
+            train = self._outcomes(self._train_x if self._train_x is not None else self.train[0], *self.train[1:]) \
+                if self.train is not None else None
             seen = slice(None)
         test = self._outcomes(self.test[0], self.test[1], self.test[1]) if self.test is not None else None
         is_noisy = (self.train[1] != self.train[2])[seen] if self.train else np.zeros(0, bool)
