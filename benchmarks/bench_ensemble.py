@@ -23,6 +23,12 @@ CIFAR-sized synthetic data (3x32x32, 10 classes) by default, so no download is n
     python benchmarks/bench_ensemble.py                     # MLP7, width 512, batch 128, K=8: under a minute on 2 idle cores
     python benchmarks/bench_ensemble.py --threads 1         # one thread each side (a shared, busy machine)
     python benchmarks/bench_ensemble.py --data-dir $ACTLAB_DATA --epochs 5
+    CUBLAS_WORKSPACE_CONFIG=:4096:8 python benchmarks/bench_ensemble.py --device cuda --exact   # TF32 off, deterministic
+
+``--exact`` turns TF32 off for matrix products and cuDNN and asks torch for deterministic algorithms (warning where
+an operation has none), so that a difference left between a replica and its single run comes from the arithmetic
+of the two sides (the order of the sums in batched against single products, fused against unfused Adam), not from
+TF32 rounding or atomics.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (default: 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--exact", action="store_true", help="TF32 off and deterministic algorithms (set "
+                                                                 "CUBLAS_WORKSPACE_CONFIG=:4096:8 on a GPU)")
     parser.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-bin/: real CIFAR-10 instead of synthetic data")
     return parser.parse_args()
 
@@ -97,6 +105,10 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.exact:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
     from actlab.record.setup import seeded_model, flushed_denormals
     from actlab.record.ensemble import (
         EnsembleMLP,
@@ -123,7 +135,9 @@ def main() -> None:
                    for model, replica, d in zip(models, replicas, data)]
         print(f"{args.replicas} x {args.model} width {args.width}, batch {args.batch_size}, {len(data[0].noisy.labels)} "
               f"training / {len(data[0].dataset.test_labels)} test samples ({data[0].dataset.name}), device {device}, "
-              f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+              f"{torch.get_num_threads()} threads, torch {torch.__version__}, TF32 matmul "
+              f"{torch.backends.cuda.matmul.allow_tf32} cudnn {torch.backends.cudnn.allow_tf32}, deterministic "
+              f"{torch.are_deterministic_algorithms_enabled()}")
         print(f"{'epoch':>5} {'sequential train':>17} {'ensemble train':>15} {'ratio':>6} {'sequential eval':>16} "
               f"{'ensemble eval':>14} {'ratio':>6} {'ratio train+eval':>17}")
         ratios, sequential_seconds = [], []
@@ -150,8 +164,12 @@ def main() -> None:
           f"over the median epoch) = {peak / sequential_rate:.2f}x: no ensemble of the same products beats it")
     # EnsembleTrainer.evaluate gives (metrics, trajectories) per replica
     gap = max(abs(s["test_loss"] - e["test_loss"]) / abs(s["test_loss"]) for s, (e, _) in zip(seq_metrics, ens_metrics))
+    weights = max(float(np.max(np.abs(ensemble.model.replica_parameters(k)[name] - value.detach().cpu().numpy())) /
+                        np.max(np.abs(value.detach().cpu().numpy())))
+                  for k, single in enumerate(singles) for name, value in single.model.state_dict().items())
     print(f"median ratio sequential / ensemble (train + eval): {np.median(ratios):.2f}x; "
-          f"largest relative test-loss difference replica vs single run after {args.epochs} epochs: {gap:.1e}")
+          f"largest relative test-loss difference replica vs single run after {args.epochs} epochs: {gap:.1e}; "
+          f"largest difference of a weight, relative to the largest weight of its tensor: {weights:.1e}")
 
 
 if __name__ == "__main__":
