@@ -273,6 +273,27 @@ def test_planted_logits_give_known_loss_margin_and_correct_in_the_store(tmp_path
         assert float(view.metrics["train_noisy_true_acc"].sel(epoch=epoch)) == 0.5
 
 
+def test_observe_keeps_batches_as_given_and_refuses_one_changed_in_place_afterwards(tmp_path):
+    rec, label, original = _planted(tmp_path, "run")
+    index, wide = np.arange(6), torch.from_numpy(np.hstack([LOGITS, np.zeros((6, 2), np.float32)]))
+    rec.observe(index, wide[:, :3])  # a view of a larger tensor: copied
+    index[:] = 0  # a NumPy array is copied too: changing it afterwards changes nothing
+    wide.mul_(2)
+    rec.end_epoch(1)
+    logits = torch.from_numpy(LOGITS.copy())
+    rec.observe(torch.arange(6), logits)
+    logits.mul_(2)  # a tensor is kept as given: changed in place before the epoch ends, it is refused
+    with pytest.raises(ConfigError, match="^epoch 2: the logits, indices or labels of 1 observed batches were changed in "
+                                          "place after observe; hand observe tensors the loop does not change afterwards$"):
+        rec.end_epoch(2)
+    rec.observe(torch.arange(6), torch.from_numpy(LOGITS))
+    rec.end_epoch(2)
+    rec.close()
+    expected, stored = _outcomes_by_hand(LOGITS, label, original), open_store(tmp_path / "run").dynamics
+    for epoch in (1, 2):
+        np.testing.assert_allclose(stored["loss"].sel(epoch=epoch).values, expected["loss"], rtol=1e-3)
+
+
 def test_observe_refuses_wrong_indices_and_accepts_partial_epochs_when_asked(tmp_path):
     rec, label, _ = _planted(tmp_path, "strict")
     rec.observe(np.arange(3), torch.from_numpy(LOGITS[:3]))
@@ -318,3 +339,17 @@ def test_train_inputs_stay_on_a_gpu_only_where_they_take_at_most_a_quarter_of_it
     assert _resident(given, x, torch.device("meta")).device.type == "meta"  # already on the model's device: used as is
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4 * 3200 - 1, 10**12))
     assert _resident(x, x, torch.device("cuda")) is None  # more than a quarter of the free memory: copied per batch
+
+
+def test_epochs_not_recorded_are_committed_at_a_recorded_epoch_or_after_commit_seconds(tmp_path, monkeypatch):
+    monkeypatch.setattr("actlab.record.recorder.COMMIT_SECONDS", 3600.0)
+    rec = actlab.Recorder(nn.Sequential(nn.Linear(2, 3)), out=tmp_path / "run", layers=["0"], epochs=5, record_epochs="0,3",
+                          probes=(torch.zeros((4, 2)), torch.zeros(4, dtype=torch.int64)))
+    committed = []
+    for epoch, seconds in ((1, 3600.0), (2, 3600.0), (3, 3600.0), (4, 0.0)):
+        monkeypatch.setattr("actlab.record.recorder.COMMIT_SECONDS", seconds)
+        rec.end_epoch(epoch)
+        rec._background.flush()
+        committed.append(sorted(rec.writer.committed_metric_epochs))
+    rec.close()
+    assert committed == [[0], [0], [0, 1, 2, 3], [0, 1, 2, 3, 4]]

@@ -30,10 +30,10 @@ def _distributed() -> bool:
 
 
 def _kept(values: Any) -> torch.Tensor:
-    """A batch's indices or labels as given: on the host they stay there (a copy), so that no per-batch copy to the
-    GPU makes the training loop wait (a copy from pageable host memory synchronises the stream)."""
-    values = torch.as_tensor(values)
-    return values.clone() if values.device.type == "cpu" else values
+    """A batch's indices or labels: a tensor as given (where it is: no per-batch copy to a GPU, which waits for it
+    from pageable host memory, nor a copy on the host, which costs an operation per batch); anything else copied
+    into a host tensor (a NumPy array or list changed later leaves it as it was)."""
+    return values if isinstance(values, torch.Tensor) else torch.from_numpy(np.array(values))
 
 
 def _joined(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -64,16 +64,20 @@ class ObservedEpoch:
         self._label = torch.as_tensor(label, device=device)
         self._original = torch.as_tensor(original, device=device)
         self._sums = torch.zeros((len(SUMMED), self.n_samples), dtype=torch.float32, device=device)
-        self._problems = torch.zeros(2, dtype=torch.float32, device=device)  # indices out of range, labels that differ
-        self._batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        # indices out of range, labels that differ, batches changed in place after add
+        self._problems = torch.zeros(3, dtype=torch.float32, device=device)
+        self._batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple[int, ...]]] = []
         self._buffered = 0
 
     def add(self, index: Any, logits: torch.Tensor, label: Any = None) -> None:
         """Add one batch: ``index`` (batch,) dataset indices into the training set, ``logits`` (batch, class),
         ``label`` (batch,) optional, checked against the training set's assigned labels at :meth:`take`.
 
-        The batch is copied and kept on the device; batches are folded into the per-sample sums together, every
-        :data:`FOLD_VALUES` logits and at :meth:`take`, so a batch costs a copy, not a dozen small operations."""
+        The batch is kept as given, not copied: the logits detached from their graph, the indices and labels where
+        they are (a NumPy array or list copied to a host tensor); their version counters are noted, and a batch
+        whose tensors were changed in place before it is folded is refused at :meth:`take`. Batches are folded into
+        the per-sample sums together, every :data:`FOLD_VALUES` logits and at :meth:`take`: a batch costs one
+        operation here (the detach; on a GPU, a launch-bound loop pays some 20 us for each), not a dozen."""
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise ConfigError(f"observe: logits must be a tensor (batch, class); got {getattr(logits, 'shape', type(logits).__name__)}")
         index = _kept(index)
@@ -84,7 +88,11 @@ class ObservedEpoch:
             label = _kept(label)
             if label.shape != index.shape:
                 raise ConfigError(f"observe: label must have shape {tuple(index.shape)} like index; got {tuple(label.shape)}")
-        self._batches.append((index, logits.detach().to(self._sums.device, copy=True), label))
+        # detached, it shares the version counter of the logits the loop holds; a view of a larger tensor is copied
+        # (so as not to keep that tensor for the epoch)
+        logits = logits.detach() if logits._base is None else logits.detach().clone()
+        versions = (index._version, logits._version, -1 if label is None else label._version)
+        self._batches.append((index, logits, label, versions))
         self._buffered += logits.numel()
         if self._buffered >= FOLD_VALUES:
             self._fold()
@@ -94,9 +102,17 @@ class ObservedEpoch:
         if not self._batches:
             return
         device = self._sums.device
+        kept = [batch for batch in self._batches if batch[3] == (batch[0]._version, batch[1]._version,
+                                                                  -1 if batch[2] is None else batch[2]._version)]
+        changed, self._batches = len(self._batches) - len(kept), kept
+        if changed:
+            self._problems[2] += changed
+        if not self._batches:
+            self._buffered = 0
+            return
         with torch.no_grad():
             index = _joined([batch[0] for batch in self._batches], device)
-            logits = torch.cat([batch[1] for batch in self._batches])
+            logits = torch.cat([batch[1].to(device) for batch in self._batches])
             inside = (index >= 0) & (index < self.n_samples)
             index = torch.where(inside, index, torch.zeros_like(index))
             assigned = self._label.index_select(0, index)  # index_select: much faster than tensor[index] on a CPU
@@ -132,8 +148,11 @@ class ObservedEpoch:
         both = both.cpu().numpy()
         self._sums.zero_()
         self._problems.zero_()
-        sums = dict(zip(SUMMED, both[:-2].reshape(len(SUMMED), self.n_samples)))
-        outside, wrong_labels = (int(v) for v in both[-2:])
+        sums = dict(zip(SUMMED, both[:-3].reshape(len(SUMMED), self.n_samples)))
+        outside, wrong_labels, changed = (int(v) for v in both[-3:])
+        if changed:
+            raise ConfigError(f"epoch {epoch}: the logits, indices or labels of {changed} observed batches were changed "
+                              "in place after observe; hand observe tensors the loop does not change afterwards")
         if outside:
             raise ConfigError(f"epoch {epoch}: {outside} observed indices lie outside 0..{self.n_samples - 1}; give "
                               "observe the indices of the batch's samples in the training set given as train=")

@@ -59,13 +59,19 @@ from actlab.location import location
 from actlab.record.claim import check_run_output_or_busy, claimed_run_dir, locked_run
 from actlab.record.config import parse_schedule
 from actlab.record.hooks import ActivationCapture
-from actlab.record.loop import METRICS_FLUSH_SECONDS
 from actlab.record.models import layer_specs, parameter_arrays, parameter_specs
 from actlab.record.observed import ObservedEpoch
 from actlab.record.setup import environment
 from actlab.record.trainer import sample_outcomes, summarize, trajectory
 from actlab.record.writer import BackgroundWriter
 from actlab.store import GROUPS, METRICS, STATUS_COMPLETE, ProbeSet, RunWriter, Subsets, open_store, user_metric_problem
+
+
+COMMIT_SECONDS = 10.0
+"""The recorder commits the metrics and trajectories of the epochs not recorded at most this often (and at every
+recorded epoch and the last): each commit rewrites every metric array in the background writer's thread, whose
+Python holds the interpreter lock that a training loop bound by kernel launches needs for each launch. A process
+killed in between leaves the epochs up to the last commit."""
 
 
 def global_rank() -> int:
@@ -384,7 +390,7 @@ class Recorder:
         self._pending[epoch] = {**metrics, **own, "wall_time": self._elapsed_before + time.perf_counter() - self._t0}
         if samples is not None:
             self._trajectories[epoch] = samples
-        if snapshot is not None or epoch == self.epochs or time.perf_counter() - self._last_flush >= METRICS_FLUSH_SECONDS:
+        if snapshot is not None or epoch == self.epochs or time.perf_counter() - self._last_flush >= COMMIT_SECONDS:
             self._flush()
         if snapshot is not None:
             self._background.submit(self.writer.write_epoch, epoch, *snapshot)
