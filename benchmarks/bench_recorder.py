@@ -14,6 +14,10 @@ directly, and split into:
 
     P4 = (40 r + 260 q) / (300 T)   the recorder's share of the default run (300 epochs, log:40; target <= 5 %)
 
+r and q are the time spent inside end_epoch; the store writes it queues run beside the loop afterwards. On a GPU,
+where the loop is bound by kernel launches and those writes hold the interpreter lock, they slow the loop by more
+than r (bench_observe.py's "both, every" measures it).
+
 With ``train=`` the recorder also evaluates the whole training set at every epoch (metrics and every sample's
 trajectory): e = its time per training sample, and ``P5 = 300 x 50000 e / (300 T) = e / (train time per sample)``
 is the extra share of that per-epoch evaluation, which the user's loop does not run otherwise.

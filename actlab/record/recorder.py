@@ -421,8 +421,10 @@ class Recorder:
         index : Tensor or ndarray of int, shape (batch,)
             The batch's indices into ``train`` (have the dataset return them with each sample).
         logits : Tensor, shape (batch, class)
-            The training step's logits; copied here (detached: the graph is not kept), and kept on their device
-            until many batches are folded into per-sample sums there (no host synchronisation per batch).
+            The training step's logits; kept as given (detached: the graph is not kept; a view of a larger tensor
+            is copied) on their device until many batches are folded into per-sample sums there (no host
+            synchronisation per batch). A batch whose logits, index or label tensors are changed in place before
+            then is refused at :meth:`end_epoch`.
         label : Tensor or ndarray of int, shape (batch,), optional
             The batch's labels: checked against ``train``'s labels at ``index`` when the epoch ends, which catches
             indices in another order.
