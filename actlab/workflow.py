@@ -99,7 +99,9 @@ EXTRA_FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
      "Accuracy of linear classifiers (standardised units, ridge) trained on the clean probes of one layer and epoch, "
      "scored on the noisy probes against their original (true) label (left) and their assigned (noisy) label (right). "
      "A star marks a label decodable above chance: label-permutation test, Benjamini-Hochberg at 5% within the "
-     "layer x epoch family (an ensemble: in more than half the seeds)."),
+     "layer x epoch family (an ensemble: in more than half the seeds). The columns are the epochs probed: by default "
+     "at most 16 of each layer (the first, the phase epochs the findings are read at, the rest evenly spaced up to the "
+     "last; the title says so when not every recorded epoch); analyze --probe-epochs all probes every one."),
     ("similarity", "similarity", "Representation similarity along training",
      "plot_similarity",
      "Left: debiased linear CKA of each layer with its own state at the last recorded epoch (1: the same up to "

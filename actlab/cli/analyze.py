@@ -106,6 +106,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
              "memorisation (separation and path split of the noisy probes memorised early against late, from the "
              "per-sample trajectories); probes and cka are computed in the same pass over the store and the probes "
              "cost more CPU per block than the rest of the analysis together (default: none)")
+    analyze.add_argument(
+        "--probe-epochs", metavar="N", default=None,
+        help="with --extra probes: probe this many recorded epochs of each layer at most (the first, the phase epochs "
+             "the findings are read at, the rest evenly spaced up to the last), or 'all' for every recorded epoch; "
+             "the report and results name the epochs probed (default: 16, actlab.analysis.probes.PROBE_EPOCHS)")
     analyze.set_defaults(func=run_analyze)
 
     compare = subparsers.add_parser(
@@ -154,15 +159,32 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     extras = _extras(args.extra)
+    probe_epochs = {} if args.probe_epochs is None else {"probe_epochs": _probe_epochs(args.probe_epochs)}
     _check_open(args, args.out or args.run)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
-                            extras=[name for name in extras if name != JOINED], memorisation=JOINED in extras)
+                            extras=[name for name in extras if name != JOINED], memorisation=JOINED in extras,
+                            **probe_epochs)
     rows = finding_rows(output.report.findings)
     for sentence in summary_sentences(output.report.findings):
         print(textwrap.fill(sentence.replace("*", ""), TERMINAL_WIDTH, subsequent_indent="  "))
     print()
     print(text_table(["finding", "value", "verdict"], [[row.name, row.value, row.verdict] for row in rows]))
     return _close(output, args)
+
+
+def _probe_epochs(value: str) -> int | None:
+    """``--probe-epochs``: an integer >= 2, or ``all`` (None: every recorded epoch)."""
+    from actlab.errors import ConfigError
+
+    if value.strip().lower() == "all":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 2:
+        raise ConfigError(f"--probe-epochs must be an integer >= 2 or 'all'; got {value!r}")
+    return number
 
 
 JOINED = "memorisation"

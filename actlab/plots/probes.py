@@ -19,6 +19,15 @@ TARGETS_SHOWN: dict[str, str] = {
 """The two maps of :func:`plot_decodability` -> their panel titles."""
 
 
+def probed_epochs_words(attrs: Any, n_probed: int) -> str:
+    """``"; probed at 16 of 85 recorded epochs (the columns)"``, or ``""`` when every recorded epoch was probed
+    (``attrs``: of a ``/probes`` node; results from before the epoch subset were probed at every epoch)."""
+    recorded = attrs.get("n_recorded_epochs")
+    if recorded is None or attrs.get("every_epoch", True) or int(recorded) == n_probed:
+        return ""
+    return f"; probed at {n_probed} of {int(recorded)} recorded epochs (the columns)"
+
+
 @styled
 def plot_decodability(results: Any) -> Figure:
     """Accuracy of linear probes trained on clean probes, as layer x epoch maps of the noisy probes' two labels.
@@ -34,7 +43,8 @@ def plot_decodability(results: Any) -> Figure:
     Figure
         Two heatmaps with a shared colour scale 0..1: accuracy against the original label and against the
         assigned label; each cell holds its accuracy, starred where the label is decodable (BH q <= the FDR
-        level within the layer x epoch family; an ensemble: in more than half the seeds).
+        level within the layer x epoch family; an ensemble: in more than half the seeds). The columns are the
+        epochs probed; the title says how many of the recorded epochs they are when not all.
     """
     trees = replicas(results)
     accuracy = replica_stack(trees, "probes", "accuracy")
@@ -62,5 +72,6 @@ def plot_decodability(results: Any) -> Figure:
     bar.set_label(f"linear-probe accuracy (chance about {chance:.2f})")
     seeds = "" if len(trees) == 1 else f", median over {len(trees)} seeds"
     fig.suptitle(f"Which label a linear probe trained on clean probes reads from each layer{seeds}\n"
-                 "* decodable: above chance by the label-permutation test, BH within layer x epoch")
+                 "* decodable: above chance by the label-permutation test, BH within layer x epoch"
+                 + probed_epochs_words(trees[0]["probes"].attrs, len(epochs)))
     return fig
