@@ -63,15 +63,21 @@ examples:
                        also the noisy probes memorised early vs late in every run (every seed
                        of an ensemble): tables per run and layer, a figure with the null's band,
                        results.zarr/memorisation
+  actlab compare runs/mlp7-seed0 runs/mlp7-seed1 --extra cka
+                       the CKA between runs is required: a run on other probes than the first is
+                       refused (exit 2) instead of left out with a note
 
 what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
   report.html          one self-contained report: comparison table of the headline findings,
                        overlaid test-loss curves, separation per run, and the debiased linear
                        CKA of each layer of each run with the same layer of the first run at
-                       every epoch both recorded (runs on other probes are skipped with a note)
+                       every epoch both recorded (runs on other probes are skipped with a note;
+                       refused with --extra cka)
   summary.json         the headline numbers of every run, keyed by run
   table.md             the comparison table in Markdown, to paste into a document
-  results.zarr/        with --extra memorisation: node memorisation, one child per run
+  results.zarr/        node cka_between (the CKA of each run with the first: one child per run,
+                       cka_same (epoch, layer) and cka (epoch, layer, layer_other)); with
+                       --extra memorisation also node memorisation, one child per run
                        (reload with actlab.analysis.load_results)
   figures/NAME.png     the comparison figures (--format)
 
@@ -131,8 +137,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--extra", metavar="NAMES", default="",
         help="optional analyses of every run: memorisation (separation and path split of the noisy probes memorised "
              "early against late, from the per-sample trajectories; it reads every activation block of each run "
-             "once more); the other extras of analyze are per run: use 'actlab analyze RUN --extra ...' "
-             "(default: none)")
+             "once more); cka (the debiased linear CKA of each run with the first, computed by default, made "
+             "required: a run on other probes than the first is refused in one line, exit 2, instead of left out "
+             "with a note); probes is per run: use 'actlab analyze RUN --extra probes' (default: none)")
     compare.set_defaults(func=run_compare)
 
 
@@ -204,15 +211,19 @@ def _extras(names: str) -> list[str]:
     return given
 
 
+COMPARE_EXTRAS = (JOINED, "cka")
+"""The names ``compare --extra`` takes: the joined analysis of every run and the CKA between runs."""
+
+
 def _compare_extras(names: str) -> list[str]:
-    """The names of ``compare --extra``: only :data:`JOINED` (the per-run extras belong to ``actlab analyze``)."""
+    """The names of ``compare --extra``: :data:`COMPARE_EXTRAS` (the linear probes belong to ``actlab analyze``)."""
     from actlab.errors import ConfigError
 
     given = [name.strip() for name in names.split(",") if name.strip()]
-    unknown = [name for name in given if name != JOINED]
+    unknown = [name for name in given if name not in COMPARE_EXTRAS]
     if unknown:
-        raise ConfigError(f"compare --extra names analyses it does not offer {unknown}; choose from {JOINED} (the "
-                          "others are per run: actlab analyze RUN --extra ...)")
+        raise ConfigError(f"compare --extra names analyses it does not offer {unknown}; choose from "
+                          f"{','.join(COMPARE_EXTRAS)} (probes is per run: actlab analyze RUN --extra probes)")
     return given
 
 
@@ -246,7 +257,7 @@ def run_compare(args: argparse.Namespace) -> int:
     extras = _compare_extras(args.extra)
     _check_open(args, args.out)
     output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
-                            cka=args.cka, memorisation=JOINED in extras)
+                            cka=args.cka, memorisation=JOINED in extras, strict_cka="cka" in extras)
     for title, header, rows in output.report.tables:
         print(f"{title}\n{text_table(header, rows)}\n")
     for note in output.report.notes:
