@@ -180,7 +180,15 @@ def test_probes_at_a_subset_of_epochs(tmp_path_factory):
     for name in ("accuracy", "accuracy_fold", "chance", "p_value"):
         np.testing.assert_array_equal(node[name].values, every[name].values, err_msg=name)
     figure = plot_decodability(results)
-    assert f"probed at {len(expected)} of {len(run.epochs)} recorded epochs" in figure.texts[0].get_text()
+    assert f"columns: the {len(expected)} of {len(run.epochs)} recorded epochs probed" in figure.texts[0].get_text()
+    # an ensemble's seeds share the evenly spaced epochs but each has its own phase epochs: the maps show the
+    # epochs every seed was probed at
+    other = results.copy()
+    other["probes"] = node.isel(epoch=slice(1, None))
+    figure = plot_decodability([results, other])
+    assert (f"columns: the {len(expected) - 1} of {len(run.epochs)} recorded epochs probed in every seed"
+            in figure.texts[0].get_text())
+    assert figure.axes[0].images[0].get_array().shape == (len(run.layer_names), len(expected) - 1)
     code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--extra", "probes", "--probe-epochs", "1",
                            "--out", str(tmp_path_factory.mktemp("refused") / "out"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--probe-epochs" in err, err
