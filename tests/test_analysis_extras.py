@@ -192,3 +192,9 @@ def test_probes_at_a_subset_of_epochs(tmp_path_factory):
     code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--extra", "probes", "--probe-epochs", "1",
                            "--out", str(tmp_path_factory.mktemp("refused") / "out"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--probe-epochs" in err, err
+    code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--probe-epochs", "all",
+                           "--out", str(tmp_path_factory.mktemp("refused") / "out"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "add --extra probes" in err, err
+    from actlab.cli.analyze import _probe_epochs
+
+    assert _probe_epochs("all", ["probes"]) is None and _probe_epochs("8", ["probes", "cka"]) == 8

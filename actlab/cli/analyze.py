@@ -166,7 +166,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     extras = _extras(args.extra)
-    probe_epochs = {} if args.probe_epochs is None else {"probe_epochs": _probe_epochs(args.probe_epochs)}
+    probe_epochs = {} if args.probe_epochs is None else {"probe_epochs": _probe_epochs(args.probe_epochs, extras)}
     _check_open(args, args.out or args.run)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
                             extras=[name for name in extras if name != JOINED], memorisation=JOINED in extras,
@@ -179,10 +179,12 @@ def run_analyze(args: argparse.Namespace) -> int:
     return _close(output, args)
 
 
-def _probe_epochs(value: str) -> int | None:
-    """``--probe-epochs``: an integer >= 2, or ``all`` (None: every recorded epoch)."""
+def _probe_epochs(value: str, extras: list[str]) -> int | None:
+    """``--probe-epochs``: an integer >= 2, or ``all`` (None: every recorded epoch); only with ``--extra probes``."""
     from actlab.errors import ConfigError
 
+    if "probes" not in extras:
+        raise ConfigError("--probe-epochs sets the epochs of the linear probes; add --extra probes")
     if value.strip().lower() == "all":
         return None
     try:
