@@ -99,7 +99,9 @@ EXTRA_FIGURES: tuple[tuple[str, str, str, str, str], ...] = (
      "Accuracy of linear classifiers (standardised units, ridge) trained on the clean probes of one layer and epoch, "
      "scored on the noisy probes against their original (true) label (left) and their assigned (noisy) label (right). "
      "A star marks a label decodable above chance: label-permutation test, Benjamini-Hochberg at 5% within the "
-     "layer x epoch family (an ensemble: in more than half the seeds)."),
+     "layer x epoch family (an ensemble: in more than half the seeds). The columns are the epochs probed: by default "
+     "at most 16 of each layer (the first, the phase epochs the findings are read at, the rest evenly spaced up to the "
+     "last; the title says so when not every recorded epoch); analyze --probe-epochs all probes every one."),
     ("similarity", "similarity", "Representation similarity along training",
      "plot_similarity",
      "Left: debiased linear CKA of each layer with its own state at the last recorded epoch (1: the same up to "
@@ -354,6 +356,17 @@ def compare_memorisation_tables(summaries: Mapping[str, Mapping[str, Any]]) -> l
     return tables
 
 
+def _child_name(name: str, taken: Mapping[str, Any]) -> str:
+    """A run's name as a results child: ``/`` read as ``_``, and ``-2``, ``-3``, ... added where it would clash
+    with a name in ``taken``."""
+    key = base = name.replace("/", "_")
+    count = 1
+    while key in taken:
+        count += 1
+        key = f"{base}-{count}"
+    return key
+
+
 def memorisation_tree(results_by_run: Mapping[str, Any]) -> Any:
     """The ``results.zarr`` of a comparison: node ``/memorisation`` with one child per run that has the joined
     analysis (:func:`actlab.analysis.memorisation.with_memorisation`), an ensemble's child with one child per seed.
@@ -380,11 +393,7 @@ def memorisation_tree(results_by_run: Mapping[str, Any]) -> Any:
         nodes = {seed: results[NODE].to_dataset(inherit=False) for seed, results in seeds if NODE in results.children}
         if not nodes:
             continue
-        key = base = name.replace("/", "_")
-        count = 1
-        while key in children:
-            count += 1
-            key = f"{base}-{count}"
+        key = _child_name(name, children)
         if None in nodes:
             children[key] = xr.DataTree(nodes[None].assign_attrs(run=name))
         else:
@@ -695,6 +704,30 @@ CKA_BETWEEN_HEADER = ["run", "compared with", "layer", "shared epochs", "CKA at 
                       "lowest CKA (epoch)", "probes"]
 
 
+CKA_BETWEEN_NODE = "cka_between"
+"""The node of a comparison's ``results.zarr`` that holds the CKA between runs (:func:`cka_between_tree`)."""
+
+
+def check_same_probes(runs: Mapping[str, Any]) -> None:
+    """Raise ConfigError, one line, unless every run holds the probes of the first (dataset index, group and both
+    labels: :func:`actlab.analysis.similarity.same_probes`), the check of ``compare --extra cka``.
+
+    Parameters
+    ----------
+    runs : mapping of run name -> Run
+        The first is the reference.
+    """
+    from actlab.analysis.similarity import same_probes
+    from actlab.errors import ConfigError
+
+    names = list(runs)
+    for name in names[1:]:
+        try:
+            same_probes(runs[names[0]], runs[name])
+        except ValueError as exc:
+            raise ConfigError(f"--extra cka: {name} cannot be compared with {names[0]}: {exc}") from None
+
+
 def cka_between_runs(runs: Mapping[str, Any], *, progress: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Debiased linear CKA of every run with the first, layer by layer at every recorded epoch both hold.
 
@@ -729,6 +762,26 @@ def cka_between_runs(runs: Mapping[str, Any], *, progress: bool = False) -> tupl
         except ValueError as exc:  # other probes, or no shared layer or epoch
             skipped.append(f"{name}: no CKA with {names[0]}: {exc}")
     return cka, skipped
+
+
+def cka_between_tree(cka: Mapping[str, Any], reference: str) -> Any:
+    """The CKA between runs (:func:`cka_between_runs`) as the ``results.zarr`` node of a comparison.
+
+    Returns
+    -------
+    xr.DataTree
+        Node ``/cka_between`` (attrs ``reference``: the first run's name; ``runs``: the child names in the order of
+        the runs), one child per compared run: its dataset of
+        :func:`actlab.analysis.similarity.similarity_between_runs` (``cka`` (epoch, layer, layer_other),
+        ``cka_same`` (epoch, layer)), attrs ``run`` its name; child names as in :func:`memorisation_tree`.
+    """
+    import xarray as xr
+
+    children: dict[str, Any] = {}
+    for name, ds in cka.items():
+        children[_child_name(name, children)] = xr.DataTree(ds.assign_attrs(run=name, reference=reference))
+    return xr.DataTree(children={CKA_BETWEEN_NODE: xr.DataTree(
+        xr.Dataset(attrs={"reference": reference, "runs": list(children)}), children=children)})
 
 
 def cka_between_rows(cka: Mapping[str, Any], reference: str) -> list[list[str]]:
@@ -769,6 +822,7 @@ def compare_to_dir(
     log_x: bool | None = None,
     cka: bool = True,
     memorisation: bool = False,
+    strict_cka: bool = False,
 ) -> AnalysisOutput:
     """Put several runs side by side: comparison table, overlaid test curves, separation per run, and the
     debiased linear CKA of each run with the first (:func:`cka_between_runs`).
@@ -788,7 +842,13 @@ def compare_to_dir(
     formats, progress, scheduler, log_x
         As for :func:`analyze_to_dir`.
     cka : bool
-        Compute the CKA between runs (reads every activation block of each run once more).
+        Compute the CKA between runs (reads every activation block of each run once more): a table (the first and
+        last shared epoch, the lowest), a figure (each layer's curve over the shared epochs) and node
+        ``/cka_between`` of ``results.zarr`` (:func:`cka_between_tree`). A run on other probes than the first is
+        left out with a note.
+    strict_cka : bool
+        ``compare --extra cka``: the CKA between runs is what was asked for, so a run on other probes than the
+        first is refused (ConfigError, one line, before any analysis) instead of left out; needs ``cka``.
     memorisation : bool
         Also the joined analysis of the noisy probes memorised early against late in every run (every seed of an
         ensemble), :func:`actlab.analysis.memorisation.with_memorisation`: its tables in the report
@@ -805,6 +865,8 @@ def compare_to_dir(
     from actlab import plots
     from actlab.analysis import analyze, open_run, summary as summarize
     from actlab.analysis.memorisation import with_memorisation as joined
+    import xarray as xr
+
     from actlab.analysis.pipeline import write_results
     from actlab.errors import ConfigError
 
@@ -826,6 +888,12 @@ def compare_to_dir(
     names = [basename(path) for path in paths]
     if len(set(names)) != len(names):
         names = [str(path) for path in paths]
+    if strict_cka:
+        if not cka:
+            raise ConfigError("--extra cka asks for the CKA between runs that --no-cka turns off; pass one of them")
+        if len(names) < 2:
+            raise ConfigError("--extra cka compares runs with the first; pass at least two runs")
+        check_same_probes(dict(zip(names, (runs[0] for runs in runs_of))))
     results_by_run: dict[str, Any] = {}
     summaries: dict[str, Any] = {}
     reused: list[str] = []
@@ -923,11 +991,15 @@ def compare_to_dir(
             notes=[f"{name}: {note}" for name, rs in every_results.items() for results in rs
                    for note in analysis_warnings(results)] + skipped + memorisation_notes,
         )
+        saved = {}
         if memorisation:
-            write_results(memorisation_tree({name: list(zip([basename(run.path) for run in runs], results_by_run[name]))
-                                             if groups[i] else results_by_run[name]
-                                             for i, (name, runs) in enumerate(zip(names, runs_of))}),
-                          built / RESULTS_DIRNAME)
+            saved.update(memorisation_tree({name: list(zip([basename(run.path) for run in runs], results_by_run[name]))
+                                            if groups[i] else results_by_run[name]
+                                            for i, (name, runs) in enumerate(zip(names, runs_of))}).children)
+        if between:
+            saved.update(cka_between_tree(between, names[0]).children)
+        if saved:
+            write_results(xr.DataTree(children=saved), built / RESULTS_DIRNAME)
         write_atomic(built / SUMMARY_FILENAME, json.dumps(summaries, indent=2) + "\n")
         write_atomic(built / TABLE_FILENAME, markdown_table(COMPARE_HEADER, rows))
         write_report(built / REPORT_FILENAME, report)

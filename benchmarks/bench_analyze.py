@@ -191,11 +191,13 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
 
 def print_kernels(run_dir: Path, pca_epochs: int) -> None:
     """Print :func:`kernels` with the load average."""
+    from actlab.analysis.probes import PROBE_EPOCHS
+
     steps = kernels(str(run_dir))
     print("one block, CPU time (BLAS single-threaded), median of 8 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
           + " (read: Run.read_block, which since issue 22 compares the shard's SHA-256 before decoding it)"
-          + f" (the PCA moments at {pca_epochs} epochs of each layer, the path and floor nulls at <= 4, the extras at every "
-          f"epoch when asked for); load average "
+          + f" (the PCA moments at {pca_epochs} epochs of each layer, the path and floor nulls at <= 4, when asked for "
+          f"the probes at <= {PROBE_EPOCHS} (default) or every epoch and cka at every epoch); load average "
           f"{os.getloadavg()[0]:.2f}")
 
 
@@ -284,7 +286,8 @@ def main() -> None:
     parser.add_argument("--pca-epochs", type=int, help="analyze's pca_epochs (default: analyze's own, 16)")
     parser.add_argument("--path-permutations", type=int, help="analyze's path_permutations (default: analyze's own, 99)")
     parser.add_argument("--extra", default="", help="also time analyze with these extras (e.g. probes,cka) in each round, "
-                                                    "side by side with the analysis without them")
+                                                    "side by side with the analysis without them; with probes, also "
+                                                    "with the probes at every recorded epoch (probe_epochs=None)")
     parser.add_argument("--scaling", action="store_true", help="print the scaling table (see above) instead")
     parser.add_argument("--max-gb", type=float, default=13.0, help="--scaling leaves out stores above this size")
     parser.add_argument("--min-gb", type=float, default=0.0, help="--scaling leaves out stores below this size")
@@ -330,12 +333,15 @@ def main() -> None:
         fastest = pipelines[-1]
         print(f"read pipelines: {', '.join(pipelines)}; the analysis reads through {fastest}")
         reads = {p: [measure("read", run_dir, args.workers, settings, p)] for p in pipelines}
-        analyses, extended = [], []
+        analyses, extended, every_epoch = [], [], []
         extras = [name for name in args.extra.split(",") if name]
         for _ in range(args.rounds):
             analyses.append(measure("analyze", run_dir, args.workers, settings, fastest))
             if extras:
                 extended.append(measure("analyze", run_dir, args.workers, {**settings, "extras": extras}, fastest))
+            if "probes" in extras:  # side by side: the probes at every recorded epoch instead of the default subset
+                every_epoch.append(measure("analyze", run_dir, args.workers,
+                                           {**settings, "extras": extras, "probe_epochs": None}, fastest))
             for p in pipelines:
                 reads[p].append(measure("read", run_dir, args.workers, settings, p))
         ratios: dict[str, list[float]] = {p: [] for p in pipelines}
@@ -358,10 +364,21 @@ def main() -> None:
                   f"peak RSS {analysis['peak_rss_mb']:.0f} MB (after imports {analysis['rss_after_imports_mb']:.0f} MB) "
                   f"| analysis {ratio_words}; CPU floor {floors[-1]:.2f} (ratio / floor {over_floor[-1]:.2f}); "
                   f"errors {analysis['errors']}; load {os.getloadavg()[0]:.2f}")
+        from actlab.analysis.probes import PROBE_EPOCHS
+
         for i, (plain_analysis, with_extras) in enumerate(zip(analyses, extended)):
-            print(f"round {i + 1} with extras {extras}: {with_extras['wall_s']:.1f} s (CPU {with_extras['cpu_s']:.1f} s), "
-                  f"peak RSS {with_extras['peak_rss_mb']:.0f} MB | ratio to the analysis without them "
-                  f"{with_extras['wall_s'] / plain_analysis['wall_s']:.2f} (target <= 1.5); errors {with_extras['errors']}")
+            subset = f" (probes at <= {PROBE_EPOCHS} epochs of each layer, the default)" if "probes" in extras else ""
+            words = (f"round {i + 1} with extras {extras}{subset}: {with_extras['wall_s']:.1f} s (CPU "
+                     f"{with_extras['cpu_s']:.1f} s), peak RSS {with_extras['peak_rss_mb']:.0f} MB | ratio to the "
+                     f"analysis without them {with_extras['wall_s'] / plain_analysis['wall_s']:.2f}, CPU ratio "
+                     f"{with_extras['cpu_s'] / plain_analysis['cpu_s']:.2f} (target <= 1.5); errors {with_extras['errors']}")
+            if every_epoch:
+                every = every_epoch[i]
+                words += (f" || probes at every recorded epoch (probe_epochs=None): {every['wall_s']:.1f} s (CPU "
+                          f"{every['cpu_s']:.1f} s), peak RSS {every['peak_rss_mb']:.0f} MB | ratio "
+                          f"{every['wall_s'] / plain_analysis['wall_s']:.2f}, CPU ratio "
+                          f"{every['cpu_s'] / plain_analysis['cpu_s']:.2f}; errors {every['errors']}")
+            print(words)
         from actlab.analysis.pipeline import PCA_EPOCHS
 
         print_kernels(run_dir, settings.get("pca_epochs", PCA_EPOCHS))

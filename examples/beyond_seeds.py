@@ -57,7 +57,9 @@ def seed_numbers(run_dir: Path) -> dict:
     lowest = int(loss["epoch"].values[int(np.nanargmin(loss.values))])
     phases = {"test_loss_min": int(run.epochs[np.argmin(np.abs(run.epochs - lowest))]), **phases}
     started = time.perf_counter()
-    probes = linear_probes(run, n_permutations=999)
+    # every recorded epoch, as docs/beyond.md was computed (BH over the layer x recorded epoch family): the phase
+    # epochs read below are then probed whatever they are
+    probes = linear_probes(run, n_permutations=999, probe_epochs=None)
     probes_s = time.perf_counter() - started
     started = time.perf_counter()
     similarity = similarity_along_training(run, pair_epochs=4)

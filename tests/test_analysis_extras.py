@@ -141,3 +141,60 @@ def test_ensemble_with_cka_compares_each_seed_with_the_first(analysed_with_extra
     assert all(float(row[4]) == pytest.approx(1.0) and float(row[5]) == pytest.approx(1.0) for row in rows)
     png = (tmp_path / "out" / "figures" / "cka_between_seeds.png").read_bytes()
     assert base64.b64encode(png).decode() in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_probe_epoch_indices_rule():
+    """At most ``probe_epochs``: the kept indices and the rest evenly spaced, first and last included."""
+    from actlab.analysis.pca import pca_epoch_indices
+    from actlab.analysis.probes import probe_epoch_indices
+
+    chosen = probe_epoch_indices(85, 16, keep=[0, 30, 57, 84])
+    assert len(chosen) <= 16 and {0, 30, 57, 84} <= set(chosen.tolist()) and chosen[-1] == 84
+    assert set(pca_epoch_indices(85, 12).tolist()) <= set(chosen.tolist())  # 16 - 4 kept, evenly spaced
+    np.testing.assert_array_equal(probe_epoch_indices(85, None), np.arange(85))
+    np.testing.assert_array_equal(probe_epoch_indices(6, 16, keep=[2]), np.arange(6))
+    np.testing.assert_array_equal(probe_epoch_indices(40, 3), [0, 20, 39])
+    with pytest.raises(ValueError, match="probe_epochs"):
+        probe_epoch_indices(40, 1)
+
+
+def test_probes_at_a_subset_of_epochs(tmp_path_factory):
+    """``probe_epochs=3``: the probes node holds the phase epochs and evenly spaced ones, with the accuracies and
+    p-values that probing every epoch gives there (BH runs within the epochs probed); the figure's title and the
+    node's attrs name the subset, and the CLI refuses a bad count in one line."""
+    from actlab.analysis.curves import learning_curves
+    from actlab.analysis.pipeline import null_epoch_indices
+    from actlab.analysis.probes import probe_epoch_indices
+    from actlab.plots import plot_decodability
+
+    planted = cached_planted(tmp_path_factory)
+    run = open_run(planted.run_dir)
+    results = analyze(run, progress=False, max_workers=2, extras=["probes"], probe_epochs=3)
+    phases = null_epoch_indices(run, learning_curves(run.metrics))
+    expected = probe_epoch_indices(len(run.epochs), 3, keep=phases)
+    assert len(expected) < len(run.epochs)
+    node = results["probes"].to_dataset()
+    np.testing.assert_array_equal(node["epoch"].values, run.epochs[expected])
+    assert node.attrs["every_epoch"] is False and node.attrs["n_recorded_epochs"] == len(run.epochs) and node.attrs["probe_epochs"] == 3
+    every = linear_probes(run, probe_epochs=None).isel(epoch=expected)
+    for name in ("accuracy", "accuracy_fold", "chance", "p_value"):
+        np.testing.assert_array_equal(node[name].values, every[name].values, err_msg=name)
+    figure = plot_decodability(results)
+    assert f"columns: the {len(expected)} of {len(run.epochs)} recorded epochs probed" in figure.texts[0].get_text()
+    # an ensemble's seeds share the evenly spaced epochs but each has its own phase epochs: the maps show the
+    # epochs every seed was probed at
+    other = results.copy()
+    other["probes"] = node.isel(epoch=slice(1, None))
+    figure = plot_decodability([results, other])
+    assert (f"columns: the {len(expected) - 1} of {len(run.epochs)} recorded epochs probed in every seed"
+            in figure.texts[0].get_text())
+    assert figure.axes[0].images[0].get_array().shape == (len(run.layer_names), len(expected) - 1)
+    code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--extra", "probes", "--probe-epochs", "1",
+                           "--out", str(tmp_path_factory.mktemp("refused") / "out"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--probe-epochs" in err, err
+    code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--probe-epochs", "all",
+                           "--out", str(tmp_path_factory.mktemp("refused") / "out"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "add --extra probes" in err, err
+    from actlab.cli.analyze import _probe_epochs
+
+    assert _probe_epochs("all", ["probes"]) is None and _probe_epochs("8", ["probes", "cka"]) == 8

@@ -336,7 +336,7 @@ def test_compare_saves_the_joined_results_and_they_read_back(compared):
 def test_compare_refuses_an_extra_it_does_not_offer(tmp_path):
     from cli_runner import run_cli
 
-    for extra in ("probes", "memorisation,cka", "memorization"):
+    for extra in ("probes", "memorisation,svcca", "memorization"):
         code, out, err = run_cli("compare", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "out", "--extra", extra)
         assert code == 2 and out == ""
         assert len(err.strip().splitlines()) == 1 and err.startswith("actlab: error: compare --extra names"), err

@@ -47,10 +47,14 @@ def sklearn_predictions(x_train, y_train, x_eval, alpha):
     return make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha)).fit(x_train, y_train).predict(x_eval)
 
 
-def test_block_matches_sklearn_ridge_classifier(tmp_path_factory):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_block_matches_sklearn_ridge_classifier(tmp_path_factory, dtype):
+    """Fold by fold, the same predictions as scikit-learn's pipeline given the block in the same precision (a
+    store's float32 blocks are probed in float32, as scikit-learn's ridge keeps float32 input)."""
     planted = cached_planted(tmp_path_factory)
     x = post(planted, 30, "hidden1") + 0.3 * np.random.default_rng(1).standard_normal((len(planted.probes), 16))
     x[:, 7] = 2.5  # a constant unit keeps scale 1, as in StandardScaler
+    x = x.astype(dtype)
     pr = planted.probes
     group = np.array(["clean", "noisy", "test"])[pr.group]
     ds = probe_block(x, group, pr.label, pr.original_label, n_folds=4, alpha=3.0, n_permutations=19, seed=5)
@@ -73,7 +77,7 @@ def test_block_matches_sklearn_ridge_classifier(tmp_path_factory):
     np.testing.assert_allclose(ds["accuracy"].sel(target="test"), np.mean(expected["test"]))
     # the p-values, by brute force from scikit-learn's predictions, for this block and for one without signal
     # (whose p-values lie between the floor and 1, with ties of the null and the observed accuracy)
-    noise = np.random.default_rng(2).standard_normal(x.shape)
+    noise = np.random.default_rng(2).standard_normal(x.shape).astype(dtype)
     for block, predicted in ((x, np.array(every_fold)), (noise, None)):
         expected = brute_force_p_values(block, pr, predicted, n_folds=4, alpha=3.0, n_permutations=19, seed=5)
         found = probe_block(block, group, pr.label, pr.original_label, n_folds=4, alpha=3.0, n_permutations=19, seed=5)
@@ -119,10 +123,12 @@ def lstsq_ridge(x_train, y_train, classes, alpha):
 
 
 @pytest.mark.parametrize("offset", [0.0, 50.0])
-def test_fold_weights_match_least_squares_on_a_correlated_block(offset):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fold_weights_match_least_squares_on_a_correlated_block(offset, dtype):
     """The downdated, Cholesky-solved classifiers of each fold equal an independent least-squares ridge fit of the
-    fold's training probes, on a block of strongly correlated units far from the origin, with a constant unit; the
-    clean probes are predicted by the fold that held them out, the others by every fold."""
+    fold's training probes (in float64, of the same values), on a block of strongly correlated units far from the
+    origin, with a constant unit; the clean probes are predicted by the fold that held them out, the others by every
+    fold. A float32 block is solved in float32: the same weights to float32's precision."""
     rng = np.random.default_rng(11)
     n_clean, n_noisy, n_test, units, n_classes = 300, 90, 110, 48, 4
     n = n_clean + n_noisy + n_test
@@ -132,15 +138,18 @@ def test_fold_weights_match_least_squares_on_a_correlated_block(offset):
     latent = rng.standard_normal((n, 6)) + 0.8 * np.eye(n_classes, 6)[original]
     x = offset + latent @ rng.standard_normal((6, units)) + 0.05 * rng.standard_normal((n, units))
     x[:, 3] = offset + 1.5  # constant
+    x = x.astype(dtype).astype(np.float64)  # the values the block holds, exactly
     plan = ProbePlan(group, label, original, n_folds=4, alpha=2.0, n_permutations=9, seed=3)
-    weights, intercepts, _, _ = plan.fold_weights(x)
+    weights, intercepts, _, _ = plan.fold_weights(x.astype(dtype))
+    assert weights.dtype == dtype and intercepts.dtype == dtype
+    rtol = 1e-7 if dtype == np.float64 else 1e-3
     clean = np.flatnonzero(group == "clean")
-    predicted, out_of_fold = plan.fold_predictions(x)
+    predicted, out_of_fold = plan.fold_predictions(x.astype(dtype))
     for f, held in enumerate(plan.held_out):
         train = np.setdiff1d(clean, clean[held])
         expected_w, expected_b = lstsq_ridge(x[train], label[train], plan.classes, 2.0)
-        np.testing.assert_allclose(weights[f], expected_w, rtol=1e-7, atol=1e-9 * np.abs(expected_w).max())
-        np.testing.assert_allclose(intercepts[f], expected_b, rtol=1e-7, atol=1e-7 * np.abs(expected_b).max())
+        np.testing.assert_allclose(weights[f], expected_w, rtol=rtol, atol=rtol / 100 * np.abs(expected_w).max())
+        np.testing.assert_allclose(intercepts[f], expected_b, rtol=rtol, atol=rtol * np.abs(expected_b).max())
         scores = x @ expected_w + expected_b
         np.testing.assert_array_equal(out_of_fold[held], plan.classes[np.argmax(scores[clean[held]], axis=1)])
         np.testing.assert_array_equal(predicted[f], plan.classes[np.argmax(scores[group != "clean"], axis=1)])

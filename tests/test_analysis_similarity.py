@@ -154,7 +154,10 @@ def written_run(run_dir, probes, preacts: dict[int, dict[str, np.ndarray]]):
     return actlab.open_run(run_dir)
 
 
-def test_cka_between_compared_runs(tmp_path):
+def compared_runs(tmp_path):
+    """Runs on the planted probes: ``a`` (random correlated activations at epochs 0, 20, 50), ``rotated`` (``a``'s
+    rotated and scaled: CKA 1), ``independent`` (fresh noise at 20 and 50: CKA about 0), and ``other probes`` (``a``'s
+    activations on other probe labels); with the activations written to ``a`` and ``independent``."""
     rng = np.random.default_rng(3)
     probes, _ = planted_probes(np.random.default_rng(0))
     n, epochs = len(probes.group), [0, 20, 50]
@@ -176,6 +179,19 @@ def test_cka_between_compared_runs(tmp_path):
         "independent": written_run(tmp_path / "independent", probes, independent),
         "other probes": written_run(tmp_path / "other", planted_probes(np.random.default_rng(1))[0], first),
     }
+    return runs, first, independent
+
+
+def expected_cka(first, independent, epoch: int, layer: str) -> float:
+    """Song et al.'s estimator written out on the post-activations of ``a`` and ``independent``."""
+    post_a, post_b = (np.asarray(v[epoch][layer], np.float32).astype(np.float64) for v in (first, independent))
+    if layer != "output":
+        post_a, post_b = np.maximum(post_a, 0), np.maximum(post_b, 0)
+    return cka_song(post_a, post_b)
+
+
+def test_cka_between_compared_runs(tmp_path):
+    runs, first, independent = compared_runs(tmp_path)
     cka, skipped = cka_between_runs(runs)
     assert list(cka) == ["rotated", "independent"]
     assert skipped == [f"other probes: no CKA with a: CKA between runs needs the same probes; {runs['a'].path} and "
@@ -186,13 +202,50 @@ def test_cka_between_compared_runs(tmp_path):
     assert np.abs(cka["independent"]["cka_same"].values).max() < 0.05
     for epoch in (20, 50):  # against Song et al.'s estimator written out, on the post-activations
         for spec in LAYERS:
-            post_a, post_b = (np.asarray(v[epoch][spec.name], np.float32).astype(np.float64) for v in (first, independent))
-            if spec.name != "output":
-                post_a, post_b = np.maximum(post_a, 0), np.maximum(post_b, 0)
-            expected = cka_song(post_a, post_b)
             assert float(cka["independent"]["cka_same"].sel(epoch=epoch, layer=spec.name)) == pytest.approx(
-                expected, abs=1e-5)
+                expected_cka(first, independent, epoch, spec.name), abs=1e-5)
     rows = cka_between_rows(cka, "a")
     assert [r[:4] for r in rows[:2]] == [["rotated", "a", "hidden1", "0-50 (3)"], ["rotated", "a", "hidden2", "0-50 (3)"]]
     assert len(rows) == 2 * len(LAYERS) and all(len(r) == len(CKA_BETWEEN_HEADER) for r in rows)
     assert cka_between_runs({"a": runs["a"]}) == ({}, [])
+
+
+def test_compare_extra_cka_saves_results_and_refuses_other_probes(tmp_path):
+    """``actlab compare A B --extra cka``: the table, the figure and node ``cka_between`` of results.zarr (about 0
+    for independent activations, equal to Song et al.'s estimator and to the API; the rotated copy's CKA 1 is
+    checked through the API above); a run on other probes is refused in one line, exit 2, before any output."""
+    import json
+
+    from cli_runner import run_cli
+
+    from actlab.analysis import load_results
+
+    runs, first, independent = compared_runs(tmp_path)
+    out = tmp_path / "out"
+    code, _, err = run_cli("compare", runs["a"].path, runs["independent"].path, "--out", out, "--no-progress",
+                           "--format", "png", "--extra", "cka")
+    assert code == 0, err
+    saved = load_results(out / "results.zarr")["cka_between"]
+    assert saved.attrs["reference"] == "a" and list(saved.attrs["runs"]) == ["independent"]
+    unrelated = saved["independent"].to_dataset(inherit=False)
+    assert list(unrelated["epoch"].values) == [20, 50]  # the epochs both recorded
+    assert np.abs(unrelated["cka_same"].values).max() < 0.05
+    for spec in LAYERS:  # the final epoch both recorded, against the direct implementation
+        assert float(unrelated["cka_same"].sel(epoch=50, layer=spec.name)) == pytest.approx(
+            expected_cka(first, independent, 50, spec.name), abs=1e-5)
+    direct = similarity_between_runs(runs["a"], runs["independent"], epochs=[20, 50])
+    np.testing.assert_allclose(unrelated["cka"].values, direct["cka"].values, atol=1e-6)
+    assert (out / "figures" / "cka_between_runs.png").exists()
+    report = (out / "report.html").read_text()
+    assert "Representation similarity between runs (debiased linear CKA)" in report
+    assert json.loads((out / "summary.json").read_text()).keys() == {"a", "independent"}
+
+    refused = tmp_path / "refused"
+    code, stdout, err = run_cli("compare", runs["a"].path, runs["other probes"].path, "--out", refused,
+                                "--no-progress", "--extra", "cka")
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+    assert "--extra cka: other cannot be compared with a" in err and "differ in 'label'" in err
+    assert not refused.exists()
+    code, _, err = run_cli("compare", runs["a"].path, runs["rotated"].path, "--out", refused, "--no-progress",
+                           "--no-cka", "--extra", "cka")
+    assert code == 2 and "--no-cka" in err and not refused.exists()

@@ -73,9 +73,12 @@ of the fused pass feeds them too (a :class:`BlockExtra`): linear probes per laye
 
 class BlockExtra(Protocol):
     """An optional analysis fed by the fused pass: ``reduce`` (picklable, run where the block is read) makes a small
-    value of each (sample, unit) block, ``add`` takes it in the pass's thread, ``result`` assembles the node."""
+    value of each (sample, unit) block of the recorded epochs ``indices``, ``add`` takes it in the pass's thread,
+    ``result`` assembles the node."""
 
     reduce: Callable[[np.ndarray], Any]
+    indices: np.ndarray
+
 
     def add(self, layer: str, index: int, value: Any) -> None: ...
 
@@ -105,6 +108,8 @@ class _BlockTask:
     null: bool
     ranges: chunked.Ranges | None = None
     """Ranges of samples the block is read in (:func:`~actlab.analysis.chunked.sample_ranges`); None: at once."""
+    extras: tuple[bool, ...] = ()
+    """Which of the extras' reducers this block feeds (the epoch is among the extra's ``indices``)."""
     budget: int = chunked.BLOCK_BYTES
     """The block budget (:func:`~actlab.analysis.chunked.block_bytes`)."""
 
@@ -133,21 +138,22 @@ def _read_and_reduce(task: _BlockTask, plan: BlockPlan, extras: Sequence[Callabl
                      gate: threading.Semaphore | None = None,
                      moments_sink: Callable[[str, Moments], None] | None = None) -> tuple[BlockStats, list[Any]]:
     """The block's statistics, and what each of ``extras`` makes of it (or the exception it raised: an optional
-    analysis that fails stops only itself). A block read in ranges gives the extras, which need whole blocks, an
-    error each; ``gate`` (local threads only) bounds how many of those are reduced at once, and ``moments_sink``
-    (local threads only) takes their ranges' moments, ``moments_sink(layer, moments)``."""
+    analysis that fails stops only itself; None where the block does not feed it, ``task.extras``). A block read
+    in ranges gives the extras it feeds, which need whole blocks, an error each; ``gate`` (local threads only) bounds
+    how many of those are reduced at once, and ``moments_sink`` (local threads only) takes their ranges' moments,
+    ``moments_sink(layer, moments)``."""
     if task.ranges is not None:
         too_large = ConfigError(f"layer {task.layer} is read in ranges of samples (a block is larger than the block "
                                 f"budget of {task.budget} bytes) and this analysis needs whole blocks; raise "
                                 "ACTLAB_BLOCK_BYTES")
         with gate if gate is not None else contextlib.nullcontext():
             sink = None if moments_sink is None else functools.partial(moments_sink, task.layer)
-            return task.statistics(plan, moments_sink=sink), [too_large for _ in extras]
+            return task.statistics(plan, moments_sink=sink), [too_large if wanted else None for wanted in task.extras]
     x = read_block(*task.read)
-    made = []
-    for reduce in extras:
+    made: list[Any] = []
+    for reduce, wanted in zip(extras, task.extras):
         try:
-            made.append(reduce(x))
+            made.append(reduce(x) if wanted else None)
         except Exception as exc:
             made.append(exc)
     return task.statistics(plan, x), made
@@ -219,9 +225,11 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
     ranges = {name: chunked.sample_ranges(*sample_layout(run.path, name, run.opened), budget) for name in run.layer_names}
+    wanted = [set(extra.indices.tolist()) for extra in extras.values()]
     tasks = [
         _BlockTask(name, i, run.read_args(name, i, kind), keep_top_values=i == last, predictions=name == output,
-                   moments=i in pca_set, null=i in null_set, ranges=ranges[name], budget=budget)
+                   moments=i in pca_set, null=i in null_set, ranges=ranges[name], budget=budget,
+                   extras=tuple(i in indices for indices in wanted))
         for name in [output, *run.layer_names[:-1]] for i in range(len(run.epochs))
     ]
     footprints = [chunked.range_footprint(int(run.layer_specs[task.layer]["width"]), budget, plan, moments=task.moments,
@@ -237,7 +245,9 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
         for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers, gate, sink):
             if stats.add(task.layer, task.index, block):
                 layer_complete(task.layer)
-            for (name, extra), value in zip(extras.items(), made):
+            for (name, extra), value, fed in zip(extras.items(), made, task.extras):
+                if not fed:
+                    continue
                 if isinstance(value, Exception):
                     failed.setdefault(name, value)
                 elif name not in failed:
@@ -283,6 +293,7 @@ def analyze(
     pca_epochs: int | None = PCA_EPOCHS,
     max_workers: int | None = None,
     extras: Sequence[str] = (),
+    probe_epochs: int | None = probes.PROBE_EPOCHS,
     block_bytes: int | None = None,
 ) -> xr.DataTree:
     """Run all analyses in one pass over the store.
@@ -318,6 +329,11 @@ def analyze(
         probes' :data:`~actlab.analysis.probes.N_PERMUTATIONS`: a p-value floor low enough for Benjamini-Hochberg
         over a layer x epoch family); one that fails is named in ``errors`` and the others go on. They need whole
         blocks: on a layer read in ranges (``block_bytes``) they fail with that reason.
+    probe_epochs : int or None
+        The linear probes (``extras=["probes"]``) are computed at this many recorded epochs of each layer at most:
+        the first, the phase epochs at which the findings are read, and the rest evenly spaced, the last included
+        (:func:`~actlab.analysis.probes.probe_epoch_indices`); ``None``: every recorded epoch. A block costs more
+        to probe than the rest of its statistics together. The ``/probes`` node's epochs are those probed.
     block_bytes : int, optional
         The block budget: a (layer, epoch) block larger than this many bytes is read in ranges of samples, two
         passes, its statistics combined from partial sums (:mod:`~actlab.analysis.chunked`; the same results up
@@ -343,8 +359,9 @@ def analyze(
         raise ConfigError(f"kind must be one of {KINDS}; got {kind!r}")
     if relevant not in paths.RELEVANT:
         raise ConfigError(f"relevant must be one of {paths.RELEVANT}; got {relevant!r}")
-    if pca_epochs is not None and (not isinstance(pca_epochs, (int, np.integer)) or pca_epochs < 2):
-        raise ConfigError(f"pca_epochs must be None or an integer >= 2; got {pca_epochs!r}")
+    for name, value in (("pca_epochs", pca_epochs), ("probe_epochs", probe_epochs)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 2):
+            raise ConfigError(f"{name} must be None or an integer >= 2; got {value!r}")
     for name, value in (("n_components", n_components), ("n_top", n_top), ("n_permutations", n_permutations),
                         ("n_bootstrap", n_bootstrap), ("path_permutations", path_permutations),
                         ("floor_permutations", floor_permutations)):
@@ -361,7 +378,8 @@ def analyze(
     parameters = dict(kind=kind, n_components=n_components, n_top=n_top, min_ratio_to_median=min_ratio_to_median,
                       min_ratio_to_second=min_ratio_to_second, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
                       path_permutations=path_permutations, floor_permutations=floor_permutations, seed=seed,
-                      relevant=relevant, pca_epochs=pca_epochs, extras=[name for name in EXTRAS if name in extras])
+                      relevant=relevant, pca_epochs=pca_epochs, extras=[name for name in EXTRAS if name in extras],
+                      probe_epochs=probe_epochs)
     plan = block_plan(run, n_top=n_top, seed=seed, null_permutations=path_permutations,
                       floor_permutations=floor_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
@@ -405,10 +423,11 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     null_indices = null_epoch_indices(run, nodes.get("/curves"))
     stats = Statistics(run, plan)
     extras: dict[str, BlockExtra] = {}
+    own = {"probes": dict(probe_epochs=parameters["probe_epochs"], keep_epochs=null_indices), "cka": {}}
     for name, extra in (("probes", probes.ProbesAlongTraining), ("cka", similarity.SimilarityAlongTraining)):
         if name in parameters["extras"]:  # with their own defaults: the probes' 999 permutations, for BH over a family
             try:
-                extras[EXTRAS[name]] = extra(run, run.layer_names, kind=kind, seed=parameters["seed"])
+                extras[EXTRAS[name]] = extra(run, run.layer_names, kind=kind, seed=parameters["seed"], **own[name])
             except Exception as exc:
                 errors[EXTRAS[name]] = f"{type(exc).__name__}: {exc}"
     # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside

@@ -16,13 +16,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.linalg.blas import dsyr, dsyrk
-from scipy.linalg.lapack import dposv
+from scipy.linalg.blas import get_blas_funcs
+from scipy.linalg.lapack import get_lapack_funcs
 from scipy.stats import false_discovery_control
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from actlab.analysis.blocks import SEED
+from actlab.analysis.pca import pca_epoch_indices
 from actlab.analysis.run import Run, reduce_blocks
 from actlab.progress import Progress
 
@@ -38,8 +39,40 @@ N_FOLDS = 5
 N_PERMUTATIONS = 999
 RIDGE_ALPHA = 1.0
 FDR_LEVEL = 0.05
+PROBE_EPOCHS = 16
 """Defaults: stratified folds of the clean probes, permutations of the null, ridge penalty (on standardised units),
-false-discovery rate of the ``decodable`` flag."""
+false-discovery rate of the ``decodable`` flag, recorded epochs probed per layer (:func:`probe_epoch_indices`)."""
+
+
+def probe_epoch_indices(n_epochs: int, probe_epochs: int | None = PROBE_EPOCHS,
+                        keep: Sequence[int] = ()) -> np.ndarray:
+    """Indices of the recorded epochs the probes are computed at: at most ``probe_epochs`` of them.
+
+    The indices ``keep`` (``analyze`` passes the first recorded epoch and the phase epochs at which the findings
+    are read: at most four) and ``probe_epochs - len(keep)`` (at least 2) evenly spaced over the recorded ones,
+    first and last included, the rule of the PCA's epochs (:func:`~actlab.analysis.pca.pca_epoch_indices`; on a
+    log-spaced recording schedule they are log-spaced in epochs). ``None`` (or a number at least ``n_epochs``)
+    selects every epoch.
+
+    Returns
+    -------
+    ndarray of int, sorted, without repeats
+    """
+    if probe_epochs is not None and (not isinstance(probe_epochs, (int, np.integer)) or probe_epochs < 2):
+        raise ValueError(f"probe_epochs must be None or an integer >= 2; got {probe_epochs!r}")
+    if probe_epochs is None or probe_epochs >= n_epochs:
+        return np.arange(n_epochs)
+    keep = np.unique(np.asarray(keep, dtype=np.int64))
+    if len(keep) and (keep.min() < 0 or keep.max() >= n_epochs):
+        raise ValueError(f"epoch indices to keep must lie in [0, {n_epochs}); got {keep.tolist()}")
+    spaced = pca_epoch_indices(n_epochs, max(2, probe_epochs - len(keep)))
+    return np.union1d(spaced, keep).astype(np.int64)
+
+
+def _precision(x: np.ndarray) -> type:
+    """The precision a block is probed in: float32 for a float32 block, float64 for any other (scikit-learn's
+    ridge keeps float32 input in float32 and turns the rest into float64)."""
+    return np.float32 if x.dtype == np.float32 else np.float64
 
 
 class ProbePlan:
@@ -96,14 +129,16 @@ class ProbePlan:
         """Each fold's classifier fitted on the fold's training probes of one (sample, unit) block.
 
         Each fold's classifier is scikit-learn's ``make_pipeline(StandardScaler(), RidgeClassifier(alpha))``,
-        solved here in closed form from sufficient statistics. The clean probes are centred on the mean of all of
-        them (so a constant unit stays exactly constant); the unit x unit scatter of each fold's held-out probes
-        is one symmetric rank-k update (BLAS ``dsyrk``, upper triangle), and a fold's training scatter is the sum
-        of them all minus its own (a downdate), recentred on the fold's training mean. Standardising unit ``j`` by
-        ``s_j`` and penalising by ``alpha`` is the same as solving ``(S + alpha diag(s^2)) w = X^T t`` for
-        the weights of the unstandardised units, which one Cholesky factorisation and solve (LAPACK ``dposv``)
-        gives. Targets are +1 for the class and -1 for the others, with an intercept; a unit constant over the
-        training probes keeps scale 1, as StandardScaler does.
+        solved here in closed form from sufficient statistics, in the block's precision as scikit-learn's ridge
+        solvers are: float32 for a float32 block (a store's blocks), float64 otherwise. The clean probes are
+        centred on the mean of all of them (computed in float64, so a constant unit centres to exactly 0); the
+        unit x unit scatter of each fold's held-out probes is one symmetric rank-k update (BLAS ``syrk``, upper
+        triangle), and a fold's training scatter is the sum of them all minus its own (a downdate), recentred on the
+        fold's training mean. Standardising unit ``j`` by ``s_j`` and penalising by ``alpha`` is the same as solving
+        ``(S + alpha diag(s^2)) w = X^T t`` for the weights of the unstandardised units, which one Cholesky
+        factorisation and solve (LAPACK ``posv``) per fold gives, for every class's +-1 targets at once. Targets
+        are +1 for the class and -1 for the others, with an intercept; a unit constant over the training probes
+        keeps scale 1, as StandardScaler does.
 
         Parameters
         ----------
@@ -111,48 +146,53 @@ class ProbePlan:
 
         Returns
         -------
-        weights : ndarray of float64, shape (fold, unit, class)
-            Of the unstandardised units; the classes are ``self.classes``.
-        intercepts : ndarray of float64, shape (fold, class)
+        weights : ndarray, shape (fold, unit, class)
+            Of the unstandardised units; the classes are ``self.classes``. float32 for a float32 block, else
+            float64 (as the two arrays below).
+        intercepts : ndarray, shape (fold, class)
             A sample's decision score is ``x @ weights[f] + intercepts[f]``.
-        centred : ndarray of float64, shape (clean sample, unit)
+        centred : ndarray, shape (clean sample, unit)
             The clean probes in the order of ``clean_by_fold``, minus ``centre``.
-        centre : ndarray of float64, shape (unit,)
+        centre : ndarray, shape (unit,)
             The mean of the clean probes.
         """
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[0] != self.n_samples:
             raise ValueError(f"linear probes need a (sample, unit) block of {self.n_samples} samples; "
                              f"got shape {x.shape}")
-        centred = x[self.clean_by_fold].astype(np.float64)  # the clean probes, fold after fold: contiguous slices
-        centre = centred.mean(axis=0)
-        centred -= centre
+        dtype = _precision(x)
+        centred = x[self.clean_by_fold].astype(dtype, copy=False)  # the clean probes, fold after fold: slices
+        centre = centred.mean(axis=0, dtype=np.float64).astype(dtype)
+        centred = centred - centre
+        syrk, syr = get_blas_funcs(("syrk", "syr"), dtype=dtype)
+        (posv,) = get_lapack_funcs(("posv",), dtype=dtype)
+        targets = self.targets_by_fold.astype(dtype)
         # X^T X of each fold's held-out probes, upper triangle (the transpose of a C-ordered slice is Fortran-ordered:
-        # dsyrk reads it in place)
-        held_grams = [dsyrk(1.0, centred[a:b].T) for a, b in self.fold_bounds]
+        # syrk reads it in place)
+        held_grams = [syrk(1.0, centred[a:b].T) for a, b in self.fold_bounds]
         held_sums = [centred[a:b].sum(axis=0) for a, b in self.fold_bounds]
-        held_cross = [centred[a:b].T @ self.targets_by_fold[a:b] for a, b in self.fold_bounds]
-        held_targets = [self.targets_by_fold[a:b].sum(axis=0) for a, b in self.fold_bounds]
+        held_cross = [centred[a:b].T @ targets[a:b] for a, b in self.fold_bounds]
+        held_targets = [targets[a:b].sum(axis=0) for a, b in self.fold_bounds]
         gram, sums, cross, target_sums = (functools.reduce(np.add, parts)
                                           for parts in (held_grams, held_sums, held_cross, held_targets))
         units = x.shape[1]
-        weights = np.empty((self.n_folds, units, len(self.classes)))
-        intercepts = np.empty((self.n_folds, len(self.classes)))
+        weights = np.empty((self.n_folds, units, len(self.classes)), dtype=dtype)
+        intercepts = np.empty((self.n_folds, len(self.classes)), dtype=dtype)
         diagonal = np.diag_indices(units)
         for f in range(self.n_folds):
             n = len(self.clean) - len(self.held_out[f])
-            shift, target_mean = (sums - held_sums[f]) / n, (target_sums - held_targets[f]) / n
+            shift, target_mean = (sums - held_sums[f]) / dtype(n), (target_sums - held_targets[f]) / dtype(n)
             system = np.subtract(gram, held_grams[f], order="F")  # the training probes' X^T X (upper triangle)
-            system = dsyr(-n, shift, a=system, lower=0, overwrite_a=1)  # about the fold's training mean
+            system = syr(-n, shift, a=system, lower=0, overwrite_a=1)  # about the fold's training mean
             mean = centre + shift
-            variance = np.maximum(system[diagonal], 0.0) / n
-            variance[np.sqrt(variance) <= 1e-10 * np.maximum(1.0, np.abs(mean))] = 1.0
-            system[diagonal] += self.alpha * variance
+            variance = np.maximum(system[diagonal], 0) / dtype(n)
+            variance[np.sqrt(variance) <= 1e-10 * np.maximum(1, np.abs(mean))] = 1
+            system[diagonal] += dtype(self.alpha) * variance
             products = cross - held_cross[f]
-            products -= n * np.outer(shift, target_mean)
-            _, solved, info = dposv(system, products, lower=0, overwrite_a=1, overwrite_b=1)
+            products -= dtype(n) * np.outer(shift, target_mean)
+            _, solved, info = posv(system, products, lower=0, overwrite_a=1, overwrite_b=1)
             if info != 0:
-                raise np.linalg.LinAlgError(f"the ridge system of fold {f} is not positive definite (LAPACK dposv "
+                raise np.linalg.LinAlgError(f"the ridge system of fold {f} is not positive definite (LAPACK posv "
                                             f"info {info}); the block holds non-finite activations")
             weights[f] = solved
             intercepts[f] = target_mean - mean @ solved
@@ -163,7 +203,7 @@ class ProbePlan:
         out-of-fold predictions of the clean probes (clean sample,).
 
         A clean probe is predicted only by the fold that held it out (the other folds trained on it); the noisy
-        and test probes by every fold. The classifiers are :meth:`fold_weights`'.
+        and test probes by every fold. The classifiers are :meth:`fold_weights`', in the same precision.
         """
         weights, intercepts, centred, centre = self.fold_weights(x)
         out_of_fold = np.empty(len(self.clean), dtype=np.int64)
@@ -171,7 +211,7 @@ class ProbePlan:
             # (x - centre) @ w + (centre @ w + intercept): the centred probes are at hand
             scores = centred[a:b] @ weights[f] + (centre @ weights[f] + intercepts[f])
             out_of_fold[held] = self.classes[np.argmax(scores, axis=1)]
-        others = np.asarray(x)[self.scored].astype(np.float64)
+        others = np.asarray(x)[self.scored].astype(weights.dtype, copy=False)
         units = others.shape[1]
         scores = (others @ weights.transpose(1, 0, 2).reshape(units, -1)).reshape(len(others), self.n_folds, -1)
         predicted = self.classes[np.argmax(scores + intercepts[None], axis=2)].T
@@ -292,19 +332,22 @@ class ProbesAlongTraining:
     """Linear probes of a run's (layer, epoch) blocks, collected block by block in any order.
 
     :attr:`reduce` (picklable: it runs where a block is read) turns a block into its accuracies, :meth:`add` keeps
-    them, :meth:`result` assembles the dataset of :func:`linear_probes` once every block is in.
+    them, :meth:`result` assembles the dataset of :func:`linear_probes` once every block of the epochs
+    :attr:`indices` is in (blocks of other epochs are not wanted).
 
     Parameters
     ----------
     run : Run
     layers : sequence of str
-    kind, n_folds, alpha, n_permutations, fdr_level, seed
+    kind, n_folds, alpha, n_permutations, fdr_level, seed, probe_epochs
         See :func:`linear_probes`.
+    keep_epochs : sequence of int
+        Indices of recorded epochs probed whatever ``probe_epochs`` is (:func:`probe_epoch_indices`).
     """
 
     def __init__(self, run: Run, layers: Sequence[str], *, kind: str = "post", n_folds: int = N_FOLDS,
                  alpha: float = RIDGE_ALPHA, n_permutations: int = N_PERMUTATIONS, fdr_level: float = FDR_LEVEL,
-                 seed: int = SEED) -> None:
+                 seed: int = SEED, probe_epochs: int | None = PROBE_EPOCHS, keep_epochs: Sequence[int] = ()) -> None:
         if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
             raise ValueError(f"n_permutations must be a positive integer; got {n_permutations!r}")
         if not 0 < fdr_level < 1:
@@ -313,9 +356,13 @@ class ProbesAlongTraining:
         self.plan = ProbePlan(probes["group"].values, probes["label"].values, probes["original_label"].values,
                               n_folds=n_folds, alpha=alpha, n_permutations=n_permutations, seed=seed)
         self.reduce = self.plan.probe
-        self.layers, self.epochs = list(layers), run.epochs
+        self.indices = probe_epoch_indices(len(run.epochs), probe_epochs, keep_epochs)
+        self.layers, self.epochs = list(layers), run.epochs[self.indices]
         self.settings = dict(kind=kind, n_folds=n_folds, alpha=alpha, n_permutations=n_permutations,
-                             p_floor=1.0 / (1 + n_permutations), fdr_level=fdr_level, seed=seed)
+                             p_floor=1.0 / (1 + n_permutations), fdr_level=fdr_level, seed=seed,
+                             probe_epochs=-1 if probe_epochs is None else int(probe_epochs),
+                             n_recorded_epochs=len(run.epochs),
+                             every_epoch=len(self.indices) == len(run.epochs))
         self.found: dict[tuple[str, int], dict[str, np.ndarray]] = {}
 
     def add(self, layer: str, index: int, found: dict[str, np.ndarray]) -> None:
@@ -325,7 +372,7 @@ class ProbesAlongTraining:
     def result(self) -> xr.Dataset:
         """The dataset of :func:`linear_probes`."""
         def stacked(name: str) -> np.ndarray:
-            return np.stack([np.stack([self.found[(layer, i)][name] for i in range(len(self.epochs))])
+            return np.stack([np.stack([self.found[(layer, int(i))][name] for i in self.indices])
                              for layer in self.layers])
 
         dims = {name: ("layer", "epoch", "target", "fold") if name == "accuracy_fold" else ("layer", "epoch", "target")
@@ -346,8 +393,9 @@ class ProbesAlongTraining:
 
 def linear_probes(run: Run, *, layers: Sequence[str] | None = None, kind: str = "post", n_folds: int = N_FOLDS,
                   alpha: float = RIDGE_ALPHA, n_permutations: int = N_PERMUTATIONS, fdr_level: float = FDR_LEVEL,
-                  seed: int = SEED, max_workers: int = 1, progress: bool = False) -> xr.Dataset:
-    """Linear probes of every (layer, recorded epoch) block of a run, one block in memory per worker.
+                  seed: int = SEED, probe_epochs: int | None = PROBE_EPOCHS, max_workers: int = 1,
+                  progress: bool = False) -> xr.Dataset:
+    """Linear probes of a run's (layer, recorded epoch) blocks, one block in memory per worker.
 
     :func:`~actlab.analysis.pipeline.analyze` computes the same inside its single pass over the store
     (``extras=["probes"]``); this reads the blocks on its own.
@@ -362,7 +410,10 @@ def linear_probes(run: Run, *, layers: Sequence[str] | None = None, kind: str = 
         See :func:`probe_block`.
     fdr_level : float
         ``decodable`` is ``q_value <= fdr_level``, Benjamini-Hochberg within the layer x epoch family of each
-        target.
+        target (the epochs probed).
+    probe_epochs : int or None
+        Probe this many recorded epochs of each layer, evenly spaced, first and last included
+        (:func:`probe_epoch_indices`); ``None``: every recorded epoch. A block costs more to probe than to read.
     max_workers : int
         Blocks probed concurrently (threads).
     progress : bool
@@ -371,13 +422,14 @@ def linear_probes(run: Run, *, layers: Sequence[str] | None = None, kind: str = 
     Returns
     -------
     xr.Dataset, dims (layer, epoch, target, fold)
-        The variables of :func:`probe_block` with dims (layer, epoch, ...), ``accuracy_low`` / ``accuracy_high``
-        (the range over folds), ``q_value`` and ``decodable`` (layer, epoch, target).
+        The variables of :func:`probe_block` with dims (layer, epoch, ...) over the probed epochs,
+        ``accuracy_low`` / ``accuracy_high`` (the range over folds), ``q_value`` and ``decodable`` (layer, epoch,
+        target); attrs ``probe_epochs`` (-1: every epoch), ``n_recorded_epochs`` and ``every_epoch``.
     """
     layers = list(run.layer_names if layers is None else layers)
     probes = ProbesAlongTraining(run, layers, kind=kind, n_folds=n_folds, alpha=alpha, n_permutations=n_permutations,
-                                 fdr_level=fdr_level, seed=seed)
-    tasks = [(layer, i) for layer in layers for i in range(len(run.epochs))]
+                                 fdr_level=fdr_level, seed=seed, probe_epochs=probe_epochs)
+    tasks = [(layer, int(i)) for layer in layers for i in probes.indices]
     with (threadpool_limits(limits=1, user_api="blas"),
           Progress(len(tasks), desc="linear probes", unit="block", enabled=progress) as bar):
         for (layer, i), found in reduce_blocks(run, tasks, probes.reduce, kind=kind, max_workers=max_workers,

@@ -196,6 +196,7 @@ class SimilarityAlongTraining:
                  max_samples: int = MAX_SAMPLES, seed: int = SEED) -> None:
         self.subset = sample_subset(run.n_samples, max_samples, seed)
         self.reduce = functools.partial(subset_gram_vector, self.subset)
+        self.indices = np.arange(len(run.epochs))  # every block: each one's CKA to its layer's final state
         self.layers, self.epochs, self.last = list(layers), run.epochs, len(run.epochs) - 1
         self.pair_index = pca_epoch_indices(len(run.epochs), pair_epochs)
         self.pair_set = set(self.pair_index.tolist())

@@ -63,15 +63,21 @@ examples:
                        also the noisy probes memorised early vs late in every run (every seed
                        of an ensemble): tables per run and layer, a figure with the null's band,
                        results.zarr/memorisation
+  actlab compare runs/mlp7-seed0 runs/mlp7-seed1 --extra cka
+                       the CKA between runs is required: a run on other probes than the first is
+                       refused (exit 2) instead of left out with a note
 
 what is written (into {DEFAULT_COMPARE_DIR}/ unless --out DIR):
   report.html          one self-contained report: comparison table of the headline findings,
                        overlaid test-loss curves, separation per run, and the debiased linear
                        CKA of each layer of each run with the same layer of the first run at
-                       every epoch both recorded (runs on other probes are skipped with a note)
+                       every epoch both recorded (runs on other probes are skipped with a note;
+                       refused with --extra cka)
   summary.json         the headline numbers of every run, keyed by run
   table.md             the comparison table in Markdown, to paste into a document
-  results.zarr/        with --extra memorisation: node memorisation, one child per run
+  results.zarr/        node cka_between (the CKA of each run with the first: one child per run,
+                       cka_same (epoch, layer) and cka (epoch, layer, layer_other)); with
+                       --extra memorisation also node memorisation, one child per run
                        (reload with actlab.analysis.load_results)
   figures/NAME.png     the comparison figures (--format)
 
@@ -106,6 +112,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
              "memorisation (separation and path split of the noisy probes memorised early against late, from the "
              "per-sample trajectories); probes and cka are computed in the same pass over the store and the probes "
              "cost more CPU per block than the rest of the analysis together (default: none)")
+    analyze.add_argument(
+        "--probe-epochs", metavar="N", default=None,
+        help="with --extra probes: probe this many recorded epochs of each layer at most (the first, the phase epochs "
+             "the findings are read at, the rest evenly spaced up to the last), or 'all' for every recorded epoch; "
+             "the report and results name the epochs probed (default: 16, actlab.analysis.probes.PROBE_EPOCHS)")
     analyze.set_defaults(func=run_analyze)
 
     compare = subparsers.add_parser(
@@ -126,8 +137,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--extra", metavar="NAMES", default="",
         help="optional analyses of every run: memorisation (separation and path split of the noisy probes memorised "
              "early against late, from the per-sample trajectories; it reads every activation block of each run "
-             "once more); the other extras of analyze are per run: use 'actlab analyze RUN --extra ...' "
-             "(default: none)")
+             "once more); cka (the debiased linear CKA of each run with the first, computed by default, made "
+             "required: a run on other probes than the first is refused in one line, exit 2, instead of left out "
+             "with a note); probes is per run: use 'actlab analyze RUN --extra probes' (default: none)")
     compare.set_defaults(func=run_compare)
 
 
@@ -154,15 +166,34 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     extras = _extras(args.extra)
+    probe_epochs = {} if args.probe_epochs is None else {"probe_epochs": _probe_epochs(args.probe_epochs, extras)}
     _check_open(args, args.out or args.run)
     output = analyze_to_dir(args.run, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
-                            extras=[name for name in extras if name != JOINED], memorisation=JOINED in extras)
+                            extras=[name for name in extras if name != JOINED], memorisation=JOINED in extras,
+                            **probe_epochs)
     rows = finding_rows(output.report.findings)
     for sentence in summary_sentences(output.report.findings):
         print(textwrap.fill(sentence.replace("*", ""), TERMINAL_WIDTH, subsequent_indent="  "))
     print()
     print(text_table(["finding", "value", "verdict"], [[row.name, row.value, row.verdict] for row in rows]))
     return _close(output, args)
+
+
+def _probe_epochs(value: str, extras: list[str]) -> int | None:
+    """``--probe-epochs``: an integer >= 2, or ``all`` (None: every recorded epoch); only with ``--extra probes``."""
+    from actlab.errors import ConfigError
+
+    if "probes" not in extras:
+        raise ConfigError("--probe-epochs sets the epochs of the linear probes; add --extra probes")
+    if value.strip().lower() == "all":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 2:
+        raise ConfigError(f"--probe-epochs must be an integer >= 2 or 'all'; got {value!r}")
+    return number
 
 
 JOINED = "memorisation"
@@ -182,15 +213,19 @@ def _extras(names: str) -> list[str]:
     return given
 
 
+COMPARE_EXTRAS = (JOINED, "cka")
+"""The names ``compare --extra`` takes: the joined analysis of every run and the CKA between runs."""
+
+
 def _compare_extras(names: str) -> list[str]:
-    """The names of ``compare --extra``: only :data:`JOINED` (the per-run extras belong to ``actlab analyze``)."""
+    """The names of ``compare --extra``: :data:`COMPARE_EXTRAS` (the linear probes belong to ``actlab analyze``)."""
     from actlab.errors import ConfigError
 
     given = [name.strip() for name in names.split(",") if name.strip()]
-    unknown = [name for name in given if name != JOINED]
+    unknown = [name for name in given if name not in COMPARE_EXTRAS]
     if unknown:
-        raise ConfigError(f"compare --extra names analyses it does not offer {unknown}; choose from {JOINED} (the "
-                          "others are per run: actlab analyze RUN --extra ...)")
+        raise ConfigError(f"compare --extra names analyses it does not offer {unknown}; choose from "
+                          f"{','.join(COMPARE_EXTRAS)} (probes is per run: actlab analyze RUN --extra probes)")
     return given
 
 
@@ -224,7 +259,7 @@ def run_compare(args: argparse.Namespace) -> int:
     extras = _compare_extras(args.extra)
     _check_open(args, args.out)
     output = compare_to_dir(args.runs, args.out, formats=formats, progress=_progress(args), scheduler=args.scheduler,
-                            cka=args.cka, memorisation=JOINED in extras)
+                            cka=args.cka, memorisation=JOINED in extras, strict_cka="cka" in extras)
     for title, header, rows in output.report.tables:
         print(f"{title}\n{text_table(header, rows)}\n")
     for note in output.report.notes:

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from actlab.plots.seeds import replica_stack, replicas
+from actlab.plots.seeds import replicas, results_node, stack_replicas
 from actlab.plots.separation import label_layer_epoch_axes
 from actlab.plots.style import new_figure, styled
 
@@ -17,6 +17,16 @@ TARGETS_SHOWN: dict[str, str] = {
     "noisy_assigned": "ASSIGNED (noisy) label of the noisy probes",
 }
 """The two maps of :func:`plot_decodability` -> their panel titles."""
+
+
+def probed_epochs_words(attrs: Any, n_shown: int, n_seeds: int = 1) -> str:
+    """``"; columns: the 16 of 85 recorded epochs probed"`` (``... probed in every seed`` for an ensemble), or
+    ``""`` when every recorded epoch is shown (``attrs``: of a ``/probes`` node; results from before the epoch
+    subset were probed at every epoch and have no ``n_recorded_epochs``)."""
+    recorded = attrs.get("n_recorded_epochs")
+    if recorded is None or int(recorded) == n_shown:
+        return ""
+    return f"; columns: the {n_shown} of {int(recorded)} recorded epochs probed" + (" in every seed" if n_seeds > 1 else "")
 
 
 @styled
@@ -34,12 +44,19 @@ def plot_decodability(results: Any) -> Figure:
     Figure
         Two heatmaps with a shared colour scale 0..1: accuracy against the original label and against the
         assigned label; each cell holds its accuracy, starred where the label is decodable (BH q <= the FDR
-        level within the layer x epoch family; an ensemble: in more than half the seeds).
+        level within the layer x epoch family; an ensemble: in more than half the seeds). The columns are the
+        epochs probed (an ensemble: those every seed was probed at); the title says how many of the recorded
+        epochs they are when not all.
     """
     trees = replicas(results)
-    accuracy = replica_stack(trees, "probes", "accuracy")
-    decodable = replica_stack(trees, "probes", "decodable").astype(float).mean("seed") > 0.5
-    chance = float(replica_stack(trees, "probes", "chance").sel(target=list(TARGETS_SHOWN)).median())
+    nodes = [results_node(tree, "probes") for tree in trees]
+    # the seeds of an ensemble are probed at the same evenly spaced epochs, but each also at its own phase epochs:
+    # the maps show the epochs every seed was probed at
+    common = sorted(set.intersection(*(set(node["epoch"].values.tolist()) for node in nodes)))
+    nodes = [node.sel(epoch=common) for node in nodes]
+    accuracy = stack_replicas([node["accuracy"] for node in nodes])
+    decodable = stack_replicas([node["decodable"] for node in nodes]).astype(float).mean("seed") > 0.5
+    chance = float(stack_replicas([node["chance"] for node in nodes]).sel(target=list(TARGETS_SHOWN)).median())
     median: xr.DataArray = accuracy.median("seed")
     layers = [str(v) for v in median["layer"].values]
     epochs = median["epoch"].values
@@ -62,5 +79,6 @@ def plot_decodability(results: Any) -> Figure:
     bar.set_label(f"linear-probe accuracy (chance about {chance:.2f})")
     seeds = "" if len(trees) == 1 else f", median over {len(trees)} seeds"
     fig.suptitle(f"Which label a linear probe trained on clean probes reads from each layer{seeds}\n"
-                 "* decodable: above chance by the label-permutation test, BH within layer x epoch")
+                 "* decodable: above chance by the label-permutation test, BH within layer x epoch"
+                 + probed_epochs_words(nodes[0].attrs, len(epochs), len(trees)))
     return fig
