@@ -111,17 +111,17 @@ class _BlockTask:
     def statistics(self, plan: BlockPlan, x: np.ndarray | None = None,
                    moments_sink: Callable[[Moments], None] | None = None) -> BlockStats:
         """Reduce this block to its statistics: ``x`` if given (read whole), else read at once or range by range
-        (the shard's SHA-256 checked before the first range is used, not again for each range; each range's
+        (the shard's digest checked before the first range is used, not again for each range; each range's
         moments handed to ``moments_sink`` when given, :func:`~actlab.analysis.chunked.chunked_statistics`)."""
         flags = dict(keep_top_values=self.keep_top_values, predictions=self.predictions, moments=self.moments,
                      null=self.null)
         if self.ranges is None:
             return blocks.block_statistics(read_block(*self.read) if x is None else x, plan, **flags)
-        *where, sha256 = self.read
+        *where, digest = self.read
         checked: list[bool] = []
 
         def read_range(start: int, stop: int) -> np.ndarray:
-            block = read_block(*where, None if checked else sha256, (start, stop))
+            block = read_block(*where, None if checked else digest, (start, stop))
             checked.append(True)
             return block
 
