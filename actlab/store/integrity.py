@@ -106,7 +106,7 @@ def file_shard_digest(files: Files, key: str, algorithm: str, n_chunks: int) -> 
     size = files.size(key)
     if size is None:
         raise ValueError(f"the shard {key} is missing")
-    with files.fs.open(files.path(key), "rb") as stream:
+    with files.fs.open(files.path(key), "rb", block_size=2**16) as stream:  # an object store fetches small blocks
 
         def read(start: int, stop: int) -> bytes:
             stream.seek(start)
