@@ -4,8 +4,8 @@ A JSON document actlab writes (a store's root and group attributes, a folder mar
 canonical form under :data:`DIGEST_KEY`; reading it back recomputes the digest and compares
 (:func:`digest_problem`). The canonical form is the document without :data:`DIGEST_KEY`, as Python's
 ``json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)`` writes it, encoded
-as UTF-8 (``docs/store-format.md``, Digests). Byte strings (store shards, checkpoints) are digested whole with
-SHA-256 (:func:`bytes_sha256`).
+as UTF-8 (``docs/store-format.md``, Digests). Checkpoints are digested whole with SHA-256; store shards as
+:func:`actlab.store.integrity.shard_digest` says.
 
 This module imports nothing from the rest of actlab.
 """
@@ -46,7 +46,3 @@ def digest_problem(doc: Mapping[str, Any]) -> str | None:
         return f"fails its {DIGEST_KEY} check (its content was changed or damaged after it was written)"
     return None
 
-
-def bytes_sha256(data: bytes | bytearray | memoryview) -> bytes:
-    """SHA-256 of ``data`` (32 bytes)."""
-    return hashlib.sha256(data).digest()

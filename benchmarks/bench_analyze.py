@@ -4,9 +4,10 @@ Builds a synthetic run store through ``actlab.store.RunWriter`` (6 hidden layers
 output layer, 3000 probes x 85 epochs = 3.14 GB raw float32 by default, the store the issue's numbers refer
 to; ``--epochs 40`` = 1.48 GB), then, each in a fresh subprocess, (1) the plain read: what a user reading the store
 with zarr pays, every (layer, epoch) block decoded once with the same thread pool (each chunk's CRC32C checked by the
-codecs, no actlab check, no SHA-256), through zarr-python's codec pipeline and through zarrs' where installed
+codecs, no actlab check, no shard digest), through zarr-python's codec pipeline and through zarrs' where installed
 (``actlab.store.pipeline``), and (2) ``actlab.analysis.open_run`` (its checks) then ``analyze`` (every block's
-shard checked against its SHA-256 as it is read) through the fastest; prints wall time, peak
+shard checked against the digest committed with it as it is read: schema 5 reads its index and inner-chunk
+CRC32Cs, schema 4 hashes the whole shard) through the fastest; prints wall time, peak
 RSS of each and their ratios, interleaved reads / analyse / reads / ... with each analysis compared with the mean
 of the reads either side, the CPU time of each, the per-block cost of each statistic, and the load average. It
 never asserts.
@@ -95,7 +96,7 @@ def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     if mode == "read":
         # what a user reading the store with zarr pays: every layer's preact at every recorded epoch decoded (CRC32C
-        # of each chunk checked by the codecs), through the pipeline chosen; no actlab check, no SHA-256
+        # of each chunk checked by the codecs), through the pipeline chosen; no actlab check, no shard digest
         store = store_path(run_dir)
         arrays = [for_reading(zarr.open_array(store / "layers" / spec["name"] / "preact", mode="r", zarr_format=3))
                   for spec in read_attrs(run_dir)["layers"]]
@@ -116,7 +117,7 @@ def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
             pipeline._stream_blocks(stats, "post", every, every, lambda name: None, scheduler=None, max_workers=workers,
                                     progress=False, extras={}, budget=pipeline.chunked.block_bytes())
         extra = {"open_s": 0.0}
-    else:  # the analysis as a user runs it: the open (its checks) and every block read checked against its SHA-256
+    else:  # the analysis as a user runs it: the open (its checks) and every block read checked against its shard digest
         run = open_run(run_dir)
         opened = time.perf_counter() - start
         results = analyze(run, progress=False, max_workers=workers, **settings)
@@ -195,7 +196,8 @@ def print_kernels(run_dir: Path, pca_epochs: int) -> None:
 
     steps = kernels(str(run_dir))
     print("one block, CPU time (BLAS single-threaded), median of 8 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
-          + " (read: Run.read_block, which since issue 22 compares the shard's SHA-256 before decoding it)"
+          + " (read: Run.read_block, which compares the shard's digest before decoding it: the SHA-256 of the whole shard "
+          "in a schema-4 store, of its index and inner-chunk CRC32Cs from schema 5 on)"
           + f" (the PCA moments at {pca_epochs} epochs of each layer, the path and floor nulls at <= 4, when asked for "
           f"the probes at <= {PROBE_EPOCHS} (default) or every epoch and cka at every epoch); load average "
           f"{os.getloadavg()[0]:.2f}")
@@ -318,6 +320,9 @@ def main() -> None:
             build_store(run_dir, layers=args.layers, units=args.units, probes=args.probes, epochs=args.epochs,
                         classes=args.classes)
             print(f"build: {time.perf_counter() - start:.1f} s")
+        from actlab.store import read_attrs
+
+        print(f"store schema version {read_attrs(run_dir)['schema_version']}")
         if args.kernels_only:
             from actlab.analysis.pipeline import PCA_EPOCHS
 

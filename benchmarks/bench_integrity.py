@@ -1,7 +1,7 @@
 """Cost of the integrity check of ``open_run`` (prints, never asserts), side by side with one read of the data.
 
-``actlab.store.damaged_chunks`` reads the index of every committed shard and then every shard whole, to compare its
-SHA-256 with the one committed with its epoch (``layers/shard_sha256``). This benchmark writes a store of CIFAR-sized
+``actlab.store.damaged_chunks`` reads the index of every committed shard, compares its digest with the one committed
+with its epoch (``layers/shard_digest``), and reads it whole to check the CRC32C of each inner chunk. This benchmark writes a store of CIFAR-sized
 MLP7 activations (3000 probes, 7 layers of 512 units, 7 weights of 512 x 512, 5 recorded epochs) and times, in
 interleaved rounds (best kept), ``damaged_chunks`` and one read of every committed ``preact`` through ``open_store``,
 the least an analysis reads.

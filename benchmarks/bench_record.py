@@ -32,8 +32,8 @@ intra-op threads inherit it), so every loop below computes with the same arithme
     an extrapolation from r, c and T and is printed as one.
 (c) store write speed: MB/s of activations + parameters through ``RunWriter.write_epoch`` (synchronous,
     every recorded epoch of (b) written again) and store size on disk vs raw float32; then the cost of durability
-    and digests, side by side: the same writes as shipped (each shard's SHA-256 taken from the bytes written, every
-    file and folder of an epoch fsynced before its commit) and with ``fsync_paths`` and ``bytes_sha256`` patched out
+    and digests, side by side: the same writes as shipped (each shard's digest taken from the bytes written, every
+    file and folder of an epoch fsynced before its commit) and with ``fsync_paths`` and ``shard_digest`` patched out
     of the writer, in interleaved rounds, best kept.
 (d) per-sample trajectories (``dynamics/``: loss, margin, correct, correct_original of every training sample at
     every epoch): their extra cost in the evaluation the trainer runs anyway (``Trainer.evaluate_samples`` vs the
@@ -321,12 +321,12 @@ def bench_store(run_dir: Path, repeats: int) -> None:
 
     def write_all_unchecked() -> None:
         with mock.patch.object(store_writer, "fsync_paths", lambda paths, folders=(): None), \
-                mock.patch.object(store_writer, "bytes_sha256", lambda data: bytes(32)):
+                mock.patch.object(store_writer, "shard_digest", lambda read, size, n_chunks: bytes(32)):
             write_all()
 
     best = interleaved_best(repeats, {"shipped": write_all, "unchecked": write_all_unchecked})
     extra = (best["shipped"] - best["unchecked"]) / len(epochs)
-    print(f"    write_epoch with fsyncs + shard SHA-256 {raw / 1e6 / best['shipped']:7.1f} MB/s, without them "
+    print(f"    write_epoch with fsyncs + shard digests {raw / 1e6 / best['shipped']:7.1f} MB/s, without them "
           f"{raw / 1e6 / best['unchecked']:7.1f} MB/s: time ratio {best['shipped'] / best['unchecked']:.2f}x, "
           f"{1000 * extra:+.0f} ms per recorded epoch (best of {repeats} interleaved rounds)")
 

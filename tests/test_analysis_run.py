@@ -99,8 +99,8 @@ def test_corrupted_chunk_names_layer_and_epoch(tmp_path, planted):
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 3] ^= 0xFF
     shard.write_bytes(bytes(raw))
-    # opened now, its shard index intact, the block's shard fails its SHA-256 when it is read, before it is decoded
-    with pytest.raises(StoreError, match=r"layer hidden3 epoch 40\) has a shard .* whose SHA-256 is not the one"):
+    # opened now, its shard index intact, the block fails the CRC32C of the damaged inner chunk when it is read
+    with pytest.raises(StoreError, match=r"layer hidden3 epoch 40\) cannot be read \(.*checksum"):
         actlab.open_run(tmp_path / "run").read_block("hidden3", 4)
     run.layer("hidden3").sel(epoch=30).values  # other epochs still read
     with pytest.raises(StoreError, match="layer hidden3 epoch 40"):

@@ -336,12 +336,12 @@ def test_shards_and_their_digests_are_fsynced_before_the_commit(tmp_path):
     slot = 1  # epoch 10
     written = ([f"{store}/layers/{layer.name}/preact/c/{slot}/0/0" for layer in LAYERS]
                + [f"{store}/parameters/{p.name}/c/{slot}/0" + ("/0" if len(p.shape) == 2 else "") for p in PARAMETERS]
-               + [f"{store}/layers/shard_sha256/c/{slot}/0/0"])
+               + [f"{store}/layers/shard_digest/c/{slot}/0/0"])
     for path in written:
         renamed = events.index(("rename", path))
         assert renamed < events.index(("fsync", path)) < landed, path
         # its folder, and for a shard the chunk folder that gained the slot's new folder (the digest row existed)
-        new_slot = "shard_sha256" not in path
+        new_slot = "shard_digest" not in path
         for folder in (os.path.dirname(path), *([path[: path.index(f"/c/{slot}/")] + "/c"] if new_slot else [])):
             assert ("fsync", folder) in events[renamed:landed], folder
     assert ("fsync", commit) in events[landed:]

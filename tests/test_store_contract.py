@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from fixtures_store import planted_run
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 import actlab
@@ -54,6 +55,16 @@ def digested(attrs: dict) -> dict:
     return {**attrs, "actlab_digest": "sha256:" + hashlib.sha256(canonical).hexdigest()}
 
 
+def _shard_digest(shard: bytes, n_chunks: int) -> bytes:
+    """A shard's digest as docs/store-format.md (Digests) says: the SHA-256 of its index (the last 16 n + 4 bytes)
+    followed by the last 4 bytes of each inner chunk present (offset not 2**64 - 1), in index order."""
+    index = shard[len(shard) - 16 * n_chunks - 4:]
+    tails = b"".join(shard[offset + nbytes - 4:offset + nbytes]
+                     for offset, nbytes in np.frombuffer(index[:-4], "<u8").reshape(n_chunks, 2).tolist()
+                     if offset != 2**64 - 1)
+    return hashlib.sha256(index + tails).digest()
+
+
 def dd_test_loss(epochs: np.ndarray) -> np.ndarray:
     """Minimum near 12, peak at 25, lower again after 40."""
     e = epochs.astype(float)
@@ -61,7 +72,7 @@ def dd_test_loss(epochs: np.ndarray) -> np.ndarray:
 
 
 def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """Write a schema-4 run store following docs/store-format.md; returns the probe metadata written."""
+    """Write a schema-5 run store following docs/store-format.md; returns the probe metadata written."""
     rng = np.random.default_rng(seed)
     n = N_CLEAN + N_NOISY + N_TEST
     # data: a full training set of 1000, 800 used (in a shuffled training order), 20 % of them noisy
@@ -90,7 +101,7 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
 
     root = zarr.open_group(run_dir / "store.zarr", mode="w", zarr_format=3)
     root.attrs.update(digested({
-        "schema_version": 4, "status": "complete", "dynamics": True, "user_metrics": ["lr"], "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
+        "schema_version": 5, "status": "complete", "dynamics": True, "user_metrics": ["lr"], "n_epochs": N_EPOCHS, "record_epochs": RECORD_EPOCHS,
         "groups": ["clean", "noisy", "test"], "created": "2025-01-01T00:00:00+00:00", "config": {"writer": "contract test"},
         "layers": [{"name": CONV[0], "width": CONV[1], "fan_in": CONV[2], "activation": "relu", "module": "stem",
                     "kind": "conv", "reduce": "none", "shape": list(CONV[1:2] + CONV[3:])}]
@@ -141,8 +152,8 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
     commit = _array(layers, "epoch", None, shape=(len(RECORD_EPOCHS),), dims=("epoch",), dtype="int32", fill_value=-1)
     commit[...] = np.full(len(RECORD_EPOCHS), -1)
     n_shards = 1 + 3 * len(LAYERS)  # conv0, then hidden1, hidden2, output (root attr layers), then the 6 parameters
-    shard_sha256 = _array(layers, "shard_sha256", np.zeros((len(RECORD_EPOCHS), n_shards, 32)), chunks=(1, n_shards, 32),
-                          dims=("epoch", "shard", "sha256_byte"), dtype="uint8")
+    shard_digest = _array(layers, "shard_digest", np.zeros((len(RECORD_EPOCHS), n_shards, 32)), chunks=(1, n_shards, 32),
+                          dims=("epoch", "shard", "digest_byte"), dtype="uint8")
     arrays = {}
     r = len(RECORD_EPOCHS)
     parameters = root.create_group("parameters", attributes=digested({}))
@@ -182,8 +193,10 @@ def write_store(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
         keys = ([f"layers/{CONV[0]}/preact/c/{slot}/0/0/0/0"] + [f"layers/{name}/preact/c/{slot}/0/0" for name, *_ in LAYERS]
                 + [f"parameters/net.{i}.{kind}/c/{slot}/0" + ("/0" if kind == "weight" else "")
                    for i in range(len(LAYERS)) for kind in ("weight", "bias")])
-        shard_sha256[slot] = np.stack([np.frombuffer(hashlib.sha256((run_dir / "store.zarr" / key).read_bytes()).digest(),
-                                                     np.uint8) for key in keys])  # the shards' digests, before the commit
+        inner = [512 // 128] * (1 + len(LAYERS)) + [1] * (2 * len(LAYERS))  # inner chunks per shard, as keys
+        shard_digest[slot] = np.stack([np.frombuffer(_shard_digest((run_dir / "store.zarr" / key).read_bytes(), n_chunks),
+                                                     np.uint8)
+                                       for key, n_chunks in zip(keys, inner)])  # the shards' digests, before the commit
         slots = commit[...]
         slots[slot] = epoch
         labels[...] = slots  # the parameters' epoch, before the commit
@@ -286,3 +299,22 @@ def test_recorded_store_holds_the_training_subset_and_its_metrics_check_out(tiny
     assert accuracy(train_images[~clean], run.training["label"].values[~clean]) == pytest.approx(float(last["train_noisy_acc"]))
     assert accuracy(full.test_images[run.evaluation["dataset_index"].values],
                     run.evaluation["label"].values) == pytest.approx(float(last["test_acc"]))
+
+
+def test_the_writer_commits_the_shard_digests_this_page_defines(tmp_path, monkeypatch):
+    """RunWriter's ``layers/shard_digest`` rows are the digests of the shard files as written, computed here from the
+    document alone (``_shard_digest``), for every committed slot and every digested array (layer shards of 5 inner
+    chunks here); uncommitted rows are zeros."""
+    monkeypatch.setattr("actlab.store.writer.SAMPLE_CHUNK", 64)  # 260 probes: 5 inner chunks per layer shard
+    run_dir = planted_run(tmp_path / "run", commit_epochs=[0, 20]).run_dir
+    root = zarr.open_group(run_dir / "store.zarr", mode="r")
+    digests = root["layers/shard_digest"][...]
+    assert root["layers/hidden1/preact"].shards[1] // root["layers/hidden1/preact"].chunks[1] == 5
+    for k, path in enumerate(root["layers/shard_digest"].attrs["shards"]):
+        array = root[path]
+        n_chunks = int(np.prod([s // c for s, c in zip(array.shards, array.chunks)]))
+        for slot, epoch in enumerate(root.attrs["record_epochs"]):
+            key = "/".join(["c", str(slot)] + ["0"] * (array.ndim - 1))
+            expected = (_shard_digest((run_dir / "store.zarr" / path / key).read_bytes(), n_chunks)
+                        if epoch in (0, 20) else bytes(32))
+            assert digests[slot, k].tobytes() == expected, (path, epoch)

@@ -126,22 +126,23 @@ def test_zero_byte_shard_reads_as_nan_in_zarr_itself(run_dir):
 
 
 def test_flipped_bit_in_a_compressed_chunk_names_array_and_epoch(run_dir):
-    """A flipped bit in a chunk keeps the shard index intact, so the run opens; the shard's SHA-256 committed with
-    epoch 40 refuses the block at every read, before it is decoded. Read without the digest (a store of a schema
-    without digests), the chunk's CRC32C refuses it."""
+    """A flipped bit in a chunk keeps the shard index intact, so the run opens; the chunk's CRC32C refuses the block
+    at every read (each read pipeline says it its own way: zarr-python "ValueError: Stored and computed checksum
+    ...", zarrs "RuntimeError: the checksum is invalid", actlab.store.pipeline). A flipped bit in that CRC32C itself
+    fails the shard's digest committed with epoch 40, before the block is decoded."""
     shard = _file(run_dir, "layers/hidden3/preact", "4/0/0")
+    pristine = shard.read_bytes()
     _flip(shard, 200)
+    assert_refused_on_read(run_dir, "hidden3", 40, "array layers/hidden3/preact (layer hidden3 epoch 40) cannot be read (")
+    with pytest.raises(StoreError, match="checksum"):
+        actlab.open_run(run_dir).read_block("hidden3", 4)
+    shard.write_bytes(pristine)
+    array = zarr.open_array(store_path(run_dir) / "layers/hidden3/preact", mode="r")
+    index = np.frombuffer(pristine[-(16 * (array.shards[1] // array.chunks[1]) + 4):-4], "<u8")
+    _flip(shard, int(index[0] + index[1]) - 2)  # in the first inner chunk's CRC32C
     assert_refused_on_read(run_dir, "hidden3", 40, f"array layers/hidden3/preact (layer hidden3 epoch 40) has a shard "
-                           f"{STORE_DIRNAME}/layers/hidden3/preact/c/4/0/0 whose SHA-256 is not the one committed with "
-                           "this epoch (layers/shard_sha256)")
-    run = actlab.open_run(run_dir)
-    # each read pipeline says it its own way: zarr-python "ValueError: Stored and computed checksum ...", zarrs
-    # "RuntimeError: the checksum is invalid" (actlab.store.pipeline)
-    with pytest.raises(StoreError) as info:
-        read_block(*run.read_args("hidden3", 4)[:-1], sha256=None)
-    text = str(info.value)
-    assert "array layers/hidden3/preact (layer hidden3 epoch 40) cannot be read (" in text and "checksum" in text
-    assert "\n" not in text and text.endswith("; the store is damaged, record the run again")
+                           f"{STORE_DIRNAME}/layers/hidden3/preact/c/4/0/0 whose digest is not the one committed with "
+                           "this epoch (layers/shard_digest)")
 
 
 def test_every_damage_is_listed_with_a_count(run_dir):
@@ -234,8 +235,8 @@ def test_probe_labels_must_agree_with_the_training_set(run_dir):
 
 
 def test_newer_schema_is_refused(run_dir):
-    _set_root_attrs(run_dir, schema_version=5)
-    with pytest.raises(StoreError, match="schema version 5, this actlab reads versions 1, 2, 3, 4; use a newer actlab"):
+    _set_root_attrs(run_dir, schema_version=6)
+    with pytest.raises(StoreError, match="schema version 6, this actlab reads versions 1, 2, 3, 4, 5; use a newer actlab"):
         actlab.open_run(run_dir)
 
 
@@ -255,15 +256,16 @@ def _flip_digit(path: Path, after: bytes) -> None:
 DIGEST_DAMAGE = {
     "shard moved to another epoch": (
         lambda run, other: shutil.copyfile(_file(run, SHARD, "2/0/0"), _file(run, SHARD, SHARD_KEY)),
-        f"{SHARD_NAME} has a shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} whose SHA-256 is not the one committed with "
-        "this epoch (layers/shard_sha256)"),
+        f"{SHARD_NAME} has a shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} whose digest is not the one committed with "
+        "this epoch (layers/shard_digest)"),
     "shard from another run with the same shapes": (
         lambda run, other: shutil.copyfile(_file(other, SHARD, SHARD_KEY), _file(run, SHARD, SHARD_KEY)),
-        f"{SHARD_NAME} has a shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} whose SHA-256 is not the one committed with "
-        "this epoch (layers/shard_sha256)"),
+        f"{SHARD_NAME} has a shard {STORE_DIRNAME}/{SHARD}/c/{SHARD_KEY} whose digest is not the one committed with "
+        "this epoch (layers/shard_digest)"),
     "flipped bit in a parameter chunk": (
         lambda run, other: _flip(_file(run, "parameters/body.0.weight", "2/0/0"), 100),
-        "array parameters/body.0.weight (epoch 20) has a shard store.zarr/parameters/body.0.weight/c/2/0/0 whose SHA-256"),
+        "array parameters/body.0.weight (epoch 20) has a shard store.zarr/parameters/body.0.weight/c/2/0/0 whose inner "
+        "chunk 0 fails its CRC32C check"),
     "flipped bit in the root attributes": (
         lambda run, other: _flip_digit(store_path(run) / "zarr.json", b'"n_epochs"'),
         "root attributes (store.zarr/zarr.json) fails its actlab_digest check"),
@@ -296,7 +298,7 @@ def test_digests_catch_valid_data_in_the_wrong_place_and_changed_attributes(run_
 
 def test_damaged_chunks_hashes_the_layer_shards_unless_told_not_to(run_dir):
     """A full check (``damaged_chunks``, as ``actlab`` tools outside the analysis call it) still compares every layer
-    shard's SHA-256; the open of a run leaves that to the reads."""
+    shard's digest; the open of a run leaves that to the reads."""
     DIGEST_DAMAGE["shard moved to another epoch"][0](run_dir, None)
     assert damaged_chunks(run_dir) == [f"{DIGEST_DAMAGE['shard moved to another epoch'][1]}: moved from another epoch, "
                                        "copied from another run, or damaged"]

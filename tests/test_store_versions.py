@@ -3,6 +3,7 @@ this release; the current schema labels the epochs of ``parameters/``; older sch
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -14,7 +15,7 @@ from fixtures_store import planted_run
 import actlab
 from actlab.analysis import analyze, summary
 from actlab.errors import StoreError
-from actlab.store import READABLE_SCHEMAS, SCHEMA_VERSION, RunWriter, open_store
+from actlab.store import READABLE_SCHEMAS, SCHEMA_VERSION, RunWriter, damaged_chunks, open_store
 from conftest import REPO_ROOT
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
@@ -22,7 +23,7 @@ RELEASED = [version for version in READABLE_SCHEMAS if version != SCHEMA_VERSION
 
 
 def test_a_fixture_for_every_released_schema():
-    assert RELEASED == [1, 2, 3]
+    assert RELEASED == [1, 2, 3, 4]
     for version in RELEASED:
         root = zarr.open_group(FIXTURES / f"schema{version}" / "store.zarr", mode="r")
         assert root.attrs["schema_version"] == version
@@ -58,6 +59,38 @@ def test_an_older_store_opens_and_analyses(version, tmp_path):
     assert summary(results)["errors"] == {}
 
 
+def _schema4_preact(run_dir):
+    return run_dir / "store.zarr" / "layers" / "hidden2" / "preact" / "c"
+
+
+SCHEMA4_MISPLACED = {
+    "shard moved to another epoch": lambda run_dir: shutil.copyfile(_schema4_preact(run_dir) / "0" / "0" / "0",
+                                                                   _schema4_preact(run_dir) / "1" / "0" / "0"),
+    # a valid shard of other values (index and every CRC32C intact), as one copied from another run with the same shapes
+    "shard of other values": lambda run_dir: zarr.open_array(run_dir / "store.zarr" / "layers" / "hidden2" / "preact",
+                                                            mode="r+").__setitem__(1, np.ones((52, 8), np.float32)),
+}
+
+
+@pytest.mark.parametrize("kind", list(SCHEMA4_MISPLACED))
+def test_a_schema4_store_keeps_its_sha256_check(tmp_path, kind):
+    """Schema 4 committed the SHA-256 of each shard (layers/shard_sha256); a valid shard in the wrong place is refused
+    at the read of its block, and by the full check, as in the current schema with its CRC32C."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(FIXTURES / "schema4", run_dir)
+    run = actlab.open_run(run_dir)
+    np.testing.assert_array_equal(run.read_block("hidden2", 1, "pre"),
+                                  zarr.open_array(run_dir / "store.zarr" / "layers" / "hidden2" / "preact", mode="r")[1])
+    SCHEMA4_MISPLACED[kind](run_dir)
+    problem = ("array layers/hidden2/preact (layer hidden2 epoch 2) has a shard store.zarr/layers/hidden2/preact/c/1/0/0 "
+               "whose SHA-256 is not the one committed with this epoch (layers/shard_sha256)")
+    run = actlab.open_run(run_dir)
+    with pytest.raises(StoreError, match=re.escape(problem)):
+        run.read_block("hidden2", 1)
+    assert np.isfinite(run.read_block("hidden2", 0)).all()
+    assert [line.split(":")[0] for line in damaged_chunks(run_dir)] == [problem]
+
+
 def test_a_damaged_older_store_is_reported(tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(FIXTURES / "schema1", run_dir)
@@ -77,7 +110,7 @@ def test_parameters_carry_their_epochs_in_the_store(tmp_path):
     planted = planted_run(tmp_path / "run", commit_epochs=[0, 10, 30])
     store = planted.run_dir / "store.zarr"
     raw = zarr.open_group(store, mode="r")
-    assert raw.attrs["schema_version"] == SCHEMA_VERSION == 4
+    assert raw.attrs["schema_version"] == SCHEMA_VERSION == 5
     assert raw["parameters/epoch"][...].tolist() == [0, 10, -1, 30, -1, -1]  # written slots; -1 not (yet) written
     tree = xr.open_datatree(store, engine="zarr", consolidated=False)  # plain xarray finds the coordinate
     assert tree["parameters"]["body.0.weight"].dims[0] == "epoch"

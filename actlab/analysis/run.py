@@ -24,7 +24,9 @@ from actlab.store import (
     damaged_chunks,
     digest_mismatch,
     exception_line,
+    file_shard_digest,
     for_reading,
+    inner_chunks,
     layer_array_name,
     layer_shard_digests,
     open_store,
@@ -53,7 +55,7 @@ def _opened_preact(run_dir: Location, layer: str, opened: str) -> zarr.Array:
 
 
 def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool, opened: str | None = None,
-               store_folder: tuple[int, int] | None = None, sha256: bytes | None = None,
+               store_folder: tuple[int, int] | None = None, digest: tuple[str, bytes] | None = None,
                rows: tuple[int, int] | None = None) -> np.ndarray:
     """Read one (sample, unit) block of a layer at one recorded epoch slot, or the samples ``rows`` of it.
 
@@ -76,11 +78,13 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
         :func:`actlab.store.store_folder_id` of the local store when the run was opened:
         checked after the read, so that a block of a store replaced since (``actlab record --overwrite``) is never
         returned.
-    sha256 : bytes, optional
-        The SHA-256 committed with this epoch's shard (:func:`actlab.store.layer_shard_digests`): the shard file is
-        hashed (streamed) before it is decoded, and a mismatch is refused before any value is used (a shard
-        moved from another epoch or copied from another run passes every other check). ``None`` skips it; a block
-        read in ranges passes it with its first range only.
+    digest : (str, bytes), optional
+        The algorithm and the digest committed with this epoch's shard (:func:`actlab.store.layer_shard_digests`):
+        the shard's digest (:func:`actlab.store.integrity.file_shard_digest`: its index and inner-chunk CRC32Cs, or
+        in a schema-4 store the SHA-256 of every byte) is taken before it is decoded, and a mismatch is refused
+        before any value is used (a shard moved from another epoch or copied from another run passes every other
+        check; the decoder checks each inner chunk against its CRC32C). ``None`` skips it; a block read in ranges
+        passes it with its first range only.
     rows : (int, int), optional
         Read only the samples ``rows[0]:rows[1]`` (a block split along the sample axis,
         :mod:`~actlab.analysis.chunked`); default every sample.
@@ -94,14 +98,15 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
     Raises
     ------
     StoreError
-        The block fails its SHA-256 or CRC32C check or cannot be decoded (the message names the array and epoch), or
+        The block fails its digest or CRC32C check or cannot be decoded (the message names the array and epoch), or
         the store was replaced since the run was opened.
     """
     try:
         array = _open_preact(run_dir, layer) if opened is None else _opened_preact(run_dir, layer, opened)
         key = f"layers/{layer}/preact/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
-        # hashlib releases the GIL; a shard that fails is never decoded
-        verified = sha256 is None or files(store_location(run_dir)).sha256(key) == sha256
+        # a shard that fails is never decoded
+        verified = digest is None or file_shard_digest(files(store_location(run_dir)), key, digest[0],
+                                                       inner_chunks(array)) == digest[1]
         block = (None if not verified else
                  np.asarray(array[slot] if rows is None else array[slot, rows[0]:rows[1]], dtype=np.float32))
     except Exception as exc:
@@ -111,7 +116,7 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
                                     f"({exception_line(exc)})") from exc
     _check_same_folder(run_dir, store_folder)
     if block is None:
-        raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} {digest_mismatch(key)}")
+        raise damage_error(run_dir, f"{layer_array_name(layer, 'preact', epoch)} {digest_mismatch(key, digest[0])}")
     if relu:
         np.maximum(block, 0.0, out=block)
     if block.ndim == 3 + 1:  # (sample, channel, y, x)
@@ -225,13 +230,13 @@ class Run:
     identity : tuple
         :func:`actlab.store.store_identity` of the store, taken before ``view`` was read
         (:meth:`check_unchanged` compares it with the store's identity now).
-    shard_digests : dict of str -> ndarray, optional
+    shard_digests : (str, dict of str -> ndarray), optional
         :func:`actlab.store.layer_shard_digests` of the store: every block read checks its shard against them
         (:func:`read_block`). None reads without that check.
     """
 
     def __init__(self, view: StoreView, identity: tuple[Any, ...],
-                 shard_digests: dict[str, np.ndarray] | None = None) -> None:
+                 shard_digests: tuple[str, dict[str, np.ndarray]] | None = None) -> None:
         self.path: Location = view.path
         self._identity = identity
         self._shard_digests = shard_digests
@@ -344,11 +349,12 @@ class Run:
 
     def read_args(self, name: str, index: int, kind: str = "post") -> tuple[Any, ...]:
         """The arguments of :func:`read_block` (picklable) that read layer ``name`` at the ``index``-th committed
-        epoch of this opening, its shard checked against the SHA-256 committed with it where the store has one."""
+        epoch of this opening, its shard checked against the digest committed with it where the store has one."""
         slot = int(self.slots[index])
-        digests = None if self._shard_digests is None else self._shard_digests[name]
+        digest = (None if self._shard_digests is None else
+                  (self._shard_digests[0], self._shard_digests[1][name][slot].tobytes()))
         return (self.path, name, slot, int(self.epochs[index]), kind == "post" and self.is_relu(name), self.opened,
-                self.store_folder, None if digests is None else digests[slot].tobytes())
+                self.store_folder, digest)
 
     def read_block(self, name: str, index: int, kind: str = "post") -> np.ndarray:
         """Read one (sample, unit) block: layer ``name`` at the ``index``-th committed epoch."""
@@ -410,7 +416,7 @@ def open_run(path: str | os.PathLike) -> Run:
     StoreError
         Not a run, a newer schema version, an array not as ``docs/store-format.md`` says, no committed recorded
         epoch, or a damaged array (missing, empty or truncated shard, checksum mismatch); the message names the
-        array and, for a per-epoch array, the epoch. A layer shard whose SHA-256 is not the one committed with its
+        array and, for a per-epoch array, the epoch. A layer shard whose digest is not the one committed with its
         epoch is refused when its block is first read (:func:`read_block`), before any value of it is used.
     """
     path = location(path)
@@ -421,7 +427,7 @@ def open_run(path: str | os.PathLike) -> Run:
     view = open_store(path, attrs=attrs)
     if len(view.epochs) == 0:
         raise StoreError(f"{path} has no committed recorded epoch yet; wait for the first recorded epoch of the run")
-    # the layer shards' SHA-256 are compared as each block is read (read_block): their bytes are read once
+    # the layer shards' digests are compared as each block is read (read_block): their bytes are read once
     damaged = damaged_chunks(path, attrs=attrs, layer_digests=False)
     if damaged:
         more = f" (and {len(damaged) - 1} more problems)" if len(damaged) > 1 else ""

@@ -1,7 +1,7 @@
 """The run store: the one place where actlab's on-disk schema is defined.
 
 Recording (torch) writes through :class:`RunWriter`; analysis (xarray/dask) reads through :func:`open_store` and
-checks the chunks of committed epochs with :func:`damaged_chunks`, each shard against the SHA-256 committed with its
+checks the chunks of committed epochs with :func:`damaged_chunks`, each shard against the digest committed with its
 epoch; root and group attributes are checked against their digest (:mod:`actlab.digest`) before they are used. The package imports neither half, only NumPy,
 zarr and xarray; ``docs/store-format.md`` is the contract for people. Its modules, each importing only those
 above it:
@@ -20,6 +20,8 @@ from actlab.store.integrity import (
     damage_error,
     digest_mismatch,
     exception_line,
+    file_shard_digest,
+    inner_chunks,
     layer_array_name,
     parameter_array_name,
 )
@@ -95,5 +97,5 @@ __all__ = [
     "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
     "parameter_spec_problem", "read_attrs", "read_pipeline", "recorded_ensemble_id", "recorded_run_id",
     "replaced_error", "store_folder_id", "store_identity", "store_location", "store_path", "user_metric_problem",
-    "digest_mismatch", "layer_shard_digests",
+    "digest_mismatch", "file_shard_digest", "inner_chunks", "layer_shard_digests",
 ]

@@ -15,7 +15,9 @@ contract of ``docs/store-format.md``; :func:`layer_array_name`, :func:`parameter
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 
 import google_crc32c
 import numpy as np
@@ -24,7 +26,7 @@ from zarr.codecs import ShardingCodec
 
 from actlab.errors import StoreError
 from actlab.location import Files, Location
-from actlab.store.schema import STATUS_CREATING, STORE_DIRNAME
+from actlab.store.schema import ARRAYS, SHARD_DIGESTS, STATUS_CREATING, STORE_DIRNAME
 
 _NO_CHUNK = 2**64 - 1
 """Offset and size of an absent inner chunk in a shard index."""
@@ -67,11 +69,100 @@ def dynamics_array_name(name: str, epoch: int) -> str:
     return f"array dynamics/{name} (epoch {epoch})"
 
 
-def digest_mismatch(key: str) -> str:
-    """The problem of a shard ``<store>/<key>`` whose SHA-256 is not the one committed with its epoch (after the array
-    and epoch, as :func:`layer_array_name` names them)."""
-    return (f"has a shard {STORE_DIRNAME}/{key} whose SHA-256 is not the one committed with this epoch "
-            "(layers/shard_sha256): moved from another epoch, copied from another run, or damaged")
+SHARD_DIGEST_ARRAYS: dict[str, tuple[str, tuple[tuple[str, ...], tuple[str, ...]], str]] = {
+    "chunk-crc32c": (SHARD_DIGESTS, ARRAYS[SHARD_DIGESTS], "digest"),
+    "sha256": ("layers/shard_sha256", (("epoch", "shard", "sha256_byte"), ("uint8",)), "SHA-256"),
+}
+"""Each shard digest (:func:`actlab.store.versions.shard_digest_algorithm`): the array that keeps it with the commits
+(R, K, 32), its dimension_names and dtype, and how errors name it. ``"chunk-crc32c"`` (schema 5 on):
+:func:`shard_digest`; ``"sha256"`` (schema 4): the SHA-256 of the whole shard file."""
+
+
+def digest_mismatch(key: str, algorithm: str) -> str:
+    """The problem of a shard ``<store>/<key>`` whose digest (:data:`SHARD_DIGEST_ARRAYS`) is not the one committed
+    with its epoch (after the array and epoch, as :func:`layer_array_name` names them)."""
+    path, _, name = SHARD_DIGEST_ARRAYS[algorithm]
+    return (f"has a shard {STORE_DIRNAME}/{key} whose {name} is not the one committed with this epoch ({path}): "
+            "moved from another epoch, copied from another run, or damaged")
+
+
+def inner_chunks(array: zarr.Array) -> int:
+    """How many inner chunks one shard of a sharded array holds (the entries of its index)."""
+    codec = array.metadata.codecs[0]
+    return int(np.prod([s // c for s, c in zip(array.metadata.chunk_grid.chunk_shape, codec.chunk_shape)]))
+
+
+def file_shard_digest(files: Files, key: str, algorithm: str, n_chunks: int) -> bytes:
+    """The digest (``algorithm`` of :data:`SHARD_DIGEST_ARRAYS`) of the shard file ``key``: for ``"chunk-crc32c"``
+    about ``20 * n_chunks`` bytes read (:func:`shard_digest`), for ``"sha256"`` every byte (streamed).
+
+    Raises
+    ------
+    ValueError
+        A missing shard, or one :func:`shard_digest` refuses.
+    """
+    if algorithm == "sha256":
+        return files.sha256(key)
+    size = files.size(key)
+    if size is None:
+        raise ValueError(f"the shard {key} is missing")
+    with files.fs.open(files.path(key), "rb", block_size=2**16) as stream:  # an object store fetches small blocks
+
+        def read(start: int, stop: int) -> bytes:
+            stream.seek(start)
+            return stream.read(stop - start)
+
+        return shard_digest(read, size, n_chunks)
+
+
+def shard_digest(read: Callable[[int, int], bytes], size: int, n_chunks: int) -> bytes:
+    """The digest a schema-5 store commits for one shard file (docs/store-format.md, "Digests"): the SHA-256 of the
+    shard's index (its last ``16 * n_chunks + 4`` bytes: ``(offset, nbytes)`` of each inner chunk as little-endian
+    uint64, then their CRC32C) followed by the last 4 bytes of each inner chunk present (its CRC32C, as stored), in
+    index order.
+
+    It reads about ``20 * n_chunks`` bytes, not the shard: every inner chunk's CRC32C binds the digest to the chunk's
+    bytes, and every read checks that CRC32C as it decodes the chunk. (The CRC32C of the whole file would not do:
+    a shard ends in the CRC32C of its index, which makes that CRC the same constant for every shard.)
+
+    Parameters
+    ----------
+    read : callable
+        ``read(start, stop)``: bytes ``start:stop`` of the shard file.
+    size : int
+        Its size in bytes.
+    n_chunks : int
+        Inner chunks per shard (:func:`inner_chunks`).
+
+    Raises
+    ------
+    ValueError
+        The file is shorter than its index, or the index points outside the data (a damaged or truncated shard).
+    """
+    index_size = 16 * n_chunks + 4
+    if size < index_size:
+        raise ValueError(f"the shard has {size} bytes, fewer than its index of {index_size}")
+    index = read(size - index_size, size)
+    digest = hashlib.sha256(index)
+    for offset, nbytes in np.frombuffer(index[:-4], dtype="<u8").reshape(n_chunks, 2).tolist():
+        if offset == _NO_CHUNK:
+            continue
+        if nbytes < 4 or offset + nbytes > size - index_size:
+            raise ValueError(f"the shard index holds an inner chunk of {nbytes} bytes at {offset}, outside its data")
+        digest.update(read(offset + nbytes - 4, offset + nbytes))
+    return digest.digest()
+
+
+def chunk_crc_problem(data: bytes, n_chunks: int, key: str) -> str | None:
+    """The first inner chunk of the shard file ``data`` (``<store>/<key>``) whose CRC32C (its last 4 bytes,
+    little-endian) is not that of the bytes before it, as a problem after the array and epoch; None when every one
+    matches. Call it on a shard whose index is intact (:func:`_shard_problems`)."""
+    entries = np.frombuffer(data[len(data) - 16 * n_chunks - 4:-4], dtype="<u8").reshape(n_chunks, 2).tolist()
+    for position, (offset, nbytes) in enumerate(entries):
+        if offset != _NO_CHUNK and (google_crc32c.value(data[offset:offset + nbytes - 4])
+                                    != int.from_bytes(data[offset + nbytes - 4:offset + nbytes], "little")):
+            return f"has a shard {STORE_DIRNAME}/{key} whose inner chunk {position} fails its CRC32C check"
+    return None
 
 
 def _check_sharded(array: zarr.Array, where: Location) -> None:

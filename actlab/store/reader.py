@@ -23,14 +23,18 @@ from actlab.digest import DIGEST_KEY, digest_problem
 from actlab.errors import StoreError
 from actlab.location import Files, Location, files, is_remote, location, zarr_store
 from actlab.store.integrity import (
+    SHARD_DIGEST_ARRAYS,
     _check_sharded,
     _shard_problems,
     breach_error,
+    chunk_crc_problem,
     creating_error,
     damage_error,
     digest_mismatch,
     dynamics_array_name,
     exception_line,
+    file_shard_digest,
+    inner_chunks,
     layer_array_name,
     parameter_array_name,
 )
@@ -44,7 +48,6 @@ from actlab.store.schema import (
     DYNAMICS_SOURCES,
     GROUPS,
     METRICS,
-    SHARD_DIGESTS,
     STATUS_COMPLETE,
     STATUS_CREATING,
     STATUS_RECORDING,
@@ -67,6 +70,7 @@ from actlab.store.versions import (
     is_checksummed,
     labels_parameters,
     parameter_arrays,
+    shard_digest_algorithm,
     shards_parameters,
 )
 
@@ -555,8 +559,9 @@ def missing_epochs(run_dir: str | os.PathLike) -> tuple[list[int], list[int]]:
 
 
 def layer_shard_digests(run_dir: str | os.PathLike, *,
-                        attrs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray] | None:
-    """The SHA-256 committed with each epoch slot of each layer's ``preact`` shard (``layers/shard_sha256``).
+                        attrs: Mapping[str, Any] | None = None) -> tuple[str, dict[str, np.ndarray]] | None:
+    """The digest committed with each epoch slot of each layer's ``preact`` shard (``layers/shard_digest``, or
+    ``layers/shard_sha256`` in a schema-4 store).
 
     Parameters
     ----------
@@ -566,19 +571,27 @@ def layer_shard_digests(run_dir: str | os.PathLike, *,
 
     Returns
     -------
-    dict of str -> ndarray of uint8, shape (epoch slot, 32), or None
-        By layer name; rows of uncommitted slots are zeros. None for a schema without shard digests.
+    (str, dict of str -> ndarray of uint8, shape (epoch slot, 32)), or None
+        The digest (:data:`~actlab.store.integrity.SHARD_DIGEST_ARRAYS`), and by layer name the digest of each slot;
+        rows of uncommitted slots are zeros. None for a schema without shard digests.
     """
     run_dir = location(run_dir)
     attrs = current_attrs(_root_attrs(run_dir) if attrs is None else attrs)
     path = _Source.of(run_dir, attrs["schema_version"])
-    if not has_digests(path.version):
+    algorithm = shard_digest_algorithm(path.version)
+    if algorithm is None:
         return None
     layer_names = [spec["name"] for spec in attrs["layers"]]
     digested = digested_arrays(layer_names, [spec["name"] for spec in attrs["parameters"]])
-    digests, _ = _read(path, SHARD_DIGESTS, {"epoch": len(attrs["record_epochs"]), "shard": len(digested),
-                                             "sha256_byte": 32}, run_dir)
-    return {name: digests[:, digested.index(f"layers/{name}/preact")] for name in layer_names}
+    digests = _shard_digests(path, algorithm, len(attrs["record_epochs"]), len(digested), run_dir)
+    return algorithm, {name: digests[:, digested.index(f"layers/{name}/preact")] for name in layer_names}
+
+
+def _shard_digests(src: _Source, algorithm: str, slots: int, shards: int, where: Location) -> np.ndarray:
+    """The array of shard digests (R, K, 32) of a store that keeps them."""
+    array_path, spec, _ = SHARD_DIGEST_ARRAYS[algorithm]
+    digests, _ = _read(src, array_path, dict(zip(spec[0], (slots, shards, 32))), where, spec)
+    return digests
 
 
 def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | None = None,
@@ -587,10 +600,10 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
 
     Zarr reads a missing or empty shard, or a missing inner chunk, as its fill value (NaN); this check
     turns silent NaNs into an error the caller can report. It reads the shard indexes at the file
-    tails and checks their CRC32C, that every inner chunk is present and lies within the file; then it reads
-    every intact shard whole and compares its SHA-256 with the one committed with its epoch
-    (``layers/shard_sha256``), so that a valid shard moved from another epoch or copied from another run is
-    found too.
+    tails and checks their CRC32C, that every inner chunk is present and lies within the file; then it compares
+    every intact shard's digest with the one committed with its epoch (``layers/shard_digest``, so that a valid
+    shard moved from another epoch or copied from another run is found too) and reads it whole to check the CRC32C of
+    each inner chunk (in a schema-4 store: the SHA-256 of the whole file in ``layers/shard_sha256``, which covers both).
 
     Parameters
     ----------
@@ -598,7 +611,7 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
     attrs : dict, optional
         As for :func:`open_store`.
     layer_digests : bool
-        Compare the SHA-256 of the layers' ``preact`` shards too (every byte of the activations read); False leaves
+        Check the layers' ``preact`` shards that way too (every byte of the activations read); False leaves
         that to a reader that checks each shard as it reads it (:func:`layer_shard_digests`,
         :func:`actlab.analysis.run.read_block`), so the bytes are read once. Parameter shards are always compared.
 
@@ -623,10 +636,10 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
     arrays += [(array_path, lambda epoch, name=name: parameter_array_name(name, epoch))
                for name, (array_path, _) in parameter_arrays(attrs).items()]
     digest_row: dict[str, int] = {}
-    if has_digests(path.version):
+    algorithm = shard_digest_algorithm(path.version)
+    if algorithm is not None:
         digested = digested_arrays(layer_names, parameter_names)
-        digests, _ = _read(path, SHARD_DIGESTS, {"epoch": len(record_epochs), "shard": len(digested), "sha256_byte": 32},
-                           run_dir)
+        digests = _shard_digests(path, algorithm, len(record_epochs), len(digested), run_dir)
         digest_row = {array_path: shard for shard, array_path in enumerate(digested)}
     for array_path, describe in arrays:
         array = zarr.open_array(path.store, path=array_path, mode="r", zarr_format=3)
@@ -645,8 +658,11 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
             found = _shard_problems(array, path.files, array_path, slot)
             if not found and shard is not None:
                 key = f"{array_path}/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
-                if path.files.sha256(key) != digests[slot, shard].tobytes():
-                    found = [digest_mismatch(key)]
+                if file_shard_digest(path.files, key, algorithm, inner_chunks(array)) != digests[slot, shard].tobytes():
+                    found = [digest_mismatch(key, algorithm)]
+                elif algorithm == "chunk-crc32c" and (  # the digest covers each inner chunk's CRC32C: check them
+                        problem := chunk_crc_problem(path.files.read(key), inner_chunks(array), key)) is not None:
+                    found = [problem]
             problems += [f"{describe(record_epochs[slot])} {problem}" for problem in found]
     if attrs.get("dynamics") is not True:
         return problems

@@ -53,15 +53,16 @@ from actlab.location import Location, join
 
 # -- format ----------------------------------------------------------------------------
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The version this release writes; bumped on any change that older readers cannot read (2: CRC32C on every array,
 sharded parameters, ``training/`` and ``evaluation/`` groups; 3: layer ``kind``, ``reduce`` and ``shape``, conv
 layers with dims (epoch, sample, channel, y, x), the model's parameters in ``parameters/`` under their state_dict
 names instead of ``weight`` and ``bias`` in each layer group; 4: ``parameters/epoch``, the epoch of each slot of
 ``parameters/``; root and group attributes carry ``actlab_digest``; ``layers/shard_sha256`` keeps the SHA-256 of
 every shard of a recorded epoch with its commit; the per-sample ``dynamics/`` group and root attr
-``dynamics``; root attr ``user_metrics``). docs/store-format.md, section "Versions", says what each adds."""
-READABLE_SCHEMAS: tuple[int, ...] = (1, 2, 3, 4)
+``dynamics``; root attr ``user_metrics``; 5: ``layers/shard_digest``, the SHA-256 of each shard's index and
+inner-chunk CRC32Cs, instead of ``layers/shard_sha256``, that of the whole shard file). docs/store-format.md, section "Versions", says what each adds."""
+READABLE_SCHEMAS: tuple[int, ...] = (1, 2, 3, 4, 5)
 """Schema versions this release opens and analyses (:func:`actlab.store.open_store` reads the older ones as the
 current one); it writes and resumes :data:`SCHEMA_VERSION` only."""
 
@@ -181,7 +182,7 @@ ARRAYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "evaluation/dataset_index": (("test_sample",), ("int64",)),
     "evaluation/label": (("test_sample",), ("int16",)),
     "layers/epoch": (("epoch",), ("int32",)),
-    "layers/shard_sha256": (("epoch", "shard", "sha256_byte"), ("uint8",)),
+    "layers/shard_digest": (("epoch", "shard", "digest_byte"), ("uint8",)),
     "parameters/epoch": (("epoch",), ("int32",)),
 }
 """Every array outside the layer groups and the state_dict entries: path -> (dimension_names, allowed dtypes)."""
@@ -216,10 +217,12 @@ COMMIT_ARRAYS: tuple[str, ...] = ("metrics/epoch", "layers/epoch", "parameters/e
 labels the slots of ``parameters/`` where xarray finds it; ``dynamics/epoch`` commits an epoch's per-sample
 trajectories (written with the metrics, before ``metrics/epoch``)."""
 
-SHARD_DIGESTS = "layers/shard_sha256"
-"""Array (epoch, shard, sha256_byte) of uint8: row ``[slot, k]`` is the SHA-256 of the shard file of slot ``slot``
-of the k-th array of :func:`digested_arrays`, written before the slot's commit in ``layers/epoch`` (zeros until
-then). A shard moved from another epoch or copied from another run fails it."""
+SHARD_DIGESTS = "layers/shard_digest"
+"""Array (epoch, shard, digest_byte) of uint8: row ``[slot, k]`` is the digest of the shard file of slot ``slot``
+of the k-th array of :func:`digested_arrays` (:func:`actlab.store.integrity.shard_digest`: the SHA-256 of its index
+and of the CRC32C of each inner chunk), written before the slot's commit in ``layers/epoch`` (zeros until then). A
+shard moved from another epoch or copied from another run fails it. Schema 4 kept the SHA-256 of the whole shard
+file in ``layers/shard_sha256`` instead."""
 
 
 def digested_arrays(layers: Sequence[str], parameters: Sequence[str]) -> list[str]:

@@ -8,7 +8,10 @@ of :data:`~actlab.store.schema.READABLE_SCHEMAS` and shows it as the current one
 - schemas 1 and 2 have layer specs without ``kind``, ``reduce`` and ``shape`` (every layer is dense) and no
   ``parameters`` root attr: each layer group holds the ``weight`` (epoch, unit, in_unit) and ``bias`` (epoch, unit)
   of its module, read as the parameters ``<module>.weight`` and ``<module>.bias``;
-- schemas 1 to 3 have no ``parameters/epoch``: the slots of the parameters are labelled by ``layers/epoch``.
+- schemas 1 to 3 have no ``parameters/epoch``: the slots of the parameters are labelled by ``layers/epoch``;
+- schemas 1 to 3 have no shard digests; schema 4 keeps the SHA-256 of every whole shard file in
+  ``layers/shard_sha256`` where schema 5 keeps the SHA-256 of its index and inner-chunk CRC32Cs in
+  ``layers/shard_digest`` (:func:`shard_digest_algorithm`).
 """
 
 from __future__ import annotations
@@ -73,6 +76,12 @@ def labels_parameters(version: int) -> bool:
 
 
 def has_digests(version: int) -> bool:
-    """Whether stores of ``version`` keep the SHA-256 of every shard with its commit (``layers/shard_sha256``) and
+    """Whether stores of ``version`` keep a digest of every shard with its commit (:func:`shard_digests`) and
     an ``actlab_digest`` in their root and group attributes."""
     return version >= 4
+
+
+def shard_digest_algorithm(version: int) -> str | None:
+    """Which digest a store of schema ``version`` commits for each shard (:data:`actlab.store.integrity.SHARD_DIGEST_ARRAYS`):
+    ``"chunk-crc32c"`` from schema 5 on, ``"sha256"`` (of the whole shard file) in schema 4, None before (none)."""
+    return None if version < 4 else "sha256" if version == 4 else "chunk-crc32c"

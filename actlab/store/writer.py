@@ -13,8 +13,9 @@ shows every committed epoch. Root attribute ``status`` reads ``"recording"``
 until the run finishes and ``"complete"`` after (the partial marker), which is
 set only once every scheduled epoch is read back as committed.
 
-Before a commit, the SHA-256 of every shard of the epoch (taken from the bytes
-as they are written) goes to ``layers/shard_sha256``, and every file written
+Before a commit, the digest of every shard of the epoch (taken from the bytes
+as they are written: :func:`actlab.store.integrity.shard_digest`) goes to
+``layers/shard_digest``, and every file written
 for the commit, digests included, is flushed to disk (``fsync``, once per
 commit); the commit array is written, and flushed, after them. Root and group
 attributes carry the digest of their content (:mod:`actlab.digest`).
@@ -43,11 +44,11 @@ from zarr.abc.store import Store
 from zarr.core.buffer import Buffer
 from zarr.storage import LocalStore, WrapperStore
 
-from actlab.digest import bytes_sha256, with_digest
+from actlab.digest import with_digest
 from actlab.errors import OutputError, StoreError
 from actlab.files import PARTIAL_SUFFIX, follow_umask, fsync_paths, marker_kind, read_marker, swap_in, write_marker
 from actlab.location import files, is_remote, location, zarr_store
-from actlab.store.integrity import creating_error
+from actlab.store.integrity import creating_error, inner_chunks, shard_digest
 from actlab.store.reader import missing_epochs, read_attrs
 from actlab.store.schema import (
     ARRAYS,
@@ -80,8 +81,9 @@ from actlab.store.schema import (
 )
 
 class _TrackedStore(WrapperStore):
-    """A store that remembers every chunk written through it since :meth:`drain`, with the SHA-256 of its bytes, and
-    (in a local folder) the folders those writes created, with the folder that gained each.
+    """A store that remembers every chunk written through it since :meth:`drain`, with the digest of each shard of
+    the arrays of :attr:`digested` (:func:`~actlab.store.integrity.shard_digest`), and (in a local folder) the folders
+    those writes created, with the folder that gained each.
 
     The writer takes the digests of the shards it has just written from here (no second read), and flushes
     exactly those files and folders before the commit that makes them visible.
@@ -89,8 +91,10 @@ class _TrackedStore(WrapperStore):
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.written: dict[str, bytes] = {}
+        self.written: dict[str, bytes | None] = {}
         self.folders: set[Path] = set()
+        self.digested: dict[str, int] = {}
+        """Path of each array whose shards are digested -> its inner chunks per shard."""
         self.keys: set[str] = set()
         """Every key written through this store, metadata included (what a failed new run at a URL deletes)."""
 
@@ -103,10 +107,16 @@ class _TrackedStore(WrapperStore):
             self.folders.add(folder)
         await self._store.set(key, value)
         if not key.endswith("zarr.json"):
-            self.written[key] = bytes_sha256(value.as_buffer_like())
+            n_chunks = self.digested.get(key.rsplit("/c/", 1)[0])
+            if n_chunks is None:
+                self.written[key] = None
+            else:
+                data = memoryview(value.as_buffer_like()).cast("B")
+                self.written[key] = shard_digest(lambda start, stop: bytes(data[start:stop]), len(data), n_chunks)
 
-    def drain(self) -> tuple[dict[str, bytes], set[Path]]:
-        """What was written since the last call: (store key -> SHA-256, folders made or changed), and forget it."""
+    def drain(self) -> tuple[dict[str, bytes | None], set[Path]]:
+        """What was written since the last call: (store key -> digest of a digested shard, None for any other chunk;
+        folders made or changed), and forget it."""
         written, folders, self.written, self.folders = self.written, self.folders, {}, set()
         return written, folders
 
@@ -159,6 +169,7 @@ class RunWriter:
         self._record_epoch = self._layers["epoch"][...]
         self._digests = self._root[SHARD_DIGESTS]
         self._digested = digested_arrays(self.layer_names, self.parameter_names)
+        self._store.digested = {path: inner_chunks(self._root[path]) for path in self._digested}
         self._parameter_epoch = self._parameters["epoch"][...]
         self.dynamics = self.attrs.get("dynamics") is True
         if self.dynamics:
@@ -425,7 +436,7 @@ class RunWriter:
         digests = []
         for path in self._digested:
             key = f"{path}/{self._root[path].metadata.encode_chunk_key((slot,) + (0,) * (self._root[path].ndim - 1))}"
-            if key not in written:
+            if written.get(key) is None:
                 raise StoreError(f"{self.run_dir}: writing epoch {epoch} did not write the shard {key} whole; "
                                  "report this as an actlab bug")
             digests.append(np.frombuffer(written[key], dtype=np.uint8))
@@ -585,7 +596,8 @@ def _allocate(
     _create(root, "layers/epoch", (n_slots,), attributes=commit)
     n_shards = len(layers) + len(parameters)
     _create(root, SHARD_DIGESTS, (n_slots, n_shards, 32), chunks=(1, n_shards, 32),
-            attributes={"long_name": "SHA-256 of each shard of a recorded epoch, written before its commit",
+            attributes={"long_name": "digest of each shard of a recorded epoch (docs/store-format.md, Digests), "
+                                     "written before its commit",
                         "shards": digested_arrays([layer.name for layer in layers], [p.name for p in parameters])})
     for layer in layers:
         root["layers"].create_group(layer.name, attributes=with_digest(_json_safe(asdict(layer))))
