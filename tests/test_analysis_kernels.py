@@ -130,3 +130,18 @@ def test_packed_floor_memberships_unpack_to_the_draws():
     moved[1, :, np.flatnonzero(moved[1, 0] >= 0)[0]] = -1  # a clean probe that leaves its pool
     with pytest.raises(ValueError, match="fixed pools"):
         blocks.PackedMemberships.pack(moved)
+
+
+def test_packed_null_paths_unpack_to_the_block_null():
+    """The fused pass keeps each block's null clean paths at two bits per entry: unpacked, they are
+    null_clean_paths' int8 array (clean, noisy and undefined entries all present), in a quarter of its bytes."""
+    x, codes, test, n_classes = random_block(n_classes=5, per_group=(40, 17, 5))
+    plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test, n_top=2, seed=4, null_permutations=13)
+    x[test[0]] = 0  # an undefined path: a zero test probe
+    expected = blocks.null_clean_paths(x, plan)
+    assert set(np.unique(expected)) == {-1, 0, 1}
+    packed = blocks.PackedPaths.pack(expected)
+    found = packed.unpack()
+    assert found.dtype == np.int8 and found.shape == expected.shape
+    np.testing.assert_array_equal(found, expected)
+    assert packed.nbytes <= expected.nbytes // 4 + 2

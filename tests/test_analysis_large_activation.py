@@ -24,8 +24,11 @@ from actlab.analysis.large_activation import (
     correlation_ratio,
     cv_ridge_predict,
     explained_by,
+    PERMUTATION_BATCH,
+    PERMUTATION_BATCH_BYTES,
     image_features,
     paired_r2_difference,
+    permutation_batch,
     permutation_batches,
     permutation_fit,
     permutation_fits,
@@ -192,6 +195,18 @@ def test_permutation_fits_equal_sklearn_on_all_permutations_at_once():
         np.testing.assert_array_equal(single[0], predicted)
         assert single[1:] == (r2, p)
     assert found[0][2] != found[1][2]  # the two feature sets do not share one answer
+    for batch in (1, 7):  # the batch the probes' number sets (permutation_batch) changes nothing
+        for (predicted, r2, p), (predicted_b, r2_b, p_b) in zip(found, permutation_fits([x, onehot], y, n_permutations=150,
+                                                                                         seed=2, batch=batch)):
+            np.testing.assert_allclose(predicted_b, predicted, rtol=1e-12)
+            assert (r2_b, p_b) == (pytest.approx(r2, rel=1e-12), p)
+
+
+def test_permutation_batch_bounds_the_fitted_arrays_by_the_probes():
+    assert permutation_batch(3000) == PERMUTATION_BATCH
+    assert permutation_batch(50000) == PERMUTATION_BATCH_BYTES // (8 * 50000) < PERMUTATION_BATCH
+    assert 8 * 50000 * permutation_batch(50000) <= PERMUTATION_BATCH_BYTES
+    assert permutation_batch(10**9) == 1
 
 
 @pytest.mark.parametrize("low, high, p_in, p_out, verdict", [

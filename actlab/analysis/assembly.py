@@ -43,7 +43,7 @@ class Statistics:
         self.max_abs: dict[str, np.ndarray] = {}
         self.moments: dict[str, Moments] = {}
         self.path_cosines: dict[str, np.ndarray] = {}
-        self.null_clean_path: dict[str, dict[int, np.ndarray]] = {name: {} for name in run.layer_names}
+        self.null_clean_path: dict[str, dict[int, blocks.PackedPaths]] = {name: {} for name in run.layer_names}
         self.floor_null: dict[str, dict[int, np.ndarray]] = {name: {} for name in run.layer_names}
         self.last_top_units: dict[str, np.ndarray] = {}
         self.last_top_values: dict[str, np.ndarray] = {}
@@ -76,8 +76,8 @@ class Statistics:
             elif stats.moments is not None:
                 self.moments[layer].update(stats.moments)
         self.path_cosines[layer][index] = stats.path_cosines
-        if stats.null_clean_path is not None:
-            self.null_clean_path[layer][index] = stats.null_clean_path
+        if stats.null_clean_path is not None:  # packed: kept until the layer is assembled
+            self.null_clean_path[layer][index] = blocks.PackedPaths.pack(stats.null_clean_path)
         if stats.floor_null is not None:
             self.floor_null[layer][index] = stats.floor_null
         if stats.top_values is not None:
@@ -249,17 +249,10 @@ class PathsAssembly:
         test = run.probes["sample"].isel(sample=plan.test_index)
         attributed = paths.attribute_paths(paths.cosines_dataarray(stats.path_cosines[name], run.epochs, test, plan.n_classes),
                                            predicted, self.relevant)
-        null = paths.path_split_null(attributed, self._null(name, test), n_bootstrap=self.n_bootstrap, seed=plan.seed)
+        found = self.stats.null_clean_path[name]  # packed; unpacked one epoch at a time
+        null = paths.path_split_null_of(attributed, {int(run.epochs[i]): found[i].unpack for i in sorted(found)},
+                                        plan.null_permutations, n_bootstrap=self.n_bootstrap, seed=plan.seed)
         return attributed, null
-
-    def _null(self, name: str, test: xr.DataArray) -> xr.DataArray:
-        """The null clean paths of one layer, (epoch, permutation, sample, class), at the epochs computed."""
-        found, plan, epochs = self.stats.null_clean_path[name], self.stats.plan, self.stats.run.epochs
-        indices = sorted(found)
-        data = (np.stack([found[i] for i in indices]) if indices
-                else np.zeros((0, plan.null_permutations, len(plan.test_index), plan.n_classes), dtype=np.int8))
-        return xr.DataArray(data, dims=("epoch", "permutation", "sample", "class"),
-                            coords={"epoch": epochs[indices], **{k: v.variable for k, v in test.coords.items()}})
 
     def combine(self, parts: list[tuple[xr.Dataset, xr.Dataset]]) -> xr.Dataset:
         shared = list(self.SHARED)

@@ -749,6 +749,44 @@ def null_direction(clean_sums: np.ndarray, pool_sum: np.ndarray) -> tuple[np.nda
     return clean_sums + noisy_sums, ok
 
 
+@dataclass(frozen=True)
+class PackedPaths:
+    """:func:`null_clean_paths` of one block at two bits per (permutation, test sample, class) instead of a byte:
+    whether the path is defined and whether it is clean, each ``numpy.packbits`` of the flattened array. 199
+    permutations of 16,667 test probes and 10 classes take 8 MB instead of 33 MB, and the fused pass keeps one of
+    these per (layer, null epoch) until the layer is assembled.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        (permutation, test_sample, class), the shape of the unpacked paths.
+    defined, clean : ndarray of uint8
+        Packed ``paths >= 0`` and ``paths == 1``.
+    """
+
+    shape: tuple[int, int, int]
+    defined: np.ndarray
+    clean: np.ndarray
+
+    @classmethod
+    def pack(cls, paths: np.ndarray) -> PackedPaths:
+        """From :func:`null_clean_paths` output: int8, 1 clean, 0 noisy, -1 undefined."""
+        paths = np.asarray(paths)
+        return cls(tuple(paths.shape), np.packbits(paths >= 0, axis=None), np.packbits(paths == 1, axis=None))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return self.defined.nbytes + self.clean.nbytes
+
+    def unpack(self) -> np.ndarray:
+        """The paths as :func:`null_clean_paths` gave them (int8, shape :attr:`shape`)."""
+        count = int(np.prod(self.shape))
+        paths = np.unpackbits(self.clean, count=count).view(np.int8)
+        paths[np.unpackbits(self.defined, count=count) == 0] = -1
+        return paths.reshape(self.shape)
+
+
 def null_paths(test: np.ndarray, directions: np.ndarray, defined: np.ndarray) -> np.ndarray:
     """Clean path of test samples under each permutation, from :func:`null_direction` of every class.
 

@@ -294,7 +294,17 @@ def pooled_r2(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 PERMUTATION_BATCH = 64
-"""Permutations drawn and fitted at a time by :func:`permutation_fits`."""
+"""Permutations drawn and fitted at a time by :func:`permutation_fits`, at most."""
+PERMUTATION_BATCH_BYTES = 4 * 2**20
+"""Bytes of one (sample, batch) float64 array of :func:`permutation_fits` at most: a batch fewer than
+:data:`PERMUTATION_BATCH` where the probes are many (a fit holds about six such arrays; 64 permutations of
+50,000 probes were 26 MB each)."""
+
+
+def permutation_batch(n: int) -> int:
+    """Permutations of ``n`` samples fitted at a time: :data:`PERMUTATION_BATCH`, fewer where a (sample, batch)
+    float64 array would exceed :data:`PERMUTATION_BATCH_BYTES` (at least 1)."""
+    return max(1, min(PERMUTATION_BATCH, PERMUTATION_BATCH_BYTES // (8 * max(n, 1))))
 
 
 def permutation_batches(n: int, n_permutations: int, seed: int, batch: int = PERMUTATION_BATCH) -> Iterator[np.ndarray]:
@@ -314,7 +324,7 @@ def permutation_batches(n: int, n_permutations: int, seed: int, batch: int = PER
 
 def permutation_fits(feature_sets: Sequence[np.ndarray], values: np.ndarray, *, alpha: float = 1.0, n_splits: int = 5,
                      n_permutations: int = N_PERMUTATIONS, seed: int = SEED,
-                     batch: int = PERMUTATION_BATCH) -> list[tuple[np.ndarray, float, float]]:
+                     batch: int | None = None) -> list[tuple[np.ndarray, float, float]]:
     """:func:`permutation_fit` of the same ``values`` from each of several feature sets, on the same permutations.
 
     The permutations are drawn once, ``batch`` at a time (:func:`permutation_batches`), and each batch of
@@ -325,12 +335,15 @@ def permutation_fits(feature_sets: Sequence[np.ndarray], values: np.ndarray, *, 
     ----------
     feature_sets : sequence of ndarray, each shape (sample, feature)
     values : ndarray, shape (sample,)
+    batch : int, optional
+        Permutations fitted at a time (default :func:`permutation_batch`); the results do not depend on it.
 
     Returns
     -------
     list of (predicted (sample,), r2, p_value), one per feature set
     """
     values = np.asarray(values)
+    batch = permutation_batch(len(values)) if batch is None else batch
     ridges = [_FoldedRidge(features, alpha=alpha, n_splits=n_splits, seed=seed) for features in feature_sets]
     y = values.reshape(-1, 1)
     observed = [ridge.predict(y) for ridge in ridges]
@@ -351,7 +364,7 @@ def permutation_fit(features: np.ndarray, values: np.ndarray, *, alpha: float = 
     p = (1 + #{R^2 of permuted values >= observed}) / (1 + n_permutations), so p >= 1 / (1 + n_permutations);
     permutations drawn with ``numpy.random.default_rng(seed)``, folds fixed. The permuted targets are extra
     columns of the same ridge fits (:func:`cv_ridge_predict`'s per-fold solutions, one factorisation per fold),
-    fitted :data:`PERMUTATION_BATCH` at a time (:func:`permutation_fits`); scikit-learn's
+    fitted :func:`permutation_batch` at a time (:func:`permutation_fits`); scikit-learn's
     ``permutation_test_score`` would average per-fold R^2 instead of scoring the pooled predictions.
 
     Parameters

@@ -9,7 +9,7 @@ epoch and layer as the test activation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -215,11 +215,15 @@ def weighted_splits(weights: np.ndarray, clean_path: np.ndarray, correct: np.nda
 
 def _split_columns(clean_path: np.ndarray, correct: np.ndarray, dtype: Any) -> np.ndarray:
     """The (sample, 4 * path) columns of :func:`weighted_splits`: clean and defined, among the correct then the
-    wrong predictions."""
-    defined = np.isfinite(clean_path)
-    filled = np.where(defined, clean_path, 0.0)
-    columns = np.concatenate([filled * correct, defined & correct, filled * ~correct, defined & ~correct])
-    return columns.T.astype(dtype)
+    wrong predictions; built in ``dtype`` (the values are 0 and 1, exact in any float), a quarter at a time."""
+    values = np.asarray(clean_path).astype(dtype, copy=False)
+    n_paths, n_samples = values.shape
+    defined = np.isfinite(values)
+    filled = np.where(defined, values, dtype(0))
+    columns = np.empty((n_samples, 4 * n_paths), dtype=dtype)
+    for k, (part, among) in enumerate([(filled, correct), (defined, correct), (filled, ~correct), (defined, ~correct)]):
+        np.multiply(part, among, out=columns[:, k * n_paths:(k + 1) * n_paths].T, casting="unsafe")
+    return columns
 
 
 def _shares(products: np.ndarray) -> np.ndarray:
@@ -271,16 +275,19 @@ def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.
         = (1 + #{null >= split}) / (1 + permutations), one-sided.
     """
     n = len(clean_path)
-    observed = float(weighted_splits(np.ones((1, n)), clean_path[None], correct)[0, 0])
-    null = weighted_splits(np.ones((1, n)), null_clean_path, correct)[0]
-    # all-NaN draws (no wrong prediction) give NaN; computed without NumPy's warnings, whose filters are not
-    # thread-safe (the fused pass assembles layers on threads); the resamples' counts a batch at a time, as
-    # integers in float32 (exact products)
-    observed_columns = _split_columns(clean_path[None], correct, np.float32)
-    null_columns = _split_columns(null_clean_path, correct, np.float32)
+    # every product below sums counts of 0/1 columns: integers, exact in float32 below 2**24 samples; the columns
+    # are built once, in that precision, for the split, its null and the resamples. All-NaN draws (no wrong
+    # prediction) give NaN, computed without NumPy's warnings, whose filters are not thread-safe (the fused pass
+    # assembles layers on threads); the resamples' counts a batch at a time
+    dtype = np.float32 if n < 2**24 else np.float64
+    observed_columns = _split_columns(clean_path[None], correct, dtype)
+    null_columns = _split_columns(null_clean_path, correct, dtype)
+    ones = np.ones((1, n), dtype=dtype)
+    observed = float(_shares(ones @ observed_columns)[0, 0])
+    null = _shares(ones @ null_columns)[0]
     excess = np.concatenate([np.zeros(0)] + [
         _shares(counts @ observed_columns)[:, 0] - _nan_mean(_shares(counts @ null_columns), axis=1)
-        for counts in blocks.bootstrap_count_batches(n, n_bootstrap, seed, np.float32)])
+        for counts in blocks.bootstrap_count_batches(n, n_bootstrap, seed, dtype)])
     null_mean = float(_nan_mean(null))
     null_low, null_high = _nan_percentiles(null, [2.5, 97.5])
     excess_low, excess_high = _nan_percentiles(excess, [2.5, 97.5])
@@ -344,17 +351,43 @@ def path_split_null(attributed: xr.Dataset, null_clean_path: xr.DataArray, *, n_
         ``split_null`` (epoch, permutation) and the :data:`NULL_VARIABLES` (epoch,), NaN at epochs without
         a null; attrs ``null_epochs``, ``n_permutations``, ``n_bootstrap``, ``seed``, ``p_floor``.
     """
+    def paths_at(epoch: Any) -> Callable[[], np.ndarray]:
+        return lambda: null_clean_path.sel(epoch=epoch).transpose("permutation", "sample", "class").values
+
+    nulls = {int(epoch): paths_at(epoch) for epoch in null_clean_path["epoch"].values}
+    return path_split_null_of(attributed, nulls, null_clean_path.sizes["permutation"], n_bootstrap=n_bootstrap, seed=seed)
+
+
+def path_split_null_of(attributed: xr.Dataset, nulls: Mapping[int, Callable[[], np.ndarray]], n_permutations: int, *,
+                       n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED) -> xr.Dataset:
+    """:func:`path_split_null` from each epoch's null clean paths made on demand, one epoch held at a time.
+
+    Parameters
+    ----------
+    attributed : xr.Dataset
+        As :func:`path_split_null`.
+    nulls : mapping of int -> callable
+        Epoch -> a function returning that epoch's null clean paths, int8 (permutation, sample, class) as
+        :func:`actlab.analysis.blocks.null_clean_paths` gives them (the fused pass keeps them packed,
+        :class:`actlab.analysis.blocks.PackedPaths`).
+    n_permutations : int
+
+    Returns
+    -------
+    xr.Dataset
+        As :func:`path_split_null`.
+    """
     epochs = attributed["epoch"].values
-    n_permutations = null_clean_path.sizes["permutation"]
     out = {name: np.full(len(epochs), np.nan) for name in NULL_VARIABLES}
     null = np.full((len(epochs), n_permutations), np.nan)
-    for epoch in null_clean_path["epoch"].values:
+    for epoch, made in nulls.items():
         i = int(np.flatnonzero(epochs == epoch)[0])
         row = attributed.isel(epoch=i)
         cls = row["relevant_class"].values.astype(np.int64)
-        paths = null_clean_path.sel(epoch=epoch).transpose("permutation", "sample", "class").values
+        paths = made()
         picked = np.take_along_axis(paths, np.broadcast_to(cls[None, :, None], paths.shape[:2] + (1,)), axis=2)[..., 0]
-        found = split_null(row["clean_path"].values, np.where(picked >= 0, picked, np.nan), row["correct"].values,
+        del paths
+        found = split_null(row["clean_path"].values, np.where(picked >= 0, picked, np.float32(np.nan)), row["correct"].values,
                            n_bootstrap=n_bootstrap, seed=seed)
         null[i] = found["null"]
         for name in NULL_VARIABLES:
@@ -363,6 +396,6 @@ def path_split_null(attributed: xr.Dataset, null_clean_path: xr.DataArray, *, n_
         {name: ("epoch", values, {"long_name": NULL_VARIABLES[name], "units": "1"}) for name, values in out.items()},
         coords={"epoch": epochs})
     ds["split_null"] = (("epoch", "permutation"), null, {"long_name": "split under each permutation", "units": "1"})
-    ds.attrs.update(null_epochs=[int(e) for e in null_clean_path["epoch"].values], n_permutations=int(n_permutations),
+    ds.attrs.update(null_epochs=[int(e) for e in nulls], n_permutations=int(n_permutations),
                     n_bootstrap=int(n_bootstrap), seed=int(seed), p_floor=1.0 / (1 + n_permutations))
     return ds
