@@ -16,8 +16,6 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
-from scipy.linalg.blas import dsyrk, dtrmm
-from scipy.linalg.lapack import dpotrf
 
 GROUPINGS: tuple[str, ...] = ("clean", "noisy_by_original", "noisy_by_assigned", "test")
 """Sample groupings for class means: probe group and which label defines the class."""
@@ -254,11 +252,10 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
 def _pool_quadratic_forms(block: np.ndarray, indicator: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """S.S, S.N and N.N of a pool's rows X (pool, unit) in float64, with S = 1 X and each permutation's N = i X.
 
-    S.S = |X^T 1|^2 and S.N = i (X X^T 1) are matrix-vector products. N.N = i G i^T with G = X X^T: G's upper
-    triangle by one rank-k update (BLAS ``dsyrk``), its Cholesky factor G = R^T R (LAPACK ``dpotrf``), then
-    N.N = |R i^T|^2 (column by column) by one triangular product (BLAS ``dtrmm``), half the work of the dense ``i G``. The
-    factorisation is backward stable, so N.N carries the rounding of a direct product; a Gram matrix that is not
-    numerically positive definite (rows that are linearly dependent) takes the dense product instead.
+    S.S = |X^T 1|^2 and S.N = i (X X^T 1) are matrix-vector products; N.N = i G i^T with G = X X^T, as the row
+    sums of (i G) * i. Every product is NumPy's, which releases the interpreter lock (GIL) while BLAS runs
+    (SciPy's BLAS and LAPACK wrappers hold it), so the fused pass's threads compute their blocks' nulls side
+    by side.
 
     Parameters
     ----------
@@ -272,16 +269,9 @@ def _pool_quadratic_forms(block: np.ndarray, indicator: np.ndarray) -> tuple[flo
     total_noisy, noisy_noisy : ndarray of float64, shape (permutation,)
     """
     total = block.sum(axis=0)
-    row_products = block @ total  # X X^T 1 = G 1
-    gram = dsyrk(1.0, block.T, trans=1)  # upper triangle, Fortran order
-    factor, info = dpotrf(gram, lower=0)
-    if info == 0:
-        half = dtrmm(1.0, factor, indicator.T)  # R i^T (pool, permutation); i.T is i read in place
-        noisy_noisy = np.einsum("ip,ip->p", half, half)
-    else:
-        products = indicator @ (np.triu(gram) + np.triu(gram, 1).T)
-        noisy_noisy = np.einsum("pi,pi->p", products, indicator)
-    return float(total @ total), indicator @ row_products, noisy_noisy
+    gram = block @ block.T  # G = X X^T (NumPy computes a product with its own transpose by a rank-k update)
+    noisy_noisy = np.einsum("pi,pi->p", indicator @ gram, indicator)
+    return float(total @ total), indicator @ (gram.sum(axis=1)), noisy_noisy
 
 
 def clean_noisy_cosine(total_total: np.ndarray | float, total_noisy: np.ndarray, noisy_noisy: np.ndarray) -> np.ndarray:

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.linalg.blas import get_blas_funcs
-from scipy.linalg.lapack import get_lapack_funcs
+from scipy.linalg import solve_triangular
 from scipy.stats import false_discovery_control
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
@@ -132,11 +131,11 @@ class ProbePlan:
         solved here in closed form from sufficient statistics, in the block's precision as scikit-learn's ridge
         solvers are: float32 for a float32 block (a store's blocks), float64 otherwise. The clean probes are
         centred on the mean of all of them (computed in float64, so a constant unit centres to exactly 0); the
-        unit x unit scatter of each fold's held-out probes is one symmetric rank-k update (BLAS ``syrk``, upper
-        triangle), and a fold's training scatter is the sum of them all minus its own (a downdate), recentred on the
+        unit x unit scatter of each fold's held-out probes is one symmetric rank-k update (NumPy's ``X^T X``), and a
+        fold's training scatter is the sum of them all minus its own (a downdate), recentred on the
         fold's training mean. Standardising unit ``j`` by ``s_j`` and penalising by ``alpha`` is the same as solving
         ``(S + alpha diag(s^2)) w = X^T t`` for the weights of the unstandardised units, which one Cholesky
-        factorisation and solve (LAPACK ``posv``) per fold gives, for every class's +-1 targets at once. Targets
+        factorisation (NumPy) and two triangular solves per fold give, for every class's +-1 targets at once. Targets
         are +1 for the class and -1 for the others, with an intercept; a unit constant over the training probes
         keeps scale 1, as StandardScaler does.
 
@@ -164,12 +163,10 @@ class ProbePlan:
         centred = x[self.clean_by_fold].astype(dtype, copy=False)  # the clean probes, fold after fold: slices
         centre = centred.mean(axis=0, dtype=np.float64).astype(dtype)
         centred = centred - centre
-        syrk, syr = get_blas_funcs(("syrk", "syr"), dtype=dtype)
-        (posv,) = get_lapack_funcs(("posv",), dtype=dtype)
         targets = self.targets_by_fold.astype(dtype)
-        # X^T X of each fold's held-out probes, upper triangle (the transpose of a C-ordered slice is Fortran-ordered:
-        # syrk reads it in place)
-        held_grams = [syrk(1.0, centred[a:b].T) for a, b in self.fold_bounds]
+        # X^T X of each fold's held-out probes (NumPy's products release the interpreter lock while BLAS runs, so
+        # blocks probed on threads run side by side; SciPy's BLAS and LAPACK wrappers hold it)
+        held_grams = [centred[a:b].T @ centred[a:b] for a, b in self.fold_bounds]
         held_sums = [centred[a:b].sum(axis=0) for a, b in self.fold_bounds]
         held_cross = [centred[a:b].T @ targets[a:b] for a, b in self.fold_bounds]
         held_targets = [targets[a:b].sum(axis=0) for a, b in self.fold_bounds]
@@ -182,18 +179,21 @@ class ProbePlan:
         for f in range(self.n_folds):
             n = len(self.clean) - len(self.held_out[f])
             shift, target_mean = (sums - held_sums[f]) / dtype(n), (target_sums - held_targets[f]) / dtype(n)
-            system = np.subtract(gram, held_grams[f], order="F")  # the training probes' X^T X (upper triangle)
-            system = syr(-n, shift, a=system, lower=0, overwrite_a=1)  # about the fold's training mean
+            system = gram - held_grams[f]  # the training probes' X^T X
+            system -= dtype(n) * np.outer(shift, shift)  # about the fold's training mean
             mean = centre + shift
             variance = np.maximum(system[diagonal], 0) / dtype(n)
             variance[np.sqrt(variance) <= 1e-10 * np.maximum(1, np.abs(mean))] = 1
             system[diagonal] += dtype(self.alpha) * variance
             products = cross - held_cross[f]
             products -= dtype(n) * np.outer(shift, target_mean)
-            _, solved, info = posv(system, products, lower=0, overwrite_a=1, overwrite_b=1)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"the ridge system of fold {f} is not positive definite (LAPACK posv "
-                                            f"info {info}); the block holds non-finite activations")
+            try:
+                lower = np.linalg.cholesky(system)  # the O(unit^3) work, without the interpreter lock
+            except np.linalg.LinAlgError:
+                raise np.linalg.LinAlgError(f"the ridge system of fold {f} is not positive definite; the block holds "
+                                            "non-finite activations") from None
+            solved = solve_triangular(lower, solve_triangular(lower, products, lower=True, check_finite=False), lower=True,
+                                      trans="T", check_finite=False)
             weights[f] = solved
             intercepts[f] = target_mean - mean @ solved
         return weights, intercepts, centred, centre

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.linalg.blas import dsyrk
 from threadpoolctl import threadpool_limits
 
 from actlab.analysis.blocks import SEED
@@ -65,9 +64,10 @@ def gram_vector(x: np.ndarray) -> np.ndarray:
     symmetric with a zero diagonal, so the upper triangles carry the inner product). A block whose U-centred
     Gram matrix is zero (a constant representation) gives NaN.
 
-    Computed as :func:`u_centred_gram` defines it, with half the work: the upper triangle of ``x x^T`` by one
-    symmetric rank-k update (BLAS ``dsyrk``), the row sums off the diagonal from ``x`` (``x_i . sum_j x_j -
-    |x_i|^2``), and the centring applied to the upper triangle alone.
+    Computed as :func:`u_centred_gram` defines it, with half the work: ``x x^T`` by NumPy (a symmetric rank-k
+    update, computed with the interpreter lock released, so blocks reduced on threads run side by side), the row
+    sums off the diagonal from ``x`` (``x_i . sum_j x_j - |x_i|^2``), and the centring applied to the upper
+    triangle alone.
 
     Parameters
     ----------
@@ -85,12 +85,12 @@ def gram_vector(x: np.ndarray) -> np.ndarray:
     if _constant(x):
         return np.full(n * (n - 1) // 2, np.nan, dtype=np.float32)
     x = x.astype(np.float64)
-    gram = dsyrk(1.0, x.T, trans=1)  # x x^T, upper triangle, Fortran order (x.T is x read in place)
+    gram = x @ x.T  # symmetric: its Fortran-ordered upper triangle (_upper) is its C-ordered lower one, equal
     rows = x @ x.sum(axis=0) - np.einsum("ij,ij->i", x, x)  # row sums of x x^T without its diagonal
     # U(K)_ij = K_ij - r_i / (n-2) - r_j / (n-2) + s / ((n-1)(n-2)): half the constant on each index's term
     half = rows / (n - 2) - rows.sum() / (2 * (n - 1) * (n - 2))
     first, second, flat = _upper(n)
-    upper = np.take(gram.ravel(order="F"), flat)
+    upper = np.take(gram.ravel(), flat)
     upper -= half[first]
     upper -= half[second]
     upper /= np.sqrt(upper @ upper)
@@ -100,7 +100,7 @@ def gram_vector(x: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def _upper(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row and column of each entry above the diagonal of an (n, n) matrix (``numpy.triu_indices(n, k=1)``),
-    and its position in the matrix's Fortran-ordered memory."""
+    and its position in the matrix's Fortran-ordered memory (in a symmetric matrix, that of the same value in C order)."""
     first, second = np.triu_indices(n, k=1)
     return first, second, first + n * second
 
