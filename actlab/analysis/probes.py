@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.linalg import solve_triangular
+from scipy.linalg.blas import get_blas_funcs
+from scipy.linalg.lapack import get_lapack_funcs
 from scipy.stats import false_discovery_control
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
@@ -135,7 +136,7 @@ class ProbePlan:
         fold's training scatter is the sum of them all minus its own (a downdate), recentred on the
         fold's training mean. Standardising unit ``j`` by ``s_j`` and penalising by ``alpha`` is the same as solving
         ``(S + alpha diag(s^2)) w = X^T t`` for the weights of the unstandardised units, which one Cholesky
-        factorisation (NumPy) and two triangular solves per fold give, for every class's +-1 targets at once. Targets
+        factorisation and solve (LAPACK ``posv``) per fold gives, for every class's +-1 targets at once. Targets
         are +1 for the class and -1 for the others, with an intercept; a unit constant over the training probes
         keeps scale 1, as StandardScaler does.
 
@@ -163,9 +164,11 @@ class ProbePlan:
         centred = x[self.clean_by_fold].astype(dtype, copy=False)  # the clean probes, fold after fold: slices
         centre = centred.mean(axis=0, dtype=np.float64).astype(dtype)
         centred = centred - centre
+        (syr,) = get_blas_funcs(("syr",), dtype=dtype)
+        (posv,) = get_lapack_funcs(("posv",), dtype=dtype)
         targets = self.targets_by_fold.astype(dtype)
-        # X^T X of each fold's held-out probes (NumPy's products release the interpreter lock while BLAS runs, so
-        # blocks probed on threads run side by side; SciPy's BLAS and LAPACK wrappers hold it)
+        # X^T X of each fold's held-out probes by NumPy, which releases the interpreter lock while BLAS runs (SciPy's
+        # BLAS wrappers hold it), so blocks probed on threads run side by side
         held_grams = [centred[a:b].T @ centred[a:b] for a, b in self.fold_bounds]
         held_sums = [centred[a:b].sum(axis=0) for a, b in self.fold_bounds]
         held_cross = [centred[a:b].T @ targets[a:b] for a, b in self.fold_bounds]
@@ -179,21 +182,20 @@ class ProbePlan:
         for f in range(self.n_folds):
             n = len(self.clean) - len(self.held_out[f])
             shift, target_mean = (sums - held_sums[f]) / dtype(n), (target_sums - held_targets[f]) / dtype(n)
-            system = gram - held_grams[f]  # the training probes' X^T X
-            system -= dtype(n) * np.outer(shift, shift)  # about the fold's training mean
+            system = np.subtract(gram, held_grams[f], order="F")  # the training probes' X^T X
+            system = syr(-n, shift, a=system, lower=0, overwrite_a=1)  # about the fold's training mean (upper triangle)
             mean = centre + shift
             variance = np.maximum(system[diagonal], 0) / dtype(n)
             variance[np.sqrt(variance) <= 1e-10 * np.maximum(1, np.abs(mean))] = 1
             system[diagonal] += dtype(self.alpha) * variance
             products = cross - held_cross[f]
             products -= dtype(n) * np.outer(shift, target_mean)
-            try:
-                lower = np.linalg.cholesky(system)  # the O(unit^3) work, without the interpreter lock
-            except np.linalg.LinAlgError:
-                raise np.linalg.LinAlgError(f"the ridge system of fold {f} is not positive definite; the block holds "
-                                            "non-finite activations") from None
-            solved = solve_triangular(lower, solve_triangular(lower, products, lower=True, check_finite=False), lower=True,
-                                      trans="T", check_finite=False)
+            # LAPACK posv through SciPy holds the GIL for its ~1.6 ms (NumPy's Cholesky, which releases it, took 3.9
+            # ms: benchmarks/bench_gil.py)
+            _, solved, info = posv(system, products, lower=0, overwrite_a=1, overwrite_b=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"the ridge system of fold {f} is not positive definite (LAPACK posv "
+                                            f"info {info}); the block holds non-finite activations")
             weights[f] = solved
             intercepts[f] = target_mean - mean @ solved
         return weights, intercepts, centred, centre
