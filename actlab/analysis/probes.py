@@ -182,7 +182,8 @@ class ProbePlan:
         for f in range(self.n_folds):
             n = len(self.clean) - len(self.held_out[f])
             shift, target_mean = (sums - held_sums[f]) / dtype(n), (target_sums - held_targets[f]) / dtype(n)
-            system = np.subtract(gram, held_grams[f], order="F")  # the training probes' X^T X
+            # the training probes' X^T X; symmetric, so its transpose is the same matrix, already in Fortran order
+            system = np.subtract(gram.T, held_grams[f].T, order="F")
             system = syr(-n, shift, a=system, lower=0, overwrite_a=1)  # about the fold's training mean (upper triangle)
             mean = centre + shift
             variance = np.maximum(system[diagonal], 0) / dtype(n)

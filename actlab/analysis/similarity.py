@@ -84,13 +84,17 @@ def gram_vector(x: np.ndarray) -> np.ndarray:
         raise ValueError(f"debiased CKA needs a (sample, unit) block of at least 4 samples; got shape {x.shape}")
     if _constant(x):
         return np.full(n * (n - 1) // 2, np.nan, dtype=np.float32)
+    # centred on the mean sample first (the U-centred Gram matrix does not change: a shift adds row, column and
+    # constant terms, which U-centring removes), so that x x^T in float32 keeps its small entries
     x = x.astype(np.float64)
-    gram = x @ x.T  # symmetric: its Fortran-ordered upper triangle (_upper) is its C-ordered lower one, equal
+    x -= x.mean(axis=0)
+    single = x.astype(np.float32)
+    gram = single @ single.T  # symmetric: its Fortran-ordered upper triangle (_upper) is its C-ordered lower one, equal
     rows = x @ x.sum(axis=0) - np.einsum("ij,ij->i", x, x)  # row sums of x x^T without its diagonal
     # U(K)_ij = K_ij - r_i / (n-2) - r_j / (n-2) + s / ((n-1)(n-2)): half the constant on each index's term
     half = rows / (n - 2) - rows.sum() / (2 * (n - 1) * (n - 2))
     first, second, flat = _upper(n)
-    upper = np.take(gram.ravel(), flat)
+    upper = np.take(gram.ravel(), flat).astype(np.float64)
     upper -= half[first]
     upper -= half[second]
     upper /= np.sqrt(upper @ upper)
