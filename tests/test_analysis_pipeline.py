@@ -170,3 +170,31 @@ def test_strongest_separation_is_read_by_original_label_only(tmp_path_factory):
     assert found["floor_distance"] == pytest.approx(float(distance.max()))
     assert found["cosine"] == pytest.approx(float(hidden["cos_clean_noisy_by_original_mean"].sel(
         layer=found["layer"], epoch=found["epoch"])))
+
+
+def test_each_layer_is_released_once_its_analyses_have_their_parts(tmp_path_factory, monkeypatch):
+    """The fused pass drops a layer's per-epoch arrays once every analysis has built its part of that layer (so a
+    long run holds them for the layers being read, not all), once per layer, and the results equal those of a pass
+    that keeps every array (a release before a part was built would fail it or change it)."""
+    from actlab.analysis import assembly
+
+    planted = cached_planted(tmp_path_factory)
+    monkeypatch.setattr(assembly.Statistics, "release", lambda self, layer: None)
+    kept = analyze(planted.run_dir, progress=False, n_permutations=9)
+    monkeypatch.undo()
+    released, release = [], assembly.Statistics.release
+
+    def recorded(self, layer):
+        assert layer in self.sums  # not released twice
+        released.append(layer)
+        release(self, layer)
+        assert layer not in self.sums and layer not in self.path_cosines and not self.floor_null[layer]
+
+    monkeypatch.setattr(assembly.Statistics, "release", recorded)
+    results = analyze(planted.run_dir, progress=False, n_permutations=9)
+    assert sorted(released) == sorted(actlab.open_run(planted.run_dir).layer_names)
+    assert results.attrs["errors"] == kept.attrs["errors"] == {}
+    for node in ("separation", "paths", "large_activation"):
+        xr.testing.assert_identical(results[node].to_dataset(), kept[node].to_dataset())
+    # the PCA's moments are merged in the order the blocks complete: equal to rounding from run to run
+    xr.testing.assert_allclose(results["pca"].to_dataset(), kept["pca"].to_dataset(), rtol=1e-9)

@@ -26,7 +26,8 @@ Node = xr.Dataset | dict[str, xr.Dataset]
 
 
 class Statistics:
-    """Per-layer arrays filled block by block; memory is O(layers x epochs x (classes + top units) x units).
+    """Per-layer arrays filled block by block; memory is O(layers x epochs x (classes + top units) x units) until
+    each layer's analyses have read them and :meth:`release` drops that layer's largest arrays.
 
     Parameters
     ----------
@@ -50,6 +51,7 @@ class Statistics:
         self.predicted = np.full((n_epochs, run.n_samples), -1, dtype=np.int64)
         self.blocks_added = dict.fromkeys(run.layer_names, 0)
         self._moments_lock = threading.Lock()
+        self.released: set[str] = set()
         for name in run.layer_names:
             width = int(run.layer_specs[name]["width"])
             # the sums of a float32 block are float32 products (blocks.group_sums): kept in float32 without loss
@@ -93,6 +95,18 @@ class Statistics:
         (thread-safe: blocks read in ranges hand their ranges' moments over from the worker threads)."""
         with self._moments_lock:
             self.moments[layer].update(moments)
+
+    def release(self, layer: str) -> None:
+        """Drop the largest per-epoch arrays of ``layer`` (its class sums, half sums and path cosines, its moments and
+        its nulls) once every analysis has built its part of the layer: the pass then holds them for the layers it
+        is reading, not for every layer (330 epochs of 3,000 probes: about 87 MB for each 512-unit layer).
+        :meth:`means` and the analyses' ``layer`` refuse a released layer."""
+        with self._moments_lock:
+            for arrays in (self.sums, self.half_sums, self.path_cosines, self.moments):
+                arrays.pop(layer, None)
+            self.null_clean_path[layer] = {}
+            self.floor_null[layer] = {}
+            self.released.add(layer)
 
     def is_complete(self, layer: str) -> bool:
         """Whether every block of ``layer`` has been added."""

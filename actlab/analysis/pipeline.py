@@ -448,13 +448,24 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
         parts: dict[str, dict[str, cf.Future]] = {name: {} for name in assemblies}
 
         waiting: list[str] = []  # layers complete before the output layer (blocks complete out of order)
+        building: dict[str, int] = {}  # each submitted layer's parts not done yet
+        building_lock = threading.Lock()
+
+        def part_done(layer: str, _: cf.Future) -> None:
+            with building_lock:
+                building[layer] -= 1
+                done = building[layer] == 0
+            if done:  # every analysis has its part of the layer: its per-epoch arrays are no longer read
+                stats.release(layer)
 
         def layer_complete(layer: str) -> None:
             waiting.append(layer)
             if stats.is_complete(run.layer_names[-1]):
                 for complete in waiting:
+                    building[complete] = len(assemblies)
                     for name, assembly in assemblies.items():
                         parts[name][complete] = side.submit(assembly.layer, complete)
+                        parts[name][complete].add_done_callback(functools.partial(part_done, complete))
                 waiting.clear()
 
         try:
