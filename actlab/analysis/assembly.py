@@ -51,7 +51,6 @@ class Statistics:
         self.predicted = np.full((n_epochs, run.n_samples), -1, dtype=np.int64)
         self.blocks_added = dict.fromkeys(run.layer_names, 0)
         self._moments_lock = threading.Lock()
-        self.released: set[str] = set()
         for name in run.layer_names:
             width = int(run.layer_specs[name]["width"])
             # the sums of a float32 block are float32 products (blocks.group_sums): kept in float32 without loss
@@ -100,13 +99,12 @@ class Statistics:
         """Drop the largest per-epoch arrays of ``layer`` (its class sums, half sums and path cosines, its moments and
         its nulls) once every analysis has built its part of the layer: the pass then holds them for the layers it
         is reading, not for every layer (330 epochs of 3,000 probes: about 87 MB for each 512-unit layer).
-        :meth:`means` and the analyses' ``layer`` refuse a released layer."""
+        A released layer's arrays are gone: :meth:`means` and the analyses' ``layer`` raise KeyError for it."""
         with self._moments_lock:
             for arrays in (self.sums, self.half_sums, self.path_cosines, self.moments):
                 arrays.pop(layer, None)
             self.null_clean_path[layer] = {}
             self.floor_null[layer] = {}
-            self.released.add(layer)
 
     def is_complete(self, layer: str) -> bool:
         """Whether every block of ``layer`` has been added."""

@@ -79,7 +79,6 @@ class BlockExtra(Protocol):
     reduce: Callable[[np.ndarray], Any]
     indices: np.ndarray
 
-
     def add(self, layer: str, index: int, value: Any) -> None: ...
 
     def result(self) -> xr.Dataset: ...

@@ -37,6 +37,7 @@ from actlab.store.integrity import (
     inner_chunks,
     layer_array_name,
     parameter_array_name,
+    shard_digest,
 )
 from actlab.store.pipeline import for_reading
 from actlab.store.schema import (
@@ -654,15 +655,20 @@ def damaged_chunks(run_dir: str | os.PathLike, *, attrs: Mapping[str, Any] | Non
             raise breach_error(run_dir, f"array {array_path} has more than one shard per epoch")
         if not layer_digests and array_path.startswith("layers/"):
             shard = None
+        n_chunks = inner_chunks(array)
         for slot in (int(slot) for slot in committed):
             found = _shard_problems(array, path.files, array_path, slot)
             if not found and shard is not None:
                 key = f"{array_path}/{array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))}"
-                if file_shard_digest(path.files, key, algorithm, inner_chunks(array)) != digests[slot, shard].tobytes():
+                committed_digest = digests[slot, shard].tobytes()
+                if algorithm == "chunk-crc32c":  # the shard read once: its digest, then each inner chunk's CRC32C
+                    data = path.files.read(key)
+                    if shard_digest(lambda start, stop: data[start:stop], len(data), n_chunks) != committed_digest:
+                        found = [digest_mismatch(key, algorithm)]
+                    elif (problem := chunk_crc_problem(data, n_chunks, key)) is not None:
+                        found = [problem]
+                elif file_shard_digest(path.files, key, algorithm, n_chunks) != committed_digest:
                     found = [digest_mismatch(key, algorithm)]
-                elif algorithm == "chunk-crc32c" and (  # the digest covers each inner chunk's CRC32C: check them
-                        problem := chunk_crc_problem(path.files.read(key), inner_chunks(array), key)) is not None:
-                    found = [problem]
             problems += [f"{describe(record_epochs[slot])} {problem}" for problem in found]
     if attrs.get("dynamics") is not True:
         return problems
