@@ -166,6 +166,7 @@ def test_probes_at_a_subset_of_epochs(tmp_path_factory):
     from actlab.analysis.pipeline import null_epoch_indices
     from actlab.analysis.probes import probe_epoch_indices
     from actlab.plots import plot_decodability
+    from test_figure_text import text_problems
 
     planted = cached_planted(tmp_path_factory)
     run = open_run(planted.run_dir)
@@ -181,6 +182,7 @@ def test_probes_at_a_subset_of_epochs(tmp_path_factory):
         np.testing.assert_array_equal(node[name].values, every[name].values, err_msg=name)
     figure = plot_decodability(results)
     assert f"columns: the {len(expected)} of {len(run.epochs)} recorded epochs probed" in figure.texts[0].get_text()
+    assert text_problems(figure) == ([], [])  # the longer title stays inside the figure, apart from the panels
     # an ensemble's seeds share the evenly spaced epochs but each has its own phase epochs: the maps show the
     # epochs every seed was probed at
     other = results.copy()
@@ -189,6 +191,7 @@ def test_probes_at_a_subset_of_epochs(tmp_path_factory):
     assert (f"columns: the {len(expected) - 1} of {len(run.epochs)} recorded epochs probed in every seed"
             in figure.texts[0].get_text())
     assert figure.axes[0].images[0].get_array().shape == (len(run.layer_names), len(expected) - 1)
+    assert text_problems(figure) == ([], [])
     code, _, err = run_cli("analyze", planted.run_dir, "--no-progress", "--extra", "probes", "--probe-epochs", "1",
                            "--out", str(tmp_path_factory.mktemp("refused") / "out"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--probe-epochs" in err, err

@@ -20,13 +20,13 @@ TARGETS_SHOWN: dict[str, str] = {
 
 
 def probed_epochs_words(attrs: Any, n_shown: int, n_seeds: int = 1) -> str:
-    """``"; columns: the 16 of 85 recorded epochs probed"`` (``... probed in every seed`` for an ensemble), or
-    ``""`` when every recorded epoch is shown (``attrs``: of a ``/probes`` node; results from before the epoch
+    """``"\ncolumns: the 16 of 85 recorded epochs probed"`` (``... probed in every seed`` for an ensemble), a line
+    of the title of its own, or ``""`` when every recorded epoch is shown (``attrs``: of a ``/probes`` node; results from before the epoch
     subset were probed at every epoch and have no ``n_recorded_epochs``)."""
     recorded = attrs.get("n_recorded_epochs")
     if recorded is None or int(recorded) == n_shown:
         return ""
-    return f"; columns: the {n_shown} of {int(recorded)} recorded epochs probed" + (" in every seed" if n_seeds > 1 else "")
+    return f"\ncolumns: the {n_shown} of {int(recorded)} recorded epochs probed" + (" in every seed" if n_seeds > 1 else "")
 
 
 @styled
