@@ -215,10 +215,13 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
     mean with its noisy mean), with clean and noisy membership shuffled within the class, so both groups keep
     the sizes of the comparison (n clean against m noisy probes). A cosine of means is the cosine of sums; with
     the pool's sum S, a permutation's noisy sum N = i X (i its indicator over the pool's rows X) and clean sum
-    S - N, it needs S.N = i (X S), |N|^2 = i G i^T and |S|^2 = 1 G 1 only, with G = X X^T: one Gram matrix of the
-    pool per class (float64) and its Cholesky factor, then one triangular product of the indicators with it
-    (:func:`_pool_quadratic_forms`), whatever the layer's width.
-    A layer narrower than the pool (an output layer) takes the noisy sums i X themselves, the smaller product.
+    S - N, it needs S.N = i (X S), |N|^2 = i G i^T and |S|^2 only, with G = X X^T: one Gram matrix of the
+    pool per class, then one product of the indicators with it (:func:`_pool_quadratic_forms`), whatever the
+    layer's width. A layer narrower than the pool (an output layer) takes the noisy sums i X themselves, the smaller
+    product. The products run in the block's precision, as the observed cosine's class sums do
+    (:func:`group_sums`): for a float32 block |N|^2 carries float32 rounding (about 1e-6 relative, against
+    float64 sums by hand in ``tests/test_analysis_kernels.py``), at half the time of float64 products; S.S and
+    S.N are summed in float64.
 
     Parameters
     ----------
@@ -233,15 +236,16 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
     permuted mean is zero
     """
     x = np.asarray(x)
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
     out = np.full((members.shape[0], n_classes), np.nan)
     for c in range(n_classes):
         pool = np.flatnonzero((members[0] == c).any(axis=0))
         if len(pool) == 0 or not (members[0, 1, pool] == c).any() or not (members[0, 0, pool] == c).any():
             continue
-        block = x[pool].astype(np.float64)
-        indicator = _indicator(members[:, 1, pool], c, np.float64)  # (permutation, pool)
+        block = x[pool].astype(dtype, copy=False)
+        indicator = _indicator(members[:, 1, pool], c, dtype)  # (permutation, pool)
         if block.shape[1] < len(pool):  # a layer narrower than the pool: the noisy sums are the smaller product
-            total, noisy = block.sum(axis=0), indicator @ block
+            total, noisy = block.sum(axis=0, dtype=np.float64), (indicator @ block).astype(np.float64)
             total_total, total_noisy, noisy_noisy = total @ total, noisy @ total, np.einsum("pu,pu->p", noisy, noisy)
         else:
             total_total, total_noisy, noisy_noisy = _pool_quadratic_forms(block, indicator)
@@ -250,17 +254,17 @@ def permuted_cosines(x: np.ndarray, members: np.ndarray, n_classes: int) -> np.n
 
 
 def _pool_quadratic_forms(block: np.ndarray, indicator: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """S.S, S.N and N.N of a pool's rows X (pool, unit) in float64, with S = 1 X and each permutation's N = i X.
+    """S.S, S.N and N.N of a pool's rows X (pool, unit), with S = 1 X and each permutation's N = i X.
 
-    S.S = |X^T 1|^2 and S.N = i (X X^T 1) are matrix-vector products; N.N = i G i^T with G = X X^T, as the row
-    sums of (i G) * i. Every product is NumPy's, which releases the interpreter lock (GIL) while BLAS runs
-    (SciPy's BLAS and LAPACK wrappers hold it), so the fused pass's threads compute their blocks' nulls side
-    by side.
+    S.S = |X^T 1|^2 and S.N = i (X S) are matrix-vector products in float64; N.N = i G i^T with G = X X^T, as the
+    row sums of (i G) * i, in the precision of ``block`` and ``indicator``. Every product is NumPy's, which releases
+    the interpreter lock (GIL) while BLAS runs (SciPy's BLAS and LAPACK wrappers hold it), so the fused pass's
+    threads compute their blocks' nulls side by side.
 
     Parameters
     ----------
-    block : ndarray of float64, shape (pool, unit)
-    indicator : ndarray of float64, shape (permutation, pool)
+    block : ndarray of float32 or float64, shape (pool, unit)
+    indicator : ndarray of ``block``'s dtype, shape (permutation, pool)
         0/1: the rows each permutation gives to N.
 
     Returns
@@ -268,10 +272,10 @@ def _pool_quadratic_forms(block: np.ndarray, indicator: np.ndarray) -> tuple[flo
     total_total : float
     total_noisy, noisy_noisy : ndarray of float64, shape (permutation,)
     """
-    total = block.sum(axis=0)
+    total = block.sum(axis=0, dtype=np.float64)
     gram = block @ block.T  # G = X X^T (NumPy computes a product with its own transpose by a rank-k update)
-    noisy_noisy = np.einsum("pi,pi->p", indicator @ gram, indicator)
-    return float(total @ total), indicator @ (gram.sum(axis=1)), noisy_noisy
+    noisy_noisy = np.einsum("pi,pi->p", indicator @ gram, indicator, dtype=np.float64)
+    return float(total @ total), indicator @ (block @ total), noisy_noisy
 
 
 def clean_noisy_cosine(total_total: np.ndarray | float, total_noisy: np.ndarray, noisy_noisy: np.ndarray) -> np.ndarray:
