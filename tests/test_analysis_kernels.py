@@ -30,15 +30,16 @@ def hand_cosine(a, b):
 
 
 @pytest.mark.parametrize("units", [16, 5])  # wider than every class's pool (7 to 10 probes: its Gram) and narrower
-def test_permuted_cosines_equal_the_cosine_of_permuted_means_by_hand(units):
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])  # products in the block's precision
+def test_permuted_cosines_equal_the_cosine_of_permuted_means_by_hand(units, dtype, rtol):
     x, codes, _, n_classes = random_block(units=units)
     x64 = x.astype(np.float64)
     for noisy in blocks.FLOOR_GROUPINGS:
         members = blocks.null_memberships(codes, n_classes, 30, seed=2, noisy=noisy)
-        found = blocks.permuted_cosines(x, members, n_classes)
+        found = blocks.permuted_cosines(x.astype(dtype), members, n_classes)
         expected = np.array([[hand_cosine(x64[clean == c].mean(axis=0), x64[other == c].mean(axis=0))
                               for c in range(n_classes)] for clean, other in members])
-        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(found, expected, rtol=rtol, atol=rtol / 10)
         assert np.isfinite(found).all()
 
 
