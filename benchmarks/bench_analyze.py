@@ -286,7 +286,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse an existing store in --dir")
     parser.add_argument("--keep", action="store_true", help="keep the store afterwards")
     parser.add_argument("--pca-epochs", type=int, help="analyze's pca_epochs (default: analyze's own, 16)")
-    parser.add_argument("--path-permutations", type=int, help="analyze's path_permutations (default: analyze's own, 99)")
+    parser.add_argument("--path-permutations", type=int, help="analyze's path_permutations (default: analyze's own, 199)")
     parser.add_argument("--extra", default="", help="also time analyze with these extras (e.g. probes,cka) in each round, "
                                                     "side by side with the analysis without them; with probes, also "
                                                     "with the probes at every recorded epoch (probe_epochs=None)")
