@@ -459,22 +459,22 @@ def path_split_null_of(attributed: xr.Dataset, nulls: Mapping[int, Callable[[], 
         counts = bootstrap_counts(attributed.sizes["sample"], n_bootstrap, seed)
     out = {name: np.full(len(epochs), np.nan) for name in NULL_VARIABLES}
     null = np.full((len(epochs), n_permutations), np.nan)
+    # the observed arrays read into NumPy once (epoch, sample), not a Dataset per epoch
+    relevant, observed, correct = (attributed[name].transpose("epoch", "sample").values
+                                   for name in ("relevant_class", "clean_path", "correct"))
     for epoch, made in nulls.items():
         i = int(np.flatnonzero(epochs == epoch)[0])
-        row = attributed.isel(epoch=i)
-        cls = row["relevant_class"].values.astype(np.int64)
+        cls = relevant[i].astype(np.int64)
         paths = made()
         picked = np.take_along_axis(paths, np.broadcast_to(cls[None, :, None], paths.shape[:2] + (1,)), axis=2)[..., 0]
         del paths
-        found = split_null(row["clean_path"].values, np.where(picked >= 0, picked, np.float32(np.nan)), row["correct"].values,
+        found = split_null(observed[i], np.where(picked >= 0, picked, np.float32(np.nan)), correct[i],
                            n_bootstrap=n_bootstrap, seed=seed, counts=counts)
         null[i] = found["null"]
         for name in NULL_VARIABLES:
             out[name][i] = found[name.removeprefix("split_")]
-    ds = xr.Dataset(
-        {name: ("epoch", values, {"long_name": NULL_VARIABLES[name], "units": "1"}) for name, values in out.items()},
-        coords={"epoch": epochs})
-    ds["split_null"] = (("epoch", "permutation"), null, {"long_name": "split under each permutation", "units": "1"})
-    ds.attrs.update(null_epochs=[int(e) for e in nulls], n_permutations=int(n_permutations),
-                    n_bootstrap=int(n_bootstrap), seed=int(seed), p_floor=1.0 / (1 + n_permutations))
-    return ds
+    variables = {name: ("epoch", values, {"long_name": NULL_VARIABLES[name], "units": "1"}) for name, values in out.items()}
+    variables["split_null"] = (("epoch", "permutation"), null, {"long_name": "split under each permutation", "units": "1"})
+    return xr.Dataset(variables, coords={"epoch": epochs}, attrs={
+        "null_epochs": [int(e) for e in nulls], "n_permutations": int(n_permutations), "n_bootstrap": int(n_bootstrap),
+        "seed": int(seed), "p_floor": 1.0 / (1 + n_permutations)})
