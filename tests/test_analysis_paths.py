@@ -139,6 +139,61 @@ def test_bootstrap_interval_of_the_excess_by_hand(n_bootstrap):
     assert (found["excess_low"], found["excess_high"]) == pytest.approx(tuple(np.percentile(excess, [2.5, 97.5])))
 
 
+def _share_by_hand(path, right):
+    ok = np.isfinite(path)
+    return (np.mean(path[ok & right]) if np.any(ok & right) else np.nan) - (
+        np.mean(path[ok & ~right]) if np.any(ok & ~right) else np.nan)
+
+
+@pytest.mark.parametrize("correct_rate", [0.0, 0.1, 0.6, 1.0])  # no correct, few, many, no wrong prediction
+def test_split_null_with_undefined_null_paths_by_hand(correct_rate):
+    """Null paths undefined in several patterns (the split groups the permutations by their defined probes) and
+    one side empty: the null and the bootstrap excess against plain means over each resample."""
+    rng = np.random.default_rng(5)
+    n, n_permutations = 30, 12
+    observed = rng.integers(0, 2, n).astype(float)
+    observed[[2, 9]] = np.nan
+    null = rng.integers(0, 2, (n_permutations, n)).astype(np.float32)
+    null[:4, 5] = np.nan  # permutations 0-3 share one pattern, 6 and 7 others, the rest every probe defined
+    null[6, [1, 7]] = np.nan
+    null[7, :] = np.nan  # no defined probe: NaN, left out of the null mean
+    correct = rng.uniform(size=n) < correct_rate
+    found = paths.split_null(observed, null, correct, n_bootstrap=70, seed=8)
+
+    expected_null = np.array([_share_by_hand(row.astype(float), correct) for row in null])
+    np.testing.assert_array_equal(np.isnan(found["null"]), np.isnan(expected_null))
+    np.testing.assert_allclose(found["null"], expected_null, rtol=1e-12)
+    if not 0 < correct_rate < 1:
+        assert np.isnan(found["split"]) and np.isnan(found["excess_low"]) and np.isnan(found["p_value"])
+        return
+    excess = []
+    for draw in np.random.default_rng(8).integers(0, n, (70, n)):
+        nulls = np.array([_share_by_hand(row[draw].astype(float), correct[draw]) for row in null])
+        # a resample without a correct prediction has every null NaN: its excess is NaN, left out
+        null_mean = np.nanmean(nulls) if np.isfinite(nulls).any() else np.nan
+        excess.append(_share_by_hand(observed[draw], correct[draw]) - null_mean)
+    assert (found["excess_low"], found["excess_high"]) == pytest.approx(tuple(np.nanpercentile(excess, [2.5, 97.5])))
+
+
+def test_shared_bootstrap_counts_are_the_drawn_ones():
+    """bootstrap_counts are the resamples split_null draws itself: passing them changes nothing; a wrong shape is
+    refused."""
+    rng = np.random.default_rng(6)
+    observed, null = rng.integers(0, 2, 50).astype(float), rng.integers(0, 2, (9, 50)).astype(np.float32)
+    correct = rng.uniform(size=50) < 0.5
+    counts = paths.bootstrap_counts(50, 130, 3)
+    assert counts.dtype == np.uint8 and counts.shape == (130, 50)
+    np.testing.assert_array_equal(counts, np.concatenate(list(blocks.bootstrap_count_batches(50, 130, 3, np.int64))))
+    np.testing.assert_array_equal(counts, [np.bincount(d, minlength=50)
+                                           for d in np.random.default_rng(3).integers(0, 50, (130, 50))])
+    drawn = paths.split_null(observed, null, correct, n_bootstrap=130, seed=3)
+    shared = paths.split_null(observed, null, correct, n_bootstrap=130, seed=3, counts=counts)
+    for key in drawn:
+        np.testing.assert_array_equal(drawn[key], shared[key], err_msg=key)
+    with pytest.raises(ValueError, match="counts must have shape"):
+        paths.split_null(observed, null, correct, n_bootstrap=131, seed=3, counts=counts)
+
+
 def test_noise_layer_split_is_within_its_null(tmp_path_factory):
     """hidden2 is noise (no clean or noisy signal): at every epoch with a null the split is not significant."""
     _, results = cached_results(tmp_path_factory)

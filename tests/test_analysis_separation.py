@@ -76,6 +76,57 @@ def test_pipeline_equals_composable_function(tmp_path_factory):
             np.testing.assert_allclose(fused[name].values, direct[name].values, rtol=1e-12, err_msg=name)
 
 
+def test_separation_from_means_by_hand_lazy_and_eager():
+    """The cosines and their class means against a loop over classes (a class without noisy probes NaN and left
+    out of the mean), the floor test's null epochs in any order, and dask-backed means giving the same numbers."""
+    import dask.array as da
+
+    from actlab.analysis import blocks, separation
+
+    rng = np.random.default_rng(3)
+    n_epochs, n_classes, n_units = 3, 5, 7
+    counts = np.full((len(blocks.GROUPINGS), n_classes), 4)
+    counts[blocks.GROUPINGS.index("noisy_by_original"), 2] = 0
+    data = rng.normal(size=(n_epochs, len(blocks.GROUPINGS), n_classes, n_units))
+    data[:, blocks.GROUPINGS.index("noisy_by_original"), 2] = np.nan
+    epochs = xr.DataArray([0, 4, 9])
+    means = separation.means_dataarray(data, epochs, xr.DataArray(np.arange(n_units)), counts, "hidden1")
+    half_counts = np.full((len(blocks.HALVES), n_classes), 2)
+    halves = separation.half_means_dataarray(rng.normal(size=(n_epochs, 2, n_classes, n_units)), epochs,
+                                             xr.DataArray(np.arange(n_units)), half_counts)
+    eager = separation.separation_from_means(means, halves)
+    for name, (a, b, _) in separation.PAIRS.items():
+        x, y = data[:, blocks.GROUPINGS.index(a)], data[:, blocks.GROUPINGS.index(b)]
+        expected = np.array([[u @ v / np.linalg.norm(u) / np.linalg.norm(v) for u, v in zip(xe, ye)] for xe, ye in zip(x, y)])
+        np.testing.assert_allclose(eager[name].transpose("epoch", "class"), expected, rtol=1e-12, err_msg=name)
+        with np.errstate(invalid="ignore"):
+            expected_mean = np.array([np.mean(row[np.isfinite(row)]) for row in expected])
+        np.testing.assert_allclose(eager[f"{name}_mean"], expected_mean, rtol=1e-12, err_msg=name)
+        assert eager[name].attrs["layer"] == "hidden1" and eager[name].attrs["units"] == "1"
+    assert np.isnan(eager["cos_clean_noisy_by_original"].sel({"class": 2})).all()
+    np.testing.assert_array_equal(eager["count"].transpose("grouping", "class"), counts)
+    np.testing.assert_array_equal(eager["half_count"], half_counts[0])
+
+    lazy = separation.separation_from_means(means.copy(data=da.from_array(data, chunks=(1, -1, -1, -1))),
+                                            halves.copy(data=da.from_array(halves.values, chunks=(2, -1, -1, -1))))
+    assert isinstance(lazy["cos_clean_test"].data, da.Array)
+    xr.testing.assert_identical(lazy.compute(), eager)
+
+    null = rng.normal(size=(2, len(blocks.FLOOR_GROUPINGS), 9, n_classes))
+    tested = separation.floor_test(eager, separation.floor_null_dataarray(null, np.array([9, 0]), n_classes))
+    assert tested.attrs["null_epochs"] == [9, 0]
+    for k, epoch in enumerate([9, 0]):
+        for j, g in enumerate(blocks.FLOOR_GROUPINGS):
+            observed = eager[f"cos_clean_{g}"].sel(epoch=epoch).values
+            kept = np.isfinite(observed)
+            values = null[k, j][:, kept].mean(axis=1)
+            np.testing.assert_allclose(tested[f"cos_clean_{g}_null"].sel(epoch=epoch), values, rtol=1e-12)
+            assert float(tested[f"cos_clean_{g}_p_value"].sel(epoch=epoch)) == pytest.approx(
+                (1 + np.sum(values <= observed[kept].mean())) / 10)
+            assert float(tested[f"cos_clean_{g}_floor_low"].sel(epoch=epoch)) == pytest.approx(np.percentile(values, 2.5))
+    assert np.isnan(tested["cos_clean_noisy_by_original_p_value"].sel(epoch=4))
+
+
 def test_class_without_noisy_probes_is_nan_with_warning(tmp_path):
     planted = planted_run(tmp_path / "run", commit_epochs=[0, 10], empty_noisy_class=2)
     act = actlab.open_run(planted.run_dir).layer("hidden1")

@@ -250,6 +250,17 @@ class PathsAssembly:
 
     def __init__(self, stats: Statistics, relevant: str, n_bootstrap: int) -> None:
         self.stats, self.relevant, self.n_bootstrap = stats, relevant, n_bootstrap
+        self._counts: np.ndarray | None = None
+        self._counts_lock = threading.Lock()
+
+    def bootstrap_counts(self) -> np.ndarray:
+        """The resamples of the test probes (:func:`~actlab.analysis.paths.bootstrap_counts`), drawn once for
+        every layer's split null (thread-safe)."""
+        with self._counts_lock:
+            if self._counts is None:
+                self._counts = paths.bootstrap_counts(len(self.stats.plan.test_index), self.n_bootstrap,
+                                                      self.stats.plan.seed)
+            return self._counts
 
     def layer(self, name: str) -> tuple[xr.Dataset, xr.Dataset]:
         stats, run, plan = self.stats, self.stats.run, self.stats.plan
@@ -263,7 +274,8 @@ class PathsAssembly:
                                            predicted, self.relevant)
         found = self.stats.null_clean_path[name]  # packed; unpacked one epoch at a time
         null = paths.path_split_null_of(attributed, {int(run.epochs[i]): found[i].unpack for i in sorted(found)},
-                                        plan.null_permutations, n_bootstrap=self.n_bootstrap, seed=plan.seed)
+                                        plan.null_permutations, n_bootstrap=self.n_bootstrap, seed=plan.seed,
+                                        counts=self.bootstrap_counts() if found else None)
         return attributed, null
 
     def combine(self, parts: list[tuple[xr.Dataset, xr.Dataset]]) -> xr.Dataset:

@@ -253,8 +253,73 @@ def _nan_percentiles(x: np.ndarray, q: Sequence[float]) -> np.ndarray:
     return np.percentile(kept, q) if kept.size else np.full(len(q), np.nan)
 
 
+def bootstrap_counts(n: int, n_bootstrap: int, seed: int = SEED) -> np.ndarray:
+    """Multiplicity of each of ``n`` samples in each of ``n_bootstrap`` resamples with replacement, all at once.
+
+    The rows of :func:`actlab.analysis.blocks.bootstrap_count_batches` (``default_rng(seed).integers(0, n,
+    (n_bootstrap, n))`` counted), stacked in the smallest unsigned integer type that holds the largest count
+    (uint8 in practice: 999 resamples of 50,000 samples are 50 MB, not the 200 MB of float32), so that the
+    split nulls of every epoch and layer share one draw instead of drawing it again each.
+
+    Parameters
+    ----------
+    n, n_bootstrap : int
+        Samples (>= 1), resamples.
+    seed : int
+
+    Returns
+    -------
+    ndarray of unsigned int, shape (n_bootstrap, n); each row sums to ``n``
+    """
+    batches = [counts.astype(np.min_scalar_type(int(counts.max())))
+               for counts in blocks.bootstrap_count_batches(n, n_bootstrap, seed, np.int64)]
+    return np.concatenate(batches)
+
+
+_Side = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""One side of :func:`_split_sides`: sample indices, columns, each path's pattern."""
+
+
+def _split_sides(clean_path: np.ndarray, correct: np.ndarray, dtype: Any) -> list[_Side]:
+    """What :func:`_sides_split` multiplies the weights with, for the correct then the wrong predictions: the
+    side's sample indices, its (side sample, path + pattern) columns in ``dtype`` (each path's clean path with
+    its undefined entries as 0, then each distinct pattern of defined samples among the paths: usually one, every
+    sample defined) and each path's pattern. The values are 0 and 1, exact in any float."""
+    values = np.asarray(clean_path).astype(dtype, copy=False)
+    n_paths = values.shape[0]
+    sides = []
+    for among in (correct, ~correct):
+        index = np.flatnonzero(among)
+        part = values[:, index]
+        defined = np.isfinite(part)
+        found: dict[bytes, int] = {}  # pattern -> its number, in order of first appearance
+        pattern_of = np.array([found.setdefault(row.tobytes(), len(found)) for row in np.packbits(defined, axis=1)],
+                              dtype=np.intp)
+        patterns = defined[np.unique(pattern_of, return_index=True)[1]]
+        columns = np.empty((len(index), n_paths + len(patterns)), dtype=dtype)
+        columns[:, :n_paths] = 0
+        np.copyto(columns[:, :n_paths].T, part, where=defined)
+        columns[:, n_paths:] = patterns.T
+        sides.append((index, columns, pattern_of))
+    return sides
+
+
+def _sides_split(weights: np.ndarray, sides: list[_Side]) -> np.ndarray:
+    """(draw, path) splits of the (draw, sample) ``weights`` (integer counts) from :func:`_split_sides`: each
+    side's clean and defined sums are one product of the side's weights and columns (integers below 2**24 in
+    float32, exact), the share of each path its clean sum over its pattern's defined sum, NaN where that is 0."""
+    shares = []
+    for index, columns, pattern_of in sides:
+        products = (weights[:, index].astype(columns.dtype) @ columns).astype(np.float64)
+        numerator, denominator = products[:, :len(pattern_of)], products[:, len(pattern_of):][:, pattern_of]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares.append(np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan))
+    return shares[0] - shares[1]
+
+
 def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.ndarray, *,
-               n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED) -> dict[str, np.ndarray | float]:
+               n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED, counts: np.ndarray | None = None,
+               ) -> dict[str, np.ndarray | float]:
     """The observed split against its permutation null, at one epoch.
 
     Parameters
@@ -264,6 +329,9 @@ def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.
     null_clean_path : ndarray, shape (permutation, sample)
         The same under each permutation of the training probes' clean/noisy membership.
     correct : ndarray of bool, shape (sample,)
+    counts : ndarray, shape (n_bootstrap, sample), optional
+        :func:`bootstrap_counts` ``(sample, n_bootstrap, seed)``, to share one draw between calls; drawn here
+        when None.
 
     Returns
     -------
@@ -275,19 +343,25 @@ def split_null(clean_path: np.ndarray, null_clean_path: np.ndarray, correct: np.
         = (1 + #{null >= split}) / (1 + permutations), one-sided.
     """
     n = len(clean_path)
-    # every product below sums counts of 0/1 columns: integers, exact in float32 below 2**24 samples; the columns
-    # are built once, in that precision, for the split, its null and the resamples. All-NaN draws (no wrong
-    # prediction) give NaN, computed without NumPy's warnings, whose filters are not thread-safe (the fused pass
-    # assembles layers on threads); the resamples' counts a batch at a time
+    if counts is None:
+        counts = bootstrap_counts(n, n_bootstrap, seed)
+    elif counts.shape != (n_bootstrap, n):
+        raise ValueError(f"counts must have shape (n_bootstrap, samples) = {(n_bootstrap, n)}; got {counts.shape}")
+    # every product below sums counts of 0/1 columns: integers, exact in float32 below 2**24 samples, so the
+    # correct and the wrong predictions are multiplied apart (half the products of one (sample, 4 * path) matrix
+    # whose columns are zero on the other side) and a defined-sample pattern shared by several paths once. All-NaN
+    # draws (no wrong prediction) give NaN, computed without NumPy's warnings, whose filters are not thread-safe
+    # (the fused pass assembles layers on threads); the resamples a batch at a time
     dtype = np.float32 if n < 2**24 else np.float64
-    observed_columns = _split_columns(clean_path[None], correct, dtype)
-    null_columns = _split_columns(null_clean_path, correct, dtype)
-    ones = np.ones((1, n), dtype=dtype)
-    observed = float(_shares(ones @ observed_columns)[0, 0])
-    null = _shares(ones @ null_columns)[0]
+    observed_sides = _split_sides(clean_path[None], correct, dtype)
+    null_sides = _split_sides(null_clean_path, correct, dtype)
+    ones = np.ones((1, n), dtype=np.uint8)
+    observed = float(_sides_split(ones, observed_sides)[0, 0])
+    null = _sides_split(ones, null_sides)[0]
     excess = np.concatenate([np.zeros(0)] + [
-        _shares(counts @ observed_columns)[:, 0] - _nan_mean(_shares(counts @ null_columns), axis=1)
-        for counts in blocks.bootstrap_count_batches(n, n_bootstrap, seed, dtype)])
+        _sides_split(batch, observed_sides)[:, 0] - _nan_mean(_sides_split(batch, null_sides), axis=1)
+        for batch in (counts[start:start + blocks.BOOTSTRAP_BATCH]
+                      for start in range(0, n_bootstrap, blocks.BOOTSTRAP_BATCH))])
     null_mean = float(_nan_mean(null))
     null_low, null_high = _nan_percentiles(null, [2.5, 97.5])
     excess_low, excess_high = _nan_percentiles(excess, [2.5, 97.5])
@@ -359,7 +433,7 @@ def path_split_null(attributed: xr.Dataset, null_clean_path: xr.DataArray, *, n_
 
 
 def path_split_null_of(attributed: xr.Dataset, nulls: Mapping[int, Callable[[], np.ndarray]], n_permutations: int, *,
-                       n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED) -> xr.Dataset:
+                       n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED, counts: np.ndarray | None = None) -> xr.Dataset:
     """:func:`path_split_null` from each epoch's null clean paths made on demand, one epoch held at a time.
 
     Parameters
@@ -371,6 +445,9 @@ def path_split_null_of(attributed: xr.Dataset, nulls: Mapping[int, Callable[[], 
         :func:`actlab.analysis.blocks.null_clean_paths` gives them (the fused pass keeps them packed,
         :class:`actlab.analysis.blocks.PackedPaths`).
     n_permutations : int
+    counts : ndarray, shape (n_bootstrap, sample), optional
+        :func:`bootstrap_counts` ``(sample, n_bootstrap, seed)`` of the test probes, to share one draw between
+        layers; drawn here (once for every epoch) when None.
 
     Returns
     -------
@@ -378,24 +455,26 @@ def path_split_null_of(attributed: xr.Dataset, nulls: Mapping[int, Callable[[], 
         As :func:`path_split_null`.
     """
     epochs = attributed["epoch"].values
+    if counts is None and nulls:
+        counts = bootstrap_counts(attributed.sizes["sample"], n_bootstrap, seed)
     out = {name: np.full(len(epochs), np.nan) for name in NULL_VARIABLES}
     null = np.full((len(epochs), n_permutations), np.nan)
+    # the observed arrays read into NumPy once (epoch, sample), not a Dataset per epoch
+    relevant, observed, correct = (attributed[name].transpose("epoch", "sample").values
+                                   for name in ("relevant_class", "clean_path", "correct"))
     for epoch, made in nulls.items():
         i = int(np.flatnonzero(epochs == epoch)[0])
-        row = attributed.isel(epoch=i)
-        cls = row["relevant_class"].values.astype(np.int64)
+        cls = relevant[i].astype(np.int64)
         paths = made()
         picked = np.take_along_axis(paths, np.broadcast_to(cls[None, :, None], paths.shape[:2] + (1,)), axis=2)[..., 0]
         del paths
-        found = split_null(row["clean_path"].values, np.where(picked >= 0, picked, np.float32(np.nan)), row["correct"].values,
-                           n_bootstrap=n_bootstrap, seed=seed)
+        found = split_null(observed[i], np.where(picked >= 0, picked, np.float32(np.nan)), correct[i],
+                           n_bootstrap=n_bootstrap, seed=seed, counts=counts)
         null[i] = found["null"]
         for name in NULL_VARIABLES:
             out[name][i] = found[name.removeprefix("split_")]
-    ds = xr.Dataset(
-        {name: ("epoch", values, {"long_name": NULL_VARIABLES[name], "units": "1"}) for name, values in out.items()},
-        coords={"epoch": epochs})
-    ds["split_null"] = (("epoch", "permutation"), null, {"long_name": "split under each permutation", "units": "1"})
-    ds.attrs.update(null_epochs=[int(e) for e in nulls], n_permutations=int(n_permutations),
-                    n_bootstrap=int(n_bootstrap), seed=int(seed), p_floor=1.0 / (1 + n_permutations))
-    return ds
+    variables = {name: ("epoch", values, {"long_name": NULL_VARIABLES[name], "units": "1"}) for name, values in out.items()}
+    variables["split_null"] = (("epoch", "permutation"), null, {"long_name": "split under each permutation", "units": "1"})
+    return xr.Dataset(variables, coords={"epoch": epochs}, attrs={
+        "null_epochs": [int(e) for e in nulls], "n_permutations": int(n_permutations), "n_bootstrap": int(n_bootstrap),
+        "seed": int(seed), "p_floor": 1.0 / (1 + n_permutations)})

@@ -687,19 +687,24 @@ def summary(results: xr.DataTree) -> dict[str, Any]:
                 "null_high": "split_null_high", "excess": "split_excess", "excess_low": "split_excess_low",
                 "excess_high": "split_excess_high", "p_value": "split_p_value"}
 
+        # each variable read once into NumPy (layer, epoch[, permutation]), not a scalar .sel per value
+        tables = {var: node[var].transpose("layer", "epoch").values
+                  for var in ("clean_share_correct", "clean_share_wrong", *keys.values())}
+        null = node["split_null"].transpose("layer", "epoch", "permutation").values
+        epoch_at = {int(e): i for i, e in enumerate(node["epoch"].values.tolist())}
+
         def by_layer(epoch: int) -> dict[str, dict[str, Any]]:
-            at = node.sel(epoch=epoch)
+            e, e0, split = epoch_at[int(epoch)], epoch_at[first], tables["split"]
             return {str(name): {
-                "clean_share_correct": _number(float(at["clean_share_correct"].sel(layer=name))),
-                "clean_share_wrong": _number(float(at["clean_share_wrong"].sel(layer=name))),
-                **{key: _number(float(at[var].sel(layer=name))) for key, var in keys.items()},
-                "split_epoch0": _number(float(node["split"].sel(layer=name, epoch=first))),
-                "split_gain": _number(float(at["split"].sel(layer=name) - node["split"].sel(layer=name, epoch=first))),
+                "clean_share_correct": _number(float(tables["clean_share_correct"][i, e])),
+                "clean_share_wrong": _number(float(tables["clean_share_wrong"][i, e])),
+                **{key: _number(float(tables[var][i, e])) for key, var in keys.items()},
+                "split_epoch0": _number(float(split[i, e0])),
+                "split_gain": _number(float(split[i, e] - split[i, e0])),
                 "gain_p_value": None if epoch == first else paths.split_change_p_value(
-                    float(at["split"].sel(layer=name)), float(node["split"].sel(layer=name, epoch=first)),
-                    at["split_null"].sel(layer=name).values, node["split_null"].sel(layer=name, epoch=first).values),
+                    float(split[i, e]), float(split[i, e0]), null[i, e], null[i, e0]),
                 "p_floor": 1.0 / (1 + n_permutations), "n_permutations": n_permutations,
-            } for name in node["layer"].values}
+            } for i, name in enumerate(node["layer"].values)}
 
         last = int(node["epoch"].values[-1])
         at_phases = {phase: {"epoch": e, "by_layer": by_layer(e)}

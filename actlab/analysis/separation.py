@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import xarray as xr
 
@@ -93,17 +95,41 @@ def noise_floor(halves: xr.DataArray) -> xr.Dataset:
     xr.Dataset
         ``cos_clean_halves`` (epoch, class), ``cos_clean_halves_mean`` (epoch,) and ``half_count`` (class,).
     """
-    cos = xr.apply_ufunc(blocks.cosine, halves.sel(half=HALVES[0], drop=True), halves.sel(half=HALVES[1], drop=True),
-                         input_core_dims=[["unit"], ["unit"]], dask="parallelized", output_dtypes=[np.float64])
-    cos = cos.drop_vars("count", errors="ignore")
-    return xr.Dataset({
-        "cos_clean_halves": cos.assign_attrs(
-            long_name="noise floor: cosine between the class means of two random halves of the clean probes", units="1"),
-        "cos_clean_halves_mean": cos.mean("class", skipna=True).assign_attrs(
-            long_name="mean over classes of cos_clean_halves (separation noise floor)", units="1"),
-        "half_count": halves["count"].sel(half=HALVES[0], drop=True).drop_vars("count", errors="ignore").assign_attrs(
-            long_name="clean probes in each half of a class", units="1"),
-    })
+    cos = _cosines(halves, "half", [(HALVES[0], HALVES[1])])[:, 0]
+    count = halves["count"].sel(half=HALVES[0])
+    return xr.Dataset({  # the cosines keep the attrs of the half means, as xarray's ufuncs and reductions do
+        "cos_clean_halves": (("epoch", "class"), cos, {**halves.attrs,
+            "long_name": "noise floor: cosine between the class means of two random halves of the clean probes",
+            "units": "1"}),
+        "cos_clean_halves_mean": ("epoch", _class_mean(cos), {**halves.attrs,
+            "long_name": "mean over classes of cos_clean_halves (separation noise floor)", "units": "1"}),
+        "half_count": ("class", count.values, {**count.attrs, "long_name": "clean probes in each half of a class",
+                                               "units": "1"}),
+    }, coords={"epoch": halves["epoch"].variable, "class": halves["class"].variable})
+
+
+def _cosines(means: xr.DataArray, dim: str, pairs: list[tuple[str, str]]) -> Any:
+    """Cosines over ``unit`` between the class means at labels a and b of ``dim`` for each pair (a, b):
+    (epoch, pair, class), NumPy, or dask for dask ``means`` (computed chunk by chunk as :func:`blocks.cosine`)."""
+    labels = list(means[dim].values)
+    a, b = ([labels.index(pair[k]) for pair in pairs] for k in (0, 1))
+    data = means.transpose("epoch", dim, "class", "unit").data
+
+    def cosines(x: np.ndarray) -> np.ndarray:
+        return np.stack([blocks.cosine(x[:, i], x[:, j]) for i, j in zip(a, b)], axis=1)
+
+    if isinstance(data, np.ndarray):
+        return cosines(data)
+    return data.rechunk({1: -1, 2: -1, 3: -1}).map_blocks(cosines, chunks=(data.chunks[0], (len(pairs),), data.chunks[2]),
+                                                          drop_axis=3, dtype=np.float64)
+
+
+def _class_mean(cos: Any) -> Any:
+    """Mean over the last axis (class) of the finite cosines, NaN where none is (``np.nanmean``'s sums and counts,
+    without its warning, whose filters are not thread-safe); NumPy or dask."""
+    kept = ~np.isnan(cos)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(np.where(kept, cos, 0.0), axis=-1) / np.sum(kept, axis=-1, dtype=np.intp)
 
 
 def floor_null(act: xr.DataArray, n_permutations: int = FLOOR_PERMUTATIONS, seed: int = SEED,
@@ -167,36 +193,41 @@ def floor_test(separated: xr.Dataset, null: xr.DataArray) -> xr.Dataset:
     """
     epochs = separated["epoch"].values
     n_permutations = null.sizes["permutation"]
-    out = xr.Dataset(coords={"epoch": epochs, "permutation": np.arange(n_permutations)})
+    null_epochs = null["epoch"].values
+    rows = [int(np.flatnonzero(epochs == epoch)[0]) for epoch in null_epochs]
+    cells_of = null.transpose("epoch", "grouping", "permutation", "class").values  # read once, not per epoch
+    groupings = list(null["grouping"].values)
+    variables = {}
     for g in FLOOR_GROUPINGS:
         name = f"cos_clean_{g}"
+        observed_of = separated[name].transpose("epoch", "class").values
         values = np.full((len(epochs), n_permutations), np.nan)
         p_value = np.full(len(epochs), np.nan)
-        for epoch in null["epoch"].values:
-            i = int(np.flatnonzero(epochs == epoch)[0])
-            observed = separated[name].sel(epoch=epoch).values
-            cells = null.sel(epoch=epoch, grouping=g).transpose("permutation", "class").values
+        for k, i in enumerate(rows):
+            observed = observed_of[i]
+            cells = cells_of[k, groupings.index(g)]
             kept = np.isfinite(observed) & np.isfinite(cells).all(axis=0)
             if not kept.any():
                 continue
             values[i] = cells[:, kept].mean(axis=1)
             p_value[i] = (1 + np.sum(values[i] <= observed[kept].mean())) / (1 + n_permutations)
-        low, high = (np.array([np.percentile(row, q) if np.isfinite(row).all() else np.nan for row in values])
+        finite = np.isfinite(values).all(axis=1)
+        low, high = (np.array([np.percentile(row, q) if ok else np.nan for row, ok in zip(values, finite)])
                      for q in (2.5, 97.5))
         with np.errstate(invalid="ignore"):
-            floor = np.where(np.isfinite(values).all(axis=1), values.mean(axis=1), np.nan)
+            floor = np.where(finite, values.mean(axis=1), np.nan)
         words = f"clean-noisy cosine ({g.replace('_', ' ')}) with clean/noisy membership permuted within each class"
-        out[f"{name}_null"] = (("epoch", "permutation"), values, {"long_name": f"mean over classes of the {words}",
-                                                                 "units": "1"})
-        out[f"{name}_floor"] = ("epoch", floor, {"long_name": f"noise floor: mean of {name}_null", "units": "1"})
-        out[f"{name}_floor_low"] = ("epoch", low, {"long_name": f"2.5 % point of {name}_null", "units": "1"})
-        out[f"{name}_floor_high"] = ("epoch", high, {"long_name": f"97.5 % point of {name}_null", "units": "1"})
-        out[f"{name}_p_value"] = ("epoch", p_value, {
+        variables[f"{name}_null"] = (("epoch", "permutation"), values, {"long_name": f"mean over classes of the {words}",
+                                                                       "units": "1"})
+        variables[f"{name}_floor"] = ("epoch", floor, {"long_name": f"noise floor: mean of {name}_null", "units": "1"})
+        variables[f"{name}_floor_low"] = ("epoch", low, {"long_name": f"2.5 % point of {name}_null", "units": "1"})
+        variables[f"{name}_floor_high"] = ("epoch", high, {"long_name": f"97.5 % point of {name}_null", "units": "1"})
+        variables[f"{name}_p_value"] = ("epoch", p_value, {
             "long_name": f"one-sided permutation p-value of {name}_mean below its floor: (1 + #{{null <= observed}}) / "
                          "(1 + permutations)", "units": "1"})
-    out.attrs.update(null_epochs=[int(e) for e in null["epoch"].values], floor_permutations=int(n_permutations),
-                     p_floor=1.0 / (1 + n_permutations))
-    return out
+    return xr.Dataset(variables, coords={"epoch": epochs, "permutation": np.arange(n_permutations)},
+                      attrs={"null_epochs": [int(e) for e in null_epochs], "floor_permutations": int(n_permutations),
+                             "p_floor": 1.0 / (1 + n_permutations)})
 
 
 def means_dataarray(means, epoch: xr.DataArray, unit: xr.DataArray, counts: np.ndarray, layer=None) -> xr.DataArray:
@@ -235,20 +266,19 @@ def separation_from_means(means: xr.DataArray, halves: xr.DataArray | None = Non
         the first epoch (the initialisation when it is 0).
     """
     counts = means["count"]
-    variables = {}  # one Dataset made from them all: an assignment per variable aligns and copies each time
-    for name, (a, b, description) in PAIRS.items():
-        cos = xr.apply_ufunc(
-            blocks.cosine, means.sel(grouping=a, drop=True), means.sel(grouping=b, drop=True),
-            input_core_dims=[["unit"], ["unit"]], dask="parallelized", output_dtypes=[np.float64],
-        ).drop_vars("count", errors="ignore")
-        variables[name] = cos.assign_attrs(long_name=f"cosine similarity, {description}", units="1")
-        variables[f"{name}_mean"] = cos.mean("class", skipna=True).assign_attrs(
-            long_name=f"mean over classes of {name}", units="1")
-    variables["count"] = counts.drop_vars("count", errors="ignore").assign_attrs(
-        long_name="samples per grouping and class")
+    cos = _cosines(means, "grouping", [(a, b) for a, b, _ in PAIRS.values()])
+    es, means_over_classes = ("epoch", "class"), _class_mean(cos)
+    variables = {}  # one Dataset made from Variables, no alignment; the cosines keep the attrs of the means
+    for k, (name, (_, _, description)) in enumerate(PAIRS.items()):
+        variables[name] = (es, cos[:, k], {**means.attrs, "long_name": f"cosine similarity, {description}", "units": "1"})
+        variables[f"{name}_mean"] = ("epoch", means_over_classes[:, k], {
+            **means.attrs, "long_name": f"mean over classes of {name}", "units": "1"})
+    variables["count"] = (("grouping", "class"), counts.transpose("grouping", "class").values, {
+        **counts.attrs, "long_name": "samples per grouping and class"})
     if halves is not None:
-        variables.update(noise_floor(halves).data_vars)
-    out = xr.Dataset(variables, coords={"epoch": means["epoch"], "class": means["class"]})
+        variables.update({name: var.variable for name, var in noise_floor(halves).data_vars.items()})
+    out = xr.Dataset(variables, coords={"epoch": means["epoch"].variable, "class": means["class"].variable,
+                                        "grouping": means["grouping"].variable})
     out.attrs["warnings"] = empty_class_warnings(counts.values, means.attrs.get("layer"))
     out.attrs["first_epoch"] = int(means["epoch"].values[0])
     return out
