@@ -225,6 +225,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
         del x
     for g, sums in first_floor.items():
         floors[g].append(sums.cosines())
+    first_floor.clear()  # not held through the passes below
     for g, batch in floor_work:  # every permutation batch past the first: one more pass
         if batch.start == 0:
             continue
@@ -232,6 +233,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
         for start, stop in ranges:
             sums.add(read(start, stop), start, stop)
         floors[g].append(sums.cosines())
+        del sums  # before the next batch's sums are made
 
     mean_abs /= n_samples
     top = blocks.top_units(mean_abs, plan.n_top)
@@ -245,6 +247,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
         for c in range(n_classes):
             if len(path_pools[c]):
                 directions[:, c], defined[:, c] = blocks.null_direction(clean_sums[:, c].astype(np.float64), pool_sums[c])
+        del clean_sums  # the second pass needs the directions only
         null_paths = np.zeros((path_members.shape[0], len(test_index), n_classes), dtype=np.int8)
     top_values = np.zeros((len(top), n_samples), dtype=np.float32) if keep_top_values else None
     done = 0
@@ -261,6 +264,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
             done += len(test)
         if top_values is not None:
             top_values[:, start:stop] = np.abs(x[:, top]).T
+        del x  # not held while the next range is read
     return BlockStats(
         sums=sums, half_sums=every[n_groupings:], mean_abs=mean_abs, max_abs=max_abs,
         moments=merged, path_cosines=cosines, null_clean_path=null_paths,

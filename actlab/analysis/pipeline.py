@@ -176,9 +176,15 @@ def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, ex
                 pending[executor.submit(_read_and_reduce, task, plan, extras, gate, moments_sink)] = task
             if not pending:
                 return
-            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
+            # the finished futures leave ``pending`` before they are yielded: while the next blocks are awaited, no
+            # statistics already handed over are held here (a block's null paths alone can be 33 MB)
+            finished = [(pending.pop(future), future) for future in cf.wait(pending, return_when=cf.FIRST_COMPLETED)[0]]
+            while finished:
+                task, future = finished.pop()
+                result = future.result()
+                del future
+                yield task, result
+                del result
     finally:
         for future in pending:
             future.cancel()
@@ -433,8 +439,9 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
     # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
     with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
-        features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"],
-                               max_bytes=budget)
+        # the images are read here, on the side thread, and dropped once their features are made
+        features = side.submit(lambda: large_activation.image_features(run.probes["image"].values,
+                                                                       seed=parameters["seed"], max_bytes=budget))
         assemblies: dict[str, Assembly] = {
             "separation": SeparationAssembly(stats),
             "pca": PCAAssembly(stats, n_components, pca_indices),
