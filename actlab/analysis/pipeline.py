@@ -438,10 +438,20 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
     # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside
     # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
     # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
+    def image_features() -> np.ndarray:  # the images are read here and dropped once their features are made
+        return large_activation.image_features(run.probes["image"].values, seed=parameters["seed"], max_bytes=budget)
+
     with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
-        # the images are read here, on the side thread, and dropped once their features are made
-        features = side.submit(lambda: large_activation.image_features(run.probes["image"].values,
-                                                                       seed=parameters["seed"], max_bytes=budget))
+        if 4 * int(np.prod(run.probes["image"].shape)) > budget:
+            # float32 pixels beyond the block budget (50,000 CIFAR images: 614 MB): their features are made before
+            # the pass, whose blocks their images, covariance and chunks (about 400 MB) would otherwise join
+            features: cf.Future = cf.Future()
+            try:
+                features.set_result(image_features())
+            except Exception as exc:  # fails the large-activation analysis only, as on a side thread
+                features.set_exception(exc)
+        else:  # on a side thread while the pass reads
+            features = side.submit(image_features)
         assemblies: dict[str, Assembly] = {
             "separation": SeparationAssembly(stats),
             "pca": PCAAssembly(stats, n_components, pca_indices),
