@@ -344,7 +344,8 @@ def analyze(
         passes, its statistics combined from partial sums (:mod:`~actlab.analysis.chunked`; the same results up
         to float rounding). Default :envvar:`ACTLAB_BLOCK_BYTES`, else 64 MiB. Blocks read in ranges are reduced
         as many at once as their footprint (a range, and at PCA and null epochs the moments and the nulls' sums)
-        fits ``max_workers`` x ``block_bytes``, at least one (on local threads).
+        fits ``max_workers`` x ``block_bytes``, at least one (on local threads). The image features of probes whose
+        float32 pixels pass the budget are made before the pass instead of beside it.
 
     Returns
     -------
