@@ -436,12 +436,12 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
                 extras[EXTRAS[name]] = extra(run, run.layer_names, kind=kind, seed=parameters["seed"], **own[name])
             except Exception as exc:
                 errors[EXTRAS[name]] = f"{type(exc).__name__}: {exc}"
-    # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside
-    # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
-    # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
     def image_features() -> np.ndarray:  # the images are read here and dropped once their features are made
         return large_activation.image_features(run.probes["image"].values, seed=parameters["seed"], max_bytes=budget)
 
+    # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside
+    # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
+    # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
     with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
         if 4 * int(np.prod(run.probes["image"].shape)) > budget:
             # float32 pixels beyond the block budget (50,000 CIFAR images: 614 MB): their features are made before
