@@ -54,7 +54,9 @@ def test_chunked_statistics_equal_those_of_the_whole_block(budget):
     flags = dict(keep_top_values=True, predictions=True, moments=True, null=True)
     found = chunked.chunked_statistics(read, ranges, plan, sums_budget=budget, **flags)
     assert_same_stats(found, blocks.block_statistics(x, plan, **flags))
-    floor_passes = 2 * len(chunked._batches(40, n_classes, x.shape[1], budget)) - 2  # first batches in the first pass
+    # the first pass takes the batches whose sums fit the budget together: both groupings' single batch at 10**9,
+    # one batch of 6 permutations (1,728 bytes) at 2,000
+    floor_passes = 2 * len(chunked._batches(40, n_classes, x.shape[1], budget)) - (2 if budget == 10**9 else 1)
     assert len(reads) == len(ranges) * (2 + floor_passes)  # the second pass reads every range for the top values
     assert len(reads) > 2 * len(ranges) if budget == 2000 else len(reads) == 2 * len(ranges)
 
@@ -183,3 +185,30 @@ def test_blocks_read_in_ranges_are_reduced_one_at_a_time_when_two_footprints_exc
     most[0] = 0
     pass_statistics(run, 10**9)  # no block read in ranges
     assert most[0] == 0
+
+
+def test_image_features_beyond_the_block_budget_are_made_before_the_pass(tmp_path_factory, monkeypatch):
+    from actlab.analysis import large_activation
+
+    run = open_run(cached_planted(tmp_path_factory).run_dir)
+    order = []
+    features, stream = large_activation.image_features, pipeline._stream_blocks
+
+    def made(*args, **kwargs):
+        found = features(*args, **kwargs)
+        order.append("features made")
+        return found
+
+    monkeypatch.setattr(large_activation, "image_features", made)
+    monkeypatch.setattr(pipeline, "_stream_blocks", lambda *args, **kwargs: order.append("pass") or stream(*args, **kwargs))
+    assert 4 * run.probes["image"].size > 800
+    assert analyze(run, progress=False, n_permutations=9, block_bytes=800).attrs["errors"] == {}
+    assert order == ["features made", "pass"]
+    order.clear()
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no features")
+
+    monkeypatch.setattr(large_activation, "image_features", failing)  # fails the large-activation analysis only
+    errors = analyze(run, progress=False, n_permutations=9, block_bytes=800).attrs["errors"]
+    assert errors == {"large_activation": "RuntimeError: no features"}

@@ -198,3 +198,40 @@ def test_each_layer_is_released_once_its_analyses_have_their_parts(tmp_path_fact
         xr.testing.assert_identical(results[node].to_dataset(), kept[node].to_dataset())
     # the PCA's moments are merged in the order the blocks complete: equal to rounding from run to run
     xr.testing.assert_allclose(results["pca"].to_dataset(), kept["pca"].to_dataset(), rtol=1e-9)
+
+
+def test_the_pass_holds_no_handed_over_block_statistics_while_it_awaits_the_next_block(monkeypatch):
+    import concurrent.futures as cf
+    import gc
+    import threading
+    import weakref
+
+    from actlab.analysis import pipeline
+
+    class Stats:  # stands in for a block's BlockStats (weakly referenceable)
+        pass
+
+    release = threading.Event()
+
+    def reduce(task, *args):
+        if task == "slow":
+            assert release.wait(10)
+        return Stats(), []
+
+    monkeypatch.setattr(pipeline, "_read_and_reduce", reduce)
+    alive = {}
+    with cf.ThreadPoolExecutor(2) as executor:
+        blocks = pipeline._completed(executor, ["fast", "slow"], None, (), in_flight=2)
+        task, (stats, _) = next(blocks)
+        assert task == "fast"
+        handed = weakref.ref(stats)
+        del stats
+
+        def look():  # while the pass waits for the slow block
+            gc.collect()
+            alive["fast"] = handed() is not None
+            release.set()
+
+        threading.Timer(0.2, look).start()
+        assert [task for task, _ in blocks] == ["slow"]
+    assert alive == {"fast": False}

@@ -107,3 +107,28 @@ def test_corrupted_chunk_names_layer_and_epoch(tmp_path, planted):
         run.layer("hidden3").sel(epoch=40).values
     with pytest.raises(StoreError, match="layer hidden3 epoch 40"):
         analyze(run, progress=False)
+
+
+def test_probe_images_are_read_where_used_and_must_be_those_read_at_open(tmp_path, planted):
+    shutil.copytree(planted.run_dir, tmp_path / "run")
+    run = actlab.open_run(tmp_path / "run")
+    image = run.probes["image"]
+    assert image.chunks is not None  # dask-backed: the run holds no pixels
+    expected = actlab.store.open_store(tmp_path / "run").probes["image"].values
+    assert image.dims == ("sample", "channel", "height", "width") and image.dtype == expected.dtype
+    np.testing.assert_array_equal(image.values, expected)
+    np.testing.assert_array_equal(image.values, planted.probes.images)
+    # a chunk removed after the open reads as fill values, which no codec checksum sees: refused by the CRC32 taken at open
+    chunks = [path for path in (store_path(tmp_path / "run") / "probes" / "image" / "c").rglob("*") if path.is_file()]
+    chunks[0].unlink()
+    with pytest.raises(StoreError, match="array probes/image differs from the images read when the run was opened"):
+        run.probes["image"].values
+    # a damaged chunk fails its CRC32C: one line naming the array
+    shutil.copytree(planted.run_dir, tmp_path / "run2")
+    run = actlab.open_run(tmp_path / "run2")
+    chunk = next(path for path in (store_path(tmp_path / "run2") / "probes" / "image" / "c").rglob("*") if path.is_file())
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(StoreError, match=r"array probes/image cannot be read \("):
+        run.probes["image"].values

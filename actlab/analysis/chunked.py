@@ -8,7 +8,8 @@ as :func:`~actlab.analysis.blocks.block_statistics` of the whole block, up to fl
 - a first pass over the ranges adds up what combines by sums: class sums of the groupings and halves, sums and
   maxima of |x|, PCA moments (Chan's merge), predictions, the permuted clean sums of the path null (in the
   block's precision, as the whole block's) and the permuted noisy sums of the noise-floor null (float64, in
-  permutation batches that fit :func:`null_sums_bytes`; a batch past the first takes one more pass);
+  permutation batches that fit :func:`null_sums_bytes`; the first pass takes as many batches as fit it together,
+  at least one, every other batch takes one more pass);
 - a second pass over the ranges that hold test probes (every range at the epoch whose top-unit values are kept)
   computes what needs the block's class means first: path cosines, the null paths, the top units' values.
 
@@ -201,8 +202,10 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
                 clean_sums = np.zeros((path_members.shape[0], n_classes, n_units), dtype=x.dtype)  # as the block's
                 pool_sums = np.zeros((n_classes, n_units))
                 path_pools = _pools(path_members, n_classes)
-            first_floor = {g: _FloorSums(plan.floor_members[g], batch, n_classes, n_units)
-                           for g, batch in floor_work if batch.start == 0}
+            sizes = np.cumsum([8 * (batch.stop - batch.start) * n_classes * n_units for _, batch in floor_work])
+            n_first = max(1, int(np.searchsorted(sizes, sums_budget, side="right"))) if floor_work else 0
+            first_floor = [(g, _FloorSums(plan.floor_members[g], batch, n_classes, n_units))
+                           for g, batch in floor_work[:n_first]]  # the batches whose sums fit the budget together
             dtype = x.dtype
         every += blocks.group_sums(x, plan.all_codes[:, start:stop], n_classes)
         chunk_mean, chunk_max = blocks.unit_magnitudes(x)
@@ -218,20 +221,20 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
                     block = x[rows]
                     clean_sums[:, c] += ((path_members[:, clean, rows + start] == c).astype(block.dtype) @ block)
                     pool_sums[c] += block.sum(axis=0, dtype=np.float64)
-        for sums in first_floor.values():
+        for _, sums in first_floor:
             sums.add(x, start, stop)
         if moments:  # last: centres x in place
             (merged.update if moments_sink is None else moments_sink)(_range_moments(x))
         del x
-    for g, sums in first_floor.items():
+    for g, sums in first_floor:
         floors[g].append(sums.cosines())
-    for g, batch in floor_work:  # every permutation batch past the first: one more pass
-        if batch.start == 0:
-            continue
+    first_floor.clear()  # not held through the passes below
+    for g, batch in floor_work[n_first:]:  # every other permutation batch: one more pass
         sums = _FloorSums(plan.floor_members[g], batch, n_classes, n_units)
         for start, stop in ranges:
             sums.add(read(start, stop), start, stop)
         floors[g].append(sums.cosines())
+        del sums  # before the next batch's sums are made
 
     mean_abs /= n_samples
     top = blocks.top_units(mean_abs, plan.n_top)
@@ -245,6 +248,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
         for c in range(n_classes):
             if len(path_pools[c]):
                 directions[:, c], defined[:, c] = blocks.null_direction(clean_sums[:, c].astype(np.float64), pool_sums[c])
+        del clean_sums  # the second pass needs the directions only
         null_paths = np.zeros((path_members.shape[0], len(test_index), n_classes), dtype=np.int8)
     top_values = np.zeros((len(top), n_samples), dtype=np.float32) if keep_top_values else None
     done = 0
@@ -261,6 +265,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
             done += len(test)
         if top_values is not None:
             top_values[:, start:stop] = np.abs(x[:, top]).T
+        del x  # not held while the next range is read
     return BlockStats(
         sums=sums, half_sums=every[n_groupings:], mean_abs=mean_abs, max_abs=max_abs,
         moments=merged, path_cosines=cosines, null_clean_path=null_paths,

@@ -176,9 +176,15 @@ def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, ex
                 pending[executor.submit(_read_and_reduce, task, plan, extras, gate, moments_sink)] = task
             if not pending:
                 return
-            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
+            # the finished futures leave ``pending`` before they are yielded: while the next blocks are awaited, no
+            # statistics already handed over are held here (a block's null paths alone can be 33 MB)
+            finished = [(pending.pop(future), future) for future in cf.wait(pending, return_when=cf.FIRST_COMPLETED)[0]]
+            while finished:
+                task, future = finished.pop()
+                result = future.result()
+                del future
+                yield task, result
+                del result
     finally:
         for future in pending:
             future.cancel()
@@ -338,7 +344,8 @@ def analyze(
         passes, its statistics combined from partial sums (:mod:`~actlab.analysis.chunked`; the same results up
         to float rounding). Default :envvar:`ACTLAB_BLOCK_BYTES`, else 64 MiB. Blocks read in ranges are reduced
         as many at once as their footprint (a range, and at PCA and null epochs the moments and the nulls' sums)
-        fits ``max_workers`` x ``block_bytes``, at least one (on local threads).
+        fits ``max_workers`` x ``block_bytes``, at least one (on local threads). The image features of probes whose
+        float32 pixels pass the budget are made before the pass instead of beside it.
 
     Returns
     -------
@@ -429,12 +436,23 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
                 extras[EXTRAS[name]] = extra(run, run.layer_names, kind=kind, seed=parameters["seed"], **own[name])
             except Exception as exc:
                 errors[EXTRAS[name]] = f"{type(exc).__name__}: {exc}"
+    def image_features() -> np.ndarray:  # the images are read here and dropped once their features are made
+        return large_activation.image_features(run.probes["image"].values, seed=parameters["seed"], max_bytes=budget)
+
     # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside
     # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
     # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
     with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
-        features = side.submit(large_activation.image_features, run.probes["image"].values, seed=parameters["seed"],
-                               max_bytes=budget)
+        if 4 * int(np.prod(run.probes["image"].shape)) > budget:
+            # float32 pixels beyond the block budget (50,000 CIFAR images: 614 MB): their features are made before
+            # the pass, whose blocks their images, covariance and chunks (about 400 MB) would otherwise join
+            features: cf.Future = cf.Future()
+            try:
+                features.set_result(image_features())
+            except Exception as exc:  # fails the large-activation analysis only, as on a side thread
+                features.set_exception(exc)
+        else:  # on a side thread while the pass reads
+            features = side.submit(image_features)
         assemblies: dict[str, Assembly] = {
             "separation": SeparationAssembly(stats),
             "pca": PCAAssembly(stats, n_components, pca_indices),

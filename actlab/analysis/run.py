@@ -6,6 +6,7 @@ import concurrent.futures as cf
 import functools
 import os
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -137,6 +138,54 @@ def sample_layout(run_dir: Location, layer: str, opened: str | None = None) -> t
     return int(array.shape[1]), 4 * int(np.prod(array.shape[2:])), int(array.chunks[1])
 
 
+def read_probe_images(run_dir: Location, store_folder: tuple[int, int] | None = None,
+                      checksum: int | None = None) -> np.ndarray:
+    """Read the probe images (``probes/image``) of a run.
+
+    Parameters
+    ----------
+    run_dir : Path or str
+        The run's location (:func:`actlab.location.location`).
+    store_folder : (int, int), optional
+        :func:`actlab.store.store_folder_id` of the local store when the run was opened, checked after the read
+        (as :func:`read_block` does).
+    checksum : int, optional
+        ``zlib.crc32`` of the images read when the run was opened (:attr:`Run.probes`): the images read now must
+        have it (a chunk removed since reads as fill values, which the codecs' CRC32C cannot see).
+
+    Returns
+    -------
+    ndarray, shape (sample, channel, height, width), the stored dtype
+
+    Raises
+    ------
+    StoreError
+        The images cannot be read or differ from those read when the run was opened (the message names the
+        array), or the store was replaced since.
+    """
+    try:
+        store = zarr_store(store_location(run_dir), read_only=True)
+        images = np.asarray(for_reading(zarr.open_array(store, path="probes/image", mode="r", zarr_format=3))[...])
+    except Exception as exc:
+        _check_same_folder(run_dir, store_folder)
+        raise damage_error(run_dir, f"array probes/image cannot be read ({exception_line(exc)})") from exc
+    _check_same_folder(run_dir, store_folder)
+    if checksum is not None and zlib.crc32(np.ascontiguousarray(images)) != checksum:
+        raise damage_error(run_dir, "array probes/image differs from the images read when the run was opened")
+    return images
+
+
+def _lazy_images(run_dir: Location, store_folder: tuple[int, int] | None, opened: str, images: xr.Variable) -> xr.Variable:
+    """``images`` (the probe images as read by the store reader) as a dask-backed variable of one chunk that reads
+    them again where they are used (:func:`read_probe_images`, checked against their CRC32 now)."""
+    checksum = zlib.crc32(np.ascontiguousarray(images.values))
+    key = f"actlab-probe-images-{tokenize(str(run_dir), opened)}"
+    chunks = tuple((size,) for size in images.shape)
+    graph = {(key,) + (0,) * images.ndim: (read_probe_images, run_dir, store_folder, checksum)}
+    data = da.Array(graph, key, chunks, dtype=images.dtype, meta=np.empty((0,) * images.ndim, dtype=images.dtype))
+    return images.copy(deep=False, data=data)
+
+
 def _check_same_folder(run_dir: Location, store_folder: tuple[int, int] | None) -> None:
     if store_folder is not None and store_folder_id(run_dir) != tuple(store_folder):
         raise replaced_error(run_dir)
@@ -196,7 +245,9 @@ class Run:
     metrics : xr.Dataset
         Dims (epoch,): committed per-epoch metrics.
     probes : xr.Dataset
-        Dims (sample, channel, height, width): ``image`` plus probe coords.
+        Dims (sample, channel, height, width): ``image`` plus probe coords. ``image`` is dask-backed: the images
+        are read where they are used (``run.probes["image"].values``, :func:`read_probe_images`), not held by the
+        run (50,000 CIFAR images are 154 MB), and must be those read when the run was opened.
     training : xr.Dataset
         Dims (train_sample,): index into the full training set, label, original_label and is_noisy of every
         training sample used, in training order.
@@ -243,7 +294,8 @@ class Run:
         self.attrs: dict[str, Any] = dict(view.attrs)
         self.config: dict[str, Any] = dict(self.attrs.get("config", {}))
         self.metrics = view.metrics
-        self.probes = view.probes
+        self.opened = uuid.uuid4().hex
+        self.probes = view.probes.assign(image=_lazy_images(view.path, identity[0], self.opened, view.probes["image"].variable))
         self.training = view.training
         self.evaluation = view.evaluation
         self.parameters = readable_parameter_dims(view.parameters)
@@ -253,8 +305,7 @@ class Run:
         self.epochs = np.asarray(view.epochs, dtype=int)
         all_epochs = list(self.attrs["record_epochs"])
         self.slots = np.asarray([all_epochs.index(int(e)) for e in self.epochs], dtype=int)
-        self._sample_coords = {name: view.probes[name] for name in PROBE_COORDS}
-        self.opened = uuid.uuid4().hex
+        self._sample_coords = {name: self.probes[name] for name in PROBE_COORDS}
         self.run_id: str | None = recorded_run_id(self.attrs)
         self.state_digest: str = committed_state_digest(view)
 
