@@ -25,7 +25,9 @@ never asserts.
 the full analysis, their ratio and the analysis's peak RSS, side by side in one table. ``--memory-check`` builds
 one hidden layer of 4,096 units and the output layer, 50,000 probes x 2 epochs (1.6 GB, 800 MB a block), and runs
 the pass over the blocks alone, then the analysis, once each: both epochs are null and PCA epochs, so every block
-statistic is computed on a block far above the block budget (``ACTLAB_BLOCK_BYTES``).
+statistic is computed on a block far above the block budget (``ACTLAB_BLOCK_BYTES``); then the analysis once more
+with glibc's own cap on malloc arenas (``MALLOC_ARENA_MAX`` = 8 a core) instead of ``open_run``'s
+(:mod:`actlab.analysis.allocator`).
 """
 
 from __future__ import annotations
@@ -203,13 +205,15 @@ def print_kernels(run_dir: Path, pca_epochs: int) -> None:
           f"{os.getloadavg()[0]:.2f}")
 
 
-def measure(mode: str, run_dir: Path, workers: int, settings: dict, pipeline: str) -> dict:
-    """One measurement in a fresh process, reading through ``pipeline`` (``ACTLAB_READ_PIPELINE``)."""
+def measure(mode: str, run_dir: Path, workers: int, settings: dict, pipeline: str,
+            env: dict[str, str] | None = None) -> dict:
+    """One measurement in a fresh process, reading through ``pipeline`` (``ACTLAB_READ_PIPELINE``), with ``env``
+    added to the environment."""
     from actlab.store import READ_PIPELINE_VARIABLE
 
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--dir", str(run_dir), "--workers", str(workers),
-                          "--settings", json.dumps(settings)],
-                         check=True, capture_output=True, text=True, env={**os.environ, READ_PIPELINE_VARIABLE: pipeline})
+                          "--settings", json.dumps(settings)], check=True, capture_output=True, text=True,
+                         env={**os.environ, READ_PIPELINE_VARIABLE: pipeline, **(env or {})})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -258,15 +262,20 @@ def memory_check(args: argparse.Namespace, base: Path, pipeline: str) -> None:
     run_dir = base / "run-50000x4096"
     if not (args.reuse and run_dir.exists()):
         build_store(run_dir, layers=1, units=4096, probes=50000, epochs=2, classes=args.classes)
+    from actlab.analysis.allocator import ARENA_VARIABLE, MAX_ARENAS
     from actlab.analysis.chunked import block_bytes
 
     blocks = measure("pass", run_dir, args.workers, {}, pipeline)
     analysis = measure("analyze", run_dir, args.workers, {}, pipeline)
+    # glibc's default cap, 8 arenas a core: open_run leaves the allocator alone when the variable is set
+    uncapped = measure("analyze", run_dir, args.workers, {}, pipeline, env={ARENA_VARIABLE: str(8 * (os.cpu_count() or 1))})
     print(f"memory check: 1 hidden layer of 4,096 units + output, 50,000 probes x 2 epochs "
           f"({raw_bytes(1, 4096, 50000, 2, args.classes) / 1e9:.2f} GB, {50000 * 4096 * 4 / 1e6:.0f} MB a block), block "
           f"budget {block_bytes() / 2**20:.0f} MiB, workers={args.workers}: full analysis {analysis['wall_s']:.0f} s "
           f"(CPU {analysis['cpu_s']:.0f} s), peak RSS {analysis['peak_rss_mb']:.0f} MB (after imports "
-          f"{analysis['rss_after_imports_mb']:.0f} MB; target < 1000); errors {analysis['errors']}; the pass over the "
+          f"{analysis['rss_after_imports_mb']:.0f} MB; target < 1000) with {MAX_ARENAS} malloc arenas (open_run's "
+          f"cap), {uncapped['peak_rss_mb']:.0f} MB with glibc's {8 * (os.cpu_count() or 1)} ({uncapped['wall_s']:.0f} s, "
+          f"CPU {uncapped['cpu_s']:.0f} s); errors {analysis['errors']}; the pass over the "
           f"blocks alone (every block read and reduced, PCA moments and nulls at both epochs, no assembly) "
           f"{blocks['wall_s']:.0f} s, peak RSS {blocks['peak_rss_mb']:.0f} MB; load average {os.getloadavg()[0]:.2f}")
     if not args.keep:

@@ -16,6 +16,7 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 
+from actlab.analysis import allocator
 from actlab.errors import StoreError
 from actlab.location import Location, files, is_remote, location, zarr_store
 from actlab.store import (
@@ -469,7 +470,14 @@ def open_run(path: str | os.PathLike) -> Run:
         epoch, or a damaged array (missing, empty or truncated shard, checksum mismatch); the message names the
         array and, for a per-epoch array, the epoch. A layer shard whose digest is not the one committed with its
         epoch is refused when its block is first read (:func:`read_block`), before any value of it is used.
+
+    Notes
+    -----
+    On Linux (glibc) this caps the process's malloc arenas (:func:`~actlab.analysis.allocator.share_arenas`),
+    before the store's reader starts its threads, unless the environment sets ``MALLOC_ARENA_MAX``: the analysis's
+    threads then reuse each other's freed memory.
     """
+    allocator.share_arenas()
     path = location(path)
     if not is_remote(path) and not path.exists():
         raise StoreError(f"{path.absolute()} does not exist; check the run directory")
