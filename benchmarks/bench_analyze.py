@@ -117,7 +117,7 @@ def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
         every = np.arange(len(run.epochs))
         with threadpool_limits(limits=1, user_api="blas"):
             pipeline._stream_blocks(stats, "post", every, every, lambda name: None, scheduler=None, max_workers=workers,
-                                    progress=False, extras={}, budget=pipeline.chunked.block_bytes())
+                                    progress=False, extras={}, budget=pipeline.chunked.block_bytes(), relevant="predicted")
         extra = {"open_s": 0.0}
     else:  # the analysis as a user runs it: the open (its checks) and every block read checked against its shard digest
         run = open_run(run_dir)
@@ -165,6 +165,7 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
 
     run = open_run(run_dir)
     plan = block_plan(run)
+    predicted = np.stack([np.argmax(run.read_block(run.layer_names[-1], i), axis=1) for i in range(len(run.epochs))])
     extras = {"probes": probes.ProbesAlongTraining(run, run.layer_names),
               "cka": similarity.SimilarityAlongTraining(run, run.layer_names)}
     found: dict[str, np.ndarray] = {}
@@ -175,7 +176,9 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
         "magnitudes": lambda name, i, x: blocks.unit_magnitudes(x),
         "path cosines": lambda name, i, x: blocks.path_cosines(x, found["sums"], plan.counts, plan.test_rows),
         "PCA moments": lambda name, i, x: blocks.Moments.from_block(x),
-        "path null": lambda name, i, x: blocks.null_clean_paths(x, plan),
+        "path null, every class": lambda name, i, x: blocks.null_clean_paths(x, plan),
+        # what the pass computes for a hidden layer: each test probe's predicted class only
+        "path null": lambda name, i, x: blocks.null_clean_paths(x, plan, predicted[i, plan.test_index]),
         "floor null": lambda name, i, x: [blocks.permuted_cosines(x, members, plan.n_classes)
                                           for members in (m.unpack() for m in plan.floor_members)],
         **{f"extra {name}": lambda name, i, x, extra=extra: extra.reduce(x) for name, extra in extras.items()},

@@ -38,8 +38,10 @@ def assert_same_stats(found: blocks.BlockStats, expected: blocks.BlockStats) -> 
     np.testing.assert_allclose(found.moments.scatter, expected.moments.scatter, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("budget", [10**9, 2000])  # all floor permutations in one pass; in batches of a few
-def test_chunked_statistics_equal_those_of_the_whole_block(budget):
+@pytest.mark.parametrize("budget, relevant", [(10**9, False), (2000, False), (10**9, True)])
+def test_chunked_statistics_equal_those_of_the_whole_block(budget, relevant):
+    """Every floor permutation in one pass, or in batches of a few; the path null at every class, or at each
+    test probe's relevant class."""
     x, codes, test, n_classes = shuffled_block()
     plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test, n_top=4, seed=1, null_permutations=30,
                             floor_permutations=40)
@@ -51,9 +53,12 @@ def test_chunked_statistics_equal_those_of_the_whole_block(budget):
         reads.append((start, stop))
         return x[start:stop].copy()
 
-    flags = dict(keep_top_values=True, predictions=True, moments=True, null=True)
+    classes = np.random.default_rng(2).integers(0, n_classes, len(test)) if relevant else None
+    flags = dict(keep_top_values=True, predictions=True, moments=True, null=True, relevant=classes)
     found = chunked.chunked_statistics(read, ranges, plan, sums_budget=budget, **flags)
-    assert_same_stats(found, blocks.block_statistics(x, plan, **flags))
+    expected = blocks.block_statistics(x, plan, **flags)
+    assert_same_stats(found, expected)
+    assert expected.null_clean_path.shape == (30, len(test)) + (() if relevant else (n_classes,))
     # the first pass takes the batches whose sums fit the budget together: both groupings' single batch at 10**9,
     # one batch of 6 permutations (1,728 bytes) at 2,000
     floor_passes = 2 * len(chunked._batches(40, n_classes, x.shape[1], budget)) - (2 if budget == 10**9 else 1)
@@ -101,14 +106,34 @@ def test_sample_ranges_and_the_block_budget(monkeypatch):
         chunked.block_bytes(0)
 
 
-def pass_statistics(run, budget):
+def pass_statistics(run, budget, relevant=None):
     """The :class:`~actlab.analysis.assembly.Statistics` of the fused pass over ``run`` with block budget ``budget``."""
     plan = pipeline.block_plan(run, null_permutations=19, floor_permutations=29)
     stats = Statistics(run, plan)
     every = np.arange(len(run.epochs))
     pipeline._stream_blocks(stats, "post", every, every[[0, -1]], lambda name: None, scheduler=None, max_workers=2,
-                            progress=False, extras={}, budget=budget)
+                            progress=False, extras={}, budget=budget, relevant=relevant)
     return stats
+
+
+@pytest.mark.parametrize("budget", [10**9, 800])
+def test_the_pass_computes_the_hidden_layers_path_null_at_the_predicted_classes_only(tmp_path_factory, budget):
+    """Told the relevant classes are the predicted ones, the pass gives each hidden layer's null block the output
+    layer's predictions at its epoch: its null paths are those of every class read at them; the output layer's own
+    null blocks keep every class."""
+    run = open_run(cached_planted(tmp_path_factory).run_dir)
+    every, told = pass_statistics(run, budget), pass_statistics(run, budget, relevant="predicted")
+    np.testing.assert_array_equal(told.predicted, every.predicted)
+    test = told.plan.test_index
+    for layer in run.layer_names:
+        for index, packed in told.null_clean_path[layer].items():
+            found, expected = packed.unpack(), every.null_clean_path[layer][index].unpack()
+            if layer == run.layer_names[-1]:
+                np.testing.assert_array_equal(found, expected)
+                continue
+            classes = told.predicted[index, test]
+            assert found.shape == expected.shape[:2] and len(np.unique(classes)) > 1
+            np.testing.assert_array_equal(found, np.take_along_axis(expected, classes[None, :, None], axis=2)[..., 0])
 
 
 def test_the_pass_over_a_store_read_in_ranges_gathers_the_statistics_of_the_pass_read_at_once(tmp_path_factory):

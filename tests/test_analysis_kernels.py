@@ -90,6 +90,27 @@ def test_null_clean_paths_equal_the_cosine_comparison_by_hand():
     assert (found[:, :2] == -1).all() and set(np.unique(found[:, 2:])) == {0, 1}
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_null_paths_at_the_relevant_classes_are_the_paths_of_every_class_picked(dtype):
+    """Told each test sample's relevant class, null_paths computes that class's margins only: the same entries as
+    the paths of every class read at those classes (undefined ones included), in the block's precision."""
+    rng = np.random.default_rng(3)
+    n_permutations, n_classes, n_units = 17, 5, 24
+    test = rng.standard_normal((40, n_units)).astype(dtype)
+    test[3] = 0  # undefined: a zero test sample
+    directions = rng.standard_normal((n_permutations, n_classes, n_units)).astype(dtype)
+    defined = rng.uniform(size=(n_permutations, n_classes)) > 0.2
+    relevant = rng.integers(0, n_classes - 1, len(test))  # class 4 is nobody's
+    every = blocks.null_paths(test, directions, defined)
+    found = blocks.null_paths(test, directions, defined, relevant)
+    assert found.shape == (n_permutations, len(test)) and found.dtype == np.int8
+    np.testing.assert_array_equal(found, np.take_along_axis(every, relevant[None, :, None], axis=2)[..., 0])
+    assert set(np.unique(found)) == {-1, 0, 1} and (found[:, 3] == -1).all()
+    for wrong in (relevant[:-1], np.where(relevant == 0, n_classes, relevant), relevant - 1):
+        with pytest.raises(ValueError, match="relevant must hold a class in \\[0, 5\\) for each of the 40 test samples"):
+            blocks.null_paths(test, directions, defined, wrong)
+
+
 def test_null_memberships_are_the_documented_draw():
     """Permutation by permutation, class by class: ``rng.permutation`` of the class's pool, its first n_clean(c)
     probes clean and the rest noisy, from one ``default_rng(seed)`` (as documented), in int8 for a few classes."""

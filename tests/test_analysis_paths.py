@@ -7,7 +7,7 @@ import pytest
 from fixtures_store import RECORD_EPOCHS, cached_planted, cached_results, post
 
 import actlab
-from actlab.analysis import blocks, path_attribution, paths, predictions, summary
+from actlab.analysis import analyze, blocks, path_attribution, paths, predictions, summary
 
 
 def numpy_paths(planted, epoch, layer, relevant="predicted"):
@@ -217,14 +217,20 @@ def test_planted_clean_path_beats_its_null(tmp_path_factory):
     assert float(node["split_excess_low"]) > 0.9 and abs(float(node["split_null_mean"])) < 0.1
 
 
-def test_composable_null_equals_pipeline(tmp_path_factory):
+@pytest.mark.parametrize("relevant", paths.RELEVANT)
+def test_composable_null_equals_pipeline(tmp_path_factory, relevant):
+    """The composable null computes every class; the fused pass only each test probe's relevant one (the output
+    layer's prediction, known before the hidden layers' null blocks are submitted, or its label)."""
     planted, results = cached_results(tmp_path_factory)
     run = actlab.open_run(planted.run_dir)
+    if relevant != "predicted":
+        results = analyze(run, relevant=relevant, progress=False)
     act = run.layer("hidden2")
-    attributed = path_attribution(act, predictions(run.layer("output")).compute())
+    attributed = path_attribution(act, predictions(run.layer("output")).compute(), relevant=relevant)
     null = paths.null_clean_paths(act.sel(epoch=[0, 50]), n_permutations=paths.PATH_PERMUTATIONS).compute()
     found = paths.path_split_null(attributed, null)
     fused = results["paths"].to_dataset().sel(layer="hidden2", epoch=[0, 50])
+    assert fused.attrs["relevant"] == relevant
     for name in ["split", *paths.NULL_VARIABLES, "split_null"]:
         source = attributed if name == "split" else found
         np.testing.assert_allclose(source[name].sel(epoch=[0, 50]), fused[name], rtol=1e-12, err_msg=name)

@@ -200,6 +200,33 @@ def test_each_layer_is_released_once_its_analyses_have_their_parts(tmp_path_fact
     xr.testing.assert_allclose(results["pca"].to_dataset(), kept["pca"].to_dataset(), rtol=1e-9)
 
 
+def test_a_task_waits_for_what_an_earlier_result_brings(monkeypatch):
+    """``ready`` holds a task back (None) until the consumer has what it needs from an earlier task's result; a
+    task that would wait with nothing in flight is an error, not a hang."""
+    import concurrent.futures as cf
+
+    from actlab.analysis import pipeline
+
+    monkeypatch.setattr(pipeline, "_read_and_reduce", lambda task, *args: (task, []))
+    handed, asked = [], []
+
+    def ready(task):
+        asked.append((task, list(handed)))
+        return None if task == "needs first" and "FIRST" not in handed else task.upper()
+
+    with cf.ThreadPoolExecutor(2) as executor:
+        for task, (result, _) in pipeline._completed(executor, ["first", "needs first", "last"], None, (), 3,
+                                                     ready=ready):
+            assert result == task.upper()
+            handed.append(task)
+        assert handed[0] == "FIRST" and sorted(handed[1:]) == ["LAST", "NEEDS FIRST"]
+        # "needs first" was asked before the first result was handed over, and "last" submitted after it only
+        assert asked == [("first", []), ("needs first", []), ("needs first", ["FIRST"]), ("last", ["FIRST"])]
+        with pytest.raises(RuntimeError, match=r"block \(hidden1, epoch index 2\) waits for a result no block in flight gives"):
+            list(pipeline._completed(executor, [pipeline._BlockTask("hidden1", 2, (), False, False, False, True)], None,
+                                     (), 2, ready=lambda task: None))
+
+
 def test_the_pass_holds_no_handed_over_block_statistics_while_it_awaits_the_next_block(monkeypatch):
     import concurrent.futures as cf
     import gc

@@ -623,8 +623,9 @@ class BlockStats:
     moments : Moments or None
         None for blocks of epochs the PCA is not fitted on.
     path_cosines : (source, test_sample, class) float32, sources :data:`PATH_SOURCES`
-    null_clean_path : (permutation, test_sample, class) int8 or None
-        :func:`null_clean_paths` (blocks of the epochs the null is computed at, with test probes), else None.
+    null_clean_path : (permutation, test_sample, class) or (permutation, test_sample) int8, or None
+        :func:`null_clean_paths` (blocks of the epochs the null is computed at, with test probes; at each test
+        sample's relevant class where the block was given them), else None.
     floor_null : (grouping, permutation, class) float64 or None
         :func:`permuted_cosines` for each of :data:`FLOOR_GROUPINGS` (blocks of the epochs the nulls are
         computed at), else None.
@@ -676,7 +677,7 @@ def clean_paths(cosines: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(clean) & np.isfinite(noisy), clean >= noisy, -1).astype(np.int8)
 
 
-def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
+def null_clean_paths(x: np.ndarray, plan: BlockPlan, relevant: np.ndarray | None = None) -> np.ndarray:
     """Clean path of every test sample to every class under each permutation of :func:`null_memberships`.
 
     The permuted clean class sums are indicator products over each class's pool of training probes (in the
@@ -692,11 +693,13 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
     x : ndarray, shape (sample, unit)
     plan : BlockPlan
         With ``null_permutations >= 1``; its ``null_members`` are the permutations.
+    relevant : ndarray of int, shape (test_sample,), optional
+        The class each test sample's path is read at (:func:`null_paths`), when known.
 
     Returns
     -------
-    ndarray of int8, shape (permutation, test_sample, class); -1 where the test sample is zero or not finite,
-    or either permuted mean is zero, empty or not finite
+    ndarray of int8, shape (permutation, test_sample, class), or (permutation, test_sample) with ``relevant``;
+    -1 where the test sample is zero or not finite, or either permuted mean is zero, empty or not finite
     """
     members = plan.null_members
     n_permutations = members.shape[0]
@@ -712,7 +715,7 @@ def null_clean_paths(x: np.ndarray, plan: BlockPlan) -> np.ndarray:
         block = x[pool].astype(dtype, copy=False)
         clean_sums = _indicator(members[:, clean, pool], c, dtype) @ block
         directions[:, c], defined[:, c] = null_direction(clean_sums.astype(np.float64), block.sum(axis=0, dtype=np.float64))
-    return null_paths(x[plan.test_rows], directions, defined)
+    return null_paths(x[plan.test_rows], directions, defined, relevant)
 
 
 def null_direction(clean_sums: np.ndarray, pool_sum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -781,8 +784,14 @@ class PackedPaths:
         return paths.reshape(self.shape)
 
 
-def null_paths(test: np.ndarray, directions: np.ndarray, defined: np.ndarray) -> np.ndarray:
+def null_paths(test: np.ndarray, directions: np.ndarray, defined: np.ndarray,
+               relevant: np.ndarray | None = None) -> np.ndarray:
     """Clean path of test samples under each permutation, from :func:`null_direction` of every class.
+
+    The split null reads each test sample's path at one class, its relevant one (the predicted class or the
+    label, :func:`~actlab.analysis.paths.attribute_paths`). Given those classes, each sample's margins are
+    computed for its class only: one product per class of the samples of that class with its permuted directions,
+    a tenth of the products of every class for 10 classes.
 
     Parameters
     ----------
@@ -790,27 +799,41 @@ def null_paths(test: np.ndarray, directions: np.ndarray, defined: np.ndarray) ->
     directions : ndarray, shape (permutation, class, unit)
         In the block's precision.
     defined : ndarray of bool, shape (permutation, class)
+    relevant : ndarray of int, shape (test_sample,), optional
+        Each test sample's relevant class.
 
     Returns
     -------
-    ndarray of int8, shape (permutation, test_sample, class); as :func:`null_clean_paths`
+    ndarray of int8, shape (permutation, test_sample, class), or (permutation, test_sample) at each sample's
+    ``relevant`` class; as :func:`null_clean_paths`
     """
     n_permutations, n_classes, n_units = directions.shape
     test = test.astype(directions.dtype, copy=False)
     squared = np.einsum("ij,ij->i", test, test)
     # defined directions have norm <= 2 and test rows with a finite squared norm are finite, so every margin
     # that is kept is finite
-    margin = test @ directions.reshape(-1, n_units).T  # (test_sample, permutation * class)
-    paths = np.ascontiguousarray((margin >= 0).astype(np.int8).reshape(len(test), n_permutations, n_classes)
-                                 .transpose(1, 0, 2))
+    if relevant is None:
+        margin = test @ directions.reshape(-1, n_units).T  # (test_sample, permutation * class)
+        paths = np.ascontiguousarray((margin >= 0).astype(np.int8).reshape(len(test), n_permutations, n_classes)
+                                     .transpose(1, 0, 2))
+        paths[:, ~(np.isfinite(squared) & (squared > 0))] = -1
+        undefined_permutation, undefined_class = np.nonzero(~defined)
+        paths[undefined_permutation, :, undefined_class] = -1
+        return paths
+    relevant = np.asarray(relevant)
+    if relevant.shape != (len(test),) or (len(relevant) and not (0 <= relevant.min() <= relevant.max() < n_classes)):
+        raise ValueError(f"relevant must hold a class in [0, {n_classes}) for each of the {len(test)} test samples")
+    paths = np.empty((n_permutations, len(test)), dtype=np.int8)
+    for c in np.unique(relevant):
+        samples = np.flatnonzero(relevant == c)
+        paths[:, samples] = (directions[:, c] @ test[samples].T) >= 0  # (permutation, sample of class c)
     paths[:, ~(np.isfinite(squared) & (squared > 0))] = -1
-    undefined_permutation, undefined_class = np.nonzero(~defined)
-    paths[undefined_permutation, :, undefined_class] = -1
+    paths[~defined[:, relevant]] = -1
     return paths
 
 
 def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, predictions: bool,
-                     moments: bool = True, null: bool = False) -> BlockStats:
+                     moments: bool = True, null: bool = False, relevant: np.ndarray | None = None) -> BlockStats:
     """All block-local statistics of one (sample, unit) block.
 
     Parameters
@@ -826,6 +849,8 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
     null : bool
         Compute the path-attribution null (:func:`null_clean_paths`, when the run has test probes) and the
         noise-floor test (:func:`permuted_cosines`); only at a few epochs.
+    relevant : ndarray of int, shape (test_sample,), optional
+        Each test probe's relevant class at this epoch: the path null is computed at it only (:func:`null_paths`).
     """
     every = group_sums(x, plan.all_codes, plan.n_classes, plan.segments)  # one product for groupings and halves
     sums = every[: len(GROUPINGS)]
@@ -838,7 +863,7 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
         max_abs=max_abs,
         moments=Moments.from_block(x) if moments else None,
         path_cosines=path_cosines(x, sums, plan.counts, plan.test_rows),
-        null_clean_path=null_clean_paths(x, plan) if null and len(plan.test_index) else None,
+        null_clean_path=null_clean_paths(x, plan, relevant) if null and len(plan.test_index) else None,
         floor_null=np.stack([np.concatenate([permuted_cosines(x, members.unpack(batch), plan.n_classes)
                                              for batch in _unpack_batches(members)])
                              for members in plan.floor_members]) if null else None,

@@ -155,7 +155,8 @@ def _range_moments(x: np.ndarray) -> Moments:
 
 def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[tuple[int, int]], plan: BlockPlan,
                        *, keep_top_values: bool, predictions: bool, moments: bool = True, null: bool = False,
-                       sums_budget: int = BLOCK_BYTES, moments_sink: Callable[[Moments], None] | None = None) -> BlockStats:
+                       sums_budget: int = BLOCK_BYTES, moments_sink: Callable[[Moments], None] | None = None,
+                       relevant: np.ndarray | None = None) -> BlockStats:
     """:func:`~actlab.analysis.blocks.block_statistics` of a block read as ``read(start, stop)`` over ``ranges``.
 
     Parameters
@@ -166,7 +167,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
     ranges : sequence of (int, int)
         :func:`sample_ranges`, covering every sample in order.
     plan : BlockPlan
-    keep_top_values, predictions, moments, null
+    keep_top_values, predictions, moments, null, relevant
         As :func:`~actlab.analysis.blocks.block_statistics`.
     sums_budget : int
         Bytes the float64 sums of the noise-floor null may take (:func:`null_sums_bytes`); more permutations
@@ -249,7 +250,8 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
             if len(path_pools[c]):
                 directions[:, c], defined[:, c] = blocks.null_direction(clean_sums[:, c].astype(np.float64), pool_sums[c])
         del clean_sums  # the second pass needs the directions only
-        null_paths = np.zeros((path_members.shape[0], len(test_index), n_classes), dtype=np.int8)
+        null_paths = np.zeros((path_members.shape[0], len(test_index))
+                              + ((n_classes,) if relevant is None else ()), dtype=np.int8)
     top_values = np.zeros((len(top), n_samples), dtype=np.float32) if keep_top_values else None
     done = 0
     for start, stop in ranges:  # second pass: what needs the block's class means or top units
@@ -261,7 +263,8 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
             at = slice(done, done + len(test))
             cosines[:, at] = blocks.path_cosines(x, sums, plan.counts, test)
             if null_paths is not None:
-                null_paths[:, at] = blocks.null_paths(x[test], directions, defined)
+                null_paths[:, at] = blocks.null_paths(x[test], directions, defined,
+                                                      None if relevant is None else relevant[at])
             done += len(test)
         if top_values is not None:
             top_values[:, start:stop] = np.abs(x[:, top]).T

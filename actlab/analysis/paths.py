@@ -442,8 +442,9 @@ def path_split_null_of(attributed: xr.Dataset, nulls: Mapping[int, Callable[[], 
         As :func:`path_split_null`.
     nulls : mapping of int -> callable
         Epoch -> a function returning that epoch's null clean paths, int8 (permutation, sample, class) as
-        :func:`actlab.analysis.blocks.null_clean_paths` gives them (the fused pass keeps them packed,
-        :class:`actlab.analysis.blocks.PackedPaths`).
+        :func:`actlab.analysis.blocks.null_clean_paths` gives them, or (permutation, sample) at each sample's
+        ``relevant_class`` of that epoch, as it gives them when told those classes (the fused pass keeps them
+        packed, :class:`actlab.analysis.blocks.PackedPaths`).
     n_permutations : int
     counts : ndarray, shape (n_bootstrap, sample), optional
         :func:`bootstrap_counts` ``(sample, n_bootstrap, seed)`` of the test probes, to share one draw between
@@ -466,7 +467,8 @@ def path_split_null_of(attributed: xr.Dataset, nulls: Mapping[int, Callable[[], 
         i = int(np.flatnonzero(epochs == epoch)[0])
         cls = relevant[i].astype(np.int64)
         paths = made()
-        picked = np.take_along_axis(paths, np.broadcast_to(cls[None, :, None], paths.shape[:2] + (1,)), axis=2)[..., 0]
+        picked = paths if paths.ndim == 2 else np.take_along_axis(
+            paths, np.broadcast_to(cls[None, :, None], paths.shape[:2] + (1,)), axis=2)[..., 0]
         del paths
         found = split_null(observed[i], np.where(picked >= 0, picked, np.float32(np.nan)), correct[i],
                            n_bootstrap=n_bootstrap, seed=seed, counts=counts)

@@ -16,7 +16,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -111,6 +111,9 @@ class _BlockTask:
     """Which of the extras' reducers this block feeds (the epoch is among the extra's ``indices``)."""
     budget: int = chunked.BLOCK_BYTES
     """The block budget (:func:`~actlab.analysis.chunked.block_bytes`)."""
+    relevant: np.ndarray | None = None
+    """Each test probe's relevant class at this epoch, given to a null block when known (its path null is then
+    computed at those classes only, :func:`~actlab.analysis.blocks.null_paths`)."""
 
     def statistics(self, plan: BlockPlan, x: np.ndarray | None = None,
                    moments_sink: Callable[[Moments], None] | None = None) -> BlockStats:
@@ -118,7 +121,7 @@ class _BlockTask:
         (the shard's digest checked before the first range is used, not again for each range; each range's
         moments handed to ``moments_sink`` when given, :func:`~actlab.analysis.chunked.chunked_statistics`)."""
         flags = dict(keep_top_values=self.keep_top_values, predictions=self.predictions, moments=self.moments,
-                     null=self.null)
+                     null=self.null, relevant=self.relevant)
         if self.ranges is None:
             return blocks.block_statistics(read_block(*self.read) if x is None else x, plan, **flags)
         *where, digest = self.read
@@ -160,21 +163,40 @@ def _read_and_reduce(task: _BlockTask, plan: BlockPlan, extras: Sequence[Callabl
 
 def _completed(executor: cf.Executor, tasks: Sequence[_BlockTask], plan: Any, extras: Any, in_flight: int,
                gate: threading.Semaphore | None = None, moments_sink: Callable[[str, Moments], None] | None = None,
+               ready: Callable[[_BlockTask], _BlockTask | None] | None = None,
                ) -> Iterator[tuple[_BlockTask, tuple[BlockStats, list[Any]]]]:
     """Each task's block statistics and extras' values (:func:`_read_and_reduce`) as they complete, with at most
-    ``in_flight`` blocks submitted at a time.
+    ``in_flight`` blocks submitted at a time, in the order of ``tasks``.
 
     ``plan`` is the :class:`BlockPlan` and ``extras`` the reducers of the :class:`BlockExtra`, or their futures on
     a cluster (sent to the workers once, not with every task). ``gate`` (local threads only) bounds how many blocks
     read in ranges are reduced at once; ``moments_sink`` (local threads only) takes their ranges' moments.
+    ``ready(task)`` gives the task as it is to be submitted, or None while it waits for what an earlier task's
+    result (handed over by this iterator) brings: it is then submitted once a later call gives it.
+
+    Raises
+    ------
+    RuntimeError
+        A task still waits when no task is in flight.
     """
     pending: dict[cf.Future, _BlockTask] = {}
     queue = iter(tasks)
+    waiting: _BlockTask | None = None
     try:
         while True:
-            while len(pending) < in_flight and (task := next(queue, None)) is not None:
+            while len(pending) < in_flight:
+                task = waiting if waiting is not None else next(queue, None)
+                if task is None:
+                    break
+                waiting = None if ready is None or (prepared := ready(task)) is not None else task
+                if waiting is not None:
+                    break
+                task = task if ready is None else prepared
                 pending[executor.submit(_read_and_reduce, task, plan, extras, gate, moments_sink)] = task
             if not pending:
+                if waiting is not None:
+                    raise RuntimeError(f"block ({waiting.layer}, epoch index {waiting.index}) waits for a result no "
+                                       "block in flight gives")
                 return
             # the finished futures leave ``pending`` before they are yielded: while the next blocks are awaited, no
             # statistics already handed over are held here (a block's null paths alone can be 33 MB)
@@ -220,12 +242,16 @@ def _combine(assembly: Assembly, parts: dict[str, cf.Future], layers: Sequence[s
 
 def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_indices: np.ndarray,
                    layer_complete: Callable[[str], None], *, scheduler: str | None, max_workers: int, progress: bool,
-                   extras: dict[str, BlockExtra], budget: int) -> dict[str, Exception]:
+                   extras: dict[str, BlockExtra], budget: int, relevant: str | None = None) -> dict[str, Exception]:
     """Read and reduce every block into ``stats`` and ``extras``, the output layer first; ``layer_complete(name)``
     is called as each layer's last block is in. Returns the first exception of each extra that failed on a block.
     A block larger than ``budget`` bytes is read in ranges of samples; on local threads, as many of those at once
     as the largest one's footprint (:func:`~actlab.analysis.chunked.range_footprint`) fits ``max_workers`` x
-    ``budget`` times, at least one, since their moments and null sums do not shrink with the budget."""
+    ``budget`` times, at least one, since their moments and null sums do not shrink with the budget.
+
+    With ``relevant`` (:data:`~actlab.analysis.paths.RELEVANT`), a null block is given its test probes' relevant
+    classes (:func:`_relevant_classes`): a hidden layer's null block at epoch i is submitted once the output
+    layer's block at epoch i is in, for ``"predicted"``."""
     run, plan = stats.run, stats.plan
     last, output = len(run.epochs) - 1, run.layer_names[-1]
     pca_set, null_set = set(pca_indices.tolist()), set(null_indices.tolist())
@@ -247,7 +273,9 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
         failed: dict[str, Exception] = {}
         # on local threads the ranges' moments of a block read in ranges go straight into the layer's
         sink = stats.merge_moments if scheduler is None else None
-        for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers, gate, sink):
+        ready = None if relevant is None else functools.partial(_relevant_classes, stats, relevant)
+        for task, (block, made) in _completed(executor, tasks, share(plan), reducers, 2 * max_workers, gate, sink,
+                                              ready):
             if stats.add(task.layer, task.index, block):
                 layer_complete(task.layer)
             for (name, extra), value, fed in zip(extras.items(), made, task.extras):
@@ -260,6 +288,21 @@ def _stream_blocks(stats: Statistics, kind: str, pca_indices: np.ndarray, null_i
             del block, made  # not held while the next block is reduced (its moments alone can be 134 MB)
             bar.update(1)
     return failed
+
+
+def _relevant_classes(stats: Statistics, relevant: str, task: _BlockTask) -> _BlockTask | None:
+    """``task`` with its test probes' relevant classes when it is a null block of a run with test probes: their
+    labels, or (``relevant="predicted"``) the output layer's predictions at its epoch, None while those are still
+    to come; the output layer's own null blocks take every class (10 units make its products small)."""
+    test_index = stats.plan.test_index
+    if not task.null or not len(test_index):
+        return task
+    if relevant == "label":
+        return replace(task, relevant=stats.run.probes["label"].values[test_index])
+    if task.predictions:
+        return task
+    classes = stats.predicted[task.index, test_index]
+    return replace(task, relevant=classes) if np.all(classes >= 0) else None
 
 
 def _extra_result(extra: BlockExtra, failure: Exception | None) -> xr.Dataset:
@@ -487,7 +530,8 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
 
         try:
             failed = _stream_blocks(stats, kind, pca_indices, null_indices, layer_complete, scheduler=scheduler,
-                                    max_workers=max_workers, progress=progress, extras=extras, budget=budget)
+                                    max_workers=max_workers, progress=progress, extras=extras, budget=budget,
+                                    relevant=relevant)
             run.check_unchanged()  # every block was read from the store the run was opened on
         except BaseException as exc:
             side.shutdown(wait=True, cancel_futures=True)
