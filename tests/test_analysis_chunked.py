@@ -66,16 +66,45 @@ def test_chunked_statistics_equal_those_of_the_whole_block(budget, relevant):
     assert len(reads) > 2 * len(ranges) if budget == 2000 else len(reads) == 2 * len(ranges)
 
 
-def test_chunked_floor_null_equals_the_cosine_of_permuted_means_by_hand():
+@pytest.mark.parametrize("shuffled", [True, False])  # the probe groups as index arrays, and as slices
+def test_group_sums_of_ranges_from_the_plans_segments_add_up_to_the_block(shuffled):
+    """A range's group sums take the plan's segments restricted to it (``Segment.within``: a view of a slice's
+    columns, none for a group without samples there); the ranges add up to the whole block's sums."""
+    x, codes, test, n_classes = shuffled_block()
+    if not shuffled:
+        order = np.argsort(np.argmax(codes >= 0, axis=0) + 10 * (codes < 0).all(axis=0), kind="stable")
+        x, codes = x[order], codes[:, order]
+        test = np.flatnonzero(np.isin(order, test))
+    plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test, n_top=2)
+    assert all(isinstance(segment.samples, slice) != shuffled for segment in plan.segments)
+    expected = blocks.group_sums(x, plan.all_codes, n_classes)
+    found = np.zeros_like(expected)
+    for start, stop in ((0, 7), (7, 40), (40, 41), (41, 80)):
+        parts = [part for segment in plan.segments if (part := segment.within(start, stop)) is not None]
+        assert 0 < len(parts) <= len(plan.segments)
+        found += blocks.group_sums(x[start:stop], plan.all_codes[:, start:stop], n_classes, parts)
+    np.testing.assert_allclose(found, expected, rtol=1e-6, atol=1e-5)
+    first = plan.segments[0]
+    assert first.within(80, 90) is None
+
+
+@pytest.mark.parametrize("noisy_in_class_1", [True, False])
+def test_chunked_floor_null_equals_the_cosine_of_permuted_means_by_hand(noisy_in_class_1):
+    """Each range's noisy sums in float32, added up in float64; a class without noisy probes is NaN."""
     x, codes, test, n_classes = shuffled_block(seed=8)
+    if not noisy_in_class_1:
+        for grouping in blocks.FLOOR_GROUPINGS:
+            codes[blocks.GROUPINGS.index(grouping), codes[blocks.GROUPINGS.index(grouping)] == 1] = -1
     plan = blocks.BlockPlan(codes=codes, n_classes=n_classes, test_index=test, n_top=2, null_permutations=3,
                             floor_permutations=7)
     found = chunked.chunked_statistics(lambda start, stop: x[start:stop].copy(), ((0, 25), (25, 50), (50, 80)), plan,
                                        keep_top_values=False, predictions=False, moments=False, null=True, sums_budget=500)
     x64 = x.astype(np.float64)
     expected = np.array([[[hand_cosine(x64[clean == c].mean(axis=0), x64[noisy == c].mean(axis=0))
+                           if (noisy == c).any() else np.nan
                            for c in range(n_classes)] for clean, noisy in members.unpack()] for members in plan.floor_members])
     np.testing.assert_allclose(found.floor_null, expected, rtol=1e-6, atol=1e-7)
+    assert np.isnan(found.floor_null[:, :, 1]).all() != noisy_in_class_1 and np.isfinite(found.floor_null[:, :, [0, 2]]).all()
     assert found.moments is None and found.top_values is None and found.predicted is None
 
 

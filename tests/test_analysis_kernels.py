@@ -139,6 +139,9 @@ def test_packed_floor_memberships_unpack_to_the_draws():
         assert packed.shape == expected.shape and packed.noisy.shape == (21, 8)  # 62 probes in 8 bytes
         np.testing.assert_array_equal(packed.unpack(), expected)
         np.testing.assert_array_equal(packed.unpack(slice(5, 13)), expected[5:13])
+        side = packed.noisy_side(slice(5, 13))  # a byte per (permutation, probe): 1 on the noisy side
+        assert side.dtype == np.uint8 and side.shape == (8, len(codes[0]))
+        np.testing.assert_array_equal(side, expected[5:13, 1] >= 0)
         assert packed.unpack().dtype == expected.dtype
     moved = blocks.null_memberships(codes, n_classes, 2, seed=4)
     moved[1, :, np.flatnonzero(moved[1, 0] >= 0)[0]] = -1  # a clean probe that leaves its pool

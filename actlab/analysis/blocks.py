@@ -193,8 +193,14 @@ class PackedMemberships:
         whole.flags.writeable = False
         return whole
 
+    def noisy_side(self, batch: slice = slice(None)) -> np.ndarray:
+        """Whether each probe is on the noisy side in the permutations ``batch``: ndarray of uint8 (0 or 1), shape
+        (permutation, sample); with :attr:`pool_class`, all the memberships say, in half the bytes of
+        :meth:`unpack`'s."""
+        return np.unpackbits(self.noisy[batch], axis=1, count=len(self.pool_class))
+
     def _unpacked(self, batch: slice) -> np.ndarray:
-        noisy = np.unpackbits(self.noisy[batch], axis=1, count=len(self.pool_class)).astype(bool)
+        noisy = self.noisy_side(batch).view(bool)
         out = np.empty((len(noisy), 2, len(self.pool_class)), dtype=self.pool_class.dtype)
         out[:, 0] = np.where(noisy, -1, self.pool_class)
         out[:, 1] = np.where(noisy, self.pool_class, -1)
@@ -387,6 +393,21 @@ class Segment:
     samples: slice | np.ndarray
     rows: np.ndarray
     onehot: np.ndarray
+
+    def within(self, start: int, stop: int) -> Segment | None:
+        """This segment restricted to the samples ``start:stop``, numbered from ``start`` (a block read in ranges,
+        :mod:`~actlab.analysis.chunked`); None when none of its samples is there. The one-hot columns are a view
+        where the samples are consecutive."""
+        if isinstance(self.samples, slice):
+            low, high = max(self.samples.start, start), min(self.samples.stop, stop)
+            if low >= high:
+                return None
+            first = self.samples.start
+            return Segment(slice(low - start, high - start), self.rows, self.onehot[:, low - first:high - first])
+        low, high = np.searchsorted(self.samples, [start, stop])
+        if low == high:
+            return None
+        return Segment(compact_index(self.samples[low:high] - start), self.rows, self.onehot[:, low:high])
 
 
 def segments_of(codes: np.ndarray, onehot: np.ndarray) -> tuple[Segment, ...]:

@@ -7,8 +7,8 @@ as :func:`~actlab.analysis.blocks.block_statistics` of the whole block, up to fl
 
 - a first pass over the ranges adds up what combines by sums: class sums of the groupings and halves, sums and
   maxima of |x|, PCA moments (Chan's merge), predictions, the permuted clean sums of the path null (in the
-  block's precision, as the whole block's) and the permuted noisy sums of the noise-floor null (float64, in
-  permutation batches that fit :func:`null_sums_bytes`; the first pass takes as many batches as fit it together,
+  block's precision, as the whole block's) and the permuted noisy sums of the noise-floor null (each range's
+  products in the block's precision, added up in float64, in permutation batches that fit :func:`null_sums_bytes`; the first pass takes as many batches as fit it together,
   at least one, every other batch takes one more pass);
 - a second pass over the ranges that hold test probes (every range at the epoch whose top-unit values are kept)
   computes what needs the block's class means first: path cosines, the null paths, the top units' values.
@@ -114,21 +114,30 @@ def _batches(n_permutations: int, n_classes: int, n_units: int, budget: int) -> 
 
 
 class _FloorSums:
-    """Permuted noisy sums N and pool sums S of one noise-floor grouping, for a batch of permutations."""
+    """Permuted noisy sums N and pool sums S of one noise-floor grouping, for a batch of permutations.
+
+    The memberships stay a byte per (permutation, probe): whether the probe is on the noisy side
+    (:meth:`~actlab.analysis.blocks.PackedMemberships.noisy_side`); a class's pool is fixed. Each range's noisy sums
+    are products in the block's precision, as those of a block read at once (:func:`~actlab.analysis.blocks.
+    permuted_cosines`), added up in float64."""
 
     def __init__(self, members: blocks.PackedMemberships, batch: slice, n_classes: int, n_units: int) -> None:
-        self.members = members.unpack(batch)  # (permutation of the batch, source, sample)
-        self.pools = _pools(self.members, n_classes)
-        self.noisy = np.zeros((len(self.members), n_classes, n_units))
+        self.noisy_side = members.noisy_side(batch)  # (permutation of the batch, sample), 0 or 1
+        self.pools = [np.flatnonzero(members.pool_class == c) for c in range(n_classes)]
+        # a class is tested where it has clean and noisy probes (every permutation keeps the sides' sizes)
+        self.tested = [0 < self.noisy_side[0, pool].sum() < len(pool) if len(self.noisy_side) else False
+                       for pool in self.pools]
+        self.noisy = np.zeros((len(self.noisy_side), n_classes, n_units))
         self.total = np.zeros((n_classes, n_units))
 
     def add(self, x: np.ndarray, start: int, stop: int) -> None:
+        dtype = np.float32 if x.dtype == np.float32 else np.float64
         for c, pool in enumerate(self.pools):
             rows = _local(pool, start, stop)
             if len(rows):
-                block = x[rows].astype(np.float64)
-                self.total[c] += block.sum(axis=0)
-                self.noisy[:, c] += (self.members[:, 1, rows + start] == c).astype(np.float64) @ block
+                block = x[rows].astype(dtype, copy=False)
+                self.total[c] += block.sum(axis=0, dtype=np.float64)
+                self.noisy[:, c] += self.noisy_side[:, rows + start].astype(dtype) @ block
 
     def cosines(self) -> np.ndarray:
         """(permutation, class) as :func:`~actlab.analysis.blocks.permuted_cosines`; NaN for a class without
@@ -136,10 +145,7 @@ class _FloorSums:
         out = blocks.clean_noisy_cosine(np.einsum("cu,cu->c", self.total, self.total),
                                         np.einsum("pcu,cu->pc", self.noisy, self.total),
                                         np.einsum("pcu,pcu->pc", self.noisy, self.noisy))
-        first = self.members[0]
-        for c in range(out.shape[1]):
-            if not ((first[1] == c).any() and (first[0] == c).any()):
-                out[:, c] = np.nan
+        out[:, ~np.array(self.tested, dtype=bool)] = np.nan
         return out
 
 
@@ -208,7 +214,8 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
             first_floor = [(g, _FloorSums(plan.floor_members[g], batch, n_classes, n_units))
                            for g, batch in floor_work[:n_first]]  # the batches whose sums fit the budget together
             dtype = x.dtype
-        every += blocks.group_sums(x, plan.all_codes[:, start:stop], n_classes)
+        every += blocks.group_sums(x, plan.all_codes[:, start:stop], n_classes,
+                                   [part for segment in plan.segments if (part := segment.within(start, stop)) is not None])
         chunk_mean, chunk_max = blocks.unit_magnitudes(x)
         mean_abs += chunk_mean * (stop - start)
         np.maximum(max_abs, chunk_max, out=max_abs)
