@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
-from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, cached_planted, cached_results
+from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, cached_planted, cached_results, planted_run
 
 import actlab
 from actlab.analysis import (
@@ -170,6 +170,21 @@ def test_strongest_separation_is_read_by_original_label_only(tmp_path_factory):
     assert found["floor_distance"] == pytest.approx(float(distance.max()))
     assert found["cosine"] == pytest.approx(float(hidden["cos_clean_noisy_by_original_mean"].sel(
         layer=found["layer"], epoch=found["epoch"])))
+
+
+def test_stacked_nodes_name_no_single_layer(tmp_path):
+    # the per-layer parts name their layer in attrs; once stacked along ``layer`` an attr naming one layer (the
+    # first) would be wrong for the rest, in the tree and in the saved results
+    planted = planted_run(tmp_path / "run", empty_noisy_class=2)
+    results = analyze(planted.run_dir, progress=False, n_permutations=19, n_bootstrap=50)
+    named = [(node.path, name) for node in results.subtree for name, variable in node.dataset.variables.items()
+             if "layer" in variable.dims and "layer" in variable.attrs]
+    assert named == []
+    assert "layer" in results["separation"].dims and "layer" in results["pca"].dims
+    warnings = results["separation"].attrs["warnings"]
+    assert warnings == [f"class 2 has no noisy by {label} probes; its cosines are NaN" for label in ("original", "assigned")]
+    part = results["separation"].to_dataset().sel(layer="hidden2")
+    assert np.isnan(part["cos_clean_noisy_by_original"].sel({"class": 2})).all()
 
 
 def test_each_layer_is_released_once_its_analyses_have_their_parts(tmp_path_factory, monkeypatch):

@@ -132,8 +132,16 @@ class Assembly(Protocol):
 
 
 def layer_stack(datasets: list[xr.Dataset], names: list[str]) -> xr.Dataset:
-    """Concatenate per-layer datasets along a new dim ``layer``."""
-    return xr.concat(datasets, dim=xr.Variable("layer", names, {"long_name": "layer"}), combine_attrs="override")
+    """Concatenate per-layer datasets along a new dim ``layer``.
+
+    Attrs are the first dataset's, less the attr ``layer`` (the one layer a per-layer array names) on every
+    variable that now has the dim ``layer``.
+    """
+    stacked = xr.concat(datasets, dim=xr.Variable("layer", names, {"long_name": "layer"}), combine_attrs="override")
+    for variable in stacked.variables.values():
+        if "layer" in variable.dims:
+            variable.attrs.pop("layer", None)
+    return stacked
 
 
 class SeparationAssembly:
@@ -160,6 +168,7 @@ class SeparationAssembly:
         out = layer_stack(parts, self.stats.run.layer_names)
         out["count"] = out["count"].isel(layer=0, drop=True)
         out["half_count"] = out["half_count"].isel(layer=0, drop=True)
+        out.attrs["warnings"] = separation.empty_class_warnings(out["count"].values)  # the same in every layer
         out.attrs["seed"] = self.stats.plan.seed
         return out
 

@@ -227,7 +227,7 @@ def leading_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], size: int, k: 
 
 def image_features(images: np.ndarray, *, n_components: int = 50, seed: int = SEED,
                    max_bytes: int | None = None) -> np.ndarray:
-    """Whitened principal components of probe images scaled to [0, 1] (exact: to machine precision).
+    """Whitened principal components of probe images scaled to [0, 1] (iterated to convergence, not sketched).
 
     When the float32 pixels fit ``max_bytes``, the leading components come from scikit-learn's
     ``PCA(svd_solver="arpack")`` (Lanczos iterations run to convergence, ``tol=0``, on the float32 pixels:

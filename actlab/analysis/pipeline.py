@@ -83,14 +83,15 @@ class BlockExtra(Protocol):
 
     def result(self) -> xr.Dataset: ...
 
-ANALYSIS_REVISION = 6
+ANALYSIS_REVISION = 7
 """Version of what the analyses compute; raised whenever a criterion or result changes meaning, so that
 saved results from before are recomputed instead of reused (2: double-descent criterion 5 looks from
 ``smooth_window`` epochs before the peak; 3: null baselines (separation noise floor, path-attribution
 permutation null), ratio to the median of the active units, ``explained_by`` from a paired bootstrap; 4: the
 separation's noise floor as a within-class permutation test, 199 path permutations, exact image PCA; 5: clean
 samples learned only at a high plateau, the test-loss minimum also without an interior peak, best and final test
-values; 6: the ``dynamics`` node and root attr ``skipped``)."""
+values; 6: the ``dynamics`` node and root attr ``skipped``; 7: a node stacked along ``layer`` names no single layer
+in its variables' attrs, and ``/separation``'s warnings name none)."""
 
 
 @dataclass(frozen=True)
