@@ -8,8 +8,9 @@ as :func:`~actlab.analysis.blocks.block_statistics` of the whole block, up to fl
 - a first pass over the ranges adds up what combines by sums: class sums of the groupings and halves, sums and
   maxima of |x|, PCA moments (Chan's merge), predictions, the permuted clean sums of the path null (in the
   block's precision, as the whole block's) and the permuted noisy sums of the noise-floor null (each range's
-  products in the block's precision, added up in float64, in permutation batches that fit :func:`null_sums_bytes`; the first pass takes as many batches as fit it together,
-  at least one, every other batch takes one more pass);
+  products in the block's precision, added up in float64, in permutation batches that fit
+  :func:`null_sums_bytes`; the first pass takes as many batches as fit it together, at least one, every other
+  batch takes one more pass);
 - a second pass over the ranges that hold test probes (every range at the epoch whose top-unit values are kept)
   computes what needs the block's class means first: path cosines, the null paths, the top units' values.
 
