@@ -4,13 +4,13 @@ Builds a synthetic run store through ``actlab.store.RunWriter`` (6 hidden layers
 output layer, 3000 probes x 85 epochs = 3.14 GB raw float32 by default, the store the issue's numbers refer
 to; ``--epochs 40`` = 1.48 GB), then, each in a fresh subprocess, (1) the plain read: what a user reading the store
 with zarr pays, every (layer, epoch) block decoded once with the same thread pool (each chunk's CRC32C checked by the
-codecs, no actlab check, no shard digest), through zarr-python's codec pipeline and through zarrs' where installed
-(``actlab.store.pipeline``), and (2) ``actlab.analysis.open_run`` (its checks) then ``analyze`` (every block's
-shard checked against the digest committed with it as it is read: schema 5 reads its index and inner-chunk
-CRC32Cs, schema 4 hashes the whole shard) through the fastest; prints wall time, peak
-RSS of each and their ratios, interleaved reads / analyse / reads / ... with each analysis compared with the mean
-of the reads either side, the CPU time of each, the per-block cost of each statistic, and the load average. It
-never asserts.
+codecs, no actlab check, no shard digest), through zarr-python's codec pipeline, through zarrs' where installed,
+and through actlab's own shard decoder (``actlab.store.pipeline``), and (2) ``actlab.analysis.open_run`` (its
+checks) then ``analyze`` (every block's shard checked against the digest committed with it as it is read: schema
+5 reads its index and inner-chunk CRC32Cs, schema 4 hashes the whole shard) through the fastest, actlab's; prints
+wall time, peak RSS of each and their ratios, interleaved reads / analyse / reads / ... with each analysis compared
+with the mean of the reads either side, the CPU time of each, the per-block cost of each statistic, and the load
+average. It never asserts.
 
     python benchmarks/bench_analyze.py                      # temp dir, 3.1 GB: about 2 minutes on 2 cores
     python benchmarks/bench_analyze.py --epochs 40          # 1.5 GB: about 1 minute
@@ -92,19 +92,19 @@ def child(mode: str, run_dir: str, workers: int, settings: dict) -> None:
     import zarr
 
     from actlab.analysis import analyze, open_run, summary
-    from actlab.store import for_reading, read_attrs, store_path
+    from actlab.store import for_reading, read_attrs, read_slot, store_path
 
     baseline = _peak_rss_mb()
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     if mode == "read":
         # what a user reading the store with zarr pays: every layer's preact at every recorded epoch decoded (CRC32C
-        # of each chunk checked by the codecs), through the pipeline chosen; no actlab check, no shard digest
+        # of each chunk checked by the codecs), through the pipeline chosen (read_slot); no actlab check, no shard digest
         store = store_path(run_dir)
         arrays = [for_reading(zarr.open_array(store / "layers" / spec["name"] / "preact", mode="r", zarr_format=3))
                   for spec in read_attrs(run_dir)["layers"]]
         with cf.ThreadPoolExecutor(workers) as pool:
             jobs = [(array, slot) for array in arrays for slot in range(array.shape[0])]
-            total = sum(pool.map(lambda job: np.asarray(job[0][job[1]]).nbytes, jobs))
+            total = sum(pool.map(lambda job: read_slot(*job).nbytes, jobs))
         extra = {"bytes": total, "open_s": 0.0}
     elif mode == "pass":  # the fused pass alone: every block read and reduced, PCA and nulls at every epoch
         from threadpoolctl import threadpool_limits
@@ -319,7 +319,7 @@ def main() -> None:
     run_dir = base / "run"
     try:
         if args.scaling or args.memory_check:
-            fastest = "zarrs" if importlib.util.find_spec("zarrs") else "zarr-python"
+            fastest = "actlab"
             print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; reads through {fastest}")
             (scaling if args.scaling else memory_check)(args, base, fastest)
             return
@@ -346,7 +346,7 @@ def main() -> None:
                                                      ("path_permutations", args.path_permutations)) if value is not None}
         if settings:
             print(f"analyze settings: {settings} (they change what the analysis computes)")
-        pipelines = ["zarr-python"] + (["zarrs"] if importlib.util.find_spec("zarrs") else [])
+        pipelines = ["zarr-python"] + (["zarrs"] if importlib.util.find_spec("zarrs") else []) + ["actlab"]
         fastest = pipelines[-1]
         print(f"read pipelines: {', '.join(pipelines)}; the analysis reads through {fastest}")
         reads = {p: [measure("read", run_dir, args.workers, settings, p)] for p in pipelines}

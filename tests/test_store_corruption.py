@@ -128,7 +128,8 @@ def test_zero_byte_shard_reads_as_nan_in_zarr_itself(run_dir):
 def test_flipped_bit_in_a_compressed_chunk_names_array_and_epoch(run_dir):
     """A flipped bit in a chunk keeps the shard index intact, so the run opens; the chunk's CRC32C refuses the block
     at every read (each read pipeline says it its own way: zarr-python "ValueError: Stored and computed checksum
-    ...", zarrs "RuntimeError: the checksum is invalid", actlab.store.pipeline). A flipped bit in that CRC32C itself
+    ...", zarrs "RuntimeError: the checksum is invalid", actlab's decoder "ValueError: inner chunk 0 of shard ...
+    does not match its CRC32C checksum", actlab.store.pipeline). A flipped bit in that CRC32C itself
     fails the shard's digest committed with epoch 40, before the block is decoded."""
     shard = _file(run_dir, "layers/hidden3/preact", "4/0/0")
     pristine = shard.read_bytes()

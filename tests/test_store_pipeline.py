@@ -1,7 +1,9 @@
-"""The read pipeline: zarrs for local reads where installed, zarr-python elsewhere; both verify every CRC32C.
+"""The read pipeline: actlab's shard decoder for the layer shards, zarrs for other local reads where installed,
+zarr-python elsewhere; each verifies every CRC32C.
 
-The corruption and crash-safety modules run under each pipeline with ``ACTLAB_READ_PIPELINE=zarrs`` and
-``ACTLAB_READ_PIPELINE=zarr-python``; here the pipeline choice itself and zarrs' own checks.
+The corruption and crash-safety modules run under each pipeline (``ACTLAB_READ_PIPELINE`` unset, ``zarrs`` and
+``zarr-python``: ``.ci/run``); here the pipeline choice itself and zarrs' own checks (actlab's decoder:
+tests/test_store_shards.py).
 """
 
 from __future__ import annotations
@@ -34,11 +36,7 @@ def test_the_variable_picks_the_pipeline(monkeypatch):
     with pytest.raises(ValueError, match="ACTLAB_READ_PIPELINE is 'rust', not one of"):
         read_pipeline()
     monkeypatch.delenv(READ_PIPELINE_VARIABLE)
-    try:
-        import zarrs  # noqa: F401
-        assert read_pipeline() == "zarrs"
-    except ImportError:
-        assert read_pipeline() == "zarr-python"
+    assert read_pipeline() == "actlab"
 
 
 def test_zarrs_reads_what_zarr_python_reads_and_other_stores_stay_on_zarr_python(preact, monkeypatch):
@@ -53,6 +51,8 @@ def test_zarrs_reads_what_zarr_python_reads_and_other_stores_stay_on_zarr_python
         np.testing.assert_array_equal(fast[slot], plain[slot])
     memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(4,), dtype="f4")
     assert for_reading(memory) is memory
+    monkeypatch.setenv(READ_PIPELINE_VARIABLE, "actlab")  # the arrays actlab's decoder leaves to zarr: zarrs
+    assert isinstance(for_reading(plain).async_array.codec_pipeline, zarrs.ZarrsCodecPipeline)
     monkeypatch.setenv(READ_PIPELINE_VARIABLE, "zarr-python")
     assert for_reading(plain) is plain
 

@@ -33,6 +33,7 @@ from actlab.store import (
     layer_shard_digests,
     open_store,
     read_attrs,
+    read_slot,
     recorded_run_id,
     replaced_error,
     store_folder_id,
@@ -109,8 +110,7 @@ def read_block(run_dir: Location, layer: str, slot: int, epoch: int, relu: bool,
         # a shard that fails is never decoded
         verified = digest is None or file_shard_digest(files(store_location(run_dir)), key, digest[0],
                                                        inner_chunks(array)) == digest[1]
-        block = (None if not verified else
-                 np.asarray(array[slot] if rows is None else array[slot, rows[0]:rows[1]], dtype=np.float32))
+        block = None if not verified else np.asarray(read_slot(array, slot, rows), dtype=np.float32)
     except Exception as exc:
         _check_same_folder(run_dir, store_folder)  # a replaced store explains a failed read better than damage does
         where = "" if rows is None else f" (samples {rows[0]}:{rows[1]})"

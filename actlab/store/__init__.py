@@ -25,7 +25,7 @@ from actlab.store.integrity import (
     layer_array_name,
     parameter_array_name,
 )
-from actlab.store.pipeline import READ_PIPELINE_VARIABLE, for_reading, read_pipeline
+from actlab.store.pipeline import READ_PIPELINE_VARIABLE, for_reading, read_pipeline, read_slot
 from actlab.store.reader import (
     MUTABLE_ROOT_ATTRS,
     StoreView,
@@ -95,7 +95,7 @@ __all__ = [
     "breach_error", "check_schema", "committed_state_digest", "creating_error", "damage_error", "damaged_chunks",
     "default_compressors", "digested_arrays", "exception_line", "for_reading", "layer_array_name", "layer_dims",
     "layer_spec_problem", "missing_epochs", "open_store", "parameter_array_name", "parameter_dims",
-    "parameter_spec_problem", "read_attrs", "read_pipeline", "recorded_ensemble_id", "recorded_run_id",
+    "parameter_spec_problem", "read_attrs", "read_pipeline", "read_slot", "recorded_ensemble_id", "recorded_run_id",
     "replaced_error", "store_folder_id", "store_identity", "store_location", "store_path", "user_metric_problem",
     "digest_mismatch", "file_shard_digest", "inner_chunks", "layer_shard_digests",
 ]
