@@ -255,6 +255,13 @@ def post(planted: Planted, epoch: int, layer: str) -> np.ndarray:
 _CACHE: dict[tuple, object] = {}
 
 
+def flip_bit(path: Path, position: int) -> None:
+    """Flip one bit of the byte at ``position`` of the file ``path``."""
+    raw = bytearray(path.read_bytes())
+    raw[position] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
 def cached_planted(tmp_path_factory, **params) -> Planted:
     """:func:`planted_run` written once per session and parameter set; tests must not modify it (copy it first)."""
     key = ("run", *sorted(params.items()))

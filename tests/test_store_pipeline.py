@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import zarr
-from fixtures_store import cached_planted
+from fixtures_store import cached_planted, flip_bit
 
 from actlab.store import READ_PIPELINE_VARIABLE, for_reading, read_pipeline, store_path
 
@@ -57,12 +57,6 @@ def test_zarrs_reads_what_zarr_python_reads_and_other_stores_stay_on_zarr_python
     assert for_reading(plain) is plain
 
 
-def _flip(path, position):
-    raw = bytearray(path.read_bytes())
-    raw[position] ^= 0x10
-    path.write_bytes(bytes(raw))
-
-
 @pytest.mark.parametrize("damage", ["inner chunk bit", "shard index bit", "empty shard"])
 def test_zarrs_verifies_the_crc32c_of_chunks_and_shard_index(preact, monkeypatch, damage):
     """zarrs fails on each damage on its own (actlab's shard-tail and digest checks aside); a read of another
@@ -70,7 +64,7 @@ def test_zarrs_verifies_the_crc32c_of_chunks_and_shard_index(preact, monkeypatch
     pytest.importorskip("zarrs")
     monkeypatch.setenv(READ_PIPELINE_VARIABLE, "zarrs")
     path, shard = preact
-    {"inner chunk bit": lambda: _flip(shard, 200), "shard index bit": lambda: _flip(shard, shard.stat().st_size - 9),
+    {"inner chunk bit": lambda: flip_bit(shard, 200), "shard index bit": lambda: flip_bit(shard, shard.stat().st_size - 9),
      "empty shard": lambda: shard.write_bytes(b"")}[damage]()
     array = for_reading(zarr.open_array(path, mode="r"))
     with pytest.raises(RuntimeError):

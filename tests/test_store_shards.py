@@ -8,6 +8,7 @@ import pytest
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, TransposeCodec, ZstdCodec
 from zarr.storage import LocalStore, MemoryStore
+from fixtures_store import flip_bit
 
 from actlab.store import READ_PIPELINE_VARIABLE, default_compressors, read_slot, shards
 
@@ -84,12 +85,6 @@ def _rewrite_index(path, entries: np.ndarray) -> None:
     path.write_bytes(raw[:len(raw) - len(body) - 4] + body + google_crc32c.value(body).to_bytes(4, "little"))
 
 
-def _flip(path, position: int) -> None:
-    raw = bytearray(path.read_bytes())
-    raw[position] ^= 0x10
-    path.write_bytes(bytes(raw))
-
-
 def test_each_damage_is_refused_naming_the_inner_chunk(tmp_path):
     array, values = _array(tmp_path)
     shard = _shard(tmp_path)
@@ -102,9 +97,9 @@ def test_each_damage_is_refused_naming_the_inner_chunk(tmp_path):
         np.testing.assert_array_equal(shards.read_epoch(array, 2), values[2])  # other epochs still read
         shard.write_bytes(pristine)
 
-    _flip(shard, int(index[2, 0]) + 40)
+    flip_bit(shard, int(index[2, 0]) + 40)
     refused(r"^inner chunk 2 of shard c/1/0/0 does not match its CRC32C checksum$")
-    _flip(shard, len(pristine) - 9)
+    flip_bit(shard, len(pristine) - 9)
     refused(r"^the index of shard c/1/0/0 does not match its CRC32C checksum$")
     shard.write_bytes(b"")
     refused(r"^the shard c/1/0/0 has 0 bytes, fewer than its index of 132$")

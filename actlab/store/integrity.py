@@ -28,7 +28,7 @@ from actlab.errors import StoreError
 from actlab.location import Files, Location
 from actlab.store.schema import ARRAYS, SHARD_DIGESTS, STATUS_CREATING, STORE_DIRNAME
 
-_NO_CHUNK = 2**64 - 1
+NO_CHUNK = 2**64 - 1
 """Offset and size of an absent inner chunk in a shard index."""
 
 
@@ -145,7 +145,7 @@ def shard_digest(read: Callable[[int, int], bytes], size: int, n_chunks: int) ->
     index = read(size - index_size, size)
     digest = hashlib.sha256(index)
     for offset, nbytes in np.frombuffer(index[:-4], dtype="<u8").reshape(n_chunks, 2).tolist():
-        if offset == _NO_CHUNK:
+        if offset == NO_CHUNK:
             continue
         if nbytes < 4 or offset + nbytes > size - index_size:
             raise ValueError(f"the shard index holds an inner chunk of {nbytes} bytes at {offset}, outside its data")
@@ -159,7 +159,7 @@ def chunk_crc_problem(data: bytes, n_chunks: int, key: str) -> str | None:
     matches. Call it on a shard whose index is intact (:func:`_shard_problems`)."""
     entries = np.frombuffer(data[len(data) - 16 * n_chunks - 4:-4], dtype="<u8").reshape(n_chunks, 2).tolist()
     for position, (offset, nbytes) in enumerate(entries):
-        if offset != _NO_CHUNK and (google_crc32c.value(data[offset:offset + nbytes - 4])
+        if offset != NO_CHUNK and (google_crc32c.value(data[offset:offset + nbytes - 4])
                                     != int.from_bytes(data[offset + nbytes - 4:offset + nbytes], "little")):
             return f"has a shard {STORE_DIRNAME}/{key} whose inner chunk {position} fails its CRC32C check"
     return None
@@ -202,7 +202,7 @@ def _shard_problems(array: zarr.Array, files: Files, path: str, slot: int) -> li
             if np.any(origin + np.multiply(local, codec.chunk_shape) >= array.shape):
                 continue  # beyond the edge of the array: never written
             offset, nbytes = (int(v) for v in entries[local])
-            if offset == _NO_CHUNK:
+            if offset == NO_CHUNK:
                 problems.append(f"has a shard {name} that lacks inner chunk {local}")
             elif offset + nbytes > size - index_size:
                 problems.append(f"has a truncated shard {name} (inner chunk {local} ends past the data)")

@@ -49,12 +49,11 @@ def read_pipeline() -> str:
         :data:`READ_PIPELINE_VARIABLE` holds something else, or asks for zarrs where it is not installed.
     """
     chosen = os.environ.get(READ_PIPELINE_VARIABLE, "")
-    installed = importlib.util.find_spec("zarrs") is not None
     if chosen == "":
         return "actlab"
     if chosen not in PIPELINES:
         raise ValueError(f"{READ_PIPELINE_VARIABLE} is {chosen!r}, not one of {PIPELINES}; set one of them or unset it")
-    if chosen == "zarrs" and not installed:
+    if chosen == "zarrs" and importlib.util.find_spec("zarrs") is None:
         raise ValueError(f"{READ_PIPELINE_VARIABLE} is 'zarrs' but the zarrs package is not installed; "
                          "pip install 'actlab[fast]' or unset it")
     return chosen

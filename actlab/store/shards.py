@@ -6,7 +6,7 @@ The layer arrays of a local store whose codecs are those docs/store-format.md pr
 the index at the end with its CRC32C; inner chunks split along the sample axis only, each ``bytes``
 (little-endian), optionally ``blosc``, then ``crc32c``) are read here instead: plain file reads, numcodecs'
 Blosc (the library zarr's own ``blosc`` codec calls) and google-crc32c. The reads and the decompression release
-the GIL. Every check a zarr read makes is made too, and two more:
+the GIL. Every check a zarr read makes is made too (the first below), and two more:
 
 - the CRC32C of the shard index and of every inner chunk read (zarr's ``crc32c`` codec);
 - an inner chunk absent from the index is refused, not read as fill values (a committed epoch has every
@@ -31,8 +31,7 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.storage import LocalStore
 
-NO_CHUNK = 2**64 - 1
-"""Offset and size of an absent inner chunk in a shard index."""
+from actlab.store.integrity import NO_CHUNK, inner_chunks
 
 CRC32C_RESIDUE = 0x48674BC7
 """The CRC32C of any bytes followed by their own CRC32C (little-endian): one pass checks a chunk and its
@@ -94,13 +93,15 @@ def read_epoch(array: zarr.Array, slot: int, rows: tuple[int, int] | None = None
     Raises
     ------
     ValueError
-        The shard is missing, shorter than its index, its index or an inner chunk read fails its CRC32C check,
-        an inner chunk is absent or lies outside the data, or a Blosc frame does not decode to one inner chunk.
+        The shard is shorter than its index, its index or an inner chunk read fails its CRC32C check, an inner
+        chunk is absent or lies outside the data, or a Blosc frame does not decode to one inner chunk.
+    OSError
+        The shard file is missing or cannot be read.
     """
     start, stop = rows if rows is not None else (0, array.shape[1])
     sharding = array.metadata.codecs[0]
     per_chunk = sharding.chunk_shape[1]
-    n_chunks = array.metadata.chunk_grid.chunk_shape[1] // per_chunk
+    n_chunks = inner_chunks(array)
     compressed = len(sharding.codecs) == 3
     key = array.metadata.encode_chunk_key((slot,) + (0,) * (array.ndim - 1))
     first, last = start // per_chunk, max(start // per_chunk, math.ceil(stop / per_chunk))
