@@ -173,7 +173,7 @@ def kernels(run_dir: str, n_blocks: int = 8) -> dict:
         "read": lambda name, i, x: run.read_block(name, i),
         "group sums": lambda name, i, x: found.update(
             sums=blocks.group_sums(x, plan.all_codes, plan.n_classes, plan.segments)[: len(blocks.GROUPINGS)]),
-        "magnitudes": lambda name, i, x: blocks.unit_magnitudes(x),
+        "magnitudes": lambda name, i, x: blocks.unit_magnitudes(x, nonnegative=run.is_relu(name)),
         "path cosines": lambda name, i, x: blocks.path_cosines(x, found["sums"], plan.counts, plan.test_rows),
         "PCA moments": lambda name, i, x: blocks.Moments.from_block(x),
         "path null, every class": lambda name, i, x: blocks.null_clean_paths(x, plan),

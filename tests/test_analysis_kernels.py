@@ -162,3 +162,15 @@ def test_packed_null_paths_unpack_to_the_block_null():
     assert found.dtype == np.int8 and found.shape == expected.shape
     np.testing.assert_array_equal(found, expected)
     assert packed.nbytes <= expected.nbytes // 4 + 2
+
+
+def test_magnitudes_of_a_block_known_nonnegative_are_those_of_the_general_case():
+    """``nonnegative`` (a ReLU's output) skips the minimum: the same numbers bit for bit, NaN included, and equal
+    to mean and max of |x| in float64."""
+    x, *_ = random_block()
+    assert np.isnan(x).any() and not (x < 0).any()
+    known = blocks.unit_magnitudes(x, nonnegative=True)
+    for got, general in zip(known, blocks.unit_magnitudes(x)):
+        np.testing.assert_array_equal(got, general)
+    np.testing.assert_allclose(known[0], np.abs(x.astype(np.float64)).mean(axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(known[1], np.abs(x).max(axis=0).astype(np.float64))

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
-from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, cached_planted, cached_results, planted_run
+from fixtures_store import EMERGENCE_EPOCH, LARGE_UNIT, cached_planted, cached_results, planted_run, post
 
 import actlab
 from actlab.analysis import (
@@ -105,6 +105,18 @@ def test_pre_activations_and_single_worker_agree_on_structure(tmp_path_factory):
     x = run.layer("hidden3", kind="pre").sel(epoch=20).values
     np.testing.assert_allclose(pre["large_activation/hidden3"].to_dataset()["mean_abs"].sel(epoch=20),
                                np.abs(x).mean(axis=0), rtol=1e-6)
+
+
+def test_post_activation_magnitudes_of_relu_and_identity_layers_equal_numpy(tmp_path_factory):
+    """A ReLU layer's blocks skip the search for a negative value (``nonnegative``); the output layer, identity,
+    has negative values and takes |x|."""
+    planted, results = cached_results(tmp_path_factory)
+    for layer in ("hidden1", "output"):
+        x = post(planted, 40, layer)
+        assert (x < 0).any() == (layer == "output")
+        found = results[f"large_activation/{layer}"].to_dataset().sel(epoch=40)
+        np.testing.assert_allclose(found["mean_abs"], np.abs(x).mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(found["max_abs"], np.abs(x).max(axis=0), rtol=1e-7)
 
 
 def test_parameter_errors(tmp_path_factory):

@@ -509,12 +509,21 @@ def sample_cosines(x: np.ndarray, means: np.ndarray) -> np.ndarray:
     return out
 
 
-def unit_magnitudes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unit_magnitudes(x: np.ndarray, *, nonnegative: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean and max of |x| over samples; each shape (unit,), float64.
 
     A block with no negative value (post-ReLU) is its own absolute value, so no copy is made for it.
+
+    Parameters
+    ----------
+    x : ndarray, shape (sample, unit)
+    nonnegative : bool
+        ``x`` is known to hold no negative value (a ReLU's output: NaN stays NaN): its minimum is not looked for.
+        The results are the same either way.
     """
     x = np.asarray(x)
+    if nonnegative:
+        return x.mean(axis=0, dtype=np.float64), x.max(axis=0).astype(np.float64)
     low, high = x.min(axis=0), x.max(axis=0)
     if np.all(low >= 0):
         return x.mean(axis=0, dtype=np.float64), high.astype(np.float64)
@@ -854,7 +863,8 @@ def null_paths(test: np.ndarray, directions: np.ndarray, defined: np.ndarray,
 
 
 def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, predictions: bool,
-                     moments: bool = True, null: bool = False, relevant: np.ndarray | None = None) -> BlockStats:
+                     moments: bool = True, null: bool = False, relevant: np.ndarray | None = None,
+                     nonnegative: bool = False) -> BlockStats:
     """All block-local statistics of one (sample, unit) block.
 
     Parameters
@@ -872,10 +882,12 @@ def block_statistics(x: np.ndarray, plan: BlockPlan, *, keep_top_values: bool, p
         noise-floor test (:func:`permuted_cosines`); only at a few epochs.
     relevant : ndarray of int, shape (test_sample,), optional
         Each test probe's relevant class at this epoch: the path null is computed at it only (:func:`null_paths`).
+    nonnegative : bool
+        The block is a ReLU's output (:func:`unit_magnitudes`).
     """
     every = group_sums(x, plan.all_codes, plan.n_classes, plan.segments)  # one product for groupings and halves
     sums = every[: len(GROUPINGS)]
-    mean_abs, max_abs = unit_magnitudes(x)
+    mean_abs, max_abs = unit_magnitudes(x, nonnegative=nonnegative)
     top = top_units(mean_abs, plan.n_top)
     return BlockStats(
         sums=sums,

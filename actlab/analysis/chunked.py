@@ -163,7 +163,7 @@ def _range_moments(x: np.ndarray) -> Moments:
 def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[tuple[int, int]], plan: BlockPlan,
                        *, keep_top_values: bool, predictions: bool, moments: bool = True, null: bool = False,
                        sums_budget: int = BLOCK_BYTES, moments_sink: Callable[[Moments], None] | None = None,
-                       relevant: np.ndarray | None = None) -> BlockStats:
+                       relevant: np.ndarray | None = None, nonnegative: bool = False) -> BlockStats:
     """:func:`~actlab.analysis.blocks.block_statistics` of a block read as ``read(start, stop)`` over ``ranges``.
 
     Parameters
@@ -174,7 +174,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
     ranges : sequence of (int, int)
         :func:`sample_ranges`, covering every sample in order.
     plan : BlockPlan
-    keep_top_values, predictions, moments, null, relevant
+    keep_top_values, predictions, moments, null, relevant, nonnegative
         As :func:`~actlab.analysis.blocks.block_statistics`.
     sums_budget : int
         Bytes the float64 sums of the noise-floor null may take (:func:`null_sums_bytes`); more permutations
@@ -217,7 +217,7 @@ def chunked_statistics(read: Callable[[int, int], np.ndarray], ranges: Sequence[
             dtype = x.dtype
         every += blocks.group_sums(x, plan.all_codes[:, start:stop], n_classes,
                                    [part for segment in plan.segments if (part := segment.within(start, stop)) is not None])
-        chunk_mean, chunk_max = blocks.unit_magnitudes(x)
+        chunk_mean, chunk_max = blocks.unit_magnitudes(x, nonnegative=nonnegative)
         mean_abs += chunk_mean * (stop - start)
         np.maximum(max_abs, chunk_max, out=max_abs)
         if predicted is not None:

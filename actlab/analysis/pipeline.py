@@ -116,13 +116,18 @@ class _BlockTask:
     """Each test probe's relevant class at this epoch, given to a null block when known (its path null is then
     computed at those classes only, :func:`~actlab.analysis.blocks.null_paths`)."""
 
+    @property
+    def relu(self) -> bool:
+        """Whether the block is read through a ReLU (:func:`~actlab.analysis.run.read_block`'s ``relu``)."""
+        return bool(self.read[4])
+
     def statistics(self, plan: BlockPlan, x: np.ndarray | None = None,
                    moments_sink: Callable[[Moments], None] | None = None) -> BlockStats:
         """Reduce this block to its statistics: ``x`` if given (read whole), else read at once or range by range
         (the shard's digest checked before the first range is used, not again for each range; each range's
         moments handed to ``moments_sink`` when given, :func:`~actlab.analysis.chunked.chunked_statistics`)."""
         flags = dict(keep_top_values=self.keep_top_values, predictions=self.predictions, moments=self.moments,
-                     null=self.null, relevant=self.relevant)
+                     null=self.null, relevant=self.relevant, nonnegative=self.relu)
         if self.ranges is None:
             return blocks.block_statistics(read_block(*self.read) if x is None else x, plan, **flags)
         *where, digest = self.read
@@ -430,10 +435,8 @@ def analyze(
                       path_permutations=path_permutations, floor_permutations=floor_permutations, seed=seed,
                       relevant=relevant, pca_epochs=pca_epochs, extras=[name for name in EXTRAS if name in extras],
                       probe_epochs=probe_epochs)
-    plan = block_plan(run, n_top=n_top, seed=seed, null_permutations=path_permutations,
-                      floor_permutations=floor_permutations)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks, not inside small BLAS calls
-        return _analyze(run, plan, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress,
+        return _analyze(run, kind, parameters, scheduler=scheduler, max_workers=max_workers, progress=progress,
                         budget=budget)
 
 
@@ -448,8 +451,8 @@ def block_plan(run: Run, *, n_top: int = large_activation.N_TOP, seed: int = blo
                      floor_permutations=floor_permutations)
 
 
-def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *, scheduler: str | None,
-             max_workers: int, progress: bool, budget: int) -> xr.DataTree:
+def _analyze(run: Run, kind: str, parameters: dict[str, Any], *, scheduler: str | None, max_workers: int,
+             progress: bool, budget: int) -> xr.DataTree:
     n_components, n_top, relevant = parameters["n_components"], parameters["n_top"], parameters["relevant"]
     pca_indices = pca_epoch_indices(len(run.epochs), parameters["pca_epochs"])
     errors: dict[str, str] = {}
@@ -464,28 +467,14 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
         for child, ds in (built.items() if isinstance(built, dict) else [("", built)]):
             nodes[f"/{name}/{child}" if child else f"/{name}"] = ds
 
-    attempt("curves", lambda: curves.learning_curves(run.metrics))  # before the pass: its phases place the path null
-    if run.dynamics is not None:
-        attempt("dynamics", lambda: dynamics.sample_dynamics(run.dynamics, seed=parameters["seed"]))
-        skipped = {}
-    else:
-        skipped = {"dynamics": NO_DYNAMICS}
-    null_indices = null_epoch_indices(run, nodes.get("/curves"))
-    stats = Statistics(run, plan)
-    extras: dict[str, BlockExtra] = {}
-    own = {"probes": dict(probe_epochs=parameters["probe_epochs"], keep_epochs=null_indices), "cka": {}}
-    for name, extra in (("probes", probes.ProbesAlongTraining), ("cka", similarity.SimilarityAlongTraining)):
-        if name in parameters["extras"]:  # with their own defaults: the probes' 999 permutations, for BH over a family
-            try:
-                extras[EXTRAS[name]] = extra(run, run.layer_names, kind=kind, seed=parameters["seed"], **own[name])
-            except Exception as exc:
-                errors[EXTRAS[name]] = f"{type(exc).__name__}: {exc}"
     def image_features() -> np.ndarray:  # the images are read here and dropped once their features are made
         return large_activation.image_features(run.probes["image"].values, seed=parameters["seed"], max_bytes=budget)
 
-    # each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on threads beside
-    # the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers' large-activation
-    # and path parts read the output layer's predictions, so the output layer is read first and they wait for it
+    # the image features need the probe images only: they are made first, beside everything else (the plan, the
+    # curves, the pass). Each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on
+    # threads beside the pass (the read leaves CPU free: it holds the GIL for most of its time); the other layers'
+    # large-activation and path parts read the output layer's predictions, so the output layer is read first and
+    # they wait for it
     with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
         if 4 * int(np.prod(run.probes["image"].shape)) > budget:
             # float32 pixels beyond the block budget (50,000 CIFAR images: 614 MB): their features are made before
@@ -497,6 +486,26 @@ def _analyze(run: Run, plan: BlockPlan, kind: str, parameters: dict[str, Any], *
                 features.set_exception(exc)
         else:  # on a side thread while the pass reads
             features = side.submit(image_features)
+        plan = block_plan(run, n_top=n_top, seed=parameters["seed"], null_permutations=parameters["path_permutations"],
+                          floor_permutations=parameters["floor_permutations"])
+        # the curves come before the pass: their phases place the path null
+        attempt("curves", lambda: curves.learning_curves(run.metrics))
+        if run.dynamics is not None:
+            attempt("dynamics", lambda: dynamics.sample_dynamics(run.dynamics, seed=parameters["seed"]))
+            skipped = {}
+        else:
+            skipped = {"dynamics": NO_DYNAMICS}
+        null_indices = null_epoch_indices(run, nodes.get("/curves"))
+        stats = Statistics(run, plan)
+        extras: dict[str, BlockExtra] = {}
+        own = {"probes": dict(probe_epochs=parameters["probe_epochs"], keep_epochs=null_indices), "cka": {}}
+        for name, extra in (("probes", probes.ProbesAlongTraining), ("cka", similarity.SimilarityAlongTraining)):
+            # with their own defaults: the probes' 999 permutations, for BH over a family
+            if name in parameters["extras"]:
+                try:
+                    extras[EXTRAS[name]] = extra(run, run.layer_names, kind=kind, seed=parameters["seed"], **own[name])
+                except Exception as exc:
+                    errors[EXTRAS[name]] = f"{type(exc).__name__}: {exc}"
         assemblies: dict[str, Assembly] = {
             "separation": SeparationAssembly(stats),
             "pca": PCAAssembly(stats, n_components, pca_indices),
