@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 from fixtures_store import cached_planted, cached_results
+from threadpoolctl import threadpool_info, threadpool_limits
 from test_analysis_kernels import hand_cosine
 
 from actlab.analysis import analyze, blocks, chunked, open_run, pipeline
@@ -248,7 +249,15 @@ def test_image_features_beyond_the_block_budget_are_made_before_the_pass(tmp_pat
     order = []
     features, stream = large_activation.image_features, pipeline._stream_blocks
 
+    def blas_threads():
+        return [api["num_threads"] for api in threadpool_info() if api["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = blas_threads()
+    assert two  # NumPy's BLAS is seen
+
     def made(*args, **kwargs):
+        assert blas_threads() == two  # the two workers' cores: nothing else runs (the pass's blocks take 1 each)
         found = features(*args, **kwargs)
         order.append("features made")
         return found
@@ -256,7 +265,7 @@ def test_image_features_beyond_the_block_budget_are_made_before_the_pass(tmp_pat
     monkeypatch.setattr(large_activation, "image_features", made)
     monkeypatch.setattr(pipeline, "_stream_blocks", lambda *args, **kwargs: order.append("pass") or stream(*args, **kwargs))
     assert 4 * run.probes["image"].size > 800
-    assert analyze(run, progress=False, n_permutations=9, block_bytes=800).attrs["errors"] == {}
+    assert analyze(run, progress=False, n_permutations=9, block_bytes=800, max_workers=2).attrs["errors"] == {}
     assert order == ["features made", "pass"]
     order.clear()
 

@@ -478,10 +478,13 @@ def _analyze(run: Run, kind: str, parameters: dict[str, Any], *, scheduler: str 
     with cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="actlab-assemble") as side:
         if 4 * int(np.prod(run.probes["image"].shape)) > budget:
             # float32 pixels beyond the block budget (50,000 CIFAR images: 614 MB): their features are made before
-            # the pass, whose blocks their images, covariance and chunks (about 400 MB) would otherwise join
+            # the pass, whose blocks their images, covariance and chunks (about 400 MB) would otherwise join; nothing
+            # else runs meanwhile, so their BLAS products (the covariance) use every worker's core
             features: cf.Future = cf.Future()
             try:
-                features.set_result(image_features())
+                with threadpool_limits(limits=max_workers, user_api="blas"):
+                    made = image_features()
+                features.set_result(made)
             except Exception as exc:  # fails the large-activation analysis only, as on a side thread
                 features.set_exception(exc)
         else:  # on a side thread while the pass reads
