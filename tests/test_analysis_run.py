@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -118,11 +120,14 @@ def test_probe_images_are_read_where_used_and_must_be_those_read_at_open(tmp_pat
     assert image.dims == ("sample", "channel", "height", "width") and image.dtype == expected.dtype
     np.testing.assert_array_equal(image.values, expected)
     np.testing.assert_array_equal(image.values, planted.probes.images)
+    np.testing.assert_array_equal(run.probe_images(), planted.probes.images)  # the same read without dask
     # a chunk removed after the open reads as fill values, which no codec checksum sees: refused by the CRC32 taken at open
     chunks = [path for path in (store_path(tmp_path / "run") / "probes" / "image" / "c").rglob("*") if path.is_file()]
     chunks[0].unlink()
     with pytest.raises(StoreError, match="array probes/image differs from the images read when the run was opened"):
         run.probes["image"].values
+    with pytest.raises(StoreError, match="array probes/image differs from the images read when the run was opened"):
+        run.probe_images()
     # a damaged chunk fails its CRC32C: one line naming the array
     shutil.copytree(planted.run_dir, tmp_path / "run2")
     run = actlab.open_run(tmp_path / "run2")
@@ -132,3 +137,16 @@ def test_probe_images_are_read_where_used_and_must_be_those_read_at_open(tmp_pat
     chunk.write_bytes(bytes(raw))
     with pytest.raises(StoreError, match=r"array probes/image cannot be read \("):
         run.probes["image"].values
+    with pytest.raises(StoreError, match=r"array probes/image cannot be read \("):
+        run.probe_images()
+
+
+def test_analyze_on_local_threads_does_not_import_dask_distributed(planted):
+    # dask's first compute imports dask.distributed where it is installed (about 0.5 s of CPU at the start of every
+    # analysis, holding the interpreter lock while the block plan is made); analyze on local threads computes nothing
+    # through dask
+    pytest.importorskip("distributed")
+    code = ("import sys; from actlab.analysis import analyze, open_run; "
+            f"analyze(open_run({str(planted.run_dir)!r}), progress=False); print('distributed' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

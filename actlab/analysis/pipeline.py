@@ -468,7 +468,7 @@ def _analyze(run: Run, kind: str, parameters: dict[str, Any], *, scheduler: str 
             nodes[f"/{name}/{child}" if child else f"/{name}"] = ds
 
     def image_features() -> np.ndarray:  # the images are read here and dropped once their features are made
-        return large_activation.image_features(run.probes["image"].values, seed=parameters["seed"], max_bytes=budget)
+        return large_activation.image_features(run.probe_images(), seed=parameters["seed"], max_bytes=budget)
 
     # the image features need the probe images only: they are made first, beside everything else (the plan, the
     # curves, the pass). Each analysis builds a layer's part as soon as the pass has all of that layer's blocks, on
